@@ -1,0 +1,47 @@
+# CampusCard — every command a developer or CI needs. `make demo` and `make test` work on a
+# fresh machine with Python 3.11: they install what is missing first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo serve test test-fast lint format browsers clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download).
+browsers:
+	scripts/install-chromium.sh
+
+demo: install
+	$(BIN)/campuscard demo
+
+serve: install
+	$(BIN)/campuscard serve
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+test: install browsers lint
+	$(BIN)/pytest -n 2 -q
+
+test-fast: install
+	$(BIN)/pytest -n 2 -q -m "not browser and not reliability"
+
+
+clean:
+	rm -rf $(VENV) .campuscard .pytest_cache .mypy_cache .ruff_cache test-artifacts

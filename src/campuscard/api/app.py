@@ -1,0 +1,57 @@
+"""The FastAPI application: one app serving the API (/api) and the web pages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from campuscard import __version__
+from campuscard.api import errors
+from campuscard.api.middleware import RequestContextMiddleware
+from campuscard.api.routes import admin, auth, health
+from campuscard.config import Settings, get_settings
+from campuscard.db.pool import PgPool, create_pool
+
+
+def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> FastAPI:
+    """Build the app. With ``pool`` given (tests) the caller owns it; otherwise the app opens one
+    to ``settings.database_url`` at start-up and closes it at shutdown."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = pool is None
+        app.state.pool = pool or await create_pool(
+            settings.database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+        )
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.pool.close()
+
+    app = FastAPI(
+        title="CampusCard",
+        version=__version__,
+        description="Campus one-card platform API. Every error answers "
+        '{"error": {"code", "message", "field"}}.',
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if pool is not None:
+        app.state.pool = pool
+    errors.install(app)
+    app.add_middleware(RequestContextMiddleware)
+    for router in (health.router, auth.router, admin.router):
+        app.include_router(router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (each worker builds its own app and pool)."""
+    return create_app()

@@ -1,0 +1,68 @@
+"""Shared request dependencies: the pool, settings, the signed-in actor, the school in the path."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict
+
+from campuscard.config import Settings
+from campuscard.db.pool import PgPool
+from campuscard.domain.errors import NotFound, Unauthorized
+from campuscard.services import auth
+from campuscard.services.actors import Actor
+
+SESSION_COOKIE = "cc_session"
+
+
+class Body(BaseModel):
+    """Request bodies: unknown fields and loose types (a float for an int) are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def get_pool(request: Request) -> PgPool:
+    pool: PgPool = request.app.state.pool
+    return pool
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+Pool = Annotated[PgPool, Depends(get_pool)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    return None
+
+
+async def current_actor(request: Request, pool: Pool, settings: AppSettings) -> Actor:
+    token = bearer_token(request)
+    if token is not None:
+        actor, _ = await auth.resolve_session(pool, settings, token, "api")
+        return actor
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        actor, _ = await auth.resolve_session(pool, settings, cookie, "web")
+        return actor
+    raise Unauthorized("sign in first: send 'Authorization: Bearer <token>'", code="AUTH_REQUIRED")
+
+
+CurrentActor = Annotated[Actor, Depends(current_actor)]
+
+
+async def school_id_for(pool: PgPool, actor: Actor, code: str) -> int:
+    """The id of the school in the path, if the actor belongs to it (else: not found)."""
+    school_id: int | None = await pool.fetchval("SELECT id FROM schools WHERE code = $1", code)
+    if school_id is None or not (actor.is_platform_admin or school_id in actor.schools()):
+        # another school's data is not even acknowledged to exist
+        raise NotFound(f"unknown school {code!r}", field="school")
+    return school_id

@@ -1,0 +1,154 @@
+"""The one command: ``campuscard serve | demo | db ... | ledger check``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from campuscard.config import Settings, get_settings
+from campuscard.db import runtime
+from campuscard.db.embedded import EmbeddedPostgres
+from campuscard.db.pool import connect
+from campuscard.logs import setup_logging
+
+app = typer.Typer(help="CampusCard: campus one-card platform.", no_args_is_help=True)
+db_app = typer.Typer(help="Database: the embedded server and migrations.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Ledger checks.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(ledger_app, name="ledger")
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations (starting the embedded server for the duration if needed)."""
+    settings = _settings()
+    with runtime.database(settings, migrate_schema=False) as url:
+        applied = asyncio.run(runtime.upgrade(url))
+    typer.echo("\n".join(f"applied {name}" for name in applied) or "database is up to date")
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded PostgreSQL and leave it running (for psql, pgbench, tools)."""
+    settings = _settings()
+    server = EmbeddedPostgres(settings.pgdata, settings.embedded_port, settings.embedded_fsync)
+    server.start()
+    typer.echo(server.url_for(runtime.APP_DATABASE))
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL."""
+    settings = _settings()
+    EmbeddedPostgres(settings.pgdata, settings.embedded_port).stop()
+    typer.echo("stopped")
+
+
+@ledger_app.command("check")
+def ledger_check() -> None:
+    """Prove the ledger's invariants over the whole database; exit 1 on any violation."""
+    from campuscard.services.ledger_check import check_ledger
+
+    settings = _settings()
+    with runtime.database(settings) as url:
+
+        async def run() -> Any:
+            conn = await connect(url)
+            try:
+                return await check_ledger(conn)
+            finally:
+                await conn.close()
+
+        report = asyncio.run(run())
+    typer.echo(
+        f"accounts {report.accounts}, transactions {report.transactions}, "
+        f"postings {report.postings}, sum of balances {report.total_balance}"
+    )
+    for violation in report.violations:
+        typer.echo(f"VIOLATION {violation}", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+    typer.echo("ledger OK: I1 sum zero, I2 transactions net zero, I3 floors, I4 balances/versions")
+
+
+def _serve(settings: Settings, url: str, workers: int) -> None:
+    import uvicorn
+
+    os.environ["CAMPUSCARD_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    uvicorn.run(
+        "campuscard.api.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@app.command("serve")
+def serve(
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 0,
+) -> None:
+    """Serve the API and web pages (migrating first)."""
+    settings = _settings()
+    setup_logging(as_json=settings.log_json)
+    with runtime.database(settings) as url:
+        _serve(settings, url, workers or settings.workers)
+
+
+@app.command("demo")
+def demo(
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+) -> None:
+    """Load the demo campus (once) and serve it."""
+    from campuscard import demo as demo_data
+
+    settings = _settings()
+    with runtime.database(settings) as url:
+
+        async def load() -> demo_data.DemoCampus:
+            conn = await connect(url)
+            try:
+                return await demo_data.load_demo(conn)
+            finally:
+                await conn.close()
+
+        campus = asyncio.run(load())
+        base = settings.public_url.rstrip("/")
+        lines = [
+            "",
+            "CampusCard demo campus " + ("created" if campus.created else "found"),
+            f"  API docs:       {base}/api/docs",
+            f"  Health:         {base}/api/health",
+            f"  Web pages:      {base}/",
+            "  Sign in (school code / user / password):",
+        ]
+        for who, school, user in campus.logins:
+            student = who.startswith("student")
+            password = demo_data.STUDENT_PASSWORD if student else demo_data.DEMO_PASSWORD
+            lines.append(f"    {who:<28} {school or '-':<6} {user:<14} {password}")
+        lines.append(f"  Terminals: {', '.join(campus.terminals)}")
+        lines.append(f"  Database: {url}")
+        typer.echo("\n".join(lines), err=False)
+        sys.stdout.flush()
+        if serve_after:
+            setup_logging(as_json=settings.log_json)
+            _serve(settings, url, settings.workers)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Use cases: one verb-named function each; each owns its transaction."""

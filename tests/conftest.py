@@ -1,0 +1,134 @@
+"""Test fixtures: a real PostgreSQL (embedded, or CAMPUSCARD_TEST_DATABASE_URL), a migrated
+template database, and a fresh copy of it for every test that touches the database."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from campuscard.api.app import create_app
+from campuscard.config import Settings
+from campuscard.db import migrate
+from campuscard.db.embedded import EmbeddedPostgres, free_port
+from campuscard.db.pool import connect, create_pool
+
+TEMPLATE = "cc_template"
+_counter = itertools.count()
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """URL of a maintenance database on the test server."""
+    external = os.environ.get("CAMPUSCARD_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    root = Path(tempfile.mkdtemp(prefix=f"cc-test-{_worker()}-"))
+    server = EmbeddedPostgres(pgdata=root / "pgdata", port=free_port(), fsync=False)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _url_with_db(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str) -> str:
+    name = f"{TEMPLATE}_{_worker()}"
+
+    async def build() -> None:
+        admin = await asyncpg.connect(pg_admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await connect(_url_with_db(pg_admin_url, name))
+        try:
+            await migrate.upgrade(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    return name
+
+
+@pytest.fixture
+def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for this test only."""
+    name = f"t_{_worker()}_{os.getpid()}_{next(_counter)}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(pg_admin_url)
+        try:
+            await admin.execute(
+                f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" STRATEGY FILE_COPY'
+            )
+        finally:
+            await admin.close()
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(pg_admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    try:
+        yield _url_with_db(pg_admin_url, name)
+    finally:
+        asyncio.run(drop())
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(
+        database_url=db_url,
+        master_key="test-master-key-0123456789",  # type: ignore[arg-type]
+        login_max_failures=3,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
+    p = await create_pool(db_url, min_size=1, max_size=20)
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+@pytest.fixture
+async def conn(pool: asyncpg.Pool[Any]) -> AsyncIterator[asyncpg.Connection[Any]]:
+    async with pool.acquire() as c:
+        yield c
+
+
+@pytest.fixture
+async def client(settings: Settings, pool: asyncpg.Pool[Any]) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, pool=pool)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c

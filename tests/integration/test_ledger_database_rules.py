@@ -1,0 +1,123 @@
+"""The database itself refuses what would break the ledger, even for raw SQL."""
+
+import asyncpg
+import pytest
+
+from campuscard.db.pool import Conn
+from campuscard.domain.errors import InsufficientFunds
+from campuscard.services import ledger
+from campuscard.services.ledger_check import check_ledger
+from tests.support import make_school, make_student
+
+
+async def _setup(conn: Conn) -> tuple[int, dict[str, int], int]:
+    school = await make_school(conn)
+    person = await make_student(conn, school.id, "S001", cash=1000)
+    purses = await ledger.open_purses(conn, school.id, person)
+    bank = await ledger.system_account(conn, school.id, "bank_clearing")
+    return school.id, purses, bank
+
+
+async def test_unbalanced_transaction_is_refused_at_commit_even_by_raw_sql(conn: Conn) -> None:
+    school_id, purses, bank = await _setup(conn)
+    with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
+        async with conn.transaction():
+            tx = await conn.fetchval(
+                "INSERT INTO journal_tx(school_id, kind, business_date) "
+                "VALUES ($1, 'raw', current_date) RETURNING id",
+                school_id,
+            )
+            await conn.execute(
+                "INSERT INTO postings(tx_id, account_id, amount) VALUES ($1, $2, 500), ($1, $3, -400)",
+                tx,
+                purses["cash"],
+                bank,
+            )
+    assert (await check_ledger(conn)).ok
+    assert await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", purses["cash"]) == 1000
+
+
+async def test_purse_cannot_go_negative_by_raw_sql(conn: Conn) -> None:
+    school_id, purses, bank = await _setup(conn)
+    with pytest.raises(asyncpg.CheckViolationError, match="accounts_floor"):
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT cc_post($1, 'raw', NULL, '', 'x', $2::bigint[], $3::bigint[])",
+                school_id,
+                [purses["cash"], bank],
+                [-1001, 1001],
+            )
+    with pytest.raises(InsufficientFunds):
+        async with conn.transaction():
+            await ledger.post(
+                conn,
+                school_id=school_id,
+                kind="t",
+                legs=ledger.legs_move(purses["cash"], bank, 1001),
+            )
+
+
+async def test_balance_cannot_be_set_directly(conn: Conn) -> None:
+    _, purses, _ = await _setup(conn)
+    with pytest.raises(asyncpg.RestrictViolationError, match="only by inserting postings"):
+        await conn.execute("UPDATE accounts SET balance = 999999 WHERE id = $1", purses["cash"])
+
+
+async def test_postings_and_transactions_cannot_be_updated_or_deleted(conn: Conn) -> None:
+    await _setup(conn)
+    for sql in (
+        "UPDATE postings SET amount = amount * 2",
+        "DELETE FROM postings",
+        "TRUNCATE postings CASCADE",
+        "UPDATE journal_tx SET memo = 'changed'",
+        "DELETE FROM journal_tx",
+    ):
+        with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+            await conn.execute(sql)
+
+
+async def test_new_account_cannot_start_with_money(conn: Conn) -> None:
+    school_id, _, _ = await _setup(conn)
+    with pytest.raises(asyncpg.CheckViolationError, match="starts at balance 0"):
+        await conn.execute(
+            "INSERT INTO accounts(school_id, kind, system_code, balance) VALUES ($1, 'system', 'x', 5)",
+            school_id,
+        )
+
+
+async def test_transaction_cannot_span_schools(conn: Conn) -> None:
+    school_id, purses, _ = await _setup(conn)
+    other = await make_school(conn, "OTH")
+    other_bank = await ledger.system_account(conn, other.id, "bank_clearing")
+    with pytest.raises(asyncpg.CheckViolationError, match="spans schools"):
+        async with conn.transaction():
+            await ledger.post(
+                conn,
+                school_id=school_id,
+                kind="t",
+                legs=ledger.legs_move(purses["cash"], other_bank, 100),
+            )
+
+
+async def test_posting_records_balance_after_and_version(conn: Conn) -> None:
+    school_id, purses, bank = await _setup(conn)
+    async with conn.transaction():
+        await ledger.post(
+            conn, school_id=school_id, kind="t", legs=ledger.legs_move(purses["cash"], bank, 300)
+        )
+    rows = await conn.fetch(
+        "SELECT amount, balance_after, version FROM postings WHERE account_id = $1 ORDER BY version",
+        purses["cash"],
+    )
+    assert [tuple(r) for r in rows] == [(1000, 1000, 1), (-300, 700, 2)]
+    assert (await check_ledger(conn)).ok
+
+
+async def test_idempotency_keys_are_unique(conn: Conn) -> None:
+    await conn.execute(
+        "INSERT INTO idempotency_keys(scope, key, request_hash) VALUES ('t', 'abcdefgh', 'h')"
+    )
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await conn.execute(
+            "INSERT INTO idempotency_keys(scope, key, request_hash) VALUES ('t', 'abcdefgh', 'h2')"
+        )
