@@ -107,6 +107,7 @@ def settings(db_url: str) -> Settings:
         database_url=db_url,
         master_key="test-master-key-0123456789",  # type: ignore[arg-type]
         login_max_failures=3,
+        run_worker=False,  # tests drive the worker explicitly
         _env_file=None,  # type: ignore[call-arg]
     )
 

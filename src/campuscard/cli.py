@@ -106,6 +106,18 @@ def serve(
         _serve(settings, url, workers or settings.workers)
 
 
+@app.command("worker")
+def worker() -> None:
+    """Deliver the outbox (SMS, pushes) and run periodic jobs until interrupted."""
+    from campuscard.jobs.worker import run_forever
+
+    settings = _settings()
+    setup_logging(as_json=settings.log_json)
+    with runtime.database(settings) as url:
+        settings = settings.model_copy(update={"database_url": url})
+        asyncio.run(run_forever(settings))
+
+
 @app.command("demo")
 def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,

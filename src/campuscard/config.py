@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     login_lock_minutes: int = 15
 
     log_json: bool = True
+    # run outbox delivery and periodic jobs inside the web process (each uvicorn worker);
+    # turn off when a separate `campuscard worker` runs them
+    run_worker: bool = True
 
     @property
     def pgdata(self) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +15,7 @@ from campuscard.api.middleware import RequestContextMiddleware
 from campuscard.api.routes import admin, auth, health
 from campuscard.config import Settings, get_settings
 from campuscard.db.pool import PgPool, create_pool
+from campuscard.jobs.worker import run_forever
 
 
 def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> FastAPI:
@@ -26,9 +29,18 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         app.state.pool = pool or await create_pool(
             settings.database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
         )
+        stop = asyncio.Event()
+        worker = (
+            asyncio.create_task(run_forever(settings, stop=stop)) if settings.run_worker else None
+        )
         try:
             yield
         finally:
+            stop.set()
+            if worker is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    worker.cancel()
+                    await worker
             if own:
                 await app.state.pool.close()
 

@@ -1,0 +1,1 @@
+"""Worker tasks: outbox delivery and periodic jobs, run by ``campuscard worker``."""
