@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from campuscard import __version__
 from campuscard.api import errors
 from campuscard.api.middleware import RequestContextMiddleware
-from campuscard.api.routes import admin, auth, health
+from campuscard.api.routes import admin, auth, health, users
 from campuscard.config import Settings, get_settings
 from campuscard.db.pool import PgPool, create_pool
 from campuscard.jobs.worker import run_forever
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         app.state.pool = pool
     errors.install(app)
     app.add_middleware(RequestContextMiddleware)
-    for router in (health.router, auth.router, admin.router):
+    for router in (health.router, auth.router, admin.router, users.router):
         app.include_router(router)
     return app
 
