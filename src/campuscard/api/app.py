@@ -13,6 +13,7 @@ from campuscard import __version__
 from campuscard.api import errors
 from campuscard.api.middleware import RequestContextMiddleware
 from campuscard.api.routes import admin, auth, health, users
+from campuscard.api.routes import counter as counter_routes
 from campuscard.config import Settings, get_settings
 from campuscard.db.pool import PgPool, create_pool
 from campuscard.jobs.worker import run_forever
@@ -60,6 +61,9 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     errors.install(app)
     app.add_middleware(RequestContextMiddleware)
     for router in (health.router, auth.router, admin.router, users.router):
+        app.include_router(router)
+    # money in and out (counter, top-up, bank link, subsidies)
+    for router in (counter_routes.router,):
         app.include_router(router)
     return app
 

@@ -1,0 +1,56 @@
+"""Builders for the money-in-and-out tests: operators, holders with cards, simulators."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests.support import login, make_school, make_student, make_user
+
+_ids = itertools.count(1)
+
+
+def cid(prefix: str = "op") -> str:
+    """A fresh client id."""
+    return f"{prefix}-{next(_ids):06d}-client"
+
+
+async def add_card(
+    conn: asyncpg.Connection[Any], school_id: int, person_id: int, number: str
+) -> None:
+    await conn.execute(
+        "INSERT INTO cards(school_id, person_id, number, state) VALUES ($1, $2, $3, 'active')",
+        school_id,
+        person_id,
+        number,
+    )
+
+
+async def counter_setup(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, *, cash: int = 0
+) -> tuple[dict[str, str], int, int]:
+    """A school with one settlement operator (signed in) and one student; returns
+    (operator headers, school id, student person id). The student number is S001."""
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        await make_user(conn, "cashier", "settlement", school.id)
+        person = await make_student(conn, school.id, "S001", cash=cash, name="李雷")
+        await add_card(conn, school.id, person, "20260001")
+    return await login(client, "cashier", "TST"), school.id, person
+
+
+async def balances(pool: asyncpg.Pool[Any], person_id: int) -> dict[str, int]:
+    rows = await pool.fetch(
+        "SELECT purse, balance FROM accounts WHERE person_id = $1 AND kind = 'purse'", person_id
+    )
+    return {r["purse"]: r["balance"] for r in rows}
+
+
+async def system_balance(pool: asyncpg.Pool[Any], school_id: int, code: str) -> int:
+    value: int = await pool.fetchval(
+        "SELECT balance FROM accounts WHERE school_id = $1 AND system_code = $2", school_id, code
+    )
+    return value
