@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     # Master key: terminal, device and pickup-code secrets are derived from or sealed with it.
     master_key: SecretStr = Field(default=SecretStr("dev-only-master-key-change-me-in-production"))
 
+    # payment codes: a phone's code changes every this many seconds (stored per binding, so a
+    # change applies to phones bound afterwards); a server-minted code lives this long
+    paycode_step_seconds: int = Field(default=60, ge=15, le=600)
+    paycode_minted_ttl_seconds: int = Field(default=120, ge=30, le=3600)
+
     session_idle_minutes: int = 30
     api_token_hours: int = 12
     login_max_failures: int = 5

@@ -14,6 +14,7 @@ from campuscard.api import errors
 from campuscard.api.middleware import RequestContextMiddleware
 from campuscard.api.routes import admin, auth, health, users
 from campuscard.api.routes import counter as counter_routes
+from campuscard.api.routes import paycodes as paycode_routes
 from campuscard.config import Settings, get_settings
 from campuscard.db.pool import PgPool, create_pool
 from campuscard.jobs.worker import run_forever
@@ -64,6 +65,9 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         app.include_router(router)
     # money in and out (counter, top-up, bank link, subsidies)
     for router in (counter_routes.router,):
+        app.include_router(router)
+    # payment codes: phones, codes, live events (issue 4)
+    for router in (paycode_routes.router,):
         app.include_router(router)
     return app
 

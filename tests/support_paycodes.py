@@ -1,0 +1,43 @@
+"""Builders for payment-code tests: a cardholder with a bound phone, and codes made like the
+phone makes them (the Python twin of web/static/js/paycode.js)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from campuscard.config import Settings
+from campuscard.domain import paycode
+from campuscard.services import auth, paycodes
+from campuscard.services.actors import Actor
+from tests.support import make_student, make_user
+
+
+@dataclass
+class Holder:
+    school_id: int
+    person_id: int
+    user_id: int
+    actor: Actor
+    device: paycodes.BoundDevice
+
+    def code(self, at: float, counter: int = 0) -> str:
+        step = paycode.time_step(at, self.device.step_seconds)
+        return paycode.generate(self.device.secret, self.device.token, step, counter)
+
+
+async def make_holder(
+    conn: asyncpg.Connection[Any],
+    settings: Settings,
+    school_id: int,
+    number: str = "S1001",
+    *,
+    cash: int = 10_000,
+) -> Holder:
+    person_id = await make_student(conn, school_id, number, cash=cash)
+    user_id = await make_user(conn, f"u{number}", "cardholder", school_id, person_id=person_id)
+    actor = await auth.load_actor(conn, user_id)
+    device = await paycodes.do_bind_device(conn, settings, actor, label="test phone")
+    return Holder(school_id, person_id, user_id, actor, device)
