@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
 import httpx
+from pydantic import SecretStr
 
+from campuscard.adapters.provider.simulator import ProviderSimulator
+from campuscard.api.app import create_app
+from campuscard.config import Settings
+from campuscard.db.embedded import free_port
+from tests.servers import serve_in_thread
 from tests.support import login, make_school, make_student, make_user
 
 _ids = itertools.count(1)
@@ -54,3 +64,36 @@ async def system_balance(pool: asyncpg.Pool[Any], school_id: int, code: str) -> 
         "SELECT balance FROM accounts WHERE school_id = $1 AND system_code = $2", school_id, code
     )
     return value
+
+
+PROVIDER_KEY = "test-provider-key-0123456789"
+MCH_ID = "1900000109"
+
+
+@contextmanager
+def provider_world(settings: Settings) -> Iterator[tuple[Settings, ProviderSimulator, str]]:
+    """The provider simulator and CampusCard itself on loopback ports, wired to each other.
+    Yields (settings pointing at both, the simulator, CampusCard's base URL)."""
+    sim = ProviderSimulator({MCH_ID: PROVIDER_KEY})
+    with serve_in_thread(sim.app) as sim_url:
+        port = free_port()
+        wired = settings.model_copy(
+            update={
+                "provider_url": sim_url,
+                "provider_mch_id": MCH_ID,
+                "provider_key": SecretStr(PROVIDER_KEY),
+                "public_url": f"http://127.0.0.1:{port}",
+                "provider_query_after_seconds": 0,
+            }
+        )
+        with serve_in_thread(create_app(wired), port=port) as app_url:
+            yield wired, sim, app_url
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False

@@ -45,6 +45,28 @@ class Settings(BaseSettings):
     # turn off when a separate `campuscard worker` runs them
     run_worker: bool = True
 
+    # Online payment provider (WeChat-Pay/Alipay-like; adapters/provider). The defaults talk
+    # to the bundled simulator (`campuscard sim provider`).
+    provider_url: str = "http://127.0.0.1:8601"
+    provider_app_id: str = "wxcampuscard"
+    provider_mch_id: str = "1900000109"
+    provider_key: SecretStr = Field(default=SecretStr("dev-only-provider-key-change-me"))
+    provider_timeout_seconds: float = 5.0
+    provider_order_minutes: int = 15  # an unpaid order expires (and is closed) after this
+    provider_query_after_seconds: int = 60  # query orders whose callback has not come by then
+
+    # Bank link (圈存, ISO 8583 over TCP; adapters/bank). Defaults: the bundled simulator.
+    bank_host: str = "127.0.0.1"
+    bank_port: int = 8602
+    bank_mac_key: SecretStr = Field(default=SecretStr("dev-only-bank-mac-key-change-me"))
+    bank_timeout_seconds: float = 5.0
+    bank_reversal_attempts: int = 3  # immediate reversal tries after a timeout
+    # The bank's service hours for transfers, local time "HH:MM-HH:MM" (end may be 24:00)
+    bank_hours: str = "00:00-24:00"
+    bank_timezone: str = "Asia/Shanghai"
+    bank_acquirer_id: str = "CAMPUSCARD00001"  # field 42
+    bank_terminal_id: str = "CCPLAT01"  # field 41
+
     @property
     def pgdata(self) -> Path:
         return self.data_dir.resolve() / "pgdata"

@@ -15,6 +15,7 @@ from campuscard.api.middleware import RequestContextMiddleware
 from campuscard.api.routes import admin, auth, health, users
 from campuscard.api.routes import counter as counter_routes
 from campuscard.api.routes import paycodes as paycode_routes
+from campuscard.api.routes import topups as topup_routes
 from campuscard.config import Settings, get_settings
 from campuscard.db.pool import PgPool, create_pool
 from campuscard.jobs.worker import run_forever
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     for router in (health.router, auth.router, admin.router, users.router):
         app.include_router(router)
     # money in and out (counter, top-up, bank link, subsidies)
-    for router in (counter_routes.router,):
+    for router in (counter_routes.router, topup_routes.router):
         app.include_router(router)
     # payment codes: phones, codes, live events (issue 4)
     for router in (paycode_routes.router,):

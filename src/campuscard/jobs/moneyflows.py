@@ -1,0 +1,23 @@
+"""Worker tasks for money in and out: provider orders whose callback never came, refunds to
+send, bank transfers to resolve, automatic top-ups, subsidy expiry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from campuscard.config import Settings
+from campuscard.db.pool import PgPool
+from campuscard.jobs.registry import outbox_handler, periodic
+from campuscard.services import provider_orders, topups
+
+__all__ = ["topups"]  # importing topups registers the 'topup' purpose
+
+
+@periodic("provider-query", seconds=30)
+async def query_overdue_provider_orders(pool: PgPool, settings: Settings) -> int:
+    return await provider_orders.resolve_overdue_orders(pool, settings)
+
+
+@outbox_handler("provider.refund")
+async def send_provider_refund(pool: PgPool, settings: Settings, payload: dict[str, Any]) -> None:
+    await provider_orders.send_refund(settings, payload)
