@@ -20,6 +20,10 @@ db_app = typer.Typer(help="Database: the embedded server and migrations.", no_ar
 ledger_app = typer.Typer(help="Ledger checks.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
+settlement_app = typer.Typer(
+    help="Settlement: close a business day, payout file.", no_args_is_help=True
+)
+app.add_typer(settlement_app, name="settlement")
 
 
 def _settings() -> Settings:
@@ -156,6 +160,52 @@ def demo(
         if serve_after:
             setup_logging(as_json=settings.log_json)
             _serve(settings, url, settings.workers)
+
+
+@settlement_app.command("close")
+def settlement_close(
+    school: Annotated[str, typer.Option(help="school code")],
+    day: Annotated[
+        str, typer.Option("--date", help="business date YYYY-MM-DD; default yesterday")
+    ] = "",
+    early: Annotated[bool, typer.Option(help="close today before its cut-off")] = False,
+) -> None:
+    """Close a business day (idempotent) and print its figures."""
+    import json
+    from datetime import date, timedelta
+
+    from campuscard.db.pool import create_pool
+    from campuscard.domain.errors import DomainError
+    from campuscard.services import settlement
+    from campuscard.services.actors import SYSTEM
+
+    settings = _settings()
+    with runtime.database(settings) as url:
+
+        async def run() -> dict[str, Any]:
+            pool = await create_pool(url, min_size=1, max_size=2)
+            try:
+                school_id = await pool.fetchval("SELECT id FROM schools WHERE code = $1", school)
+                if school_id is None:
+                    raise typer.BadParameter(f"unknown school {school!r}", param_hint="--school")
+                if day:
+                    try:
+                        wanted = date.fromisoformat(day)
+                    except ValueError as err:
+                        raise typer.BadParameter("use YYYY-MM-DD", param_hint="--date") from err
+                else:
+                    today: date = await pool.fetchval("SELECT cc_business_date($1)", school_id)
+                    wanted = today - timedelta(days=1)
+                return await settlement.do_close_day(pool, SYSTEM, school_id, wanted, early=early)
+            finally:
+                await pool.close()
+
+        try:
+            result = asyncio.run(run())
+        except DomainError as err:
+            typer.echo(f"refused: {err.code} {err.message}", err=True)
+            raise typer.Exit(1) from err
+    typer.echo(json.dumps(result, ensure_ascii=False, indent=2, default=str))
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from campuscard import __version__
 from campuscard.api import errors
 from campuscard.api.middleware import RequestContextMiddleware
-from campuscard.api.routes import admin, auth, health, users
+from campuscard.api.routes import admin, auth, health, settlement, users
 from campuscard.api.routes import counter as counter_routes
 from campuscard.api.routes import paycodes as paycode_routes
 from campuscard.api.routes import topups as topup_routes
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         app.state.pool = pool
     errors.install(app)
     app.add_middleware(RequestContextMiddleware)
-    for router in (health.router, auth.router, admin.router, users.router):
+    for router in (health.router, auth.router, admin.router, users.router, settlement.router):
         app.include_router(router)
     # money in and out (counter, top-up, bank link, subsidies)
     for router in (counter_routes.router, topup_routes.router):

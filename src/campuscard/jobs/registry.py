@@ -30,7 +30,7 @@ class Periodic:
 PERIODIC: dict[str, Periodic] = {}
 
 # Modules that register handlers and jobs; imported by the worker.
-JOB_MODULES: list[str] = ["campuscard.jobs.moneyflows"]
+JOB_MODULES: list[str] = ["campuscard.jobs.moneyflows", "campuscard.jobs.settlement"]
 
 
 def outbox_handler(topic: str) -> Callable[[OutboxHandler], OutboxHandler]:

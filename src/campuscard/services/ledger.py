@@ -27,6 +27,10 @@ SYSTEM_CODES = (
     "merchant_payable",
     "suspense",
     "opening_balances",
+    # settlement and reconciliation (db/migrations/0070_settlement.sql)
+    "bank_account",
+    "provider_account",
+    "recon_writeoff",
 )
 PURSES = ("cash", "subsidy")
 
