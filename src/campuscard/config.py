@@ -67,6 +67,26 @@ class Settings(BaseSettings):
     bank_acquirer_id: str = "CAMPUSCARD00001"  # field 42
     bank_terminal_id: str = "CCPLAT01"  # field 41
 
+    # SMS gateway (adapters/sms): empty URL = the simulator the app mounts at /dev/sms
+    sms_gateway_url: str = ""
+    sms_key_id: str = "campuscard"
+    sms_api_secret: SecretStr = Field(default=SecretStr("dev-only-sms-secret"))
+    sms_timeout_seconds: float = 10.0
+    # mount the SMS simulator (send API + readable inbox) at /dev/sms; off in production
+    sms_simulator: bool = True
+
+    # Getting a card (issue 7): pickup codes live this long; a kiosk may type this many wrong
+    # codes per window before it is locked for the window
+    pickup_code_days: int = 7
+    pickup_guess_limit: int = 5
+    pickup_guess_window_minutes: int = 10
+    # an authorization a kiosk neither completes nor releases is released after this long
+    pickup_authorization_minutes: int = 10
+
+    @property
+    def sms_base_url(self) -> str:
+        return self.sms_gateway_url or self.public_url.rstrip("/") + "/dev/sms"
+
     @property
     def pgdata(self) -> Path:
         return self.data_dir.resolve() / "pgdata"

@@ -12,7 +12,15 @@ from fastapi import FastAPI
 from campuscard import __version__
 from campuscard.api import errors
 from campuscard.api.middleware import RequestContextMiddleware
-from campuscard.api.routes import admin, auth, health, settlement, users
+from campuscard.api.routes import (
+    admin,
+    auth,
+    card_applications,
+    health,
+    settlement,
+    student_imports,
+    users,
+)
 from campuscard.api.routes import counter as counter_routes
 from campuscard.api.routes import paycodes as paycode_routes
 from campuscard.api.routes import topups as topup_routes
@@ -70,6 +78,18 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     # payment codes: phones, codes, live events (issue 4)
     for router in (paycode_routes.router,):
         app.include_router(router)
+    # getting a card: imports, applications, production queue (issue 7)
+    for router in (student_imports.router, card_applications.router):
+        app.include_router(router)
+    if settings.sms_simulator:
+        from campuscard.adapters.sms.simulator import create_sms_simulator
+
+        app.mount(
+            "/dev/sms",
+            create_sms_simulator(
+                {settings.sms_key_id: settings.sms_api_secret.get_secret_value().encode()}
+            ),
+        )
     return app
 
 

@@ -30,7 +30,12 @@ class Periodic:
 PERIODIC: dict[str, Periodic] = {}
 
 # Modules that register handlers and jobs; imported by the worker.
-JOB_MODULES: list[str] = ["campuscard.jobs.moneyflows", "campuscard.jobs.settlement"]
+JOB_MODULES: list[str] = [
+    "campuscard.jobs.moneyflows",
+    "campuscard.jobs.settlement",
+    "campuscard.jobs.sms",
+    "campuscard.jobs.issuing",
+]
 
 
 def outbox_handler(topic: str) -> Callable[[OutboxHandler], OutboxHandler]:
