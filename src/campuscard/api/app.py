@@ -17,6 +17,7 @@ from campuscard.api.routes import (
     auth,
     card_applications,
     health,
+    reconciliation,
     settlement,
     student_imports,
     users,
@@ -70,7 +71,10 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         app.state.pool = pool
     errors.install(app)
     app.add_middleware(RequestContextMiddleware)
-    for router in (health.router, auth.router, admin.router, users.router, settlement.router):
+    for router in (health.router, auth.router, admin.router, users.router):
+        app.include_router(router)
+    # settlement and reconciliation (issue 8)
+    for router in (settlement.router, reconciliation.router):
         app.include_router(router)
     # money in and out (counter, top-up, bank link, subsidies)
     for router in (counter_routes.router, topup_routes.router):
