@@ -23,6 +23,7 @@ from campuscard.api.routes import (
     users,
 )
 from campuscard.api.routes import counter as counter_routes
+from campuscard.api.routes import live as live_routes
 from campuscard.api.routes import paycodes as paycode_routes
 from campuscard.api.routes import topups as topup_routes
 from campuscard.config import Settings, get_settings
@@ -53,6 +54,9 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
                 with contextlib.suppress(asyncio.CancelledError):
                     worker.cancel()
                     await worker
+            hub = getattr(app.state, "event_hub", None)
+            if hub is not None:  # the live-events LISTEN connection goes back before the pool
+                await hub.close()
             if own:
                 await app.state.pool.close()
 
@@ -80,7 +84,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     for router in (counter_routes.router, topup_routes.router):
         app.include_router(router)
     # payment codes: phones, codes, live events (issue 4)
-    for router in (paycode_routes.router,):
+    for router in (paycode_routes.router, live_routes.router):
         app.include_router(router)
     # getting a card: imports, applications, production queue (issue 7)
     for router in (student_imports.router, card_applications.router):
