@@ -93,6 +93,16 @@ def install(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return validation_response(exc.errors())
 
+    @app.exception_handler(asyncpg.DataError)
+    async def _data(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # a value the database cannot even hold (an id beyond 64 bits, ...): the input is bad,
+        # nothing was changed (the transaction rolled back), and it is not our fault
+        log.warning("input refused by the database: %s", exc)
+        return JSONResponse(
+            status_code=422,
+            content=error_body("VALUE_OUT_OF_RANGE", "a value in the request is out of range"),
+        )
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")

@@ -201,6 +201,9 @@ async def update_person(
     if unknown:
         field = sorted(unknown)[0]
         raise ValidationFailed(f"{field} cannot be changed here", field=field)
+    for required in ("name", "category", "kind"):
+        if required in changes and changes[required] is None:
+            raise ValidationFailed(f"{required} cannot be emptied", field=required)
     async with conn.transaction():
         before = await conn.fetchrow(
             "SELECT school_id, name, class_id, phone, category, kind FROM persons "

@@ -1,0 +1,214 @@
+"""Schemathesis against the app's own OpenAPI document, over real HTTP.
+
+Every operation is fed schema-conforming (positive) and schema-violating (negative) requests,
+signed in as a platform administrator so they get past authentication. Whatever arrives, the
+API must never answer 5xx, and every error must be in the one documented format
+``{"error": {"code", "message", "field"}}``. Operations are enumerated from the document, so a
+new endpoint is fuzzed the day it lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+
+from campuscard.api.app import create_app
+from campuscard.config import Settings
+from campuscard.db.pool import create_pool
+from campuscard.services import auth
+from tests.servers import serve_in_thread
+from tests.support import PASSWORD, make_school, make_student, make_user
+
+# A budget of requests for the whole API, so the run stays about a minute as endpoints are
+# added; each operation gets between 5 and 25 examples per mode. Raise it locally to dig.
+BUDGET = int(os.environ.get("CAMPUSCARD_FUZZ_BUDGET", "1000"))
+
+# Operations excluded from the no-5xx assertion, each with the reason and who owns the fix.
+# Keep this empty whenever possible: an entry here is a known bug, listed in docs/testing.md.
+KNOWN_FAILURES: dict[str, str] = {}
+
+
+def check_response(response: requests.Response) -> str | None:
+    """None if the answer is acceptable, else what is wrong with it."""
+    if response.status_code >= 500:
+        return f"answered {response.status_code}: {response.text[:300]}"
+    if response.status_code < 400:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return f"error {response.status_code} is not JSON: {response.text[:200]!r}"
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict) or set(body) != {"error"}:
+        return f"error {response.status_code} not in the documented format: {body!r}"[:400]
+    if not (isinstance(err.get("code"), str) and err["code"]):
+        return f"error without a code: {body!r}"[:400]
+    if not (isinstance(err.get("message"), str) and err["message"]):
+        return f"error without a message: {body!r}"[:400]
+    if "field" not in err or not (err["field"] is None or isinstance(err["field"], str)):
+        return f"error without a field (str or null): {body!r}"[:400]
+    return None
+
+
+@dataclass
+class Sandbox:
+    """A served app, a signed-in administrator, and a way to undo what fuzzing does to them."""
+
+    base_url: str
+    runner: asyncio.Runner
+    pool: Any
+    admin_id: int
+    admin_hash: str
+    token: str
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def restore(self) -> None:
+        # a fuzzed request may deactivate, lock, re-password or sign out the admin itself
+        async def undo() -> None:
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    """UPDATE users SET is_active = true, password_hash = $2, failed_logins = 0,
+                              locked_until = NULL WHERE id = $1""",
+                    self.admin_id,
+                    self.admin_hash,
+                )
+                await conn.execute(
+                    "UPDATE auth_sessions SET revoked_at = NULL WHERE token_hash = $1",
+                    auth.token_digest(self.token),
+                )
+
+        self.runner.run(undo())
+
+
+@pytest.fixture
+def sandbox(settings: Settings, db_url: str) -> Iterator[Sandbox]:
+    runner = asyncio.Runner()
+    pool = runner.run(create_pool(db_url, min_size=1, max_size=2))
+
+    async def seed() -> tuple[int, str]:
+        async with pool.acquire() as conn:
+            school = await make_school(conn, "TST")
+            await make_student(conn, school.id, "S1", cash=10_000)
+            admin = await make_user(conn, "fuzz-admin", "platform_admin", None)
+            await make_user(conn, "ops", "school_admin", school.id)
+            return admin, await conn.fetchval(
+                "SELECT password_hash FROM users WHERE id = $1", admin
+            )
+
+    admin_id, admin_hash = runner.run(seed())
+    app = create_app(settings)  # the app opens its own pool, as in production
+    try:
+        with serve_in_thread(app) as base_url:
+            r = requests.post(
+                f"{base_url}/api/v1/auth/login",
+                json={"username": "fuzz-admin", "password": PASSWORD},
+                timeout=10,
+            )
+            assert r.status_code == 200, r.text
+            yield Sandbox(base_url, runner, pool, admin_id, admin_hash, r.json()["token"])
+    finally:
+        runner.run(pool.close())
+        runner.close()
+
+
+def operations() -> list[Any]:
+    document = create_app(Settings(database_url="postgresql://unused/none", _env_file=None))  # type: ignore[call-arg]
+    schema = schemathesis.openapi.from_dict(document.openapi())
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+def fuzz_operation(box: Sandbox, operation: Any, mode: GenerationMode, examples: int) -> list[str]:
+    problems: list[str] = []
+    touches_users = "/users" in operation.path or "/auth/" in operation.path
+
+    # password endpoints hash with argon2 (about half a second each here): fewer examples
+    slow = operation.path.endswith(("/password", "/login"))
+
+    @settings(
+        max_examples=max(3, examples // 4) if slow else examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],  # report the first bad answer, unshrunk
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode), own_school=st.booleans())
+    def run(case: Any, own_school: bool) -> None:
+        if own_school and "school" in (case.path_parameters or {}):
+            case.path_parameters["school"] = "TST"  # reach past the school lookup too
+        try:
+            response = case.call(
+                base_url=box.base_url, session=box.session, headers=box.headers(), timeout=15
+            )
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, ValueError):
+            return  # a request the HTTP client itself cannot send; not the server's concern
+        finally:
+            if touches_users:
+                box.restore()
+        problem = check_response(response)  # type: ignore[arg-type]
+        if problem and len(problems) < 3:
+            sent = {
+                "path": case.formatted_path,
+                "query": case.query,
+                "body": case.body if not callable(case.body) else None,
+            }
+            problems.append(f"{problem}\n    request: {json.dumps(sent, default=str)[:400]}")
+
+    try:
+        run()
+    except Unsatisfiable:
+        # nothing to violate (e.g. an operation without parameters has no negative cases)
+        assert mode == GenerationMode.NEGATIVE, operation.label
+    return problems
+
+
+def test_no_5xx_and_every_error_is_documented_format(sandbox: Sandbox) -> None:
+    failures: dict[str, list[str]] = {}
+    timings: dict[str, float] = {}
+    ops = operations()
+    examples = max(5, min(25, BUDGET // (2 * len(ops))))
+    for operation in ops:
+        label = f"{operation.method.upper()} {operation.path}"
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            started = time.monotonic()
+            problems = fuzz_operation(sandbox, operation, mode, examples)
+            if problems and label not in KNOWN_FAILURES:
+                failures.setdefault(label, []).extend(problems)
+            timings[f"{label} {mode.value}"] = time.monotonic() - started
+    slowest = sorted(timings.items(), key=lambda kv: -kv[1])[:5]
+    print("slowest:", ", ".join(f"{k} {v:.1f}s" for k, v in slowest))
+    report = "\n".join(f"{op}:\n  " + "\n  ".join(p) for op, p in failures.items())
+    assert not failures, f"fuzzing found bad answers:\n{report}"
+
+
+def test_check_response_rejects_what_it_should() -> None:
+    # the checker itself must catch a 500, a bare error, and a missing field
+    def fake(status: int, body: Any) -> requests.Response:
+        r = requests.Response()
+        r.status_code = status
+        r._content = json.dumps(body).encode()
+        return r
+
+    assert check_response(fake(500, {"error": {"code": "X", "message": "m", "field": None}}))
+    assert check_response(fake(422, {"detail": "bad"}))
+    assert check_response(fake(404, {"error": {"code": "NOT_FOUND", "message": "m"}}))
+    assert check_response(fake(400, {"error": {"code": "", "message": "m", "field": None}}))
+    assert (
+        check_response(fake(409, {"error": {"code": "C", "message": "m", "field": None}})) is None
+    )
+    assert check_response(fake(200, {"anything": 1})) is None
