@@ -29,6 +29,10 @@ from campuscard.api.routes import topups as topup_routes
 from campuscard.config import Settings, get_settings
 from campuscard.db.pool import PgPool, create_pool
 from campuscard.jobs.worker import run_forever
+from campuscard.web import common as web_common
+from campuscard.web import install as install_web
+from campuscard.web.admin import routes as web_admin
+from campuscard.web.student import routes as web_student
 
 
 def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> FastAPI:
@@ -98,6 +102,10 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
                 {settings.sms_key_id: settings.sms_api_secret.get_secret_value().encode()}
             ),
         )
+    # pages (web/): one module per audience; static files and page error handlers
+    install_web(app)
+    for router in (web_common.router, web_student.router, web_admin.router):
+        app.include_router(router)
     return app
 
 

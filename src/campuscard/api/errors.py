@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campuscard.domain.errors import DomainError
@@ -85,13 +86,22 @@ def validation_response(errors: list[dict[str, Any]] | Any) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    # pages (every path outside /api) get the same refusal as an HTML page in the site layout
+    from campuscard.web.errors import error_page, is_page_request
+
     @app.exception_handler(DomainError)
-    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+    async def _domain(request: Request, exc: DomainError) -> Response:
+        if is_page_request(request):
+            return await error_page(request, exc.status, exc.code, exc.message, exc.field)
         return JSONResponse(status_code=exc.status, content={"error": exc.to_dict()})
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return validation_response(exc.errors())
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        response = validation_response(exc.errors())
+        if is_page_request(request):
+            err = json.loads(bytes(response.body))["error"]
+            return await error_page(request, 422, err["code"], err["message"], err["field"])
+        return response
 
     @app.exception_handler(asyncpg.DataError)
     async def _data(request: Request, exc: asyncpg.DataError) -> JSONResponse:
@@ -104,8 +114,10 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+        if is_page_request(request) and exc.status_code >= 400:
+            return await error_page(request, exc.status_code, code, str(exc.detail))
         return JSONResponse(
             status_code=exc.status_code,
             content=error_body(code, str(exc.detail)),

@@ -115,3 +115,26 @@ async def list_for_user(conn: Conn, user_id: int, *, limit: int = 50) -> list[di
         limit,
     )
     return [dict(r) for r in rows]
+
+
+async def mark_read(conn: Conn, *, person_id: int | None = None, user_id: int | None = None) -> int:
+    """Mark the whole inbox of a cardholder or a user read; returns how many changed."""
+    if person_id is None and user_id is None:
+        return 0
+    status: str = await conn.execute(
+        """UPDATE notifications SET read_at = now()
+            WHERE read_at IS NULL AND (person_id = $1 OR user_id = $2)""",
+        person_id,
+        user_id,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def unread_count(conn: Conn, *, person_id: int | None, user_id: int | None) -> int:
+    count: int = await conn.fetchval(
+        """SELECT count(*) FROM notifications
+            WHERE read_at IS NULL AND (person_id = $1 OR user_id = $2)""",
+        person_id,
+        user_id,
+    )
+    return count

@@ -1,0 +1,73 @@
+// CampusCard page helpers. No inline scripts anywhere (the CSP forbids them); pages opt in to
+// behaviour with data- attributes.
+(function () {
+  "use strict";
+
+  // Sound for the POS result screen: a short beep for success, two low ones for a refusal.
+  function beep(ok) {
+    try {
+      var Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) return;
+      var ctx = new Ctx();
+      var tones = ok ? [[880, 0, 0.15]] : [[220, 0, 0.2], [220, 0.3, 0.2]];
+      tones.forEach(function (t) {
+        var osc = ctx.createOscillator();
+        var gain = ctx.createGain();
+        osc.frequency.value = t[0];
+        osc.connect(gain);
+        gain.connect(ctx.destination);
+        osc.start(ctx.currentTime + t[1]);
+        osc.stop(ctx.currentTime + t[1] + t[2]);
+      });
+    } catch (e) { /* sound is a nicety */ }
+  }
+
+  // Any element with data-sound="ok|bad" plays once when it appears (HTMX swaps included).
+  function sounds(root) {
+    (root.querySelectorAll ? root.querySelectorAll("[data-sound]") : []).forEach(function (el) {
+      if (el.dataset.played) return;
+      el.dataset.played = "1";
+      beep(el.dataset.sound === "ok");
+    });
+  }
+
+  // Amount keypads: buttons with data-key edit the input named by data-keypad.
+  function keypads(root) {
+    (root.querySelectorAll ? root.querySelectorAll("[data-keypad]") : []).forEach(function (pad) {
+      if (pad.dataset.bound) return;
+      pad.dataset.bound = "1";
+      var input = document.getElementById(pad.dataset.keypad);
+      var display = document.getElementById(pad.dataset.display);
+      function show() { if (display) display.textContent = input.value || "0.00"; }
+      pad.addEventListener("click", function (ev) {
+        var btn = ev.target.closest("[data-key]");
+        if (!btn) return;
+        ev.preventDefault();
+        var key = btn.dataset.key, v = input.value;
+        if (key === "C") v = "";
+        else if (key === "DEL") v = v.slice(0, -1);
+        else if (key === ".") { if (v.indexOf(".") < 0) v = (v || "0") + "."; }
+        else {
+          var dot = v.indexOf(".");
+          if (dot >= 0 && v.length - dot > 2) return;   // two decimals at most (fen)
+          if (v === "0") v = "";
+          if (v.replace(".", "").length < 8) v += key;
+        }
+        input.value = v;
+        show();
+      });
+      input.addEventListener("input", show);
+      show();
+    });
+  }
+
+  // Keep focus on the scan field of the POS so a keyboard-wedge reader always types into it.
+  function scanFocus(root) {
+    var el = document.querySelector("[data-scan-focus]");
+    if (el && document.activeElement === document.body) el.focus();
+  }
+
+  function init(root) { sounds(root); keypads(root); scanFocus(root); }
+  document.addEventListener("DOMContentLoaded", function () { init(document); });
+  document.addEventListener("htmx:load", function (ev) { init(ev.target); });
+})();

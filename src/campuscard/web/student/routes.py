@@ -1,0 +1,184 @@
+"""The cardholder's and parent's phone pages (/m/…): balance by purse, the statement with
+filters and a monthly spending chart, notifications, the card, a parent's children."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from campuscard.api.deps import Pool
+from campuscard.db.pool import Conn
+from campuscard.services import notifications, statements
+from campuscard.web import charts, menu
+from campuscard.web.core import (
+    Page,
+    PostPage,
+    UserPage,
+    opt_choice,
+    opt_date,
+    redirect,
+    render,
+)
+
+router = APIRouter(prefix="/m", include_in_schema=False)
+
+HOLDERS = {"cardholder", "guardian"}
+CHILD_COOKIE = "cc_child"  # the child a parent looked at last (re-checked on every request)
+PAGE_SIZE = 30
+
+menu.add("student", "m.home", "/m/", HOLDERS, 10)
+menu.add("student", "m.transactions", "/m/transactions", HOLDERS, 20)
+menu.add("student", "m.card", "/m/card", HOLDERS, 40)
+menu.add("student", "m.notifications", "/m/notifications", HOLDERS, 80)
+menu.add("student", "m.children", "/m/children", {"guardian"}, 90)
+
+PersonQ = Annotated[int | None, Query(alias="person", ge=1, le=2**62)]
+
+
+async def holder(page: Page, conn: Conn, person: int | None) -> dict[str, Any] | None:
+    """The person these pages are about: ?person=, else a parent's chosen child (or only
+    child), else the cardholder themself. None: a parent who has not chosen a child yet."""
+    actor = page.require("m.home")
+    if person is None and actor.person_id is None:
+        chosen = page.request.cookies.get(CHILD_COOKIE, "")
+        if chosen.isdigit() and len(chosen) < 19:
+            person = int(chosen)
+        else:
+            children = await statements.linked_children(conn, actor)
+            if len(children) != 1:
+                return None
+            person = children[0]["id"]
+    subject = await statements.access_person(conn, actor, person)
+    page.extra["on_behalf"] = subject["id"] != actor.person_id
+    return subject
+
+
+CHOOSE_CHILD = "/m/children"
+
+
+@router.get("/")
+async def home(page: UserPage, pool: Pool, person: PersonQ = None) -> Response:
+    async with pool.acquire() as conn:
+        subject = await holder(page, conn, person)
+        if subject is None:
+            return redirect(CHOOSE_CHILD)
+        balances = await statements.purses(conn, subject["id"])
+        recent = await statements.statement(
+            conn, subject["id"], statements.StatementFilter(), limit=5
+        )
+        cards = await statements.cards(conn, subject["id"])
+        unread = await notifications.unread_count(
+            conn,
+            person_id=subject["id"],
+            user_id=page.user.user_id if page.user else None,
+        )
+    return render(
+        page,
+        "student/home.html",
+        subject=subject,
+        balances=balances,
+        total=sum(balances.values()),
+        recent=recent,
+        cards=cards,
+        unread=unread,
+    )
+
+
+@router.get("/transactions")
+async def transactions(
+    page: UserPage,
+    pool: Pool,
+    person: PersonQ = None,
+    purse: Annotated[str, Query(max_length=10)] = "",
+    direction: Annotated[str, Query(max_length=10)] = "",
+    kind: Annotated[str, Query(max_length=40, pattern=r"^[a-z0-9_.]*$")] = "",
+    date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
+    date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> Response:
+    flt = statements.StatementFilter(
+        purse=opt_choice(purse, "purse", ("cash", "subsidy")),
+        direction=opt_choice(direction, "direction", statements.DIRECTIONS),
+        kind=kind or None,
+        date_from=opt_date(date_from, "from"),
+        date_to=opt_date(date_to, "to"),
+    )
+    async with pool.acquire() as conn:
+        subject = await holder(page, conn, person)
+        if subject is None:
+            return redirect(CHOOSE_CHILD)
+        rows = await statements.statement(
+            conn, subject["id"], flt, limit=PAGE_SIZE + 1, offset=offset
+        )
+        kinds = await statements.statement_kinds(conn, subject["id"])
+        months = await statements.monthly_spending(conn, subject["id"], months=6)
+    chart = charts.bar_chart(
+        [m["month"].strftime("%Y-%m") for m in months],
+        [charts.Series(page.t("m.spent"), [m["fen"] for m in months])],
+        title=page.t("m.chart_title"),
+        height=200,
+    )
+    return render(
+        page,
+        "student/transactions.html",
+        subject=subject,
+        rows=rows[:PAGE_SIZE],
+        more=len(rows) > PAGE_SIZE,
+        offset=offset,
+        page_size=PAGE_SIZE,
+        base_qs=urlencode([(k, v) for k, v in page.request.query_params.items() if k != "offset"]),
+        flt=flt,
+        kinds=kinds,
+        months=months,
+        chart=chart,
+    )
+
+
+@router.get("/card")
+async def card(page: UserPage, pool: Pool, person: PersonQ = None) -> Response:
+    async with pool.acquire() as conn:
+        subject = await holder(page, conn, person)
+        if subject is None:
+            return redirect(CHOOSE_CHILD)
+        cards = await statements.cards(conn, subject["id"])
+    return render(page, "student/card.html", subject=subject, cards=cards)
+
+
+@router.get("/notifications")
+async def inbox(page: UserPage, pool: Pool) -> Response:
+    actor = page.require("m.notifications")
+    async with pool.acquire() as conn:
+        if actor.person_id is not None:
+            items = await notifications.list_for_person(conn, actor.person_id)
+        else:
+            items = await notifications.list_for_user(conn, actor.user_id or 0)
+    return render(page, "student/notifications.html", items=items)
+
+
+@router.post("/notifications/read")
+async def inbox_read(page: PostPage, pool: Pool) -> Response:
+    actor = page.require("m.notifications")
+    async with pool.acquire() as conn:
+        await notifications.mark_read(conn, person_id=actor.person_id, user_id=actor.user_id)
+    return redirect("/m/notifications", request=page.request)
+
+
+@router.get("/children")
+async def children(page: UserPage, pool: Pool) -> Response:
+    actor = page.require("m.children")
+    async with pool.acquire() as conn:
+        kids = await statements.linked_children(conn, actor)
+    return render(page, "student/children.html", children=kids)
+
+
+@router.post("/children/{person_id}")
+async def choose_child(page: PostPage, pool: Pool, person_id: int) -> Response:
+    actor = page.require("m.children")
+    async with pool.acquire() as conn:
+        await statements.access_person(conn, actor, person_id)
+    response = redirect("/m/")
+    response.set_cookie(CHILD_COOKIE, str(person_id), httponly=True, samesite="lax", path="/m")
+    return response
