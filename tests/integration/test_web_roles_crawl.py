@@ -137,10 +137,8 @@ async def test_every_page_as_every_role(
             assert r.status_code in (200, 403, 404), (role, url, r.status_code)
             if "text/html" in r.headers.get("content-type", ""):
                 # a platform admin works across schools; everyone else sees only their own
-                assert (
-                    role == "platform_admin"
-                    or ("乙外校生" not in r.text
-                    and "外校食堂" not in r.text)
+                assert role == "platform_admin" or (
+                    "乙外校生" not in r.text and "外校食堂" not in r.text
                 ), (role, url)
                 menus.update(MENU.findall(r.text))
                 queue.extend(u.replace("&amp;", "&") for u in LINK.findall(r.text))
