@@ -16,6 +16,7 @@ from campuscard.services import ledger
 class Merchant:
     id: int
     shards: int
+    channel: str = "canteen"
 
 
 async def make_merchant(
@@ -37,7 +38,7 @@ async def make_merchant(
         commission_bp,
         shards,
     )
-    return Merchant(mid, shards)
+    return Merchant(mid, shards, channel)
 
 
 async def make_terminal(
@@ -83,7 +84,13 @@ async def pay(
         legs = ledger.legs_move(shard, purse, fen)
     async with conn.transaction():
         return await ledger.post(
-            conn, school_id=school_id, kind=kind, legs=legs, ref=f"test:{kind}", actor=sn
+            conn,
+            school_id=school_id,
+            kind=kind,
+            legs=legs,
+            ref=f"test:{kind}",
+            actor=sn,
+            meta={"channel": merchant.channel},
         )
 
 

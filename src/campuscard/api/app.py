@@ -18,6 +18,7 @@ from campuscard.api.routes import (
     card_applications,
     health,
     reconciliation,
+    reports,
     settlement,
     student_imports,
     users,
@@ -82,7 +83,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     for router in (health.router, auth.router, admin.router, users.router):
         app.include_router(router)
     # settlement and reconciliation (issue 8)
-    for router in (settlement.router, reconciliation.router):
+    for router in (settlement.router, reconciliation.router, reports.router):
         app.include_router(router)
     # money in and out (counter, top-up, bank link, subsidies)
     for router in (counter_routes.router, topup_routes.router):
