@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     login_max_failures: int = 5
     login_lock_minutes: int = 15
 
+    # per-channel admission limits of the payment API (api/admission.py, docs/channels.md):
+    # JSON like {"tuition": {"concurrent": 3, "queue": 30, "wait_seconds": 2}}
+    channel_limits: dict[str, dict[str, float]] = Field(default_factory=dict)
+
     log_json: bool = True
     # run outbox delivery and periodic jobs inside the web process (each uvicorn worker);
     # turn off when a separate `campuscard worker` runs them

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from campuscard import __version__
 from campuscard.api import errors
+from campuscard.api.admission import ChannelLimiter
 from campuscard.api.middleware import RequestContextMiddleware
 from campuscard.api.routes import (
     admin,
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.state.settings = settings
     if pool is not None:
         app.state.pool = pool
+    app.state.channel_limiter = ChannelLimiter.from_config(settings.channel_limits)
     errors.install(app)
     app.add_middleware(RequestContextMiddleware)
     for router in (health.router, auth.router, admin.router, users.router):

@@ -93,7 +93,11 @@ def install(app: FastAPI) -> None:
     async def _domain(request: Request, exc: DomainError) -> Response:
         if is_page_request(request):
             return await error_page(request, exc.status, exc.code, exc.message, exc.field)
-        return JSONResponse(status_code=exc.status, content={"error": exc.to_dict()})
+        retry = exc.details.get("retry_after")
+        headers = {"Retry-After": str(retry)} if retry is not None else None
+        return JSONResponse(
+            status_code=exc.status, content={"error": exc.to_dict()}, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
