@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
 import httpx
 from pydantic import SecretStr
 
+from campuscard.adapters.bank.simulator import BankSimulator
 from campuscard.adapters.provider.simulator import ProviderSimulator
 from campuscard.api.app import create_app
 from campuscard.config import Settings
 from campuscard.db.embedded import free_port
+from campuscard.services import bank_link
+from campuscard.services.actors import Actor
 from tests.servers import serve_in_thread
 from tests.support import login, make_school, make_student, make_user
 
@@ -97,3 +100,68 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 10
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+BANK_MAC_KEY = "test-bank-mac-key-0123456789"
+PAN = "6222021234567890128"  # passes the Luhn check
+
+
+@contextmanager
+def bank_world(settings: Settings, **overrides: Any) -> Iterator[tuple[Settings, BankSimulator]]:
+    """The bank simulator on a loopback port and settings that point at it (short timeout)."""
+    sim = BankSimulator(BANK_MAC_KEY)
+    with sim.running_in_thread() as port:
+        wired = settings.model_copy(
+            update={
+                "bank_port": port,
+                "bank_mac_key": SecretStr(BANK_MAC_KEY),
+                "bank_timeout_seconds": 0.5,
+                **overrides,
+            }
+        )
+        yield wired, sim
+
+
+async def holder_with_card(
+    pool: asyncpg.Pool[Any],
+    settings: Settings,
+    sim: BankSimulator,
+    *,
+    cash: int = 0,
+    bank_balance: int = 100_000,
+    number: str = "S001",
+    name: str = "李雷",
+    school_code: str = "TST",
+    pan: str = PAN,
+) -> tuple[int, int]:
+    """A student with a bank account at the simulator and that card bound; (school, person)."""
+    async with pool.acquire() as conn:
+        school_id = await conn.fetchval("SELECT id FROM schools WHERE code = $1", school_code)
+        if school_id is None:
+            school_id = (await make_school(conn, school_code)).id
+        person = await make_student(conn, school_id, number, cash=cash, name=name)
+    sim.open_account(pan, name, bank_balance)
+    holder = Actor(name=f"holder-{number}", user_id=None, person_id=person)
+    await bank_link.do_bind_card(
+        pool, settings, holder, person_id=person, pan=pan, holder_name=name
+    )
+    return school_id, person
+
+
+@asynccontextmanager
+async def api_client(
+    settings: Settings, pool: asyncpg.Pool[Any]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client on an app built with ``settings`` (e.g. wired to a simulator)."""
+    app = create_app(settings, pool=pool)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@asynccontextmanager
+async def bank_world_async(
+    settings: Settings, **overrides: Any
+) -> AsyncIterator[tuple[Settings, BankSimulator]]:
+    with bank_world(settings, **overrides) as world:
+        yield world

@@ -99,7 +99,7 @@ async def test_withdrawal_checks_identity_and_funds(
     pool: PgPool, client: httpx.AsyncClient
 ) -> None:
     headers, _, person = await counter_setup(pool, client, cash=5000)
-    await client.post(f"{URL}/drawer/open", json={"opening_float": "0.00"}, headers=headers)
+    await client.post(f"{URL}/drawer/open", json={"opening_float": "500.00"}, headers=headers)
     cases = [
         ({**CARD_ID, "card_number": "99999999"}, "50.00", 422, "IDENTITY_MISMATCH"),
         ({**CARD_ID, "holder_present": False}, "50.00", 422, "VALIDATION_FAILED"),

@@ -8,7 +8,7 @@ from typing import Any
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.jobs.registry import outbox_handler, periodic
-from campuscard.services import provider_orders, topups
+from campuscard.services import autotopup, bank_link, provider_orders, topups
 
 __all__ = ["topups"]  # importing topups registers the 'topup' purpose
 
@@ -21,3 +21,14 @@ async def query_overdue_provider_orders(pool: PgPool, settings: Settings) -> int
 @outbox_handler("provider.refund")
 async def send_provider_refund(pool: PgPool, settings: Settings, payload: dict[str, Any]) -> None:
     await provider_orders.send_refund(settings, payload)
+
+
+@periodic("bank-resolve", seconds=15)
+async def resolve_bank_transfers(pool: PgPool, settings: Settings) -> int:
+    """Transfers the bank never answered: reverse them (or, after a crash, ask first)."""
+    return await bank_link.resolve_open_transfers(pool, settings)
+
+
+@periodic("auto-topup", seconds=10)
+async def auto_topups(pool: PgPool, settings: Settings) -> int:
+    return len(await autotopup.run_auto_topups(pool, settings))

@@ -109,6 +109,20 @@ async def open_session_for(conn: Conn, actor: Actor, school_id: int) -> dict[str
     return dict(row)
 
 
+async def check_drawer_cash(conn: Conn, session: dict[str, Any], fen: int) -> None:
+    """Refuse to pay out more cash than the drawer should hold."""
+    in_drawer: int = session["opening_float"] + await conn.fetchval(
+        "SELECT coalesce(sum(cash_effect), 0)::bigint FROM counter_ops WHERE session_id = $1",
+        session["id"],
+    )
+    if fen > in_drawer:
+        raise Conflict(
+            f"the drawer should hold only {fmt(in_drawer)}; fetch cash from the safe first",
+            code="DRAWER_SHORT",
+            field="amount",
+        )
+
+
 async def record_op(
     conn: Conn,
     actor: Actor,
@@ -200,6 +214,7 @@ async def do_counter_op(
         elif kind == "withdrawal":
             session = await open_session_for(conn, actor, school_id)
             await check_identity(conn, person, identity)
+            await check_drawer_cash(conn, session, fen)
             id_json = identity.as_json() if identity else None
             target = await ledger.system_account(conn, school_id, "cash_desk")
             legs = ledger.legs_move(purses["cash"], target, fen)
@@ -219,6 +234,7 @@ async def do_counter_op(
             if purse == "cash":
                 session = await open_session_for(conn, actor, school_id)
                 await check_identity(conn, person, identity)
+                await check_drawer_cash(conn, session, fen)
                 id_json = identity.as_json() if identity else None
                 target = await ledger.system_account(conn, school_id, "cash_desk")
                 cash_effect = -fen
