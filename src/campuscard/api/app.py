@@ -28,6 +28,7 @@ from campuscard.api.routes import banklink as banklink_routes
 from campuscard.api.routes import counter as counter_routes
 from campuscard.api.routes import live as live_routes
 from campuscard.api.routes import paycodes as paycode_routes
+from campuscard.api.routes import subsidies as subsidy_routes
 from campuscard.api.routes import topups as topup_routes
 from campuscard.config import Settings, get_settings
 from campuscard.db.pool import PgPool, create_pool
@@ -89,7 +90,12 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     for router in (settlement.router, reconciliation.router, reports.router):
         app.include_router(router)
     # money in and out (counter, top-up, bank link, subsidies)
-    for router in (counter_routes.router, topup_routes.router, banklink_routes.router):
+    for router in (
+        counter_routes.router,
+        topup_routes.router,
+        banklink_routes.router,
+        subsidy_routes.router,
+    ):
         app.include_router(router)
     # payment codes: phones, codes, live events (issue 4)
     for router in (paycode_routes.router, live_routes.router):

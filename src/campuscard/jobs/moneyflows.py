@@ -8,7 +8,7 @@ from typing import Any
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.jobs.registry import outbox_handler, periodic
-from campuscard.services import autotopup, bank_link, provider_orders, topups
+from campuscard.services import autotopup, bank_link, provider_orders, subsidies, topups
 
 __all__ = ["topups"]  # importing topups registers the 'topup' purpose
 
@@ -32,3 +32,9 @@ async def resolve_bank_transfers(pool: PgPool, settings: Settings) -> int:
 @periodic("auto-topup", seconds=10)
 async def auto_topups(pool: PgPool, settings: Settings) -> int:
     return len(await autotopup.run_auto_topups(pool, settings))
+
+
+@periodic("subsidy-expiry", seconds=600)
+async def expire_subsidies(pool: PgPool, settings: Settings) -> int:
+    """Claw back the unspent part of subsidy batches past their expiry date."""
+    return len(await subsidies.expire_due_batches(pool))
