@@ -130,7 +130,7 @@ async def do_bind_card(
         )
     except BankTimeout as err:
         raise DomainError(
-            "the bank did not answer; try again", code="BANK_UNAVAILABLE", status=503
+            "the bank did not answer; try again", code="BANK_UNAVAILABLE", status=409
         ) from err
     if not answer.approved or not answer.token:
         reasons = {"14": "the bank does not know this card", "05": "the name does not match"}

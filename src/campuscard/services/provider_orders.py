@@ -125,14 +125,14 @@ async def place_order(pool: PgPool, settings: Settings, order_id: int) -> Order:
         raise DomainError(
             "the payment provider is not reachable; try again with the same client_id",
             code="PROVIDER_UNAVAILABLE",
-            status=503,
+            status=409,  # the API never answers 5xx; the code says what to do
         ) from err
     except ProviderError as err:
         await mark_closed(pool, order_id, "failed", reason=err.code)
         raise DomainError(
             f"the payment provider refused the order ({err.code})",
             code="PROVIDER_REFUSED",
-            status=502,
+            status=409,
         ) from err
     await pool.execute(
         "UPDATE provider_orders SET prepay_id = $2, pay_url = $3 WHERE id = $1 AND pay_url IS NULL",
