@@ -189,6 +189,7 @@ def demo(
 ) -> None:
     """Load the demo campus (once) and serve it."""
     from campuscard import demo as demo_data
+    from campuscard.services.terminals import terminal_key_hex
 
     settings = _settings()
     with runtime.database(settings) as url:
@@ -214,7 +215,11 @@ def demo(
             student = who.startswith("student")
             password = demo_data.STUDENT_PASSWORD if student else demo_data.DEMO_PASSWORD
             lines.append(f"    {who:<28} {school or '-':<6} {user:<14} {password}")
-        lines.append(f"  Terminals: {', '.join(campus.terminals)}")
+        lines.append("  Terminals (SN, key version, key; `campuscard sim pos --sn SN ...` signs):")
+        for sn, key_version in campus.terminal_keys:
+            key = terminal_key_hex(settings, sn, key_version)
+            lines.append(f"    {sn:<16} v{key_version} {key}")
+        lines.append("  Demo cards: 880000000001 .. 880000000200, chip UID 04A10001 .. 04A100C8")
         lines.append(f"  Database: {url}")
         typer.echo("\n".join(lines), err=False)
         sys.stdout.flush()
