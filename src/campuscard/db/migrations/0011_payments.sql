@@ -153,6 +153,10 @@ BEGIN
         RETURN cc_refusal(401, 'KEY_VERSION_INVALID', 'this key version is no longer valid',
                           'X-CC-Key-Version');
     END IF;
+    IF t.prev_key_version IS NOT NULL AND p_key_version = t.key_version THEN
+        -- the device uses its new key: the previous one is retired
+        UPDATE terminals SET prev_key_version = NULL WHERE id = t.id;
+    END IF;
     IF t.kind <> 'pos' OR t.merchant_id IS NULL THEN
         RETURN cc_refusal(403, 'TERMINAL_NOT_POS', 'only POS terminals take payments', 'X-CC-Terminal');
     END IF;
@@ -452,6 +456,10 @@ BEGIN
        AND p_key_version IS DISTINCT FROM t.prev_key_version THEN
         RETURN cc_refusal(401, 'KEY_VERSION_INVALID', 'this key version is no longer valid',
                           'X-CC-Key-Version');
+    END IF;
+    IF t.prev_key_version IS NOT NULL AND p_key_version = t.key_version THEN
+        -- the device uses its new key: the previous one is retired
+        UPDATE terminals SET prev_key_version = NULL WHERE id = t.id;
     END IF;
     v_day := cc_business_date(t.school_id);
 
