@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -28,6 +29,14 @@ settlement_app = typer.Typer(
 app.add_typer(settlement_app, name="settlement")
 import_app = typer.Typer(help="Import records into a running CampusCard.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+sim_app = typer.Typer(help="Device simulators that sign like real devices.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+pos_app = typer.Typer(
+    help="A POS terminal (docs/terminal-protocol.md): pay, check, reverse, refund, blacklist, "
+    "heartbeat, rotate-key.",
+    no_args_is_help=True,
+)
+sim_app.add_typer(pos_app, name="pos")
 
 
 def _settings() -> Settings:
@@ -189,6 +198,7 @@ def demo(
 ) -> None:
     """Load the demo campus (once) and serve it."""
     from campuscard import demo as demo_data
+    from campuscard.services.terminals import terminal_key_hex
 
     settings = _settings()
     with runtime.database(settings) as url:
@@ -214,7 +224,11 @@ def demo(
             student = who.startswith("student")
             password = demo_data.STUDENT_PASSWORD if student else demo_data.DEMO_PASSWORD
             lines.append(f"    {who:<28} {school or '-':<6} {user:<14} {password}")
-        lines.append(f"  Terminals: {', '.join(campus.terminals)}")
+        lines.append("  Terminals (SN, key version, key; `campuscard sim pos --sn SN ...` signs):")
+        for sn, key_version in campus.terminal_keys:
+            key = terminal_key_hex(settings, sn, key_version)
+            lines.append(f"    {sn:<16} v{key_version} {key}")
+        lines.append("  Demo cards: 880000000001 .. 880000000200, chip UID 04A10001 .. 04A100C8")
         lines.append(f"  Database: {url}")
         typer.echo("\n".join(lines), err=False)
         sys.stdout.flush()
@@ -267,6 +281,116 @@ def settlement_close(
             typer.echo(f"refused: {err.code} {err.message}", err=True)
             raise typer.Exit(1) from err
     typer.echo(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+
+
+_POS: dict[str, Any] = {}
+
+
+@pos_app.callback()
+def pos_options(
+    sn: Annotated[str, typer.Option(help="terminal SN, e.g. POS-DEMO-001")],
+    key: Annotated[
+        str, typer.Option(help="terminal key (64 hex); default: derived from the master key")
+    ] = "",
+    key_version: Annotated[int, typer.Option(help="key version")] = 1,
+    url: Annotated[str, typer.Option(help="server URL; default CAMPUSCARD_PUBLIC_URL")] = "",
+) -> None:
+    from campuscard.services.terminals import terminal_key_hex
+
+    settings = _settings()
+    _POS["terminal"] = (
+        url or settings.public_url,
+        sn,
+        bytes.fromhex(key or terminal_key_hex(settings, sn, key_version)),
+        key_version,
+    )
+
+
+def _pos_run(work: Any) -> None:
+    from campuscard.clients.pos_terminal import DeviceAnswer, PosTerminal
+
+    base, sn, key, version = _POS["terminal"]
+    terminal = PosTerminal(base_url=base, sn=sn, key=key, key_version=version)
+
+    async def go() -> DeviceAnswer:
+        result: DeviceAnswer = await work(terminal)
+        return result
+
+    answer = asyncio.run(go())
+    typer.echo(json.dumps(answer.body, ensure_ascii=False, indent=2))
+    if not answer.ok:
+        raise typer.Exit(1)
+
+
+@pos_app.command("check")
+def pos_check(
+    card: Annotated[str, typer.Option(help="card number")],
+    uid: Annotated[str, typer.Option(help="chip UID (hex)")],
+    amount: Annotated[str, typer.Option(help='yuan, e.g. "12.50"')],
+) -> None:
+    """Preview a payment: allowed? PIN needed? balance after."""
+    _pos_run(lambda t: t.check(card, uid, amount))
+
+
+@pos_app.command("pay")
+def pos_pay(
+    card: Annotated[str, typer.Option(help="card number")],
+    uid: Annotated[str, typer.Option(help="chip UID (hex)")],
+    amount: Annotated[str, typer.Option(help='yuan, e.g. "12.50"')],
+    pin: Annotated[str | None, typer.Option(help="6-digit PIN when required")] = None,
+    client_id: Annotated[str | None, typer.Option(help="reuse to retry a payment")] = None,
+) -> None:
+    """Book a card payment; prints the receipt (client_id is in it, to retry or reverse)."""
+
+    async def work(t: Any) -> Any:
+        _, answer = await t.pay(card, uid, amount, pin=pin, client_id=client_id)
+        return answer
+
+    _pos_run(work)
+
+
+@pos_app.command("reverse")
+def pos_reverse(client_id: Annotated[str, typer.Option(help="the payment's client id")]) -> None:
+    """冲正: reverse this terminal's payment (also one that never arrived)."""
+    _pos_run(lambda t: t.reverse(client_id))
+
+
+@pos_app.command("refund")
+def pos_refund(
+    payment_id: Annotated[int, typer.Option(help="payment id from the receipt")],
+    amount: Annotated[str, typer.Option(help='yuan, e.g. "2.00"')],
+    user: Annotated[str, typer.Option(help="cashier username (refund permission)")],
+    password: Annotated[str, typer.Option(help="cashier password", prompt=True, hide_input=True)],
+    school: Annotated[str, typer.Option(help="school code")] = "DEMO",
+    reason: Annotated[str, typer.Option(help="why")] = "",
+) -> None:
+    """Refund (part of) a payment; the cashier signs in on the device first."""
+
+    async def work(t: Any) -> Any:
+        token = await t.sign_in(user, password, school)
+        return await t.refund(payment_id, amount, bearer=token, reason=reason)
+
+    _pos_run(work)
+
+
+@pos_app.command("blacklist")
+def pos_blacklist(
+    since: Annotated[int | None, typer.Option(help="version held; omit for the full list")] = None,
+) -> None:
+    """Fetch the card blacklist (changes since a version, or the full list)."""
+    _pos_run(lambda t: t.blacklist(since))
+
+
+@pos_app.command("heartbeat")
+def pos_heartbeat() -> None:
+    """Tell the server this terminal is alive."""
+    _pos_run(lambda t: t.heartbeat())
+
+
+@pos_app.command("rotate-key")
+def pos_rotate_key() -> None:
+    """Ask for a new key; prints it (store it on the device)."""
+    _pos_run(lambda t: t.rotate_key())
 
 
 def main() -> None:

@@ -77,6 +77,7 @@ class DemoCampus:
     created: bool
     logins: list[tuple[str, str, str]] = field(default_factory=list)  # (who, school, user)
     terminals: list[str] = field(default_factory=list)
+    terminal_keys: list[tuple[str, int]] = field(default_factory=list)  # (SN, key version)
 
 
 def student_number(i: int) -> str:
@@ -99,12 +100,11 @@ async def load_demo(conn: Conn) -> DemoCampus:
             ("student 学生", SCHOOL_CODE, student_number(1)),
         ]
     )
-    campus.terminals = [
-        r["sn"]
-        for r in await conn.fetch(
-            "SELECT sn FROM terminals WHERE school_id = $1 ORDER BY id", school_id
-        )
-    ]
+    rows = await conn.fetch(
+        "SELECT sn, key_version FROM terminals WHERE school_id = $1 ORDER BY id", school_id
+    )
+    campus.terminals = [r["sn"] for r in rows]
+    campus.terminal_keys = [(r["sn"], r["key_version"]) for r in rows]
     return campus
 
 

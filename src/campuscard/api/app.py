@@ -17,11 +17,14 @@ from campuscard.api.routes import (
     admin,
     auth,
     card_applications,
+    cards,
     health,
+    merchants,
     reconciliation,
     reports,
     settlement,
     student_imports,
+    terminal,
     users,
 )
 from campuscard.api.routes import banklink as banklink_routes
@@ -96,6 +99,9 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         banklink_routes.router,
         subsidy_routes.router,
     ):
+        app.include_router(router)
+    # cards, merchants, terminals and POS payments (issue 3)
+    for router in (cards.router, merchants.router, terminal.router):
         app.include_router(router)
     # payment codes: phones, codes, live events (issue 4)
     for router in (paycode_routes.router, live_routes.router):

@@ -35,6 +35,7 @@ JOB_MODULES: list[str] = [
     "campuscard.jobs.settlement",
     "campuscard.jobs.sms",
     "campuscard.jobs.issuing",
+    "campuscard.jobs.cards",
 ]
 
 

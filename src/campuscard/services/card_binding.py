@@ -47,7 +47,7 @@ async def do_bind_card(
         f"card issued via {via}",
         before,
     )
-    from campuscard.services import cards  # type: ignore[attr-defined]  # lands with payments
+    from campuscard.services import cards
 
     card = await cards.issue_card(
         conn,
