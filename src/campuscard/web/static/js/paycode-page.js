@@ -12,8 +12,15 @@
   var P = window.CCPaycode;
   var KEY = "cc.paycode." + (root.dataset.person || "me");
   var $ = function (name) { return root.querySelector("[data-" + name + "]"); };
-  var t = function (name) { return root.dataset["t" + name] || ""; };
-  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  var t = function (name) {
+    return root.dataset["t" + name.charAt(0).toUpperCase() + name.slice(1)] || "";
+  };
+  var csrf = "";
+  try {
+    csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"] || "";
+  } catch (e) {
+    csrf = "";
+  }
 
   function load() {
     try { return JSON.parse(localStorage.getItem(KEY) || "null"); } catch (e) { return null; }
@@ -21,6 +28,12 @@
   function save(state) { localStorage.setItem(KEY, JSON.stringify(state)); }
 
   var state = load();
+  // the server says which phone is bound now: a secret from an older binding (another phone
+  // was bound, or the card center unbound this one) is forgotten
+  if (state && String(state.deviceId) !== (root.dataset.device || "")) {
+    localStorage.removeItem(KEY);
+    state = null;
+  }
   var shown = { step: -1, counter: -1 };
 
   function now() { return Date.now() + ((state && state.offsetMs) || 0); }
@@ -173,6 +186,28 @@
     source.onerror = function () { root.dataset.online = "no"; };
   }
 
+  async function mint() {
+    var r = await fetch(root.dataset.mintUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRF-Token": csrf },
+    });
+    var body = await r.json().catch(function () { return {}; });
+    var out = document.querySelector("[data-minted]");
+    if (!r.ok) {
+      out.textContent = (body.error && body.error.message) || t("failed");
+      return;
+    }
+    // server-made SVG (segno / our Code 128) of a code the server registered
+    out.innerHTML = body.qr_svg + body.code128_svg;
+    var digits = document.createElement("p");
+    digits.className = "pc-digits";
+    digits.textContent = body.code.replace(/(\d{4})(?=\d)/g, "$1 ");
+    out.appendChild(digits);
+  }
+
+  var mintButton = document.querySelector("[data-mint]");
+  if (mintButton) mintButton.addEventListener("click", function () { mint(); });
   var bindButton = $("bind");
   if (bindButton) bindButton.addEventListener("click", function () { bind(); });
   var refresh = $("refresh");
@@ -182,7 +217,8 @@
     box.querySelector("[data-accept]").addEventListener("click", function () { answerConfirm(true); });
     box.querySelector("[data-decline]").addEventListener("click", function () { answerConfirm(false); });
   }
-  window.addEventListener("online", syncClock);
+  window.addEventListener("online", function () { root.dataset.online = "yes"; syncClock(); });
+  window.addEventListener("offline", function () { root.dataset.online = "no"; });
 
   render();
   syncClock();
