@@ -65,7 +65,8 @@ async def open_stream(
     ready = asyncio.Event()
 
     async def pump() -> None:
-        async with client.stream("GET", url, headers=headers) as response:
+        sse = {**headers, "Accept": "text/event-stream"}
+        async with client.stream("GET", url, headers=sse) as response:
             assert response.status_code == 200, await response.aread()
             assert response.headers["content-type"].startswith("text/event-stream")
             async for line in response.aiter_lines():
@@ -200,7 +201,11 @@ async def test_display_and_stream_refusals(
             headers=headers,
         )
         assert r.status_code == 404 and r.json()["error"]["field"] == "terminal_id"
-    r = await client.get("/api/v1/me/events")
+    sse = {"Accept": "text/event-stream"}
+    r = await client.get("/api/v1/me/events", headers=sse)
     assert r.status_code == 401
-    r = await client.get("/api/v1/me/events", headers=other_admin)
+    r = await client.get("/api/v1/me/events", headers=other_admin | sse)
     assert r.status_code == 403
+    # a plain call (no event-stream Accept) is told what the endpoint is instead of hanging
+    r = await client.get("/api/v1/me/events", headers=student)
+    assert r.status_code == 406 and r.json()["error"]["field"] == "accept"

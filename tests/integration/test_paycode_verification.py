@@ -325,3 +325,30 @@ async def test_only_a_cardholder_binds_and_the_secret_is_not_stored(
         )
         == holder.device.secret
     )
+
+
+async def test_guessing_locks_the_token_for_a_while(
+    conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    school = await make_school(conn)
+    holder = await make_holder(conn, settings, school.id)
+    good = holder.code(NOW)
+    for guess in range(paycodes.MAX_FAILURES):
+        body = good[:13] + f"{guess:06d}"
+        forged = body + paycode.luhn_digit(body)
+        err = await refused(accept(conn, settings, school.id, forged))
+        assert err.code == "PAYCODE_INVALID"
+        await paycodes.record_failure(conn, forged, reason=err.code)
+    # then even the right code is refused until the window passes
+    err = await refused(accept(conn, settings, school.id, good))
+    assert (err.code, err.status) == ("PAYCODE_LOCKED", 429)
+    await conn.execute("UPDATE paycode_failures SET failed_at = failed_at - interval '11 minutes'")
+    await accept(conn, settings, school.id, good)
+    assert (
+        paycodes.credential_for(
+            await paycodes.check_code(
+                conn, settings, school_id=school.id, code=holder.code(NOW, 1), now=NOW
+            )
+        )
+        == f"paycode:d:{holder.device.id}:{paycode.time_step(NOW, 60)}:1"
+    )

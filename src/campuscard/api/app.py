@@ -39,6 +39,7 @@ from campuscard.jobs.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
 from campuscard.web.admin import routes as web_admin
+from campuscard.web.student import paycode as web_paycode
 from campuscard.web.student import routes as web_student
 
 
@@ -121,6 +122,9 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     # pages (web/): one module per audience; static files and page error handlers
     install_web(app)
     for router in (web_common.router, web_student.router, web_admin.router):
+        app.include_router(router)
+    # the payment-code screen (issue 4)
+    for router in (web_paycode.router,):
         app.include_router(router)
     return app
 

@@ -14,7 +14,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import asyncpg
@@ -27,6 +27,7 @@ from campuscard.domain.errors import (
     DomainError,
     Forbidden,
     NotFound,
+    TooManyRequests,
     ValidationFailed,
 )
 from campuscard.services import audit, notifications
@@ -34,6 +35,9 @@ from campuscard.services.actors import Actor
 
 # card states that stop every way of paying from the account (挂失 / 冻结)
 BLOCKING_CARD_STATES = ("lost", "frozen")
+# codes that do not check out, per token: this many within the window lock the token a while
+MAX_FAILURES = 5
+FAILURE_WINDOW = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -462,6 +466,49 @@ SCHEMES: dict[str, PaycodeScheme] = {
 }
 
 
+def credential_for(verified: VerifiedCode) -> str:
+    """The one-time credential a payment books against: the same code always gives the same
+    reference, so the payment engine's own single-use record agrees with ours."""
+    if verified.scheme == "device":
+        return f"paycode:d:{verified.device_id}:{verified.step}:{verified.counter}"
+    return f"paycode:m:{verified.minted_id}"
+
+
+async def check_not_throttled(conn: Conn, token: str) -> None:
+    """Refuse a token that failed too often lately (someone guessing the HMAC digits)."""
+    failures = await conn.fetchval(
+        "SELECT count(*) FROM paycode_failures "
+        "WHERE token = $1 AND failed_at > now() - $2::interval",
+        token,
+        FAILURE_WINDOW,
+    )
+    if failures >= MAX_FAILURES:
+        raise TooManyRequests(
+            "too many wrong codes for this account lately: wait a few minutes, then show a "
+            "fresh code",
+            code="PAYCODE_LOCKED",
+            field="code",
+        )
+
+
+async def record_failure(
+    conn: Conn, code: object, *, reason: str, terminal_id: int | None = None
+) -> None:
+    """Count a code that did not check out (run in its own transaction: the caller's work
+    is rolled back)."""
+    if not isinstance(code, str) or len(code.strip()) != paycode.CODE_LENGTH:
+        return
+    token = code.strip()[1 : 1 + paycode.TOKEN_DIGITS]
+    if not token.isdigit():
+        return
+    await conn.execute(
+        "INSERT INTO paycode_failures(token, terminal_id, reason) VALUES ($1, $2, $3)",
+        token,
+        terminal_id,
+        reason[:64],
+    )
+
+
 def _used_error() -> DomainError:
     return _refused("PAYCODE_USED", "this payment code was already used: show a fresh one", 409)
 
@@ -481,6 +528,7 @@ async def check_code(
     code, a code already used, and an account that may not pay (frozen, closed, card lost)."""
     parsed = paycode.parse(code)
     now = time.time() if now is None else now
+    await check_not_throttled(conn, parsed.token)
     scheme = SCHEMES[parsed.scheme]
     verified = await scheme.check(conn, settings, school_id, parsed, now)
     if await scheme.is_used(conn, verified):
@@ -495,15 +543,16 @@ async def do_use_code(
     *,
     terminal_id: int | None = None,
     amount: int | None = None,
+    client_id: str | None = None,
 ) -> int:
-    """Mark the code used (in the caller's transaction); returns the credential reference.
+    """Mark the code used (in the caller's transaction); returns the id of the use.
     A second use of the same code, even concurrently, is refused by the database."""
     try:
         async with conn.transaction():
             use_id: int = await conn.fetchval(
                 """INSERT INTO paycode_uses(school_id, person_id, scheme, device_id, step, counter,
-                                            minted_id, terminal_id, amount)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id""",
+                                            minted_id, terminal_id, amount, client_id, credential)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
                 verified.school_id,
                 verified.person_id,
                 verified.scheme,
@@ -513,6 +562,8 @@ async def do_use_code(
                 verified.minted_id,
                 terminal_id,
                 amount,
+                client_id,
+                credential_for(verified),
             )
     except asyncpg.UniqueViolationError:
         raise _used_error() from None

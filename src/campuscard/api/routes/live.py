@@ -18,6 +18,7 @@ from pydantic import Field
 
 from campuscard.api.deps import Body, CurrentActor, Pool
 from campuscard.db.pool import PgPool
+from campuscard.domain.errors import DomainError
 from campuscard.domain.money import Money
 from campuscard.services import customer_display, paycodes
 from campuscard.services.live import Event, EventHub, Match, sse_format
@@ -36,6 +37,19 @@ def event_hub(request: Request) -> EventHub:
         hub = EventHub(pool)
         request.app.state.event_hub = hub
     return hub
+
+
+def require_event_stream(request: Request) -> None:
+    """An event stream never ends; a client that did not ask for one (a plain HTTP call that
+    waits for the body to finish) gets a clear error instead of hanging."""
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        raise DomainError(
+            "this is a server-sent event stream: send 'Accept: text/event-stream' "
+            "(EventSource does)",
+            code="NOT_ACCEPTABLE",
+            field="accept",
+            status=406,
+        )
 
 
 def sse_response(request: Request, match: Match, first: list[Event]) -> StreamingResponse:
@@ -78,6 +92,7 @@ def sse_response(request: Request, match: Match, first: list[Event]) -> Streamin
 @router.get("/me/events", response_class=StreamingResponse)
 async def my_events(request: Request, actor: CurrentActor) -> StreamingResponse:
     """The signed-in cardholder's live events (payments, refunds, codes scanned, notices)."""
+    require_event_stream(request)
     person_id = paycodes.require_cardholder(actor)
 
     def mine(event: Event) -> bool:
@@ -91,6 +106,7 @@ async def display_events(
     terminal_id: int, request: Request, pool: Pool, actor: CurrentActor
 ) -> StreamingResponse:
     """A till's customer display: the amount to pay, then the result."""
+    require_event_stream(request)
     async with pool.acquire() as conn:
         terminal = await customer_display.access_terminal(conn, actor, terminal_id)
         pending = await customer_display.pending_amount(conn, terminal)

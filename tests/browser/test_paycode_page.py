@@ -1,0 +1,121 @@
+"""The payment-code screen in Chromium: bind the phone, the page's own JavaScript makes the
+code the server accepts, the QR and Code 128 on screen decode back to it, a new code is made
+with the network off, and a payment shows up live."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from typing import Any
+
+import asyncpg
+import pytest
+import zxingcpp
+from PIL import Image
+from playwright.async_api import BrowserContext, expect
+
+from campuscard.config import Settings
+from campuscard.services import notifications, paycodes
+from tests.browser.conftest import ARTIFACTS, shot, sign_in
+from tests.support import PASSWORD, make_school, make_student, make_user
+
+pytestmark = pytest.mark.browser
+
+
+def decode(png: bytes) -> list[tuple[str, str]]:
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    return [(b.text, b.format.name) for b in found]
+
+
+async def test_bind_show_code_offline_and_see_the_payment_live(
+    live_url: str, browser: BrowserContext, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    # given a student signed in on the phone
+    school = await make_school(conn)
+    person = await make_student(conn, school.id, "S100", cash=10_000, name="李雷")
+    await make_user(conn, "S100", "cardholder", school.id, person_id=person)
+    page = await browser.new_page()
+    await sign_in(page, live_url, "S100", school.code, PASSWORD)
+    await page.click("[data-menu='m.paycode']")
+    await expect(page.get_by_test_id("paycode-bind")).to_be_visible()
+    # when the phone is bound
+    await page.get_by_test_id("paycode-bind").click()
+    digits = page.get_by_test_id("paycode-digits")
+    await expect(digits).to_have_text(re.compile(r"^7\d{3}( \d{4}){4}$"))
+    root = page.get_by_test_id("paycode")
+    code = await root.get_attribute("data-code")
+    assert code is not None and len(code) == 20
+    # then the server accepts the code the page computed
+    verified = await paycodes.check_code(conn, settings, school_id=school.id, code=code)
+    assert verified.person_id == person
+    # and what is on the screen decodes back to it: QR and Code 128
+    assert decode(await page.get_by_test_id("paycode-qr").screenshot()) == [(code, "QRCode")]
+    bar_png = await page.get_by_test_id("paycode-bar").screenshot(
+        path=str(ARTIFACTS / "paycode-bar.png")
+    )
+    assert decode(bar_png) == [(code, "Code128")]
+    await shot(page, "paycode-bound")
+
+    # when a payment commits, the page shows it at once (server-sent events)
+    await expect(root).to_have_attribute("data-online", "yes")
+    async with conn.transaction():
+        await notifications.publish_event(
+            conn,
+            {
+                "type": "payment",
+                "school_id": school.id,
+                "person_id": person,
+                "amount": "12.50",
+                "merchant": "二食堂",
+                "outlet": "3号窗口",
+                "balance": "87.50",
+            },
+        )
+    live = page.get_by_test_id("paycode-live")
+    await expect(live).to_have_text("已在 二食堂 3号窗口 支付 12.50 元，余额 87.50 元")
+    # the spent code was replaced by a fresh one (counter 1 in the same step)
+    await expect(root).not_to_have_attribute("data-code", code)
+    await shot(page, "paycode-paid")
+
+    # with the network off the page still makes codes the server accepts
+    await browser.set_offline(True)
+    before = await root.get_attribute("data-code")
+    await page.get_by_role("button", name="换一个码").click()
+    await expect(root).not_to_have_attribute("data-code", before or "")
+    offline_code = await root.get_attribute("data-code")
+    await browser.set_offline(False)
+    assert offline_code is not None
+    verified = await paycodes.check_code(
+        conn, settings, school_id=school.id, code=offline_code, now=time.time()
+    )
+    assert verified.person_id == person and verified.counter == 2
+
+
+async def test_binding_elsewhere_forgets_the_old_secret_and_unbinding_works(
+    live_url: str, browser: BrowserContext, conn: asyncpg.Connection[Any]
+) -> None:
+    school = await make_school(conn)
+    person = await make_student(conn, school.id, "S200", cash=100)
+    await make_user(conn, "S200", "cardholder", school.id, person_id=person)
+    page = await browser.new_page()
+    await sign_in(page, live_url, "S200", school.code, PASSWORD)
+    await page.goto(f"{live_url}/m/paycode")
+    await page.get_by_test_id("paycode-bind").click()
+    await expect(page.get_by_test_id("paycode-digits")).not_to_be_empty()
+    # the student unbinds on the page: the codes stop and the page asks to bind again
+    await page.reload()
+    await page.get_by_test_id("paycode-unbind").click()
+    await expect(page.get_by_test_id("paycode-bind")).to_be_visible()
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM paycode_devices WHERE person_id = $1 AND status = 'active'",
+            person,
+        )
+        == 0
+    )
+    # a one-time code minted by the server, for phones that cannot compute one
+    await page.get_by_test_id("paycode-mint").click()
+    minted = page.get_by_test_id("paycode-minted")
+    await expect(minted.locator("svg")).to_have_count(2)
+    assert decode(await minted.screenshot())[0][0].startswith("8")
