@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import zxingcpp
 from PIL import Image
@@ -119,3 +120,64 @@ async def test_binding_elsewhere_forgets_the_old_secret_and_unbinding_works(
     minted = page.get_by_test_id("paycode-minted")
     await expect(minted.locator("svg")).to_have_count(2)
     assert decode(await minted.screenshot())[0][0].startswith("8")
+
+
+async def test_customer_display_shows_the_amount_then_the_result(
+    live_url: str, browser: BrowserContext, conn: asyncpg.Connection[Any]
+) -> None:
+    # given a canteen till and its cashier signed in on the display screen
+    school = await make_school(conn)
+    merchant_id = await conn.fetchval(
+        "INSERT INTO merchants(school_id, name, channel, status) "
+        "VALUES ($1, '二食堂', 'canteen', 'approved') RETURNING id",
+        school.id,
+    )
+    outlet_id = await conn.fetchval(
+        "INSERT INTO outlets(school_id, merchant_id, name) VALUES ($1, $2, '3号窗口') RETURNING id",
+        school.id,
+        merchant_id,
+    )
+    terminal_id = await conn.fetchval(
+        "INSERT INTO terminals(school_id, sn, kind, merchant_id, outlet_id) "
+        "VALUES ($1, 'POS-DISPLAY-1', 'pos', $2, $3) RETURNING id",
+        school.id,
+        merchant_id,
+        outlet_id,
+    )
+    await make_user(conn, "cashier", "merchant_staff", school.id, merchant_id=merchant_id)
+    page = await browser.new_page()
+    await sign_in(page, live_url, "cashier", school.code, PASSWORD)
+    await page.goto(f"{live_url}/pos/display")
+    await page.click(f"a[href='/pos/display/{terminal_id}']")
+    display = page.get_by_test_id("display")
+    await expect(display).to_have_attribute("data-online", "yes")
+    # when the cashier types 12.50 at the till
+    token = await page.context.cookies()
+    session = next(c["value"] for c in token if c["name"] == "cc_session")
+    async with httpx.AsyncClient(base_url=live_url, cookies={"cc_session": session}) as api:
+        r = await api.put(
+            f"/api/v1/terminals/{terminal_id}/display/pending", json={"amount": "12.50"}
+        )
+        assert r.status_code == 200, r.text
+    # then the student sees it before paying
+    await expect(page.get_by_test_id("display-amount")).to_have_text("¥12.50")
+    await shot(page, "display-pending")
+    # and the result once the code payment is booked
+    async with conn.transaction():
+        await notifications.publish_event(
+            conn,
+            {
+                "type": "paycode.result",
+                "terminal_id": terminal_id,
+                "school_id": school.id,
+                "ok": True,
+                "amount": "12.50",
+                "balance": "87.50",
+                "merchant": "二食堂",
+                "outlet": "3号窗口",
+            },
+        )
+    await expect(page.get_by_test_id("display-result")).to_have_text(
+        "已支付 12.50 元，余额 87.50 元"
+    )
+    await shot(page, "display-paid")

@@ -49,3 +49,34 @@ async def test_other_roles_do_not_get_the_page(
         await web_login(client, username, school.code)
         r = await client.get("/m/paycode")
         assert r.status_code == 403, (username, r.status_code)
+
+
+async def test_a_display_is_only_for_the_merchant_of_the_till(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any]
+) -> None:
+    school = await make_school(conn)
+    ids = []
+    for name in ("一食堂", "超市"):
+        merchant_id = await conn.fetchval(
+            "INSERT INTO merchants(school_id, name, channel, status) "
+            "VALUES ($1, $2, 'canteen', 'approved') RETURNING id",
+            school.id,
+            name,
+        )
+        terminal_id = await conn.fetchval(
+            "INSERT INTO terminals(school_id, sn, kind, merchant_id) "
+            "VALUES ($1, $2, 'pos', $3) RETURNING id",
+            school.id,
+            f"POS-{merchant_id:04d}",
+            merchant_id,
+        )
+        ids.append((merchant_id, terminal_id))
+    await make_user(conn, "staff1", "merchant_staff", school.id, merchant_id=ids[0][0])
+    await web_login(client, "staff1", school.code)
+    listing = await client.get("/pos/display")
+    assert listing.status_code == 200
+    assert f"/pos/display/{ids[0][1]}" in listing.text
+    assert f"/pos/display/{ids[1][1]}" not in listing.text
+    assert (await client.get(f"/pos/display/{ids[0][1]}")).status_code == 200
+    assert (await client.get(f"/pos/display/{ids[1][1]}")).status_code == 404
+    assert (await client.get("/pos/display/99999999999999999999")).status_code in (404, 422)

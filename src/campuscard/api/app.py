@@ -39,6 +39,7 @@ from campuscard.jobs.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
 from campuscard.web.admin import routes as web_admin
+from campuscard.web.merchant import display as web_display
 from campuscard.web.student import paycode as web_paycode
 from campuscard.web.student import routes as web_student
 
@@ -124,7 +125,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     for router in (web_common.router, web_student.router, web_admin.router):
         app.include_router(router)
     # the payment-code screen (issue 4)
-    for router in (web_paycode.router,):
+    for router in (web_paycode.router, web_display.router):
         app.include_router(router)
     return app
 

@@ -89,3 +89,21 @@ async def pending_amount(conn: Conn, terminal: dict[str, Any]) -> Money | None:
         "SELECT amount FROM pos_pending_amounts WHERE terminal_id = $1", terminal["id"]
     )
     return None if fen is None else Money(fen)
+
+
+async def tills_for(conn: Conn, actor: Actor) -> list[dict[str, Any]]:
+    """The tills of the merchants the actor works for (for choosing a display)."""
+    merchants = [
+        g.merchant_id
+        for g in actor.grants
+        if g.role in MERCHANT_ROLES and g.merchant_id is not None
+    ]
+    rows = await conn.fetch(
+        """SELECT t.id, t.sn, coalesce(m.name, '') AS merchant, coalesce(o.name, '') AS outlet
+             FROM terminals t JOIN merchants m ON m.id = t.merchant_id
+             LEFT JOIN outlets o ON o.id = t.outlet_id
+            WHERE t.merchant_id = ANY($1::bigint[]) AND t.kind = 'pos'
+            ORDER BY m.name, o.name, t.sn""",
+        merchants,
+    )
+    return [dict(r) for r in rows]
