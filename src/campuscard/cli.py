@@ -29,7 +29,10 @@ settlement_app = typer.Typer(
 app.add_typer(settlement_app, name="settlement")
 import_app = typer.Typer(help="Import records into a running CampusCard.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
-sim_app = typer.Typer(help="Device simulators that sign like real devices.", no_args_is_help=True)
+sim_app = typer.Typer(
+    help="Simulators: devices that sign like real ones; the payment provider and the bank.",
+    no_args_is_help=True,
+)
 app.add_typer(sim_app, name="sim")
 pos_app = typer.Typer(
     help="A POS terminal (docs/terminal-protocol.md): pay, check, reverse, refund, blacklist, "
@@ -391,6 +394,44 @@ def pos_heartbeat() -> None:
 def pos_rotate_key() -> None:
     """Ask for a new key; prints it (store it on the device)."""
     _pos_run(lambda t: t.rotate_key())
+
+
+@sim_app.command("provider")
+def sim_provider(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8601,
+) -> None:
+    """Serve the payment-provider simulator with the merchant id and key from the settings."""
+    import uvicorn
+
+    from campuscard.adapters.provider.simulator import ProviderSimulator
+
+    settings = _settings()
+    sim = ProviderSimulator(
+        {settings.provider_mch_id: settings.provider_key.get_secret_value()},
+        app_id=settings.provider_app_id,
+    )
+    typer.echo(f"provider simulator on http://127.0.0.1:{port} (mch_id {settings.provider_mch_id})")
+    uvicorn.run(sim.app, host="127.0.0.1", port=port, log_level="warning")
+
+
+@sim_app.command("bank")
+def sim_bank(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8602,
+    accounts: Annotated[
+        list[str],
+        typer.Option("--account", help="PAN:NAME:BALANCE_FEN, may be repeated"),
+    ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+) -> None:
+    """Serve the ISO 8583 bank simulator with the MAC key from the settings."""
+    from campuscard.adapters.bank.simulator import BankSimulator
+
+    settings = _settings()
+    sim = BankSimulator(settings.bank_mac_key.get_secret_value())
+    for spec in accounts or ["6222021234567890128:李雷:1000000"]:
+        pan, name, balance = spec.split(":")
+        sim.open_account(pan, name, int(balance))
+    typer.echo(f"bank simulator on 127.0.0.1:{port}; accounts: {', '.join(sim.accounts)}")
+    asyncio.run(sim.serve_forever("127.0.0.1", port))
 
 
 def main() -> None:

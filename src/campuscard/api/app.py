@@ -38,8 +38,10 @@ from campuscard.db.pool import PgPool, create_pool
 from campuscard.jobs.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
+from campuscard.web.admin import money as web_admin_money
 from campuscard.web.admin import routes as web_admin
 from campuscard.web.merchant import display as web_display
+from campuscard.web.student import money as web_student_money
 from campuscard.web.student import paycode as web_paycode
 from campuscard.web.student import routes as web_student
 
@@ -126,6 +128,9 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         app.include_router(router)
     # the payment-code screen (issue 4)
     for router in (web_paycode.router, web_display.router):
+        app.include_router(router)
+    # money in and out pages (top-up, bank card, automatic top-up; counter, subsidies)
+    for router in (web_student_money.router, web_admin_money.router):
         app.include_router(router)
     return app
 

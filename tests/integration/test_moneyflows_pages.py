@@ -1,0 +1,139 @@
+"""The money pages: the console counter and subsidies, the student's top-up page."""
+
+from __future__ import annotations
+
+import httpx
+
+from campuscard.config import Settings
+from campuscard.db.pool import PgPool
+from tests.support import make_school, make_student, make_user
+from tests.support_moneyflows import PAN, api_client, balances, bank_world, provider_world
+from tests.support_web import csrf_from, web_login
+
+
+async def test_counter_page_runs_a_day_at_the_desk(pool: PgPool, client: httpx.AsyncClient) -> None:
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        person = await make_student(conn, school.id, "S001", name="李雷")
+        await make_user(conn, "cashier", "settlement", school.id)
+        await make_user(conn, "teacher1", "teacher", school.id)
+    await web_login(client, "cashier", "TST")
+    url = "/admin/s/TST/counter"
+    page = await client.get(url)
+    assert page.status_code == 200 and "open-drawer" in page.text
+    r = await client.post(
+        f"{url}/open", data={"csrf_token": csrf_from(page.text), "opening_float": "200.00"}
+    )
+    assert r.status_code == 303
+    page = await client.get(url)
+    form = {"csrf_token": csrf_from(page.text), "person_number": "S001"}
+    r = await client.post(
+        f"{url}/op", data=form | {"kind": "deposit", "amount": "50.00", "client_id": "webdep00001"}
+    )
+    assert r.status_code == 200 and 'data-testid="result"' in r.text, r.text
+    r = await client.post(
+        f"{url}/op",
+        data=form | {"kind": "withdrawal", "amount": "20.00", "client_id": "webwd000001"},
+    )
+    assert r.status_code == 422 and "identity" in r.text.lower()  # no identity given
+    r = await client.post(
+        f"{url}/op",
+        data=form
+        | {
+            "kind": "withdrawal",
+            "amount": "20.00",
+            "client_id": "webwd000002",
+            "id_method": "student_id",
+            "holder_name": "李雷",
+            "holder_present": "on",
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert "¥230.00" in r.text  # 200 + 50 - 20 expected in the drawer
+    assert await balances(pool, person) == {"cash": 3_000, "subsidy": 0}
+    await web_login(client, "teacher1", "TST")
+    assert (await client.get(url)).status_code == 403
+
+
+async def test_subsidy_page_needs_a_second_person(pool: PgPool, client: httpx.AsyncClient) -> None:
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        person = await make_student(conn, school.id, "S001")
+        await conn.execute("UPDATE persons SET category = 'poor' WHERE id = $1", person)
+        await make_user(conn, "maker", "settlement", school.id)
+        await make_user(conn, "checker", "settlement", school.id)
+    url = "/admin/s/TST/subsidies"
+    await web_login(client, "maker", "TST")
+    page = await client.get(url)
+    r = await client.post(
+        f"{url}/rule",
+        data={
+            "csrf_token": csrf_from(page.text),
+            "name": "困难补助",
+            "amount": "300.00",
+            "category": "poor",
+        },
+    )
+    assert r.status_code == 303, r.text
+    page = await client.get(url)
+    assert "approve-" not in page.text  # the maker cannot approve
+    await web_login(client, "checker", "TST")
+    page = await client.get(url)
+    batch_id = await pool.fetchval("SELECT id FROM subsidy_batches")
+    assert f"approve-{batch_id}" in page.text
+    r = await client.post(
+        f"{url}/{batch_id}/decide",
+        data={"csrf_token": csrf_from(page.text), "decision": "approve"},
+    )
+    assert r.status_code == 303
+    assert await balances(pool, person) == {"cash": 0, "subsidy": 30_000}
+
+
+async def test_student_top_up_page(pool: PgPool, settings: Settings) -> None:
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        person = await make_student(conn, school.id, "S001", name="李雷")
+        await make_user(conn, "stu1", "cardholder", school.id, person_id=person)
+    with bank_world(settings) as (banked, bank), provider_world(banked) as (wired, _, _):
+        bank.open_account(PAN, "李雷", 100_000)
+        async with api_client(wired, pool) as web:
+            await web_login(web, "stu1", "TST")
+            page = await web.get("/m/topup")
+            assert page.status_code == 200, page.text
+            assert "bind-pan" in page.text
+            r = await web.post(
+                "/m/topup/bank-card",
+                data={"csrf_token": csrf_from(page.text), "pan": PAN, "holder_name": "李雷"},
+            )
+            assert r.status_code == 200 and "622202*********0128" in r.text, r.text
+            r = await web.post(
+                "/m/topup/bank-load",
+                data={
+                    "csrf_token": csrf_from(r.text),
+                    "amount": "88.00",
+                    "client_id": "webload00001",
+                },
+            )
+            assert r.status_code == 200 and 'data-testid="notice"' in r.text
+            r = await web.post(
+                "/m/topup/auto",
+                data={
+                    "csrf_token": csrf_from(r.text),
+                    "threshold": "50.00",
+                    "target": "40.00",
+                    "enabled": "on",
+                },
+            )
+            assert r.status_code == 422  # the target must be above the threshold
+            r = await web.post(
+                "/m/topup/online",
+                data={
+                    "csrf_token": csrf_from(r.text),
+                    "person_id": str(person),
+                    "amount": "10.00",
+                    "client_id": "webtopup0001",
+                },
+            )
+            assert r.status_code == 303
+            assert "/pay/page/" in r.headers["location"]
+    assert await balances(pool, person) == {"cash": 8_800, "subsidy": 0}
