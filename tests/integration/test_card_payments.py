@@ -107,8 +107,7 @@ async def test_purse_order_cash_first_when_the_school_says_so(
     dev, _person_id, card, _ = await _campus(pool, settings)
     async with pool.acquire() as conn:
         await conn.execute(
-            """UPDATE schools SET settings = '{"payments": {"purse_order": ["cash", "subsidy"]}}'
-               WHERE id = $1""",
+            """UPDATE schools SET settings = '{"purse_order": "cash_first"}' WHERE id = $1""",
             dev.school_id,
         )
     r = await pay(client, dev, card, "20.00")
@@ -404,3 +403,27 @@ async def test_code_payer_pays_once_with_same_rules(pool: PgPool, settings: Sett
     assert first.ok and first.body["method"] == "code"
     assert second.body["error"]["code"] == "CREDENTIAL_USED"
     assert big.body["error"]["code"] == "PIN_REQUIRED"
+
+
+async def test_school_payment_rules_api_changes_the_pin_threshold(
+    pool: PgPool, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    from tests.support import login, make_user
+
+    dev, _, card, _ = await _campus(pool, settings)
+    async with pool.acquire() as conn:
+        await make_user(conn, "boss", "school_admin", dev.school_id)
+    h = await login(client, "boss", "TST")
+    bad = await client.put(
+        "/api/v1/admin/schools/TST/payment-rules",
+        headers=h,
+        json={"per_tx_limit": "10.00", "daily_limit": "5.00"},
+    )
+    ok = await client.put(
+        "/api/v1/admin/schools/TST/payment-rules", headers=h, json={"pin_over_per_tx": "30.00"}
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "per_tx_limit"
+    assert ok.status_code == 200 and ok.json()["pin_over_per_tx"] == "30.00"
+    assert ok.json()["purse_order"] == ["subsidy", "cash"]
+    assert (await pay(client, dev, card, "30.01")).json()["error"]["code"] == "PIN_REQUIRED"
+    assert (await pay(client, dev, card, "30.00")).status_code == 200

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from campuscard.domain import purse_order as purse_policy
 from campuscard.domain.errors import ValidationFailed
 
-PURSE_ORDERS = (("subsidy", "cash"), ("cash", "subsidy"))
 PIN_LENGTH = 6
 
 
@@ -26,6 +26,7 @@ class PaymentRules:
     pin_over_per_tx: int = 5_000  # a payment above 50.00 yuan needs the PIN
     pin_over_daily: int = 20_000  # ... and so does one that takes the day above 200.00 yuan
     pin_max_failures: int = 3  # wrong PINs before the card is locked
+    # read from the school's one purse policy (domain/purse_order.py), not set here
     purse_order: tuple[str, ...] = field(default=("subsidy", "cash"))
     reversal_minutes: int = 10  # a terminal may reverse its payment this long after it
 
@@ -38,11 +39,14 @@ class PaymentRules:
 def rules_from_settings(settings: Mapping[str, Any] | None) -> PaymentRules:
     """The school's rules from ``schools.settings['payments']``, validated."""
     raw = dict((settings or {}).get("payments") or {})
-    return check_rules(raw, base=PaymentRules())
+    raw.pop("purse_order", None)
+    policy = purse_policy.policy_of(settings)
+    order = ("cash", "subsidy") if policy == "cash_first" else ("subsidy", "cash")
+    return check_rules(raw, base=PaymentRules(purse_order=order))
 
 
 def check_rules(raw: Mapping[str, Any], *, base: PaymentRules) -> PaymentRules:
-    known = set(PaymentRules.__dataclass_fields__)
+    known = set(PaymentRules.__dataclass_fields__) - {"purse_order"}
     for key in raw:
         if key not in known:
             raise ValidationFailed(f"unknown payment rule {key!r}", field=key)
@@ -55,10 +59,6 @@ def check_rules(raw: Mapping[str, Any], *, base: PaymentRules) -> PaymentRules:
     if type(values["reversal_minutes"]) is not int or not 1 <= values["reversal_minutes"] <= 1440:
         raise ValidationFailed("reversal_minutes must be 1-1440", field="reversal_minutes")
     order = tuple(values["purse_order"])
-    if order not in PURSE_ORDERS:
-        raise ValidationFailed(
-            'purse_order must be ["subsidy", "cash"] or ["cash", "subsidy"]', field="purse_order"
-        )
     if values["per_tx_limit"] > values["daily_limit"]:
         raise ValidationFailed("per_tx_limit cannot exceed daily_limit", field="per_tx_limit")
     return PaymentRules(**(values | {"purse_order": order}))

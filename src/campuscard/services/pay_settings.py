@@ -33,10 +33,11 @@ async def set_school_rules(
         )
         before = rules.rules_from_settings(current)
         after = rules.check_rules(changes, base=before)
+        stored = {k: v for k, v in after.to_json().items() if k != "purse_order"}
         await conn.execute(
             "UPDATE schools SET settings = jsonb_set(settings, '{payments}', $2) WHERE id = $1",
             school_id,
-            after.to_json(),
+            stored,
         )
         await audit.record(
             conn,

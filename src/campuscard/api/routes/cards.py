@@ -77,7 +77,6 @@ class RulesIn(Body):
     pin_over_per_tx: Money | None = None
     pin_over_daily: Money | None = None
     pin_max_failures: int | None = Field(default=None, ge=1, le=10)
-    purse_order: list[Literal["subsidy", "cash"]] | None = None
     reversal_minutes: int | None = Field(default=None, ge=1, le=1440)
 
 
@@ -245,7 +244,8 @@ async def get_rules(school: str, pool: Pool, actor: CurrentActor) -> dict[str, A
 async def put_rules(school: str, body: RulesIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     school_id = await school_id_for(pool, actor, school)
     changes: dict[str, Any] = {}
-    for key, value in body.model_dump(exclude_unset=True).items():
+    for key in body.model_fields_set:
+        value = getattr(body, key)
         changes[key] = value.fen if isinstance(value, Money) else value
     async with pool.acquire() as conn:
         return await pay_settings.set_school_rules(conn, actor, school_id, changes)
