@@ -30,6 +30,7 @@ from campuscard.api.routes import (
 from campuscard.api.routes import banklink as banklink_routes
 from campuscard.api.routes import counter as counter_routes
 from campuscard.api.routes import live as live_routes
+from campuscard.api.routes import paycode_pay as paycode_pay_routes
 from campuscard.api.routes import paycodes as paycode_routes
 from campuscard.api.routes import subsidies as subsidy_routes
 from campuscard.api.routes import topups as topup_routes
@@ -108,7 +109,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     for router in (cards.router, merchants.router, terminal.router):
         app.include_router(router)
     # payment codes: phones, codes, live events (issue 4)
-    for router in (paycode_routes.router, live_routes.router):
+    for router in (paycode_routes.router, paycode_pay_routes.router, live_routes.router):
         app.include_router(router)
     # getting a card: imports, applications, production queue (issue 7)
     for router in (student_imports.router, card_applications.router):

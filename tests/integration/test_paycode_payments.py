@@ -1,0 +1,206 @@
+"""Paying with a payment code at a till, through the one payment path: same limits, the PIN
+rule (PIN at the till, or confirmed with the PIN on the phone), a code pays once, a retry
+replays, a refusal before booking does not spend the code, and the ledger stays balanced."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import asyncpg
+import httpx
+
+from campuscard.config import Settings
+from campuscard.services import ledger, paycodes
+from campuscard.services.ledger_check import check_ledger
+from tests.support import login, make_school
+from tests.support_paycodes import Holder, make_holder
+from tests.support_payments import device_call, make_device, make_merchant, set_pin
+
+PIN = "135790"
+
+
+async def setup(
+    conn: asyncpg.Connection[Any], settings: Settings, *, cash: int = 10_000
+) -> tuple[Any, Holder, Any]:
+    school = await make_school(conn)
+    holder = await make_holder(conn, settings, school.id, cash=cash)
+    merchant_id, outlet_id = await make_merchant(conn, school.id, "Canteen 2")
+    await conn.execute("UPDATE outlets SET name = 'Window 3' WHERE id = $1", outlet_id)
+    device = await make_device(conn, settings, school.id, merchant_id, outlet_id=outlet_id)
+    return school, holder, device
+
+
+async def pay_code(
+    client: httpx.AsyncClient,
+    device: Any,
+    code: str,
+    amount: str,
+    client_id: str | None = None,
+    pin: str | None = None,
+) -> httpx.Response:
+    body: dict[str, Any] = {
+        "client_id": client_id or f"qr-{secrets.token_hex(6)}",
+        "code": code,
+        "amount": amount,
+    }
+    if pin is not None:
+        body["pin"] = pin
+    return await device_call(client, device, "POST", "/api/v1/terminal/paycode/pay", body)
+
+
+async def balance(conn: asyncpg.Connection[Any], person_id: int) -> int:
+    return sum((await ledger.purse_balances(conn, person_id)).values())
+
+
+async def test_a_code_pays_once_and_a_retry_replays(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    # given
+    _, holder, device = await setup(conn, settings)
+    code = holder.code(time.time())
+    # when
+    r = await pay_code(client, device, code, "12.50", client_id="qr-retry-0001")
+    # then
+    assert r.status_code == 200, r.text
+    assert r.json()["balance"] == "87.50"
+    assert await balance(conn, holder.person_id) == 8750
+    # the till did not hear the answer and sends the same request again: same receipt
+    again = await pay_code(client, device, code, "12.50", client_id="qr-retry-0001")
+    assert again.status_code == 200 and again.json() == r.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    # the same code under a new transaction id is a replay of the code: refused
+    replay = await pay_code(client, device, code, "12.50")
+    assert replay.status_code == 409
+    assert replay.json()["error"]["code"] == "PAYCODE_USED"
+    assert await balance(conn, holder.person_id) == 8750
+    payment = await conn.fetchrow("SELECT credential, person_id, amount FROM payments")
+    assert payment is not None and payment["amount"] == 1250
+    assert payment["credential"].startswith(f"paycode:d:{holder.device.id}:")
+    assert (await check_ledger(conn)).ok
+
+
+async def test_refusals_before_booking_do_not_spend_the_code(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    _, holder, device = await setup(conn, settings, cash=1_000)
+    code = holder.code(time.time())
+    r = await pay_code(client, device, code, "20.00")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "INSUFFICIENT_FUNDS"
+    assert await conn.fetchval("SELECT count(*) FROM paycode_uses") == 0
+    # the student tops up... (here: the cashier asks a smaller amount) and the same code pays
+    ok = await pay_code(client, device, code, "8.00")
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["balance"] == "2.00"
+
+
+async def test_the_card_limits_apply_to_codes(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    school, holder, device = await setup(conn, settings, cash=500_000)
+    await conn.execute(
+        "INSERT INTO pay_settings(person_id, school_id, per_tx_limit) VALUES ($1, $2, 3000) "
+        "ON CONFLICT (person_id) DO UPDATE SET per_tx_limit = 3000",
+        holder.person_id,
+        school.id,
+    )
+    r = await pay_code(client, device, holder.code(time.time()), "30.01")
+    assert r.status_code in (403, 409, 422), r.text
+    assert "LIMIT" in r.json()["error"]["code"]
+    assert await balance(conn, holder.person_id) == 500_000
+
+
+async def test_above_the_pin_threshold_the_pin_is_asked_at_the_till(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    _, holder, device = await setup(conn, settings, cash=50_000)
+    await set_pin(conn, settings, holder.person_id, PIN)
+    code = holder.code(time.time())
+    # without a PIN the till is told to wait for the phone or ask the PIN; nothing is spent
+    r = await pay_code(client, device, code, "80.00")
+    assert r.status_code == 202, r.text
+    assert r.json()["result"] == "confirm_on_phone"
+    assert await conn.fetchval("SELECT count(*) FROM paycode_uses") == 0
+    # the cashier asks the PIN and sends it with a new transaction id
+    ok = await pay_code(client, device, code, "80.00", pin=PIN)
+    assert ok.status_code == 200, ok.text
+    assert await balance(conn, holder.person_id) == 42_000
+
+
+async def test_above_the_pin_threshold_the_student_confirms_on_the_phone(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    school, holder, device = await setup(conn, settings, cash=50_000)
+    await set_pin(conn, settings, holder.person_id, PIN)
+    code = holder.code(time.time())
+    waiting = await pay_code(client, device, code, "80.00", client_id="qr-confirm-01")
+    assert waiting.status_code == 202
+    confirmation_id = waiting.json()["confirmation_id"]
+    # the student's page lists it and the student confirms with the PIN typed on the phone
+    me = await login(client, f"u{'S1001'}", school.code)
+    pending = (await client.get("/api/v1/me/paycode/confirmations", headers=me)).json()
+    assert [(p["id"], p["amount"], p["merchant"], p["outlet"]) for p in pending] == [
+        (confirmation_id, "80.00", "Canteen 2", "Window 3")
+    ]
+    wrong_person = await client.post(
+        f"/api/v1/me/paycode/confirmations/{confirmation_id}",
+        json={"accept": True, "pin": PIN},
+    )
+    assert wrong_person.status_code == 401
+    r = await client.post(
+        f"/api/v1/me/paycode/confirmations/{confirmation_id}",
+        json={"accept": True, "pin": PIN},
+        headers=me,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "paid"
+    # the till repeats its request and now gets the receipt
+    done = await pay_code(client, device, code, "80.00", client_id="qr-confirm-01")
+    assert done.status_code == 200, done.text
+    assert done.json()["balance"] == "420.00"
+    assert await balance(conn, holder.person_id) == 42_000
+    # confirming twice books once
+    twice = await client.post(
+        f"/api/v1/me/paycode/confirmations/{confirmation_id}",
+        json={"accept": True, "pin": PIN},
+        headers=me,
+    )
+    assert twice.status_code == 409
+    assert await conn.fetchval("SELECT count(*) FROM payments") == 1
+    assert (await check_ledger(conn)).ok
+
+
+async def test_the_student_declines_on_the_phone(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    school, holder, device = await setup(conn, settings, cash=50_000)
+    await set_pin(conn, settings, holder.person_id, PIN)
+    code = holder.code(time.time())
+    waiting = await pay_code(client, device, code, "80.00", client_id="qr-decline-1")
+    me = await login(client, "uS1001", school.code)
+    r = await client.post(
+        f"/api/v1/me/paycode/confirmations/{waiting.json()['confirmation_id']}",
+        json={"accept": False},
+        headers=me,
+    )
+    assert r.json() == {"status": "declined"}
+    done = await pay_code(client, device, code, "80.00", client_id="qr-decline-1")
+    assert done.status_code == 409 and done.json()["error"]["code"] == "PAYCODE_DECLINED"
+    assert await balance(conn, holder.person_id) == 50_000
+
+
+async def test_frozen_lost_revoked_and_foreign_codes_are_refused_at_the_till(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    _, holder, device = await setup(conn, settings)
+    other_school = await make_school(conn, "OTH")
+    stranger = await make_holder(conn, settings, other_school.id, "X1")
+    r = await pay_code(client, device, stranger.code(time.time()), "1.00")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "PAYCODE_UNKNOWN"
+    await paycodes.do_unbind_device(conn, holder.actor, holder.device.id)
+    r = await pay_code(client, device, holder.code(time.time()), "1.00")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "PAYCODE_DEVICE_REVOKED"
+    assert await balance(conn, holder.person_id) == 10_000
+    r = await pay_code(client, device, "1" * 20, "1.00")
+    assert r.status_code == 422 and r.json()["error"]["field"] == "code"
