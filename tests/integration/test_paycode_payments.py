@@ -204,3 +204,39 @@ async def test_frozen_lost_revoked_and_foreign_codes_are_refused_at_the_till(
     assert await balance(conn, holder.person_id) == 10_000
     r = await pay_code(client, device, "1" * 20, "1.00")
     assert r.status_code == 422 and r.json()["error"]["field"] == "code"
+
+
+async def test_the_till_shows_the_amount_on_its_display_and_paying_clears_it(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    _, holder, device = await setup(conn, settings)
+    body = {"amount": "12.50"}
+    r = await device_call(client, device, "POST", "/api/v1/terminal/display/pending", body)
+    assert r.status_code == 200, r.text
+    assert (r.json()["amount"], r.json()["merchant"], r.json()["outlet"]) == (
+        "12.50",
+        "Canteen 2",
+        "Window 3",
+    )
+    assert (
+        await conn.fetchval(
+            "SELECT amount FROM pos_pending_amounts WHERE terminal_id = $1", device.id
+        )
+        == 1250
+    )
+    # a replayed signed request is refused (its nonce was used)
+    again = await device_call(
+        client, device, "POST", "/api/v1/terminal/display/pending", body, nonce_value="n" * 24
+    )
+    assert again.status_code == 200
+    replay = await device_call(
+        client, device, "POST", "/api/v1/terminal/display/pending", body, nonce_value="n" * 24
+    )
+    assert replay.status_code == 401 and replay.json()["error"]["code"] == "NONCE_REUSED"
+    bad = await device_call(
+        client, device, "POST", "/api/v1/terminal/display/pending", {"amount": 12.5}
+    )
+    assert bad.status_code == 422
+    paid = await pay_code(client, device, holder.code(time.time()), "12.50")
+    assert paid.status_code == 200
+    assert await conn.fetchval("SELECT count(*) FROM pos_pending_amounts") == 0

@@ -105,6 +105,8 @@ async def _book(
         if answer.ok:
             event["balance"] = answer.body.get("balance")
             event["payment_id"] = answer.body.get("payment_id")
+            # paid: the amount the display was showing is no longer asked
+            await conn.execute("DELETE FROM pos_pending_amounts WHERE terminal_id = $1", signed.id)
         else:
             event["error"] = answer.body.get("error", {}).get("message", "")
         await notifications.publish_event(conn, event)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from campuscard.api.admission import get_limiter
 from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool
 from campuscard.api.terminal_auth import SignedDevice
 from campuscard.domain.money import Money
@@ -36,19 +37,22 @@ class ConfirmIn(Body):
 
 @router.post("/terminal/paycode/pay")
 async def pay_with_code(
-    body: CodePayIn, device: SignedDevice, pool: Pool, settings: AppSettings
+    body: CodePayIn, device: SignedDevice, pool: Pool, settings: AppSettings, request: Request
 ) -> JSONResponse:
     """Pay with a scanned payment code: 200 receipt, 202 waiting for the phone (repeat the
-    same request), or an error. Same limits and PIN rule as a card."""
-    result = await paycode_payments.do_pay_with_code(
-        pool,
-        settings,
-        device,
-        client_id=body.client_id,
-        code=body.code,
-        amount=body.amount,
-        pin=body.pin,
-    )
+    same request), or an error. Same limits, PIN rule and channel admission as a card."""
+    limiter = get_limiter(request)
+    channel = await limiter.channel_of(pool, device.terminal.merchant_id)
+    async with limiter.admit(channel):
+        result = await paycode_payments.do_pay_with_code(
+            pool,
+            settings,
+            device,
+            client_id=body.client_id,
+            code=body.code,
+            amount=body.amount,
+            pin=body.pin,
+        )
     return JSONResponse(
         result.body,
         status_code=result.status,
