@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -350,6 +351,39 @@ def pos_pay(
         return answer
 
     _pos_run(work)
+
+
+@pos_app.command("paycode")
+def pos_paycode(
+    code: Annotated[str, typer.Option(help="the 20 digits scanned from the phone")],
+    amount: Annotated[str, typer.Option(help='yuan, e.g. "12.50"')],
+    pin: Annotated[str | None, typer.Option(help="6-digit PIN asked on the keypad")] = None,
+    client_id: Annotated[str | None, typer.Option(help="reuse to retry a payment")] = None,
+    wait: Annotated[int, typer.Option(help="seconds to wait for the phone's confirmation")] = 90,
+) -> None:
+    """Pay with a payment code; above the PIN threshold, waits while the student confirms on
+    the phone (repeating the same request, as a real till does)."""
+
+    async def work(t: Any) -> Any:
+        cid = client_id or t.next_client_id()
+        payload: dict[str, Any] = {"client_id": cid, "code": code, "amount": amount}
+        if pin is not None:
+            payload["pin"] = pin
+        deadline = time.monotonic() + wait
+        while True:
+            answer = await t.request("POST", "/api/v1/terminal/paycode/pay", payload)
+            if answer.status != 202 or time.monotonic() > deadline:
+                return answer
+            typer.echo("waiting for the student to confirm on the phone…", err=True)
+            await asyncio.sleep(2)
+
+    _pos_run(work)
+
+
+@pos_app.command("show-amount")
+def pos_show_amount(amount: Annotated[str, typer.Option(help='yuan, e.g. "12.50"')]) -> None:
+    """Show the typed amount on this till's customer display (/pos/display/<id>)."""
+    _pos_run(lambda t: t.request("POST", "/api/v1/terminal/display/pending", {"amount": amount}))
 
 
 @pos_app.command("reverse")
