@@ -181,3 +181,43 @@ async def test_customer_display_shows_the_amount_then_the_result(
         "已支付 12.50 元，余额 87.50 元"
     )
     await shot(page, "display-paid")
+
+
+async def test_above_the_pin_threshold_the_student_confirms_on_the_phone_page(
+    live_url: str, browser: BrowserContext, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    from tests.support_payments import device_call, make_device, make_merchant, set_pin
+
+    # given a bound phone with 500.00, a PIN, and a canteen till
+    school = await make_school(conn)
+    person = await make_student(conn, school.id, "S300", cash=50_000)
+    await make_user(conn, "S300", "cardholder", school.id, person_id=person)
+    await set_pin(conn, settings, person, "135790")
+    merchant_id, outlet_id = await make_merchant(conn, school.id, "二食堂")
+    till = await make_device(conn, settings, school.id, merchant_id, outlet_id=outlet_id)
+    page = await browser.new_page()
+    await sign_in(page, live_url, "S300", school.code, PASSWORD)
+    await page.goto(f"{live_url}/m/paycode")
+    await page.get_by_test_id("paycode-bind").click()
+    root = page.get_by_test_id("paycode")
+    await expect(root).to_have_attribute("data-online", "yes")
+    await expect(root).to_have_attribute("data-code", re.compile(r"^7\d{19}$"))
+    code = await root.get_attribute("data-code")
+    assert code
+    # when the till scans it for 80.00 (above the PIN threshold) without a PIN
+    body = {"client_id": "qr-browser-confirm", "code": code, "amount": "80.00"}
+    async with httpx.AsyncClient(base_url=live_url) as api:
+        waiting = await device_call(api, till, "POST", "/api/v1/terminal/paycode/pay", body)
+        assert waiting.status_code == 202, waiting.text
+        # then the phone asks; the student types the PIN and confirms
+        box = page.get_by_test_id("paycode-confirm")
+        await expect(box).to_be_visible()
+        await expect(box).to_contain_text("80.00")
+        await shot(page, "paycode-confirm")
+        await box.locator("input[name=pin]").fill("135790")
+        await box.get_by_role("button", name="确认支付").click()
+        await expect(page.get_by_test_id("paycode-live")).to_contain_text("余额 420.00 元")
+        # and the till, repeating its request, gets the receipt
+        done = await device_call(api, till, "POST", "/api/v1/terminal/paycode/pay", body)
+        assert done.status_code == 200, done.text
+        assert done.json()["balance"] == "420.00"
