@@ -78,6 +78,21 @@ async def test_bind_show_code_offline_and_see_the_payment_live(
     # the spent code was replaced by a fresh one (counter 1 in the same step)
     await expect(root).not_to_have_attribute("data-code", code)
     await shot(page, "paycode-paid")
+    # a payment the engine refused is shown as such
+    async with conn.transaction():
+        await notifications.publish_event(
+            conn,
+            {
+                "type": "paycode.result",
+                "person_id": person,
+                "ok": False,
+                "amount": "5.00",
+                "merchant": "二食堂",
+                "outlet": "3号窗口",
+                "error": "密码错误",
+            },
+        )
+    await expect(live).to_have_text("二食堂 3号窗口 收款 5.00 元未成功：密码错误")
 
     # with the network off the page still makes codes the server accepts
     await browser.set_offline(True)

@@ -169,7 +169,7 @@
     } else if (event.type === "payment") {
       live(fill(t("paid"), event), "ok");
       nextCode(); // the shown code is spent: move on to a fresh one at once
-    } else if (event.type === "paycode.refused") {
+    } else if (event.type === "paycode.refused" || (event.type === "paycode.result" && !event.ok)) {
       live(fill(t("refused"), event), "error");
     } else if (event.type === "refund") {
       live(fill(t("refunded"), event), "ok");
@@ -179,7 +179,7 @@
   function listen() {
     if (!window.EventSource || !root.dataset.eventsUrl) return;
     var source = new EventSource(root.dataset.eventsUrl, { withCredentials: true });
-    ["payment", "refund", "paycode.scanned", "paycode.confirm", "paycode.refused"].forEach(function (name) {
+    ["payment", "refund", "paycode.scanned", "paycode.confirm", "paycode.refused", "paycode.result"].forEach(function (name) {
       source.addEventListener(name, function (m) { onEvent(JSON.parse(m.data)); });
     });
     source.onopen = function () { root.dataset.online = "yes"; };
