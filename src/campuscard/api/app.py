@@ -35,7 +35,7 @@ from campuscard.api.routes import paycodes as paycode_routes
 from campuscard.api.routes import subsidies as subsidy_routes
 from campuscard.api.routes import topups as topup_routes
 from campuscard.config import Settings, get_settings
-from campuscard.db.pool import PgPool, create_pool
+from campuscard.db.pool import PgPool, create_pool_when_ready
 from campuscard.jobs.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = pool is None
-        app.state.pool = pool or await create_pool(
+        app.state.pool = pool or await create_pool_when_ready(
             settings.database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
         )
         stop = asyncio.Event()

@@ -41,6 +41,9 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
     asyncpg.QueryCanceledError,
+    # a backend killed mid-query leaves asyncpg's protocol mid-operation; releasing the
+    # connection then fails with this (the pool discards it; the bank test provokes it)
+    asyncpg.exceptions.InternalClientError,
     ConnectionError,
     OSError,
     TimeoutError,

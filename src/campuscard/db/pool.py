@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,35 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> asy
     )
     assert pool is not None
     return pool
+
+
+# What a database that is restarting or briefly unreachable looks like to a new connection.
+_NOT_READY: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+)
+
+
+async def create_pool_when_ready(
+    url: str, *, min_size: int = 2, max_size: int = 20, wait: float = 60.0
+) -> asyncpg.Pool[Any]:
+    """``create_pool``, retried while the database is starting up or unreachable.
+
+    A web worker restarted during a database restart must wait for it, not fail its start-up:
+    uvicorn stops every worker when one fails to start (found by the bank test's nemesis)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    delay = 0.1
+    while True:
+        try:
+            return await create_pool(url, min_size=min_size, max_size=max_size)
+        except _NOT_READY:
+            if loop.time() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 async def connect(url: str) -> asyncpg.Connection[Any]:

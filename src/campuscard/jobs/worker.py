@@ -7,7 +7,7 @@ import logging
 import time
 
 from campuscard.config import Settings
-from campuscard.db.pool import PgPool, create_pool
+from campuscard.db.pool import PgPool, create_pool_when_ready
 from campuscard.jobs import outbox
 from campuscard.jobs.registry import PERIODIC, load_job_modules
 
@@ -31,7 +31,8 @@ async def run_once(pool: PgPool, settings: Settings, due: dict[str, float] | Non
 
 async def run_forever(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     load_job_modules()
-    pool = await create_pool(settings.database_url, min_size=1, max_size=5)
+    # started with the web process: outlive a database that is restarting at that moment
+    pool = await create_pool_when_ready(settings.database_url, min_size=1, max_size=5, wait=600)
     due: dict[str, float] = {}
     try:
         while stop is None or not stop.is_set():
