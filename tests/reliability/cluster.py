@@ -20,6 +20,8 @@ import httpx
 
 from campuscard.db.embedded import EmbeddedPostgres, free_port
 
+MASTER_KEY = "reliability-master-key-0123456789"  # the served app derives terminal keys from it
+
 
 def children(pid: int) -> list[int]:
     """Direct child processes of ``pid`` (from /proc; no extra dependency)."""
@@ -91,7 +93,7 @@ class Cluster:
             "CAMPUSCARD_WORKERS": str(self.workers),
             "CAMPUSCARD_POOL_MIN_SIZE": "1",
             "CAMPUSCARD_POOL_MAX_SIZE": "8",
-            "CAMPUSCARD_MASTER_KEY": "reliability-master-key-0123456789",
+            "CAMPUSCARD_MASTER_KEY": MASTER_KEY,
             "CAMPUSCARD_DATA_DIR": str(self.root / "data"),
         }
         with (self.root / "server.log").open("ab") as log:

@@ -16,7 +16,9 @@ Afterwards the checker proves:
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +28,14 @@ import asyncpg
 import httpx
 import pytest
 
+from campuscard.config import Settings
 from campuscard.db.pool import connect
+from campuscard.domain import signing
 from campuscard.services import ledger
 from campuscard.services.ledger_check import check_ledger
-from tests.reliability.cluster import Cluster, running_cluster
-from tests.support import PASSWORD, make_school, make_student, make_user
+from tests.reliability.cluster import MASTER_KEY, Cluster, running_cluster
+from tests.support import PASSWORD, make_school, make_user
+from tests.support_payments import Device, make_cardholder, make_device, make_merchant
 
 pytestmark = pytest.mark.reliability
 
@@ -40,6 +45,11 @@ STUDENTS = 12
 OPENING = 5_000  # fen in each student's cash purse at the start
 TIMEOUT = 2.0  # the client's patience for one attempt
 SCHOOL = "BNK"
+# refusals a correct system may answer (nothing moves); anything else fails the test
+REFUSALS = {
+    "pay": {"INSUFFICIENT_FUNDS", "PIN_REQUIRED", "OVER_DAILY_LIMIT", "PAYMENT_REVERSED"},
+    "reverse": {"PAYMENT_REFUNDED", "REVERSAL_WINDOW_PASSED"},
+}
 
 
 @dataclass
@@ -50,7 +60,9 @@ class Op:
     path: str
     body: dict[str, Any]
     ref: str
-    deltas: dict[int, int]  # account id -> fen, if applied
+    deltas: dict[int, int]  # person purse total (by cash purse id) / account id -> fen
+    terminal: int | None = None  # index of the signing terminal, for device requests
+    target: str | None = None  # a reversal names the payment's client id
     outcome: str = "unknown"  # ok | refused | unknown
     response: dict[str, Any] | None = None
     attempts: int = 0
@@ -62,6 +74,9 @@ class World:
     school_id: int
     operators: list[tuple[int, str]] = field(default_factory=list)  # (user id, token)
     students: list[tuple[str, int, int]] = field(default_factory=list)  # number, cash, subsidy
+    cards: dict[int, tuple[str, str]] = field(default_factory=dict)  # cash purse -> number, uid
+    devices: list[Device] = field(default_factory=list)  # one POS per client
+    merchant: int = 0
     fund: int = 0
     cash_desk: int = 0
     history: list[Op] = field(default_factory=list)
@@ -77,9 +92,18 @@ async def seed(cluster: Cluster) -> World:
             await make_user(conn, f"op{i}", "settlement", school.id)
         for i in range(STUDENTS):
             number = f"B{i:04d}"
-            person = await make_student(conn, school.id, number, cash=OPENING)
+            person, card = await make_cardholder(conn, school.id, number, cash=OPENING)
             purses = await ledger.open_purses(conn, school.id, person)
             world.students.append((number, purses["cash"], purses["subsidy"]))
+            world.cards[purses["cash"]] = (card["number"], card["uid"])
+        world.merchant, outlet = await make_merchant(conn, school.id)
+        settings = Settings(master_key=MASTER_KEY, _env_file=None)  # type: ignore[arg-type, call-arg]
+        for i in range(OPERATORS):
+            world.devices.append(
+                await make_device(
+                    conn, settings, school.id, world.merchant, f"POS-BANK-{i}", outlet_id=outlet
+                )
+            )
         world.fund = await ledger.system_account(conn, school.id, "subsidy_fund")
         world.cash_desk = await ledger.system_account(conn, school.id, "cash_desk")
     finally:
@@ -109,10 +133,41 @@ async def sign_in(world: World) -> None:
 def next_op(world: World, rng: random.Random, operator: int, seq: int) -> Op:
     user_id, _ = world.operators[operator]
     client_id = f"bank-{operator}-{seq:05d}"
-    number, cash, subsidy = rng.choice(world.students)
-    fen = rng.choice([1, 5, 50, 199, 500, 1_500, 4_000])
+    number, cash, _ = rng.choice(world.students)
+    fen = rng.choice([1, 5, 50, 199, 500, 1_500, 4_000] if rng.random() < 0.5 else [1, 50, 199])
     yuan = f"{fen // 100}.{fen % 100:02d}"
-    kind = rng.choices(["transfer", "deposit", "grant", "deduct"], [5, 2, 2, 2])[0]
+    kind = rng.choices(
+        ["transfer", "deposit", "grant", "deduct", "pay", "reverse"], [3, 2, 2, 1, 6, 2]
+    )[0]
+    mine = [op for op in world.history if op.kind == "pay" and op.operator == operator]
+    if kind == "reverse" and mine:
+        # 冲正 a payment of this till: answered, refused, or never answered (then possibly
+        # arriving after its reversal), sometimes twice
+        target = rng.choice(mine[-5:])
+        return Op(
+            kind,
+            client_id,
+            operator,
+            "/api/v1/terminal/pay/reverse",
+            {"client_id": target.client_id},
+            "",
+            {},
+            terminal=operator,
+            target=target.client_id,
+        )
+    if kind in ("pay", "reverse"):
+        card_number, uid = world.cards[cash]
+        pay_client = f"pay-{operator}-{seq:05d}"
+        return Op(
+            "pay",
+            pay_client,
+            operator,
+            "/api/v1/terminal/pay",
+            {"client_id": pay_client, "card_number": card_number, "card_uid": uid, "amount": yuan},
+            "",
+            {cash: -fen},
+            terminal=operator,
+        )
     if kind == "transfer":
         _, other_cash, _ = rng.choice([s for s in world.students if s[1] != cash])
         return Op(
@@ -144,9 +199,9 @@ def next_op(world: World, rng: random.Random, operator: int, seq: int) -> Op:
         )
     body["memo"] = "bank test subsidy"
     if kind == "grant":
-        path, deltas = "subsidy-grants", {world.fund: -fen, subsidy: fen}
+        path, deltas = "subsidy-grants", {world.fund: -fen, cash: fen}
     else:
-        path, deltas = "subsidy-deductions", {subsidy: -fen, world.fund: fen}
+        path, deltas = "subsidy-deductions", {cash: -fen, world.fund: fen}
     return Op(kind, client_id, operator, f"/api/v1/counter/{SCHOOL}/{path}", body, ref, deltas)
 
 
@@ -154,11 +209,27 @@ async def attempt(http: httpx.AsyncClient, world: World, op: Op, timeout: float 
     """One try; True when the server gave a definite answer."""
     _, token = world.operators[op.operator]
     op.attempts += 1
+    content = json.dumps(op.body).encode()
+    if op.terminal is not None:
+        # a device signs every attempt afresh (new nonce, new time), same client id and body
+        dev = world.devices[op.terminal]
+        headers = signing.signed_headers(
+            sn=dev.sn,
+            key=dev.key,
+            key_version=dev.key_version,
+            method="POST",
+            path=op.path,
+            body=content,
+            timestamp=int(time.time()),
+            nonce=secrets.token_hex(12),
+        )
+    else:
+        headers = {"Authorization": f"Bearer {token}"}
     try:
         r = await http.post(
             op.path,
-            json=op.body,
-            headers={"Authorization": f"Bearer {token}"},
+            content=content,
+            headers=headers | {"Content-Type": "application/json"},
             timeout=timeout,
         )
     except httpx.HTTPError:
@@ -170,7 +241,8 @@ async def attempt(http: httpx.AsyncClient, world: World, op: Op, timeout: float 
     if r.status_code in (200, 201):
         op.outcome, op.response = "ok", body
         return True
-    assert r.status_code == 409 and body["error"]["code"] == "INSUFFICIENT_FUNDS", (
+    allowed = REFUSALS.get(op.kind, {"INSUFFICIENT_FUNDS"})
+    assert r.status_code in (403, 409) and body["error"]["code"] in allowed, (
         f"{op.kind} {op.body} answered {r.status_code}: {r.text}"
     )
     op.outcome, op.response = "refused", body
@@ -274,49 +346,97 @@ async def check(world: World, was_unknown: list[Op]) -> None:
         assert report.ok, report.violations  # I1-I4
         rows = await conn.fetch(
             "SELECT ref, count(*) AS n FROM journal_tx WHERE ref = ANY($1::text[]) GROUP BY ref",
-            [op.ref for op in world.history],
+            [op.ref for op in world.history if op.ref],
         )
         applied = {r["ref"]: r["n"] for r in rows}
+        payments = {
+            (r["sn"], r["client_id"]): r
+            for r in await conn.fetch(
+                """SELECT t.sn, p.client_id, p.amount, p.status, p.person_id, p.tx_id
+                     FROM payments p JOIN terminals t ON t.id = p.terminal_id
+                    WHERE p.school_id = $1""",
+                world.school_id,
+            )
+        }
+        reversals = {
+            (r["sn"], r["client_id"]): r
+            for r in await conn.fetch(
+                """SELECT t.sn, r.client_id, r.payment_id, r.tx_id
+                     FROM payment_reversals r JOIN terminals t ON t.id = r.terminal_id
+                    WHERE r.school_id = $1""",
+                world.school_id,
+            )
+        }
+        # I8: a reversed payment and its reversal net to zero on every account
+        unbalanced = await conn.fetch(
+            """SELECT p.id, x.account_id, sum(x.amount) AS net
+                 FROM payments p JOIN payment_reversals r ON r.payment_id = p.id
+                 JOIN postings x ON x.tx_id IN (p.tx_id, r.tx_id)
+                WHERE p.status = 'reversed' GROUP BY p.id, x.account_id
+               HAVING sum(x.amount) <> 0"""
+        )
+        assert not unbalanced, f"I8: reversals that do not net to zero: {unbalanced}"
         balances = {
             r["id"]: r["balance"]
             for r in await conn.fetch(
                 "SELECT id, balance FROM accounts WHERE school_id = $1", world.school_id
             )
         }
+        merchant_total = await conn.fetchval(
+            "SELECT sum(balance) FROM accounts WHERE merchant_id = $1", world.merchant
+        )
     finally:
         await conn.close()
 
+    expected: dict[int, int] = {cash: OPENING for _, cash, _ in world.students}
+    booked = 0
     for op in world.history:
+        if op.kind == "pay":
+            sn = world.devices[op.operator].sn
+            row = payments.get((sn, op.client_id))
+            if op.outcome == "ok":
+                assert row is not None, f"approved payment {op.client_id} is not booked"
+            elif op.outcome == "refused":
+                assert row is None, f"refused payment {op.client_id} was booked"
+            marker = reversals.get((sn, op.client_id))
+            if marker is not None and marker["payment_id"] is None:
+                assert row is None, f"payment {op.client_id} booked after its reversal"  # I8
+            if row is not None and row["status"] == "booked":
+                expected[next(iter(op.deltas))] -= row["amount"]
+                booked += row["amount"]
+            continue
+        if op.kind == "reverse":
+            continue
         n = applied.get(op.ref, 0)
         assert n <= 1, f"{op.kind} {op.client_id} applied {n} times"  # I7: never twice
         if op.outcome == "ok":
             assert n == 1, f"acknowledged {op.kind} {op.client_id} applied {n} times"  # I5
         elif op.outcome == "refused":
             assert n == 0, f"refused {op.kind} {op.client_id} was applied"
-
-    expected: dict[int, int] = {cash: OPENING for _, cash, _ in world.students}
-    for op in world.history:
-        if applied.get(op.ref):
+        if n:
             for account, fen in op.deltas.items():
                 expected[account] = expected.get(account, 0) + fen
     for _, cash, subsidy in world.students:
-        for account in (cash, subsidy):
-            assert balances[account] == expected.get(account, 0), f"purse {account}"
+        total = balances[cash] + balances[subsidy]
+        assert total == expected[cash], f"purses of {cash}: {total} != {expected[cash]}"
     assert balances[world.fund] == expected.get(world.fund, 0)
+    assert int(merchant_total or 0) == booked, "the merchant holds what was booked, net"
 
     # I5: a retry of an acknowledged operation replays the identical answer
     acknowledged = [op for op in world.history if op.outcome != "unknown"]
     async with httpx.AsyncClient(base_url=world.cluster.base_url, timeout=10) as http:
-        for op in random.Random(7).sample(acknowledged, min(20, len(acknowledged))):
-            _, token = world.operators[op.operator]
-            headers = {"Authorization": f"Bearer {token}"}
-            r = await http.post(op.path, json=op.body, headers=headers)
-            assert r.json() == op.response, op.client_id
-            assert r.headers["idempotent-replayed"] == "true"
+        for op in random.Random(7).sample(acknowledged, min(30, len(acknowledged))):
+            first = op.response
+            assert await attempt(http, world, op, 10.0), op.client_id
+            if op.kind != "reverse":
+                assert op.response == first, f"{op.kind} {op.client_id} replayed differently"
+            else:  # a repeated reversal answers the same result
+                assert op.response["result"] == first["result"], op.client_id
         op = next(op for op in acknowledged if op.kind == "transfer")
         _, token = world.operators[op.operator]
         changed = op.body | {"memo": "another request, same id"}
-        r = await http.post(op.path, json=changed, headers={"Authorization": f"Bearer {token}"})
+        headers = {"Authorization": f"Bearer {token}"}
+        r = await http.post(op.path, json=changed, headers=headers)
         assert r.status_code == 409
         assert r.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
 
