@@ -58,6 +58,12 @@ ACTORS = (
 BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/auth/login": {"username": "teacher", "password": PASSWORD, "school": "TST"},
     "POST /api/v1/admin/schools": {"province": "32", "code": "NEW", "name": "新学校"},
+    # validated before the holder check: a body that passes, so the gate itself is probed
+    "PUT /api/v1/persons/{person_id}/auto-topup": {
+        "threshold": "10.00",
+        "target": "50.00",
+        "enabled": False,
+    },
 }
 
 
@@ -257,6 +263,7 @@ def probe(world: World, spec: Probe, actor: str) -> tuple[str, requests.Response
     path = re.sub(r"{(\w+)}", lambda m: world.path_values.get(m.group(1), "1"), spec.path)
     token = world.token(actor)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers["Accept"] = "application/json, text/event-stream"  # event streams answer 406 else
     extra: dict[str, Any] = {}
     if spec.form is not None:
         files = dict.fromkeys(spec.form, ("probe.csv", b"reference,amount\n", "text/csv"))
