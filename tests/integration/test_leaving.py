@@ -7,8 +7,11 @@ import httpx
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
+from campuscard.jobs import outbox
+from campuscard.jobs.registry import load_job_modules
+from campuscard.services import cards
 from campuscard.services.ledger_check import check_ledger
-from tests.support import fund, login, make_student, make_user
+from tests.support import ROOT, fund, login, make_student, make_user
 from tests.support_moneyflows import (
     PAN,
     add_card,
@@ -127,3 +130,35 @@ async def test_leaving_at_the_counter(
             await pool.fetchval("SELECT account_status FROM persons WHERE id = $1", person)
             == "closed"
         )
+
+
+async def test_a_cancelled_cards_balance_goes_to_the_bound_bank_card(
+    pool: PgPool, settings: Settings
+) -> None:
+    with bank_world(settings) as (wired, sim):
+        school_id, person = await holder_with_card(pool, wired, sim, cash=4_321, bank_balance=0)
+        _, other = await holder_with_card(
+            pool, wired, sim, cash=500, number="S002", name="韩梅梅", pan="4111111111111111"
+        )
+        await pool.execute(
+            "UPDATE bank_cards SET status = 'unbound', unbound_at = now() WHERE person_id = $1",
+            other,
+        )
+        async with pool.acquire() as conn:
+            for who, number in ((person, "40000001"), (other, "40000002")):
+                card = await cards.issue_card(
+                    conn, ROOT, person_id=who, number=number, uid=f"CC00000{number[-1]}"
+                )
+                await cards.cancel_card(
+                    conn, ROOT, card["id"], route="bank_clearing", reason="left"
+                )
+        load_job_modules()
+        assert await outbox.deliver_batch(pool, wired) == 2
+        # then: the bound card got its money; the other waits in suspense for the counter
+        assert sim.balance_of(PAN) == 4_321
+        row = await pool.fetchrow("SELECT origin, status FROM bank_transfers")
+        assert tuple(row) == ("card_cancel", "posted")
+        assert await system_balance(pool, school_id, "suspense") == 500
+        assert -await system_balance(pool, school_id, "bank_clearing") == sim.held() == -4_321
+        async with pool.acquire() as conn:
+            assert (await check_ledger(conn)).ok

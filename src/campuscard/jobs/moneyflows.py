@@ -38,3 +38,9 @@ async def auto_topups(pool: PgPool, settings: Settings) -> int:
 async def expire_subsidies(pool: PgPool, settings: Settings) -> int:
     """Claw back the unspent part of subsidy batches past their expiry date."""
     return len(await subsidies.expire_due_batches(pool))
+
+
+@outbox_handler("payout.requested")
+async def send_requested_payout(pool: PgPool, settings: Settings, payload: dict[str, Any]) -> None:
+    """A cancelled card's balance: to the bound bank card (or suspense without one)."""
+    await bank_link.do_requested_payout(pool, settings, payload)

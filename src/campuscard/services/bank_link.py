@@ -409,13 +409,17 @@ async def _finish_failed(pool: PgPool, transfer_id: int, code: str, status: str)
             return
         release = None
         if t["direction"] == "payout" and t["hold_tx_id"] is not None:
-            purses = await ledger.open_purses(conn, t["school_id"], t["person_id"])
             clearing = await ledger.system_account(conn, t["school_id"], "bank_clearing")
+            if t["origin"] == "card_cancel":
+                # the account is closed: the money waits in suspense for the counter
+                back_to = await ledger.system_account(conn, t["school_id"], "suspense")
+            else:
+                back_to = (await ledger.open_purses(conn, t["school_id"], t["person_id"]))["cash"]
             release = await ledger.post(
                 conn,
                 school_id=t["school_id"],
                 kind="bank_payout_release",
-                legs=ledger.legs_move(clearing, purses["cash"], t["amount"]),
+                legs=ledger.legs_move(clearing, back_to, t["amount"]),
                 ref=f"bank_transfer:{t['id']}:release",
                 memo=f"payout {status}",
             )
@@ -617,3 +621,68 @@ async def list_transfers(pool: PgPool, actor: Actor, person_id: int) -> list[dic
             person_id,
         )
         return [transfer_view(r) for r in rows]
+
+
+async def do_requested_payout(pool: PgPool, settings: Settings, payload: dict[str, Any]) -> None:
+    """Outbox 'payout.requested' (a cancelled card's balance, booked to a clearing account by
+    services/cards.cancel_card): send it to the holder's bound bank card as a two-phase payout
+    whose hold is that booking. Without a bound card, or for a route the bank link does not
+    serve, the money moves to suspense for the settlement center to pay at the counter."""
+    school_id, person_id = int(payload["school_id"]), int(payload["person_id"])
+    amount, hold = int(payload["amount_fen"]), payload.get("tx_id")
+    if amount <= 0 or hold is None:
+        return
+    async with pool.acquire() as conn, conn.transaction():
+        existing = await conn.fetchval(
+            "SELECT id FROM bank_transfers WHERE hold_tx_id = $1", int(hold)
+        )
+        if existing is None:
+            card = (
+                await bound_card(conn, person_id) if payload["route"] == "bank_clearing" else None
+            )
+            if card is None:
+                await _to_suspense(conn, school_id, person_id, payload, amount)
+                return
+            rrn, stan = await next_trace(conn)
+            existing = await conn.fetchval(
+                """INSERT INTO bank_transfers(school_id, direction, origin, person_id,
+                                              bank_card_id, amount, rrn, stan, hold_tx_id)
+                   VALUES ($1, 'payout', 'card_cancel', $2, $3, $4, $5, $6, $7) RETURNING id""",
+                school_id,
+                person_id,
+                card["id"],
+                amount,
+                rrn,
+                stan,
+                int(hold),
+            )
+    await execute_transfer(pool, settings, existing)
+
+
+async def _to_suspense(
+    conn: Conn, school_id: int, person_id: int, payload: dict[str, Any], amount: int
+) -> None:
+    source = await ledger.system_account(conn, school_id, str(payload["route"]))
+    suspense = await ledger.system_account(conn, school_id, "suspense")
+    await ledger.post(
+        conn,
+        school_id=school_id,
+        kind="payout_to_suspense",
+        legs=ledger.legs_move(source, suspense, amount),
+        ref=f"card:{payload.get('card_id')}:payout",
+        memo="cancelled card: no bound bank card; pay the holder at the counter",
+        meta={"person_id": person_id, "route": payload["route"]},
+    )
+    await notifications.notify(
+        conn,
+        school_id=school_id,
+        person_id=person_id,
+        kind="payout_at_counter",
+        title={"zh-CN": "请到柜台领取余额", "en": "Collect your balance at the counter"},
+        body={
+            "zh-CN": f"您的 {fmt(amount)} 元余额未能转入银行卡，请到结算中心柜台领取。",
+            "en": f"Your {fmt(amount)} yuan could not be sent to a bank card; "
+            "collect it at the settlement-center counter.",
+        },
+        dedupe_key=f"payout_at_counter:{payload.get('tx_id')}",
+    )
