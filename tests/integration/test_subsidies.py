@@ -200,3 +200,14 @@ async def test_expiry_claws_back_the_unspent_part_exactly(
     assert (batch["status"], batch["clawed_back"]) == ("expired", "169.99")
     async with pool.acquire() as conn:
         assert (await check_ledger(conn)).ok
+
+
+async def test_purse_order_policy(pool: PgPool, client: httpx.AsyncClient) -> None:
+    _, maker, _ = await _setup(pool, client)
+    url = "/api/v1/admin/schools/TST/purse-order"
+    assert (await client.get(url, headers=maker)).json() == {"purse_order": "subsidy_first"}
+    bad = await client.put(url, json={"purse_order": "random"}, headers=maker)
+    assert bad.status_code == 422
+    r = await client.put(url, json={"purse_order": "cash_first"}, headers=maker)
+    assert r.status_code == 200
+    assert (await client.get(url, headers=maker)).json() == {"purse_order": "cash_first"}

@@ -20,6 +20,7 @@ from typing import Any
 import openpyxl
 
 from campuscard.db.pool import Conn, PgPool
+from campuscard.domain import purse_order
 from campuscard.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from campuscard.domain.money import Money, fmt
 from campuscard.services import audit, ledger, notifications
@@ -589,3 +590,39 @@ def actor_system() -> Actor:
     from campuscard.services.actors import SYSTEM
 
     return SYSTEM
+
+
+# ---- spending order --------------------------------------------------------------------
+async def do_set_purse_order(
+    pool: PgPool, actor: Actor, school_id: int, *, order: str
+) -> dict[str, Any]:
+    actor.require("settlement", school_id=school_id)
+    if order not in purse_order.PURSE_ORDERS:
+        raise ValidationFailed(
+            f"purse_order is one of {', '.join(purse_order.PURSE_ORDERS)}", field="purse_order"
+        )
+    async with pool.acquire() as conn, conn.transaction():
+        before = await conn.fetchval("SELECT settings FROM schools WHERE id = $1", school_id)
+        await conn.execute(
+            "UPDATE schools SET settings = settings || jsonb_build_object($2::text, $3::text) "
+            "WHERE id = $1",
+            school_id,
+            purse_order.SETTINGS_KEY,
+            order,
+        )
+        await audit.record(
+            conn,
+            actor,
+            "school.purse_order",
+            school_id=school_id,
+            target_type="school",
+            target_id=school_id,
+            before={"purse_order": purse_order.policy_of(before)},
+            after={"purse_order": order},
+        )
+    return {"purse_order": order}
+
+
+async def get_purse_order(pool: PgPool, school_id: int) -> str:
+    settings = await pool.fetchval("SELECT settings FROM schools WHERE id = $1", school_id)
+    return purse_order.policy_of(settings)

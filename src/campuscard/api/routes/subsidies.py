@@ -1,4 +1,4 @@
-"""Subsidy batches: from a file or a rule, second-person approval, expiry."""
+"""Subsidy batches (file or rule, second-person approval, expiry) and the purse order."""
 
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ class RuleBatchIn(Body):
 
 class RejectIn(Body):
     reason: str = Field(min_length=1, max_length=200)
+
+
+class PurseOrderIn(Body):
+    purse_order: Literal["subsidy_first", "cash_first"]
 
 
 def _date(text: str | None) -> date | None:
@@ -110,3 +114,18 @@ async def reject(
 ) -> dict[str, Any]:
     school_id = await school_id_for(pool, actor, school)
     return await subsidies.do_reject_batch(pool, actor, school_id, batch_id, reason=body.reason)
+
+
+@router.get("/purse-order")
+async def get_purse_order(school: str, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    return {"purse_order": await subsidies.get_purse_order(pool, school_id)}
+
+
+@router.put("/purse-order")
+async def set_purse_order(
+    school: str, body: PurseOrderIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    """Which purse pays first at merchants: subsidy_first (default) or cash_first."""
+    school_id = await school_id_for(pool, actor, school)
+    return await subsidies.do_set_purse_order(pool, actor, school_id, order=body.purse_order)

@@ -13,7 +13,7 @@ from campuscard.api.deps import AppSettings, Pool
 from campuscard.db.pool import PgPool
 from campuscard.domain.errors import DomainError, ValidationFailed
 from campuscard.domain.money import Money
-from campuscard.services import counter, leaving, pay_settings, subsidies
+from campuscard.services import counter, leaving, subsidies
 from campuscard.web import menu
 from campuscard.web.admin.routes import BASE, SchoolCode, enter
 from campuscard.web.core import Page, PostPage, UserPage, opt_date, redirect, render
@@ -198,8 +198,7 @@ async def _subsidy_view(
     classes = await pool.fetch(
         "SELECT id, name, grade FROM classes WHERE school_id = $1 ORDER BY name", school_id
     )
-    async with pool.acquire() as conn:
-        order = "_".join((await pay_settings.school_rules(conn, school_id)).purse_order)
+    order = await subsidies.get_purse_order(pool, school_id)
     return render(
         page,
         "admin/subsidies.html",
