@@ -461,7 +461,10 @@ def sim_bank(
 
     settings = _settings()
     sim = BankSimulator(settings.bank_mac_key.get_secret_value())
-    for spec in accounts or ["6222021234567890128:李雷:1000000"]:
+    from campuscard.demo import student_name
+
+    # by default: a bank account for the demo's first student (bind it on /m/topup)
+    for spec in accounts or [f"6222021234567890128:{student_name(1)}:1000000"]:
         pan, name, balance = spec.split(":")
         sim.open_account(pan, name, int(balance))
     typer.echo(f"bank simulator on 127.0.0.1:{port}; accounts: {', '.join(sim.accounts)}")

@@ -67,6 +67,7 @@ STAFF = [
     ("school-admin", "school_admin", "school admin 学校管理员"),
     ("card-center", "card_center", "card center 卡务中心"),
     ("settlement", "settlement", "settlement 结算中心"),
+    ("settlement2", "settlement", "settlement checker 结算复核"),
     ("teacher", "teacher", "teacher 班主任"),
 ]
 
@@ -152,7 +153,7 @@ async def _create(conn: Conn) -> int:
     opening = await ledger.system_account(conn, school_id, "opening_balances")
     student_hash = auth.hash_password(STUDENT_PASSWORD)  # one hash for every demo student
     for i in range(1, STUDENTS + 1):
-        name = SURNAMES[i % len(SURNAMES)] + GIVEN[(i * 7) % len(GIVEN)]
+        name = student_name(i)
         person_id = await conn.fetchval(
             """INSERT INTO persons(school_id, kind, number, name, class_id, phone, account_status)
                VALUES ($1, 'student', $2, $3, $4, $5, 'active') RETURNING id""",
@@ -253,4 +254,37 @@ async def _create(conn: Conn) -> int:
            VALUES ($1, 'KIOSK-DEMO-001', 'kiosk', '图书馆一楼 Library ground floor')""",
         school_id,
     )
+    await _money_demo(conn, school_id, class_ids[0])
     return school_id
+
+
+def student_name(i: int) -> str:
+    return SURNAMES[i % len(SURNAMES)] + GIVEN[(i * 7) % len(GIVEN)]
+
+
+async def _money_demo(conn: Conn, school_id: int, class_id: int) -> None:
+    """A subsidy batch made by 'settlement' for one class, waiting for 'settlement2' to
+    approve it (second person), expiring in 30 days."""
+    maker = await conn.fetchval(
+        "SELECT id FROM users WHERE school_id = $1 AND username = 'settlement'", school_id
+    )
+    people = await conn.fetch(
+        "SELECT id FROM persons WHERE school_id = $1 AND class_id = $2 ORDER BY id",
+        school_id,
+        class_id,
+    )
+    batch = await conn.fetchval(
+        """INSERT INTO subsidy_batches(school_id, name, source, rule, expires_on, total, lines,
+                                       created_by)
+           VALUES ($1, '十二月伙食补助', 'rule', $2, cc_business_date($1) + 30, $3, $4, $5)
+           RETURNING id""",
+        school_id,
+        {"class_ids": [class_id], "amount": "20.00"},
+        2000 * len(people),
+        len(people),
+        maker,
+    )
+    await conn.executemany(
+        "INSERT INTO subsidy_lines(batch_id, person_id, amount) VALUES ($1, $2, 2000)",
+        [(batch, r["id"]) for r in people],
+    )
