@@ -6,6 +6,7 @@ clearing accounts equal what the two simulators say they hold."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 from datetime import timedelta
@@ -14,6 +15,7 @@ import httpx
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
+from campuscard.domain.errors import InsufficientFunds
 from campuscard.domain.money import Money
 from campuscard.jobs import outbox
 from campuscard.jobs.registry import load_job_modules
@@ -166,7 +168,10 @@ async def test_randomized_mix_keeps_the_books_and_the_simulators_equal(
         for order_id in paid_orders[:2]:
             order = await provider_orders.get_order(pool, order_id)
             if order["status"] == "paid":
-                await provider_orders.do_refund(pool, operator, order_id, reason="mix")
+                # the holder may have spent the top-up meanwhile: then the refund is refused
+                # (money already spent is not refunded) and nothing moves
+                with contextlib.suppress(InsufficientFunds):
+                    await provider_orders.do_refund(pool, operator, order_id, reason="mix")
         async with httpx.AsyncClient(base_url=app) as api:
             for o in list(provider.orders.values())[:3]:
                 if o.paid_at is not None:
