@@ -18,9 +18,9 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from campuscard.db.pool import PgPool
 from campuscard.domain.errors import DomainError
@@ -155,3 +155,6 @@ class ChannelLimiter:
 def get_limiter(request: Request) -> ChannelLimiter:
     limiter: ChannelLimiter = request.app.state.channel_limiter
     return limiter
+
+
+Limiter = Annotated[ChannelLimiter, Depends(get_limiter)]
