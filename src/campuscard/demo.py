@@ -92,6 +92,7 @@ async def load_demo(conn: Conn) -> DemoCampus:
         created = school_id is None
         if created:
             school_id = await _create(conn)
+        await _payout_accounts(conn, school_id)
     campus = DemoCampus(school_id=school_id, created=created)
     campus.logins = (
         [("platform admin", "", ADMIN_USER)]
@@ -287,4 +288,17 @@ async def _money_demo(conn: Conn, school_id: int, class_id: int) -> None:
     await conn.executemany(
         "INSERT INTO subsidy_lines(batch_id, person_id, amount) VALUES ($1, $2, 2000)",
         [(batch, r["id"]) for r in people],
+    )
+
+
+async def _payout_accounts(conn: Conn, school_id: int) -> None:
+    """Every demo merchant gets a (fictitious) bank account, so closing a day writes a payout
+    file line for it (settlement center → 结算中心 in the console)."""
+    await conn.execute(
+        """INSERT INTO merchant_payout_accounts(merchant_id, school_id, bank_code, account_no,
+                                                account_name)
+           SELECT id, school_id, 'ICBC', '62220202' || lpad(id::text, 8, '0'), name
+             FROM merchants WHERE school_id = $1
+           ON CONFLICT (merchant_id) DO NOTHING""",
+        school_id,
     )

@@ -358,3 +358,61 @@ async def test_import_over_the_api_reports_every_bad_row_and_changes_nothing(
     assert r.status_code == 403
     r = await client.get(f"{base}/balances", headers=h)
     assert r.json()["suspense"] == "9.00" and r.json()["open_cases"] == 1
+
+
+async def test_real_bank_link_loads_reconcile_against_the_simulators_statement(
+    pool: asyncpg.Pool[Any], settings: Any
+) -> None:
+    from campuscard.adapters.bank.simulator import BankTxn
+    from campuscard.domain.money import Money
+    from campuscard.services import bank_link
+    from tests.support_moneyflows import bank_world, cid, holder_with_card
+
+    with bank_world(settings) as (wired, sim):
+        # given two loads through the bank link, one whose answer was lost (reversed), and a
+        # load the bank has that never reached us
+        school_id, person = await holder_with_card(pool, wired, sim, bank_balance=50_000)
+        holder = Actor(name="holder", person_id=person)
+        for fen in (10_000, 3_000):
+            _, view, _ = await bank_link.do_load(
+                pool, wired, holder, person_id=person, amount=Money(fen), client_id=cid()
+            )
+            assert view["status"] == "posted"
+        sim.inject("0200", "drop")
+        _, view, _ = await bank_link.do_load(
+            pool, wired, holder, person_id=person, amount=Money(700), client_id=cid()
+        )
+        assert view["status"] == "reversed"
+        token = next(iter(sim.accounts.values())).token
+        sim.txns["999999999999"] = BankTxn(
+            "999999999999", "009999", "LOAD", token, 2_000, "A99999", datetime.now(UTC)
+        )
+        day = datetime.now(UTC).astimezone(CHINA).date()
+        statement = sim.statement(day.strftime("%Y%m%d"))
+        async with pool.acquire() as conn:
+            op_id = await make_user_for_recon(conn, school_id)
+
+        # when the bank's own statement file is imported
+        result = await reconciliation.do_import_statement(
+            pool,
+            operator(school_id, op_id, "recon"),
+            school_id,
+            source="bank",
+            content=statement.encode(),
+        )
+
+        # then our loads match, the reversed one nets to zero, the stranger is in suspense
+        assert result["matched"] == 3
+        assert [(c["reference"], c["reason"], c["difference"]) for c in result["cases"]] == [
+            ("999999999999", "missing_ours", "20.00")
+        ]
+        async with pool.acquire() as conn:
+            assert await system(conn, school_id, "bank_clearing") == 0
+            assert await system(conn, school_id, "bank_account") == -(13_000 + 2_000)
+            assert await system(conn, school_id, "suspense") == 2_000
+
+
+async def make_user_for_recon(conn: asyncpg.Connection[Any], school_id: int) -> int:
+    from tests.support import make_user
+
+    return await make_user(conn, "recon-op", "settlement", school_id)

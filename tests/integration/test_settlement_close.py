@@ -188,3 +188,27 @@ async def test_payout_instruction_books_payable_to_bank_clearing(
     assert bal == {clearing: 12_271, payable: 0}
     ref = await conn.fetchval("SELECT ref FROM journal_tx WHERE kind = 'payout_instruction'")
     assert ref == rows[0]["payout_ref"]
+
+
+async def test_the_worker_job_closes_yesterday_once(
+    pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
+) -> None:
+    from campuscard.jobs.settlement import close_finished_days
+
+    # given a sale today, then the cut-off passes
+    school = await make_school(conn)
+    m = await make_merchant(conn, school.id, "洗衣房", channel="other")
+    t = await make_terminal(conn, school.id, m, "POS-J-001")
+    student = await make_student(conn, school.id, "S1", cash=1_000)
+    await pay(conn, school.id, m, t, student, 400)
+    day = await today(conn, school.id)
+    await advance_day(conn, school.id)
+
+    # when the job runs twice
+    first = await close_finished_days(pool)
+    second = await close_finished_days(pool)
+
+    # then the day was closed once, by the system
+    assert [d["business_date"] for d in first] == [day.isoformat()]
+    assert first[0]["closed_by"] == "system" and first[0]["gross"] == "4.00"
+    assert second == []

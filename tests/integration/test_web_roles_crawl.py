@@ -32,8 +32,15 @@ ROLE_AREAS = {
 }
 # within the console, pages a role must not see
 NEVER = {
-    "teacher": {"a.reports", "a.dashboard", "a.cards", "a.audit"},
-    "card_center": {"a.reports"},
+    "teacher": {
+        "a.reports",
+        "a.dashboard",
+        "a.cards",
+        "a.audit",
+        "a.settlement",
+        "a.reconciliation",
+    },
+    "card_center": {"a.reports", "a.settlement", "a.reconciliation", "a.consumption"},
     "settlement": {"a.cards", "a.classes"},
     "guardian": set(),
     "cardholder": {"m.children"},
@@ -104,6 +111,9 @@ def _foreign_urls(code: str, student_b: int) -> list[str]:
         f"{base}/reports",
         f"{base}/reports/export.csv?kind=merchant",
         f"{base}/audit",
+        f"{base}/settlement",
+        f"{base}/reconciliation",
+        f"{base}/consumption",
         f"/m/?person={student_b}",
         f"/m/transactions?person={student_b}",
         f"/m/card?person={student_b}",

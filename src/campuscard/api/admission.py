@@ -3,7 +3,7 @@ their own admission limit, so a flood in one (registration-day tuition) cannot t
 database connections and the CPU another (the lunch queue) needs.
 
 Per channel and process: at most ``concurrent`` bookings run at once; up to ``queue`` more wait
-for a slot, each at most ``wait_seconds``; beyond that a request is refused at once with 503
+for a slot, each at most ``wait_seconds``; beyond that a request is refused at once with 429
 ``CHANNEL_BUSY`` and ``Retry-After`` (the terminal retries with the same client id, so nothing
 is booked twice). Limits are configured with CAMPUSCARD_CHANNEL_LIMITS (docs/channels.md).
 The sum of the channels' ``concurrent`` should stay below the database pool size, so that a
@@ -18,9 +18,9 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from campuscard.db.pool import PgPool
 from campuscard.domain.errors import DomainError
@@ -48,7 +48,7 @@ DEFAULT_LIMITS: dict[str, ChannelLimit] = {
 
 
 class ChannelBusy(DomainError):
-    status = 503
+    status = 429  # not 5xx: the API answers a refusal, never a server fault
     code = "CHANNEL_BUSY"
 
 
@@ -155,3 +155,6 @@ class ChannelLimiter:
 def get_limiter(request: Request) -> ChannelLimiter:
     limiter: ChannelLimiter = request.app.state.channel_limiter
     return limiter
+
+
+Limiter = Annotated[ChannelLimiter, Depends(get_limiter)]

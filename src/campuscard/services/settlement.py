@@ -69,7 +69,9 @@ SELECT p.id, $1, $2, j.business_date, a.merchant_id, a.id, t.id, m.channel,
   JOIN postings p ON p.tx_id = j.id
   JOIN accounts a ON a.id = p.account_id AND a.kind = 'merchant'
   JOIN merchants m ON m.id = a.merchant_id
-  LEFT JOIN terminals t ON t.sn = j.actor AND t.school_id = j.school_id
+  -- the device that booked it: its serial is the actor ("POS-1", or "terminal:POS-1")
+  LEFT JOIN terminals t ON t.school_id = j.school_id
+        AND t.sn = CASE WHEN j.actor LIKE 'terminal:%' THEN substr(j.actor, 10) ELSE j.actor END
  WHERE j.school_id = $1
    AND j.business_date BETWEEN $2::date - {LOOKBACK_DAYS} AND $2::date
    AND j.kind <> 'settlement'

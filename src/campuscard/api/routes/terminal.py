@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from campuscard.api.admission import Limiter
 from campuscard.api.deps import AppSettings, Body, Pool, bearer_token
 from campuscard.api.terminal_auth import SignedDevice
 from campuscard.domain.errors import Unauthorized
@@ -71,9 +72,14 @@ async def check_payment(body: PayCheckIn, device: SignedDevice, pool: Pool) -> J
 
 
 @router.post("/pay")
-async def pay(body: PayIn, device: SignedDevice, pool: Pool, settings: AppSettings) -> JSONResponse:
-    """Book a card payment once per client_id; a retry replays the first answer."""
-    async with pool.acquire() as conn:
+async def pay(
+    body: PayIn, device: SignedDevice, pool: Pool, settings: AppSettings, limiter: Limiter
+) -> JSONResponse:
+    """Book a card payment once per client_id; a retry replays the first answer. Each channel
+    (tuition, canteen, supermarket, other) has its own admission limit: when it is full the
+    answer is 429 CHANNEL_BUSY with Retry-After (docs/channels.md)."""
+    channel = await limiter.channel_of(pool, device.terminal.merchant_id)
+    async with limiter.admit(channel), pool.acquire() as conn:
         result = await payments.book_payment(
             conn,
             settings,
