@@ -158,7 +158,14 @@ class EmbeddedPostgres:
 
     def stop(self, mode: str = "fast") -> None:
         if self.initialised() and self.running():
-            self._cmd("pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "stop", check=False)
+            res = self._cmd(
+                "pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "-t", "120", "stop", check=False
+            )
+            if res.returncode != 0 and mode != "immediate":
+                # a busy machine can outlast the fast shutdown; never leave a server behind
+                self._cmd(
+                    "pg_ctl", "-D", str(self.pgdata), "-m", "immediate", "-w", "stop", check=False
+                )
 
     def restart(self) -> None:
         self.stop()
