@@ -427,3 +427,30 @@ async def test_school_payment_rules_api_changes_the_pin_threshold(
     assert ok.json()["purse_order"] == ["subsidy", "cash"]
     assert (await pay(client, dev, card, "30.01")).json()["error"]["code"] == "PIN_REQUIRED"
     assert (await pay(client, dev, card, "30.00")).status_code == 200
+
+
+async def test_busy_canteen_spreads_credits_over_shards_by_terminal(
+    pool: PgPool, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # given a canteen with 8 account shards and 8 windows
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        merchant_id, _ = await make_merchant(conn, school.id, shards=8)
+        devices = [
+            await make_device(conn, settings, school.id, merchant_id, f"POS-W{i:03d}")
+            for i in range(8)
+        ]
+        _, card = await make_cardholder(conn, school.id, "S1", cash=50_000)
+
+    # when every window takes a payment at once
+    answers = await asyncio.gather(*(pay(client, d, card, "3.00") for d in devices))
+
+    # then each window credited its own shard (no single hot row), and the sum is right
+    assert all(a.status_code == 200 for a in answers)
+    async with pool.acquire() as conn:
+        shards = await conn.fetch(
+            "SELECT a.shard, a.balance FROM accounts a WHERE a.merchant_id = $1 ORDER BY shard",
+            merchant_id,
+        )
+        assert [s["balance"] for s in shards] == [300] * 8
+        assert await ledger.merchant_balance(conn, merchant_id) == 2_400
