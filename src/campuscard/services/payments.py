@@ -23,8 +23,9 @@ from campuscard.db.pool import Conn, PgPool
 from campuscard.domain import payments as rules
 from campuscard.domain.errors import DomainError, NotFound, ValidationFailed
 from campuscard.domain.money import Money, fmt
-from campuscard.services import audit, idempotency
+from campuscard.services import audit, idempotency, notifications
 from campuscard.services.actors import Actor
+from campuscard.services.event_batch import EventBatcher
 from campuscard.services.terminals import SignedTerminal, record_nonce
 
 
@@ -110,9 +111,14 @@ async def book_payment(
     payer: Payer,
     amount: Money,
     pin: str | None = None,
+    events: EventBatcher | None = None,
 ) -> PaymentAnswer:
     """Book a payment once per (terminal, client_id): a retry with the same payload replays
-    the stored answer (approved or refused), another payload under the same id is 409."""
+    the stored answer (approved or refused), another payload under the same id is 409.
+
+    The live ``payment`` event (for the student's page) is sent after commit through
+    ``events`` when given and ``conn`` is not inside a transaction; otherwise it is published
+    inside the caller's transaction (so it goes out when, and only if, that commits)."""
     client_id = idempotency.check_client_id(client_id)
     number, uid, person_id, credential = _payer_args(payer)
     if pin is not None and (len(pin) != rules.PIN_LENGTH or not pin.isdigit()):
@@ -140,6 +146,13 @@ async def book_payment(
         amount.fen,
         token,
     )
+    event = result.get("event")
+    if event is not None:
+        if events is not None and not conn.is_in_transaction():
+            events.publish(event)  # committed already: batched NOTIFY, off the commit path
+        else:
+            # inside the caller's transaction: sent when (and only if) it commits
+            await notifications.publish_event(conn, event)
     return _answer(result)
 
 

@@ -14,6 +14,7 @@ from campuscard.api.terminal_auth import SignedDevice
 from campuscard.domain.errors import Unauthorized
 from campuscard.domain.money import Money
 from campuscard.services import auth, cards, payments, terminals
+from campuscard.services.event_batch import EventBatcher
 
 router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])
 
@@ -71,9 +72,24 @@ async def check_payment(body: PayCheckIn, device: SignedDevice, pool: Pool) -> J
     return answer(result)
 
 
+def live_events(request: Request) -> EventBatcher:
+    """The app's batcher of live events (one per app, sending through the app's pool)."""
+    app = request.app
+    batcher: EventBatcher | None = getattr(app.state, "payment_events", None)
+    if batcher is None:
+        batcher = EventBatcher(lambda: app.state.pool)
+        app.state.payment_events = batcher
+    return batcher
+
+
 @router.post("/pay")
 async def pay(
-    body: PayIn, device: SignedDevice, pool: Pool, settings: AppSettings, limiter: Limiter
+    body: PayIn,
+    request: Request,
+    device: SignedDevice,
+    pool: Pool,
+    settings: AppSettings,
+    limiter: Limiter,
 ) -> JSONResponse:
     """Book a card payment once per client_id; a retry replays the first answer. Each channel
     (tuition, canteen, supermarket, other) has its own admission limit: when it is full the
@@ -88,6 +104,7 @@ async def pay(
             payer=payments.CardPayer(body.card_number, body.card_uid),
             amount=body.amount,
             pin=body.pin,
+            events=live_events(request),
         )
     return answer(result)
 
