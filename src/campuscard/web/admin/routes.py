@@ -16,7 +16,7 @@ from openpyxl import Workbook
 from campuscard.api.deps import Pool, school_id_for
 from campuscard.db.pool import PgPool
 from campuscard.domain.errors import DomainError, NotFound
-from campuscard.services import dashboard, people
+from campuscard.services import cards, dashboard, people
 from campuscard.web import charts, menu
 from campuscard.web.core import Page, PostPage, UserPage, opt_date, opt_int, redirect, render
 
@@ -257,6 +257,80 @@ async def cards_page(
     async with pool.acquire() as conn:
         rows = await dashboard.find_cards(conn, page.user, school_id, query=q.strip())
     return render(page, "admin/cards.html", rows=rows, q=q)
+
+
+CARD_ACTIONS = ("report_loss", "unblock", "freeze", "unfreeze")
+
+
+@router.get("/s/{code}/cards/{card_id}")
+async def card_page(
+    page: UserPage,
+    pool: Pool,
+    code: SchoolCode,
+    card_id: Annotated[int, Path(ge=1, le=2**62)],
+    done: Annotated[str, Query(max_length=20)] = "",
+) -> Response:
+    school_id = await enter(page, pool, code, "a.cards")
+    return await _card_form(page, pool, school_id, card_id, done=done)
+
+
+async def _card_form(
+    page: Page,
+    pool: PgPool,
+    school_id: int,
+    card_id: int,
+    *,
+    error: DomainError | None = None,
+    done: str = "",
+) -> Response:
+    assert page.user is not None
+    async with pool.acquire() as conn:
+        card = await cards.get_card(conn, page.user, card_id)
+        if card["school_id"] != school_id:
+            raise NotFound("no such card", field="card_id")
+        holder = await people.get_person(conn, page.user, card["person_id"])
+    return render(
+        page,
+        "admin/card.html",
+        status=error.status if error else 200,
+        card=card,
+        holder=holder,
+        error=error,
+        done=done if done in CARD_ACTIONS else "",
+    )
+
+
+@router.post("/s/{code}/cards/{card_id}/{action}")
+async def card_action(
+    page: PostPage,
+    pool: Pool,
+    code: SchoolCode,
+    card_id: Annotated[int, Path(ge=1, le=2**62)],
+    action: Literal["report_loss", "unblock", "freeze", "unfreeze"],
+    reason: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Card center: 挂失 / 解挂 (after checking the holder's identity) / freeze / unfreeze."""
+    school_id = await enter(page, pool, code, "a.cards")
+    actor = page.user
+    assert actor is not None
+    try:
+        async with pool.acquire() as conn:
+            card = await cards.get_card(conn, actor, card_id)
+            if card["school_id"] != school_id:
+                raise NotFound("no such card", field="card_id")
+            if action == "report_loss":
+                await cards.report_loss(conn, actor, card_id, channel="counter", reason=reason)
+            elif action == "unblock":
+                await cards.unblock_card(conn, actor, card_id, verification=reason)
+            elif action == "freeze":
+                await cards.freeze_card(conn, actor, card_id, reason=reason)
+            else:
+                await cards.unfreeze_card(conn, actor, card_id, reason=reason)
+    except DomainError as err:
+        if err.status in (403, 404):
+            raise
+        return await _card_form(page, pool, school_id, card_id, error=err)
+    return redirect(f"/admin/s/{code}/cards/{card_id}?done={action}", request=page.request)
 
 
 @router.get("/s/{code}/merchants")

@@ -55,6 +55,9 @@
         }
         input.value = v;
         show();
+        // give the focus back to the scan field: the card reader types into it
+        var scan = document.querySelector("[data-scan-focus]");
+        if (scan) scan.focus();
       });
       input.addEventListener("input", show);
       show();
@@ -68,6 +71,9 @@
   }
 
   function init(root) { sounds(root); keypads(root); scanFocus(root); }
+  document.addEventListener("click", function (ev) {
+    if (ev.target.closest && ev.target.closest("[data-print]")) window.print();
+  });
   document.addEventListener("DOMContentLoaded", function () { init(document); });
   document.addEventListener("htmx:load", function (ev) { init(ev.target); });
 })();
