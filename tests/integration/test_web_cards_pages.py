@@ -117,3 +117,55 @@ async def test_limits_can_only_be_lowered_and_pin_needs_the_password(
     assert await conn.fetchval(
         "SELECT pin_hash IS NOT NULL FROM pay_settings WHERE person_id = $1", person
     )
+
+
+async def test_console_registers_approves_merchants_and_terminals_with_keys_shown_once(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any]
+) -> None:
+    school = await make_school(conn)
+    await make_user(conn, "ops", "school_admin", school.id)
+    await make_user(conn, "desk", "card_center", school.id)
+    await web_login(client, "ops", school.code)
+    url = f"/admin/s/{school.code}/merchants"
+    token = await page_csrf(client, url)
+    r = await client.post(
+        url, data={"csrf_token": token, "name": "水果店", "channel": "other", "commission": "1.50"}
+    )
+    assert r.status_code == 303
+    merchant = await conn.fetchrow("SELECT id, status, commission_bp FROM merchants")
+    assert (merchant["status"], merchant["commission_bp"]) == ("pending", 150)
+    bad = await client.post(
+        url, data={"csrf_token": token, "name": "坏", "channel": "other", "commission": "1.5.0"}
+    )
+    assert bad.status_code == 422 and 'data-testid="form-error"' in bad.text
+    ok = await client.post(f"{url}/{merchant['id']}/approve", data={"csrf_token": token})
+    assert ok.status_code == 303
+    assert await conn.fetchval("SELECT status FROM merchants") == "approved"
+    reg = await client.post(
+        f"/admin/s/{school.code}/terminals",
+        data={
+            "csrf_token": token,
+            "sn": "POS-FRUIT-1",
+            "kind": "pos",
+            "merchant_id": str(merchant["id"]),
+            "outlet_id": "",
+            "location": "东门",
+        },
+    )
+    assert reg.status_code == 200 and 'data-testid="key-hex"' in reg.text
+    listing = await client.get(url)
+    assert "POS-FRUIT-1" in listing.text and 'data-testid="key-hex"' not in listing.text
+    terminal_id = await conn.fetchval("SELECT id FROM terminals WHERE sn = 'POS-FRUIT-1'")
+    rotated = await client.post(
+        f"/admin/s/{school.code}/terminals/{terminal_id}/rotate", data={"csrf_token": token}
+    )
+    assert rotated.status_code == 200 and 'data-testid="key-hex"' in rotated.text
+    assert await conn.fetchval("SELECT key_version FROM terminals WHERE id = $1", terminal_id) == 2
+    # the card center sees merchants but may not approve or register
+    await web_login(client, "desk", school.code)
+    view = await client.get(url)
+    assert view.status_code == 200 and 'data-testid="terminal-form"' not in view.text
+    token = await page_csrf(client, url)
+    refused = await client.post(f"{url}/{merchant['id']}/suspend", data={"csrf_token": token})
+    assert refused.status_code in (403, 404)
+    assert await conn.fetchval("SELECT status FROM merchants") == "approved"
