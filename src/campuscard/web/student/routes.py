@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from campuscard.api.deps import AppSettings, Pool
 from campuscard.db.pool import Conn, PgPool
-from campuscard.domain.errors import DomainError, ValidationFailed
+from campuscard.domain.errors import DomainError, NotFound, ValidationFailed
 from campuscard.domain.money import Money
 from campuscard.services import cards, notifications, pay_settings, statements
 from campuscard.web import charts, menu
@@ -48,7 +48,12 @@ async def holder(page: Page, conn: Conn, person: int | None) -> dict[str, Any] |
     if person is None and actor.person_id is None:
         chosen = page.request.cookies.get(CHILD_COOKIE, "")
         if chosen.isdigit() and len(chosen) < 19:
-            person = int(chosen)
+            try:
+                subject = await statements.access_person(conn, actor, int(chosen))
+            except NotFound:  # unlinked since it was chosen: choose again
+                return None
+            page.extra["on_behalf"] = True
+            return subject
         else:
             children = await statements.linked_children(conn, actor)
             if len(children) != 1:
