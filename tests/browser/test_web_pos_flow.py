@@ -45,6 +45,13 @@ async def test_till_student_card_center_and_reports(
     page = await browser.new_page()
     await page.set_viewport_size({"width": 1024, "height": 800})
 
+    # the student has the phone page open (another host name: its own cookies)
+    phone = await browser.new_page()
+    phone_url = live_url.replace("127.0.0.1", "localhost")
+    await sign_in(phone, phone_url, "S001", school.code, PASSWORD)
+    await expect(phone.get_by_test_id("balance-total")).to_have_text("¥50.00")
+    await phone.wait_for_timeout(500)  # the live stream connects
+
     # the manager binds this browser to the window's terminal and charges 12.50
     await sign_in(page, live_url, "boss", school.code, PASSWORD)
     await expect(page.get_by_test_id("terminal-choice")).to_be_visible()
@@ -55,13 +62,14 @@ async def test_till_student_card_center_and_reports(
     await shot(page, "pos-approved")
     await _sign_out(page)
 
-    # the student sees the payment and the new balance
-    await sign_in(page, live_url, "S001", school.code, PASSWORD)
-    await expect(page.get_by_test_id("balance-total")).to_have_text("¥37.50")
-    await expect(page.get_by_test_id("tx-rows")).to_contain_text("第一食堂")
-    await expect(page.get_by_test_id("tx-rows")).to_contain_text("-12.50")
-    await shot(page, "student-after-payment")
-    await _sign_out(page)
+    # the student's open page announces the payment, then shows the new balance
+    await expect(phone.get_by_test_id("live")).to_contain_text("12.50")
+    await shot(phone, "student-live-payment")
+    await expect(phone.get_by_test_id("balance-total")).to_have_text("¥37.50")
+    await expect(phone.get_by_test_id("tx-rows")).to_contain_text("第一食堂")
+    await expect(phone.get_by_test_id("tx-rows")).to_contain_text("-12.50")
+    await shot(phone, "student-after-payment")
+    await phone.close()
 
     # the card center reports the card lost
     await sign_in(page, live_url, "desk", school.code, PASSWORD)

@@ -70,7 +70,29 @@
     if (el && document.activeElement === document.body) el.focus();
   }
 
-  function init(root) { sounds(root); keypads(root); scanFocus(root); }
+  // Live events (server-sent): the student's page announces a payment or refund as it
+  // happens, then reloads so balances and the list are the server's.
+  function live(root) {
+    (root.querySelectorAll ? root.querySelectorAll("[data-live]") : []).forEach(function (box) {
+      if (box.dataset.bound || !window.EventSource) return;
+      box.dataset.bound = "1";
+      var source = new EventSource(box.dataset.live);
+      function show(template, ev) {
+        var data = JSON.parse(ev.data);
+        box.textContent = template
+          .replace("{amount}", data.amount || "")
+          .replace("{merchant}", [data.merchant, data.outlet].filter(Boolean).join(" "))
+          .replace("{balance}", data.balance || "");
+        box.hidden = false;
+        box.dataset.event = data.type;
+        setTimeout(function () { source.close(); window.location.reload(); }, 2500);
+      }
+      source.addEventListener("payment", function (ev) { show(box.dataset.paidText, ev); });
+      source.addEventListener("refund", function (ev) { show(box.dataset.refundText, ev); });
+    });
+  }
+
+  function init(root) { sounds(root); keypads(root); scanFocus(root); live(root); }
   document.addEventListener("click", function (ev) {
     if (ev.target.closest && ev.target.closest("[data-print]")) window.print();
   });
