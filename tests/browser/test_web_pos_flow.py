@@ -22,9 +22,17 @@ async def _sign_out(page: Page) -> None:
     await expect(page.locator("h1")).to_have_text("登录")
 
 
-async def _charge(page: Page, keys: str, uid: str) -> None:
+async def _charge(
+    page: Page, keys: str, uid: str, conn: asyncpg.Connection[Any] | None = None
+) -> None:
     for key in keys:
         await page.click(f"[data-key='{key}']")
+    if conn is not None:  # the customer display got the typed amount before paying
+        for _ in range(50):
+            if await conn.fetchval("SELECT amount FROM pos_pending_amounts") == 1250:
+                break
+            await page.wait_for_timeout(100)
+        assert await conn.fetchval("SELECT amount FROM pos_pending_amounts") == 1250
     # the keyboard-wedge reader types the UID and Enter into the focused scan field
     await page.keyboard.type(uid)
     await page.keyboard.press("Enter")
@@ -57,15 +65,17 @@ async def test_till_student_card_center_and_reports(
     await expect(page.get_by_test_id("terminal-choice")).to_be_visible()
     await page.click("button.primary")
     await expect(page.get_by_test_id("pos-terminal")).to_have_text("POS-0001")
-    await _charge(page, "12.5", card["uid"])
+    await _charge(page, "12.5", card["uid"], conn)
     await expect(page.locator(".result.ok")).to_contain_text("12.50")
     await shot(page, "pos-approved")
     await _sign_out(page)
 
     # the student's open page announces the payment, then shows the new balance
     await expect(phone.get_by_test_id("live")).to_contain_text("12.50")
-    await shot(phone, "student-live-payment")
     await expect(phone.get_by_test_id("balance-total")).to_have_text("¥37.50")
+    await shot(phone, "student-live-payment")
+    await phone.reload()
+    await expect(phone.get_by_test_id("purse-cash")).to_have_text("¥37.50")
     await expect(phone.get_by_test_id("tx-rows")).to_contain_text("第一食堂")
     await expect(phone.get_by_test_id("tx-rows")).to_contain_text("-12.50")
     await shot(phone, "student-after-payment")

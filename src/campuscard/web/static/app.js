@@ -38,7 +38,24 @@
       pad.dataset.bound = "1";
       var input = document.getElementById(pad.dataset.keypad);
       var display = document.getElementById(pad.dataset.display);
-      function show() { if (display) display.textContent = input.value || "0.00"; }
+      var timer = null;
+      // the customer display facing the payer shows the amount as it is typed (seed 000)
+      function announce() {
+        if (!pad.dataset.pending) return;
+        clearTimeout(timer);
+        timer = setTimeout(function () {
+          var v = input.value;
+          if (!/^[0-9]+(\.[0-9]{1,2})?$/.test(v) || Number(v) <= 0) return;
+          var dot = v.indexOf(".");
+          var amount = dot < 0 ? v + ".00" : (v + "00").slice(0, dot + 3);
+          fetch(pad.dataset.pending, {
+            method: "PUT", credentials: "same-origin",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ amount: amount })
+          }).catch(function () { /* the display is a nicety; paying does not depend on it */ });
+        }, 300);
+      }
+      function show() { if (display) display.textContent = input.value || "0.00"; announce(); }
       pad.addEventListener("click", function (ev) {
         var btn = ev.target.closest("[data-key]");
         if (!btn) return;
@@ -71,7 +88,7 @@
   }
 
   // Live events (server-sent): the student's page announces a payment or refund as it
-  // happens, then reloads so balances and the list are the server's.
+  // happens and shows the balance after it; the list refreshes on the next load.
   function live(root) {
     (root.querySelectorAll ? root.querySelectorAll("[data-live]") : []).forEach(function (box) {
       if (box.dataset.bound || !window.EventSource) return;
@@ -84,8 +101,8 @@
           .replace("{merchant}", [data.merchant, data.outlet].filter(Boolean).join(" "))
           .replace("{balance}", data.balance || "");
         box.hidden = false;
-        box.dataset.event = data.type;
-        setTimeout(function () { source.close(); window.location.reload(); }, 2500);
+        var total = document.getElementById(box.dataset.balanceTarget || "");
+        if (total && data.balance) total.textContent = "¥" + data.balance;
       }
       source.addEventListener("payment", function (ev) { show(box.dataset.paidText, ev); });
       source.addEventListener("refund", function (ev) { show(box.dataset.refundText, ev); });
