@@ -178,3 +178,32 @@ async def test_refund_needs_permission_and_never_exceeds_the_payment(
         )
         == 5000 - 2000 + 500
     )
+
+
+async def test_a_payment_code_pays_once_and_a_refusal_leaves_it_unused(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    from campuscard.services import paycodes
+    from campuscard.services.actors import Actor, Grant
+
+    shop = await _shop(conn, settings)
+    student = Actor(
+        name="S001",
+        person_id=shop["person"],
+        school_id=shop["school"].id,
+        grants=frozenset({Grant("cardholder", shop["school"].id)}),
+    )
+    code = (await paycodes.do_mint_code(conn, settings, student)).code
+    await web_login(client, "boss", shop["school"].code)
+    await _bind(client, shop["device"].id)
+    await _charge(client, "45.00", shop["card"]["uid"])  # 5.00 left
+    # more than the balance: refused, and the code is still good
+    refused = await _charge(client, "8.80", code)
+    assert "INSUFFICIENT_FUNDS" in refused
+    assert await conn.fetchval("SELECT count(*) FROM paycode_uses") == 0
+    ok = await _charge(client, "4.40", code)
+    assert 'class="result ok"' in ok and "¥4.40" in ok
+    assert await conn.fetchval("SELECT method FROM payments ORDER BY id DESC LIMIT 1") == "code"
+    again = await _charge(client, "0.50", code)
+    assert "PAYCODE_USED" in again
+    assert await conn.fetchval("SELECT count(*) FROM payments") == 2

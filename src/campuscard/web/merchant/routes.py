@@ -93,16 +93,27 @@ async def pay(
     async with pool.acquire() as conn:
         try:
             money = Money.parse(amount.strip(), field="amount")
-            payer = await browser_pos.card_payer(conn, terminal.school_id, scan)
-            answer = await payments.book_payment(
-                conn,
-                settings,
-                browser_pos.as_signed(terminal),
-                client_id=client_id,
-                payer=payer,
-                amount=money,
-                pin=pin.strip() or None,
-            )
+            if browser_pos.is_payment_code(scan):
+                answer = await browser_pos.book_with_code(
+                    conn,
+                    settings,
+                    terminal,
+                    code=scan,
+                    amount=money,
+                    client_id=client_id,
+                    pin=pin.strip() or None,
+                )
+            else:
+                payer = await browser_pos.card_payer(conn, terminal.school_id, scan)
+                answer = await payments.book_payment(
+                    conn,
+                    settings,
+                    browser_pos.as_signed(terminal),
+                    client_id=client_id,
+                    payer=payer,
+                    amount=money,
+                    pin=pin.strip() or None,
+                )
             if answer.ok:
                 result = answer.body
             else:
