@@ -46,6 +46,7 @@ from campuscard.web.merchant import display as web_display
 from campuscard.web.student import money as web_student_money
 from campuscard.web.student import paycode as web_paycode
 from campuscard.web.merchant import routes as web_merchant
+from campuscard.web.student import paycode as web_paycode
 from campuscard.web.student import routes as web_student
 
 

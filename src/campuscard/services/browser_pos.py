@@ -156,15 +156,15 @@ async def book_with_code(
         verified = await paycodes.check_code(
             conn, settings, school_id=terminal.school_id, code=code.strip()
         )
-        use_id = await paycodes.do_use_code(
-            conn, verified, terminal_id=terminal.id, amount=amount.fen
+        await paycodes.do_use_code(
+            conn, verified, terminal_id=terminal.id, amount=amount.fen, client_id=client_id
         )
         answer = await payments.book_payment(
             conn,
             settings,
             as_signed(terminal),
             client_id=client_id,
-            payer=VerifiedPayer(verified.person_id, f"paycode:use:{use_id}"),
+            payer=VerifiedPayer(verified.person_id, paycodes.credential_for(verified)),
             amount=amount,
             pin=pin,
         )
