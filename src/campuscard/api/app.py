@@ -43,9 +43,8 @@ from campuscard.web.admin import money as web_admin_money
 from campuscard.web.admin import routes as web_admin
 from campuscard.web.admin import settlement as web_settlement
 from campuscard.web.merchant import display as web_display
-from campuscard.web.student import money as web_student_money
-from campuscard.web.student import paycode as web_paycode
 from campuscard.web.merchant import routes as web_merchant
+from campuscard.web.student import money as web_student_money
 from campuscard.web.student import paycode as web_paycode
 from campuscard.web.student import routes as web_student
 

@@ -23,11 +23,10 @@ from typing import Any
 from campuscard.config import Settings
 from campuscard.db.pool import Conn
 from campuscard.domain import paycode
-from campuscard.domain.errors import DomainError, Forbidden, NotFound, ValidationFailed
-from campuscard.domain.money import Money
-from campuscard.services import audit, paycodes, payments
+from campuscard.domain.errors import Forbidden, NotFound, ValidationFailed
+from campuscard.services import audit
 from campuscard.services.actors import Actor
-from campuscard.services.payments import CardPayer, PaymentAnswer, VerifiedPayer
+from campuscard.services.payments import CardPayer
 from campuscard.services.terminals import SignedTerminal, TerminalRow
 
 POS_ROLES = ("merchant_staff", "merchant_manager")
@@ -138,46 +137,6 @@ def is_payment_code(scanned: str) -> bool:
     the chip UID instead."""
     text = scanned.strip()
     return len(text) == paycode.CODE_LENGTH and text.isascii() and text.isdigit()
-
-
-async def book_with_code(
-    conn: Conn,
-    settings: Settings,
-    terminal: TerminalRow,
-    *,
-    code: str,
-    amount: Money,
-    client_id: str,
-    pin: str | None = None,
-) -> PaymentAnswer:
-    """Pay with a phone's payment code: check it, spend it and book the payment in one
-    transaction, so a refused payment leaves the code unused and a code pays once."""
-    async with conn.transaction():
-        verified = await paycodes.check_code(
-            conn, settings, school_id=terminal.school_id, code=code.strip()
-        )
-        await paycodes.do_use_code(
-            conn, verified, terminal_id=terminal.id, amount=amount.fen, client_id=client_id
-        )
-        answer = await payments.book_payment(
-            conn,
-            settings,
-            as_signed(terminal),
-            client_id=client_id,
-            payer=VerifiedPayer(verified.person_id, paycodes.credential_for(verified)),
-            amount=amount,
-            pin=pin,
-        )
-        if not answer.ok:
-            err = answer.body.get("error", {})
-            # undo the code's use with the refusal: the phone's code stays good
-            raise DomainError(
-                str(err.get("message", "refused")),
-                code=str(err.get("code", "REFUSED")),
-                field=err.get("field"),
-                status=answer.status,
-            )
-    return answer
 
 
 async def card_payer(conn: Conn, school_id: int, scanned: str) -> CardPayer:

@@ -16,7 +16,7 @@ from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.domain.errors import DomainError, NotFound
 from campuscard.domain.money import Money
-from campuscard.services import browser_pos, payments
+from campuscard.services import browser_pos, paycode_payments, payments
 from campuscard.services.terminals import TerminalRow
 from campuscard.web import menu
 from campuscard.web.core import Page, PostPage, UserPage, redirect, render
@@ -50,6 +50,7 @@ def _till(page: Page, terminal: TerminalRow, recent: list[dict[str, Any]], **ctx
     ctx.setdefault("error", None)
     ctx.setdefault("pin_for", None)
     ctx.setdefault("keep", "")
+    ctx.setdefault("waiting", None)
     template = (
         "merchant/_till.html" if page.request.headers.get("hx-request") else "merchant/pos.html"
     )
@@ -90,17 +91,20 @@ async def pay(
     result: dict[str, Any] | None = None
     error: DomainError | None = None
     pin_for: dict[str, str] | None = None
+    waiting: dict[str, str] | None = None
     async with pool.acquire() as conn:
         try:
             money = Money.parse(amount.strip(), field="amount")
             if browser_pos.is_payment_code(scan):
-                answer = await browser_pos.book_with_code(
-                    conn,
+                # the code path of the paycodes engineer: preview first, so a refusal does not
+                # spend the code; above the PIN threshold the student confirms on the phone
+                answer = await paycode_payments.do_pay_with_code(
+                    pool,
                     settings,
-                    terminal,
-                    code=scan,
-                    amount=money,
+                    browser_pos.as_signed(terminal),
                     client_id=client_id,
+                    code=scan.strip(),
+                    amount=money,
                     pin=pin.strip() or None,
                 )
             else:
@@ -114,7 +118,9 @@ async def pay(
                     amount=money,
                     pin=pin.strip() or None,
                 )
-            if answer.ok:
+            if answer.status == 202:  # waiting for the student to confirm on the phone
+                waiting = {"amount": amount.strip(), "scan": scan.strip(), "client_id": client_id}
+            elif answer.ok:
                 result = answer.body
             else:
                 err = answer.body.get("error", {})
@@ -133,7 +139,16 @@ async def pay(
         recent = await browser_pos.recent_payments(conn, terminal.id)
     # after a refusal the amount stays, so the cashier can take another card or code
     keep = amount.strip() if error is not None and pin_for is None else ""
-    return _till(page, terminal, recent, result=result, error=error, pin_for=pin_for, keep=keep)
+    return _till(
+        page,
+        terminal,
+        recent,
+        result=result,
+        error=error,
+        pin_for=pin_for,
+        keep=keep,
+        waiting=waiting,
+    )
 
 
 @router.get("/receipt/{payment_id}")
