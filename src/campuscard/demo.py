@@ -99,6 +99,7 @@ async def load_demo(conn: Conn) -> DemoCampus:
         + [(label, SCHOOL_CODE, username) for username, _, label in STAFF]
         + [
             ("merchant 食堂", SCHOOL_CODE, "canteen1"),
+            ("parent 家长", SCHOOL_CODE, "parent1"),
             ("student 学生", SCHOOL_CODE, student_number(1)),
         ]
     )
@@ -254,6 +255,23 @@ async def _create(conn: Conn) -> int:
         """INSERT INTO terminals(school_id, sn, kind, location)
            VALUES ($1, 'KIOSK-DEMO-001', 'kiosk', '图书馆一楼 Library ground floor')""",
         school_id,
+    )
+    # a parent with two children at the school, for the parent's phone pages
+    parent = await auth.create_user(
+        conn,
+        username="parent1",
+        password=DEMO_PASSWORD,
+        school_id=school_id,
+        roles=[("guardian", school_id, None)],
+        display_name="家长 parent",
+        phone="13900000001",
+    )
+    await conn.execute(
+        """INSERT INTO guardian_links(user_id, person_id, school_id)
+           SELECT $1, id, $2 FROM persons WHERE school_id = $2 AND number = ANY($3::text[])""",
+        parent,
+        school_id,
+        [student_number(1), student_number(2)],
     )
     await _money_demo(conn, school_id, class_ids[0])
     return school_id

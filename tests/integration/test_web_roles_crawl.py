@@ -161,3 +161,16 @@ async def test_every_page_as_every_role(
                 r = await client.get(url)
                 assert r.status_code in (303, 403, 404), (role, url, r.status_code)
                 assert "乙外校生" not in r.text and "外校食堂" not in r.text, (role, url)
+
+
+async def test_platform_admin_chooses_a_school_first(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any]
+) -> None:
+    await make_school(conn, "AAA")
+    await make_user(conn, "root", "platform_admin", None)
+    await web_login(client, "root", None)
+    home = await client.get("/admin/")
+    assert home.status_code == 200 and "/admin/s/AAA/" in home.text
+    assert "/admin/s//" not in home.text
+    inside = await client.get("/admin/s/AAA/people")
+    assert inside.status_code == 200 and 'data-menu="a.reports"' in inside.text

@@ -43,6 +43,7 @@ from campuscard.web.admin import money as web_admin_money
 from campuscard.web.admin import routes as web_admin
 from campuscard.web.admin import settlement as web_settlement
 from campuscard.web.merchant import display as web_display
+from campuscard.web.merchant import routes as web_merchant
 from campuscard.web.student import money as web_student_money
 from campuscard.web.student import paycode as web_paycode
 from campuscard.web.student import routes as web_student
@@ -126,7 +127,13 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         )
     # pages (web/): one module per audience; static files and page error handlers
     install_web(app)
-    for router in (web_common.router, web_student.router, web_admin.router, web_settlement.router):
+    for router in (
+        web_common.router,
+        web_student.router,
+        web_admin.router,
+        web_settlement.router,
+        web_merchant.router,
+    ):
         app.include_router(router)
     # the payment-code screen (issue 4)
     for router in (web_paycode.router, web_display.router):

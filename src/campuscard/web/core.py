@@ -160,6 +160,8 @@ def render(page: Page, template: str, *, status: int = 200, **context: Any) -> H
     area = template.split("/", 1)[0] if "/" in template else ""
     user = page.user
     items = menu.menu_for(user, area, page.school_id) if user is not None and area else []
+    if not page.school_code:  # no school chosen yet (platform admin): no per-school links
+        items = [i for i in items if "{school}" not in i.href]
     html = env.get_template(template).render(
         page=page,
         t=page.t,

@@ -13,10 +13,13 @@ from fastapi import APIRouter, Form, Path, Query
 from fastapi.responses import Response
 from openpyxl import Workbook
 
-from campuscard.api.deps import Pool, school_id_for
+from campuscard.api.deps import AppSettings, Pool, school_id_for
 from campuscard.db.pool import PgPool
 from campuscard.domain.errors import DomainError, NotFound
-from campuscard.services import dashboard, people
+from campuscard.domain.money import Money
+from campuscard.services import cards, dashboard, people
+from campuscard.services import merchants as merchants_svc
+from campuscard.services import terminals as terminals_svc
 from campuscard.web import charts, menu
 from campuscard.web.core import Page, PostPage, UserPage, opt_date, opt_int, redirect, render
 
@@ -259,14 +262,257 @@ async def cards_page(
     return render(page, "admin/cards.html", rows=rows, q=q)
 
 
+CARD_ACTIONS = ("report_loss", "unblock", "freeze", "unfreeze")
+
+
+@router.get("/s/{code}/cards/{card_id}")
+async def card_page(
+    page: UserPage,
+    pool: Pool,
+    code: SchoolCode,
+    card_id: Annotated[int, Path(ge=1, le=2**62)],
+    done: Annotated[str, Query(max_length=20)] = "",
+) -> Response:
+    school_id = await enter(page, pool, code, "a.cards")
+    return await _card_form(page, pool, school_id, card_id, done=done)
+
+
+async def _card_form(
+    page: Page,
+    pool: PgPool,
+    school_id: int,
+    card_id: int,
+    *,
+    error: DomainError | None = None,
+    done: str = "",
+) -> Response:
+    assert page.user is not None
+    async with pool.acquire() as conn:
+        card = await cards.get_card(conn, page.user, card_id)
+        if card["school_id"] != school_id:
+            raise NotFound("no such card", field="card_id")
+        holder = await people.get_person(conn, page.user, card["person_id"])
+    return render(
+        page,
+        "admin/card.html",
+        status=error.status if error else 200,
+        card=card,
+        holder=holder,
+        error=error,
+        done=done if done in CARD_ACTIONS else "",
+    )
+
+
+@router.post("/s/{code}/cards/{card_id}/{action}")
+async def card_action(
+    page: PostPage,
+    pool: Pool,
+    code: SchoolCode,
+    card_id: Annotated[int, Path(ge=1, le=2**62)],
+    action: Literal["report_loss", "unblock", "freeze", "unfreeze"],
+    reason: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Card center: 挂失 / 解挂 (after checking the holder's identity) / freeze / unfreeze."""
+    school_id = await enter(page, pool, code, "a.cards")
+    actor = page.user
+    assert actor is not None
+    try:
+        async with pool.acquire() as conn:
+            card = await cards.get_card(conn, actor, card_id)
+            if card["school_id"] != school_id:
+                raise NotFound("no such card", field="card_id")
+            if action == "report_loss":
+                await cards.report_loss(conn, actor, card_id, channel="counter", reason=reason)
+            elif action == "unblock":
+                await cards.unblock_card(conn, actor, card_id, verification=reason)
+            elif action == "freeze":
+                await cards.freeze_card(conn, actor, card_id, reason=reason)
+            else:
+                await cards.unfreeze_card(conn, actor, card_id, reason=reason)
+    except DomainError as err:
+        if err.status in (403, 404):
+            raise
+        return await _card_form(page, pool, school_id, card_id, error=err)
+    return redirect(f"/admin/s/{code}/cards/{card_id}?done={action}", request=page.request)
+
+
 @router.get("/s/{code}/merchants")
 async def merchants_page(page: UserPage, pool: Pool, code: SchoolCode) -> Response:
     school_id = await enter(page, pool, code, "a.merchants")
+    return await _merchants(page, pool, school_id)
+
+
+async def _merchants(
+    page: Page,
+    pool: PgPool,
+    school_id: int,
+    *,
+    error: DomainError | None = None,
+    key: dict[str, Any] | None = None,
+    done: str = "",
+) -> Response:
+    actor = page.user
+    assert actor is not None
+    async with pool.acquire() as conn:
+        merchants = await dashboard.merchants(conn, actor, school_id)
+        terminals = await dashboard.terminals(conn, actor, school_id)
+        outlets = await conn.fetch(
+            "SELECT o.id, o.name, m.name AS merchant FROM outlets o "
+            "JOIN merchants m ON m.id = o.merchant_id WHERE o.school_id = $1 "
+            "ORDER BY m.name, o.name",
+            school_id,
+        )
+    return render(
+        page,
+        "admin/merchants.html",
+        status=error.status if error else 200,
+        merchants=merchants,
+        terminals=terminals,
+        outlets=[dict(o) for o in outlets],
+        can_manage=actor.has("school_admin", "settlement", school_id=school_id),
+        channels=dashboard.CHANNELS,
+        error=error,
+        key=key,
+        done=done,
+    )
+
+
+def _basis_points(text: str) -> int:
+    """ "1.50" (per cent) → 150 basis points, exactly."""
+    value = Money.parse(text.strip() or "0", field="commission", allow_zero=True).fen
+    if value > 10000:
+        raise DomainError("commission is at most 100 %", field="commission", status=422)
+    return value
+
+
+@router.post("/s/{code}/merchants")
+async def merchant_create(
+    page: PostPage,
+    pool: Pool,
+    code: SchoolCode,
+    name: Annotated[str, Form(max_length=64)] = "",
+    name_en: Annotated[str, Form(max_length=128)] = "",
+    channel: Annotated[str, Form(max_length=16)] = "",
+    commission: Annotated[str, Form(max_length=8)] = "0",
+) -> Response:
+    school_id = await enter(page, pool, code, "a.merchants")
+    assert page.user is not None
+    try:
+        if not name.strip():
+            raise DomainError("name is required", code="FIELD_REQUIRED", field="name", status=422)
+        async with pool.acquire() as conn:
+            await merchants_svc.create_merchant(
+                conn,
+                page.user,
+                school_id,
+                name=name.strip(),
+                name_en=name_en.strip(),
+                channel=channel,
+                commission_bp=_basis_points(commission),
+                shards=8,
+            )
+    except DomainError as err:
+        if err.status in (403, 404):
+            raise
+        return await _merchants(page, pool, school_id, error=err)
+    return redirect(f"/admin/s/{code}/merchants")
+
+
+@router.post("/s/{code}/merchants/{merchant_id}/{decision}")
+async def merchant_decide(
+    page: PostPage,
+    pool: Pool,
+    code: SchoolCode,
+    merchant_id: Annotated[int, Path(ge=1, le=2**62)],
+    decision: Literal["approve", "reject", "suspend"],
+    note: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    school_id = await enter(page, pool, code, "a.merchants")
     assert page.user is not None
     async with pool.acquire() as conn:
-        merchants = await dashboard.merchants(conn, page.user, school_id)
-        terminals = await dashboard.terminals(conn, page.user, school_id)
-    return render(page, "admin/merchants.html", merchants=merchants, terminals=terminals)
+        found = await conn.fetchval(
+            "SELECT 1 FROM merchants WHERE id = $1 AND school_id = $2", merchant_id, school_id
+        )
+        if not found:
+            raise NotFound("no such merchant", field="merchant_id")
+        try:
+            await merchants_svc.decide_merchant(
+                conn, page.user, merchant_id, decision=decision, note=note
+            )
+        except DomainError as err:
+            if err.status in (403, 404):
+                raise
+            return await _merchants(page, pool, school_id, error=err)
+    return redirect(f"/admin/s/{code}/merchants")
+
+
+@router.post("/s/{code}/terminals")
+async def terminal_register(
+    page: PostPage,
+    pool: Pool,
+    settings: AppSettings,
+    code: SchoolCode,
+    sn: Annotated[str, Form(max_length=40)] = "",
+    kind: Annotated[str, Form(max_length=8)] = "pos",
+    merchant_id: Annotated[str, Form(max_length=20)] = "",
+    outlet_id: Annotated[str, Form(max_length=20)] = "",
+    location: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    school_id = await enter(page, pool, code, "a.merchants")
+    assert page.user is not None
+    try:
+        if kind not in ("pos", "kiosk", "door"):
+            raise DomainError("kind must be pos, kiosk or door", field="kind", status=422)
+        async with pool.acquire() as conn:
+            answer = await terminals_svc.register_terminal(
+                conn,
+                page.user,
+                settings,
+                school_id,
+                sn=sn.strip(),
+                kind=kind,
+                merchant_id=opt_int(merchant_id, "merchant_id"),
+                outlet_id=opt_int(outlet_id, "outlet_id"),
+                location=location.strip(),
+            )
+    except DomainError as err:
+        if err.status == 403:
+            raise
+        return await _merchants(page, pool, school_id, error=err)
+    # the key is shown once, on this answer only (it is derived, never stored)
+    return await _merchants(page, pool, school_id, key=answer, done="registered")
+
+
+@router.post("/s/{code}/terminals/{terminal_id}/{action}")
+async def terminal_action(
+    page: PostPage,
+    pool: Pool,
+    settings: AppSettings,
+    code: SchoolCode,
+    terminal_id: Annotated[int, Path(ge=1, le=2**62)],
+    action: Literal["rotate", "disable", "enable"],
+) -> Response:
+    school_id = await enter(page, pool, code, "a.merchants")
+    assert page.user is not None
+    async with pool.acquire() as conn:
+        found = await conn.fetchval(
+            "SELECT 1 FROM terminals WHERE id = $1 AND school_id = $2", terminal_id, school_id
+        )
+        if not found:
+            raise NotFound("no such terminal", field="terminal_id")
+        if action == "rotate":
+            answer = await terminals_svc.rotate_key(conn, page.user, settings, terminal_id)
+        else:
+            await terminals_svc.set_status(
+                conn,
+                page.user,
+                terminal_id,
+                status="disabled" if action == "disable" else "active",
+                reason="console",
+            )
+    if action == "rotate":
+        return await _merchants(page, pool, school_id, key=answer, done="rotated")
+    return redirect(f"/admin/s/{code}/merchants")
 
 
 @router.get("/s/{code}/audit")

@@ -38,7 +38,24 @@
       pad.dataset.bound = "1";
       var input = document.getElementById(pad.dataset.keypad);
       var display = document.getElementById(pad.dataset.display);
-      function show() { if (display) display.textContent = input.value || "0.00"; }
+      var timer = null;
+      // the customer display facing the payer shows the amount as it is typed (seed 000)
+      function announce() {
+        if (!pad.dataset.pending) return;
+        clearTimeout(timer);
+        timer = setTimeout(function () {
+          var v = input.value;
+          if (!/^[0-9]+(\.[0-9]{1,2})?$/.test(v) || Number(v) <= 0) return;
+          var dot = v.indexOf(".");
+          var amount = dot < 0 ? v + ".00" : (v + "00").slice(0, dot + 3);
+          fetch(pad.dataset.pending, {
+            method: "PUT", credentials: "same-origin",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ amount: amount })
+          }).catch(function () { /* the display is a nicety; paying does not depend on it */ });
+        }, 300);
+      }
+      function show() { if (display) display.textContent = input.value || "0.00"; announce(); }
       pad.addEventListener("click", function (ev) {
         var btn = ev.target.closest("[data-key]");
         if (!btn) return;
@@ -55,6 +72,9 @@
         }
         input.value = v;
         show();
+        // give the focus back to the scan field: the card reader types into it
+        var scan = document.querySelector("[data-scan-focus]");
+        if (scan) scan.focus();
       });
       input.addEventListener("input", show);
       show();
@@ -67,7 +87,32 @@
     if (el && document.activeElement === document.body) el.focus();
   }
 
-  function init(root) { sounds(root); keypads(root); scanFocus(root); }
+  // Live events (server-sent): the student's page announces a payment or refund as it
+  // happens and shows the balance after it; the list refreshes on the next load.
+  function live(root) {
+    (root.querySelectorAll ? root.querySelectorAll("[data-live]") : []).forEach(function (box) {
+      if (box.dataset.bound || !window.EventSource) return;
+      box.dataset.bound = "1";
+      var source = new EventSource(box.dataset.live);
+      function show(template, ev) {
+        var data = JSON.parse(ev.data);
+        box.textContent = template
+          .replace("{amount}", data.amount || "")
+          .replace("{merchant}", [data.merchant, data.outlet].filter(Boolean).join(" "))
+          .replace("{balance}", data.balance || "");
+        box.hidden = false;
+        var total = document.getElementById(box.dataset.balanceTarget || "");
+        if (total && data.balance) total.textContent = "¥" + data.balance;
+      }
+      source.addEventListener("payment", function (ev) { show(box.dataset.paidText, ev); });
+      source.addEventListener("refund", function (ev) { show(box.dataset.refundText, ev); });
+    });
+  }
+
+  function init(root) { sounds(root); keypads(root); scanFocus(root); live(root); }
+  document.addEventListener("click", function (ev) {
+    if (ev.target.closest && ev.target.closest("[data-print]")) window.print();
+  });
   document.addEventListener("DOMContentLoaded", function () { init(document); });
   document.addEventListener("htmx:load", function (ev) { init(ev.target); });
 })();

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Form, Path, Query
 from fastapi.responses import Response
 
-from campuscard.api.deps import Pool
-from campuscard.db.pool import Conn
-from campuscard.services import notifications, statements
+from campuscard.api.deps import AppSettings, Pool
+from campuscard.db.pool import Conn, PgPool
+from campuscard.domain.errors import DomainError, NotFound, ValidationFailed
+from campuscard.domain.money import Money
+from campuscard.services import cards, notifications, pay_settings, statements
 from campuscard.web import charts, menu
 from campuscard.web.core import (
     Page,
@@ -32,6 +34,7 @@ PAGE_SIZE = 30
 menu.add("student", "m.home", "/m/", HOLDERS, 10)
 menu.add("student", "m.transactions", "/m/transactions", HOLDERS, 20)
 menu.add("student", "m.card", "/m/card", HOLDERS, 40)
+menu.add("student", "m.settings", "/m/settings", {"cardholder"}, 60)
 menu.add("student", "m.notifications", "/m/notifications", HOLDERS, 80)
 menu.add("student", "m.children", "/m/children", {"guardian"}, 90)
 
@@ -45,7 +48,12 @@ async def holder(page: Page, conn: Conn, person: int | None) -> dict[str, Any] |
     if person is None and actor.person_id is None:
         chosen = page.request.cookies.get(CHILD_COOKIE, "")
         if chosen.isdigit() and len(chosen) < 19:
-            person = int(chosen)
+            try:
+                subject = await statements.access_person(conn, actor, int(chosen))
+            except NotFound:  # unlinked since it was chosen: choose again
+                return None
+            page.extra["on_behalf"] = True
+            return subject
         else:
             children = await statements.linked_children(conn, actor)
             if len(children) != 1:
@@ -69,7 +77,7 @@ async def home(page: UserPage, pool: Pool, person: PersonQ = None) -> Response:
         recent = await statements.statement(
             conn, subject["id"], statements.StatementFilter(), limit=5
         )
-        cards = await statements.cards(conn, subject["id"])
+        card_rows = await statements.cards(conn, subject["id"])
         unread = await notifications.unread_count(
             conn,
             person_id=subject["id"],
@@ -82,7 +90,7 @@ async def home(page: UserPage, pool: Pool, person: PersonQ = None) -> Response:
         balances=balances,
         total=sum(balances.values()),
         recent=recent,
-        cards=cards,
+        cards=card_rows,
         unread=unread,
     )
 
@@ -138,13 +146,113 @@ async def transactions(
 
 
 @router.get("/card")
-async def card(page: UserPage, pool: Pool, person: PersonQ = None) -> Response:
+async def card(page: UserPage, pool: Pool, person: PersonQ = None, done: str = "") -> Response:
     async with pool.acquire() as conn:
         subject = await holder(page, conn, person)
         if subject is None:
             return redirect(CHOOSE_CHILD)
-        cards = await statements.cards(conn, subject["id"])
-    return render(page, "student/card.html", subject=subject, cards=cards)
+        card_rows = await statements.cards(conn, subject["id"])
+    return render(
+        page,
+        "student/card.html",
+        subject=subject,
+        cards=card_rows,
+        done=done[:20],
+        is_holder=subject["id"] == (page.user.person_id if page.user else None),
+    )
+
+
+@router.post("/card/{card_id}/loss")
+async def card_loss(
+    page: PostPage, pool: Pool, card_id: Annotated[int, Path(ge=1, le=2**62)]
+) -> Response:
+    """The cardholder reports their card lost: payments with it are refused at once."""
+    actor = page.require("m.card")
+    async with pool.acquire() as conn:
+        await cards.report_loss(conn, actor, card_id, channel="online", reason="web")
+    return redirect("/m/card?done=loss", request=page.request)
+
+
+@router.get("/settings")
+async def settings_page(page: UserPage, pool: Pool, done: str = "") -> Response:
+    return await _settings(page, pool, done=done[:20])
+
+
+async def _settings(
+    page: Page, pool: PgPool, *, error: DomainError | None = None, done: str = ""
+) -> Response:
+    actor = page.require("m.settings")
+    async with pool.acquire() as conn:
+        subject = await statements.access_person(conn, actor, None)
+        current = await pay_settings.get_settings(conn, actor, subject["id"])
+    return render(
+        page,
+        "student/settings.html",
+        status=error.status if error else 200,
+        subject=subject,
+        current=current,
+        error=error,
+        done=done,
+    )
+
+
+@router.post("/settings/limits")
+async def settings_limits(
+    page: PostPage,
+    pool: Pool,
+    per_tx_limit: Annotated[str, Form(max_length=16)] = "",
+    daily_limit: Annotated[str, Form(max_length=16)] = "",
+) -> Response:
+    actor = page.require("m.settings")
+    try:
+        per_tx = (
+            Money.parse(per_tx_limit.strip(), field="per_tx_limit")
+            if per_tx_limit.strip()
+            else None
+        )
+        daily = (
+            Money.parse(daily_limit.strip(), field="daily_limit") if daily_limit.strip() else None
+        )
+        async with pool.acquire() as conn:
+            await pay_settings.set_limits(
+                conn,
+                actor,
+                person_id=actor.person_id or 0,
+                per_tx_limit=per_tx.fen if per_tx else None,
+                daily_limit=daily.fen if daily else None,
+            )
+    except DomainError as err:
+        return await _settings(page, pool, error=err)
+    return redirect("/m/settings?done=limits", request=page.request)
+
+
+@router.post("/settings/pin")
+async def settings_pin(
+    page: PostPage,
+    pool: Pool,
+    settings: AppSettings,
+    new_pin: Annotated[str, Form(max_length=12)] = "",
+    new_pin_again: Annotated[str, Form(max_length=12)] = "",
+    password: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
+    actor = page.require("m.settings")
+    try:
+        if new_pin != new_pin_again:
+            raise ValidationFailed(
+                "the two PINs differ", code="PIN_MISMATCH", field="new_pin_again"
+            )
+        async with pool.acquire() as conn:
+            await pay_settings.set_pin(
+                conn,
+                actor,
+                settings,
+                person_id=actor.person_id or 0,
+                new_pin=new_pin,
+                password=password,
+            )
+    except DomainError as err:
+        return await _settings(page, pool, error=err)
+    return redirect("/m/settings?done=pin", request=page.request)
 
 
 @router.get("/notifications")
