@@ -41,6 +41,8 @@ pos_app = typer.Typer(
     no_args_is_help=True,
 )
 sim_app.add_typer(pos_app, name="pos")
+kiosk_app = typer.Typer(help="Self-service kiosk software (pickup).", no_args_is_help=True)
+app.add_typer(kiosk_app, name="kiosk")
 
 
 def _settings() -> Settings:
@@ -155,6 +157,145 @@ def import_students(
     typer.echo(outcome.message, err=not outcome.ok)
     if not outcome.ok:
         raise typer.Exit(1)
+
+
+@kiosk_app.command("pickup")
+def kiosk_pickup(
+    code: Annotated[str, typer.Argument(help="the pickup code as the student types it")],
+    sn: Annotated[str, typer.Option(help="this kiosk's serial number")] = "KIOSK-DEMO-001",
+    url: Annotated[str, typer.Option(help="CampusCard base URL (default: public_url)")] = "",
+    dispenser: Annotated[
+        str, typer.Option(help="HOST:PORT of the dispenser's serial bridge; empty: a simulator")
+    ] = "",
+    key: Annotated[
+        str,
+        typer.Option(
+            envvar="CAMPUSCARD_TERMINAL_KEY",
+            help="the kiosk's terminal key (hex); default: derived from the local master key",
+        ),
+    ] = "",
+    key_version: Annotated[int, typer.Option(help="terminal key version")] = 1,
+) -> None:
+    """Run one pickup as the kiosk does: sync codes, check locally, get the platform's
+    authorization, dispense, report the card number."""
+    import httpx
+
+    from campuscard.adapters.dispenser.serial import SerialDispenser
+    from campuscard.adapters.dispenser.simulator import DispenserSimulator
+    from campuscard.clients.kiosk_agent import KioskAgent
+    from campuscard.domain.signing import derive_terminal_key
+
+    settings = _settings()
+    base = (url or settings.public_url).rstrip("/")
+    terminal_key = (
+        bytes.fromhex(key)
+        if key
+        else derive_terminal_key(settings.master_key.get_secret_value(), sn, key_version)
+    )
+
+    async def run() -> Any:
+        sim: DispenserSimulator | None = None
+        if dispenser:
+            host, _, port = dispenser.rpartition(":")
+            driver = SerialDispenser(host or "127.0.0.1", int(port))
+        else:
+            sim = DispenserSimulator()
+            driver = SerialDispenser("127.0.0.1", await sim.start())
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                agent = KioskAgent(
+                    client,
+                    sn=sn,
+                    terminal_key=terminal_key,
+                    dispenser=driver,
+                    key_version=key_version,
+                )
+                live = await agent.sync()
+                typer.echo(f"{sn}: {live} pickup code(s) waiting at this school")
+                return await agent.pickup(code)
+        finally:
+            if sim is not None:
+                await sim.stop()
+
+    result = asyncio.run(run())
+    typer.echo(result.message, err=not result.ok)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@kiosk_app.command("serve")
+def kiosk_serve(
+    sn: Annotated[str, typer.Option(help="this kiosk's serial number")] = "KIOSK-DEMO-001",
+    url: Annotated[str, typer.Option(help="CampusCard base URL (default: public_url)")] = "",
+    port: Annotated[int, typer.Option(help="port of the kiosk's touch-screen pages")] = 8700,
+    dispenser: Annotated[
+        str, typer.Option(help="HOST:PORT of the dispenser's serial bridge; empty: a simulator")
+    ] = "",
+    key: Annotated[
+        str,
+        typer.Option(
+            envvar="CAMPUSCARD_TERMINAL_KEY",
+            help="the kiosk's terminal key (hex); default: derived from the local master key",
+        ),
+    ] = "",
+    key_version: Annotated[int, typer.Option(help="terminal key version")] = 1,
+) -> None:
+    """Serve the kiosk's touch-screen pages on 127.0.0.1:PORT (pickup and self-service),
+    running on the kiosk beside its dispenser and holding its terminal key."""
+    import contextlib
+
+    import httpx
+    import uvicorn
+
+    from campuscard.adapters.dispenser.serial import SerialDispenser
+    from campuscard.adapters.dispenser.simulator import DispenserSimulator
+    from campuscard.clients.kiosk_agent import KioskAgent
+    from campuscard.domain.signing import derive_terminal_key
+    from campuscard.web.kiosk.routes import create_kiosk_app
+
+    settings = _settings()
+    base = (url or settings.public_url).rstrip("/")
+    terminal_key = (
+        bytes.fromhex(key)
+        if key
+        else derive_terminal_key(settings.master_key.get_secret_value(), sn, key_version)
+    )
+
+    async def run() -> None:
+        sim: DispenserSimulator | None = None
+        if dispenser:
+            host, _, dport = dispenser.rpartition(":")
+            driver = SerialDispenser(host or "127.0.0.1", int(dport))
+        else:
+            sim = DispenserSimulator(stock=100)
+            driver = SerialDispenser("127.0.0.1", await sim.start())
+            typer.echo("dispenser: simulator with 100 blank cards")
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            agent = KioskAgent(
+                client,
+                sn=sn,
+                terminal_key=terminal_key,
+                dispenser=driver,
+                key_version=key_version,
+            )
+            typer.echo(f"kiosk {sn} pages on http://127.0.0.1:{port}/ (platform {base})")
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    create_kiosk_app(agent),
+                    host="127.0.0.1",
+                    port=port,
+                    log_config=None,
+                    access_log=False,
+                )
+            )
+            try:
+                await server.serve()
+            finally:
+                if sim is not None:
+                    with contextlib.suppress(Exception):
+                        await sim.stop()
+
+    asyncio.run(run())
 
 
 def _serve(settings: Settings, url: str, workers: int) -> None:

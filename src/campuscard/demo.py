@@ -93,6 +93,7 @@ async def load_demo(conn: Conn) -> DemoCampus:
         if created:
             school_id = await _create(conn)
         await _payout_accounts(conn, school_id)
+        await _ensure_issuing(conn, school_id)
     campus = DemoCampus(school_id=school_id, created=created)
     campus.logins = (
         [("platform admin", "", ADMIN_USER)]
@@ -101,6 +102,7 @@ async def load_demo(conn: Conn) -> DemoCampus:
             ("merchant 食堂", SCHOOL_CODE, "canteen1"),
             ("parent 家长", SCHOOL_CODE, "parent1"),
             ("student 学生", SCHOOL_CODE, student_number(1)),
+            ("parent of a new student 新生家长", SCHOOL_CODE, NEW_STUDENT_PARENT_PHONE),
         ]
     )
     rows = await conn.fetch(
@@ -320,3 +322,69 @@ async def _payout_accounts(conn: Conn, school_id: int) -> None:
            ON CONFLICT (merchant_id) DO NOTHING""",
         school_id,
     )
+NEW_STUDENT_CLASS = "新生2609班"
+NEW_STUDENT_PARENT_PHONE = "13700000001"
+NEW_STUDENTS = 12
+
+
+def new_student_number(i: int) -> str:
+    return f"2026900{i:03d}"
+
+
+async def _ensure_issuing(conn: Conn, school_id: int) -> None:
+    """Self-service issuing (issue 7): new students without cards imported by the teacher
+    through the import service, and a parent whose phone the school has on record, so the
+    parent can apply, get a pickup code and collect the card at KIOSK-DEMO-001."""
+    if await conn.fetchval("SELECT 1 FROM student_import_files WHERE school_id = $1", school_id):
+        return
+    from campuscard.domain.student_import import HEADERS_ZH, build_frame
+    from campuscard.services import student_import
+
+    school = await conn.fetchrow(
+        """SELECT s.name, p.name AS province FROM schools s
+             JOIN provinces p ON p.id = s.province_id WHERE s.id = $1""",
+        school_id,
+    )
+    assert school is not None
+    lines = [",".join(HEADERS_ZH)] + [
+        f"{i},{school['province']},{school['name']},"
+        f"{SURNAMES[(i * 3) % len(SURNAMES)]}{GIVEN[(i * 5) % len(GIVEN)]},"
+        f"{NEW_STUDENT_CLASS},{new_student_number(i)},"
+        for i in range(1, NEW_STUDENTS + 1)
+    ]
+    teacher_id = await conn.fetchval(
+        "SELECT id FROM users WHERE school_id = $1 AND username = 'teacher'", school_id
+    )
+    teacher = await auth.load_actor(conn, teacher_id)
+    await student_import.do_import_students(
+        conn,
+        teacher,
+        school_id,
+        frame=build_frame("\n".join(lines).encode()),
+        filename="新生名单.csv",
+    )
+    person_id = await conn.fetchval(
+        "SELECT id FROM persons WHERE school_id = $1 AND number = $2",
+        school_id,
+        new_student_number(1),
+    )
+    await conn.execute(
+        "INSERT INTO guardians(school_id, person_id, name, phone) VALUES ($1, $2, '新生家长', $3)",
+        school_id,
+        person_id,
+        NEW_STUDENT_PARENT_PHONE,
+    )
+    if not await conn.fetchval(
+        "SELECT 1 FROM users WHERE school_id = $1 AND username = $2",
+        school_id,
+        NEW_STUDENT_PARENT_PHONE,
+    ):
+        await auth.create_user(
+            conn,
+            username=NEW_STUDENT_PARENT_PHONE,
+            password=DEMO_PASSWORD,
+            school_id=school_id,
+            roles=[("guardian", school_id, None)],
+            display_name="新生家长",
+            phone=NEW_STUDENT_PARENT_PHONE,
+        )

@@ -259,6 +259,18 @@ async def test_counter_applications_go_to_the_production_queue_and_export(
         json={"application_ids": [queue[0]["id"]]},
     )
     assert again.status_code == 409
+    # the student collects it at the counter: the card is bound and the application closed
+    handed = await client.post(
+        f"/api/v1/admin/card-applications/{queue[0]['id']}/hand-out",
+        headers=staff,
+        json={"card_number": "55000001", "card_uid": "0A0B0C0D"},
+    )
+    assert handed.status_code == 200, handed.text
+    async with pool.acquire() as conn:
+        card = await conn.fetchrow("SELECT number, state FROM cards")
+        app_row = await conn.fetchrow("SELECT status, card_number FROM card_applications")
+    assert (card["number"], card["state"]) == ("55000001", "active")
+    assert (app_row["status"], app_row["card_number"]) == ("issued", "55000001")
 
 
 async def test_api_apply_replays_without_repeating_the_code(
@@ -314,3 +326,116 @@ async def test_api_apply_replays_without_repeating_the_code(
         states = await conn.fetch("SELECT state FROM pickup_codes ORDER BY id")
     assert [s["state"] for s in states] == ["revoked", "ready"]
     _ = json, PASSWORD
+
+
+async def test_card_fee_paid_through_the_provider_books_fee_income_and_issues_the_code(
+    pool: Any, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    from campuscard.jobs import outbox
+    from campuscard.jobs.registry import load_job_modules
+    from tests.support_moneyflows import provider_world, system_balance, wait_for
+
+    load_job_modules()
+    async with pool.acquire() as conn:
+        campus = await make_campus(conn)
+        await conn.execute(
+            """UPDATE schools SET settings = '{"issuing": {"card_fee": "15.00"}}' WHERE id = $1""",
+            campus.school_id,
+        )
+        await make_parent(conn, campus, "parent1", "13900000001", guardian_of="2026000001")
+    with provider_world(settings) as (wired, _sim, app_url):
+        async with httpx.AsyncClient(base_url=app_url) as api:
+            headers = await login(api, "parent1", None)
+            app = await api.post(
+                "/api/v1/card-applications",
+                headers=headers,
+                json={
+                    "client_id": "apply-fee-0001",
+                    "province": "32",
+                    "school": campus.code,
+                    "class_name": "一年级2班",
+                    "name": "学生1",
+                    "number": "2026000001",
+                },
+            )
+            assert app.json()["status"] == "awaiting_payment"
+            order = await api.post(
+                f"/api/v1/card-applications/{app.json()['id']}/fee-payment",
+                headers=headers,
+                json={"client_id": "fee-order-0001"},
+            )
+            assert order.status_code == 201, order.text
+            assert order.json()["amount"] == "15.00"
+            paid = await api.post(order.json()["pay_url"], data={"action": "pay"})
+            assert paid.status_code == 200
+
+            async def is_ready() -> bool:
+                status = await pool.fetchval("SELECT status FROM card_applications")
+                return bool(status == "ready")
+
+            assert await wait_for(is_ready)
+
+        # the worker issues the code (it holds the master key)
+        async def delivered() -> bool:
+            await outbox.deliver_batch(pool, wired)
+            return bool(await pool.fetchval("SELECT count(*) FROM pickup_codes") == 1)
+
+        assert await wait_for(delivered)
+    assert await system_balance(pool, campus.school_id, "fee_income") == 1500
+    row = await pool.fetchrow("SELECT fee_status, fee_ref FROM card_applications")
+    assert row["fee_status"] == "paid" and row["fee_ref"].startswith("CC")
+
+
+async def test_typing_the_guardians_phone_does_not_make_a_stranger_trusted(
+    conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    campus = await make_campus(conn)
+    await make_parent(conn, campus, "realparent", "13900000001", guardian_of="2026000001")
+    stranger = await make_parent(conn, campus, "stranger", "13900000009")
+    outcome, code = await apps.do_apply(
+        conn,
+        settings,
+        stranger,
+        application(campus, phone="13900000001"),
+        client_id="apply-stranger-1",
+    )
+    assert outcome.body["status"] == "pending_approval" and code is None
+
+
+async def test_a_students_own_application_waits_for_approval(
+    conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    from campuscard.services import auth
+
+    campus = await make_campus(conn)
+    person_id = await conn.fetchval("SELECT id FROM persons WHERE number = '2026000001'")
+    user_id = await auth.create_user(
+        conn,
+        username="2026000001",
+        password=PASSWORD,
+        school_id=campus.school_id,
+        roles=[("cardholder", campus.school_id, None)],
+        person_id=person_id,
+    )
+    student = await auth.load_actor(conn, user_id)
+    app, code = await apply(conn, settings, student, application(campus))
+    assert (app["status"], code) == ("pending_approval", None)
+    assert "student" in app["review_reason"]
+
+
+async def test_repeated_mismatches_are_limited_per_user(
+    conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    from campuscard.domain.errors import TooManyRequests
+
+    campus = await make_campus(conn)
+    prober = await make_parent(conn, campus, "prober", "13900000008")
+    for i in range(apps.VERIFY_FAILURES_PER_HOUR):
+        with pytest.raises(ValidationFailed):
+            await apply(conn, settings, prober, application(campus, name=f"猜{i}"))
+    with pytest.raises(TooManyRequests):
+        await apply(conn, settings, prober, application(campus))
+    # another user is not affected
+    other = await make_parent(conn, campus, "other", "13900000007")
+    app, _ = await apply(conn, settings, other, application(campus))
+    assert app["status"] == "pending_approval"

@@ -19,6 +19,8 @@ from campuscard.api.routes import (
     card_applications,
     cards,
     health,
+    kiosk_issuing,
+    kiosk_self_service,
     merchants,
     reconciliation,
     reports,
@@ -40,12 +42,14 @@ from campuscard.jobs.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
 from campuscard.web.admin import money as web_admin_money
+from campuscard.web.admin import issuing as web_issuing
 from campuscard.web.admin import routes as web_admin
 from campuscard.web.admin import settlement as web_settlement
 from campuscard.web.merchant import display as web_display
 from campuscard.web.merchant import routes as web_merchant
 from campuscard.web.student import money as web_student_money
 from campuscard.web.student import paycode as web_paycode
+from campuscard.web.student import apply as web_apply
 from campuscard.web.student import routes as web_student
 
 
@@ -114,7 +118,12 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     for router in (paycode_routes.router, paycode_pay_routes.router, live_routes.router):
         app.include_router(router)
     # getting a card: imports, applications, production queue (issue 7)
-    for router in (student_imports.router, card_applications.router):
+    for router in (
+        student_imports.router,
+        card_applications.router,
+        kiosk_issuing.router,
+        kiosk_self_service.router,
+    ):
         app.include_router(router)
     if settings.sms_simulator:
         from campuscard.adapters.sms.simulator import create_sms_simulator
@@ -137,6 +146,8 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         app.include_router(router)
     # the payment-code screen (issue 4)
     for router in (web_paycode.router, web_display.router):
+    # getting a card: the parent's application page, console imports/queues (issue 7)
+    for router in (web_apply.router, web_issuing.router):
         app.include_router(router)
     # money in and out pages (top-up, bank card, automatic top-up; counter, subsidies)
     for router in (web_student_money.router, web_admin_money.router):

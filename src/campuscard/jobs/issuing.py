@@ -1,11 +1,26 @@
-"""Housekeeping for self-service pickup: expire old codes, release silent authorizations."""
+"""Worker side of getting a card: issue the pickup code once a card fee is paid, expire old
+codes and release authorizations a kiosk went silent on."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.jobs.registry import periodic
-from campuscard.services import pickup
+from campuscard.jobs.registry import outbox_handler, periodic
+from campuscard.services import card_applications, card_fee, pickup
+
+_ = card_fee  # registers the 'card_fee' provider order purpose in the worker too
+
+
+@outbox_handler("pickup.issue_code")
+async def issue_code_after_payment(
+    pool: PgPool, settings: Settings, payload: dict[str, Any]
+) -> None:
+    async with pool.acquire() as conn:
+        await card_applications.do_issue_pending_code(
+            conn, settings, int(payload["application_id"])
+        )
 
 
 @periodic("pickup-expiry", seconds=60)

@@ -14,7 +14,7 @@ from typing import Any
 from campuscard.config import Settings
 from campuscard.db.pool import Conn
 from campuscard.domain import card_application as rules
-from campuscard.domain.errors import Conflict, NotFound, TooManyRequests
+from campuscard.domain.errors import Conflict, NotFound, TooManyRequests, ValidationFailed
 from campuscard.domain.money import fmt
 from campuscard.services import audit, notifications, pickup
 from campuscard.services.actors import Actor
@@ -38,7 +38,7 @@ class ApplicationInput:
     name: str  # typed
     number: str  # typed
     delivery: str = "kiosk"
-    phone: str | None = None  # where the pickup code goes; default: the applicant's phone
+    phone: str | None = None  # where the pickup code SMS goes; default: the account phone
 
 
 def _view(row: Any) -> dict[str, Any]:
@@ -130,9 +130,9 @@ async def _limit_failures(conn: Conn, actor: Actor) -> None:
     """Refuse a user who keeps failing verification (it would let them probe class lists)."""
     failures = await conn.fetchval(
         """SELECT count(*) FROM audit_log
-            WHERE actor = $1 AND action = 'card_application.verify_failed'
+            WHERE actor_user_id = $1 AND action = 'card_application.verify_failed'
               AND created_at > now() - interval '1 hour'""",
-        actor.name,
+        actor.user_id,
     )
     if failures >= VERIFY_FAILURES_PER_HOUR:
         raise TooManyRequests(
@@ -142,8 +142,8 @@ async def _limit_failures(conn: Conn, actor: Actor) -> None:
 
 
 async def _applicant_trusted(conn: Conn, actor: Actor, person_id: int, phone: str | None) -> bool:
-    """A parent is trusted when linked to the student, or their phone is the guardian phone the
-    school has on record."""
+    """A parent is trusted when linked to the student, or their account's phone (set when the
+    school made the sign-in, never typed in the application) is a guardian phone on record."""
     if actor.user_id is not None and await conn.fetchval(
         "SELECT 1 FROM guardian_links WHERE user_id = $1 AND person_id = $2",
         actor.user_id,
@@ -178,17 +178,16 @@ async def do_apply(
     await _limit_failures(conn, actor)
     try:
         school_id, person_id = await check_application(conn, data)
-    except Exception as err:
-        if getattr(err, "code", "") == "VERIFICATION_FAILED":
-            async with conn.transaction():
-                await audit.record(
-                    conn,
-                    actor,
-                    "card_application.verify_failed",
-                    school_id=None,
-                    target_type="card_application",
-                    after={"field": getattr(err, "field", None), "school": data.school},
-                )
+    except ValidationFailed as err:
+        async with conn.transaction():
+            await audit.record(
+                conn,
+                actor,
+                "card_application.verify_failed",
+                school_id=None,
+                target_type="card_application",
+                after={"field": err.field, "school": data.school},
+            )
         raise
     user_phone = await conn.fetchval("SELECT phone FROM users WHERE id = $1", actor.user_id)
 
@@ -272,7 +271,7 @@ async def _file(
     phone = data.phone or user_phone
     if kind == "student":
         status, reason = "pending_approval", "学生本人申请，需审核 student's own application"
-    elif kind == "operator" or await _applicant_trusted(conn, actor, person_id, phone):
+    elif kind == "operator" or await _applicant_trusted(conn, actor, person_id, user_phone):
         status, reason = rules.after_approval(data.delivery, not waived), ""
     else:
         status = "pending_approval"
@@ -491,10 +490,12 @@ async def do_decide(
 
 
 async def do_mark_fee_paid(
-    conn: Conn, settings: Settings, app_id: int, *, fee_ref: str, paid_fen: int
+    conn: Conn, settings: Settings | None, app_id: int, *, fee_ref: str, paid_fen: int
 ) -> dict[str, Any]:
     """The card-fee hook: the provider order for this application was paid (the caller has
-    booked the money). Moves the application on and issues the pickup code. Caller's tx."""
+    booked the money). Moves the application on and issues the pickup code — at once with
+    ``settings``, else through the outbox (``pickup.issue_code``, jobs/issuing.py). Caller's
+    tx."""
     app = await _lock(conn, app_id)
     if app["fee_status"] == "paid" and app["fee_ref"] == fee_ref:
         return await _get(conn, app_id)  # the same payment reported twice
@@ -519,8 +520,31 @@ async def do_mark_fee_paid(
     )
     await tell_applicant(conn, app_id, target)
     if target == "ready":
-        await pickup.issue_code(conn, settings, app_id)
+        if settings is not None:
+            await pickup.issue_code(conn, settings, app_id)
+        else:
+            await notifications.enqueue(
+                conn,
+                "pickup.issue_code",
+                {"application_id": app_id},
+                school_id=app["school_id"],
+                dedupe_key=f"pickup.issue_code:{app_id}:{fee_ref}",
+            )
     return await _get(conn, app_id)
+
+
+async def do_issue_pending_code(conn: Conn, settings: Settings, app_id: int) -> bool:
+    """Issue the code of a ready application that has none live (after a paid fee)."""
+    async with conn.transaction():
+        app = await _lock(conn, app_id)
+        if app["status"] != "ready" or await conn.fetchval(
+            "SELECT 1 FROM pickup_codes WHERE application_id = $1 "
+            "AND state IN ('ready', 'authorized', 'issued')",
+            app_id,
+        ):
+            return False
+        await pickup.issue_code(conn, settings, app_id)
+        return True
 
 
 async def do_cancel(conn: Conn, actor: Actor, app_id: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from campuscard.db.pool import Conn
-from campuscard.services import audit, notifications
+from campuscard.services import audit, cards, notifications
 from campuscard.services.actors import Actor
 
 
@@ -47,8 +47,6 @@ async def do_bind_card(
         f"card issued via {via}",
         before,
     )
-    from campuscard.services import cards
-
     card = await cards.issue_card(
         conn,
         actor,

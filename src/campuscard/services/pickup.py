@@ -298,12 +298,7 @@ async def do_authorize(conn: Conn, settings: Settings, kiosk: Kiosk, typed: str)
                     code="CARD_ALREADY_ISSUED",
                     field="code",
                 )
-            else:
-                if current["state"] == "ready":  # past its time: say so to every kiosk
-                    await conn.execute(
-                        "UPDATE pickup_codes SET state = 'expired' WHERE id = $1", row["id"]
-                    )
-                    await notifications.publish_event(conn, _event(kiosk.school_id))
+            else:  # past its time (the expiry job tells every kiosk)
                 raise DomainError(
                     f"{EXPIRED_ZH} / the pickup code has expired",
                     code="PICKUP_CODE_EXPIRED",

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
 from campuscard.domain.pickup_code import display
-from campuscard.services import card_applications, card_production
+from campuscard.services import card_applications, card_fee, card_production
 from campuscard.services.idempotency import check_client_id
 
 router = APIRouter(prefix="/api/v1", tags=["card applications"])
@@ -28,6 +28,10 @@ class ApplicationIn(Body):
     number: str = Field(min_length=1, max_length=32, description="student number, typed")
     delivery: Literal["kiosk", "counter"] = "kiosk"
     phone: str | None = Field(default=None, pattern=PHONE, description="where the code goes")
+
+
+class FeePaymentIn(Body):
+    client_id: str = Field(description="client-generated id; a retry returns the same order")
 
 
 class DecisionIn(Body):
@@ -121,6 +125,21 @@ async def new_pickup_code(
     async with pool.acquire() as conn:
         app, code = await card_applications.do_reissue_code(conn, settings, actor, application_id)
     return _with_code(app, code)
+
+
+@router.post("/card-applications/{application_id}/fee-payment", status_code=201)
+async def pay_fee(
+    application_id: int,
+    body: FeePaymentIn,
+    pool: Pool,
+    settings: AppSettings,
+    actor: CurrentActor,
+) -> JSONResponse:
+    """Open the provider order for the card fee; the answer carries the cashier's pay_url."""
+    status, view = await card_fee.do_start_fee_payment(
+        pool, settings, actor, application_id, client_id=check_client_id(body.client_id)
+    )
+    return JSONResponse(view, status_code=status)
 
 
 @router.get("/admin/schools/{school}/card-applications")
