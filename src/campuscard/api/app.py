@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         app.include_router(router)
     # the payment-code screen (issue 4)
     for router in (web_paycode.router, web_display.router):
+        app.include_router(router)
     # getting a card: the parent's application page, console imports/queues (issue 7)
     for router in (web_apply.router, web_issuing.router):
         app.include_router(router)
