@@ -41,15 +41,15 @@ from campuscard.db.pool import PgPool, create_pool_when_ready
 from campuscard.jobs.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
-from campuscard.web.admin import money as web_admin_money
 from campuscard.web.admin import issuing as web_issuing
+from campuscard.web.admin import money as web_admin_money
 from campuscard.web.admin import routes as web_admin
 from campuscard.web.admin import settlement as web_settlement
 from campuscard.web.merchant import display as web_display
 from campuscard.web.merchant import routes as web_merchant
+from campuscard.web.student import apply as web_apply
 from campuscard.web.student import money as web_student_money
 from campuscard.web.student import paycode as web_paycode
-from campuscard.web.student import apply as web_apply
 from campuscard.web.student import routes as web_student
 
 
