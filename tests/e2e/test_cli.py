@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from campuscard import demo
 from campuscard.db.embedded import free_port
 from campuscard.db.pool import PgPool
 from campuscard.services import ledger
@@ -86,7 +87,8 @@ def test_demo_loads_the_campus_serves_and_stops_its_database(tmp_path: Path) -> 
             headers={"Authorization": f"Bearer {token}"},
             timeout=10,
         ).json()
-        assert len(people) == 200
+        # the enrolled students with cards, plus the new ones waiting for self-service issuing
+        assert len(people) == demo.STUDENTS + demo.NEW_STUDENTS
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
