@@ -322,6 +322,8 @@ async def _payout_accounts(conn: Conn, school_id: int) -> None:
            ON CONFLICT (merchant_id) DO NOTHING""",
         school_id,
     )
+
+
 NEW_STUDENT_CLASS = "新生2609班"
 NEW_STUDENT_PARENT_PHONE = "13700000001"
 NEW_STUDENTS = 12

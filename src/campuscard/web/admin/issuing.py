@@ -16,7 +16,9 @@ from campuscard.web.core import PostPage, UserPage, redirect, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
-menu.add("admin", "a.imports", BASE + "/imports", {"school_admin", "teacher", "card_center"}, 32)
+menu.add(
+    "admin", "a.student_imports", BASE + "/imports", {"school_admin", "teacher", "card_center"}, 32
+)
 menu.add(
     "admin",
     "a.applications",
@@ -29,7 +31,7 @@ menu.add("admin", "a.production", BASE + "/production", {"school_admin", "card_c
 
 @router.get("/s/{code}/imports")
 async def imports_page(page: UserPage, pool: Pool, code: SchoolCode) -> Response:
-    school_id = await enter(page, pool, code, "a.imports")
+    school_id = await enter(page, pool, code, "a.student_imports")
     assert page.user is not None
     async with pool.acquire() as conn:
         versions = await student_import.list_imports(conn, page.user, school_id)
