@@ -169,3 +169,69 @@ async def test_console_registers_approves_merchants_and_terminals_with_keys_show
     refused = await client.post(f"{url}/{merchant['id']}/suspend", data={"csrf_token": token})
     assert refused.status_code in (403, 404)
     assert await conn.fetchval("SELECT status FROM merchants") == "approved"
+
+
+async def test_card_center_replaces_and_cancels_cards_from_the_console(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any]
+) -> None:
+    # given a student with 100.00 on a lost card, and a second student leaving
+    school = await make_school(conn)
+    person, card = await make_cardholder(conn, school.id, "S001", cash=10_000)
+    await conn.execute("UPDATE cards SET state = 'lost' WHERE id = $1", card["id"])
+    other, other_card = await make_cardholder(conn, school.id, "S002", cash=2_345)
+    await make_user(conn, "desk", "card_center", school.id)
+    await web_login(client, "desk", school.code)
+    url = f"/admin/s/{school.code}/cards/{card['id']}"
+    token = await page_csrf(client, url)
+    assert 'data-testid="card-action-replace"' in (await client.get(url)).text
+
+    # when a bad chip UID is typed, the page says so and nothing changes
+    bad = await client.post(
+        f"{url}/replace", data={"csrf_token": token, "number": "990000000001", "uid": "xyz"}
+    )
+    assert bad.status_code == 422
+    assert await conn.fetchval("SELECT state FROM cards WHERE id = $1", card["id"]) == "lost"
+
+    # when the card center replaces the lost card
+    r = await client.post(
+        f"{url}/replace",
+        data={
+            "csrf_token": token,
+            "number": "990000000001",
+            "uid": "04B20001",
+            "fee_source": "purse",
+        },
+    )
+
+    # then the new card is active, the old one replaced, and the fee came from the purse
+    assert r.status_code == 303
+    new_id = await conn.fetchval("SELECT id FROM cards WHERE number = '990000000001'")
+    assert r.headers["location"].endswith(f"/cards/{new_id}?done=replace")
+    assert await conn.fetchval("SELECT state FROM cards WHERE id = $1", card["id"]) == "replaced"
+    assert await conn.fetchval("SELECT state FROM cards WHERE id = $1", new_id) == "active"
+    cash = await conn.fetchval(
+        "SELECT balance FROM accounts WHERE person_id = $1 AND purse = 'cash'", person
+    )
+    assert cash == 10_000 - 2_000  # the default replacement fee
+    page = await client.get(r.headers["location"])
+    assert 'data-testid="card-done"' in page.text
+
+    # when the other student's card is cancelled with cash paid at the counter
+    url2 = f"/admin/s/{school.code}/cards/{other_card['id']}"
+    token = await page_csrf(client, url2)
+    missing = await client.post(f"{url2}/cancel", data={"csrf_token": token, "reason": " "})
+    assert missing.status_code == 422
+    r = await client.post(
+        f"{url2}/cancel", data={"csrf_token": token, "route": "cash_desk", "reason": "毕业离校"}
+    )
+    assert r.status_code == 303
+    assert (
+        await conn.fetchval("SELECT state FROM cards WHERE id = $1", other_card["id"])
+        == "cancelled"
+    )
+    assert (
+        await conn.fetchval(
+            "SELECT coalesce(sum(balance), 0) FROM accounts WHERE person_id = $1", other
+        )
+        == 0
+    )

@@ -262,7 +262,7 @@ async def cards_page(
     return render(page, "admin/cards.html", rows=rows, q=q)
 
 
-CARD_ACTIONS = ("report_loss", "unblock", "freeze", "unfreeze")
+CARD_ACTIONS = ("report_loss", "unblock", "freeze", "unfreeze", "replace", "cancel")
 
 
 @router.get("/s/{code}/cards/{card_id}")
@@ -309,10 +309,17 @@ async def card_action(
     pool: Pool,
     code: SchoolCode,
     card_id: Annotated[int, Path(ge=1, le=2**62)],
-    action: Literal["report_loss", "unblock", "freeze", "unfreeze"],
+    action: Literal["report_loss", "unblock", "freeze", "unfreeze", "replace", "cancel"],
     reason: Annotated[str, Form(max_length=200)] = "",
+    number: Annotated[str, Form(max_length=20)] = "",
+    uid: Annotated[str, Form(max_length=20)] = "",
+    fee_source: Annotated[Literal["purse", "cash_desk"], Form()] = "purse",
+    route: Annotated[Literal["cash_desk", "bank_clearing", "provider_clearing"], Form()] = (
+        "cash_desk"
+    ),
 ) -> Response:
-    """Card center: 挂失 / 解挂 (after checking the holder's identity) / freeze / unfreeze."""
+    """Card center: 挂失 / 解挂 (after checking the holder's identity) / freeze / unfreeze /
+    补卡 (a new card for the same account, fee charged) / 注销 (deposit and balance paid out)."""
     school_id = await enter(page, pool, code, "a.cards")
     actor = page.user
     assert actor is not None
@@ -327,8 +334,21 @@ async def card_action(
                 await cards.unblock_card(conn, actor, card_id, verification=reason)
             elif action == "freeze":
                 await cards.freeze_card(conn, actor, card_id, reason=reason)
-            else:
+            elif action == "unfreeze":
                 await cards.unfreeze_card(conn, actor, card_id, reason=reason)
+            elif action == "replace":
+                new_card = await cards.replace_card(
+                    conn,
+                    actor,
+                    card_id,
+                    number=number.strip(),
+                    uid=uid.strip().upper(),
+                    fee_source=fee_source,
+                    reason=reason,
+                )
+                card_id = int(new_card["id"])
+            else:
+                await cards.cancel_card(conn, actor, card_id, route=route, reason=reason)
     except DomainError as err:
         if err.status in (403, 404):
             raise
