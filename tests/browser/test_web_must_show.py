@@ -4,6 +4,7 @@ payment; the language switch works on the way."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import asyncpg
@@ -43,6 +44,8 @@ async def test_student_shows_a_code_and_the_pos_page_takes_it(
     await phone.get_by_test_id("paycode-bind").click()
     root = phone.get_by_test_id("paycode")
     await expect(root).to_have_attribute("data-online", "yes")
+    # the page computes the code asynchronously (Web Crypto): wait for it, not for the flag
+    await expect(root).to_have_attribute("data-code", re.compile(r"^[0-9]{20}$"))
     code = await root.get_attribute("data-code")
     assert code is not None and len(code) == 20
     await shot(phone, "must-show-paycode")
