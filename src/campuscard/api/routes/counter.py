@@ -10,8 +10,10 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from campuscard.api.deps import Body, CurrentActor, Pool, school_id_for
+from campuscard.db.pool import PgPool
 from campuscard.domain.money import Money
 from campuscard.services import counter
+from campuscard.services.actors import Actor
 from campuscard.services.idempotency import Outcome, check_client_id
 
 router = APIRouter(prefix="/api/v1/counter", tags=["counter"])
@@ -78,22 +80,34 @@ def _answer(outcome: Outcome) -> JSONResponse:
     )
 
 
-@router.post("/{school}/deposits", status_code=201)
-async def deposit(school: str, body: DepositIn, pool: Pool, actor: CurrentActor) -> JSONResponse:
-    """Cash handed over the counter into the holder's cash purse."""
+async def _counter_op(
+    pool: PgPool,
+    actor: Actor,
+    school: str,
+    kind: counter.CounterKind,
+    body: DepositIn | SubsidyOpIn | ZeroingIn,
+    **extra: Any,
+) -> JSONResponse:
+    """The one path of every counter operation: school check, client id, the service, answer."""
     school_id = await school_id_for(pool, actor, school)
     return _answer(
         await counter.do_counter_op(
             pool,
             actor,
             school_id,
-            kind="deposit",
+            kind=kind,
             client_id=check_client_id(body.client_id),
             person_number=body.person_number,
-            amount=body.amount,
             memo=body.memo,
+            **extra,
         )
     )
+
+
+@router.post("/{school}/deposits", status_code=201)
+async def deposit(school: str, body: DepositIn, pool: Pool, actor: CurrentActor) -> JSONResponse:
+    """Cash handed over the counter into the holder's cash purse."""
+    return await _counter_op(pool, actor, school, "deposit", body, amount=body.amount)
 
 
 @router.post("/{school}/withdrawals", status_code=201)
@@ -101,19 +115,14 @@ async def withdrawal(
     school: str, body: WithdrawalIn, pool: Pool, actor: CurrentActor
 ) -> JSONResponse:
     """Cash paid out of the holder's cash purse; the holder must be present and identified."""
-    school_id = await school_id_for(pool, actor, school)
-    return _answer(
-        await counter.do_counter_op(
-            pool,
-            actor,
-            school_id,
-            kind="withdrawal",
-            client_id=check_client_id(body.client_id),
-            person_number=body.person_number,
-            amount=body.amount,
-            identity=body.identity.to_identity(),
-            memo=body.memo,
-        )
+    return await _counter_op(
+        pool,
+        actor,
+        school,
+        "withdrawal",
+        body,
+        amount=body.amount,
+        identity=body.identity.to_identity(),
     )
 
 
@@ -121,57 +130,28 @@ async def withdrawal(
 async def subsidy_grant(
     school: str, body: SubsidyOpIn, pool: Pool, actor: CurrentActor
 ) -> JSONResponse:
-    school_id = await school_id_for(pool, actor, school)
-    return _answer(
-        await counter.do_counter_op(
-            pool,
-            actor,
-            school_id,
-            kind="subsidy_grant",
-            client_id=check_client_id(body.client_id),
-            person_number=body.person_number,
-            amount=body.amount,
-            memo=body.memo,
-        )
-    )
+    return await _counter_op(pool, actor, school, "subsidy_grant", body, amount=body.amount)
 
 
 @router.post("/{school}/subsidy-deductions", status_code=201)
 async def subsidy_deduct(
     school: str, body: SubsidyOpIn, pool: Pool, actor: CurrentActor
 ) -> JSONResponse:
-    school_id = await school_id_for(pool, actor, school)
-    return _answer(
-        await counter.do_counter_op(
-            pool,
-            actor,
-            school_id,
-            kind="subsidy_deduct",
-            client_id=check_client_id(body.client_id),
-            person_number=body.person_number,
-            amount=body.amount,
-            memo=body.memo,
-        )
-    )
+    return await _counter_op(pool, actor, school, "subsidy_deduct", body, amount=body.amount)
 
 
 @router.post("/{school}/zeroings", status_code=201)
 async def zeroing(school: str, body: ZeroingIn, pool: Pool, actor: CurrentActor) -> JSONResponse:
     """Empty one purse: cash is paid out at the desk, a subsidy returns to the subsidy fund."""
-    school_id = await school_id_for(pool, actor, school)
-    return _answer(
-        await counter.do_counter_op(
-            pool,
-            actor,
-            school_id,
-            kind="zeroing",
-            client_id=check_client_id(body.client_id),
-            person_number=body.person_number,
-            amount=None,
-            purse=body.purse,
-            identity=body.identity.to_identity() if body.identity else None,
-            memo=body.memo,
-        )
+    return await _counter_op(
+        pool,
+        actor,
+        school,
+        "zeroing",
+        body,
+        amount=None,
+        purse=body.purse,
+        identity=body.identity.to_identity() if body.identity else None,
     )
 
 
