@@ -10,7 +10,7 @@ import pytest
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.domain.errors import Conflict
+from campuscard.domain.errors import Conflict, InsufficientFunds
 from campuscard.services import cards, ledger
 from campuscard.services.ledger_check import check_ledger
 from tests.support import ROOT, login, make_school, make_student, make_user
@@ -161,6 +161,67 @@ async def test_cancel_pays_out_balance_and_deposit_and_closes_account(pool: PgPo
         payout = await conn.fetchrow("SELECT payload FROM outbox WHERE topic = 'payout.requested'")
         assert payout["payload"]["amount_fen"] == 1_000
         assert (await check_ledger(conn)).ok
+
+
+async def test_cancelling_an_old_expired_card_keeps_the_account_of_the_card_in_use(
+    pool: PgPool,
+) -> None:
+    """Found by tests/property/test_card_model.py: cancelling an expired card while the holder
+    already had a new one paid out the whole balance and closed the account under the new
+    card. Now only the old card's deposit is paid out."""
+    async with pool.acquire() as conn:
+        # given: an expired card with a deposit, and the new card the student uses now
+        school = await make_school(conn)
+        person_id = await make_student(conn, school.id, "S1", cash=3_000)
+        old = await cards.issue_card(
+            conn, ROOT, person_id=person_id, number="41000001", uid="CD000001", deposit_fen=1_000
+        )
+        await conn.execute(
+            "UPDATE cards SET expires_on = current_date - 1 WHERE id = $1", old["id"]
+        )
+        assert await cards.expire_due_cards(conn, ROOT) == 1
+        new = await cards.issue_card(
+            conn, ROOT, person_id=person_id, number="41000002", uid="CD000002"
+        )
+        # when: the old card is handed back and cancelled
+        done = await cards.cancel_card(
+            conn, ROOT, old["id"], route="cash_desk", reason="old card handed back"
+        )
+        # then: its deposit is paid out; balance, account and the new card are untouched
+        assert done["payout"] | {"tx_id": None} == {
+            "route": "cash_desk",
+            "balance": "0.00",
+            "deposit": "10.00",
+            "total": "10.00",
+            "tx_id": None,
+        }
+        assert await ledger.purse_balances(conn, person_id) == {"cash": 3_000, "subsidy": 0}
+        assert (
+            await conn.fetchval("SELECT account_status FROM persons WHERE id = $1", person_id)
+            == "active"
+        )
+        assert (await cards.get_card(conn, ROOT, new["id"]))["state"] == "active"
+        assert (await check_ledger(conn)).ok
+
+
+async def test_issue_paying_the_deposit_from_an_empty_purse_names_the_field(pool: PgPool) -> None:
+    """Found by tests/property/test_card_model.py: the refusal named the ledger's "amount",
+    a field the issue request does not have."""
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        person_id = await make_student(conn, school.id, "S1", cash=500)
+        with pytest.raises(InsufficientFunds) as refused:
+            await cards.issue_card(
+                conn,
+                ROOT,
+                person_id=person_id,
+                number="42000001",
+                uid="CE000001",
+                deposit_fen=1_000,
+                deposit_source="purse",
+            )
+        assert refused.value.field == "deposit_source"
+        assert await conn.fetchval("SELECT count(*) FROM cards") == 0
 
 
 async def test_blacklist_deltas_lost_in_unblocked_out_replaced_never_leaves(

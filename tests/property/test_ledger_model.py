@@ -27,10 +27,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from campuscard.db.pool import create_pool
 from campuscard.domain.errors import InsufficientFunds, ValidationFailed
 from campuscard.services import ledger
 from campuscard.services.ledger_check import check_ledger
+from tests.property.support import Env
 from tests.support import make_school, make_student
 
 _school_codes = itertools.count()
@@ -62,21 +62,6 @@ class Model:
             self.balance[account] += amount
             self.postings[account] += 1
         self.transactions += 1
-
-
-class Env:
-    """One event loop and pool shared by every example of the state machine."""
-
-    def __init__(self, db_url: str) -> None:
-        self.runner = asyncio.Runner()
-        self.pool: Any = self.run(create_pool(db_url, min_size=2, max_size=6))
-
-    def run(self, coro: Any) -> Any:
-        return self.runner.run(coro)
-
-    def close(self) -> None:
-        self.run(self.pool.close())
-        self.runner.close()
 
 
 amounts = st.integers(min_value=1, max_value=3_000)

@@ -253,18 +253,26 @@ async def issue_card(
             ) from err
         assert row is not None
         card = dict(row)
-        await _book_from_source(
-            conn,
-            school_id=school_id,
-            person_id=person_id,
-            source=deposit_source,
-            target_code="card_deposits",
-            fen=deposit_fen,
-            kind="card_deposit",
-            ref=f"card:{card['id']}",
-            memo=f"deposit for card {number}",
-            actor=actor,
-        )
+        try:
+            await _book_from_source(
+                conn,
+                school_id=school_id,
+                person_id=person_id,
+                source=deposit_source,
+                target_code="card_deposits",
+                fen=deposit_fen,
+                kind="card_deposit",
+                ref=f"card:{card['id']}",
+                memo=f"deposit for card {number}",
+                actor=actor,
+            )
+        except InsufficientFunds as err:
+            # name the request's field, not the ledger's internal "amount"
+            raise InsufficientFunds(
+                f"the cash purse cannot pay the deposit of {fmt(deposit_fen)}; "
+                "take it at the cash desk (deposit_source=cash_desk)",
+                field="deposit_source",
+            ) from err
         if activate and person["account_status"] in ("none", "active"):
             await conn.execute(
                 "UPDATE persons SET account_status = 'active', updated_at = now() WHERE id = $1",
@@ -500,7 +508,8 @@ async def cancel_card(
     """注销: the card is cancelled, the deposit and the remaining balance of both purses are paid
     out through ``route`` (cash_desk: at the counter now; bank_clearing / provider_clearing: an
     outbox ``payout.requested`` row tells the money-out worker to send it), and the holder's
-    account is closed."""
+    account is closed. An expired card cancelled while the holder already uses a newer card
+    pays out only its own deposit; the balance and the account stay with the newer card."""
     if route not in PAYOUT_ROUTES:
         raise ValidationFailed(f"route must be one of {', '.join(PAYOUT_ROUTES)}", field="route")
     if not reason.strip():
@@ -511,13 +520,23 @@ async def cancel_card(
             raise NotFound("no such card", field="card_id")
         target = rules.next_state(card["state"], "cancel")
         school_id, person_id = card["school_id"], card["person_id"]
+        # the person row is locked so no card is issued to them while we decide
+        await conn.execute("SELECT 1 FROM persons WHERE id = $1 FOR UPDATE", person_id)
+        # an old (expired) card handed back while a newer card is in use: only its deposit is
+        # paid out; the balance and the account stay with the card in use
+        in_use = await conn.fetchval(
+            "SELECT id FROM cards WHERE person_id = $1 AND id <> $2 "
+            "AND state IN ('issued', 'active', 'lost', 'frozen')",
+            person_id,
+            card_id,
+        )
         purses = await ledger.open_purses(conn, school_id, person_id)
         balances = {
             r["id"]: r["balance"]
             for r in await conn.fetch(
                 "SELECT id, balance FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id "
                 "FOR UPDATE",
-                list(purses.values()),
+                [] if in_use else list(purses.values()),
             )
         }
         deposits = await ledger.system_account(conn, school_id, "card_deposits")
@@ -544,10 +563,11 @@ async def cancel_card(
             card_id,
             target,
         )
-        await conn.execute(
-            "UPDATE persons SET account_status = 'closed', updated_at = now() WHERE id = $1",
-            person_id,
-        )
+        if not in_use:
+            await conn.execute(
+                "UPDATE persons SET account_status = 'closed', updated_at = now() WHERE id = $1",
+                person_id,
+            )
         balance_total = sum(balances.values())
         payout = {
             "route": route,
