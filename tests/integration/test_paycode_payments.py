@@ -4,6 +4,7 @@ replays, a refusal before booking does not spend the code, and the ledger stays 
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from typing import Any
@@ -78,6 +79,29 @@ async def test_a_code_pays_once_and_a_retry_replays(
     payment = await conn.fetchrow("SELECT credential, person_id, amount FROM payments")
     assert payment is not None and payment["amount"] == 1250
     assert payment["credential"].startswith(f"paycode:d:{holder.device.id}:")
+    assert (await check_ledger(conn)).ok
+
+
+async def test_a_retry_sent_while_the_first_try_is_booking_gets_the_same_answer(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    """Found by tests/reliability/test_bank.py: a till that resent a code payment while its
+    first try was still booking was told PAYCODE_USED (spent by that first try), so the
+    cashier saw a refusal for a payment that went through."""
+    _, holder, device = await setup(conn, settings)
+    for i in range(6):
+        # given: a code, and the same request sent twice at once (a till's eager retry)
+        code = holder.code(time.time(), counter=i)
+        # when
+        first, again = await asyncio.gather(
+            pay_code(client, device, code, "1.00", client_id=f"qr-eager-{i:04d}"),
+            pay_code(client, device, code, "1.00", client_id=f"qr-eager-{i:04d}"),
+        )
+        # then: both answer the one payment's receipt
+        assert (first.status_code, again.status_code) == (200, 200), (first.text, again.text)
+        assert first.json() == again.json()
+    assert await conn.fetchval("SELECT count(*) FROM payments") == 6
+    assert await balance(conn, holder.person_id) == 10_000 - 600
     assert (await check_ledger(conn)).ok
 
 

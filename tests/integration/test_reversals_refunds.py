@@ -39,6 +39,30 @@ async def _reverse(client: httpx.AsyncClient, dev: Device, client_id: str) -> ht
     )
 
 
+async def test_a_reversal_resent_while_the_first_is_reversing_answers_the_same(
+    pool: PgPool, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """Found by tests/reliability/test_bank.py: the second of two identical reversals sent at
+    once failed on the reversal's key after waiting for the payment's lock: a 500."""
+    dev, person_id, card, merchant_id = await _setup(pool, settings)
+    for i in range(4):
+        # given: a booked payment
+        client_id = f"rev-eager-{i:03d}"
+        assert (await pay(client, dev, card, "5.00", client_id=client_id)).status_code == 200
+        # when: the till sends its reversal twice at once
+        first, again = await asyncio.gather(
+            _reverse(client, dev, client_id), _reverse(client, dev, client_id)
+        )
+        # then: one reversal, the same answer twice
+        assert (first.status_code, again.status_code) == (200, 200), (first.text, again.text)
+        assert first.json() == again.json() and first.json()["original"] == "booked"
+    async with pool.acquire() as conn:
+        assert await ledger.purse_balances(conn, person_id) == {"cash": 10_000, "subsidy": 2_000}
+        assert await ledger.merchant_balance(conn, merchant_id) == 0
+        assert await conn.fetchval("SELECT count(*) FROM payment_reversals") == 4
+        assert (await check_ledger(conn)).ok
+
+
 async def test_reversal_after_payment_returns_money_to_the_same_purses(
     pool: PgPool, client: httpx.AsyncClient, settings: Settings
 ) -> None:

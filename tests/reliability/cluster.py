@@ -85,17 +85,21 @@ class Cluster:
 
         asyncio.run(create())
 
-    def start_server(self) -> None:
-        env = os.environ | {
-            "CAMPUSCARD_DATABASE_URL": self.db_url,
-            "CAMPUSCARD_PORT": str(self.port),
-            "CAMPUSCARD_HOST": "127.0.0.1",
-            "CAMPUSCARD_WORKERS": str(self.workers),
-            "CAMPUSCARD_POOL_MIN_SIZE": "1",
-            "CAMPUSCARD_POOL_MAX_SIZE": "8",
-            "CAMPUSCARD_MASTER_KEY": MASTER_KEY,
-            "CAMPUSCARD_DATA_DIR": str(self.root / "data"),
-        }
+    def start_server(self, extra_env: dict[str, str] | None = None) -> None:
+        env = (
+            os.environ
+            | (extra_env or {})
+            | {
+                "CAMPUSCARD_DATABASE_URL": self.db_url,
+                "CAMPUSCARD_PORT": str(self.port),
+                "CAMPUSCARD_HOST": "127.0.0.1",
+                "CAMPUSCARD_WORKERS": str(self.workers),
+                "CAMPUSCARD_POOL_MIN_SIZE": "1",
+                "CAMPUSCARD_POOL_MAX_SIZE": "8",
+                "CAMPUSCARD_MASTER_KEY": MASTER_KEY,
+                "CAMPUSCARD_DATA_DIR": str(self.root / "data"),
+            }
+        )
         with (self.root / "server.log").open("ab") as log:
             self.server = subprocess.Popen(
                 [sys.executable, "-m", "campuscard.cli", "serve"],

@@ -10,7 +10,14 @@ Afterwards the checker proves:
   identical answer; the same id with another payload is refused;
 * I7 every operation whose client gave up (timed out) was applied at most once, and once
   resolved by a later retry, exactly as answered;
-* every purse ends at its opening balance plus exactly the operations applied to it.
+* I6 every online top-up order (pending at the provider until paid, then resolved by the
+  provider's notify or by our query, which race) was booked at most once, and exactly once
+  if and only if the provider took the money;
+* I8 a reversal before, after or twice nets to zero;
+* POS refunds and payment-code payments: acknowledged ones applied exactly once, refused
+  ones never, timed-out ones at most once; a payment code pays at most once;
+* every purse ends at its opening balance plus exactly the operations applied to it; the
+  merchant holds payments minus refunds; provider clearing and the provider agree.
 """
 
 from __future__ import annotations
@@ -28,13 +35,17 @@ import asyncpg
 import httpx
 import pytest
 
+from campuscard.adapters.provider.client import ProviderError, ProviderUnavailable
+from campuscard.adapters.provider.simulator import ProviderSimulator
 from campuscard.config import Settings
-from campuscard.db.pool import connect
-from campuscard.domain import signing
-from campuscard.services import ledger
+from campuscard.db.pool import connect, create_pool
+from campuscard.domain import paycode, signing
+from campuscard.domain.money import Money
+from campuscard.services import auth, ledger, pay_settings, paycodes, provider_orders
 from campuscard.services.ledger_check import check_ledger
 from tests.reliability.cluster import MASTER_KEY, Cluster, running_cluster
-from tests.support import PASSWORD, make_school, make_user
+from tests.servers import serve_in_thread
+from tests.support import PASSWORD, ROOT, make_school, make_user
 from tests.support_payments import Device, make_cardholder, make_device, make_merchant
 
 pytestmark = pytest.mark.reliability
@@ -45,10 +56,24 @@ STUDENTS = 12
 OPENING = 5_000  # fen in each student's cash purse at the start
 TIMEOUT = 2.0  # the client's patience for one attempt
 SCHOOL = "BNK"
+PHONES = 6  # students who sign in, bind a phone for payment codes and top up online
+CODE_STEP = 15  # seconds a payment code lives (the shortest the server allows)
+MCH_ID, PROVIDER_KEY = "1900000777", "reliability-provider-key-0123"
 # refusals a correct system may answer (nothing moves); anything else fails the test
 REFUSALS = {
     "pay": {"INSUFFICIENT_FUNDS", "PIN_REQUIRED", "OVER_DAILY_LIMIT", "PAYMENT_REVERSED"},
     "reverse": {"PAYMENT_REFUNDED", "REVERSAL_WINDOW_PASSED"},
+    "refund": {"REFUND_EXCEEDS_PAYMENT", "PAYMENT_REVERSED"},
+    # a code whose first try never reached the payment engine may be too old when retried,
+    # or spent by the cashier's second scan of it
+    "codepay": {
+        "INSUFFICIENT_FUNDS",
+        "OVER_DAILY_LIMIT",
+        "PAYMENT_REVERSED",
+        "PAYCODE_EXPIRED",
+        "PAYCODE_USED",
+    },
+    "topup": {"PROVIDER_UNAVAILABLE"},
 }
 
 
@@ -63,6 +88,8 @@ class Op:
     deltas: dict[int, int]  # person purse total (by cash purse id) / account id -> fen
     terminal: int | None = None  # index of the signing terminal, for device requests
     target: str | None = None  # a reversal names the payment's client id
+    bearer: str | None = None  # a signed-in person's token (the cashier's, a student's)
+    code: str | None = None  # the payment code a till scanned
     outcome: str = "unknown"  # ok | refused | unknown
     response: dict[str, Any] | None = None
     attempts: int = 0
@@ -81,13 +108,21 @@ class World:
     cash_desk: int = 0
     history: list[Op] = field(default_factory=list)
     snapshots: list[int] = field(default_factory=list)
+    phones: dict[int, paycodes.BoundDevice] = field(default_factory=dict)  # cash purse -> phone
+    holders: dict[int, tuple[int, str]] = field(default_factory=dict)  # cash purse -> person, user
+    tokens: dict[int, str] = field(default_factory=dict)  # cash purse -> the student's token
+    cashier: str = ""  # token of the merchant's manager, who signs refunds in at the till
+    codes_used: dict[tuple[int, int], int] = field(default_factory=dict)  # (purse, step) -> n
+    provider: ProviderSimulator | None = None
+    provider_url: str = ""
+    clearing: int = 0  # provider_clearing
 
 
-async def seed(cluster: Cluster) -> World:
+async def seed(cluster: Cluster, provider: ProviderSimulator, provider_url: str) -> World:
     conn = await connect(cluster.db_url)
     try:
         school = await make_school(conn, SCHOOL)
-        world = World(cluster, school.id)
+        world = World(cluster, school.id, provider=provider, provider_url=provider_url)
         for i in range(OPERATORS):
             await make_user(conn, f"op{i}", "settlement", school.id)
         for i in range(STUDENTS):
@@ -106,9 +141,49 @@ async def seed(cluster: Cluster) -> World:
             )
         world.fund = await ledger.system_account(conn, school.id, "subsidy_fund")
         world.cash_desk = await ledger.system_account(conn, school.id, "cash_desk")
+        world.clearing = await ledger.system_account(conn, school.id, "provider_clearing")
+        await make_user(conn, "cashier", "merchant_manager", school.id, merchant_id=world.merchant)
+        # every amount stays under the PIN threshold of one payment; the day's running total
+        # would cross the daily one, after which a code payment waits for the phone (202)
+        await pay_settings.set_school_rules(conn, ROOT, school.id, {"pin_over_daily": 10**9})
+        phone_settings = server_settings(world)
+        for i, (number, cash, _) in enumerate(world.students[:PHONES]):
+            person = await conn.fetchval("SELECT id FROM persons WHERE number = $1", number)
+            user = await make_user(conn, f"stu{i}", "cardholder", school.id, person_id=person)
+            actor = await auth.load_actor(conn, user)
+            world.phones[cash] = await paycodes.do_bind_device(
+                conn, phone_settings, actor, label=f"phone {i}"
+            )
+            world.holders[cash] = (person, f"stu{i}")
     finally:
         await conn.close()
     return world
+
+
+def server_settings(world: World) -> Settings:
+    """What the served app is configured with (as far as this process needs to know it)."""
+    return Settings(
+        database_url=world.cluster.db_url,
+        master_key=MASTER_KEY,  # type: ignore[arg-type]
+        paycode_step_seconds=CODE_STEP,
+        provider_url=world.provider_url,
+        provider_mch_id=MCH_ID,
+        provider_key=PROVIDER_KEY,  # type: ignore[arg-type]
+        public_url=world.cluster.base_url,
+        run_worker=False,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+def server_env(world: World) -> dict[str, str]:
+    return {
+        "CAMPUSCARD_PAYCODE_STEP_SECONDS": str(CODE_STEP),
+        "CAMPUSCARD_PROVIDER_URL": world.provider_url,
+        "CAMPUSCARD_PROVIDER_MCH_ID": MCH_ID,
+        "CAMPUSCARD_PROVIDER_KEY": PROVIDER_KEY,
+        "CAMPUSCARD_PROVIDER_QUERY_AFTER_SECONDS": "2",
+        "CAMPUSCARD_PUBLIC_URL": world.cluster.base_url,
+    }
 
 
 async def sign_in(world: World) -> None:
@@ -128,6 +203,29 @@ async def sign_in(world: World) -> None:
             )
             assert opened.status_code in (200, 201), opened.text
             world.operators.append((r.json()["user"]["user_id"], token))
+        world.cashier = await login_token(http, "cashier")
+        for cash, (_, username) in world.holders.items():
+            world.tokens[cash] = await login_token(http, username)
+
+
+async def login_token(http: httpx.AsyncClient, username: str) -> str:
+    r = await http.post(
+        "/api/v1/auth/login",
+        json={"username": username, "password": PASSWORD, "school": SCHOOL},
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["token"])
+
+
+def fresh_code(world: World, cash: int) -> str | None:
+    """The code the student's phone shows now (a new counter for each payment in one step)."""
+    phone = world.phones[cash]
+    step = paycode.time_step(time.time(), phone.step_seconds)
+    n = world.codes_used.get((cash, step), 0)
+    if n > paycode.MAX_COUNTER:
+        return None  # this phone made all its codes for this step
+    world.codes_used[cash, step] = n + 1
+    return paycode.generate(phone.secret, phone.token, step, n)
 
 
 def next_op(world: World, rng: random.Random, operator: int, seq: int) -> Op:
@@ -137,9 +235,79 @@ def next_op(world: World, rng: random.Random, operator: int, seq: int) -> Op:
     fen = rng.choice([1, 5, 50, 199, 500, 1_500, 4_000] if rng.random() < 0.5 else [1, 50, 199])
     yuan = f"{fen // 100}.{fen % 100:02d}"
     kind = rng.choices(
-        ["transfer", "deposit", "grant", "deduct", "pay", "reverse"], [3, 2, 2, 1, 6, 2]
+        ["transfer", "deposit", "grant", "deduct", "pay", "reverse", "refund", "codepay", "topup"],
+        [3, 2, 2, 1, 5, 2, 2, 4, 2],
     )[0]
-    mine = [op for op in world.history if op.kind == "pay" and op.operator == operator]
+    mine = [op for op in world.history if op.kind in ("pay", "codepay") and op.operator == operator]
+    if kind == "refund":
+        paid = [op for op in mine[-20:] if op.outcome == "ok" and op.response]
+        if paid:
+            # the cashier signs in at this till and refunds part or all of a recent payment
+            target = rng.choice(paid)
+            assert target.response is not None
+            most = int(Money.parse(target.response["amount"], field="amount").fen)
+            back = rng.choice([1, max(1, most // 2), most])
+            return Op(
+                kind,
+                client_id,
+                operator,
+                "/api/v1/terminal/refunds",
+                {
+                    "client_id": client_id,
+                    "payment_id": target.response["payment_id"],
+                    "amount": f"{back // 100}.{back % 100:02d}",
+                    "reason": f"bank test {client_id}",
+                },
+                "",
+                {next(iter(target.deltas)): back},
+                terminal=operator,
+                target=target.client_id,
+                bearer=world.cashier,
+            )
+        kind = "pay"
+    if kind == "codepay" and world.phones:
+        payer = rng.choice(sorted(world.phones))
+        earlier = [op for op in mine[-10:] if op.kind == "codepay" and op.code]
+        if earlier and rng.random() < 0.1:
+            # the cashier scans the same code again (a second customer, a double scan)
+            code: str | None = rng.choice(earlier).code
+            payer = next(iter(rng.choice(earlier).deltas))
+        else:
+            code = fresh_code(world, payer)
+        if code is not None:
+            pay_client = f"code-{operator}-{seq:05d}"
+            small = rng.choice([1, 50, 199, 500, 1_500])
+            return Op(
+                kind,
+                pay_client,
+                operator,
+                "/api/v1/terminal/paycode/pay",
+                {
+                    "client_id": pay_client,
+                    "code": code,
+                    "amount": f"{small // 100}.{small % 100:02d}",
+                },
+                "",
+                {payer: -small},
+                terminal=operator,
+                code=code,
+            )
+        kind = "pay"
+    if kind == "topup" and world.tokens:
+        payer = rng.choice(sorted(world.tokens))
+        person, _ = world.holders[payer]
+        return Op(
+            kind,
+            client_id,
+            operator,
+            "/api/v1/topups",
+            {"client_id": client_id, "person_id": person, "amount": yuan},
+            "",
+            {payer: fen},
+            bearer=world.tokens[payer],
+        )
+    if kind == "topup":
+        kind = "deposit"
     if kind == "reverse" and mine:
         # 冲正 a payment of this till: answered, refused, or never answered (then possibly
         # arriving after its reversal), sometimes twice
@@ -225,6 +393,8 @@ async def attempt(http: httpx.AsyncClient, world: World, op: Op, timeout: float 
         )
     else:
         headers = {"Authorization": f"Bearer {token}"}
+    if op.bearer is not None:
+        headers = headers | {"Authorization": f"Bearer {op.bearer}"}
     try:
         r = await http.post(
             op.path,
@@ -242,7 +412,7 @@ async def attempt(http: httpx.AsyncClient, world: World, op: Op, timeout: float 
         op.outcome, op.response = "ok", body
         return True
     allowed = REFUSALS.get(op.kind, {"INSUFFICIENT_FUNDS"})
-    assert r.status_code in (403, 409) and body["error"]["code"] in allowed, (
+    assert r.status_code in (403, 409, 422) and body["error"]["code"] in allowed, (
         f"{op.kind} {op.body} answered {r.status_code}: {r.text}"
     )
     op.outcome, op.response = "refused", body
@@ -264,7 +434,19 @@ async def client(world: World, operator: int, stop: asyncio.Event) -> None:
             for retry in range(2 if impatient else 8):
                 if await attempt(http, world, op, timeout) or stop.is_set():
                     break
-                await asyncio.sleep(min(0.05 * 2**retry, 1.0))
+                # an impatient till resends at once, often while its first try is still
+                # being booked; the others back off
+                await asyncio.sleep(0 if impatient else min(0.05 * 2**retry, 1.0))
+            if op.kind == "topup" and op.outcome == "ok" and op.response:
+                await pay_at_provider(http, op.response["pay_url"], rng)
+
+
+async def pay_at_provider(http: httpx.AsyncClient, pay_url: str, rng: random.Random) -> None:
+    """The student on the provider's cashier page: pays, cancels, or walks away."""
+    action = rng.choices(["pay", "cancel", "leave"], [7, 1, 2])[0]
+    if action != "leave":
+        r = await http.post(pay_url, data={"action": action}, timeout=10)
+        assert r.status_code == 200, r.text
 
 
 async def nemesis(world: World, stop: asyncio.Event) -> None:
@@ -277,6 +459,9 @@ async def nemesis(world: World, stop: asyncio.Event) -> None:
             break
         fault = faults[round_ % len(faults)] if round_ < len(faults) else rng.choice(faults)
         round_ += 1
+        assert world.provider is not None
+        # the provider's notifies: sometimes doubled, sometimes lost (the query must find them)
+        world.provider.notify_mode = rng.choice(["normal", "duplicate", "drop"])
         try:
             if fault == "kill_worker":
                 world.cluster.kill_worker(rng)
@@ -303,6 +488,46 @@ async def snapshotter(world: World, stop: asyncio.Event) -> None:
             await asyncio.sleep(0.3)  # the nemesis took the database away; try again
 
 
+async def querier(world: World, stop: asyncio.Event) -> None:
+    """Our side's query of pending provider orders (what the worker's periodic job runs),
+    racing the provider's notifies for the same orders."""
+    settings = server_settings(world)
+    rng = random.Random(5)
+    while not stop.is_set():
+        await asyncio.sleep(0.3)
+        try:
+            pool = await create_pool(world.cluster.db_url, min_size=1, max_size=2)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            continue
+        try:
+            pending = await pool.fetch(
+                "SELECT id FROM provider_orders WHERE status = 'pending' AND pay_url IS NOT NULL"
+            )
+            for row in rng.sample(list(pending), min(4, len(pending))):
+                await provider_orders.resolve_order(pool, settings, row["id"])
+        except (
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            ProviderError,
+            ProviderUnavailable,
+        ):
+            pass  # the nemesis took the database away; next round
+        finally:
+            pool.terminate()
+
+
+async def resolve_orders(world: World) -> None:
+    """After the run: query every order still pending, once, as the worker would."""
+    settings = server_settings(world)
+    pool = await create_pool(world.cluster.db_url, min_size=1, max_size=2)
+    try:
+        for row in await pool.fetch("SELECT id FROM provider_orders WHERE status = 'pending'"):
+            await provider_orders.resolve_order(pool, settings, row["id"])
+    finally:
+        await pool.close()
+
+
 async def wait_healthy(world: World, within: float = 60) -> None:
     deadline = time.monotonic() + within
     async with httpx.AsyncClient(base_url=world.cluster.base_url, timeout=3) as http:
@@ -321,6 +546,7 @@ async def run_bank(world: World) -> None:
     tasks = [asyncio.create_task(client(world, i, stop)) for i in range(OPERATORS)]
     tasks.append(asyncio.create_task(nemesis(world, stop)))
     tasks.append(asyncio.create_task(snapshotter(world, stop)))
+    tasks.append(asyncio.create_task(querier(world, stop)))
     await asyncio.sleep(DURATION)
     stop.set()
     await asyncio.gather(*tasks)
@@ -385,13 +611,104 @@ async def check(world: World, was_unknown: list[Op]) -> None:
         merchant_total = await conn.fetchval(
             "SELECT sum(balance) FROM accounts WHERE merchant_id = $1", world.merchant
         )
+        # POS refunds carry their client id in the reason (refund rows have no client id)
+        refunds: dict[str, list[asyncpg.Record]] = {}
+        for r in await conn.fetch(
+            "SELECT id, reason, amount, payment_id FROM refunds WHERE school_id = $1",
+            world.school_id,
+        ):
+            refunds.setdefault(r["reason"], []).append(r)
+        over_refunded = await conn.fetch(
+            """SELECT p.id FROM payments p
+                WHERE p.school_id = $1 AND (p.refunded > p.amount OR p.refunded <>
+                      (SELECT coalesce(sum(amount), 0) FROM refunds f WHERE f.payment_id = p.id))""",
+            world.school_id,
+        )
+        assert not over_refunded, (
+            f"payments refunded beyond or beside their refunds: {over_refunded}"
+        )
+        orders = await conn.fetch(
+            """SELECT o.id, o.person_id, o.amount, o.status, o.out_trade_no, o.paid_via,
+                      (SELECT count(*) FROM journal_tx j
+                        WHERE j.ref = 'provider_order:' || o.id) AS bookings,
+                      (SELECT count(*) FROM provider_callbacks c
+                        WHERE c.order_id = o.id AND c.outcome = 'credited') AS credited
+                 FROM provider_orders o WHERE o.school_id = $1""",
+            world.school_id,
+        )
+        topup_keys = {
+            r["key"]: r
+            for r in await conn.fetch(
+                "SELECT key, status_code, response FROM idempotency_keys WHERE scope LIKE 'topup:%'"
+            )
+        }
     finally:
         await conn.close()
 
+    # I6: each pending transfer (a top-up order at the provider) resolved at most once, and
+    # booked exactly when the provider took the money
+    assert world.provider is not None
+    paid_total = 0
+    person_purse = {person: cash for cash, (person, _) in world.holders.items()}
+    for o in orders:
+        assert o["bookings"] <= 1, f"I6: order {o['id']} booked {o['bookings']} times"
+        assert o["credited"] <= 1, f"I6: order {o['id']} credited by {o['credited']} notifies"
+        at_provider = world.provider.orders.get(o["out_trade_no"])
+        taken = at_provider is not None and at_provider.state in ("SUCCESS", "REFUND")
+        assert (o["status"] in ("paid", "refunded")) == taken == (o["bookings"] == 1), dict(o)
+        if taken:
+            paid_total += o["amount"]
+    assert balances[world.clearing] == -paid_total, "provider clearing != orders paid"
+    assert world.provider.held(MCH_ID) == paid_total, "the provider holds other than we booked"
+    # one order per top-up request, however often it was retried
+    made = [k for k in topup_keys.values() if k["status_code"] == 201]
+    assert len(orders) == len(made), f"{len(orders)} orders for {len(made)} top-up requests"
+    order_by_id = {o["id"]: o for o in orders}
+
+    # a payment code pays at most once, whoever scans it and however often
+    by_code: dict[str, int] = {}
+    for op in world.history:
+        if op.kind == "codepay" and op.code:
+            row = payments.get((world.devices[op.operator].sn, op.client_id))
+            by_code[op.code] = by_code.get(op.code, 0) + (row is not None)
+    assert all(n <= 1 for n in by_code.values()), "a payment code paid twice"
+
     expected: dict[int, int] = {cash: OPENING for _, cash, _ in world.students}
+    for o in orders:
+        if o["status"] in ("paid", "refunded"):
+            purse = person_purse[o["person_id"]]
+            expected[purse] += o["amount"]
     booked = 0
     for op in world.history:
-        if op.kind == "pay":
+        if op.kind == "topup":
+            key = topup_keys.get(op.client_id)
+            if op.outcome == "ok":
+                assert op.response is not None and key is not None, op.client_id
+                order = order_by_id[key["response"]["order_id"]]
+                assert op.response["id"] == order["id"], (
+                    f"top-up {op.client_id} answered another order"
+                )
+                assert order["amount"] == next(iter(op.deltas.values()))
+            elif op.outcome == "refused" and key is not None and key["status_code"] == 201:
+                # written, but the provider could not be reached to place it: nobody can pay it
+                order = order_by_id[key["response"]["order_id"]]
+                assert order["bookings"] == 0, f"refused top-up {op.client_id} was booked"
+            continue
+        if op.kind == "refund":
+            rows = refunds.get(op.body["reason"], [])
+            assert len(rows) <= 1, f"refund {op.client_id} applied {len(rows)} times"  # I5, I7
+            if op.outcome == "ok":
+                assert op.response is not None
+                assert len(rows) == 1 and rows[0]["id"] == op.response["refund_id"], (
+                    f"acknowledged refund {op.client_id} applied {len(rows)} times"
+                )
+            elif op.outcome == "refused":
+                assert not rows, f"refused refund {op.client_id} was applied"
+            for row in rows:
+                expected[next(iter(op.deltas))] += row["amount"]
+                booked -= row["amount"]
+            continue
+        if op.kind in ("pay", "codepay"):
             sn = world.devices[op.operator].sn
             row = payments.get((sn, op.client_id))
             if op.outcome == "ok":
@@ -420,15 +737,26 @@ async def check(world: World, was_unknown: list[Op]) -> None:
         total = balances[cash] + balances[subsidy]
         assert total == expected[cash], f"purses of {cash}: {total} != {expected[cash]}"
     assert balances[world.fund] == expected.get(world.fund, 0)
-    assert int(merchant_total or 0) == booked, "the merchant holds what was booked, net"
+    assert int(merchant_total or 0) == booked, "the merchant holds payments minus refunds"
+    stray = set(refunds) - {op.body.get("reason") for op in world.history if op.kind == "refund"}
+    assert not stray, f"refunds nobody asked for: {stray}"
 
     # I5: a retry of an acknowledged operation replays the identical answer
-    acknowledged = [op for op in world.history if op.outcome != "unknown"]
+    # (a code payment refused before the payment engine did not spend the code: asked again,
+    # it is judged again, so it is not replayed; docs/terminal-protocol.md, /paycode/pay)
+    acknowledged = [
+        op
+        for op in world.history
+        if op.outcome == "ok" or (op.outcome == "refused" and op.kind != "codepay")
+    ]
     async with httpx.AsyncClient(base_url=world.cluster.base_url, timeout=10) as http:
         for op in random.Random(7).sample(acknowledged, min(30, len(acknowledged))):
             first = op.response
             assert await attempt(http, world, op, 10.0), op.client_id
-            if op.kind != "reverse":
+            assert first is not None and op.response is not None
+            if op.kind == "topup":  # the same order, whose status may have moved on since
+                assert op.response["id"] == first["id"], op.client_id
+            elif op.kind != "reverse":
                 assert op.response == first, f"{op.kind} {op.client_id} replayed differently"
             else:  # a repeated reversal answers the same result
                 assert op.response["result"] == first["result"], op.client_id
@@ -442,30 +770,54 @@ async def check(world: World, was_unknown: list[Op]) -> None:
 
 
 def test_bank_under_faults_loses_nothing_and_applies_everything_once(tmp_path: Path) -> None:
-    with running_cluster(tmp_path) as cluster:
+    provider = ProviderSimulator({MCH_ID: PROVIDER_KEY})
+    with running_cluster(tmp_path) as cluster, serve_in_thread(provider.app) as provider_url:
         from campuscard.db.runtime import upgrade
 
         asyncio.run(upgrade(cluster.db_url))
-        world = asyncio.run(seed(cluster))
-        cluster.start_server()
+        world = asyncio.run(seed(cluster, provider, provider_url))
+        cluster.start_server(server_env(world))
         asyncio.run(sign_in(world))
 
         asyncio.run(run_bank(world))
         was_unknown = asyncio.run(resolve_unknown(world))
+        asyncio.run(resolve_orders(world))
         asyncio.run(check(world, was_unknown))
 
         # the run must have been a real one: load, every fault, and retries across them
         outcomes = [op.outcome for op in world.history]
+        kinds = {
+            kind: sum(1 for op in world.history if op.kind == kind and op.outcome == "ok")
+            for kind in ("pay", "codepay", "reverse", "refund", "topup", "transfer", "deposit")
+        }
+        via = [o for o in provider.orders.values() if o.state == "SUCCESS"]
+        resolved = asyncio.run(order_resolutions(world))
         summary = (
             f"{len(outcomes)} operations: {outcomes.count('ok')} ok, "
             f"{outcomes.count('refused')} refused, {len(was_unknown)} timed out then resolved; "
-            f"{len(world.snapshots)} snapshots; faults: {world.cluster.events}"
+            f"acknowledged by kind {kinds}; {len(via)} top-ups paid at the provider, resolved "
+            f"{resolved}; {len(world.snapshots)} snapshots; faults: {world.cluster.events}"
         )
         print(summary)
         assert outcomes.count("ok") >= 50, summary
+        assert all(n > 0 for n in kinds.values()), summary
+        assert resolved.get("notify", 0) > 0 and resolved.get("query", 0) > 0, summary
         assert all(s == 0 for s in world.snapshots), f"I1 broken in a snapshot: {summary}"
         assert len(world.snapshots) >= 10, summary
         for fault in ("SIGKILL worker", "terminated", "restarted PostgreSQL"):
             assert any(e.startswith(fault) for e in world.cluster.events), summary
         assert any(op.attempts > 1 for op in world.history), "no operation needed a retry"
         assert was_unknown, "no client ever gave up; I7 was not exercised"
+
+
+async def order_resolutions(world: World) -> dict[str, int]:
+    """How the paid top-up orders were resolved: by the provider's notify or our query."""
+    conn = await connect(world.cluster.db_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT paid_via, count(*) AS n FROM provider_orders WHERE paid_via IS NOT NULL "
+            "GROUP BY paid_via"
+        )
+    finally:
+        await conn.close()
+    return {r["paid_via"]: r["n"] for r in rows}
