@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo serve test test-fast lint format browsers clean
+.PHONY: install demo serve test test-fast lint format browsers bench clean
 
 install: $(STAMP)
 
@@ -28,13 +28,13 @@ serve: install
 	$(BIN)/campuscard serve
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 test: install browsers lint
 	$(BIN)/pytest -n 2 -q
@@ -42,6 +42,11 @@ test: install browsers lint
 test-fast: install
 	$(BIN)/pytest -n 2 -q -m "not browser and not reliability"
 
+# Payments over HTTP against pgbench on one embedded PostgreSQL (docs/performance.md); wrk,
+# the load generator, comes from Debian. Prints a summary and, last, one JSON line.
+bench: install
+	scripts/install-wrk.sh
+	$(BIN)/python -m bench.payments
 
 clean:
 	rm -rf $(VENV) .campuscard .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -14,18 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from campuscard.db import migrate
-from campuscard.db.embedded import EmbeddedPostgres, free_port
+from bench.common import bench_school, throwaway_database
 from campuscard.db.pool import connect, create_pool
-from campuscard.services import people, settlement
-from campuscard.services.actors import SYSTEM, Actor, Grant
+from campuscard.services import settlement
+from campuscard.services.actors import SYSTEM
 
 TARGET_SECONDS = 60.0
 CHANNELS = ("canteen", "canteen", "supermarket", "other", "tuition")
@@ -34,15 +29,7 @@ CHANNELS = ("canteen", "canteen", "supermarket", "other", "tuition")
 async def generate(url: str, payments: int) -> tuple[int, object]:
     conn = await connect(url)
     try:
-        await migrate.upgrade(conn)
-        await conn.execute(
-            "INSERT INTO provinces(code, name, name_en) VALUES ('32', '江苏省', 'Jiangsu') "
-            "ON CONFLICT DO NOTHING"
-        )
-        root = Actor(name="bench", grants=frozenset({Grant("platform_admin", None)}))
-        school_id = await people.create_school(
-            conn, root, province_code="32", code="BENCH", name="基准学校"
-        )
+        school_id = await bench_school(conn)
         await conn.execute(
             """INSERT INTO merchants(school_id, name, channel, status, commission_bp, shards)
                SELECT $1, '商户' || m, ($2::text[])[1 + m % 5], 'approved', (m % 4) * 50, 8
@@ -173,18 +160,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--payments", type=int, default=1_000_000)
     args = parser.parse_args()
-    external = os.environ.get("CAMPUSCARD_DATABASE_URL")
-    if external:
-        ok = asyncio.run(run(external, args.payments))
-    else:
-        root = Path(tempfile.mkdtemp(prefix="cc-bench-clearing-"))
-        server = EmbeddedPostgres(pgdata=root / "pgdata", port=free_port(), fsync=False)
-        server.start()
-        try:
-            ok = asyncio.run(run(server.url, args.payments))
-        finally:
-            server.destroy()
-            shutil.rmtree(root, ignore_errors=True)
+    with throwaway_database("cc-bench-clearing-", fsync=False) as (url, _):
+        ok = asyncio.run(run(url, args.payments))
     sys.exit(0 if ok else 1)
 
 

@@ -12,21 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
-import shutil
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from openpyxl import Workbook
 
-from campuscard.db import migrate
-from campuscard.db.embedded import EmbeddedPostgres, free_port
+from bench.common import bench_school, throwaway_database
 from campuscard.db.pool import connect
 from campuscard.domain.student_import import HEADERS_ZH, build_frame
-from campuscard.services import auth, people, student_import
-from campuscard.services.actors import Actor, Grant
+from campuscard.services import auth, student_import
 
 TARGET_SECONDS = 15.0
 
@@ -56,15 +50,7 @@ def workbook(rows: int, school: str, *, renamed_every: int = 0) -> bytes:
 async def run(url: str, rows: int) -> bool:
     conn = await connect(url)
     try:
-        await migrate.upgrade(conn)
-        await conn.execute(
-            "INSERT INTO provinces(code, name, name_en) VALUES ('32', '江苏省', 'Jiangsu') "
-            "ON CONFLICT DO NOTHING"
-        )
-        root = Actor(name="bench", grants=frozenset({Grant("platform_admin", None)}))
-        school_id = await people.create_school(
-            conn, root, province_code="32", code="BENCH", name="基准学校"
-        )
+        school_id = await bench_school(conn)
         user_id = await auth.create_user(
             conn,
             username="bench-teacher",
@@ -104,18 +90,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=50_000)
     args = parser.parse_args()
-    external = os.environ.get("CAMPUSCARD_DATABASE_URL")
-    if external:
-        ok = asyncio.run(run(external, args.rows))
-    else:
-        root = Path(tempfile.mkdtemp(prefix="cc-bench-import-"))
-        server = EmbeddedPostgres(pgdata=root / "pgdata", port=free_port(), fsync=False)
-        server.start()
-        try:
-            ok = asyncio.run(run(server.url, args.rows))
-        finally:
-            server.destroy()
-            shutil.rmtree(root, ignore_errors=True)
+    with throwaway_database("cc-bench-import-", fsync=False) as (url, _):
+        ok = asyncio.run(run(url, args.rows))
     sys.exit(0 if ok else 1)
 
 
