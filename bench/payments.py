@@ -459,6 +459,7 @@ def main() -> None:
                     print(describe(runs[name]), flush=True)
             finally:
                 stop_server(server)
+                shutil.copy(work / "server.log", Path(tempfile.gettempdir()) / "bench-server.log")
             booked, balanced, total = asyncio.run(ledger_after(db_url, campus.school_id))
             tps = {c: asyncio.run(pgbench_tps(db_url, c, args.pgbench_seconds)) for c in (8, 32)}
     finally:

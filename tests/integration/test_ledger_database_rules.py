@@ -37,6 +37,56 @@ async def test_unbalanced_transaction_is_refused_at_commit_even_by_raw_sql(conn:
     assert await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", purses["cash"]) == 1000
 
 
+async def test_posting_added_after_an_early_check_is_checked_again(conn: Conn) -> None:
+    # the commit check runs once per journal transaction; one forced early (SET CONSTRAINTS
+    # IMMEDIATE) must not let a later, unbalancing posting of the same transaction through
+    school_id, purses, bank = await _setup(conn)
+    with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
+        async with conn.transaction():
+            tx = await conn.fetchval(
+                "INSERT INTO journal_tx(school_id, kind, business_date) "
+                "VALUES ($1, 'raw', current_date) RETURNING id",
+                school_id,
+            )
+            await conn.execute(
+                "INSERT INTO postings(tx_id, account_id, amount) VALUES ($1, $2, 500), ($1, $3, -500)",
+                tx,
+                purses["cash"],
+                bank,
+            )
+            await conn.execute("SET CONSTRAINTS postings_balanced IMMEDIATE")
+            await conn.execute(
+                "INSERT INTO postings(tx_id, account_id, amount) VALUES ($1, $2, 100)",
+                tx,
+                purses["cash"],
+            )
+    assert (await check_ledger(conn)).ok
+    assert await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", purses["cash"]) == 1000
+
+
+async def test_each_journal_transaction_of_one_database_transaction_is_checked(
+    conn: Conn,
+) -> None:
+    # a balanced journal transaction checked first does not excuse the next, unbalanced one
+    school_id, purses, bank = await _setup(conn)
+    with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
+        async with conn.transaction():
+            for amounts in ((300, -300), (200, -100)):
+                tx = await conn.fetchval(
+                    "INSERT INTO journal_tx(school_id, kind, business_date) "
+                    "VALUES ($1, 'raw', current_date) RETURNING id",
+                    school_id,
+                )
+                await conn.execute(
+                    "INSERT INTO postings(tx_id, account_id, amount) VALUES ($1, $2, $4), ($1, $3, $5)",
+                    tx,
+                    purses["cash"],
+                    bank,
+                    *amounts,
+                )
+    assert (await check_ledger(conn)).ok
+
+
 async def test_purse_cannot_go_negative_by_raw_sql(conn: Conn) -> None:
     school_id, purses, bank = await _setup(conn)
     with pytest.raises(asyncpg.CheckViolationError, match="accounts_floor"):

@@ -152,7 +152,7 @@ class ChannelLimiter:
         return channel
 
 
-def get_limiter(request: Request) -> ChannelLimiter:
+async def get_limiter(request: Request) -> ChannelLimiter:
     limiter: ChannelLimiter = request.app.state.channel_limiter
     return limiter
 

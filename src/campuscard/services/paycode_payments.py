@@ -2,12 +2,13 @@
 money moves through the one payment path, ``payments.book_payment``, with a ``VerifiedPayer``
 (the person and the code's one-time credential), so limits and the PIN rule are the card's.
 
-At the till: scan → ``do_pay_with_code``. A preview (rolled back, nothing kept) runs first, so
-a refusal (balance, limits, frozen account) does not spend the code. Above the PIN threshold,
-without a PIN, the student is asked on the phone (they type the PIN there) and the till gets
-202 ``CONFIRM_ON_PHONE``; the till repeats the same request (same client id) until the answer
-is final, or asks the PIN on its keypad and sends a new request with it. A retry of a request
-that reached the payment engine replays that engine's stored answer.
+At the till: scan → ``do_pay_with_code``. A preview (the engine's check mode: it writes
+nothing) runs first, so a refusal (balance, limits, frozen account) does not spend the code.
+Above the PIN threshold, without a PIN, the student is asked on the phone (they type the PIN
+there) and the till gets 202 ``CONFIRM_ON_PHONE``; the till repeats the same request (same
+client id) until the answer is final, or asks the PIN on its keypad and sends a new request
+with it. A retry of a request that reached the payment engine replays that engine's stored
+answer.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from campuscard.domain.errors import Conflict, DomainError, NotFound, Validation
 from campuscard.domain.money import Money
 from campuscard.services import notifications, paycodes, payments, terminals
 from campuscard.services.actors import Actor
+from campuscard.services.event_batch import EventBatcher
 from campuscard.services.idempotency import check_client_id
 from campuscard.services.payments import PaymentAnswer, VerifiedPayer
 from campuscard.services.terminals import SignedTerminal, TerminalRow
@@ -29,14 +31,6 @@ from campuscard.services.terminals import SignedTerminal, TerminalRow
 # how long the student has to confirm on the phone
 CONFIRM_SECONDS = 90
 PIN_LENGTH = 6
-
-
-class _Preview(Exception):
-    """Raised to roll back the preview's transaction, carrying its answer out."""
-
-    def __init__(self, answer: PaymentAnswer) -> None:
-        super().__init__("preview")
-        self.answer = answer
 
 
 async def terminal_view(conn: Conn, terminal_id: int) -> dict[str, Any]:
@@ -52,24 +46,28 @@ async def terminal_view(conn: Conn, terminal_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-async def _publish(conn: Conn, event: dict[str, Any]) -> None:
-    async with conn.transaction():
-        await notifications.publish_event(conn, event)
+async def _send(conn: Conn, events: EventBatcher | None, batch: list[dict[str, Any]]) -> None:
+    """Send the live events of committed work, in order: through the app's batcher when given
+    (no NOTIFY on the commit path of a payment), else one NOTIFY each."""
+    for event in batch:
+        if events is not None:
+            events.publish(event)
+        else:
+            await notifications.publish_event(conn, event)
 
 
 def _refusal_body(err: DomainError) -> dict[str, Any]:
     return {"error": err.to_dict()}
 
 
-async def _preview(conn: Conn, signed: SignedTerminal, payer: VerifiedPayer, amount: Money) -> Any:
-    """The engine's check mode, in a transaction rolled back afterwards (no nonce kept, so the
-    booking that may follow records it)."""
-    try:
-        async with conn.transaction():
-            answer = await payments.check_payment(conn, signed, payer=payer, amount=amount)
-            raise _Preview(answer)
-    except _Preview as done:
-        return done.answer
+async def _preview(
+    conn: Conn, signed: SignedTerminal, payer: VerifiedPayer, amount: Money
+) -> PaymentAnswer:
+    """The engine's check mode without the nonce (the booking that may follow records it):
+    one round trip that writes nothing."""
+    return await payments.check_payment(
+        conn, signed, payer=payer, amount=amount, record_nonce=False
+    )
 
 
 async def _book(
@@ -81,17 +79,26 @@ async def _book(
     client_id: str,
     amount: Money,
     pin: str | None,
+    names: dict[str, Any],
+    after: list[dict[str, Any]],
 ) -> PaymentAnswer:
-    """Spend the code and book the payment in one transaction (both or neither)."""
+    """Spend the code and book the payment in one transaction (both or neither). The live
+    events go to ``after``: the caller sends them once its transaction has committed."""
     payer = VerifiedPayer(verified.person_id, paycodes.credential_for(verified))
     async with conn.transaction():
         await paycodes.do_use_code(
             conn, verified, terminal_id=signed.id, amount=amount.fen, client_id=client_id
         )
         answer = await payments.book_payment(
-            conn, settings, signed, client_id=client_id, payer=payer, amount=amount, pin=pin
+            conn,
+            settings,
+            signed,
+            client_id=client_id,
+            payer=payer,
+            amount=amount,
+            pin=pin,
+            deferred=after,
         )
-        names = await terminal_view(conn, signed.id)
         event: dict[str, Any] = {
             "type": "paycode.result",
             "school_id": signed.school_id,
@@ -109,7 +116,7 @@ async def _book(
             await conn.execute("DELETE FROM pos_pending_amounts WHERE terminal_id = $1", signed.id)
         else:
             event["error"] = answer.body.get("error", {}).get("message", "")
-        await notifications.publish_event(conn, event)
+        after.append(event)
     return answer
 
 
@@ -183,9 +190,11 @@ async def do_pay_with_code(
     amount: Money,
     pin: str | None = None,
     now: float | None = None,
+    events: EventBatcher | None = None,
 ) -> PaymentAnswer:
     """A till scanned ``code`` for ``amount``: pay, ask the phone, or refuse (the code is spent
-    only when the payment engine is reached)."""
+    only when the payment engine is reached). Live events go through ``events`` (the app's
+    batcher) when given."""
     client_id = check_client_id(client_id)
     if pin is not None and (len(pin) != PIN_LENGTH or not pin.isdigit()):
         raise ValidationFailed(f"pin must be {PIN_LENGTH} digits", code="PIN_FORMAT", field="pin")
@@ -237,12 +246,14 @@ async def do_pay_with_code(
         preview = await _preview(conn, signed, payer, amount)
         if not preview.ok:
             error = preview.body.get("error", {})
-            await _publish(
-                conn, {"type": "paycode.refused", **scanned, "error": error.get("message", "")}
+            await _send(
+                conn,
+                events,
+                [{"type": "paycode.refused", **scanned, "error": error.get("message", "")}],
             )
             return PaymentAnswer(preview.status, preview.body)
         # the student's page shows what is being asked before it is booked (seed 000)
-        await _publish(conn, {"type": "paycode.scanned", **scanned})
+        await _send(conn, events, [{"type": "paycode.scanned", **scanned}])
         if preview.body.get("pin_required") and pin is None:
             async with conn.transaction():
                 await terminals.record_nonce(conn, signed)
@@ -263,15 +274,26 @@ async def do_pay_with_code(
                     conn, {"type": "paycode.confirm", **scanned, "confirmation_id": conf["id"]}
                 )
             return _confirmation_answer(conf)
+        after: list[dict[str, Any]] = []
         try:
-            return await _book(
-                conn, settings, signed, verified, client_id=client_id, amount=amount, pin=pin
+            answer = await _book(
+                conn,
+                settings,
+                signed,
+                verified,
+                client_id=client_id,
+                amount=amount,
+                pin=pin,
+                names=names,
+                after=after,
             )
         except DomainError as err:
             first = await _first_try(conn, settings, signed, err, client_id, amount, pin)
             if first is not None:
                 return first
             raise
+        await _send(conn, events, after)
+        return answer
 
 
 async def _first_try(
@@ -370,6 +392,7 @@ async def do_answer_confirmation(
                 f"type your {PIN_LENGTH}-digit PIN to confirm", code="PIN_FORMAT", field="pin"
             )
         signed = await _signed_for_confirmation(conn, conf)
+        after: list[dict[str, Any]] = []
         async with conn.transaction():
             # lock again: a double tap confirms once
             locked = await conn.fetchval(
@@ -399,6 +422,8 @@ async def do_answer_confirmation(
                 client_id=conf["client_id"],
                 amount=Money(conf["amount"]),
                 pin=pin,
+                names=await terminal_view(conn, conf["terminal_id"]),
+                after=after,
             )
             await conn.execute(
                 """UPDATE paycode_confirmations SET status = $2, result = $3, decided_at = now()
@@ -407,6 +432,7 @@ async def do_answer_confirmation(
                 "paid" if answer.ok else "refused",
                 {"status": answer.status, "body": answer.body},
             )
+        await _send(conn, None, after)
     return {"status": "paid" if answer.ok else "refused", "http_status": answer.status} | (
         answer.body
     )

@@ -79,17 +79,18 @@ def _answer(result: dict[str, Any]) -> PaymentAnswer:
 
 
 async def check_payment(
-    conn: Conn, signed: SignedTerminal, *, payer: Payer, amount: Money
+    conn: Conn, signed: SignedTerminal, *, payer: Payer, amount: Money, record_nonce: bool = True
 ) -> PaymentAnswer:
     """Preview: would this payment go through, does it need the PIN, what is left after it.
-    Moves nothing; the nonce is recorded."""
+    Moves nothing; the nonce is recorded, unless ``record_nonce`` is false (a preview inside a
+    request whose booking records it), and then it writes nothing at all."""
     number, uid, person_id, credential = _payer_args(payer)
     result = await conn.fetchval(
         _PAY_SQL,
         "check",
         signed.id,
         signed.key_version,
-        signed.nonce,
+        signed.nonce if record_nonce else None,
         None,
         None,
         number,
@@ -112,13 +113,15 @@ async def book_payment(
     amount: Money,
     pin: str | None = None,
     events: EventBatcher | None = None,
+    deferred: list[dict[str, Any]] | None = None,
 ) -> PaymentAnswer:
     """Book a payment once per (terminal, client_id): a retry with the same payload replays
     the stored answer (approved or refused), another payload under the same id is 409.
 
     The live ``payment`` event (for the student's page) is sent after commit through
-    ``events`` when given and ``conn`` is not inside a transaction; otherwise it is published
-    inside the caller's transaction (so it goes out when, and only if, that commits)."""
+    ``events`` when given and ``conn`` is not inside a transaction; inside the caller's
+    transaction it is appended to ``deferred`` when given (the caller sends it once it has
+    committed), else published in that transaction (sent when, and only if, it commits)."""
     client_id = idempotency.check_client_id(client_id)
     number, uid, person_id, credential = _payer_args(payer)
     if pin is not None and (len(pin) != rules.PIN_LENGTH or not pin.isdigit()):
@@ -150,6 +153,8 @@ async def book_payment(
     if event is not None:
         if events is not None and not conn.is_in_transaction():
             events.publish(event)  # committed already: batched NOTIFY, off the commit path
+        elif deferred is not None:
+            deferred.append(event)
         else:
             # inside the caller's transaction: sent when (and only if) it commits
             await notifications.publish_event(conn, event)

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from campuscard.api.admission import get_limiter
-from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool
+from campuscard.api.admission import Limiter
+from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, live_events
 from campuscard.api.terminal_auth import SignedDevice
 from campuscard.domain.money import Money
 from campuscard.services import customer_display, paycode_payments, terminals
@@ -37,11 +37,15 @@ class ConfirmIn(Body):
 
 @router.post("/terminal/paycode/pay")
 async def pay_with_code(
-    body: CodePayIn, device: SignedDevice, pool: Pool, settings: AppSettings, request: Request
+    body: CodePayIn,
+    request: Request,
+    device: SignedDevice,
+    pool: Pool,
+    settings: AppSettings,
+    limiter: Limiter,
 ) -> JSONResponse:
     """Pay with a scanned payment code: 200 receipt, 202 waiting for the phone (repeat the
     same request), or an error. Same limits, PIN rule and channel admission as a card."""
-    limiter = get_limiter(request)
     channel = await limiter.channel_of(pool, device.terminal.merchant_id)
     async with limiter.admit(channel):
         result = await paycode_payments.do_pay_with_code(
@@ -52,6 +56,7 @@ async def pay_with_code(
             code=body.code,
             amount=body.amount,
             pin=body.pin,
+            events=live_events(request),
         )
     return JSONResponse(
         result.body,

@@ -9,12 +9,11 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from campuscard.api.admission import Limiter
-from campuscard.api.deps import AppSettings, Body, Pool, bearer_token
+from campuscard.api.deps import AppSettings, Body, Pool, bearer_token, live_events
 from campuscard.api.terminal_auth import SignedDevice
 from campuscard.domain.errors import Unauthorized
 from campuscard.domain.money import Money
 from campuscard.services import auth, cards, payments, terminals
-from campuscard.services.event_batch import EventBatcher
 
 router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])
 
@@ -70,16 +69,6 @@ async def check_payment(body: PayCheckIn, device: SignedDevice, pool: Pool) -> J
             amount=body.amount,
         )
     return answer(result)
-
-
-def live_events(request: Request) -> EventBatcher:
-    """The app's batcher of live events (one per app, sending through the app's pool)."""
-    app = request.app
-    batcher: EventBatcher | None = getattr(app.state, "payment_events", None)
-    if batcher is None:
-        batcher = EventBatcher(lambda: app.state.pool)
-        app.state.payment_events = batcher
-    return batcher
 
 
 @router.post("/pay")
