@@ -234,7 +234,13 @@ async def do_pay_with_code(
                 return first
             raise
         payer = VerifiedPayer(verified.person_id, paycodes.credential_for(verified))
-        names = await terminal_view(conn, signed.id)
+        preview = await _preview(conn, signed, payer, amount)
+        # an answer of the engine names the merchant and outlet; a refusal does not
+        names = (
+            {"merchant": preview.body["merchant"], "outlet": preview.body.get("outlet") or ""}
+            if preview.ok
+            else await terminal_view(conn, signed.id)
+        )
         scanned = {
             "school_id": signed.school_id,
             "person_id": verified.person_id,
@@ -243,7 +249,6 @@ async def do_pay_with_code(
             "outlet": names["outlet"],
             "amount": str(amount),
         }
-        preview = await _preview(conn, signed, payer, amount)
         if not preview.ok:
             error = preview.body.get("error", {})
             await _send(

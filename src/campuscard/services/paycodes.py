@@ -96,16 +96,28 @@ def _refused(code: str, message: str, status: int = 422) -> DomainError:
     return DomainError(message, code=code, field="code", status=status)
 
 
-async def check_payer(conn: Conn, school_id: int, person_id: int, field: str = "code") -> None:
-    """Refuse when the account may not pay: frozen/closed, person left, card lost or frozen."""
+async def check_payer(
+    conn: Conn,
+    school_id: int,
+    person_id: int,
+    field: str = "code",
+    *,
+    credential: str | None = None,
+) -> None:
+    """Refuse when the account may not pay: frozen/closed, person left, card lost or frozen;
+    with ``credential`` (a scanned code's), first refuse a code already used (same query)."""
     row = await conn.fetchrow(
         """SELECT p.school_id, p.account_status, p.status,
                   (SELECT c.state FROM cards c
-                    WHERE c.person_id = p.id AND c.state = ANY($2::text[]) LIMIT 1) AS card_block
+                    WHERE c.person_id = p.id AND c.state = ANY($2::text[]) LIMIT 1) AS card_block,
+                  EXISTS (SELECT 1 FROM paycode_uses u WHERE u.credential = $3) AS used
              FROM persons p WHERE p.id = $1""",
         person_id,
         list(BLOCKING_CARD_STATES),
+        credential,
     )
+    if row is not None and row["used"]:
+        raise _used_error()
     if row is None or row["school_id"] != school_id:
         raise NotFound("no such account in this school", field=field)
     if row["account_status"] == "frozen":
@@ -357,8 +369,6 @@ class PaycodeScheme(Protocol):
         now: float,
     ) -> VerifiedCode: ...
 
-    async def is_used(self, conn: Conn, verified: VerifiedCode) -> bool: ...
-
 
 class DeviceScheme:
     """Scheme 7: computed on the phone from its secret and the clock (TOTP-like)."""
@@ -405,16 +415,6 @@ class DeviceScheme:
             counter=parsed.counter,
         )
 
-    async def is_used(self, conn: Conn, verified: VerifiedCode) -> bool:
-        return bool(
-            await conn.fetchval(
-                "SELECT 1 FROM paycode_uses WHERE device_id = $1 AND step = $2 AND counter = $3",
-                verified.device_id,
-                verified.step,
-                verified.counter,
-            )
-        )
-
 
 class MintedScheme:
     """Scheme 8: minted by the server with a random verification code (seed 000)."""
@@ -450,13 +450,6 @@ class MintedScheme:
             school_id=school_id,
             person_id=row["person_id"],
             minted_id=row["id"],
-        )
-
-    async def is_used(self, conn: Conn, verified: VerifiedCode) -> bool:
-        return bool(
-            await conn.fetchval(
-                "SELECT 1 FROM paycode_uses WHERE minted_id = $1", verified.minted_id
-            )
         )
 
 
@@ -531,9 +524,7 @@ async def check_code(
     await check_not_throttled(conn, parsed.token)
     scheme = SCHEMES[parsed.scheme]
     verified = await scheme.check(conn, settings, school_id, parsed, now)
-    if await scheme.is_used(conn, verified):
-        raise _used_error()
-    await check_payer(conn, school_id, verified.person_id)
+    await check_payer(conn, school_id, verified.person_id, credential=credential_for(verified))
     return verified
 
 
@@ -545,36 +536,32 @@ async def do_use_code(
     amount: int | None = None,
     client_id: str | None = None,
 ) -> int:
-    """Mark the code used (in the caller's transaction); returns the id of the use.
-    A second use of the same code, even concurrently, is refused by the database."""
+    """Mark the code used (in the caller's transaction, one statement); returns the id of the
+    use. A second use of the same code, even concurrently, is refused by the database: the
+    refusal aborts the caller's transaction, which then rolls back whatever it did."""
     try:
-        async with conn.transaction():
-            use_id: int = await conn.fetchval(
-                """INSERT INTO paycode_uses(school_id, person_id, scheme, device_id, step, counter,
+        use_id: int = await conn.fetchval(
+            """WITH used AS (
+                   INSERT INTO paycode_uses(school_id, person_id, scheme, device_id, step, counter,
                                             minted_id, terminal_id, amount, client_id, credential)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
-                verified.school_id,
-                verified.person_id,
-                verified.scheme,
-                verified.device_id,
-                verified.step,
-                verified.counter,
-                verified.minted_id,
-                terminal_id,
-                amount,
-                client_id,
-                credential_for(verified),
-            )
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id),
+               minted AS (UPDATE paycode_minted SET used_at = now() WHERE id = $7),
+               device AS (UPDATE paycode_devices SET last_used_at = now() WHERE id = $4)
+               SELECT id FROM used""",
+            verified.school_id,
+            verified.person_id,
+            verified.scheme,
+            verified.device_id,
+            verified.step,
+            verified.counter,
+            verified.minted_id,
+            terminal_id,
+            amount,
+            client_id,
+            credential_for(verified),
+        )
     except asyncpg.UniqueViolationError:
         raise _used_error() from None
-    if verified.minted_id is not None:
-        await conn.execute(
-            "UPDATE paycode_minted SET used_at = now() WHERE id = $1", verified.minted_id
-        )
-    if verified.device_id is not None:
-        await conn.execute(
-            "UPDATE paycode_devices SET last_used_at = now() WHERE id = $1", verified.device_id
-        )
     return use_id
 
 
