@@ -17,6 +17,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
 from campuscard.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
@@ -82,13 +84,14 @@ async def _book(
     names: dict[str, Any],
     after: list[dict[str, Any]],
 ) -> PaymentAnswer:
-    """Spend the code and book the payment in one transaction (both or neither). The live
-    events go to ``after``: the caller sends them once its transaction has committed."""
+    """Spend the code and book the payment in one statement (both or neither). The live
+    events go to ``after``: the caller sends them once its transaction (if any) committed."""
     payer = VerifiedPayer(verified.person_id, paycodes.credential_for(verified))
-    async with conn.transaction():
-        await paycodes.do_use_code(
-            conn, verified, terminal_id=signed.id, amount=amount.fen, client_id=client_id
-        )
+    spend = payments.Prelude(
+        paycodes.USE_CTE,
+        paycodes.use_args(verified, terminal_id=signed.id, amount=amount.fen, client_id=client_id),
+    )
+    try:
         answer = await payments.book_payment(
             conn,
             settings,
@@ -98,25 +101,28 @@ async def _book(
             amount=amount,
             pin=pin,
             deferred=after,
+            prelude=spend,
         )
-        event: dict[str, Any] = {
-            "type": "paycode.result",
-            "school_id": signed.school_id,
-            "terminal_id": signed.id,
-            "person_id": verified.person_id,
-            "merchant": names["merchant"],
-            "outlet": names["outlet"],
-            "amount": str(amount),
-            "ok": answer.ok,
-        }
-        if answer.ok:
-            event["balance"] = answer.body.get("balance")
-            event["payment_id"] = answer.body.get("payment_id")
-            # paid: the amount the display was showing is no longer asked
-            await conn.execute("DELETE FROM pos_pending_amounts WHERE terminal_id = $1", signed.id)
-        else:
-            event["error"] = answer.body.get("error", {}).get("message", "")
-        after.append(event)
+    except asyncpg.UniqueViolationError:
+        raise paycodes.used_error() from None
+    event: dict[str, Any] = {
+        "type": "paycode.result",
+        "school_id": signed.school_id,
+        "terminal_id": signed.id,
+        "person_id": verified.person_id,
+        "merchant": names["merchant"],
+        "outlet": names["outlet"],
+        "amount": str(amount),
+        "ok": answer.ok,
+    }
+    if answer.ok:
+        event["balance"] = answer.body.get("balance")
+        event["payment_id"] = answer.body.get("payment_id")
+        # paid: the amount the display was showing is no longer asked
+        await conn.execute("DELETE FROM pos_pending_amounts WHERE terminal_id = $1", signed.id)
+    else:
+        event["error"] = answer.body.get("error", {}).get("message", "")
+    after.append(event)
     return answer
 
 

@@ -117,7 +117,7 @@ async def check_payer(
         credential,
     )
     if row is not None and row["used"]:
-        raise _used_error()
+        raise used_error()
     if row is None or row["school_id"] != school_id:
         raise NotFound("no such account in this school", field=field)
     if row["account_status"] == "frozen":
@@ -502,7 +502,8 @@ async def record_failure(
     )
 
 
-def _used_error() -> DomainError:
+def used_error() -> DomainError:
+    """What a second use of a code is told."""
     return _refused("PAYCODE_USED", "this payment code was already used: show a fresh one", 409)
 
 
@@ -528,6 +529,39 @@ async def check_code(
     return verified
 
 
+# Marks a code used, as a data-modifying CTE: alone (``do_use_code``) or in front of the
+# payment's booking in one statement (services/paycode_payments). Parameters: ``use_args``.
+USE_CTE = """used AS (
+        INSERT INTO paycode_uses(school_id, person_id, scheme, device_id, step, counter,
+                                 minted_id, terminal_id, amount, client_id, credential)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id),
+    minted AS (UPDATE paycode_minted SET used_at = now() WHERE id = $7),
+    device AS (UPDATE paycode_devices SET last_used_at = now() WHERE id = $4),
+    prelude AS (SELECT id FROM used)"""
+
+
+def use_args(
+    verified: VerifiedCode,
+    *,
+    terminal_id: int | None = None,
+    amount: int | None = None,
+    client_id: str | None = None,
+) -> tuple[Any, ...]:
+    return (
+        verified.school_id,
+        verified.person_id,
+        verified.scheme,
+        verified.device_id,
+        verified.step,
+        verified.counter,
+        verified.minted_id,
+        terminal_id,
+        amount,
+        client_id,
+        credential_for(verified),
+    )
+
+
 async def do_use_code(
     conn: Conn,
     verified: VerifiedCode,
@@ -541,27 +575,11 @@ async def do_use_code(
     refusal aborts the caller's transaction, which then rolls back whatever it did."""
     try:
         use_id: int = await conn.fetchval(
-            """WITH used AS (
-                   INSERT INTO paycode_uses(school_id, person_id, scheme, device_id, step, counter,
-                                            minted_id, terminal_id, amount, client_id, credential)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id),
-               minted AS (UPDATE paycode_minted SET used_at = now() WHERE id = $7),
-               device AS (UPDATE paycode_devices SET last_used_at = now() WHERE id = $4)
-               SELECT id FROM used""",
-            verified.school_id,
-            verified.person_id,
-            verified.scheme,
-            verified.device_id,
-            verified.step,
-            verified.counter,
-            verified.minted_id,
-            terminal_id,
-            amount,
-            client_id,
-            credential_for(verified),
+            f"WITH {USE_CTE} SELECT id FROM prelude",
+            *use_args(verified, terminal_id=terminal_id, amount=amount, client_id=client_id),
         )
     except asyncpg.UniqueViolationError:
-        raise _used_error() from None
+        raise used_error() from None
     return use_id
 
 

@@ -58,6 +58,22 @@ class PaymentAnswer:
 
 
 _PAY_SQL = "SELECT cc_pay($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+_PAY_ARGS = 12
+
+
+@dataclass(frozen=True)
+class Prelude:
+    """Data-modifying CTEs booked in the same statement as a payment, so both happen or
+    neither without a transaction around them (e.g. spending a payment code). ``sql`` uses
+    ``$1`` … ``$n`` for ``args`` and ends with a CTE named ``prelude`` returning one row."""
+
+    sql: str
+    args: tuple[Any, ...]
+
+    def statement(self) -> str:
+        n = len(self.args)
+        params = ", ".join(f"${n + i}" for i in range(1, _PAY_ARGS + 1))
+        return f"WITH {self.sql} SELECT cc_pay({params}) FROM prelude"
 
 
 def _payer_args(payer: Payer) -> tuple[str | None, str | None, int | None, str | None]:
@@ -114,6 +130,7 @@ async def book_payment(
     pin: str | None = None,
     events: EventBatcher | None = None,
     deferred: list[dict[str, Any]] | None = None,
+    prelude: Prelude | None = None,
 ) -> PaymentAnswer:
     """Book a payment once per (terminal, client_id): a retry with the same payload replays
     the stored answer (approved or refused), another payload under the same id is 409.
@@ -121,7 +138,8 @@ async def book_payment(
     The live ``payment`` event (for the student's page) is sent after commit through
     ``events`` when given and ``conn`` is not inside a transaction; inside the caller's
     transaction it is appended to ``deferred`` when given (the caller sends it once it has
-    committed), else published in that transaction (sent when, and only if, it commits)."""
+    committed), else published in that transaction (sent when, and only if, it commits).
+    A ``prelude`` runs in the same statement as the booking: both happen or neither."""
     client_id = idempotency.check_client_id(client_id)
     number, uid, person_id, credential = _payer_args(payer)
     if pin is not None and (len(pin) != rules.PIN_LENGTH or not pin.isdigit()):
@@ -134,8 +152,10 @@ async def book_payment(
         if pin is not None
         else None
     )
+    sql, first = (_PAY_SQL, ()) if prelude is None else (prelude.statement(), prelude.args)
     result = await conn.fetchval(
-        _PAY_SQL,
+        sql,
+        *first,
         "book",
         signed.id,
         signed.key_version,
