@@ -381,11 +381,18 @@ async def ledger_after(url: str, school_id: int) -> tuple[int, bool, int]:
 
 def describe(run: Run) -> str:
     cores = ", ".join(f"{k} {v:.2f}" for k, v in run.cores.items())
+    # CPU time per payment: what the server and PostgreSQL spend on one, whatever else runs
+    per = ", ".join(
+        f"{k} {v / run.rate * 1000:.2f} ms"
+        for k, v in run.cores.items()
+        if k in ("server", "postgres") and run.rate
+    )
     text = (
         f"  {run.name:<7} {run.approved:>7,} approved in {run.seconds:5.1f} s = "
         f"{run.rate:7,.0f} payments/s   p50 {run.p50_ms:5.1f} ms  p90 {run.p90_ms:5.1f} ms  "
         f"p99 {run.p99_ms:5.1f} ms  max {run.max_ms:6.1f} ms\n"
-        f"          CPU in cores: {cores}"
+        f"          CPU in cores: {cores}\n"
+        f"          CPU per payment: {per}"
     )
     if not run.clean:
         text += (

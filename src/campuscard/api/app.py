@@ -98,6 +98,9 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.state.channel_limiter = ChannelLimiter.from_config(settings.channel_limits)
     errors.install(app)
     app.add_middleware(RequestContextMiddleware)
+    # the device routes first: routing tries routers in order, and payments are the busiest
+    for router in (terminal.router, paycode_pay_routes.router):
+        app.include_router(router)
     for router in (health.router, auth.router, admin.router, users.router):
         app.include_router(router)
     # settlement and reconciliation (issue 8)
@@ -112,10 +115,10 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     ):
         app.include_router(router)
     # cards, merchants, terminals and POS payments (issue 3)
-    for router in (cards.router, merchants.router, terminal.router):
+    for router in (cards.router, merchants.router):
         app.include_router(router)
     # payment codes: phones, codes, live events (issue 4)
-    for router in (paycode_routes.router, paycode_pay_routes.router, live_routes.router):
+    for router in (paycode_routes.router, live_routes.router):
         app.include_router(router)
     # getting a card: imports, applications, production queue (issue 7)
     for router in (
