@@ -235,7 +235,7 @@ async def do_pay_with_code(
         except DomainError as err:
             if err.code in ("PAYCODE_INVALID", "PAYCODE_UNKNOWN"):
                 await paycodes.record_failure(conn, code, reason=err.code, terminal_id=signed.id)
-            first = await _first_try(conn, settings, signed, err, client_id, amount, pin)
+            first = await _first_try(conn, settings, signed, err.code, client_id, amount, pin)
             if first is not None:
                 return first
             raise
@@ -257,6 +257,11 @@ async def do_pay_with_code(
         }
         if not preview.ok:
             error = preview.body.get("error", {})
+            first = await _first_try(
+                conn, settings, signed, error.get("code"), client_id, amount, pin
+            )
+            if first is not None:
+                return first
             await _send(
                 conn,
                 events,
@@ -299,7 +304,7 @@ async def do_pay_with_code(
                 after=after,
             )
         except DomainError as err:
-            first = await _first_try(conn, settings, signed, err, client_id, amount, pin)
+            first = await _first_try(conn, settings, signed, err.code, client_id, amount, pin)
             if first is not None:
                 return first
             raise
@@ -311,15 +316,16 @@ async def _first_try(
     conn: Conn,
     settings: Settings,
     signed: SignedTerminal,
-    err: DomainError,
+    refusal: str | None,
     client_id: str,
     amount: Money,
     pin: str | None,
 ) -> PaymentAnswer | None:
     """A till that resends a request while its first try is still booking finds the code
-    "used" — by that first try. Then it gets the first try's answer, not PAYCODE_USED
+    "used" — by that first try (PAYCODE_USED from the check or the booking, CREDENTIAL_USED
+    from the engine's preview). Then it gets the first try's answer, not the refusal
     (found by tests/reliability/test_bank.py)."""
-    if err.code != "PAYCODE_USED":
+    if refusal not in ("PAYCODE_USED", "CREDENTIAL_USED"):
         return None
     return await _replay(conn, settings, signed, client_id=client_id, amount=amount, pin=pin)
 
