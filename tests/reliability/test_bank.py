@@ -758,8 +758,8 @@ async def check(world: World, was_unknown: list[Op]) -> None:
                 assert op.response["id"] == first["id"], op.client_id
             elif op.kind != "reverse":
                 assert op.response == first, f"{op.kind} {op.client_id} replayed differently"
-            else:  # a repeated reversal answers the same result
-                assert op.response["result"] == first["result"], op.client_id
+            else:  # a repeated reversal answers the same result (or the same refusal)
+                assert _outcome(op.response) == _outcome(first), op.client_id
         op = next(op for op in acknowledged if op.kind == "transfer")
         _, token = world.operators[op.operator]
         changed = op.body | {"memo": "another request, same id"}
@@ -767,6 +767,11 @@ async def check(world: World, was_unknown: list[Op]) -> None:
         r = await http.post(op.path, json=changed, headers=headers)
         assert r.status_code == 409
         assert r.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+
+
+def _outcome(body: dict[str, Any]) -> str:
+    """A reversal's result ("reversed", "nothing_to_reverse") or its refusal's code."""
+    return str(body.get("result") or body.get("error", {}).get("code"))
 
 
 def test_bank_under_faults_loses_nothing_and_applies_everything_once(tmp_path: Path) -> None:
