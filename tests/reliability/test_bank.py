@@ -23,11 +23,16 @@ Afterwards the checker proves:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import secrets
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +40,16 @@ import asyncpg
 import httpx
 import pytest
 
+from campuscard.adapters.bank import iso
+from campuscard.adapters.bank.client import BankTimeout
+from campuscard.adapters.bank.simulator import BankSimulator
 from campuscard.adapters.provider.client import ProviderError, ProviderUnavailable
 from campuscard.adapters.provider.simulator import ProviderSimulator
 from campuscard.config import Settings
 from campuscard.db.pool import connect, create_pool
 from campuscard.domain import paycode, signing
 from campuscard.domain.money import Money
-from campuscard.services import auth, ledger, pay_settings, paycodes, provider_orders
+from campuscard.services import auth, bank_link, ledger, pay_settings, paycodes, provider_orders
 from campuscard.services.ledger_check import check_ledger
 from tests.reliability.cluster import MASTER_KEY, Cluster, running_cluster
 from tests.servers import serve_in_thread
@@ -59,6 +67,7 @@ SCHOOL = "BNK"
 PHONES = 6  # students who sign in, bind a phone for payment codes and top up online
 CODE_STEP = 15  # seconds a payment code lives (the shortest the server allows)
 MCH_ID, PROVIDER_KEY = "1900000777", "reliability-provider-key-0123"
+BANK_MAC_KEY = "reliability-bank-mac-key-0123456789"
 # refusals a correct system may answer (nothing moves); anything else fails the test
 REFUSALS = {
     "pay": {"INSUFFICIENT_FUNDS", "PIN_REQUIRED", "OVER_DAILY_LIMIT", "PAYMENT_REVERSED"},
@@ -74,6 +83,7 @@ REFUSALS = {
         "PAYCODE_USED",
     },
     "topup": {"PROVIDER_UNAVAILABLE"},
+    "bankload": set(),  # a declined or timed-out transfer is still a 201 (its status says so)
 }
 
 
@@ -116,13 +126,29 @@ class World:
     provider: ProviderSimulator | None = None
     provider_url: str = ""
     clearing: int = 0  # provider_clearing
+    bank: BankSimulator | None = None
+    bank_port: int = 0
+    bank_clearing: int = 0
 
 
-async def seed(cluster: Cluster, provider: ProviderSimulator, provider_url: str) -> World:
+async def seed(
+    cluster: Cluster,
+    provider: ProviderSimulator,
+    provider_url: str,
+    bank: BankSimulator,
+    bank_port: int,
+) -> World:
     conn = await connect(cluster.db_url)
     try:
         school = await make_school(conn, SCHOOL)
-        world = World(cluster, school.id, provider=provider, provider_url=provider_url)
+        world = World(
+            cluster,
+            school.id,
+            provider=provider,
+            provider_url=provider_url,
+            bank=bank,
+            bank_port=bank_port,
+        )
         for i in range(OPERATORS):
             await make_user(conn, f"op{i}", "settlement", school.id)
         for i in range(STUDENTS):
@@ -142,6 +168,7 @@ async def seed(cluster: Cluster, provider: ProviderSimulator, provider_url: str)
         world.fund = await ledger.system_account(conn, school.id, "subsidy_fund")
         world.cash_desk = await ledger.system_account(conn, school.id, "cash_desk")
         world.clearing = await ledger.system_account(conn, school.id, "provider_clearing")
+        world.bank_clearing = await ledger.system_account(conn, school.id, "bank_clearing")
         await make_user(conn, "cashier", "merchant_manager", school.id, merchant_id=world.merchant)
         # every amount stays under the PIN threshold of one payment; the day's running total
         # would cross the daily one, after which a code payment waits for the phone (202)
@@ -157,6 +184,22 @@ async def seed(cluster: Cluster, provider: ProviderSimulator, provider_url: str)
             world.holders[cash] = (person, f"stu{i}")
     finally:
         await conn.close()
+    # the same students bound a bank card for 圈存 (the bank verifies name and number)
+    pool = await create_pool(cluster.db_url, min_size=1, max_size=2)
+    try:
+        for i, (person, _) in enumerate(world.holders.values()):
+            body = f"62220200{i:010d}"
+            pan = body + paycode.luhn_digit(body)
+            assert iso.luhn_ok(pan)
+            bank.open_account(pan, "张三", 10**9)
+            async with pool.acquire() as conn:
+                user = await conn.fetchval("SELECT id FROM users WHERE person_id = $1", person)
+                holder = await auth.load_actor(conn, user)
+            await bank_link.do_bind_card(
+                pool, phone_settings, holder, person_id=person, pan=pan, holder_name="张三"
+            )
+    finally:
+        await pool.close()
     return world
 
 
@@ -170,6 +213,9 @@ def server_settings(world: World) -> Settings:
         provider_mch_id=MCH_ID,
         provider_key=PROVIDER_KEY,  # type: ignore[arg-type]
         public_url=world.cluster.base_url,
+        bank_port=world.bank_port,
+        bank_mac_key=BANK_MAC_KEY,  # type: ignore[arg-type]
+        bank_timeout_seconds=1.0,
         run_worker=False,
         _env_file=None,  # type: ignore[call-arg]
     )
@@ -183,6 +229,9 @@ def server_env(world: World) -> dict[str, str]:
         "CAMPUSCARD_PROVIDER_KEY": PROVIDER_KEY,
         "CAMPUSCARD_PROVIDER_QUERY_AFTER_SECONDS": "2",
         "CAMPUSCARD_PUBLIC_URL": world.cluster.base_url,
+        "CAMPUSCARD_BANK_PORT": str(world.bank_port),
+        "CAMPUSCARD_BANK_MAC_KEY": BANK_MAC_KEY,
+        "CAMPUSCARD_BANK_TIMEOUT_SECONDS": "1.0",
     }
 
 
@@ -235,8 +284,19 @@ def next_op(world: World, rng: random.Random, operator: int, seq: int) -> Op:
     fen = rng.choice([1, 5, 50, 199, 500, 1_500, 4_000] if rng.random() < 0.5 else [1, 50, 199])
     yuan = f"{fen // 100}.{fen % 100:02d}"
     kind = rng.choices(
-        ["transfer", "deposit", "grant", "deduct", "pay", "reverse", "refund", "codepay", "topup"],
-        [3, 2, 2, 1, 5, 2, 2, 4, 2],
+        [
+            "transfer",
+            "deposit",
+            "grant",
+            "deduct",
+            "pay",
+            "reverse",
+            "refund",
+            "codepay",
+            "topup",
+            "bankload",
+        ],
+        [3, 2, 2, 1, 5, 2, 2, 4, 2, 2],
     )[0]
     mine = [op for op in world.history if op.kind in ("pay", "codepay") and op.operator == operator]
     if kind == "refund":
@@ -293,6 +353,20 @@ def next_op(world: World, rng: random.Random, operator: int, seq: int) -> Op:
                 code=code,
             )
         kind = "pay"
+    if kind == "bankload" and world.tokens:
+        # 圈存: from the student's bound bank card, through the bank link (ISO 8583 over TCP)
+        payer = rng.choice(sorted(world.tokens))
+        person, _ = world.holders[payer]
+        return Op(
+            kind,
+            client_id,
+            operator,
+            f"/api/v1/persons/{person}/bank-loads",
+            {"client_id": client_id, "amount": yuan},
+            "",
+            {payer: fen},
+            bearer=world.tokens[payer],
+        )
     if kind == "topup" and world.tokens:
         payer = rng.choice(sorted(world.tokens))
         person, _ = world.holders[payer]
@@ -462,6 +536,9 @@ async def nemesis(world: World, stop: asyncio.Event) -> None:
         assert world.provider is not None
         # the provider's notifies: sometimes doubled, sometimes lost (the query must find them)
         world.provider.notify_mode = rng.choice(["normal", "duplicate", "drop"])
+        # the bank: a transfer it books but never answers, one it never sees, a slow answer
+        assert world.bank is not None
+        world.bank.inject("0200", rng.choice(["drop", "drop_before", "delay:1.5"]))
         try:
             if fault == "kill_worker":
                 world.cluster.kill_worker(rng)
@@ -515,6 +592,26 @@ async def querier(world: World, stop: asyncio.Event) -> None:
             pass  # the nemesis took the database away; next round
         finally:
             pool.terminate()
+
+
+async def resolve_transfers(world: World) -> None:
+    """After the run: the bank-resolve job, until no transfer is open (inquiry, reversal)."""
+    settings = server_settings(world)
+    pool = await create_pool(world.cluster.db_url, min_size=1, max_size=2)
+    try:
+        for _ in range(10):
+            with contextlib.suppress(BankTimeout):  # the bank answers; a timeout is retried
+                await bank_link.resolve_open_transfers(pool, settings, older_than=timedelta(0))
+            left = await pool.fetchval(
+                "SELECT count(*) FROM bank_transfers WHERE status = ANY($1)",
+                list(bank_link.OPEN_STATES),
+            )
+            if not left:
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"{left} bank transfers still open after resolution")
+    finally:
+        await pool.close()
 
 
 async def resolve_orders(world: World) -> None:
@@ -642,14 +739,49 @@ async def check(world: World, was_unknown: list[Op]) -> None:
                 "SELECT key, status_code, response FROM idempotency_keys WHERE scope LIKE 'topup:%'"
             )
         }
+        transfers = await conn.fetch(
+            """SELECT t.id, t.person_id, t.amount, t.status, t.rrn, t.direction,
+                      (SELECT count(*) FROM journal_tx j
+                        WHERE j.ref = 'bank_transfer:' || t.id) AS bookings
+                 FROM bank_transfers t WHERE t.school_id = $1""",
+            world.school_id,
+        )
+        load_keys = {
+            r["key"]: r
+            for r in await conn.fetch(
+                "SELECT key, status_code, response FROM idempotency_keys "
+                "WHERE scope LIKE 'bank_load:%'"
+            )
+        }
     finally:
         await conn.close()
+
+    person_purse = {person: cash for cash, (person, _) in world.holders.items()}
+    bank_loads: dict[int, int] = {}
+    # I6 for the bank link: each 圈存 resolved once — booked exactly when the bank kept it
+    assert world.bank is not None
+    loaded = 0
+    for t in transfers:
+        assert t["direction"] == "load", dict(t)
+        assert t["bookings"] <= 1, f"I6: transfer {t['id']} booked {t['bookings']} times"
+        at_bank = world.bank.txns.get(t["rrn"])
+        kept = at_bank is not None and at_bank.reversed_at is None
+        assert t["status"] not in bank_link.OPEN_STATES, f"transfer {t['id']} still open"
+        assert (t["status"] == "posted") == kept == (t["bookings"] == 1), dict(t)
+        if kept:
+            loaded += t["amount"]
+            purse = person_purse[t["person_id"]]
+            bank_loads[purse] = bank_loads.get(purse, 0) + t["amount"]
+    assert balances[world.bank_clearing] == -loaded, "bank clearing != loads the bank kept"
+    assert world.bank.held() == loaded, "the bank holds other than we booked"
+    made_loads = [k for k in load_keys.values() if k["status_code"] == 201]
+    assert len(transfers) == len(made_loads), f"{len(transfers)} transfers, {len(made_loads)} asks"
+    transfer_by_id = {t["id"]: t for t in transfers}
 
     # I6: each pending transfer (a top-up order at the provider) resolved at most once, and
     # booked exactly when the provider took the money
     assert world.provider is not None
     paid_total = 0
-    person_purse = {person: cash for cash, (person, _) in world.holders.items()}
     for o in orders:
         assert o["bookings"] <= 1, f"I6: order {o['id']} booked {o['bookings']} times"
         assert o["credited"] <= 1, f"I6: order {o['id']} credited by {o['credited']} notifies"
@@ -674,6 +806,8 @@ async def check(world: World, was_unknown: list[Op]) -> None:
     assert all(n <= 1 for n in by_code.values()), "a payment code paid twice"
 
     expected: dict[int, int] = {cash: OPENING for _, cash, _ in world.students}
+    for purse, fen in bank_loads.items():
+        expected[purse] += fen
     for o in orders:
         if o["status"] in ("paid", "refunded"):
             purse = person_purse[o["person_id"]]
@@ -693,6 +827,16 @@ async def check(world: World, was_unknown: list[Op]) -> None:
                 # written, but the provider could not be reached to place it: nobody can pay it
                 order = order_by_id[key["response"]["order_id"]]
                 assert order["bookings"] == 0, f"refused top-up {op.client_id} was booked"
+            continue
+        if op.kind == "bankload":
+            key = load_keys.get(op.client_id)
+            if op.outcome == "ok":
+                assert op.response is not None and key is not None, op.client_id
+                t = transfer_by_id[key["response"]["transfer_id"]]
+                assert op.response["id"] == t["id"], f"圈存 {op.client_id} answered another"
+                if op.response["status"] in ("posted", "failed", "reversed"):
+                    # what the holder was told is final is what happened
+                    assert t["status"] == op.response["status"], (op.response, dict(t))
             continue
         if op.kind == "refund":
             rows = refunds.get(op.body["reason"], [])
@@ -754,7 +898,7 @@ async def check(world: World, was_unknown: list[Op]) -> None:
             first = op.response
             assert await attempt(http, world, op, 10.0), op.client_id
             assert first is not None and op.response is not None
-            if op.kind == "topup":  # the same order, whose status may have moved on since
+            if op.kind in ("topup", "bankload"):  # the same order/transfer; its status moves on
                 assert op.response["id"] == first["id"], op.client_id
             elif op.kind != "reverse":
                 assert op.response == first, f"{op.kind} {op.client_id} replayed differently"
@@ -774,26 +918,51 @@ def _outcome(body: dict[str, Any]) -> str:
     return str(body.get("result") or body.get("error", {}).get("code"))
 
 
-def test_bank_under_faults_loses_nothing_and_applies_everything_once(tmp_path: Path) -> None:
+@pytest.fixture
+def cluster_root() -> Iterator[Path]:
+    """Not under pytest's tmp_path: another pytest starting on this machine resets
+    /tmp/pytest-of-<user> to 0700, and the PostgreSQL user could no longer reach its data
+    (initdb or the nemesis's restart then fails)."""
+    root = Path(tempfile.mkdtemp(prefix="cc-bank-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_bank_under_faults_loses_nothing_and_applies_everything_once(cluster_root: Path) -> None:
     provider = ProviderSimulator({MCH_ID: PROVIDER_KEY})
-    with running_cluster(tmp_path) as cluster, serve_in_thread(provider.app) as provider_url:
+    bank = BankSimulator(BANK_MAC_KEY)
+    with (
+        running_cluster(cluster_root) as cluster,
+        serve_in_thread(provider.app) as provider_url,
+        bank.running_in_thread() as bank_port,
+    ):
         from campuscard.db.runtime import upgrade
 
         asyncio.run(upgrade(cluster.db_url))
-        world = asyncio.run(seed(cluster, provider, provider_url))
+        world = asyncio.run(seed(cluster, provider, provider_url, bank, bank_port))
         cluster.start_server(server_env(world))
         asyncio.run(sign_in(world))
 
         asyncio.run(run_bank(world))
         was_unknown = asyncio.run(resolve_unknown(world))
         asyncio.run(resolve_orders(world))
+        asyncio.run(resolve_transfers(world))
         asyncio.run(check(world, was_unknown))
 
         # the run must have been a real one: load, every fault, and retries across them
         outcomes = [op.outcome for op in world.history]
         kinds = {
             kind: sum(1 for op in world.history if op.kind == kind and op.outcome == "ok")
-            for kind in ("pay", "codepay", "reverse", "refund", "topup", "transfer", "deposit")
+            for kind in (
+                "pay",
+                "codepay",
+                "reverse",
+                "refund",
+                "topup",
+                "bankload",
+                "transfer",
+                "deposit",
+            )
         }
         via = [o for o in provider.orders.values() if o.state == "SUCCESS"]
         resolved = asyncio.run(order_resolutions(world))
@@ -807,6 +976,8 @@ def test_bank_under_faults_loses_nothing_and_applies_everything_once(tmp_path: P
         assert outcomes.count("ok") >= 50, summary
         assert all(n > 0 for n in kinds.values()), summary
         assert resolved.get("notify", 0) > 0 and resolved.get("query", 0) > 0, summary
+        assert resolved.get("bank posted", 0) > 0, summary
+        assert resolved.get("bank reversed", 0) > 0, summary  # the bank's faults were met
         assert all(s == 0 for s in world.snapshots), f"I1 broken in a snapshot: {summary}"
         assert len(world.snapshots) >= 10, summary
         for fault in ("SIGKILL worker", "terminated", "restarted PostgreSQL"):
@@ -816,13 +987,16 @@ def test_bank_under_faults_loses_nothing_and_applies_everything_once(tmp_path: P
 
 
 async def order_resolutions(world: World) -> dict[str, int]:
-    """How the paid top-up orders were resolved: by the provider's notify or our query."""
+    """How the paid top-up orders were resolved (by the provider's notify or our query) and
+    how the bank transfers ended (posted, or reversed after a lost or late answer)."""
     conn = await connect(world.cluster.db_url)
     try:
         rows = await conn.fetch(
-            "SELECT paid_via, count(*) AS n FROM provider_orders WHERE paid_via IS NOT NULL "
-            "GROUP BY paid_via"
+            """SELECT paid_via AS how, count(*) AS n FROM provider_orders
+                WHERE paid_via IS NOT NULL GROUP BY paid_via
+               UNION ALL
+               SELECT 'bank ' || status, count(*) FROM bank_transfers GROUP BY status"""
         )
     finally:
         await conn.close()
-    return {r["paid_via"]: r["n"] for r in rows}
+    return {r["how"]: r["n"] for r in rows}
