@@ -45,6 +45,7 @@ from campuscard.adapters.bank.client import BankTimeout
 from campuscard.adapters.bank.simulator import BankSimulator
 from campuscard.adapters.provider.client import ProviderError, ProviderUnavailable
 from campuscard.adapters.provider.simulator import ProviderSimulator
+from campuscard.api.errors import TRANSIENT_DB_ERRORS
 from campuscard.config import Settings
 from campuscard.db.pool import connect, create_pool
 from campuscard.domain import paycode, signing
@@ -561,7 +562,7 @@ async def snapshotter(world: World, stop: asyncio.Event) -> None:
                     await asyncio.sleep(0.2)
             finally:
                 await conn.close()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError):
             await asyncio.sleep(0.3)  # the nemesis took the database away; try again
 
 
@@ -574,7 +575,7 @@ async def querier(world: World, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.3)
         try:
             pool = await create_pool(world.cluster.db_url, min_size=1, max_size=2)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except TRANSIENT_DB_ERRORS:
             continue
         try:
             pending = await pool.fetch(
@@ -582,13 +583,7 @@ async def querier(world: World, stop: asyncio.Event) -> None:
             )
             for row in rng.sample(list(pending), min(4, len(pending))):
                 await provider_orders.resolve_order(pool, settings, row["id"])
-        except (
-            OSError,
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            ProviderError,
-            ProviderUnavailable,
-        ):
+        except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError, ProviderError, ProviderUnavailable):
             pass  # the nemesis took the database away; next round
         finally:
             pool.terminate()
