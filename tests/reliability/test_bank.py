@@ -331,8 +331,9 @@ def next_op(world: World, rng: random.Random, operator: int, seq: int) -> Op:
         earlier = [op for op in mine[-10:] if op.kind == "codepay" and op.code]
         if earlier and rng.random() < 0.1:
             # the cashier scans the same code again (a second customer, a double scan)
-            code: str | None = rng.choice(earlier).code
-            payer = next(iter(rng.choice(earlier).deltas))
+            again = rng.choice(earlier)
+            code: str | None = again.code
+            payer = next(iter(again.deltas))
         else:
             code = fresh_code(world, payer)
         if code is not None:
