@@ -137,12 +137,30 @@ async def _replay(
 ) -> PaymentAnswer | None:
     """A retry of a request that already reached the engine: let the engine replay its answer
     (or refuse another payload under the same client id)."""
-    use = await conn.fetchrow(
-        "SELECT person_id, credential FROM paycode_uses WHERE terminal_id = $1 AND client_id = $2",
-        signed.id,
-        client_id,
-    )
-    if use is None:
+    use = await conn.fetchrow(_EARLIER_SQL, signed.id, client_id)
+    return await _rebook(conn, settings, signed, use, client_id=client_id, amount=amount, pin=pin)
+
+
+# What a till already sent under a client id, in one query: the code's use (the request
+# reached the payment engine) and a confirmation waiting on the phone.
+_EARLIER_SQL = """
+    SELECT u.person_id, u.credential, c.id AS confirmation_id
+      FROM (SELECT 1) one
+      LEFT JOIN paycode_uses u ON u.terminal_id = $1 AND u.client_id = $2
+      LEFT JOIN paycode_confirmations c ON c.terminal_id = $1 AND c.client_id = $2"""
+
+
+async def _rebook(
+    conn: Conn,
+    settings: Settings,
+    signed: SignedTerminal,
+    use: Any,
+    *,
+    client_id: str,
+    amount: Money,
+    pin: str | None,
+) -> PaymentAnswer | None:
+    if use is None or use["person_id"] is None:
         return None
     return await payments.book_payment(
         conn,
@@ -206,17 +224,17 @@ async def do_pay_with_code(
         raise ValidationFailed(f"pin must be {PIN_LENGTH} digits", code="PIN_FORMAT", field="pin")
     now = time.time() if now is None else now
     async with pool.acquire() as conn:
-        replayed = await _replay(
-            conn, settings, signed, client_id=client_id, amount=amount, pin=pin
+        earlier = await conn.fetchrow(_EARLIER_SQL, signed.id, client_id)
+        replayed = await _rebook(
+            conn, settings, signed, earlier, client_id=client_id, amount=amount, pin=pin
         )
         if replayed is not None:
             return replayed
-        conf = await conn.fetchrow(
-            "SELECT * FROM paycode_confirmations WHERE terminal_id = $1 AND client_id = $2",
-            signed.id,
-            client_id,
-        )
-        if conf is not None:
+        if earlier is not None and earlier["confirmation_id"] is not None:
+            conf = await conn.fetchrow(
+                "SELECT * FROM paycode_confirmations WHERE id = $1", earlier["confirmation_id"]
+            )
+            assert conf is not None  # confirmations are never deleted
             if conf["code"] != code.strip() or conf["amount"] != amount.fen:
                 raise Conflict(
                     f"client_id {client_id!r} was already used for a different request",
