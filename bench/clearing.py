@@ -7,7 +7,7 @@ reversals, the terminal's serial as actor, one purse leg and one merchant-shard 
 is generated set-based with the ledger triggers switched off for the load only (balances are
 not the point here); the clearing itself runs exactly as in production: ``do_close_day``.
 
-    .venv/bin/python bench/clearing.py [--payments 1000000]
+    .venv/bin/python -m bench.clearing [--payments 1000000]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Runs the whole server-side path (frame check, xlsx parse, row rules, COPY into s
 database checks, set-based upserts, the stored file version and the canonical echo) on a
 throw-away embedded PostgreSQL, or on CAMPUSCARD_DATABASE_URL (a database you can drop).
 
-    .venv/bin/python bench/import_students.py [--rows 50000]
+    .venv/bin/python -m bench.import_students [--rows 50000]
 """
 
 from __future__ import annotations
