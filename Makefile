@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download).
 browsers:
-	scripts/install-chromium.sh
+	scripts/install-debian.sh chromium chromium chromium-driver fonts-noto-cjk
 
 demo: install
 	$(BIN)/campuscard demo
@@ -45,7 +45,7 @@ test-fast: install
 # Payments over HTTP against pgbench on one embedded PostgreSQL (docs/performance.md); wrk,
 # the load generator, comes from Debian. Prints a summary and, last, one JSON line.
 bench: install
-	scripts/install-wrk.sh
+	scripts/install-debian.sh wrk wrk
 	$(BIN)/python -m bench.payments
 
 clean:

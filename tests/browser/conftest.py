@@ -33,7 +33,7 @@ CHROMIUM_ARGS = [
 def live_url(settings: Settings) -> Iterator[str]:
     """CampusCard on 127.0.0.1 with its own pool (it runs in the server thread's loop)."""
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-chromium.sh (make browsers)")
+        pytest.fail(f"{CHROMIUM} is missing: run make browsers")
     with serve_in_thread(create_app(settings)) as url:
         yield url
 

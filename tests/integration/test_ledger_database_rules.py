@@ -18,23 +18,35 @@ async def _setup(conn: Conn) -> tuple[int, dict[str, int], int]:
     return school.id, purses, bank
 
 
+async def _raw_tx(conn: Conn, school_id: int, legs: list[tuple[int, int]]) -> int:
+    """A journal transaction written with raw SQL: its row, then (account, amount) postings."""
+    tx: int = await conn.fetchval(
+        "INSERT INTO journal_tx(school_id, kind, business_date) "
+        "VALUES ($1, 'raw', current_date) RETURNING id",
+        school_id,
+    )
+    await _raw_postings(conn, tx, legs)
+    return tx
+
+
+async def _raw_postings(conn: Conn, tx: int, legs: list[tuple[int, int]]) -> None:
+    await conn.executemany(
+        "INSERT INTO postings(tx_id, account_id, amount) VALUES ($1, $2, $3)",
+        [(tx, account, amount) for account, amount in legs],
+    )
+
+
+async def _cash_untouched(conn: Conn, purses: dict[str, int]) -> None:
+    assert (await check_ledger(conn)).ok
+    assert await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", purses["cash"]) == 1000
+
+
 async def test_unbalanced_transaction_is_refused_at_commit_even_by_raw_sql(conn: Conn) -> None:
     school_id, purses, bank = await _setup(conn)
     with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
         async with conn.transaction():
-            tx = await conn.fetchval(
-                "INSERT INTO journal_tx(school_id, kind, business_date) "
-                "VALUES ($1, 'raw', current_date) RETURNING id",
-                school_id,
-            )
-            await conn.execute(
-                "INSERT INTO postings(tx_id, account_id, amount) VALUES ($1, $2, 500), ($1, $3, -400)",
-                tx,
-                purses["cash"],
-                bank,
-            )
-    assert (await check_ledger(conn)).ok
-    assert await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", purses["cash"]) == 1000
+            await _raw_tx(conn, school_id, [(purses["cash"], 500), (bank, -400)])
+    await _cash_untouched(conn, purses)
 
 
 async def test_posting_added_after_an_early_check_is_checked_again(conn: Conn) -> None:
@@ -43,25 +55,10 @@ async def test_posting_added_after_an_early_check_is_checked_again(conn: Conn) -
     school_id, purses, bank = await _setup(conn)
     with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
         async with conn.transaction():
-            tx = await conn.fetchval(
-                "INSERT INTO journal_tx(school_id, kind, business_date) "
-                "VALUES ($1, 'raw', current_date) RETURNING id",
-                school_id,
-            )
-            await conn.execute(
-                "INSERT INTO postings(tx_id, account_id, amount) VALUES ($1, $2, 500), ($1, $3, -500)",
-                tx,
-                purses["cash"],
-                bank,
-            )
+            tx = await _raw_tx(conn, school_id, [(purses["cash"], 500), (bank, -500)])
             await conn.execute("SET CONSTRAINTS postings_balanced IMMEDIATE")
-            await conn.execute(
-                "INSERT INTO postings(tx_id, account_id, amount) VALUES ($1, $2, 100)",
-                tx,
-                purses["cash"],
-            )
-    assert (await check_ledger(conn)).ok
-    assert await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", purses["cash"]) == 1000
+            await _raw_postings(conn, tx, [(purses["cash"], 100)])
+    await _cash_untouched(conn, purses)
 
 
 async def test_each_journal_transaction_of_one_database_transaction_is_checked(
@@ -71,20 +68,9 @@ async def test_each_journal_transaction_of_one_database_transaction_is_checked(
     school_id, purses, bank = await _setup(conn)
     with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
         async with conn.transaction():
-            for amounts in ((300, -300), (200, -100)):
-                tx = await conn.fetchval(
-                    "INSERT INTO journal_tx(school_id, kind, business_date) "
-                    "VALUES ($1, 'raw', current_date) RETURNING id",
-                    school_id,
-                )
-                await conn.execute(
-                    "INSERT INTO postings(tx_id, account_id, amount) VALUES ($1, $2, $4), ($1, $3, $5)",
-                    tx,
-                    purses["cash"],
-                    bank,
-                    *amounts,
-                )
-    assert (await check_ledger(conn)).ok
+            await _raw_tx(conn, school_id, [(purses["cash"], 300), (bank, -300)])
+            await _raw_tx(conn, school_id, [(purses["cash"], 200), (bank, -100)])
+    await _cash_untouched(conn, purses)
 
 
 async def test_purse_cannot_go_negative_by_raw_sql(conn: Conn) -> None:
