@@ -273,6 +273,46 @@ async def test_blacklist_deltas_lost_in_unblocked_out_replaced_never_leaves(
     assert (await fetch(999))["full"] is True
 
 
+async def test_blacklist_reason_follows_a_blocked_card_and_its_removal_reaches_every_device(
+    pool: PgPool, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # found by tests/property/test_card_model.py: frozen -> lost kept the reason "frozen"
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        merchant_id, _ = await make_merchant(conn, school.id)
+        dev = await make_device(conn, settings, school.id, merchant_id)
+        _, card = await make_cardholder(conn, school.id, "F1")
+
+    async def fetch(since: int | None) -> dict:
+        path = "/api/v1/terminal/blacklist" + ("" if since is None else f"?since={since}")
+        r = await device_call(client, dev, "GET", path)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    # given: a device that learned the card is frozen
+    async with pool.acquire() as conn:
+        await cards.freeze_card(conn, ROOT, card["id"], reason="dispute")
+    frozen = await fetch(0)
+    assert [(c["number"], c["reason"]) for c in frozen["added"]] == [(card["number"], "frozen")]
+    # when: the holder reports it lost
+    async with pool.acquire() as conn:
+        await cards.report_loss(conn, ROOT, card["id"])
+    # then: devices are told the new reason, in a delta and in the full list
+    lost = await fetch(frozen["version"])
+    assert lost["version"] > frozen["version"]
+    assert [(c["number"], c["reason"]) for c in lost["added"]] == [(card["number"], "lost")]
+    assert [c["reason"] for c in (await fetch(None))["cards"]] == ["lost"]
+    # and once unblocked, a device still at the "frozen" version removes it too
+    async with pool.acquire() as conn:
+        await cards.unblock_card(conn, ROOT, card["id"], verification="student ID checked")
+    for since in (frozen["version"], lost["version"]):
+        delta = await fetch(since)
+        assert [c["number"] for c in delta["removed"]] == [card["number"]], since
+        assert delta["added"] == []
+    # a device that never had it learns nothing about it
+    assert (await fetch(0))["removed"] == []
+
+
 async def test_holder_reports_own_card_lost_but_not_someone_elses(
     pool: PgPool, client: httpx.AsyncClient, settings: Settings
 ) -> None:

@@ -131,6 +131,7 @@ class Model:
     holders: list[HolderM] = field(default_factory=list)
     cards: dict[int, CardM] = field(default_factory=dict)
     listed: dict[int, bool] = field(default_factory=dict)  # blacklisted card -> permanent
+    reasons: dict[int, str] = field(default_factory=dict)  # blacklisted card -> its reason
     ever_permanent: set[int] = field(default_factory=set)
     version: int = 0
     audit: int = 0
@@ -143,20 +144,23 @@ class Model:
         return found[0] if found else None
 
     def set_state(self, card: CardM, state: str) -> None:
-        """Move a card and keep the blacklist: blocked cards listed, permanent ones for ever;
-        every change of the list is one new version."""
+        """Move a card and keep the blacklist: blocked cards listed with their state as the
+        reason, permanent ones for ever; every change of the list (a card in or out, a new
+        reason) is one new version."""
         card.state = state
         entry = self.listed.get(card.id)
         if state in BLOCKED:
-            permanent = state in PERMANENT
-            if entry is None or (permanent and not entry):
+            permanent = state in PERMANENT or bool(entry)
+            if entry is None or permanent != entry or self.reasons.get(card.id) != state:
                 self.listed[card.id] = permanent
+                self.reasons[card.id] = state
                 self.version += 1
             if permanent:
                 self.ever_permanent.add(card.id)
         elif entry is not None:
             assert not entry, "a permanent entry cannot leave"
             del self.listed[card.id]
+            del self.reasons[card.id]
             self.version += 1
 
 
@@ -719,14 +723,16 @@ class CardMachine(RuleBasedStateMachine):
             ), (i, h, persons[h.person_id])
         # the blacklist holds exactly the blocked cards, and the permanent ones for ever
         blocked = {c.number for c in model.cards.values() if c.state in BLOCKED}
-        assert {e["number"] for e in full["cards"]} == blocked
+        reasons = {model.cards[i].number: reason for i, reason in model.reasons.items()}
+        assert {e["number"]: e["reason"] for e in full["cards"]} == reasons
+        assert set(reasons) == blocked
         assert full["version"] == model.version
         assert permanent == model.listed
         for card_id in model.ever_permanent:
             assert permanent.get(card_id) is True, f"permanent card {card_id} left the list"
         # a device that syncs every step holds the same list as a fresh full download
         self.device_version = self.run(self._sync(self.device_list, self.device_version))
-        assert set(self.device_list) == blocked
+        assert {n: e["reason"] for n, e in self.device_list.items()} == reasons
         # what every action leaves behind, counted
         assert (counts["audit"], counts["events"], counts["journal"]) == (
             model.audit,

@@ -697,8 +697,10 @@ async def blacklist(conn: Conn, school_id: int, *, since: int | None) -> dict[st
         }
     rows = await conn.fetch(
         """SELECT DISTINCT ON (card_id) card_id, number, uid, op, reason, version,
-                  first_value(op) OVER (PARTITION BY card_id ORDER BY version) AS first_op
-             FROM blacklist_changes
+                  (SELECT b.op FROM blacklist_changes b
+                    WHERE b.card_id = c.card_id AND b.version <= $2
+                    ORDER BY b.version DESC LIMIT 1) AS op_at_since
+             FROM blacklist_changes c
             WHERE school_id = $1 AND version > $2 AND version <= $3
             ORDER BY card_id, version DESC""",
         school_id,
@@ -710,11 +712,13 @@ async def blacklist(conn: Conn, school_id: int, *, since: int | None) -> dict[st
         for r in rows
         if r["op"] == "add"
     ]
-    # a card both added and removed after ``since`` was never on the device's list
+    # removed: cards the device's list held at ``since`` (a card both added and removed
+    # after it never was on that list); a card re-added since with a new reason is in
+    # ``added`` with that reason
     removed = [
         {"number": r["number"], "uid": r["uid"], "version": r["version"]}
         for r in rows
-        if r["op"] == "remove" and r["first_op"] == "remove"
+        if r["op"] == "remove" and r["op_at_since"] == "add"
     ]
     return {
         "version": head,
