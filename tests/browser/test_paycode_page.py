@@ -5,6 +5,7 @@ with the network off, and a payment shows up live."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import time
 from typing import Any
@@ -169,9 +170,13 @@ async def test_customer_display_shows_the_amount_then_the_result(
     # when the cashier types 12.50 at the till
     token = await page.context.cookies()
     session = next(c["value"] for c in token if c["name"] == "cc_session")
+    # as the till's keypad does: the session cookie plus the page's CSRF token
+    csrf = json.loads(await page.get_attribute("body", "hx-headers") or "{}")["X-CSRF-Token"]
     async with httpx.AsyncClient(base_url=live_url, cookies={"cc_session": session}) as api:
         r = await api.put(
-            f"/api/v1/terminals/{terminal_id}/display/pending", json={"amount": "12.50"}
+            f"/api/v1/terminals/{terminal_id}/display/pending",
+            json={"amount": "12.50"},
+            headers={"X-CSRF-Token": csrf},
         )
         assert r.status_code == 200, r.text
     # then the student sees it before paying

@@ -177,3 +177,32 @@ async def test_filter_forms_with_untouched_fields_work(
     assert (await client.get(f"/admin/s/{school.code}/reports?from=&to=")).status_code == 200
     flipped = await client.get(f"/admin/s/{school.code}/reports?from=2026-02-01&to=2026-01-01")
     assert flipped.status_code == 422
+
+
+async def test_api_writes_signed_in_by_the_cookie_need_the_pages_csrf_token(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any]
+) -> None:
+    # the browser sends the session cookie to the API by itself; another site's form or
+    # script must not be able to write with it
+    school = await make_school(conn)
+    person = await make_student(conn, school.id, "S001", cash=1000)
+    await make_user(conn, "S001", "cardholder", school.id, person_id=person)
+    await web_login(client, "S001", school.code)
+    token = await page_csrf(client)
+    # reads need no token
+    assert (await client.get("/api/v1/me/paycode/devices")).status_code == 200
+    # a write without the token, or with another, changes nothing
+    for headers in ({}, {"X-CSRF-Token": "not-the-token"}):
+        r = await client.post("/api/v1/me/paycode/devices", json={"label": "x"}, headers=headers)
+        assert r.status_code == 403, r.text
+        assert r.json()["error"] == {
+            "code": "CSRF_FAILED",
+            "field": "X-CSRF-Token",
+            "message": r.json()["error"]["message"],
+        }
+    assert await conn.fetchval("SELECT count(*) FROM paycode_devices") == 0
+    # with the page's token it works
+    r = await client.post(
+        "/api/v1/me/paycode/devices", json={"label": "x"}, headers={"X-CSRF-Token": token}
+    )
+    assert r.status_code == 201, r.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -9,12 +10,14 @@ from pydantic import BaseModel, ConfigDict
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.domain.errors import NotFound, Unauthorized
+from campuscard.domain.errors import Forbidden, NotFound, Unauthorized
 from campuscard.services import auth
 from campuscard.services.actors import Actor
 from campuscard.services.event_batch import EventBatcher
 
 SESSION_COOKIE = "cc_session"
+CSRF_HEADER = "x-csrf-token"  # the page's token, sent by its scripts and by HTMX
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Body(BaseModel):
@@ -64,7 +67,18 @@ async def current_actor(request: Request, pool: Pool, settings: AppSettings) -> 
         return actor
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        actor, _ = await auth.resolve_session(pool, settings, cookie, "web")
+        actor, csrf = await auth.resolve_session(pool, settings, cookie, "web")
+        # the browser sends the cookie by itself: a write must also prove it comes from our
+        # page, with the session's CSRF token in a header (the pages' scripts send it)
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not sent or not hmac.compare_digest(sent, csrf):
+                raise Forbidden(
+                    "a request signed in by the session cookie must carry the page's "
+                    "X-CSRF-Token header",
+                    code="CSRF_FAILED",
+                    field="X-CSRF-Token",
+                )
         return actor
     raise Unauthorized("sign in first: send 'Authorization: Bearer <token>'", code="AUTH_REQUIRED")
 

@@ -24,7 +24,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from campuscard.api.deps import SESSION_COOKIE, AppSettings, Pool
+from campuscard.api.deps import CSRF_HEADER, SESSION_COOKIE, AppSettings, Pool
 from campuscard.domain.errors import DomainError, Forbidden, ValidationFailed
 from campuscard.domain.money import fmt
 from campuscard.services import auth
@@ -36,7 +36,6 @@ TEMPLATE_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
 PRE_CSRF_COOKIE = "cc_csrf"  # double-submit token for forms shown before sign-in
 CSRF_FIELD = "csrf_token"
-CSRF_HEADER = "x-csrf-token"
 
 SECURITY_HEADERS = {
     # scripts and styles only from our own /static: no inline code can run

@@ -3,6 +3,16 @@
 (function () {
   "use strict";
 
+  // The session's CSRF token, which the layout gives HTMX on <body hx-headers>; our own
+  // fetch() calls to the API send it too (a write signed in by the cookie needs it).
+  function csrfToken() {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"] || "";
+    } catch (e) {
+      return "";
+    }
+  }
+
   // Sound for the POS result screen: a short beep for success, two low ones for a refusal.
   function beep(ok) {
     try {
@@ -50,7 +60,7 @@
           var amount = dot < 0 ? v + ".00" : (v + "00").slice(0, dot + 3);
           fetch(pad.dataset.pending, {
             method: "PUT", credentials: "same-origin",
-            headers: { "Content-Type": "application/json" },
+            headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() },
             body: JSON.stringify({ amount: amount })
           }).catch(function () { /* the display is a nicety; paying does not depend on it */ });
         }, 300);
