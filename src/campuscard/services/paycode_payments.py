@@ -126,21 +126,6 @@ async def _book(
     return answer
 
 
-async def _replay(
-    conn: Conn,
-    settings: Settings,
-    signed: SignedTerminal,
-    *,
-    client_id: str,
-    amount: Money,
-    pin: str | None,
-) -> PaymentAnswer | None:
-    """A retry of a request that already reached the engine: let the engine replay its answer
-    (or refuse another payload under the same client id)."""
-    use = await conn.fetchrow(_EARLIER_SQL, signed.id, client_id)
-    return await _rebook(conn, settings, signed, use, client_id=client_id, amount=amount, pin=pin)
-
-
 # What a till already sent under a client id, in one query: the code's use (the request
 # reached the payment engine) and a confirmation waiting on the phone.
 _EARLIER_SQL = """
@@ -160,6 +145,9 @@ async def _rebook(
     amount: Money,
     pin: str | None,
 ) -> PaymentAnswer | None:
+    """A retry of a request that already reached the engine (``use``, a row of
+    ``_EARLIER_SQL``): let the engine replay its answer (or refuse another payload under the
+    same client id). None when it never reached the engine."""
     if use is None or use["person_id"] is None:
         return None
     return await payments.book_payment(
@@ -345,7 +333,8 @@ async def _first_try(
     (found by tests/reliability/test_bank.py)."""
     if refusal not in ("PAYCODE_USED", "CREDENTIAL_USED"):
         return None
-    return await _replay(conn, settings, signed, client_id=client_id, amount=amount, pin=pin)
+    use = await conn.fetchrow(_EARLIER_SQL, signed.id, client_id)
+    return await _rebook(conn, settings, signed, use, client_id=client_id, amount=amount, pin=pin)
 
 
 async def _expire_if_due(conn: Conn, conf: Any) -> Any:
