@@ -19,8 +19,8 @@ import time
 
 from bench.common import bench_school, throwaway_database
 from campuscard.db.pool import connect, create_pool
-from campuscard.services import settlement
-from campuscard.services.actors import SYSTEM
+from campuscard.platform.actors import SYSTEM
+from campuscard.settlement import clearing
 
 TARGET_SECONDS = 60.0
 CHANNELS = ("canteen", "canteen", "supermarket", "other", "tuition")
@@ -128,10 +128,10 @@ async def run(url: str, payments: int) -> bool:
     pool = await create_pool(url, min_size=1, max_size=4)
     try:
         t0 = time.perf_counter()
-        result = await settlement.do_close_day(pool, SYSTEM, school_id, day, early=True)  # type: ignore[arg-type]
+        result = await clearing.do_close_day(pool, SYSTEM, school_id, day, early=True)  # type: ignore[arg-type]
         elapsed = time.perf_counter() - t0
         t0 = time.perf_counter()
-        again = await settlement.do_close_day(pool, SYSTEM, school_id, day, early=True)  # type: ignore[arg-type]
+        again = await clearing.do_close_day(pool, SYSTEM, school_id, day, early=True)  # type: ignore[arg-type]
         replay = time.perf_counter() - t0
         items = await pool.fetchval(
             "SELECT count(*) FROM clearing_items WHERE school_id = $1", school_id

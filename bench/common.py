@@ -20,8 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 from campuscard.db import migrate
 from campuscard.db.embedded import EmbeddedPostgres, bin_dir, free_port
 from campuscard.db.pool import Conn, connect
-from campuscard.services import people
-from campuscard.services.actors import Actor, Grant
+from campuscard.people import directory
+from campuscard.platform.actors import Actor, Grant
 
 ROOT = Actor(name="bench", grants=frozenset({Grant("platform_admin", None)}))
 
@@ -51,7 +51,7 @@ async def bench_school(conn: Conn, code: str = "BENCH") -> int:
         "INSERT INTO provinces(code, name, name_en) VALUES ('32', '江苏省', 'Jiangsu') "
         "ON CONFLICT DO NOTHING"
     )
-    return await people.create_school(conn, ROOT, province_code="32", code=code, name="基准学校")
+    return await directory.create_school(conn, ROOT, province_code="32", code=code, name="基准学校")
 
 
 async def seed_students(

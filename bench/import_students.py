@@ -19,8 +19,9 @@ from openpyxl import Workbook
 
 from bench.common import bench_school, throwaway_database
 from campuscard.db.pool import connect
-from campuscard.domain.student_import import HEADERS_ZH, build_frame
-from campuscard.services import auth, student_import
+from campuscard.issuing import imports
+from campuscard.issuing.import_rules import HEADERS_ZH, build_frame
+from campuscard.platform import auth
 
 TARGET_SECONDS = 15.0
 
@@ -63,13 +64,13 @@ async def run(url: str, rows: int) -> bool:
         first = workbook(rows, "基准学校")
         t_make = time.perf_counter() - t0
         t0 = time.perf_counter()
-        result = await student_import.do_import_students(
+        result = await imports.do_import_students(
             conn, teacher, school_id, frame=build_frame(first), filename="bench.xlsx"
         )
         t_first = time.perf_counter() - t0
         second = workbook(rows, "基准学校", renamed_every=10)
         t0 = time.perf_counter()
-        again = await student_import.do_import_students(
+        again = await imports.do_import_students(
             conn, teacher, school_id, frame=build_frame(second), filename="bench-v2.xlsx"
         )
         t_again = time.perf_counter() - t0

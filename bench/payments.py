@@ -47,8 +47,9 @@ import psutil
 from bench.common import bench_school, pgbench_tps, seed_students, throwaway_database
 from campuscard.db.embedded import free_port
 from campuscard.db.pool import connect
-from campuscard.domain import paycode, signing
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger.checks import check_ledger
+from campuscard.payments import code_rules
+from campuscard.platform import signing
 
 MASTER_KEY = "bench-master-key-" + "0" * 16
 OPENING_FEN = 100_000  # 1,000 yuan in every cash purse
@@ -133,7 +134,7 @@ async def seed(url: str, students: int, merchants: int) -> Campus:
         phones=[
             (
                 r["token"],
-                paycode.derive_device_secret(MASTER_KEY.encode(), r["id"], bytes(r["salt"])),
+                code_rules.derive_device_secret(MASTER_KEY.encode(), r["id"], bytes(r["salt"])),
             )
             for r in phones
         ],
@@ -160,10 +161,10 @@ class Signer:
             self.phone_cursor += 1
             for s in (step, step + 1):
                 counter = self.counters.get((index, s), 0)
-                if counter <= paycode.MAX_COUNTER:
+                if counter <= code_rules.MAX_COUNTER:
                     self.counters[(index, s)] = counter + 1
                     token, secret = self.campus.phones[index]
-                    return paycode.generate(secret, token, s, counter)
+                    return code_rules.generate(secret, token, s, counter)
         raise SystemExit("not enough phones for the payment codes: raise --students")
 
     def line(self, till: Till, *, by_code: bool, step: int, now: int) -> str:
@@ -187,7 +188,7 @@ class Signer:
         """``count`` requests, half by payment code, split into one file per wrk thread.
         Hot: half of them at the big canteen's tills; otherwise all tills alike."""
         now = int(time.time())
-        step = paycode.time_step(now, STEP_SECONDS)
+        step = code_rules.time_step(now, STEP_SECONDS)
         everyone = self.campus.hot + self.campus.others
         files = [open(f"{prefix}.{t}", "w") for t in range(threads)]  # noqa: SIM115
         try:

@@ -8,8 +8,10 @@ from typing import Any
 import asyncpg
 import httpx
 
-from campuscard.services import auth, ledger, people
-from campuscard.services.actors import Actor, Grant
+from campuscard.ledger import postings
+from campuscard.people import directory
+from campuscard.platform import auth
+from campuscard.platform.actors import Actor, Grant
 
 PASSWORD = "correct-horse-battery"
 ROOT = Actor(name="test-root", grants=frozenset({Grant("platform_admin", None)}))
@@ -26,7 +28,7 @@ async def make_school(conn: asyncpg.Connection[Any], code: str = "TST") -> Schoo
         "INSERT INTO provinces(code, name, name_en) VALUES ('32', '江苏省', 'Jiangsu') "
         "ON CONFLICT DO NOTHING"
     )
-    school_id = await people.create_school(
+    school_id = await directory.create_school(
         conn, ROOT, province_code="32", code=code, name=f"测试学校{code}", name_en=f"Test {code}"
     )
     return School(school_id, code)
@@ -60,11 +62,11 @@ async def make_student(
     subsidy: int = 0,
     name: str = "张三",
 ) -> int:
-    person_id = await people.create_person(
+    person_id = await directory.create_person(
         conn,
         ROOT,
         school_id,
-        people.PersonData(kind="student", number=number, name=name),
+        directory.PersonData(kind="student", number=number, name=name),
         open_account=True,
     )
     if cash or subsidy:
@@ -80,15 +82,15 @@ async def fund(
     cash: int = 0,
     subsidy: int = 0,
 ) -> None:
-    purses = await ledger.open_purses(conn, school_id, person_id)
-    opening = await ledger.system_account(conn, school_id, "opening_balances")
-    legs = [ledger.Leg(opening, -(cash + subsidy))]
+    purses = await postings.open_purses(conn, school_id, person_id)
+    opening = await postings.system_account(conn, school_id, "opening_balances")
+    legs = [postings.Leg(opening, -(cash + subsidy))]
     if cash:
-        legs.append(ledger.Leg(purses["cash"], cash))
+        legs.append(postings.Leg(purses["cash"], cash))
     if subsidy:
-        legs.append(ledger.Leg(purses["subsidy"], subsidy))
+        legs.append(postings.Leg(purses["subsidy"], subsidy))
     async with conn.transaction():
-        await ledger.post(conn, school_id=school_id, kind="opening_balance", legs=legs)
+        await postings.post(conn, school_id=school_id, kind="opening_balance", legs=legs)
 
 
 async def login(

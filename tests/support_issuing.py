@@ -11,10 +11,11 @@ import asyncpg
 from openpyxl import Workbook
 
 from campuscard.config import Settings
-from campuscard.domain.student_import import HEADERS_EN, HEADERS_ZH, build_frame
-from campuscard.services import auth, student_import
-from campuscard.services.actors import Actor, Grant
-from campuscard.services.pickup import Kiosk
+from campuscard.issuing import imports
+from campuscard.issuing.import_rules import HEADERS_EN, HEADERS_ZH, build_frame
+from campuscard.issuing.pickup import Kiosk
+from campuscard.platform import auth
+from campuscard.platform.actors import Actor, Grant
 from tests.support import PASSWORD, make_school
 
 PROVINCE = "江苏省"
@@ -77,7 +78,7 @@ async def make_campus(
     )
     teacher = await auth.load_actor(conn, teacher_id)
     if students:
-        await student_import.do_import_students(
+        await imports.do_import_students(
             conn,
             teacher,
             school.id,

@@ -18,8 +18,8 @@ from campuscard.adapters.provider.simulator import ProviderSimulator
 from campuscard.api.app import create_app
 from campuscard.config import Settings
 from campuscard.db.embedded import free_port
-from campuscard.services import bank_link
-from campuscard.services.actors import Actor
+from campuscard.moneyflows import bank_link
+from campuscard.platform.actors import Actor
 from tests.servers import serve_in_thread
 from tests.support import login, make_school, make_student, make_user
 

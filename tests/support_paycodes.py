@@ -9,9 +9,9 @@ from typing import Any
 import asyncpg
 
 from campuscard.config import Settings
-from campuscard.domain import paycode
-from campuscard.services import auth, paycodes
-from campuscard.services.actors import Actor
+from campuscard.payments import code_rules, codes
+from campuscard.platform import auth
+from campuscard.platform.actors import Actor
 from tests.support import make_student, make_user
 
 
@@ -21,11 +21,11 @@ class Holder:
     person_id: int
     user_id: int
     actor: Actor
-    device: paycodes.BoundDevice
+    device: codes.BoundDevice
 
     def code(self, at: float, counter: int = 0) -> str:
-        step = paycode.time_step(at, self.device.step_seconds)
-        return paycode.generate(self.device.secret, self.device.token, step, counter)
+        step = code_rules.time_step(at, self.device.step_seconds)
+        return code_rules.generate(self.device.secret, self.device.token, step, counter)
 
 
 async def make_holder(
@@ -39,5 +39,5 @@ async def make_holder(
     person_id = await make_student(conn, school_id, number, cash=cash)
     user_id = await make_user(conn, f"u{number}", "cardholder", school_id, person_id=person_id)
     actor = await auth.load_actor(conn, user_id)
-    device = await paycodes.do_bind_device(conn, settings, actor, label="test phone")
+    device = await codes.do_bind_device(conn, settings, actor, label="test phone")
     return Holder(school_id, person_id, user_id, actor, device)

@@ -11,9 +11,10 @@ from typing import Any
 import asyncpg
 import httpx
 
+from campuscard.cards import lifecycle
 from campuscard.config import Settings
-from campuscard.domain import signing
-from campuscard.services import cards, pay_settings, terminals
+from campuscard.payments import pay_settings, terminals
+from campuscard.platform import signing
 from tests.support import ROOT, make_student
 
 DEVICE_ROOT = ROOT
@@ -94,7 +95,7 @@ async def make_cardholder(
 ) -> tuple[int, dict[str, Any]]:
     """A student with an active card; returns (person id, card)."""
     person_id = await make_student(conn, school_id, number, cash=cash, subsidy=subsidy)
-    card = await cards.issue_card(
+    card = await lifecycle.issue_card(
         conn,
         ROOT,
         person_id=person_id,

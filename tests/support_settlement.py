@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from campuscard.services import ledger
+from campuscard.ledger import postings
 
 
 @dataclass
@@ -76,14 +76,14 @@ async def pay(
     kind: str = "payment",
 ) -> int:
     """A payment (person -> merchant) or, with kind 'refund'/'payment_reversal', its undoing."""
-    purse = (await ledger.open_purses(conn, school_id, person_id))["cash"]
+    purse = (await postings.open_purses(conn, school_id, person_id))["cash"]
     shard = await merchant_shard(conn, merchant, terminal_id)
     sn = await conn.fetchval("SELECT sn FROM terminals WHERE id = $1", terminal_id)
-    legs = ledger.legs_move(purse, shard, fen)
+    legs = postings.legs_move(purse, shard, fen)
     if kind != "payment":
-        legs = ledger.legs_move(shard, purse, fen)
+        legs = postings.legs_move(shard, purse, fen)
     async with conn.transaction():
-        return await ledger.post(
+        return await postings.post(
             conn,
             school_id=school_id,
             kind=kind,

@@ -16,8 +16,8 @@ from campuscard.config import Settings, get_settings
 from campuscard.db import runtime
 from campuscard.db.embedded import EmbeddedPostgres
 from campuscard.db.pool import connect
-from campuscard.domain.errors import DomainError
 from campuscard.logs import setup_logging
+from campuscard.platform.errors import DomainError
 
 app = typer.Typer(help="CampusCard: campus one-card platform.", no_args_is_help=True)
 db_app = typer.Typer(help="Database: the embedded server and migrations.", no_args_is_help=True)
@@ -78,7 +78,7 @@ def db_stop() -> None:
 @ledger_app.command("check")
 def ledger_check() -> None:
     """Prove the ledger's invariants over the whole database; exit 1 on any violation."""
-    from campuscard.services.ledger_check import check_ledger
+    from campuscard.ledger.checks import check_ledger
 
     settings = _settings()
     with runtime.database(settings) as url:
@@ -183,7 +183,7 @@ def kiosk_pickup(
     from campuscard.adapters.dispenser.serial import SerialDispenser
     from campuscard.adapters.dispenser.simulator import DispenserSimulator
     from campuscard.clients.kiosk_agent import KioskAgent
-    from campuscard.domain.signing import derive_terminal_key
+    from campuscard.platform.signing import derive_terminal_key
 
     settings = _settings()
     base = (url or settings.public_url).rstrip("/")
@@ -250,7 +250,7 @@ def kiosk_serve(
     from campuscard.adapters.dispenser.serial import SerialDispenser
     from campuscard.adapters.dispenser.simulator import DispenserSimulator
     from campuscard.clients.kiosk_agent import KioskAgent
-    from campuscard.domain.signing import derive_terminal_key
+    from campuscard.platform.signing import derive_terminal_key
     from campuscard.web.kiosk.routes import create_kiosk_app
 
     settings = _settings()
@@ -328,7 +328,7 @@ def serve(
 @app.command("worker")
 def worker() -> None:
     """Deliver the outbox (SMS, pushes) and run periodic jobs until interrupted."""
-    from campuscard.jobs.worker import run_forever
+    from campuscard.platform.worker import run_forever
 
     settings = _settings()
     setup_logging(as_json=settings.log_json)
@@ -343,7 +343,7 @@ def demo(
 ) -> None:
     """Load the demo campus (once) and serve it."""
     from campuscard import demo as demo_data
-    from campuscard.services.terminals import terminal_key_hex
+    from campuscard.payments.terminals import terminal_key_hex
 
     settings = _settings()
     with runtime.database(settings) as url:
@@ -395,9 +395,9 @@ def settlement_close(
     from datetime import date, timedelta
 
     from campuscard.db.pool import create_pool
-    from campuscard.domain.errors import DomainError
-    from campuscard.services import settlement
-    from campuscard.services.actors import SYSTEM
+    from campuscard.platform.actors import SYSTEM
+    from campuscard.platform.errors import DomainError
+    from campuscard.settlement import clearing
 
     settings = _settings()
     with runtime.database(settings) as url:
@@ -416,7 +416,7 @@ def settlement_close(
                 else:
                     today: date = await pool.fetchval("SELECT cc_business_date($1)", school_id)
                     wanted = today - timedelta(days=1)
-                return await settlement.do_close_day(pool, SYSTEM, school_id, wanted, early=early)
+                return await clearing.do_close_day(pool, SYSTEM, school_id, wanted, early=early)
             finally:
                 await pool.close()
 
@@ -440,7 +440,7 @@ def pos_options(
     key_version: Annotated[int, typer.Option(help="key version")] = 1,
     url: Annotated[str, typer.Option(help="server URL; default CAMPUSCARD_PUBLIC_URL")] = "",
 ) -> None:
-    from campuscard.services.terminals import terminal_key_hex
+    from campuscard.payments.terminals import terminal_key_hex
 
     settings = _settings()
     _POS["terminal"] = (

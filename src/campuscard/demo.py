@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from campuscard.db.pool import Conn
-from campuscard.services import auth, ledger
+from campuscard.ledger import postings
+from campuscard.platform import auth
 
 SCHOOL_CODE = "DEMO"
 ADMIN_USER = "admin"
@@ -154,7 +155,7 @@ async def _create(conn: Conn) -> int:
             display_name=label.split(" ", 2)[-1],
         )
 
-    opening = await ledger.system_account(conn, school_id, "opening_balances")
+    opening = await postings.system_account(conn, school_id, "opening_balances")
     student_hash = auth.hash_password(STUDENT_PASSWORD)  # one hash for every demo student
     for i in range(1, STUDENTS + 1):
         name = student_name(i)
@@ -189,13 +190,13 @@ async def _create(conn: Conn) -> int:
             school_id,
             person_id,
         )
-        purses = await ledger.open_purses(conn, school_id, person_id)
+        purses = await postings.open_purses(conn, school_id, person_id)
         cash = 10000 + (i * 1337) % 40000  # 100.00 to 499.99 yuan
         subsidy = 5000 if i % 5 == 0 else 0
-        legs = [ledger.Leg(opening, -(cash + subsidy)), ledger.Leg(purses["cash"], cash)]
+        legs = [postings.Leg(opening, -(cash + subsidy)), postings.Leg(purses["cash"], cash)]
         if subsidy:
-            legs.append(ledger.Leg(purses["subsidy"], subsidy))
-        await ledger.post(
+            legs.append(postings.Leg(purses["subsidy"], subsidy))
+        await postings.post(
             conn,
             school_id=school_id,
             kind="opening_balance",
@@ -339,8 +340,8 @@ async def _ensure_issuing(conn: Conn, school_id: int) -> None:
     parent can apply, get a pickup code and collect the card at KIOSK-DEMO-001."""
     if await conn.fetchval("SELECT 1 FROM student_import_files WHERE school_id = $1", school_id):
         return
-    from campuscard.domain.student_import import HEADERS_ZH, build_frame
-    from campuscard.services import student_import
+    from campuscard.issuing import imports
+    from campuscard.issuing.import_rules import HEADERS_ZH, build_frame
 
     school = await conn.fetchrow(
         """SELECT s.name, p.name AS province FROM schools s
@@ -358,7 +359,7 @@ async def _ensure_issuing(conn: Conn, school_id: int) -> None:
         "SELECT id FROM users WHERE school_id = $1 AND username = 'teacher'", school_id
     )
     teacher = await auth.load_actor(conn, teacher_id)
-    await student_import.do_import_students(
+    await imports.do_import_students(
         conn,
         teacher,
         school_id,

@@ -18,7 +18,8 @@ from PIL import Image
 from playwright.async_api import BrowserContext, expect
 
 from campuscard.config import Settings
-from campuscard.services import notifications, paycodes
+from campuscard.payments import codes
+from campuscard.platform import notifications
 from tests.browser.conftest import ARTIFACTS, shot, sign_in
 from tests.support import PASSWORD, make_school, make_student, make_user
 
@@ -49,7 +50,7 @@ async def test_bind_show_code_offline_and_see_the_payment_live(
     code = await root.get_attribute("data-code")
     assert code is not None and len(code) == 20
     # then the server accepts the code the page computed
-    verified = await paycodes.check_code(conn, settings, school_id=school.id, code=code)
+    verified = await codes.check_code(conn, settings, school_id=school.id, code=code)
     assert verified.person_id == person
     # and what is on the screen decodes back to it: QR and Code 128
     assert decode(await page.get_by_test_id("paycode-qr").screenshot()) == [(code, "QRCode")]
@@ -103,7 +104,7 @@ async def test_bind_show_code_offline_and_see_the_payment_live(
     offline_code = await root.get_attribute("data-code")
     await browser.set_offline(False)
     assert offline_code is not None
-    verified = await paycodes.check_code(
+    verified = await codes.check_code(
         conn, settings, school_id=school.id, code=offline_code, now=time.time()
     )
     assert verified.person_id == person and verified.counter == 2

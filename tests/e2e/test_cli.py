@@ -14,7 +14,7 @@ import httpx
 from campuscard import demo
 from campuscard.db.embedded import free_port
 from campuscard.db.pool import PgPool
-from campuscard.services import ledger
+from campuscard.ledger import postings
 from tests.support import make_school, make_student
 
 CLI = [sys.executable, "-m", "campuscard.cli"]
@@ -30,7 +30,7 @@ async def test_ledger_check_passes_then_reports_a_violation(pool: PgPool, db_url
     async with pool.acquire() as conn:
         school = await make_school(conn)
         person = await make_student(conn, school.id, "S1", cash=1234)
-        purse = (await ledger.open_purses(conn, school.id, person))["cash"]
+        purse = (await postings.open_purses(conn, school.id, person))["cash"]
 
     ok = await asyncio.to_thread(_run, ["ledger", "check"], {"CAMPUSCARD_DATABASE_URL": db_url})
     assert ok.returncode == 0, ok.stderr

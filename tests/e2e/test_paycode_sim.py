@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 
 from campuscard import cli
 from campuscard.api.app import create_app
+from campuscard.cards import lifecycle
 from campuscard.config import Settings
 from campuscard.db.pool import connect
-from campuscard.services import auth, cards, paycodes
+from campuscard.payments import codes
+from campuscard.platform import auth
 from tests.servers import serve_in_thread
 from tests.support import ROOT, make_school, make_user
 from tests.support_paycodes import Holder
@@ -31,7 +33,7 @@ async def _setup(db_url: str, settings: Settings) -> tuple[str, bytes, Holder, i
         person_id, card = await make_cardholder(conn, school.id, "S1", cash=10_000)
         user_id = await make_user(conn, "uS1", "cardholder", school.id, person_id=person_id)
         actor = await auth.load_actor(conn, user_id)
-        device = await paycodes.do_bind_device(conn, settings, actor, label="phone")
+        device = await codes.do_bind_device(conn, settings, actor, label="phone")
         return dev.sn, dev.key, Holder(school.id, person_id, user_id, actor, device), card["id"]
     finally:
         await conn.close()
@@ -56,7 +58,7 @@ def test_sim_pos_pays_a_code_and_a_lost_card_blocks_codes(db_url: str, settings:
         async def lose_card() -> None:
             conn = await connect(db_url)
             try:
-                await cards.report_loss(conn, ROOT, card_id)
+                await lifecycle.report_loss(conn, ROOT, card_id)
             finally:
                 await conn.close()
 

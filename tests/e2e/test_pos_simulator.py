@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from campuscard import cli
 from campuscard.api.app import create_app
+from campuscard.cards import lifecycle
 from campuscard.clients.pos_terminal import PosTerminal
 from campuscard.config import Settings
 from campuscard.db.pool import connect
-from campuscard.services import cards
 from tests.servers import serve_in_thread
 from tests.support import ROOT, make_school, make_user
 from tests.support_payments import make_cardholder, make_device, make_merchant
@@ -57,7 +57,7 @@ def test_simulator_end_to_end_over_http(db_url: str, settings: Settings) -> None
             assert refund.ok and refund.body["balance"] == "95.00"
             conn = await connect(db_url)
             try:
-                await cards.report_loss(conn, ROOT, other["id"])
+                await lifecycle.report_loss(conn, ROOT, other["id"])
             finally:
                 await conn.close()
             bl = await pos.blacklist(0)

@@ -28,7 +28,7 @@ from schemathesis import GenerationMode
 from campuscard.api.app import create_app
 from campuscard.config import Settings
 from campuscard.db.pool import create_pool
-from campuscard.services import auth
+from campuscard.platform import auth
 from tests.servers import serve_in_thread
 from tests.support import PASSWORD, make_school, make_student, make_user
 

@@ -9,10 +9,10 @@ import httpx
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.domain.money import Money
-from campuscard.services import autotopup
-from campuscard.services.actors import Actor
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger.checks import check_ledger
+from campuscard.ledger.money import Money
+from campuscard.moneyflows import autotopup
+from campuscard.platform.actors import Actor
 from tests.support import fund, login, make_user
 from tests.support_moneyflows import PAN, api_client, balances, bank_world, holder_with_card
 

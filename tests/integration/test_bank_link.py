@@ -12,10 +12,10 @@ from campuscard.adapters.bank import iso
 from campuscard.adapters.bank.client import BankClient
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.domain.money import Money
-from campuscard.services import bank_link
-from campuscard.services.actors import Actor
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger.checks import check_ledger
+from campuscard.ledger.money import Money
+from campuscard.moneyflows import bank_link
+from campuscard.platform.actors import Actor
 from tests.support import login, make_school, make_student, make_user
 from tests.support_moneyflows import (
     PAN,

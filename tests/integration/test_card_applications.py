@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from campuscard.config import Settings
-from campuscard.domain.errors import Conflict, ValidationFailed
-from campuscard.domain.pickup_code import code_hash, platform_key
-from campuscard.jobs.sms import message_text
-from campuscard.services import card_applications as apps
+from campuscard.issuing import applications as apps
+from campuscard.issuing.pickup_code import code_hash, platform_key
+from campuscard.platform.errors import Conflict, ValidationFailed
+from campuscard.platform.jobs import message_text
 from tests.support import PASSWORD, login
 from tests.support_issuing import Campus, card_center, make_campus, make_parent
 
@@ -331,8 +331,8 @@ async def test_api_apply_replays_without_repeating_the_code(
 async def test_card_fee_paid_through_the_provider_books_fee_income_and_issues_the_code(
     pool: Any, client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    from campuscard.jobs import outbox
-    from campuscard.jobs.registry import load_job_modules
+    from campuscard.platform import outbox
+    from campuscard.platform.tasks import load_job_modules
     from tests.support_moneyflows import provider_world, system_balance, wait_for
 
     load_job_modules()
@@ -405,7 +405,7 @@ async def test_typing_the_guardians_phone_does_not_make_a_stranger_trusted(
 async def test_a_students_own_application_waits_for_approval(
     conn: asyncpg.Connection[Any], settings: Settings
 ) -> None:
-    from campuscard.services import auth
+    from campuscard.platform import auth
 
     campus = await make_campus(conn)
     person_id = await conn.fetchval("SELECT id FROM persons WHERE number = '2026000001'")
@@ -426,7 +426,7 @@ async def test_a_students_own_application_waits_for_approval(
 async def test_repeated_mismatches_are_limited_per_user(
     conn: asyncpg.Connection[Any], settings: Settings
 ) -> None:
-    from campuscard.domain.errors import TooManyRequests
+    from campuscard.platform.errors import TooManyRequests
 
     campus = await make_campus(conn)
     prober = await make_parent(conn, campus, "prober", "13900000008")

@@ -8,11 +8,12 @@ import datetime as dt
 import httpx
 import pytest
 
+from campuscard.cards import lifecycle
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.domain.errors import Conflict, InsufficientFunds
-from campuscard.services import cards, ledger
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger import postings
+from campuscard.ledger.checks import check_ledger
+from campuscard.platform.errors import Conflict, InsufficientFunds
 from tests.support import ROOT, login, make_school, make_student, make_user
 from tests.support_payments import device_call, make_cardholder, make_device, make_merchant
 
@@ -25,7 +26,7 @@ async def test_issue_opens_purses_books_deposit_and_activates_account(pool: PgPo
             "RETURNING id",
             school.id,
         )
-        card = await cards.issue_card(
+        card = await lifecycle.issue_card(
             conn,
             ROOT,
             person_id=person_id,
@@ -41,15 +42,15 @@ async def test_issue_opens_purses_books_deposit_and_activates_account(pool: PgPo
             await conn.fetchval("SELECT account_status FROM persons WHERE id = $1", person_id)
             == "active"
         )
-        assert set(await ledger.purse_balances(conn, person_id)) == {"cash", "subsidy"}
-        deposits = await ledger.system_account(conn, school.id, "card_deposits")
+        assert set(await postings.purse_balances(conn, person_id)) == {"cash", "subsidy"}
+        deposits = await postings.system_account(conn, school.id, "card_deposits")
         assert await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", deposits) == 2_000
         with pytest.raises(Conflict) as err:
-            await cards.issue_card(
+            await lifecycle.issue_card(
                 conn, ROOT, person_id=person_id, number="12345679", uid="04A1B2C4"
             )
         assert err.value.code == "CARD_ALREADY_HELD"
-        events = (await cards.get_card(conn, ROOT, card["id"]))["events"]
+        events = (await lifecycle.get_card(conn, ROOT, card["id"]))["events"]
         assert [e["action"] for e in events] == ["issue"]
         assert (
             await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'card.issue'") == 1
@@ -60,33 +61,35 @@ async def test_each_transition_and_refusal(pool: PgPool) -> None:
     async with pool.acquire() as conn:
         school = await make_school(conn)
         person_id = await make_student(conn, school.id, "S1")
-        card = await cards.issue_card(
+        card = await lifecycle.issue_card(
             conn, ROOT, person_id=person_id, number="20000001", uid="AA000001", activate=False
         )
         assert card["state"] == "issued"
         with pytest.raises(Conflict) as refused:
-            await cards.freeze_card(conn, ROOT, card["id"], reason="x")
+            await lifecycle.freeze_card(conn, ROOT, card["id"], reason="x")
         assert refused.value.code == "CARD_TRANSITION_REFUSED"
-        assert (await cards.activate_card(conn, ROOT, card["id"]))["state"] == "active"
-        assert (await cards.report_loss(conn, ROOT, card["id"]))["state"] == "lost"
+        assert (await lifecycle.activate_card(conn, ROOT, card["id"]))["state"] == "active"
+        assert (await lifecycle.report_loss(conn, ROOT, card["id"]))["state"] == "lost"
         with pytest.raises(Conflict):
-            await cards.report_loss(conn, ROOT, card["id"])
-        done = await cards.unblock_card(conn, ROOT, card["id"], verification="ID card checked")
+            await lifecycle.report_loss(conn, ROOT, card["id"])
+        done = await lifecycle.unblock_card(conn, ROOT, card["id"], verification="ID card checked")
         assert done["state"] == "active"
-        assert (await cards.freeze_card(conn, ROOT, card["id"], reason="audit"))[
+        assert (await lifecycle.freeze_card(conn, ROOT, card["id"], reason="audit"))[
             "state"
         ] == "frozen"
         with pytest.raises(Conflict):
-            await cards.unblock_card(conn, ROOT, card["id"], verification="x")
-        assert (await cards.unfreeze_card(conn, ROOT, card["id"], reason="ok"))["state"] == "active"
+            await lifecycle.unblock_card(conn, ROOT, card["id"], verification="x")
+        assert (await lifecycle.unfreeze_card(conn, ROOT, card["id"], reason="ok"))[
+            "state"
+        ] == "active"
         await conn.execute(
             "UPDATE cards SET expires_on = current_date - 1 WHERE id = $1", card["id"]
         )
-        assert await cards.expire_due_cards(conn, ROOT) == 1
-        assert (await cards.get_card(conn, ROOT, card["id"]))["state"] == "expired"
+        assert await lifecycle.expire_due_cards(conn, ROOT) == 1
+        assert (await lifecycle.get_card(conn, ROOT, card["id"]))["state"] == "expired"
         with pytest.raises(Conflict):
-            await cards.activate_card(conn, ROOT, card["id"])
-        events = (await cards.get_card(conn, ROOT, card["id"]))["events"]
+            await lifecycle.activate_card(conn, ROOT, card["id"])
+        events = (await lifecycle.get_card(conn, ROOT, card["id"]))["events"]
         assert [e["action"] for e in events] == [
             "issue",
             "activate",
@@ -113,31 +116,31 @@ async def test_replace_keeps_balance_charges_fee_and_moves_deposit(pool: PgPool)
             school.id,
         )
         person_id = await make_student(conn, school.id, "S1", cash=5_000, subsidy=1_000)
-        old = await cards.issue_card(
+        old = await lifecycle.issue_card(
             conn, ROOT, person_id=person_id, number="30000001", uid="BB000001", deposit_fen=1_000
         )
-        await cards.report_loss(conn, ROOT, old["id"])
-        new = await cards.replace_card(conn, ROOT, old["id"], number="30000002", uid="BB000002")
+        await lifecycle.report_loss(conn, ROOT, old["id"])
+        new = await lifecycle.replace_card(conn, ROOT, old["id"], number="30000002", uid="BB000002")
         assert new["state"] == "active" and new["deposit"] == "10.00" and new["fee"] == "15.00"
         # fee from the cash purse; the subsidy and the rest of the cash stay with the account
-        assert await ledger.purse_balances(conn, person_id) == {"cash": 3_500, "subsidy": 1_000}
-        fee_income = await ledger.system_account(conn, school.id, "fee_income")
+        assert await postings.purse_balances(conn, person_id) == {"cash": 3_500, "subsidy": 1_000}
+        fee_income = await postings.system_account(conn, school.id, "fee_income")
         assert (
             await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", fee_income) == 1_500
         )
-        assert (await cards.get_card(conn, ROOT, old["id"]))["replaced_by"] == new["id"]
+        assert (await lifecycle.get_card(conn, ROOT, old["id"]))["replaced_by"] == new["id"]
         with pytest.raises(Conflict):
-            await cards.unblock_card(conn, ROOT, old["id"], verification="x")
+            await lifecycle.unblock_card(conn, ROOT, old["id"], verification="x")
 
 
 async def test_cancel_pays_out_balance_and_deposit_and_closes_account(pool: PgPool) -> None:
     async with pool.acquire() as conn:
         school = await make_school(conn)
         person_id = await make_student(conn, school.id, "S1", cash=4_321, subsidy=100)
-        card = await cards.issue_card(
+        card = await lifecycle.issue_card(
             conn, ROOT, person_id=person_id, number="40000001", uid="CC000001", deposit_fen=2_000
         )
-        done = await cards.cancel_card(
+        done = await lifecycle.cancel_card(
             conn, ROOT, card["id"], route="cash_desk", reason="graduated"
         )
         assert done["state"] == "cancelled"
@@ -148,16 +151,16 @@ async def test_cancel_pays_out_balance_and_deposit_and_closes_account(pool: PgPo
             "total": "64.21",
             "tx_id": None,
         }
-        assert await ledger.purse_balances(conn, person_id) == {"cash": 0, "subsidy": 0}
+        assert await postings.purse_balances(conn, person_id) == {"cash": 0, "subsidy": 0}
         assert (
             await conn.fetchval("SELECT account_status FROM persons WHERE id = $1", person_id)
             == "closed"
         )
         bank_person = await make_student(conn, school.id, "S2", cash=1_000)
-        card2 = await cards.issue_card(
+        card2 = await lifecycle.issue_card(
             conn, ROOT, person_id=bank_person, number="40000002", uid="CC000002"
         )
-        await cards.cancel_card(conn, ROOT, card2["id"], route="bank_clearing", reason="left")
+        await lifecycle.cancel_card(conn, ROOT, card2["id"], route="bank_clearing", reason="left")
         payout = await conn.fetchrow("SELECT payload FROM outbox WHERE topic = 'payout.requested'")
         assert payout["payload"]["amount_fen"] == 1_000
         assert (await check_ledger(conn)).ok
@@ -173,18 +176,18 @@ async def test_cancelling_an_old_expired_card_keeps_the_account_of_the_card_in_u
         # given: an expired card with a deposit, and the new card the student uses now
         school = await make_school(conn)
         person_id = await make_student(conn, school.id, "S1", cash=3_000)
-        old = await cards.issue_card(
+        old = await lifecycle.issue_card(
             conn, ROOT, person_id=person_id, number="41000001", uid="CD000001", deposit_fen=1_000
         )
         await conn.execute(
             "UPDATE cards SET expires_on = current_date - 1 WHERE id = $1", old["id"]
         )
-        assert await cards.expire_due_cards(conn, ROOT) == 1
-        new = await cards.issue_card(
+        assert await lifecycle.expire_due_cards(conn, ROOT) == 1
+        new = await lifecycle.issue_card(
             conn, ROOT, person_id=person_id, number="41000002", uid="CD000002"
         )
         # when: the old card is handed back and cancelled
-        done = await cards.cancel_card(
+        done = await lifecycle.cancel_card(
             conn, ROOT, old["id"], route="cash_desk", reason="old card handed back"
         )
         # then: its deposit is paid out; balance, account and the new card are untouched
@@ -195,12 +198,12 @@ async def test_cancelling_an_old_expired_card_keeps_the_account_of_the_card_in_u
             "total": "10.00",
             "tx_id": None,
         }
-        assert await ledger.purse_balances(conn, person_id) == {"cash": 3_000, "subsidy": 0}
+        assert await postings.purse_balances(conn, person_id) == {"cash": 3_000, "subsidy": 0}
         assert (
             await conn.fetchval("SELECT account_status FROM persons WHERE id = $1", person_id)
             == "active"
         )
-        assert (await cards.get_card(conn, ROOT, new["id"]))["state"] == "active"
+        assert (await lifecycle.get_card(conn, ROOT, new["id"]))["state"] == "active"
         assert (await check_ledger(conn)).ok
 
 
@@ -211,7 +214,7 @@ async def test_issue_paying_the_deposit_from_an_empty_purse_names_the_field(pool
         school = await make_school(conn)
         person_id = await make_student(conn, school.id, "S1", cash=500)
         with pytest.raises(InsufficientFunds) as refused:
-            await cards.issue_card(
+            await lifecycle.issue_card(
                 conn,
                 ROOT,
                 person_id=person_id,
@@ -244,15 +247,15 @@ async def test_blacklist_deltas_lost_in_unblocked_out_replaced_never_leaves(
     assert start["full"] is True and start["cards"] == [] and start["version"] == 0
 
     async with pool.acquire() as conn:
-        await cards.report_loss(conn, ROOT, a["id"])
-        await cards.report_loss(conn, ROOT, b["id"])
+        await lifecycle.report_loss(conn, ROOT, a["id"])
+        await lifecycle.report_loss(conn, ROOT, b["id"])
     d1 = await fetch(start["version"])
     assert sorted(c["number"] for c in d1["added"]) == sorted([a["number"], b["number"]])
     assert d1["removed"] == []
 
     async with pool.acquire() as conn:
-        await cards.unblock_card(conn, ROOT, a["id"], verification="student ID checked")
-        new_b = await cards.replace_card(
+        await lifecycle.unblock_card(conn, ROOT, a["id"], verification="student ID checked")
+        new_b = await lifecycle.replace_card(
             conn, ROOT, b["id"], number="77000001", uid="DD000001", fee_source="cash_desk"
         )
     d2 = await fetch(d1["version"])
@@ -267,7 +270,7 @@ async def test_blacklist_deltas_lost_in_unblocked_out_replaced_never_leaves(
     # the replaced card never leaves, whatever happens to the account later
     async with pool.acquire() as conn:
         with pytest.raises(Conflict):
-            await cards.unblock_card(conn, ROOT, b["id"], verification="x")
+            await lifecycle.unblock_card(conn, ROOT, b["id"], verification="x")
     assert [c["number"] for c in (await fetch(None))["cards"]] == [b["number"]]
     # a device that asks from the future gets the full list
     assert (await fetch(999))["full"] is True
@@ -291,12 +294,12 @@ async def test_blacklist_reason_follows_a_blocked_card_and_its_removal_reaches_e
 
     # given: a device that learned the card is frozen
     async with pool.acquire() as conn:
-        await cards.freeze_card(conn, ROOT, card["id"], reason="dispute")
+        await lifecycle.freeze_card(conn, ROOT, card["id"], reason="dispute")
     frozen = await fetch(0)
     assert [(c["number"], c["reason"]) for c in frozen["added"]] == [(card["number"], "frozen")]
     # when: the holder reports it lost
     async with pool.acquire() as conn:
-        await cards.report_loss(conn, ROOT, card["id"])
+        await lifecycle.report_loss(conn, ROOT, card["id"])
     # then: devices are told the new reason, in a delta and in the full list
     lost = await fetch(frozen["version"])
     assert lost["version"] > frozen["version"]
@@ -304,7 +307,7 @@ async def test_blacklist_reason_follows_a_blocked_card_and_its_removal_reaches_e
     assert [c["reason"] for c in (await fetch(None))["cards"]] == ["lost"]
     # and once unblocked, a device still at the "frozen" version removes it too
     async with pool.acquire() as conn:
-        await cards.unblock_card(conn, ROOT, card["id"], verification="student ID checked")
+        await lifecycle.unblock_card(conn, ROOT, card["id"], verification="student ID checked")
     for since in (frozen["version"], lost["version"]):
         delta = await fetch(since)
         assert [c["number"] for c in delta["removed"]] == [card["number"]], since
@@ -370,7 +373,7 @@ async def test_card_center_api_issue_and_bad_input(pool: PgPool, client: httpx.A
 
 
 async def test_worker_expires_cards_and_purges_old_nonces(pool: PgPool, settings: Settings) -> None:
-    from campuscard.jobs import cards as card_jobs
+    from campuscard.cards import jobs as card_jobs
 
     async with pool.acquire() as conn:
         school = await make_school(conn)

@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from campuscard.cards import lifecycle
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.services import cards, ledger
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger import postings
+from campuscard.ledger.checks import check_ledger
 from tests.support import ROOT, make_school
 from tests.support_payments import (
     Device,
@@ -62,8 +63,8 @@ async def test_payment_debits_subsidy_first_credits_merchant_and_answers_a_recei
     assert receipt["card_number"].endswith(card["number"][-4:])
     assert receipt["channel"] == "canteen"
     async with pool.acquire() as conn:
-        assert await ledger.purse_balances(conn, person_id) == {"cash": 8_750, "subsidy": 0}
-        assert await ledger.merchant_balance(conn, merchant_id) == 4_250
+        assert await postings.purse_balances(conn, person_id) == {"cash": 8_750, "subsidy": 0}
+        assert await postings.merchant_balance(conn, merchant_id) == 4_250
         row = await conn.fetchrow("SELECT * FROM payments WHERE id = $1", receipt["payment_id"])
         assert row["channel"] == "canteen" and row["from_subsidy"] == 3_000
         assert row["outlet_id"] is not None and row["business_date"] is not None
@@ -131,7 +132,7 @@ async def test_retry_replays_and_new_payload_under_same_id_is_409(
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
     async with pool.acquire() as conn:
-        assert sum((await ledger.purse_balances(conn, person_id)).values()) == 12_000
+        assert sum((await postings.purse_balances(conn, person_id)).values()) == 12_000
 
 
 async def test_a_refused_payment_stays_refused_on_retry(
@@ -142,13 +143,13 @@ async def test_a_refused_payment_stays_refused_on_retry(
     assert first.status_code == 409
     assert first.json()["error"]["code"] == "INSUFFICIENT_FUNDS"
     async with pool.acquire() as conn:
-        await ledger.post(
+        await postings.post(
             conn,
             school_id=dev.school_id,
             kind="test",
-            legs=ledger.legs_move(
-                await ledger.system_account(conn, dev.school_id, "cash_desk"),
-                (await ledger.open_purses(conn, dev.school_id, person_id))["cash"],
+            legs=postings.legs_move(
+                await postings.system_account(conn, dev.school_id, "cash_desk"),
+                (await postings.open_purses(conn, dev.school_id, person_id))["cash"],
                 5_000,
             ),
         )
@@ -166,9 +167,9 @@ async def test_blocked_card_is_refused(
     dev, _person_id, card, _ = await _campus(pool, settings)
     async with pool.acquire() as conn:
         if action == "report_loss":
-            await cards.report_loss(conn, ROOT, card["id"])
+            await lifecycle.report_loss(conn, ROOT, card["id"])
         elif action == "freeze":
-            await cards.freeze_card(conn, ROOT, card["id"], reason="investigation")
+            await lifecycle.freeze_card(conn, ROOT, card["id"], reason="investigation")
         else:
             await conn.execute(
                 "UPDATE cards SET expires_on = current_date - 2 WHERE id = $1", card["id"]
@@ -183,7 +184,7 @@ async def test_replaced_card_is_refused_and_new_card_pays_from_same_balance(
 ) -> None:
     dev, _person_id, card, _ = await _campus(pool, settings)
     async with pool.acquire() as conn:
-        new = await cards.replace_card(
+        new = await lifecycle.replace_card(
             conn, ROOT, card["id"], number="990000000001", uid="0A0B0C0D"
         )
     old = await pay(client, dev, card, "5.00")
@@ -369,8 +370,8 @@ async def test_key_rotation_old_key_works_until_new_is_used(
 
 
 async def test_code_payer_pays_once_with_same_rules(pool: PgPool, settings: Settings) -> None:
-    from campuscard.domain.money import Money
-    from campuscard.services import payments, terminals
+    from campuscard.ledger.money import Money
+    from campuscard.payments import booking, terminals
 
     dev, person_id, _card, _ = await _campus(pool, settings)
     signed = terminals.SignedTerminal(
@@ -382,22 +383,22 @@ async def test_code_payer_pays_once_with_same_rules(pool: PgPool, settings: Sett
         int(time.time()),
         b"",
     )
-    payer = payments.VerifiedPayer(person_id, "paycode:dev1:0001")
+    payer = booking.VerifiedPayer(person_id, "paycode:dev1:0001")
     async with pool.acquire() as conn:
-        first = await payments.book_payment(
+        first = await booking.book_payment(
             conn, settings, signed, client_id="code-pay-0001", payer=payer, amount=Money(500)
         )
         signed2 = terminals.SignedTerminal(signed.terminal, 1, "m" * 16, signed.timestamp, b"")
-        second = await payments.book_payment(
+        second = await booking.book_payment(
             conn, settings, signed2, client_id="code-pay-0002", payer=payer, amount=Money(500)
         )
         signed3 = terminals.SignedTerminal(signed.terminal, 1, "o" * 16, signed.timestamp, b"")
-        big = await payments.book_payment(
+        big = await booking.book_payment(
             conn,
             settings,
             signed3,
             client_id="code-pay-0003",
-            payer=payments.VerifiedPayer(person_id, "paycode:dev1:0002"),
+            payer=booking.VerifiedPayer(person_id, "paycode:dev1:0002"),
             amount=Money(6000),
         )
     assert first.ok and first.body["method"] == "code"
@@ -453,4 +454,4 @@ async def test_busy_canteen_spreads_credits_over_shards_by_terminal(
             merchant_id,
         )
         assert [s["balance"] for s in shards] == [300] * 8
-        assert await ledger.merchant_balance(conn, merchant_id) == 2_400
+        assert await postings.merchant_balance(conn, merchant_id) == 2_400

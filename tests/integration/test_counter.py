@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from campuscard.db.pool import PgPool
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger.checks import check_ledger
 from tests.support import login, make_user
 from tests.support_moneyflows import balances, cid, counter_setup, system_balance
 

@@ -8,8 +8,8 @@ import asyncpg
 
 from campuscard import demo
 from campuscard.config import Settings
-from campuscard.services import auth
-from campuscard.services import card_applications as apps
+from campuscard.issuing import applications as apps
+from campuscard.platform import auth
 
 
 async def test_demo_parent_can_apply_for_a_new_student_and_get_a_code(

@@ -5,8 +5,8 @@ import asyncio
 import httpx
 
 from campuscard.db.pool import PgPool
-from campuscard.services import ledger
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger import postings
+from campuscard.ledger.checks import check_ledger
 from tests.support import login, make_school, make_student, make_user
 
 
@@ -15,8 +15,8 @@ async def _setup(pool: PgPool, client: httpx.AsyncClient) -> tuple[dict[str, str
         school = await make_school(conn)
         await make_user(conn, "settle", "settlement", school.id)
         person = await make_student(conn, school.id, "S1", cash=10_000)
-        purse = (await ledger.open_purses(conn, school.id, person))["cash"]
-        bank = await ledger.system_account(conn, school.id, "bank_clearing")
+        purse = (await postings.open_purses(conn, school.id, person))["cash"]
+        bank = await postings.system_account(conn, school.id, "bank_clearing")
     return await login(client, "settle", "TST"), purse, bank
 
 

@@ -65,7 +65,7 @@ async def test_console_queues_approve_produce_and_hand_out(
         await make_user(conn, "cc1", "card_center", campus.school_id)
         stranger = await make_parent(conn, campus, "stranger", "13900000009")
     from campuscard.config import Settings
-    from campuscard.services import card_applications as apps
+    from campuscard.issuing import applications as apps
 
     async with pool.acquire() as conn:
         outcome, _ = await apps.do_apply(

@@ -9,10 +9,11 @@ import httpx
 
 from campuscard.adapters.dispenser.serial import SerialDispenser
 from campuscard.adapters.dispenser.simulator import DispenserSimulator
+from campuscard.cards import lifecycle
 from campuscard.clients.kiosk_agent import KioskAgent
 from campuscard.config import Settings
-from campuscard.domain.signing import derive_terminal_key
-from campuscard.services import cards, pay_settings
+from campuscard.payments import pay_settings
+from campuscard.platform.signing import derive_terminal_key
 from campuscard.web.kiosk.routes import create_kiosk_app
 from tests.integration.test_kiosk_pickup import parent_applies
 from tests.support import fund
@@ -93,6 +94,6 @@ async def test_pickup_page_issues_the_card_and_self_service_shows_the_balance(
             )
             assert lost.status_code == 303 and "k.lost_ok" in lost.headers["location"]
             assert await pool.fetchval("SELECT state FROM cards") == "lost"
-            _ = cards
+            _ = lifecycle
     finally:
         await sim.stop()

@@ -14,8 +14,8 @@ from campuscard.adapters.dispenser.serial import SerialDispenser
 from campuscard.adapters.dispenser.simulator import DispenserSimulator
 from campuscard.clients.kiosk_agent import EXPIRED, INVALID, ISSUED, KioskAgent
 from campuscard.config import Settings
-from campuscard.domain.signing import derive_terminal_key
-from campuscard.services import card_applications as apps
+from campuscard.issuing import applications as apps
+from campuscard.platform.signing import derive_terminal_key
 from tests.support_issuing import Campus, make_campus, make_kiosk, make_parent
 
 
@@ -199,7 +199,7 @@ async def test_expired_code_and_unsigned_or_non_kiosk_requests_are_refused(
     assert unsigned.status_code == 401
     async with pool.acquire() as conn:
         await conn.execute("UPDATE terminals SET kind = 'door' WHERE sn = 'KIOSK-Z1'")
-    from campuscard.services import terminals
+    from campuscard.payments import terminals
 
     terminals.forget_terminal("KIOSK-Z1")
     door = await k1._call("GET", "/api/v1/kiosk/pickups?since=0")

@@ -8,10 +8,11 @@ from typing import Any
 import httpx
 
 from campuscard.adapters.dispenser.serial import SerialDispenser
+from campuscard.cards import lifecycle
 from campuscard.clients.kiosk_agent import KioskAgent
 from campuscard.config import Settings
-from campuscard.domain.signing import derive_terminal_key
-from campuscard.services import cards, pay_settings
+from campuscard.payments import pay_settings
+from campuscard.platform.signing import derive_terminal_key
 from tests.support import PASSWORD, fund, make_user
 from tests.support_issuing import card_center, make_campus, make_kiosk
 
@@ -21,7 +22,7 @@ async def holder_with_card(pool: Any, settings: Settings) -> tuple[Any, int, int
         campus = await make_campus(conn, students=2)
         person = await conn.fetchval("SELECT id FROM persons WHERE number = '2026000001'")
         operator = card_center(campus)
-        card = await cards.issue_card(
+        card = await lifecycle.issue_card(
             conn, operator, person_id=person, number="31000001", uid="A5000001"
         )
         await fund(conn, campus.school_id, person, cash=12345)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import httpx
 
+from campuscard.cards import lifecycle
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.jobs import outbox
-from campuscard.jobs.registry import load_job_modules
-from campuscard.services import cards
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger.checks import check_ledger
+from campuscard.platform import outbox
+from campuscard.platform.tasks import load_job_modules
 from tests.support import ROOT, fund, login, make_student, make_user
 from tests.support_moneyflows import (
     PAN,
@@ -146,10 +146,10 @@ async def test_a_cancelled_cards_balance_goes_to_the_bound_bank_card(
         )
         async with pool.acquire() as conn:
             for who, number in ((person, "40000001"), (other, "40000002")):
-                card = await cards.issue_card(
+                card = await lifecycle.issue_card(
                     conn, ROOT, person_id=who, number=number, uid=f"CC00000{number[-1]}"
                 )
-                await cards.cancel_card(
+                await lifecycle.cancel_card(
                     conn, ROOT, card["id"], route="bank_clearing", reason="left"
                 )
         load_job_modules()

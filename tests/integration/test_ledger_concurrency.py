@@ -4,9 +4,9 @@ import asyncio
 import random
 
 from campuscard.db.pool import PgPool
-from campuscard.domain.errors import InsufficientFunds
-from campuscard.services import ledger
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger import postings
+from campuscard.ledger.checks import check_ledger
+from campuscard.platform.errors import InsufficientFunds
 from tests.support import make_school, make_student
 
 CLIENTS = 8
@@ -20,8 +20,8 @@ async def test_concurrent_transfers_keep_every_invariant(pool: PgPool) -> None:
         accounts = []
         for i in range(5):
             person = await make_student(conn, school.id, f"S{i:03d}", cash=5_000)
-            accounts.append((await ledger.open_purses(conn, school.id, person))["cash"])
-        accounts.append(await ledger.system_account(conn, school.id, "bank_clearing"))
+            accounts.append((await postings.open_purses(conn, school.id, person))["cash"])
+        accounts.append(await postings.system_account(conn, school.id, "bank_clearing"))
         start_total = await conn.fetchval("SELECT sum(balance) FROM accounts")
     refused = 0
 
@@ -34,11 +34,11 @@ async def test_concurrent_transfers_keep_every_invariant(pool: PgPool) -> None:
             async with pool.acquire() as conn:
                 try:
                     async with conn.transaction():
-                        await ledger.post(
+                        await postings.post(
                             conn,
                             school_id=school.id,
                             kind="test",
-                            legs=ledger.legs_move(src, dst, fen),
+                            legs=postings.legs_move(src, dst, fen),
                         )
                 except InsufficientFunds:
                     refused += 1

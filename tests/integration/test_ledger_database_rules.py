@@ -4,17 +4,17 @@ import asyncpg
 import pytest
 
 from campuscard.db.pool import Conn
-from campuscard.domain.errors import InsufficientFunds
-from campuscard.services import ledger
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger import postings
+from campuscard.ledger.checks import check_ledger
+from campuscard.platform.errors import InsufficientFunds
 from tests.support import make_school, make_student
 
 
 async def _setup(conn: Conn) -> tuple[int, dict[str, int], int]:
     school = await make_school(conn)
     person = await make_student(conn, school.id, "S001", cash=1000)
-    purses = await ledger.open_purses(conn, school.id, person)
-    bank = await ledger.system_account(conn, school.id, "bank_clearing")
+    purses = await postings.open_purses(conn, school.id, person)
+    bank = await postings.system_account(conn, school.id, "bank_clearing")
     return school.id, purses, bank
 
 
@@ -85,11 +85,11 @@ async def test_purse_cannot_go_negative_by_raw_sql(conn: Conn) -> None:
             )
     with pytest.raises(InsufficientFunds):
         async with conn.transaction():
-            await ledger.post(
+            await postings.post(
                 conn,
                 school_id=school_id,
                 kind="t",
-                legs=ledger.legs_move(purses["cash"], bank, 1001),
+                legs=postings.legs_move(purses["cash"], bank, 1001),
             )
 
 
@@ -124,22 +124,22 @@ async def test_new_account_cannot_start_with_money(conn: Conn) -> None:
 async def test_transaction_cannot_span_schools(conn: Conn) -> None:
     school_id, purses, _ = await _setup(conn)
     other = await make_school(conn, "OTH")
-    other_bank = await ledger.system_account(conn, other.id, "bank_clearing")
+    other_bank = await postings.system_account(conn, other.id, "bank_clearing")
     with pytest.raises(asyncpg.CheckViolationError, match="spans schools"):
         async with conn.transaction():
-            await ledger.post(
+            await postings.post(
                 conn,
                 school_id=school_id,
                 kind="t",
-                legs=ledger.legs_move(purses["cash"], other_bank, 100),
+                legs=postings.legs_move(purses["cash"], other_bank, 100),
             )
 
 
 async def test_posting_records_balance_after_and_version(conn: Conn) -> None:
     school_id, purses, bank = await _setup(conn)
     async with conn.transaction():
-        await ledger.post(
-            conn, school_id=school_id, kind="t", legs=ledger.legs_move(purses["cash"], bank, 300)
+        await postings.post(
+            conn, school_id=school_id, kind="t", legs=postings.legs_move(purses["cash"], bank, 300)
         )
     rows = await conn.fetch(
         "SELECT amount, balance_after, version FROM postings WHERE account_id = $1 ORDER BY version",

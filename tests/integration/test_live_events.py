@@ -15,7 +15,7 @@ import httpx
 
 from campuscard.api.app import create_app
 from campuscard.config import Settings
-from campuscard.services import notifications
+from campuscard.platform import notifications
 from tests.servers import serve_in_thread
 from tests.support import login, make_school, make_student, make_user
 

@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from campuscard.db.pool import PgPool
-from campuscard.services import ledger
+from campuscard.ledger import postings
 from tests.support import login, make_school, make_student, make_user
 
 
@@ -29,8 +29,8 @@ async def test_bad_amounts_are_refused_naming_the_field(
         school = await make_school(conn)
         await make_user(conn, "settle", "settlement", school.id)
         person = await make_student(conn, school.id, "S1", cash=10_000)
-        purse = (await ledger.open_purses(conn, school.id, person))["cash"]
-        bank = await ledger.system_account(conn, school.id, "bank_clearing")
+        purse = (await postings.open_purses(conn, school.id, person))["cash"]
+        bank = await postings.system_account(conn, school.id, "bank_clearing")
     headers = await login(client, "settle", "TST")
 
     r = await client.post(

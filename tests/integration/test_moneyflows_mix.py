@@ -15,20 +15,13 @@ import httpx
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.domain.errors import InsufficientFunds
-from campuscard.domain.money import Money
-from campuscard.jobs import outbox
-from campuscard.jobs.registry import load_job_modules
-from campuscard.services import (
-    autotopup,
-    bank_link,
-    counter,
-    leaving,
-    provider_orders,
-    topups,
-)
-from campuscard.services.actors import Actor, Grant
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger.checks import check_ledger
+from campuscard.ledger.money import Money
+from campuscard.moneyflows import autotopup, bank_link, counter, leaving, provider_orders, topups
+from campuscard.platform import outbox
+from campuscard.platform.actors import Actor, Grant
+from campuscard.platform.errors import InsufficientFunds
+from campuscard.platform.tasks import load_job_modules
 from tests.support import make_school, make_user
 from tests.support_moneyflows import (
     MCH_ID,

@@ -6,9 +6,8 @@ import pytest
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.jobs import outbox
-from campuscard.jobs.registry import OUTBOX_HANDLERS
-from campuscard.services import notifications
+from campuscard.platform import notifications, outbox
+from campuscard.platform.tasks import OUTBOX_HANDLERS
 from tests.support import make_school, make_student
 
 

@@ -10,10 +10,10 @@ import httpx
 from campuscard.adapters.provider import signing
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.jobs import outbox
-from campuscard.jobs.registry import load_job_modules
-from campuscard.services import provider_orders
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger.checks import check_ledger
+from campuscard.moneyflows import provider_orders
+from campuscard.platform import outbox
+from campuscard.platform.tasks import load_job_modules
 from tests.support import login, make_school, make_student, make_user
 from tests.support_moneyflows import (
     MCH_ID,

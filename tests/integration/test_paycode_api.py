@@ -9,8 +9,7 @@ import asyncpg
 import httpx
 
 from campuscard.config import Settings
-from campuscard.domain import paycode
-from campuscard.services import paycodes
+from campuscard.payments import code_rules, codes
 from tests.support import login, make_school, make_student, make_user
 
 
@@ -36,12 +35,12 @@ async def test_bind_generate_pay_rebind_and_unbind_over_http(
     assert abs(bound["server_time"] - time.time()) < 60
     # then: a code computed from what the phone received is accepted by the server
     now = time.time()
-    code = paycode.generate(
+    code = code_rules.generate(
         bytes.fromhex(bound["secret"]),
         bound["token"],
-        paycode.time_step(now, bound["step_seconds"]),
+        code_rules.time_step(now, bound["step_seconds"]),
     )
-    verified = await paycodes.check_code(conn, settings, school_id=school.id, code=code, now=now)
+    verified = await codes.check_code(conn, settings, school_id=school.id, code=code, now=now)
     assert verified.person_id == person_id
     # rebinding revokes the first phone
     r2 = await client.post("/api/v1/me/paycode/devices", json={"label": "iPhone"}, headers=me)
@@ -101,5 +100,5 @@ async def test_minted_code_comes_with_images(
     body = r.json()
     assert body["code"].startswith("8") and len(body["code"]) == 20
     assert body["qr_svg"].lstrip().startswith("<svg") and body["code128_svg"].startswith("<svg")
-    verified = await paycodes.check_code(conn, settings, school_id=school.id, code=body["code"])
+    verified = await codes.check_code(conn, settings, school_id=school.id, code=body["code"])
     assert verified.person_id == person_id

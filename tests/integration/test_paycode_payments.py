@@ -13,8 +13,9 @@ import asyncpg
 import httpx
 
 from campuscard.config import Settings
-from campuscard.services import ledger, paycodes
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger import postings
+from campuscard.ledger.checks import check_ledger
+from campuscard.payments import codes
 from tests.support import login, make_school
 from tests.support_paycodes import Holder, make_holder
 from tests.support_payments import device_call, make_device, make_merchant, set_pin
@@ -52,7 +53,7 @@ async def pay_code(
 
 
 async def balance(conn: asyncpg.Connection[Any], person_id: int) -> int:
-    return sum((await ledger.purse_balances(conn, person_id)).values())
+    return sum((await postings.purse_balances(conn, person_id)).values())
 
 
 async def test_a_code_pays_once_and_a_retry_replays(
@@ -222,7 +223,7 @@ async def test_frozen_lost_revoked_and_foreign_codes_are_refused_at_the_till(
     stranger = await make_holder(conn, settings, other_school.id, "X1")
     r = await pay_code(client, device, stranger.code(time.time()), "1.00")
     assert r.status_code == 404 and r.json()["error"]["code"] == "PAYCODE_UNKNOWN"
-    await paycodes.do_unbind_device(conn, holder.actor, holder.device.id)
+    await codes.do_unbind_device(conn, holder.actor, holder.device.id)
     r = await pay_code(client, device, holder.code(time.time()), "1.00")
     assert r.status_code == 403 and r.json()["error"]["code"] == "PAYCODE_DEVICE_REVOKED"
     assert await balance(conn, holder.person_id) == 10_000

@@ -10,9 +10,9 @@ import asyncpg
 import pytest
 
 from campuscard.config import Settings
-from campuscard.domain import paycode
-from campuscard.domain.errors import DomainError
-from campuscard.services import auth, paycodes
+from campuscard.payments import code_rules, codes
+from campuscard.platform import auth
+from campuscard.platform.errors import DomainError
 from tests.support import ROOT, make_school, make_user
 from tests.support_paycodes import make_holder
 
@@ -26,7 +26,7 @@ async def refused(coro: Any) -> DomainError:
 
 
 async def accept(conn: Any, settings: Settings, school_id: int, code: str, now: float = NOW) -> Any:
-    return await paycodes.do_accept_code(conn, settings, school_id=school_id, code=code, now=now)
+    return await codes.do_accept_code(conn, settings, school_id=school_id, code=code, now=now)
 
 
 async def test_a_code_is_accepted_once_and_a_replay_is_refused(
@@ -55,12 +55,12 @@ async def test_the_database_refuses_a_second_use_even_if_python_checks_are_skipp
 ) -> None:
     school = await make_school(conn)
     holder = await make_holder(conn, settings, school.id)
-    verified = await paycodes.check_code(
+    verified = await codes.check_code(
         conn, settings, school_id=school.id, code=holder.code(NOW), now=NOW
     )
-    await paycodes.do_use_code(conn, verified)
+    await codes.do_use_code(conn, verified)
     # the check in Python is raced past; the unique key still stops the second use
-    err = await refused(paycodes.do_use_code(conn, verified))
+    err = await refused(codes.do_use_code(conn, verified))
     assert err.code == "PAYCODE_USED"
     with pytest.raises(asyncpg.UniqueViolationError):
         await conn.execute(
@@ -84,7 +84,7 @@ async def test_a_clock_skew_of_one_step_is_accepted(
     # the phone's clock is one step behind (-1) or ahead (+1) of the server's
     code = holder.code(NOW + skew_steps * step)
     verified, _ = await accept(conn, settings, school.id, code, NOW)
-    assert verified.step == paycode.time_step(NOW, step) + skew_steps
+    assert verified.step == code_rules.time_step(NOW, step) + skew_steps
 
 
 @pytest.mark.parametrize("age_steps", [2, 5, 60])
@@ -104,7 +104,7 @@ async def test_a_code_1000_steps_old_is_refused_although_its_low_digits_match(
 ) -> None:
     school = await make_school(conn)
     holder = await make_holder(conn, settings, school.id)
-    code = holder.code(NOW - paycode.STEP_MODULUS * holder.device.step_seconds)
+    code = holder.code(NOW - code_rules.STEP_MODULUS * holder.device.step_seconds)
     err = await refused(accept(conn, settings, school.id, code))
     assert err.code == "PAYCODE_INVALID"
 
@@ -116,13 +116,13 @@ async def test_a_code_from_a_revoked_device_is_refused(
     holder = await make_holder(conn, settings, school.id)
     old_code = holder.code(NOW)
     # when: the student binds a new phone (the old one is revoked by it)
-    new_device = await paycodes.do_bind_device(conn, settings, holder.actor, label="new phone")
+    new_device = await codes.do_bind_device(conn, settings, holder.actor, label="new phone")
     # then
     assert new_device.revoked_device_id == holder.device.id
     err = await refused(accept(conn, settings, school.id, old_code))
     assert (err.code, err.status) == ("PAYCODE_DEVICE_REVOKED", 403)
-    new_code = paycode.generate(
-        new_device.secret, new_device.token, paycode.time_step(NOW, new_device.step_seconds)
+    new_code = code_rules.generate(
+        new_device.secret, new_device.token, code_rules.time_step(NOW, new_device.step_seconds)
     )
     verified, _ = await accept(conn, settings, school.id, new_code)
     assert verified.device_id == new_device.id
@@ -141,7 +141,7 @@ async def test_an_unbound_device_is_refused_and_the_operator_can_unbind(
     operator_id = await make_user(conn, "cardcenter", "card_center", school.id)
     operator = await auth.load_actor(conn, operator_id)
     # when
-    result = await paycodes.do_unbind_device(conn, operator, holder.device.id, reason="phone lost")
+    result = await codes.do_unbind_device(conn, operator, holder.device.id, reason="phone lost")
     # then
     assert result["status"] == "revoked"
     err = await refused(accept(conn, settings, school.id, holder.code(NOW)))
@@ -165,10 +165,10 @@ async def test_the_holder_unbinds_but_another_student_cannot(
     school = await make_school(conn)
     holder = await make_holder(conn, settings, school.id)
     other = await make_holder(conn, settings, school.id, "S2002")
-    err = await refused(paycodes.do_unbind_device(conn, other.actor, holder.device.id))
+    err = await refused(codes.do_unbind_device(conn, other.actor, holder.device.id))
     assert err.status == 403
-    await paycodes.do_unbind_device(conn, holder.actor, holder.device.id)
-    err = await refused(paycodes.do_unbind_device(conn, holder.actor, holder.device.id))
+    await codes.do_unbind_device(conn, holder.actor, holder.device.id)
+    err = await refused(codes.do_unbind_device(conn, holder.actor, holder.device.id))
     assert err.code == "DEVICE_ALREADY_UNBOUND"
 
 
@@ -226,7 +226,7 @@ async def test_a_code_with_a_changed_digit_is_refused(
             digits[position] = str((int(digits[position]) + delta) % 10)
             body = "".join(digits)
             # with the check digit left alone (a misread) and recomputed (a forgery)
-            for forged in (body + code[-1], body + paycode.luhn_digit(body)):
+            for forged in (body + code[-1], body + code_rules.luhn_digit(body)):
                 err = await refused(accept(conn, settings, school.id, forged))
                 refusals.add(err.code)
     assert refusals <= {
@@ -258,8 +258,8 @@ async def test_minted_code_behind_the_same_interface(
     # given: a phone that cannot run the generator asks the server for a code
     school = await make_school(conn)
     holder = await make_holder(conn, settings, school.id)
-    minted = await paycodes.do_mint_code(conn, settings, holder.actor, now=NOW)
-    assert len(minted.code) == 20 and minted.code[0] == paycode.SCHEME_MINTED
+    minted = await codes.do_mint_code(conn, settings, holder.actor, now=NOW)
+    assert len(minted.code) == 20 and minted.code[0] == code_rules.SCHEME_MINTED
     stored = await conn.fetchval(
         "SELECT verification_hash FROM paycode_minted WHERE id = $1", minted.id
     )
@@ -277,10 +277,10 @@ async def test_minted_code_refusals(conn: asyncpg.Connection[Any], settings: Set
     school = await make_school(conn, "AAA")
     other_school = await make_school(conn, "BBB")
     holder = await make_holder(conn, settings, school.id)
-    first = await paycodes.do_mint_code(conn, settings, holder.actor, now=NOW)
+    first = await codes.do_mint_code(conn, settings, holder.actor, now=NOW)
     # a wrong verification code (with a valid check digit)
     body = first.code[:9] + "0000000000"
-    forged = body + paycode.luhn_digit(body)
+    forged = body + code_rules.luhn_digit(body)
     assert (await refused(accept(conn, settings, school.id, forged))).code == "PAYCODE_INVALID"
     assert (await refused(accept(conn, settings, other_school.id, first.code))).code == (
         "PAYCODE_UNKNOWN"
@@ -291,7 +291,7 @@ async def test_minted_code_refusals(conn: asyncpg.Connection[Any], settings: Set
         "PAYCODE_EXPIRED"
     )
     # a newer code cancels the older one
-    second = await paycodes.do_mint_code(conn, settings, holder.actor, now=NOW + 5)
+    second = await codes.do_mint_code(conn, settings, holder.actor, now=NOW + 5)
     assert (await refused(accept(conn, settings, school.id, first.code))).code == (
         "PAYCODE_EXPIRED"
     )
@@ -302,7 +302,7 @@ async def test_minted_code_refusals(conn: asyncpg.Connection[Any], settings: Set
     assert (await refused(accept(conn, settings, school.id, second.code))).code == (
         "ACCOUNT_FROZEN"
     )
-    assert (await refused(paycodes.do_mint_code(conn, settings, holder.actor))).code == (
+    assert (await refused(codes.do_mint_code(conn, settings, holder.actor))).code == (
         "ACCOUNT_FROZEN"
     )
 
@@ -312,7 +312,7 @@ async def test_only_a_cardholder_binds_and_the_secret_is_not_stored(
 ) -> None:
     school = await make_school(conn)
     holder = await make_holder(conn, settings, school.id)
-    err = await refused(paycodes.do_bind_device(conn, settings, ROOT))
+    err = await refused(codes.do_bind_device(conn, settings, ROOT))
     assert err.code == "CARDHOLDER_REQUIRED"
     row = await conn.fetchrow("SELECT * FROM paycode_devices WHERE id = $1", holder.device.id)
     assert row is not None
@@ -320,7 +320,7 @@ async def test_only_a_cardholder_binds_and_the_secret_is_not_stored(
     assert holder.device.secret.hex() not in str(dict(row))
     # the secret is derived again from the master key, the binding id and the salt
     assert (
-        paycode.derive_device_secret(
+        code_rules.derive_device_secret(
             settings.master_key.get_secret_value().encode(), row["id"], row["salt"]
         )
         == holder.device.secret
@@ -333,22 +333,22 @@ async def test_guessing_locks_the_token_for_a_while(
     school = await make_school(conn)
     holder = await make_holder(conn, settings, school.id)
     good = holder.code(NOW)
-    for guess in range(paycodes.MAX_FAILURES):
+    for guess in range(codes.MAX_FAILURES):
         body = good[:13] + f"{guess:06d}"
-        forged = body + paycode.luhn_digit(body)
+        forged = body + code_rules.luhn_digit(body)
         err = await refused(accept(conn, settings, school.id, forged))
         assert err.code == "PAYCODE_INVALID"
-        await paycodes.record_failure(conn, forged, reason=err.code)
+        await codes.record_failure(conn, forged, reason=err.code)
     # then even the right code is refused until the window passes
     err = await refused(accept(conn, settings, school.id, good))
     assert (err.code, err.status) == ("PAYCODE_LOCKED", 429)
     await conn.execute("UPDATE paycode_failures SET failed_at = failed_at - interval '11 minutes'")
     await accept(conn, settings, school.id, good)
     assert (
-        paycodes.credential_for(
-            await paycodes.check_code(
+        codes.credential_for(
+            await codes.check_code(
                 conn, settings, school_id=school.id, code=holder.code(NOW, 1), now=NOW
             )
         )
-        == f"paycode:d:{holder.device.id}:{paycode.time_step(NOW, 60)}:1"
+        == f"paycode:d:{holder.device.id}:{code_rules.time_step(NOW, 60)}:1"
     )

@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 
 from campuscard.config import Settings
-from campuscard.domain import pickup_code as codes
-from campuscard.domain.errors import DomainError
-from campuscard.services import card_applications as apps
-from campuscard.services import pickup
+from campuscard.issuing import applications as apps
+from campuscard.issuing import pickup
+from campuscard.issuing import pickup_code as codes
+from campuscard.platform.errors import DomainError
 from tests.support_issuing import Campus, make_campus, make_kiosk, make_parent
 
 
@@ -136,7 +136,7 @@ async def test_expired_and_replaced_codes_are_refused(
         "UPDATE pickup_codes SET state = 'ready', expires_at = now() + interval '1 day'"
     )
     user_id = await conn.fetchval("SELECT applicant_user_id FROM card_applications")
-    from campuscard.services import auth
+    from campuscard.platform import auth
 
     parent = await auth.load_actor(conn, user_id)
     _, fresh = await apps.do_reissue_code(conn, settings, parent, app_id)

@@ -10,9 +10,10 @@ import asyncpg
 import pytest
 
 from campuscard.adapters.provider.simulator import CHINA, ProviderSimulator, SimOrder
-from campuscard.domain.errors import Conflict, Forbidden, InsufficientFunds
-from campuscard.services import ledger, ledger_check, reconciliation
-from campuscard.services.actors import Actor, Grant
+from campuscard.ledger import checks, postings
+from campuscard.platform.actors import Actor, Grant
+from campuscard.platform.errors import Conflict, Forbidden, InsufficientFunds
+from campuscard.settlement import reconciliation
 from tests.support import make_school, make_student
 
 
@@ -32,14 +33,14 @@ async def load(
     conn: asyncpg.Connection[Any], school_id: int, person_id: int, fen: int, rrn: str
 ) -> None:
     """A bank-card -> campus-card load as the bank link books it."""
-    clearing = await ledger.system_account(conn, school_id, "bank_clearing")
-    purse = (await ledger.open_purses(conn, school_id, person_id))["cash"]
+    clearing = await postings.system_account(conn, school_id, "bank_clearing")
+    purse = (await postings.open_purses(conn, school_id, person_id))["cash"]
     async with conn.transaction():
-        await ledger.post(
+        await postings.post(
             conn,
             school_id=school_id,
             kind="bank_load",
-            legs=ledger.legs_move(clearing, purse, fen),
+            legs=postings.legs_move(clearing, purse, fen),
             ref=f"bank_transfer:{rrn}",
             meta={"rrn": rrn},
         )
@@ -116,8 +117,8 @@ async def test_every_bank_case_ends_matched_or_in_suspense_and_resolving_empties
 
     # when the operators resolve each case
     cases = {c["reference"]: c["id"] for c in result["cases"]}
-    bob_cash = (await ledger.open_purses(conn, school.id, bob))["cash"]
-    alice_cash = (await ledger.open_purses(conn, school.id, alice))["cash"]
+    bob_cash = (await postings.open_purses(conn, school.id, bob))["cash"]
+    alice_cash = (await postings.open_purses(conn, school.id, alice))["cash"]
     # the 2.00 load we missed belongs to Bob: post it to his purse
     await reconciliation.do_resolve_case(
         pool,
@@ -162,10 +163,10 @@ async def test_every_bank_case_ends_matched_or_in_suspense_and_resolving_empties
     assert await system(conn, school.id, "suspense") == 0
     assert await system(conn, school.id, "bank_clearing") == 0
     assert await system(conn, school.id, "recon_writeoff") == 500
-    assert await ledger.purse_balances(conn, bob) == {"cash": 3_000 + 2_000, "subsidy": 0}
-    assert await ledger.purse_balances(conn, alice) == {"cash": 10_000, "subsidy": 0}
+    assert await postings.purse_balances(conn, bob) == {"cash": 3_000 + 2_000, "subsidy": 0}
+    assert await postings.purse_balances(conn, alice) == {"cash": 10_000, "subsidy": 0}
     assert (await reconciliation.balances(conn, school.id))["open_cases"] == 0
-    report = await ledger_check.check_ledger(conn)
+    report = await checks.check_ledger(conn)
     assert report.ok, report.violations
 
 
@@ -211,14 +212,14 @@ async def test_provider_bill_from_the_simulator_reconciles_and_a_surplus_is_refu
     for no, fee in (("TOPUP0001", 5_000), ("TOPUP0002", 1_234)):
         sim.orders[no] = SimOrder(no, "1900000109", f"wx{no}", fee, "充值", "http://127.0.0.1/n")
         sim.pay(no)
-    clearing = await ledger.system_account(conn, school.id, "provider_clearing")
-    purse = (await ledger.open_purses(conn, school.id, alice))["cash"]
+    clearing = await postings.system_account(conn, school.id, "provider_clearing")
+    purse = (await postings.open_purses(conn, school.id, alice))["cash"]
     async with conn.transaction():
-        await ledger.post(
+        await postings.post(
             conn,
             school_id=school.id,
             kind="topup_online",
-            legs=ledger.legs_move(clearing, purse, 5_000),
+            legs=postings.legs_move(clearing, purse, 5_000),
             ref="provider_order:1",
             actor="provider",
             meta={"out_trade_no": "TOPUP0001"},
@@ -277,11 +278,11 @@ async def test_a_shortfall_posted_to_an_empty_purse_is_refused_and_changes_nothi
     alice = await make_student(conn, school.id, "S1")
     day: date = await conn.fetchval("SELECT cc_business_date($1)", school.id)
     await load(conn, school.id, alice, 5_000, "000000000002")
-    spend = await ledger.system_account(conn, school.id, "fee_income")
-    purse = (await ledger.open_purses(conn, school.id, alice))["cash"]
+    spend = await postings.system_account(conn, school.id, "fee_income")
+    purse = (await postings.open_purses(conn, school.id, alice))["cash"]
     async with conn.transaction():
-        await ledger.post(
-            conn, school_id=school.id, kind="fee", legs=ledger.legs_move(purse, spend, 4_000)
+        await postings.post(
+            conn, school_id=school.id, kind="fee", legs=postings.legs_move(purse, spend, 4_000)
         )
     r = await reconciliation.do_import_statement(
         pool, first, school.id, source="bank", content=bank_file(day, [])
@@ -364,8 +365,8 @@ async def test_real_bank_link_loads_reconcile_against_the_simulators_statement(
     pool: asyncpg.Pool[Any], settings: Any
 ) -> None:
     from campuscard.adapters.bank.simulator import BankTxn
-    from campuscard.domain.money import Money
-    from campuscard.services import bank_link
+    from campuscard.ledger.money import Money
+    from campuscard.moneyflows import bank_link
     from tests.support_moneyflows import bank_world, cid, holder_with_card
 
     with bank_world(settings) as (wired, sim):

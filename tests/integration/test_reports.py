@@ -11,8 +11,9 @@ import asyncpg
 import httpx
 from openpyxl import load_workbook
 
-from campuscard.services import people, settlement
-from campuscard.services.actors import SYSTEM
+from campuscard.people import directory
+from campuscard.platform.actors import SYSTEM
+from campuscard.settlement import clearing
 from tests.support import ROOT, login, make_school, make_user
 from tests.support_settlement import make_merchant, make_terminal, pay
 
@@ -22,11 +23,11 @@ async def student(
 ) -> int:
     from tests.support import fund
 
-    pid = await people.create_person(
+    pid = await directory.create_person(
         conn,
         ROOT,
         school_id,
-        people.PersonData(
+        directory.PersonData(
             kind="student", number=number, name="学生", class_id=class_id, category=category
         ),
         open_account=True,
@@ -41,8 +42,8 @@ async def test_daily_and_consumption_reports_with_exports(
     # given two classes, a canteen and a supermarket, and a day of spending
     school = await make_school(conn)
     await make_user(conn, "finance", "settlement", school.id)
-    c1 = await people.create_class(conn, ROOT, school.id, name="计算机2401")
-    c2 = await people.create_class(conn, ROOT, school.id, name="数学2402")
+    c1 = await directory.create_class(conn, ROOT, school.id, name="计算机2401")
+    c2 = await directory.create_class(conn, ROOT, school.id, name="数学2402")
     canteen = await make_merchant(conn, school.id, "一食堂", commission_bp=100)
     shop = await make_merchant(conn, school.id, "超市", channel="supermarket", commission_bp=100)
     tc = await make_terminal(conn, school.id, canteen, "POS-R-001")
@@ -56,7 +57,7 @@ async def test_daily_and_consumption_reports_with_exports(
     await pay(conn, school.id, shop, ts, c, 3_000)
     await pay(conn, school.id, shop, ts, c, 500, kind="refund")
     day: date = await conn.fetchval("SELECT cc_business_date($1)", school.id)
-    await settlement.do_close_day(pool, SYSTEM, school.id, day, early=True)
+    await clearing.do_close_day(pool, SYSTEM, school.id, day, early=True)
     h = await login(client, "finance", school.code)
     base = f"/api/v1/admin/schools/{school.code}/reports"
     q = {"date_from": day.isoformat(), "date_to": day.isoformat()}

@@ -11,8 +11,8 @@ import httpx
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.services import ledger
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger import postings
+from campuscard.ledger.checks import check_ledger
 from tests.support import login, make_school, make_user
 from tests.support_payments import (
     Device,
@@ -57,8 +57,8 @@ async def test_a_reversal_resent_while_the_first_is_reversing_answers_the_same(
         assert (first.status_code, again.status_code) == (200, 200), (first.text, again.text)
         assert first.json() == again.json() and first.json()["original"] == "booked"
     async with pool.acquire() as conn:
-        assert await ledger.purse_balances(conn, person_id) == {"cash": 10_000, "subsidy": 2_000}
-        assert await ledger.merchant_balance(conn, merchant_id) == 0
+        assert await postings.purse_balances(conn, person_id) == {"cash": 10_000, "subsidy": 2_000}
+        assert await postings.merchant_balance(conn, merchant_id) == 0
         assert await conn.fetchval("SELECT count(*) FROM payment_reversals") == 4
         assert (await check_ledger(conn)).ok
 
@@ -76,8 +76,8 @@ async def test_reversal_after_payment_returns_money_to_the_same_purses(
     assert r1.json()["returned_to"] == {"subsidy": "20.00", "cash": "10.00"}
     assert r2.json() == r1.json() and r2.headers["idempotent-replayed"] == "true"
     async with pool.acquire() as conn:
-        assert await ledger.purse_balances(conn, person_id) == {"cash": 10_000, "subsidy": 2_000}
-        assert await ledger.merchant_balance(conn, merchant_id) == 0
+        assert await postings.purse_balances(conn, person_id) == {"cash": 10_000, "subsidy": 2_000}
+        assert await postings.merchant_balance(conn, merchant_id) == 0
         assert (await check_ledger(conn)).ok
     # the payment's retry still answers the booked receipt; nothing books twice
     again = await pay(client, dev, card, "30.00", client_id="rev-after-001")
@@ -96,7 +96,7 @@ async def test_reversal_before_payment_makes_the_late_original_refused_for_ever(
     assert later.json() == late.json()
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM payments") == 0
-        assert sum((await ledger.purse_balances(conn, person_id)).values()) == 12_000
+        assert sum((await postings.purse_balances(conn, person_id)).values()) == 12_000
 
 
 async def test_reversal_of_another_terminals_payment_does_not_touch_it(
@@ -172,8 +172,8 @@ async def test_partial_refunds_go_back_to_purses_and_never_exceed_the_payment(
     assert r2.status_code == 409 and r2.json()["error"]["code"] == "REFUND_EXCEEDS_PAYMENT"
     assert r3.status_code == 200 and r3.json()["refundable"] == "0.00"
     async with pool.acquire() as conn:
-        assert await ledger.purse_balances(conn, person_id) == {"cash": 10_000, "subsidy": 2_000}
-        assert await ledger.merchant_balance(conn, merchant_id) == 0
+        assert await postings.purse_balances(conn, person_id) == {"cash": 10_000, "subsidy": 2_000}
+        assert await postings.merchant_balance(conn, merchant_id) == 0
         assert (await check_ledger(conn)).ok
 
 
@@ -280,7 +280,7 @@ async def test_many_terminals_paying_refunding_reversing_at_once_keep_the_ledger
         net = await conn.fetchval(
             "SELECT coalesce(sum(amount - refunded), 0) FROM payments WHERE status = 'booked'"
         )
-        assert await ledger.merchant_balance(conn, merchant_id) == net
+        assert await postings.merchant_balance(conn, merchant_id) == net
         spent = await conn.fetchval(
             "SELECT -sum(balance) + 10 * 21000 FROM accounts WHERE kind = 'purse'"
         )

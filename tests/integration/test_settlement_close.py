@@ -9,9 +9,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from campuscard.domain.errors import Conflict, Forbidden, ValidationFailed
-from campuscard.services import ledger, ledger_check, settlement
-from campuscard.services.actors import SYSTEM, Actor, Grant
+from campuscard.ledger import checks, postings
+from campuscard.platform.actors import SYSTEM, Actor, Grant
+from campuscard.platform.errors import Conflict, Forbidden, ValidationFailed
+from campuscard.settlement import clearing as settlement
 from tests.support import make_school, make_student
 from tests.support_settlement import advance_day, make_merchant, make_terminal, pay
 
@@ -68,16 +69,16 @@ async def test_day_cleared_twice_has_identical_figures_and_one_settlement(
         "SELECT count(*) FROM journal_tx WHERE kind = 'settlement' AND school_id = $1", school.id
     )
     assert n == 2
-    assert await ledger.merchant_balance(conn, canteen.id) == 0
-    assert await ledger.merchant_balance(conn, shop.id) == 0
-    payable = await ledger.system_account(conn, school.id, "merchant_payable")
-    income = await ledger.system_account(conn, school.id, "commission_income")
+    assert await postings.merchant_balance(conn, canteen.id) == 0
+    assert await postings.merchant_balance(conn, shop.id) == 0
+    payable = await postings.system_account(conn, school.id, "merchant_payable")
+    income = await postings.system_account(conn, school.id, "commission_income")
     balances = dict(
         await conn.fetch("SELECT id, balance FROM accounts WHERE id = ANY($1)", [payable, income])
     )
     assert balances[income] == 49
     assert balances[payable] == 3_234 + 4_599  # no payout account yet: stays payable
-    report = await ledger_check.check_ledger(conn)
+    report = await checks.check_ledger(conn)
     assert report.ok, report.violations
 
 
@@ -180,8 +181,8 @@ async def test_payout_instruction_books_payable_to_bank_clearing(
 
     # then 123.45 - 0.74 (74.07 fen -> 74) goes out, and is in transit at the bank
     assert [(r["account_no"], r["payout_fen"]) for r in rows] == [("6222020200112233", 12_271)]
-    clearing = await ledger.system_account(conn, school.id, "bank_clearing")
-    payable = await ledger.system_account(conn, school.id, "merchant_payable")
+    clearing = await postings.system_account(conn, school.id, "bank_clearing")
+    payable = await postings.system_account(conn, school.id, "merchant_payable")
     bal = dict(
         await conn.fetch("SELECT id, balance FROM accounts WHERE id = ANY($1)", [clearing, payable])
     )
@@ -193,7 +194,7 @@ async def test_payout_instruction_books_payable_to_bank_clearing(
 async def test_the_worker_job_closes_yesterday_once(
     pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
 ) -> None:
-    from campuscard.jobs.settlement import close_finished_days
+    from campuscard.settlement.jobs import close_finished_days
 
     # given a sale today, then the cut-off passes
     school = await make_school(conn)

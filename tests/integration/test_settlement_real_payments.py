@@ -10,8 +10,9 @@ import asyncpg
 import httpx
 
 from campuscard.config import Settings
-from campuscard.services import ledger, settlement
-from campuscard.services.actors import SYSTEM
+from campuscard.ledger import postings
+from campuscard.platform.actors import SYSTEM
+from campuscard.settlement import clearing
 from tests.support import make_school
 from tests.support_payments import device_call, make_cardholder, make_device, make_merchant, pay
 
@@ -43,8 +44,8 @@ async def test_pos_payments_and_a_reversal_clear_per_terminal(
     day: date = await conn.fetchval("SELECT cc_business_date($1)", school.id)
 
     # when the day is closed
-    await settlement.do_close_day(pool, SYSTEM, school.id, day, early=True)
-    st = await settlement.statement(conn, school.id, day, canteen)
+    await clearing.do_close_day(pool, SYSTEM, school.id, day, early=True)
+    st = await clearing.statement(conn, school.id, day, canteen)
 
     # then each till has its own line, the reversal sits on the till that made it
     lines = {ln["terminal"]: ln for ln in st["lines"]}
@@ -54,4 +55,4 @@ async def test_pos_payments_and_a_reversal_clear_per_terminal(
     assert st["totals"]["net_sales"] == "42.50"
     assert st["totals"]["commission"] == "0.43"  # 42.5 fen -> 43 (half-up)
     assert st["totals"]["payout"] == "42.07"
-    assert await ledger.merchant_balance(conn, canteen) == 0
+    assert await postings.merchant_balance(conn, canteen) == 0

@@ -13,10 +13,9 @@ from campuscard.adapters.sms import SmsError
 from campuscard.adapters.sms.http import HttpSmsGateway
 from campuscard.adapters.sms.simulator import create_sms_simulator
 from campuscard.config import Settings
-from campuscard.domain.sealing import seal
-from campuscard.jobs import outbox
-from campuscard.jobs.registry import load_job_modules
-from campuscard.services import notifications
+from campuscard.platform import notifications, outbox
+from campuscard.platform.sealing import seal
+from campuscard.platform.tasks import load_job_modules
 from tests.servers import serve_in_thread
 from tests.support import make_school, make_student
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from campuscard.clients.import_uploader import upload_students
-from campuscard.domain.errors import ValidationFailed
-from campuscard.domain.student_import import build_frame
-from campuscard.services import student_import
+from campuscard.issuing import imports
+from campuscard.issuing.import_rules import build_frame
+from campuscard.platform.errors import ValidationFailed
 from tests.support import login
 from tests.support_issuing import english, make_campus, student_rows, xlsx
 
@@ -36,7 +36,7 @@ async def test_import_creates_students_classes_and_stores_the_file(
     rows[0][6] = "88000001"
     content = xlsx(rows)
     # when
-    result = await student_import.do_import_students(
+    result = await imports.do_import_students(
         conn, campus.teacher, campus.school_id, frame=build_frame(content), filename="一班.xlsx"
     )
     # then
@@ -71,7 +71,7 @@ async def test_reimport_updates_changed_rows_and_adds_new_ones(
     rows[1][3] = "改名字"  # student 2 renamed
     rows[2][4] = "三年级9班"  # student 3 moved class
     content = xlsx(rows)
-    result = await student_import.do_import_students(
+    result = await imports.do_import_students(
         conn, campus.teacher, campus.school_id, frame=build_frame(content), filename="v2.xlsx"
     )
     assert (result.version, result.added, result.updated, result.unchanged) == (2, 2, 2, 2)
@@ -83,7 +83,7 @@ async def test_reimport_updates_changed_rows_and_adds_new_ones(
         == "三年级9班"
     )
     # the same file again stores no new version
-    again = await student_import.do_import_students(
+    again = await imports.do_import_students(
         conn, campus.teacher, campus.school_id, frame=build_frame(content), filename="v2.xlsx"
     )
     assert again.replayed and again.version == 2 and again.updated == 0
@@ -94,7 +94,7 @@ async def test_english_header_variant_imports(conn: asyncpg.Connection[Any]) -> 
     rows = student_rows(campus.name, 3)
     for r in rows:
         r[1] = "Jiangsu"
-    result = await student_import.do_import_students(
+    result = await imports.do_import_students(
         conn, campus.teacher, campus.school_id, frame=build_frame(english(rows)), filename="en.xlsx"
     )
     assert result.added == 3
@@ -126,7 +126,7 @@ async def test_a_file_with_bad_rows_changes_nothing_and_lists_every_bad_row(
     ]
     # when
     with pytest.raises(ValidationFailed) as err:
-        await student_import.do_import_students(
+        await imports.do_import_students(
             conn,
             campus.teacher,
             campus.school_id,

@@ -10,8 +10,8 @@ import httpx
 import openpyxl
 
 from campuscard.db.pool import PgPool
-from campuscard.services import subsidies
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger.checks import check_ledger
+from campuscard.moneyflows import subsidies
 from tests.support import login, make_school, make_student, make_user
 from tests.support_moneyflows import balances, cid, system_balance
 

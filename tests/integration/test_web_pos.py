@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 import httpx
 
+from campuscard.cards import lifecycle
 from campuscard.config import Settings
-from campuscard.services import cards
 from tests.support import ROOT, make_school, make_user
 from tests.support_payments import make_cardholder, make_device, make_merchant
 from tests.support_web import csrf_from, page_csrf, web_login
@@ -99,7 +99,7 @@ async def test_lost_card_unknown_card_and_bad_amount_are_refused_and_change_noth
     shop = await _shop(conn, settings)
     await web_login(client, "boss", shop["school"].code)
     await _bind(client, shop["device"].id)
-    await cards.report_loss(conn, ROOT, shop["card"]["id"], channel="counter")
+    await lifecycle.report_loss(conn, ROOT, shop["card"]["id"], channel="counter")
     lost = await _charge(client, "3.00", shop["card"]["uid"])
     assert 'class="result bad"' in lost and "CARD_LOST" in lost and 'data-sound="bad"' in lost
     unknown = await _charge(client, "3.00", "DEADBEEF")
@@ -183,8 +183,8 @@ async def test_refund_needs_permission_and_never_exceeds_the_payment(
 async def test_a_payment_code_pays_once_and_a_refusal_leaves_it_unused(
     client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
 ) -> None:
-    from campuscard.services import paycodes
-    from campuscard.services.actors import Actor, Grant
+    from campuscard.payments import codes
+    from campuscard.platform.actors import Actor, Grant
 
     shop = await _shop(conn, settings)
     student = Actor(
@@ -193,7 +193,7 @@ async def test_a_payment_code_pays_once_and_a_refusal_leaves_it_unused(
         school_id=shop["school"].id,
         grants=frozenset({Grant("cardholder", shop["school"].id)}),
     )
-    code = (await paycodes.do_mint_code(conn, settings, student)).code
+    code = (await codes.do_mint_code(conn, settings, student)).code
     await web_login(client, "boss", shop["school"].code)
     await _bind(client, shop["device"].id)
     await _charge(client, "45.00", shop["card"]["uid"])  # 5.00 left

@@ -4,8 +4,8 @@ blacklist and the count of everything an action leaves behind.
 Hypothesis drives random sequences of card-center actions (issue, activate, report loss,
 unblock, freeze, unfreeze, replace, cancel, expire), by the right and the wrong people (the
 card center, the holder, another holder, a teacher, another school's card center), through the
-real service functions (``services/cards.py``, the expiry job) on a real PostgreSQL, plus
-payments at a POS (``services/payments.py``). After every step:
+real service functions (``cards/lifecycle.py``, the expiry job) on a real PostgreSQL, plus
+payments at a POS (``payments/booking.py``). After every step:
 
 * each card's state, each holder's cash and account status equal the model's;
 * a refused action changed nothing (cards, blacklist version, audit rows, card events,
@@ -43,14 +43,16 @@ from hypothesis.stateful import (
     run_state_machine_as_test as run_machine,
 )
 
+from campuscard.cards import jobs as card_jobs
+from campuscard.cards import lifecycle as cards
 from campuscard.config import Settings
 from campuscard.db.pool import Conn
-from campuscard.domain.errors import DomainError
-from campuscard.domain.money import Money
-from campuscard.jobs import cards as card_jobs
-from campuscard.services import auth, cards, payments, terminals
-from campuscard.services.actors import Actor
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger.checks import check_ledger
+from campuscard.ledger.money import Money
+from campuscard.payments import booking, terminals
+from campuscard.platform import auth
+from campuscard.platform.actors import Actor
+from campuscard.platform.errors import DomainError
 from tests.property.support import Env
 from tests.support import fund, make_school, make_student, make_user
 from tests.support_payments import Device, make_device, make_merchant, nonce, sign_headers
@@ -58,7 +60,7 @@ from tests.support_payments import Device, make_device, make_merchant, nonce, si
 _codes = itertools.count()
 _card_numbers = itertools.count(1)
 
-# The model's own reading of the card rules (domain/cards.py docstring, docs): written out here
+# The model's own reading of the card rules (cards/rules.py docstring, docs): written out here
 # rather than imported, so a change to the rules has to change the test too.
 LIVE = frozenset({"issued", "active", "lost", "frozen"})
 BLOCKED = frozenset({"lost", "frozen", "replaced", "cancelled", "expired"})
@@ -595,14 +597,14 @@ class CardMachine(RuleBasedStateMachine):
         m = self.model.cards[card]
         expected = pay_expectation(self.model, m, fen)
 
-        async def book() -> payments.PaymentAnswer:
+        async def book() -> booking.PaymentAnswer:
             async with self.env.pool.acquire() as conn:
-                return await payments.book_payment(
+                return await booking.book_payment(
                     conn,
                     self.settings,
                     await self._signed("/api/v1/terminal/pay", m, fen),
                     client_id=f"pay-{nonce()}",
-                    payer=payments.CardPayer(m.number, m.uid),
+                    payer=booking.CardPayer(m.number, m.uid),
                     amount=Money(fen),
                 )
 
@@ -639,10 +641,10 @@ class CardMachine(RuleBasedStateMachine):
         async with self.env.pool.acquire() as conn:
             for card_id in card_ids:
                 m = self.model.cards[card_id]
-                answer = await payments.check_payment(
+                answer = await booking.check_payment(
                     conn,
                     await self._signed("/api/v1/terminal/pay/check", m, 1),
-                    payer=payments.CardPayer(m.number, m.uid),
+                    payer=booking.CardPayer(m.number, m.uid),
                     amount=Money(1),
                 )
                 got = "ok" if answer.ok else answer.body["error"]["code"]

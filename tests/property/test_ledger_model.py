@@ -1,7 +1,7 @@
 """The ledger against a model: a dict of balances, floors and posting counts.
 
 Hypothesis drives random sequences of bookings (balanced, unbalanced, overdrawing, concurrent)
-through ``services.ledger.post`` on a real PostgreSQL and, after every step, compares every
+through ``ledger.postings.post`` on a real PostgreSQL and, after every step, compares every
 account with the model and proves I1-I4 over the whole database. A refused booking must change
 nothing at all: no balance, no version, no journal row.
 """
@@ -27,9 +27,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from campuscard.domain.errors import InsufficientFunds, ValidationFailed
-from campuscard.services import ledger
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger import postings as ledger
+from campuscard.ledger.checks import check_ledger
+from campuscard.platform.errors import InsufficientFunds, ValidationFailed
 from tests.property.support import Env
 from tests.support import make_school, make_student
 

@@ -48,10 +48,12 @@ from campuscard.adapters.provider.simulator import ProviderSimulator
 from campuscard.api.errors import TRANSIENT_DB_ERRORS
 from campuscard.config import Settings
 from campuscard.db.pool import connect, create_pool
-from campuscard.domain import paycode, signing
-from campuscard.domain.money import Money
-from campuscard.services import auth, bank_link, ledger, pay_settings, paycodes, provider_orders
-from campuscard.services.ledger_check import check_ledger
+from campuscard.ledger import postings
+from campuscard.ledger.checks import check_ledger
+from campuscard.ledger.money import Money
+from campuscard.moneyflows import bank_link, provider_orders
+from campuscard.payments import code_rules, codes, pay_settings
+from campuscard.platform import auth, signing
 from tests.reliability.cluster import MASTER_KEY, Cluster, running_cluster
 from tests.servers import serve_in_thread
 from tests.support import PASSWORD, ROOT, make_school, make_user
@@ -119,7 +121,7 @@ class World:
     cash_desk: int = 0
     history: list[Op] = field(default_factory=list)
     snapshots: list[int] = field(default_factory=list)
-    phones: dict[int, paycodes.BoundDevice] = field(default_factory=dict)  # cash purse -> phone
+    phones: dict[int, codes.BoundDevice] = field(default_factory=dict)  # cash purse -> phone
     holders: dict[int, tuple[int, str]] = field(default_factory=dict)  # cash purse -> person, user
     tokens: dict[int, str] = field(default_factory=dict)  # cash purse -> the student's token
     cashier: str = ""  # token of the merchant's manager, who signs refunds in at the till
@@ -155,7 +157,7 @@ async def seed(
         for i in range(STUDENTS):
             number = f"B{i:04d}"
             person, card = await make_cardholder(conn, school.id, number, cash=OPENING)
-            purses = await ledger.open_purses(conn, school.id, person)
+            purses = await postings.open_purses(conn, school.id, person)
             world.students.append((number, purses["cash"], purses["subsidy"]))
             world.cards[purses["cash"]] = (card["number"], card["uid"])
         world.merchant, outlet = await make_merchant(conn, school.id)
@@ -166,10 +168,10 @@ async def seed(
                     conn, settings, school.id, world.merchant, f"POS-BANK-{i}", outlet_id=outlet
                 )
             )
-        world.fund = await ledger.system_account(conn, school.id, "subsidy_fund")
-        world.cash_desk = await ledger.system_account(conn, school.id, "cash_desk")
-        world.clearing = await ledger.system_account(conn, school.id, "provider_clearing")
-        world.bank_clearing = await ledger.system_account(conn, school.id, "bank_clearing")
+        world.fund = await postings.system_account(conn, school.id, "subsidy_fund")
+        world.cash_desk = await postings.system_account(conn, school.id, "cash_desk")
+        world.clearing = await postings.system_account(conn, school.id, "provider_clearing")
+        world.bank_clearing = await postings.system_account(conn, school.id, "bank_clearing")
         await make_user(conn, "cashier", "merchant_manager", school.id, merchant_id=world.merchant)
         # every amount stays under the PIN threshold of one payment; the day's running total
         # would cross the daily one, after which a code payment waits for the phone (202)
@@ -179,7 +181,7 @@ async def seed(
             person = await conn.fetchval("SELECT id FROM persons WHERE number = $1", number)
             user = await make_user(conn, f"stu{i}", "cardholder", school.id, person_id=person)
             actor = await auth.load_actor(conn, user)
-            world.phones[cash] = await paycodes.do_bind_device(
+            world.phones[cash] = await codes.do_bind_device(
                 conn, phone_settings, actor, label=f"phone {i}"
             )
             world.holders[cash] = (person, f"stu{i}")
@@ -190,7 +192,7 @@ async def seed(
     try:
         for i, (person, _) in enumerate(world.holders.values()):
             body = f"62220200{i:010d}"
-            pan = body + paycode.luhn_digit(body)
+            pan = body + code_rules.luhn_digit(body)
             assert iso.luhn_ok(pan)
             bank.open_account(pan, "张三", 10**9)
             async with pool.acquire() as conn:
@@ -270,12 +272,12 @@ async def login_token(http: httpx.AsyncClient, username: str) -> str:
 def fresh_code(world: World, cash: int) -> str | None:
     """The code the student's phone shows now (a new counter for each payment in one step)."""
     phone = world.phones[cash]
-    step = paycode.time_step(time.time(), phone.step_seconds)
+    step = code_rules.time_step(time.time(), phone.step_seconds)
     n = world.codes_used.get((cash, step), 0)
-    if n > paycode.MAX_COUNTER:
+    if n > code_rules.MAX_COUNTER:
         return None  # this phone made all its codes for this step
     world.codes_used[cash, step] = n + 1
-    return paycode.generate(phone.secret, phone.token, step, n)
+    return code_rules.generate(phone.secret, phone.token, step, n)
 
 
 def next_op(world: World, rng: random.Random, operator: int, seq: int) -> Op:

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from campuscard.domain import cards, payments, signing
-from campuscard.domain.errors import Conflict, ValidationFailed
+from campuscard.cards import rules as cards
+from campuscard.payments import rules as payments
+from campuscard.platform import signing
+from campuscard.platform.errors import Conflict, ValidationFailed
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "terminal-protocol.md"
 

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from campuscard.domain.settlement import allocate, commission_fen, payout_ref, rate_text
+from campuscard.settlement.rules import allocate, commission_fen, payout_ref, rate_text
 
 
 @pytest.mark.parametrize(

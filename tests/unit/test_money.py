@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from campuscard.domain.errors import ValidationFailed
-from campuscard.domain.money import Money, fmt
+from campuscard.ledger.money import Money, fmt
+from campuscard.platform.errors import ValidationFailed
 
 
 @pytest.mark.parametrize(

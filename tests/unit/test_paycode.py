@@ -13,23 +13,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from campuscard.domain import code128, paycode
-from campuscard.domain.errors import ValidationFailed
+from campuscard.payments import code128, code_rules
+from campuscard.platform.errors import ValidationFailed
 
 SECRET = bytes(range(32))
 TOKEN = "04211337"
 
 
 def test_layout_scheme_token_step_counter_mac_and_check_digit() -> None:
-    code = paycode.generate(SECRET, TOKEN, 29_833_123, counter=4)
+    code = code_rules.generate(SECRET, TOKEN, 29_833_123, counter=4)
     assert len(code) == 20 and code.isdigit()
-    parsed = paycode.parse(code)
+    parsed = code_rules.parse(code)
     assert parsed.scheme == "7"
     assert parsed.token == TOKEN
     assert parsed.step_low == 123
     assert parsed.counter == 4
-    assert parsed.mac == paycode.mac_digits(SECRET, TOKEN, 29_833_123, 4)
-    assert code[-1] == paycode.luhn_digit(code[:-1])
+    assert parsed.mac == code_rules.mac_digits(SECRET, TOKEN, 29_833_123, 4)
+    assert code[-1] == code_rules.luhn_digit(code[:-1])
 
 
 def test_known_answer_from_a_hand_built_hmac() -> None:
@@ -42,46 +42,46 @@ def test_known_answer_from_a_hand_built_hmac() -> None:
     offset = digest[31] & 0x0F
     mac = (int.from_bytes(digest[offset : offset + 4], "big") & 0x7FFFFFFF) % 1_000_000
     body = f"7{TOKEN}1234{mac:06d}"
-    assert paycode.generate(SECRET, TOKEN, 29_833_123, 4) == body + paycode.luhn_digit(body)
-    assert paycode.generate(SECRET, TOKEN, 29_833_123, 4) == "70421133712345054939"
+    assert code_rules.generate(SECRET, TOKEN, 29_833_123, 4) == body + code_rules.luhn_digit(body)
+    assert code_rules.generate(SECRET, TOKEN, 29_833_123, 4) == "70421133712345054939"
 
 
 def test_luhn_catches_every_single_digit_change() -> None:
-    code = paycode.generate(SECRET, TOKEN, 12345, 0)
+    code = code_rules.generate(SECRET, TOKEN, 12345, 0)
     for i in range(len(code)):
         for d in "0123456789":
             if d != code[i]:
                 changed = code[:i] + d + code[i + 1 :]
                 with pytest.raises(ValidationFailed):
-                    paycode.parse(changed)
+                    code_rules.parse(changed)
 
 
 def test_codes_change_every_step_and_with_the_counter() -> None:
-    codes = {paycode.generate(SECRET, TOKEN, s, c) for s in range(100, 110) for c in range(10)}
+    codes = {code_rules.generate(SECRET, TOKEN, s, c) for s in range(100, 110) for c in range(10)}
     assert len(codes) == 100
 
 
 def test_clock_window_is_one_step_either_side() -> None:
     now = 5_000
     for skew in (-1, 0, 1):
-        parsed = paycode.parse(paycode.generate(SECRET, TOKEN, now + skew))
-        assert paycode.verify_device_code(SECRET, parsed, now) == now + skew
+        parsed = code_rules.parse(code_rules.generate(SECRET, TOKEN, now + skew))
+        assert code_rules.verify_device_code(SECRET, parsed, now) == now + skew
     for skew in (-2, 2, -1000):
-        parsed = paycode.parse(paycode.generate(SECRET, TOKEN, now + skew))
-        assert paycode.verify_device_code(SECRET, parsed, now) is None
+        parsed = code_rules.parse(code_rules.generate(SECRET, TOKEN, now + skew))
+        assert code_rules.verify_device_code(SECRET, parsed, now) is None
 
 
 def test_wrong_secret_does_not_verify() -> None:
-    parsed = paycode.parse(paycode.generate(SECRET, TOKEN, 777))
-    assert paycode.verify_device_code(b"x" * 32, parsed, 777) is None
+    parsed = code_rules.parse(code_rules.generate(SECRET, TOKEN, 777))
+    assert code_rules.verify_device_code(b"x" * 32, parsed, 777) is None
 
 
 def test_device_secret_depends_on_master_key_binding_and_salt() -> None:
-    a = paycode.derive_device_secret(b"master", 1, b"s" * 16)
+    a = code_rules.derive_device_secret(b"master", 1, b"s" * 16)
     assert len(a) == 32
-    assert a != paycode.derive_device_secret(b"master2", 1, b"s" * 16)
-    assert a != paycode.derive_device_secret(b"master", 2, b"s" * 16)
-    assert a != paycode.derive_device_secret(b"master", 1, b"t" * 16)
+    assert a != code_rules.derive_device_secret(b"master2", 1, b"s" * 16)
+    assert a != code_rules.derive_device_secret(b"master", 2, b"s" * 16)
+    assert a != code_rules.derive_device_secret(b"master", 1, b"t" * 16)
 
 
 @pytest.mark.parametrize(
@@ -95,13 +95,13 @@ def test_device_secret_depends_on_master_key_binding_and_salt() -> None:
 )
 def test_generate_refuses_bad_arguments(token: str, counter: int, field: str) -> None:
     with pytest.raises(ValidationFailed) as info:
-        paycode.generate(SECRET, token, 1, counter)
+        code_rules.generate(SECRET, token, 1, counter)
     assert info.value.field == field
 
 
 def test_minted_layout() -> None:
-    code = paycode.minted(TOKEN, "0123456789")
-    parsed = paycode.parse(code)
+    code = code_rules.minted(TOKEN, "0123456789")
+    parsed = code_rules.parse(code)
     assert (parsed.scheme, parsed.token, parsed.payload) == ("8", TOKEN, "0123456789")
 
 
@@ -127,7 +127,7 @@ def _png_of_code128(text: str, scale: int = 3) -> Image.Image:
 def test_qr_and_code128_images_decode_back_to_the_code(
     step: int, counter: int, secret: bytes
 ) -> None:
-    code = paycode.generate(secret, TOKEN, step, counter)
+    code = code_rules.generate(secret, TOKEN, step, counter)
     buf = io.BytesIO()
     segno.make(code, error="m", micro=False).save(buf, kind="png", scale=6, border=4)
     buf.seek(0)
@@ -144,7 +144,7 @@ def test_code128_set_b_and_odd_digits_decode_too(text: str) -> None:
 
 
 def test_code128_svg_draws_one_rect_per_bar() -> None:
-    code = paycode.generate(SECRET, TOKEN, 1, 0)
+    code = code_rules.generate(SECRET, TOKEN, 1, 0)
     svg = code128.svg(code)
     bars = len(code128.modules(code)) // 2 + 1
     assert svg.count("<rect") == bars + 1  # plus the white background

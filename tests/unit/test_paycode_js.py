@@ -16,7 +16,7 @@ import zxingcpp
 from PIL import Image, ImageDraw
 
 import campuscard
-from campuscard.domain import code128, paycode
+from campuscard.payments import code128, code_rules
 
 JS_DIR = Path(campuscard.__file__).parent / "web" / "static" / "js"
 NODE = shutil.which("node")
@@ -87,8 +87,8 @@ def test_javascript_and_python_generate_the_same_codes(tmp_path: Path) -> None:
         )
     result = run_js(cases, tmp_path)
     for case, js in zip(cases, result["out"], strict=True):
-        step = paycode.time_step(case["unix_ms"] / 1000, case["step_seconds"])
-        expected = paycode.generate(
+        step = code_rules.time_step(case["unix_ms"] / 1000, case["step_seconds"])
+        expected = code_rules.generate(
             bytes.fromhex(case["secret"]), case["token"], step, case["counter"]
         )
         assert js["step"] == step

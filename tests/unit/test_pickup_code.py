@@ -6,9 +6,9 @@ from datetime import datetime
 
 import pytest
 
-from campuscard.domain import pickup_code as codes
-from campuscard.domain.errors import ValidationFailed
-from campuscard.domain.sealing import seal, unseal
+from campuscard.issuing import pickup_code as codes
+from campuscard.platform.errors import ValidationFailed
+from campuscard.platform.sealing import seal, unseal
 
 MASTER = b"unit-test-master-key"
 
@@ -54,7 +54,7 @@ def test_sealed_text_opens_only_with_the_key_and_untouched() -> None:
 
 
 def test_first_mismatch_follows_seed_order() -> None:
-    from campuscard.domain.card_application import first_mismatch
+    from campuscard.issuing.application_rules import first_mismatch
 
     assert first_mismatch(None) == "class"
     assert first_mismatch((False, True, True)) == "class"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from campuscard.domain.purse_order import policy_of, split_debit
+from campuscard.ledger.purse_order import policy_of, split_debit
 
 
 def test_subsidy_first_takes_the_subsidy_then_cash() -> None:

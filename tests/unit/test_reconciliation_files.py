@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from campuscard.domain.errors import ValidationFailed
-from campuscard.domain.reconciliation import (
+from campuscard.platform.errors import ValidationFailed
+from campuscard.settlement.reconciliation_rules import (
     match,
     net_by_reference,
     parse_bank_statement,

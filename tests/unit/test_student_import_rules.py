@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from campuscard.domain import student_import as rules
-from campuscard.domain.errors import ValidationFailed
+from campuscard.issuing import import_rules as rules
+from campuscard.platform.errors import ValidationFailed
 from tests.support_issuing import english, xlsx
 
 ROW = [1, "江苏省", "测试学校", "张三", "一年级1班", "2026000001", "88001234"]

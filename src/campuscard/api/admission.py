@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from campuscard.db.pool import PgPool
-from campuscard.domain.errors import DomainError
+from campuscard.platform.errors import DomainError
 
 CHANNELS = ("tuition", "canteen", "supermarket", "other")
 

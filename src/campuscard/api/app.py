@@ -38,7 +38,7 @@ from campuscard.api.routes import subsidies as subsidy_routes
 from campuscard.api.routes import topups as topup_routes
 from campuscard.config import Settings, get_settings
 from campuscard.db.pool import PgPool, create_pool_when_ready
-from campuscard.jobs.worker import run_forever
+from campuscard.platform.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
 from campuscard.web.admin import issuing as web_issuing

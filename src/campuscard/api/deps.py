@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.domain.errors import Forbidden, NotFound, Unauthorized
-from campuscard.services import auth
-from campuscard.services.actors import Actor
-from campuscard.services.event_batch import EventBatcher
+from campuscard.platform import auth
+from campuscard.platform.actors import Actor
+from campuscard.platform.errors import Forbidden, NotFound, Unauthorized
+from campuscard.platform.event_batch import EventBatcher
 
 SESSION_COOKIE = "cc_session"
 CSRF_HEADER = "x-csrf-token"  # the page's token, sent by its scripts and by HTMX

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from campuscard.domain.errors import DomainError
+from campuscard.platform.errors import DomainError
 
 log = logging.getLogger("campuscard.api")
 

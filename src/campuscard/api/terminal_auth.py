@@ -13,8 +13,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from campuscard.api.deps import AppSettings, Pool
-from campuscard.services import terminals
-from campuscard.services.terminals import SignedTerminal
+from campuscard.payments import terminals
+from campuscard.payments.terminals import SignedTerminal
 
 
 def signed_path(request: Request) -> str:

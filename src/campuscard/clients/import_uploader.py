@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import httpx
 
-from campuscard.domain import student_import as rules
+from campuscard.issuing import import_rules as rules
 
 MAX_ATTEMPTS = 3
 RETRYABLE = {"DIGEST_MISMATCH", "FRAME_INVALID"}

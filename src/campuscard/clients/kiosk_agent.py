@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 
 from campuscard.adapters.dispenser import CardDispenser, DispensedCard, DispenseError
-from campuscard.domain import pickup_code as codes
-from campuscard.domain.signing import signed_headers
+from campuscard.issuing import pickup_code as codes
+from campuscard.platform.signing import signed_headers
 
 INVALID = "取卡注册码无效 / invalid pickup code"
 ISSUED = "IC卡已完成发卡 / this card has already been issued"

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from campuscard.domain import signing
+from campuscard.platform import signing
 
 
 @dataclass

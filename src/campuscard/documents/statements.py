@@ -14,7 +14,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
-from campuscard.domain.money import fmt
+from campuscard.ledger.money import fmt
 
 TEMPLATES = Path(__file__).parent / "templates"
 _env = Environment(

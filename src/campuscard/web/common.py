@@ -8,8 +8,8 @@ from fastapi import APIRouter, Form, Query
 from fastapi.responses import Response
 
 from campuscard.api.deps import SESSION_COOKIE, AppSettings, Pool
-from campuscard.domain.errors import DomainError
-from campuscard.services import auth
+from campuscard.platform import auth
+from campuscard.platform.errors import DomainError
 from campuscard.web import core, i18n, menu
 from campuscard.web.core import AnyPage, PostPage, UserPage, redirect, render, safe_next
 

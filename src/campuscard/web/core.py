@@ -25,10 +25,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from campuscard.api.deps import CSRF_HEADER, SESSION_COOKIE, AppSettings, Pool
-from campuscard.domain.errors import DomainError, Forbidden, ValidationFailed
-from campuscard.domain.money import fmt
-from campuscard.services import auth
-from campuscard.services.actors import Actor
+from campuscard.ledger.money import fmt
+from campuscard.platform import auth
+from campuscard.platform.actors import Actor
+from campuscard.platform.errors import DomainError, Forbidden, ValidationFailed
 from campuscard.web import i18n, menu
 
 WEB_DIR = Path(__file__).parent

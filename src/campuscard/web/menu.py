@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from campuscard.domain.errors import Forbidden
-from campuscard.services.actors import Actor
+from campuscard.platform.actors import Actor
+from campuscard.platform.errors import Forbidden
 
 AREAS = ("student", "merchant", "kiosk", "admin")
 OPERATORS = frozenset({"school_admin", "card_center", "settlement", "teacher"})

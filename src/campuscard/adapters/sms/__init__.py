@@ -2,7 +2,7 @@
 
 ``SmsGateway`` is the interface; ``HttpSmsGateway`` (http.py) speaks the signed HTTP protocol
 that ``simulator.py`` implements. Delivery always goes through the outbox worker
-(jobs/sms.py), never from inside a database transaction.
+(platform/jobs.py), never from inside a database transaction.
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from campuscard.api.deps import Body, CurrentActor, Pool, school_id_for
-from campuscard.domain.money import Money
-from campuscard.services import adjustments, ledger, people
-from campuscard.services.idempotency import check_client_id
+from campuscard.ledger import adjustments, postings
+from campuscard.ledger.money import Money
+from campuscard.people import directory
+from campuscard.platform.idempotency import check_client_id
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -67,7 +68,7 @@ class AdjustmentIn(Body):
 @router.post("/schools", status_code=201)
 async def create_school(body: SchoolIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        school_id = await people.create_school(
+        school_id = await directory.create_school(
             conn,
             actor,
             province_code=body.province,
@@ -95,7 +96,7 @@ async def create_class(
 ) -> dict[str, Any]:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
-        class_id = await people.create_class(
+        class_id = await directory.create_class(
             conn, actor, school_id, name=body.name, kind=body.kind, grade=body.grade
         )
     return {"id": class_id}
@@ -113,7 +114,7 @@ async def search_persons(
 ) -> list[dict[str, Any]]:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
-        return await people.search_persons(
+        return await directory.search_persons(
             conn, actor, school_id, query=q, class_id=class_id, limit=limit, offset=offset
         )
 
@@ -124,17 +125,17 @@ async def create_person(
 ) -> dict[str, Any]:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
-        person_id = await people.create_person(
-            conn, actor, school_id, people.PersonData(**body.model_dump())
+        person_id = await directory.create_person(
+            conn, actor, school_id, directory.PersonData(**body.model_dump())
         )
-        return await people.get_person(conn, actor, person_id)
+        return await directory.get_person(conn, actor, person_id)
 
 
 @router.get("/persons/{person_id}")
 async def get_person(person_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        person = await people.get_person(conn, actor, person_id)
-        person["balances"] = ledger.balances_view(await ledger.purse_balances(conn, person_id))
+        person = await directory.get_person(conn, actor, person_id)
+        person["balances"] = postings.balances_view(await postings.purse_balances(conn, person_id))
         return person
 
 
@@ -143,7 +144,7 @@ async def update_person(
     person_id: int, body: PersonPatch, pool: Pool, actor: CurrentActor
 ) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        return await people.update_person(
+        return await directory.update_person(
             conn, actor, person_id, body.model_dump(exclude_unset=True)
         )
 
@@ -153,7 +154,7 @@ async def add_guardian(
     person_id: int, body: GuardianIn, pool: Pool, actor: CurrentActor
 ) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        guardian_id = await people.add_guardian(
+        guardian_id = await directory.add_guardian(
             conn, actor, person_id, name=body.name, phone=body.phone, relation=body.relation
         )
     return {"id": guardian_id}

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, bearer_token
-from campuscard.services import auth
-from campuscard.services.actors import Actor
+from campuscard.platform import auth
+from campuscard.platform.actors import Actor
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 

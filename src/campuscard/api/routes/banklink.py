@@ -10,9 +10,9 @@ from pydantic import Field
 
 from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
 from campuscard.api.routes.counter import IdentityIn
-from campuscard.domain.money import Money
-from campuscard.services import autotopup, bank_link, leaving
-from campuscard.services.idempotency import check_client_id
+from campuscard.ledger.money import Money
+from campuscard.moneyflows import autotopup, bank_link, leaving
+from campuscard.platform.idempotency import check_client_id
 
 router = APIRouter(tags=["bank link"])
 

@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
 from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
-from campuscard.domain.pickup_code import display
-from campuscard.services import card_applications, card_fee, card_production
-from campuscard.services.idempotency import check_client_id
+from campuscard.issuing import applications, card_fee
+from campuscard.issuing import production as card_production
+from campuscard.issuing.pickup_code import display
+from campuscard.platform.idempotency import check_client_id
 
 router = APIRouter(prefix="/api/v1", tags=["card applications"])
 
@@ -57,7 +58,7 @@ def _with_code(body: dict[str, Any], code: str | None) -> dict[str, Any]:
 @router.get("/card-applications/options/provinces")
 async def provinces(pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
     async with pool.acquire() as conn:
-        return await card_applications.list_provinces(conn)
+        return await applications.list_provinces(conn)
 
 
 @router.get("/card-applications/options/schools")
@@ -65,7 +66,7 @@ async def schools(
     pool: Pool, actor: CurrentActor, province: Annotated[str, Query(max_length=16)]
 ) -> list[dict[str, Any]]:
     async with pool.acquire() as conn:
-        return await card_applications.list_schools(conn, province)
+        return await applications.list_schools(conn, province)
 
 
 @router.get("/card-applications/options/classes")
@@ -73,7 +74,7 @@ async def classes(
     pool: Pool, actor: CurrentActor, school: Annotated[str, Query(max_length=32)]
 ) -> list[dict[str, Any]]:
     async with pool.acquire() as conn:
-        return await card_applications.list_classes(conn, school)
+        return await applications.list_classes(conn, school)
 
 
 @router.post("/card-applications", status_code=201)
@@ -82,11 +83,11 @@ async def apply(
 ) -> JSONResponse:
     check_client_id(body.client_id)
     async with pool.acquire() as conn:
-        outcome, code = await card_applications.do_apply(
+        outcome, code = await applications.do_apply(
             conn,
             settings,
             actor,
-            card_applications.ApplicationInput(
+            applications.ApplicationInput(
                 province=body.province,
                 school=body.school,
                 class_name=body.class_name,
@@ -103,19 +104,19 @@ async def apply(
 @router.get("/card-applications")
 async def mine(pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
     async with pool.acquire() as conn:
-        return await card_applications.my_applications(conn, actor)
+        return await applications.my_applications(conn, actor)
 
 
 @router.get("/card-applications/{application_id}")
 async def get_application(application_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        return await card_applications.get_application(conn, actor, application_id)
+        return await applications.get_application(conn, actor, application_id)
 
 
 @router.post("/card-applications/{application_id}/cancel")
 async def cancel(application_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        return await card_applications.do_cancel(conn, actor, application_id)
+        return await applications.do_cancel(conn, actor, application_id)
 
 
 @router.post("/card-applications/{application_id}/pickup-code")
@@ -123,7 +124,7 @@ async def new_pickup_code(
     application_id: int, pool: Pool, settings: AppSettings, actor: CurrentActor
 ) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        app, code = await card_applications.do_reissue_code(conn, settings, actor, application_id)
+        app, code = await applications.do_reissue_code(conn, settings, actor, application_id)
     return _with_code(app, code)
 
 
@@ -164,7 +165,7 @@ async def queue(
 ) -> list[dict[str, Any]]:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
-        return await card_applications.list_applications(
+        return await applications.list_applications(
             conn, actor, school_id, status=status, limit=limit
         )
 
@@ -178,7 +179,7 @@ async def decide(
     actor: CurrentActor,
 ) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        return await card_applications.do_decide(
+        return await applications.do_decide(
             conn, settings, actor, application_id, approve=body.approve, note=body.note
         )
 

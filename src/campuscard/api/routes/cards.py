@@ -9,9 +9,10 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
-from campuscard.domain.errors import NotFound
-from campuscard.domain.money import Money
-from campuscard.services import cards, pay_settings, payments
+from campuscard.cards import lifecycle
+from campuscard.ledger.money import Money
+from campuscard.payments import booking, pay_settings
+from campuscard.platform.errors import NotFound
 
 router = APIRouter(tags=["cards"])
 
@@ -96,7 +97,7 @@ async def issue_card(school: str, body: IssueIn, pool: Pool, actor: CurrentActor
         )
         if not in_school:
             raise NotFound("no such person in this school", field="person_id")
-        return await cards.issue_card(
+        return await lifecycle.issue_card(
             conn,
             actor,
             person_id=body.person_id,
@@ -123,7 +124,7 @@ async def list_cards(
 ) -> list[dict[str, Any]]:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
-        return await cards.list_cards(
+        return await lifecycle.list_cards(
             conn, actor, school_id, person_id=person_id, number=number, state=state, limit=limit
         )
 
@@ -131,13 +132,13 @@ async def list_cards(
 @router.get("/api/v1/admin/cards/{card_id}")
 async def get_card(card_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        return await cards.get_card(conn, actor, card_id)
+        return await lifecycle.get_card(conn, actor, card_id)
 
 
 @router.post("/api/v1/admin/cards/{card_id}/activate")
 async def activate(card_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        return await cards.activate_card(conn, actor, card_id)
+        return await lifecycle.activate_card(conn, actor, card_id)
 
 
 @router.post("/api/v1/admin/cards/{card_id}/report-loss")
@@ -145,13 +146,15 @@ async def report_loss(
     card_id: int, body: ReasonIn, pool: Pool, actor: CurrentActor
 ) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        return await cards.report_loss(conn, actor, card_id, channel="counter", reason=body.reason)
+        return await lifecycle.report_loss(
+            conn, actor, card_id, channel="counter", reason=body.reason
+        )
 
 
 @router.post("/api/v1/admin/cards/{card_id}/unblock")
 async def unblock(card_id: int, body: UnblockIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        return await cards.unblock_card(conn, actor, card_id, verification=body.verification)
+        return await lifecycle.unblock_card(conn, actor, card_id, verification=body.verification)
 
 
 @router.post("/api/v1/admin/cards/{card_id}/freeze")
@@ -159,19 +162,19 @@ async def freeze(
     card_id: int, body: RequiredReasonIn, pool: Pool, actor: CurrentActor
 ) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        return await cards.freeze_card(conn, actor, card_id, reason=body.reason)
+        return await lifecycle.freeze_card(conn, actor, card_id, reason=body.reason)
 
 
 @router.post("/api/v1/admin/cards/{card_id}/unfreeze")
 async def unfreeze(card_id: int, body: ReasonIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        return await cards.unfreeze_card(conn, actor, card_id, reason=body.reason)
+        return await lifecycle.unfreeze_card(conn, actor, card_id, reason=body.reason)
 
 
 @router.post("/api/v1/admin/cards/{card_id}/replace", status_code=201)
 async def replace(card_id: int, body: ReplaceIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        return await cards.replace_card(
+        return await lifecycle.replace_card(
             conn,
             actor,
             card_id,
@@ -186,7 +189,9 @@ async def replace(card_id: int, body: ReplaceIn, pool: Pool, actor: CurrentActor
 @router.post("/api/v1/admin/cards/{card_id}/cancel")
 async def cancel(card_id: int, body: CancelIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        return await cards.cancel_card(conn, actor, card_id, route=body.route, reason=body.reason)
+        return await lifecycle.cancel_card(
+            conn, actor, card_id, route=body.route, reason=body.reason
+        )
 
 
 @router.get("/api/v1/admin/schools/{school}/blacklist")
@@ -199,7 +204,7 @@ async def school_blacklist(
     school_id = await school_id_for(pool, actor, school)
     actor.require("card_center", "settlement", school_id=school_id)
     async with pool.acquire() as conn:
-        return await cards.blacklist(conn, school_id, since=since)
+        return await lifecycle.blacklist(conn, school_id, since=since)
 
 
 @router.get("/api/v1/admin/persons/{person_id}/pay-settings")
@@ -263,7 +268,7 @@ def _holder(actor: Any) -> int:
 @router.get("/api/v1/me/cards")
 async def my_cards(pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
     async with pool.acquire() as conn:
-        return await cards.cards_of_person(conn, _holder(actor))
+        return await lifecycle.cards_of_person(conn, _holder(actor))
 
 
 @router.post("/api/v1/me/cards/{card_id}/report-loss")
@@ -272,7 +277,9 @@ async def my_card_lost(
 ) -> dict[str, Any]:
     _holder(actor)
     async with pool.acquire() as conn:
-        return await cards.report_loss(conn, actor, card_id, channel="online", reason=body.reason)
+        return await lifecycle.report_loss(
+            conn, actor, card_id, channel="online", reason=body.reason
+        )
 
 
 @router.put("/api/v1/me/pin")
@@ -318,6 +325,6 @@ async def my_payments(
     person_id = _holder(actor)
     async with pool.acquire() as conn:
         school_id = await conn.fetchval("SELECT school_id FROM persons WHERE id = $1", person_id)
-        return await payments.list_payments(
+        return await booking.list_payments(
             conn, actor, school_id, person_id=person_id, limit=limit, before_id=before_id
         )

@@ -11,10 +11,10 @@ from pydantic import Field
 
 from campuscard.api.deps import Body, CurrentActor, Pool, school_id_for
 from campuscard.db.pool import PgPool
-from campuscard.domain.money import Money
-from campuscard.services import counter
-from campuscard.services.actors import Actor
-from campuscard.services.idempotency import Outcome, check_client_id
+from campuscard.ledger.money import Money
+from campuscard.moneyflows import counter
+from campuscard.platform.actors import Actor
+from campuscard.platform.idempotency import Outcome, check_client_id
 
 router = APIRouter(prefix="/api/v1/counter", tags=["counter"])
 

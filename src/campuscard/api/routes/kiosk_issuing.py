@@ -11,10 +11,11 @@ from pydantic import Field
 
 from campuscard.api.deps import AppSettings, Body, Pool
 from campuscard.api.terminal_auth import SignedDevice
-from campuscard.domain import pickup_code as codes
-from campuscard.domain.errors import Forbidden
-from campuscard.services import pickup, terminals
-from campuscard.services.terminals import SignedTerminal
+from campuscard.issuing import pickup
+from campuscard.issuing import pickup_code as codes
+from campuscard.payments import terminals
+from campuscard.payments.terminals import SignedTerminal
+from campuscard.platform.errors import Forbidden
 
 router = APIRouter(prefix="/api/v1/kiosk", tags=["kiosk"])
 

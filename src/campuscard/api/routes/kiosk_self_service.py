@@ -13,8 +13,8 @@ from pydantic import Field
 from campuscard.api.deps import AppSettings, Body, Pool
 from campuscard.api.routes.kiosk_issuing import CARD_NUMBER, CARD_UID, CLIENT_ID, kiosk_of
 from campuscard.api.terminal_auth import SignedDevice
-from campuscard.domain.money import Money
-from campuscard.services import kiosk_self_service as kss
+from campuscard.issuing import kiosk as kss
+from campuscard.ledger.money import Money
 
 router = APIRouter(prefix="/api/v1/kiosk/self-service", tags=["kiosk"])
 

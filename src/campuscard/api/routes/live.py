@@ -1,6 +1,6 @@
 """Server-sent events: the student's page and a till's customer display, live.
 
-Both relay PostgreSQL NOTIFY events through the process's one ``EventHub`` (services/live.py).
+Both relay PostgreSQL NOTIFY events through the process's one ``EventHub`` (platform/live.py).
 The student's stream carries their payments ("paid 12.50 at Canteen 2 Window 3, balance
 87.50"), refunds, notifications and codes being scanned; the display's stream carries the
 amount the cashier typed and the result of each code payment at that till.
@@ -18,10 +18,10 @@ from pydantic import Field
 
 from campuscard.api.deps import Body, CurrentActor, Pool
 from campuscard.db.pool import PgPool
-from campuscard.domain.errors import DomainError
-from campuscard.domain.money import Money
-from campuscard.services import customer_display, paycodes
-from campuscard.services.live import Event, EventHub, Match, sse_format
+from campuscard.ledger.money import Money
+from campuscard.payments import codes, display
+from campuscard.platform.errors import DomainError
+from campuscard.platform.live import Event, EventHub, Match, sse_format
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
 
@@ -93,7 +93,7 @@ def sse_response(request: Request, match: Match, first: list[Event]) -> Streamin
 async def my_events(request: Request, actor: CurrentActor) -> StreamingResponse:
     """The signed-in cardholder's live events (payments, refunds, codes scanned, notices)."""
     require_event_stream(request)
-    person_id = paycodes.require_cardholder(actor)
+    person_id = codes.require_cardholder(actor)
 
     def mine(event: Event) -> bool:
         return event.get("person_id") == person_id and event.get("type") != "ready"
@@ -108,10 +108,10 @@ async def display_events(
     """A till's customer display: the amount to pay, then the result."""
     require_event_stream(request)
     async with pool.acquire() as conn:
-        terminal = await customer_display.access_terminal(conn, actor, terminal_id)
-        pending = await customer_display.pending_amount(conn, terminal)
+        terminal = await display.access_terminal(conn, actor, terminal_id)
+        pending = await display.pending_amount(conn, terminal)
     first = (
-        [customer_display.display_event("pos.pending", terminal, amount=str(pending))]
+        [display.display_event("pos.pending", terminal, amount=str(pending))]
         if pending is not None
         else []
     )
@@ -132,14 +132,12 @@ async def set_pending(
 ) -> dict[str, Any]:
     """The POS page shows the typed amount on the customer display."""
     async with pool.acquire() as conn:
-        terminal = await customer_display.access_terminal(conn, actor, terminal_id)
-        return await customer_display.do_set_pending_amount(
-            conn, terminal, body.amount, by=actor.name
-        )
+        terminal = await display.access_terminal(conn, actor, terminal_id)
+        return await display.do_set_pending_amount(conn, terminal, body.amount, by=actor.name)
 
 
 @router.delete("/terminals/{terminal_id}/display/pending")
 async def clear_pending(terminal_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        terminal = await customer_display.access_terminal(conn, actor, terminal_id)
-        return await customer_display.do_clear_pending_amount(conn, terminal)
+        terminal = await display.access_terminal(conn, actor, terminal_id)
+        return await display.do_clear_pending_amount(conn, terminal)

@@ -11,10 +11,11 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
-from campuscard.domain.errors import NotFound
-from campuscard.domain.money import Money
-from campuscard.services import merchants, payments, people, terminals
-from campuscard.services.idempotency import check_client_id
+from campuscard.ledger.money import Money
+from campuscard.payments import booking, merchants, terminals
+from campuscard.people import directory
+from campuscard.platform.errors import NotFound
+from campuscard.platform.idempotency import check_client_id
 
 router = APIRouter(tags=["merchants"])
 
@@ -86,7 +87,7 @@ class RefundIn(Body):
 async def apply(school: str, body: ApplicationIn, pool: Pool) -> dict[str, Any]:
     """A merchant registers (no sign-in needed); it waits for an administrator's approval."""
     async with pool.acquire() as conn:
-        school_row = await people.school_by_code(conn, school)
+        school_row = await directory.school_by_code(conn, school)
         return await merchants.apply_merchant(conn, school_row["id"], **body.model_dump())
 
 
@@ -166,7 +167,7 @@ async def merchant_payments(
         )
         if school_id is None:
             raise NotFound("no such merchant", field="merchant_id")
-        return await payments.list_payments(
+        return await booking.list_payments(
             conn,
             actor,
             school_id,
@@ -180,14 +181,14 @@ async def merchant_payments(
 @router.get("/api/v1/payments/{payment_id}")
 async def get_payment(payment_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        return await payments.get_payment(conn, actor, payment_id)
+        return await booking.get_payment(conn, actor, payment_id)
 
 
 @router.post("/api/v1/payments/{payment_id}/refunds")
 async def refund(payment_id: int, body: RefundIn, pool: Pool, actor: CurrentActor) -> JSONResponse:
     """Refund (part of) a payment back to the purses that paid it; merchant staff with the
     refund permission, managers, or the settlement center."""
-    outcome = await payments.refund_payment(
+    outcome = await booking.refund_payment(
         pool,
         actor,
         payment_id=payment_id,
@@ -215,7 +216,7 @@ async def school_payments(
 ) -> list[dict[str, Any]]:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
-        return await payments.list_payments(
+        return await booking.list_payments(
             conn,
             actor,
             school_id,

@@ -11,8 +11,8 @@ from pydantic import Field
 from campuscard.api.admission import Limiter
 from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, live_events
 from campuscard.api.terminal_auth import SignedDevice
-from campuscard.domain.money import Money
-from campuscard.services import customer_display, paycode_payments, terminals
+from campuscard.ledger.money import Money
+from campuscard.payments import code_payments, display, terminals
 
 router = APIRouter(prefix="/api/v1", tags=["paycodes"])
 
@@ -48,7 +48,7 @@ async def pay_with_code(
     same request), or an error. Same limits, PIN rule and channel admission as a card."""
     channel = await limiter.channel_of(pool, device.terminal.merchant_id)
     async with limiter.admit(channel):
-        result = await paycode_payments.do_pay_with_code(
+        result = await code_payments.do_pay_with_code(
             pool,
             settings,
             device,
@@ -71,8 +71,8 @@ async def terminal_pending(body: PendingIn, device: SignedDevice, pool: Pool) ->
     async with pool.acquire() as conn:
         async with conn.transaction():
             await terminals.record_nonce(conn, device)
-        terminal = await paycode_payments.terminal_view(conn, device.id)
-        return await customer_display.do_set_pending_amount(
+        terminal = await code_payments.terminal_view(conn, device.id)
+        return await display.do_set_pending_amount(
             conn, terminal, body.amount, by=f"terminal:{device.terminal.sn}"
         )
 
@@ -80,7 +80,7 @@ async def terminal_pending(body: PendingIn, device: SignedDevice, pool: Pool) ->
 @router.get("/me/paycode/confirmations")
 async def my_confirmations(pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
     async with pool.acquire() as conn:
-        return await paycode_payments.list_confirmations(conn, actor)
+        return await code_payments.list_confirmations(conn, actor)
 
 
 @router.post("/me/paycode/confirmations/{confirmation_id}")
@@ -88,6 +88,6 @@ async def answer_confirmation(
     confirmation_id: int, body: ConfirmIn, pool: Pool, settings: AppSettings, actor: CurrentActor
 ) -> dict[str, Any]:
     """Confirm (with the PIN) or decline a payment a till is waiting on."""
-    return await paycode_payments.do_answer_confirmation(
+    return await code_payments.do_answer_confirmation(
         pool, settings, actor, confirmation_id, accept=body.accept, pin=body.pin
     )

@@ -11,8 +11,7 @@ from fastapi import APIRouter, Response
 from pydantic import Field
 
 from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool
-from campuscard.domain import code128
-from campuscard.services import paycodes
+from campuscard.payments import code128, codes
 
 router = APIRouter(prefix="/api/v1", tags=["paycodes"])
 
@@ -45,16 +44,16 @@ async def bind_device(
 ) -> dict[str, Any]:
     """Bind this phone; the previous phone's codes stop working. The secret is shown once."""
     async with pool.acquire() as conn:
-        device = await paycodes.do_bind_device(conn, settings, actor, label=body.label)
+        device = await codes.do_bind_device(conn, settings, actor, label=body.label)
     response.headers.update(NO_STORE)
     return device.view()
 
 
 @router.get("/me/paycode/devices")
 async def my_devices(pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
-    person_id = paycodes.require_cardholder(actor)
+    person_id = codes.require_cardholder(actor)
     async with pool.acquire() as conn:
-        return await paycodes.list_devices(conn, actor, person_id)
+        return await codes.list_devices(conn, actor, person_id)
 
 
 @router.post("/paycode/devices/{device_id}/unbind")
@@ -63,13 +62,13 @@ async def unbind_device(
 ) -> dict[str, Any]:
     """Unbind a phone: its holder, or the card center of its school."""
     async with pool.acquire() as conn:
-        return await paycodes.do_unbind_device(conn, actor, device_id, reason=body.reason)
+        return await codes.do_unbind_device(conn, actor, device_id, reason=body.reason)
 
 
 @router.get("/admin/persons/{person_id}/paycode/devices")
 async def person_devices(person_id: int, pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
     async with pool.acquire() as conn:
-        return await paycodes.list_devices(conn, actor, person_id)
+        return await codes.list_devices(conn, actor, person_id)
 
 
 @router.post("/me/paycode/minted", status_code=201)
@@ -78,7 +77,7 @@ async def mint_code(
 ) -> dict[str, Any]:
     """A one-time code minted by the server (for phones that cannot compute one)."""
     async with pool.acquire() as conn:
-        minted = await paycodes.do_mint_code(conn, settings, actor)
+        minted = await codes.do_mint_code(conn, settings, actor)
     response.headers.update(NO_STORE)
     return {
         "code": minted.code,

@@ -10,8 +10,8 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import Field
 
 from campuscard.api.deps import Body, CurrentActor, Pool, school_id_for
-from campuscard.domain.errors import ValidationFailed
-from campuscard.services import reconciliation
+from campuscard.platform.errors import ValidationFailed
+from campuscard.settlement import reconciliation
 
 router = APIRouter(prefix="/api/v1/admin/schools/{school}/reconciliation", tags=["reconciliation"])
 MAX_FILE_BYTES = 20 * 1024 * 1024

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from campuscard.api.deps import CurrentActor, Pool, school_id_for
 from campuscard.documents import exports
-from campuscard.services import reports
+from campuscard.settlement import reports
 
 router = APIRouter(prefix="/api/v1/admin/schools/{school}/reports", tags=["reports"])
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from campuscard.api.deps import Body, CurrentActor, Pool, school_id_for
 from campuscard.documents import statements
-from campuscard.services import settlement
+from campuscard.settlement import clearing
 
 router = APIRouter(prefix="/api/v1/admin/schools/{school}/settlement", tags=["settlement"])
 
@@ -38,7 +38,7 @@ async def close_day(
     school: str, business_date: date, body: CloseIn, pool: Pool, actor: CurrentActor
 ) -> dict[str, Any]:
     school_id = await school_id_for(pool, actor, school)
-    return await settlement.do_close_day(pool, actor, school_id, business_date, early=body.early)
+    return await clearing.do_close_day(pool, actor, school_id, business_date, early=body.early)
 
 
 @router.get("/days")
@@ -49,9 +49,9 @@ async def list_days(
     limit: Annotated[int, Query(ge=1, le=366)] = 60,
 ) -> list[dict[str, Any]]:
     school_id = await school_id_for(pool, actor, school)
-    settlement.check_may_read(actor, school_id)
+    clearing.check_may_read(actor, school_id)
     async with pool.acquire() as conn:
-        return await settlement.list_days(conn, school_id, limit=limit)
+        return await clearing.list_days(conn, school_id, limit=limit)
 
 
 @router.get("/days/{business_date}")
@@ -59,9 +59,9 @@ async def get_day(
     school: str, business_date: date, pool: Pool, actor: CurrentActor
 ) -> dict[str, Any]:
     school_id = await school_id_for(pool, actor, school)
-    settlement.check_may_read(actor, school_id)
+    clearing.check_may_read(actor, school_id)
     async with pool.acquire() as conn:
-        return await settlement.day_view(conn, school_id, business_date)
+        return await clearing.day_view(conn, school_id, business_date)
 
 
 @router.get("/days/{business_date}/merchants/{merchant_id}/statement", response_model=None)
@@ -74,9 +74,9 @@ async def get_statement(
     format: Annotated[Literal["json", "html", "xlsx"], Query()] = "json",
 ) -> dict[str, Any] | Response:
     school_id = await school_id_for(pool, actor, school)
-    settlement.check_may_read(actor, school_id, merchant_id)
+    clearing.check_may_read(actor, school_id, merchant_id)
     async with pool.acquire() as conn:
-        st = await settlement.statement(conn, school_id, business_date, merchant_id)
+        st = await clearing.statement(conn, school_id, business_date, merchant_id)
     if format == "html":
         return HTMLResponse(statements.statement_html(st))
     if format == "xlsx":
@@ -96,7 +96,7 @@ async def get_payout_file(
     school_id = await school_id_for(pool, actor, school)
     actor.require("settlement", school_id=school_id)
     async with pool.acquire() as conn:
-        rows = await settlement.payout_rows(conn, school_id, business_date)
+        rows = await clearing.payout_rows(conn, school_id, business_date)
     text = statements.payout_csv(school, business_date.isoformat(), rows)
     name = f"payout-{school}-{business_date:%Y%m%d}.csv"
     return Response(
@@ -111,6 +111,6 @@ async def set_payout_account(
     school: str, merchant_id: int, body: PayoutAccountIn, pool: Pool, actor: CurrentActor
 ) -> dict[str, Any]:
     school_id = await school_id_for(pool, actor, school)
-    return await settlement.do_set_payout_account(
+    return await clearing.do_set_payout_account(
         pool, actor, school_id, merchant_id, **body.model_dump()
     )

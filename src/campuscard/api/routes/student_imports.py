@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from campuscard.api.deps import CurrentActor, Pool, school_id_for
-from campuscard.domain.errors import ValidationFailed
-from campuscard.domain.student_import import MAX_FILE_BYTES
-from campuscard.services import student_import
+from campuscard.issuing import imports
+from campuscard.issuing.import_rules import MAX_FILE_BYTES
+from campuscard.platform.errors import ValidationFailed
 
 router = APIRouter(prefix="/api/v1/admin/schools/{school}/student-imports", tags=["enrollment"])
 
@@ -29,7 +29,7 @@ async def import_students(
         if len(frame) > MAX_FILE_BYTES + 1024:
             raise ValidationFailed("the file is too large", code="FILE_TOO_LARGE", field="file")
     async with pool.acquire() as conn:
-        result = await student_import.do_import_students(
+        result = await imports.do_import_students(
             conn,
             actor,
             school_id,
@@ -43,16 +43,14 @@ async def import_students(
 async def list_imports(school: str, pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
-        return await student_import.list_imports(conn, actor, school_id)
+        return await imports.list_imports(conn, actor, school_id)
 
 
 @router.get("/{version}/file")
 async def import_file(school: str, version: int, pool: Pool, actor: CurrentActor) -> Response:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
-        filename, content = await student_import.import_file_content(
-            conn, actor, school_id, version
-        )
+        filename, content = await imports.import_file_content(conn, actor, school_id, version)
     kind = (
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
         if content.startswith(b"PK")

@@ -9,9 +9,9 @@ from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import Field
 
 from campuscard.api.deps import Body, CurrentActor, Pool, school_id_for
-from campuscard.domain.errors import ValidationFailed
-from campuscard.domain.money import Money
-from campuscard.services import subsidies
+from campuscard.ledger.money import Money
+from campuscard.moneyflows import subsidies
+from campuscard.platform.errors import ValidationFailed
 
 router = APIRouter(prefix="/api/v1/admin/schools/{school}", tags=["subsidies"])
 

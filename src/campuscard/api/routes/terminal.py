@@ -11,9 +11,11 @@ from pydantic import Field
 from campuscard.api.admission import Limiter
 from campuscard.api.deps import AppSettings, Body, Pool, bearer_token, live_events
 from campuscard.api.terminal_auth import SignedDevice
-from campuscard.domain.errors import Unauthorized
-from campuscard.domain.money import Money
-from campuscard.services import auth, cards, payments, terminals
+from campuscard.cards import lifecycle
+from campuscard.ledger.money import Money
+from campuscard.payments import booking, terminals
+from campuscard.platform import auth
+from campuscard.platform.errors import Unauthorized
 
 router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])
 
@@ -50,7 +52,7 @@ class HeartbeatIn(Body):
     offline_queue: int = Field(default=0, ge=0, description="transactions waiting to upload")
 
 
-def answer(result: payments.PaymentAnswer) -> JSONResponse:
+def answer(result: booking.PaymentAnswer) -> JSONResponse:
     return JSONResponse(
         result.body,
         status_code=result.status,
@@ -62,10 +64,10 @@ def answer(result: payments.PaymentAnswer) -> JSONResponse:
 async def check_payment(body: PayCheckIn, device: SignedDevice, pool: Pool) -> JSONResponse:
     """Preview: would this card pay this amount, is a PIN needed, what is left after."""
     async with pool.acquire() as conn:
-        result = await payments.check_payment(
+        result = await booking.check_payment(
             conn,
             device,
-            payer=payments.CardPayer(body.card_number, body.card_uid),
+            payer=booking.CardPayer(body.card_number, body.card_uid),
             amount=body.amount,
         )
     return answer(result)
@@ -85,12 +87,12 @@ async def pay(
     answer is 429 CHANNEL_BUSY with Retry-After (docs/channels.md)."""
     channel = await limiter.channel_of(pool, device.terminal.merchant_id)
     async with limiter.admit(channel), pool.acquire() as conn:
-        result = await payments.book_payment(
+        result = await booking.book_payment(
             conn,
             settings,
             device,
             client_id=body.client_id,
-            payer=payments.CardPayer(body.card_number, body.card_uid),
+            payer=booking.CardPayer(body.card_number, body.card_uid),
             amount=body.amount,
             pin=body.pin,
             events=live_events(request),
@@ -102,7 +104,7 @@ async def pay(
 async def reverse(body: ReverseIn, device: SignedDevice, pool: Pool) -> JSONResponse:
     """冲正 a payment this terminal sent (also one that has not arrived yet)."""
     async with pool.acquire() as conn:
-        result = await payments.reverse_payment(conn, device, client_id=body.client_id)
+        result = await booking.reverse_payment(conn, device, client_id=body.client_id)
     return answer(result)
 
 
@@ -118,7 +120,7 @@ async def refund(
             "a refund needs the cashier's sign-in (Authorization: Bearer)", code="AUTH_REQUIRED"
         )
     actor, _ = await auth.resolve_session(pool, settings, token, "api")
-    outcome = await payments.refund_payment(
+    outcome = await booking.refund_payment(
         pool,
         actor,
         payment_id=body.payment_id,
@@ -141,7 +143,7 @@ async def blacklist(
     """Cards to refuse: changes since version ``since``, or the full list."""
     async with pool.acquire() as conn, conn.transaction():
         await terminals.record_nonce(conn, device)
-        return await cards.blacklist(conn, device.school_id, since=since)
+        return await lifecycle.blacklist(conn, device.school_id, since=since)
 
 
 @router.post("/heartbeat")

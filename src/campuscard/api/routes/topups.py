@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool
-from campuscard.domain.money import Money
-from campuscard.services import provider_orders, topups
-from campuscard.services.idempotency import check_client_id
+from campuscard.ledger.money import Money
+from campuscard.moneyflows import provider_orders, topups
+from campuscard.platform.idempotency import check_client_id
 
 router = APIRouter(tags=["top-up"])
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from campuscard.api.deps import Body, CurrentActor, Pool, school_id_for
-from campuscard.services import users
+from campuscard.platform import users
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
 

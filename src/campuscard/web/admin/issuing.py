@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form
 from fastapi.responses import Response
 
 from campuscard.api.deps import AppSettings, Pool
-from campuscard.services import card_applications, card_production, student_import
+from campuscard.issuing import applications, imports, production
 from campuscard.web import menu
 from campuscard.web.admin.routes import BASE, SchoolCode, enter
 from campuscard.web.core import PostPage, UserPage, redirect, render
@@ -34,7 +34,7 @@ async def imports_page(page: UserPage, pool: Pool, code: SchoolCode) -> Response
     school_id = await enter(page, pool, code, "a.student_imports")
     assert page.user is not None
     async with pool.acquire() as conn:
-        versions = await student_import.list_imports(conn, page.user, school_id)
+        versions = await imports.list_imports(conn, page.user, school_id)
     return render(page, "admin/imports.html", versions=versions)
 
 
@@ -43,8 +43,8 @@ async def applications_page(page: UserPage, pool: Pool, code: SchoolCode) -> Res
     school_id = await enter(page, pool, code, "a.applications")
     assert page.user is not None
     async with pool.acquire() as conn:
-        queue = await card_applications.list_applications(conn, page.user, school_id)
-        ready = await card_applications.list_applications(
+        queue = await applications.list_applications(conn, page.user, school_id)
+        ready = await applications.list_applications(
             conn, page.user, school_id, status="ready", limit=50
         )
     return render(page, "admin/applications.html", queue=queue, ready=ready)
@@ -63,7 +63,7 @@ async def decide(
     await enter(page, pool, code, "a.applications")
     assert page.user is not None
     async with pool.acquire() as conn:
-        await card_applications.do_decide(
+        await applications.do_decide(
             conn, settings, page.user, application_id, approve=decision == "approve", note=note
         )
     return redirect(f"/admin/s/{code}/applications", request=page.request)
@@ -74,10 +74,8 @@ async def production_page(page: UserPage, pool: Pool, code: SchoolCode) -> Respo
     school_id = await enter(page, pool, code, "a.production")
     assert page.user is not None
     async with pool.acquire() as conn:
-        waiting = await card_production.production_queue(conn, page.user, school_id)
-        produced = await card_production.production_queue(
-            conn, page.user, school_id, status="produced"
-        )
+        waiting = await production.production_queue(conn, page.user, school_id)
+        produced = await production.production_queue(conn, page.user, school_id, status="produced")
     return render(page, "admin/production.html", waiting=waiting, produced=produced)
 
 
@@ -88,7 +86,7 @@ async def mark_produced(page: PostPage, pool: Pool, code: SchoolCode) -> Respons
     form = await page.request.form()
     ids = [int(v) for v in form.getlist("application_id") if isinstance(v, str) and v.isdigit()]
     async with pool.acquire() as conn:
-        await card_production.do_mark_produced(conn, page.user, school_id, ids)
+        await production.do_mark_produced(conn, page.user, school_id, ids)
     return redirect(f"/admin/s/{code}/production", request=page.request)
 
 
@@ -104,7 +102,7 @@ async def hand_out(
     await enter(page, pool, code, "a.production")
     assert page.user is not None
     async with pool.acquire() as conn:
-        await card_production.do_hand_out(
+        await production.do_hand_out(
             conn, page.user, application_id, card_number=card_number, card_uid=card_uid.upper()
         )
     return redirect(f"/admin/s/{code}/production", request=page.request)

@@ -11,9 +11,9 @@ from fastapi.responses import Response
 
 from campuscard.api.deps import AppSettings, Pool
 from campuscard.db.pool import PgPool
-from campuscard.domain.errors import DomainError, ValidationFailed
-from campuscard.domain.money import Money
-from campuscard.services import counter, leaving, subsidies
+from campuscard.ledger.money import Money
+from campuscard.moneyflows import counter, leaving, subsidies
+from campuscard.platform.errors import DomainError, ValidationFailed
 from campuscard.web import menu
 from campuscard.web.admin.routes import BASE, SchoolCode, enter
 from campuscard.web.core import Page, PostPage, UserPage, opt_date, redirect, render

@@ -14,12 +14,14 @@ from fastapi.responses import Response
 from openpyxl import Workbook
 
 from campuscard.api.deps import AppSettings, Pool, school_id_for
+from campuscard.cards import lifecycle
 from campuscard.db.pool import PgPool
-from campuscard.domain.errors import DomainError, NotFound
-from campuscard.domain.money import Money
-from campuscard.services import cards, dashboard, people
-from campuscard.services import merchants as merchants_svc
-from campuscard.services import terminals as terminals_svc
+from campuscard.ledger.money import Money
+from campuscard.payments import merchants as merchants_svc
+from campuscard.payments import terminals as terminals_svc
+from campuscard.people import directory
+from campuscard.platform.errors import DomainError, NotFound
+from campuscard.settlement import dashboard
 from campuscard.web import charts, menu
 from campuscard.web.core import Page, PostPage, UserPage, opt_date, opt_int, redirect, render
 
@@ -126,7 +128,7 @@ async def people_page(
     actor = page.user
     assert actor is not None
     async with pool.acquire() as conn:
-        rows = await people.search_persons(
+        rows = await directory.search_persons(
             conn, actor, school_id, query=q.strip(), class_id=class_id, limit=51, offset=offset
         )
         classes = await dashboard.classes(conn, actor, school_id)
@@ -166,7 +168,7 @@ async def _person_form(
     actor = page.user
     assert actor is not None
     async with pool.acquire() as conn:
-        person = await people.get_person(conn, actor, person_id)
+        person = await directory.get_person(conn, actor, person_id)
         if person["school_id"] != school_id:
             raise NotFound("person not found", field="person_id")
         classes = await dashboard.classes(conn, actor, school_id)
@@ -211,10 +213,10 @@ async def person_save(
         ):
             raise DomainError("phone must be 5 to 20 digits", field="phone", status=422)
         async with pool.acquire() as conn:
-            person = await people.get_person(conn, actor, person_id)
+            person = await directory.get_person(conn, actor, person_id)
             if person["school_id"] != school_id:
                 raise NotFound("person not found", field="person_id")
-            await people.update_person(conn, actor, person_id, changes)
+            await directory.update_person(conn, actor, person_id, changes)
     except DomainError as err:
         if err.status in (403, 404):
             raise
@@ -245,7 +247,7 @@ async def class_create(
     if not name.strip():
         raise DomainError("name is required", code="FIELD_REQUIRED", field="name", status=422)
     async with pool.acquire() as conn:
-        await people.create_class(
+        await directory.create_class(
             conn, page.user, school_id, name=name.strip(), kind=kind, grade=grade.strip()
         )
     return redirect(f"/admin/s/{code}/classes")
@@ -288,10 +290,10 @@ async def _card_form(
 ) -> Response:
     assert page.user is not None
     async with pool.acquire() as conn:
-        card = await cards.get_card(conn, page.user, card_id)
+        card = await lifecycle.get_card(conn, page.user, card_id)
         if card["school_id"] != school_id:
             raise NotFound("no such card", field="card_id")
-        holder = await people.get_person(conn, page.user, card["person_id"])
+        holder = await directory.get_person(conn, page.user, card["person_id"])
     return render(
         page,
         "admin/card.html",
@@ -325,19 +327,19 @@ async def card_action(
     assert actor is not None
     try:
         async with pool.acquire() as conn:
-            card = await cards.get_card(conn, actor, card_id)
+            card = await lifecycle.get_card(conn, actor, card_id)
             if card["school_id"] != school_id:
                 raise NotFound("no such card", field="card_id")
             if action == "report_loss":
-                await cards.report_loss(conn, actor, card_id, channel="counter", reason=reason)
+                await lifecycle.report_loss(conn, actor, card_id, channel="counter", reason=reason)
             elif action == "unblock":
-                await cards.unblock_card(conn, actor, card_id, verification=reason)
+                await lifecycle.unblock_card(conn, actor, card_id, verification=reason)
             elif action == "freeze":
-                await cards.freeze_card(conn, actor, card_id, reason=reason)
+                await lifecycle.freeze_card(conn, actor, card_id, reason=reason)
             elif action == "unfreeze":
-                await cards.unfreeze_card(conn, actor, card_id, reason=reason)
+                await lifecycle.unfreeze_card(conn, actor, card_id, reason=reason)
             elif action == "replace":
-                new_card = await cards.replace_card(
+                new_card = await lifecycle.replace_card(
                     conn,
                     actor,
                     card_id,
@@ -348,7 +350,7 @@ async def card_action(
                 )
                 card_id = int(new_card["id"])
             else:
-                await cards.cancel_card(conn, actor, card_id, route=route, reason=reason)
+                await lifecycle.cancel_card(conn, actor, card_id, route=route, reason=reason)
     except DomainError as err:
         if err.status in (403, 404):
             raise
@@ -618,7 +620,7 @@ async def reports_page(
 
 def _table(page: Page, kind: str, data: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """The rows of one report as plain values: yuan as text with two decimals (exact)."""
-    from campuscard.domain.money import fmt
+    from campuscard.ledger.money import fmt
 
     if kind == "daily":
         head = [page.t("a.day")] + [page.t("channel." + c) for c in dashboard.CHANNELS]

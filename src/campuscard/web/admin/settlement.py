@@ -11,9 +11,9 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
 
 from campuscard.api.deps import Pool
-from campuscard.domain.errors import DomainError
-from campuscard.domain.money import Money
-from campuscard.services import reconciliation, reports, settlement
+from campuscard.ledger.money import Money
+from campuscard.platform.errors import DomainError
+from campuscard.settlement import clearing, reconciliation, reports
 from campuscard.web import charts, menu
 from campuscard.web.admin.routes import BASE, SchoolCode, enter
 from campuscard.web.core import PostPage, UserPage, opt_choice, opt_date, redirect, render
@@ -32,12 +32,12 @@ async def settlement_page(
     school_id = await enter(page, pool, code, "a.settlement")
     wanted = opt_date(day, "day")
     async with pool.acquire() as conn:
-        days = await settlement.list_days(conn, school_id)
+        days = await clearing.list_days(conn, school_id)
         today: date = await conn.fetchval("SELECT cc_business_date($1)", school_id)
         shown = None
         if wanted is not None or days:
             try:
-                shown = await settlement.day_view(
+                shown = await clearing.day_view(
                     conn, school_id, wanted or date.fromisoformat(days[0]["business_date"])
                 )
             except DomainError as err:
@@ -88,7 +88,7 @@ async def settlement_close(
     wanted = opt_date(day, "day")
     if wanted is None:
         return redirect(f"/admin/s/{code}/settlement?error=day", request=page.request)
-    await settlement.do_close_day(pool, actor, school_id, wanted, early=early == "on")
+    await clearing.do_close_day(pool, actor, school_id, wanted, early=early == "on")
     return redirect(f"/admin/s/{code}/settlement?day={wanted.isoformat()}", request=page.request)
 
 

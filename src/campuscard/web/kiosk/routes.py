@@ -19,8 +19,8 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from campuscard.clients.kiosk_agent import KioskAgent
-from campuscard.domain.errors import DomainError
-from campuscard.domain.money import Money
+from campuscard.ledger.money import Money
+from campuscard.platform.errors import DomainError
 from campuscard.web import core, i18n
 from campuscard.web.core import PRE_CSRF_COOKIE, Page, check_pre_csrf, redirect, render
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from campuscard.api.deps import Pool
-from campuscard.services import customer_display
+from campuscard.payments import display as customer_display
 from campuscard.web import menu
 from campuscard.web.core import UserPage, render
 

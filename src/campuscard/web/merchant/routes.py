@@ -1,7 +1,7 @@
 """The merchant's POS page (/pos/…): amount keypad, card input from a keyboard-wedge reader
 (it types the chip UID and Enter), a clear result (colour and sound), receipt, refund for
 those allowed, today's takings per window and terminal. The browser is bound to one
-registered POS terminal (services/browser_pos.py, decision 0051)."""
+registered POS terminal (payments/browser_pos.py, decision 0051)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from fastapi.responses import Response
 from campuscard.api.deps import AppSettings, Pool
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.domain.errors import DomainError, NotFound
-from campuscard.domain.money import Money
-from campuscard.services import browser_pos, paycode_payments, payments
-from campuscard.services.terminals import TerminalRow
+from campuscard.ledger.money import Money
+from campuscard.payments import booking, browser_pos, code_payments
+from campuscard.payments.terminals import TerminalRow
+from campuscard.platform.errors import DomainError, NotFound
 from campuscard.web import menu
 from campuscard.web.core import Page, PostPage, UserPage, redirect, render
 
@@ -98,7 +98,7 @@ async def pay(
             if browser_pos.is_payment_code(scan):
                 # the code path of the paycodes engineer: preview first, so a refusal does not
                 # spend the code; above the PIN threshold the student confirms on the phone
-                answer = await paycode_payments.do_pay_with_code(
+                answer = await code_payments.do_pay_with_code(
                     pool,
                     settings,
                     browser_pos.as_signed(terminal),
@@ -109,7 +109,7 @@ async def pay(
                 )
             else:
                 payer = await browser_pos.card_payer(conn, terminal.school_id, scan)
-                answer = await payments.book_payment(
+                answer = await booking.book_payment(
                     conn,
                     settings,
                     browser_pos.as_signed(terminal),
@@ -169,10 +169,10 @@ async def _receipt(
 ) -> Response:
     actor = page.require("p.till")
     async with pool.acquire() as conn:
-        payment = await payments.get_payment(conn, actor, payment_id)
+        payment = await booking.get_payment(conn, actor, payment_id)
         if payment["merchant_id"] not in actor.merchant_ids():
             raise NotFound("no such payment", field="payment_id")
-        may_refund = await payments.can_refund(
+        may_refund = await booking.can_refund(
             conn, actor, payment["school_id"], payment["merchant_id"]
         )
     left = (
@@ -205,7 +205,7 @@ async def refund(
     terminal = await _bound(page, pool, settings)
     try:
         money = Money.parse(amount.strip(), field="amount")
-        outcome = await payments.refund_payment(
+        outcome = await booking.refund_payment(
             pool,
             actor,
             payment_id=payment_id,

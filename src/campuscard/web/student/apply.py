@@ -12,9 +12,9 @@ from fastapi import APIRouter, Form, Query
 from fastapi.responses import Response
 
 from campuscard.api.deps import AppSettings, Pool
-from campuscard.domain.errors import DomainError
-from campuscard.domain.pickup_code import display
-from campuscard.services import card_applications, card_fee
+from campuscard.issuing import applications, card_fee
+from campuscard.issuing.pickup_code import display
+from campuscard.platform.errors import DomainError
 from campuscard.web import menu
 from campuscard.web.core import Page, PostPage, UserPage, redirect, render
 
@@ -34,18 +34,16 @@ async def _form(
     actor = page.require("m.card_apply")
     values = dict.fromkeys(("province", "school", "class_name", "name", "number"), "") | values
     async with pool.acquire() as conn:
-        provinces = await card_applications.list_provinces(conn)
+        provinces = await applications.list_provinces(conn)
         schools = (
-            await card_applications.list_schools(conn, values["province"])
+            await applications.list_schools(conn, values["province"])
             if values.get("province")
             else []
         )
         classes = (
-            await card_applications.list_classes(conn, values["school"])
-            if values.get("school")
-            else []
+            await applications.list_classes(conn, values["school"]) if values.get("school") else []
         )
-        mine = await card_applications.my_applications(conn, actor)
+        mine = await applications.my_applications(conn, actor)
     return render(
         page,
         "student/apply.html",
@@ -71,7 +69,7 @@ async def school_options(
 ) -> Response:
     page.require("m.card_apply")
     async with pool.acquire() as conn:
-        rows = await card_applications.list_schools(conn, province) if province else []
+        rows = await applications.list_schools(conn, province) if province else []
     options = [{"value": r["code"], "label": r["name"]} for r in rows]
     return render(page, "student/_options.html", options=options, prompt="m.apply_pick_school")
 
@@ -82,7 +80,7 @@ async def class_options(
 ) -> Response:
     page.require("m.card_apply")
     async with pool.acquire() as conn:
-        rows = await card_applications.list_classes(conn, school) if school else []
+        rows = await applications.list_classes(conn, school) if school else []
     options = [{"value": r["name"], "label": r["name"]} for r in rows]
     return render(page, "student/_options.html", options=options, prompt="m.apply_pick_class")
 
@@ -110,11 +108,11 @@ async def apply(
     }
     try:
         async with pool.acquire() as conn:
-            outcome, code = await card_applications.do_apply(
+            outcome, code = await applications.do_apply(
                 conn,
                 settings,
                 actor,
-                card_applications.ApplicationInput(
+                applications.ApplicationInput(
                     province=province,
                     school=school,
                     class_name=class_name,

@@ -12,9 +12,10 @@ from fastapi.responses import Response
 
 from campuscard.api.deps import AppSettings, Pool
 from campuscard.db.pool import PgPool
-from campuscard.domain.errors import DomainError
-from campuscard.domain.money import Money
-from campuscard.services import autotopup, bank_link, statements, topups
+from campuscard.ledger.money import Money
+from campuscard.moneyflows import autotopup, bank_link, topups
+from campuscard.people import queries
+from campuscard.platform.errors import DomainError
 from campuscard.web import menu
 from campuscard.web.core import Page, PostPage, UserPage, redirect, render
 from campuscard.web.student.routes import CHOOSE_CHILD, HOLDERS, PersonQ, holder
@@ -36,7 +37,7 @@ async def _view(
         subject = await holder(page, conn, person)
         if subject is None:
             return redirect(CHOOSE_CHILD)
-        balances = await statements.purses(conn, subject["id"])
+        balances = await queries.purses(conn, subject["id"])
         own = page.user is not None and page.user.person_id == subject["id"]
         card = await bank_link.bound_card(conn, subject["id"]) if own else None
         auto = (

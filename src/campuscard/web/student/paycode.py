@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form
 from fastapi.responses import Response
 
 from campuscard.api.deps import AppSettings, Pool
-from campuscard.services import paycodes
+from campuscard.payments import codes
 from campuscard.web import menu
 from campuscard.web.core import PostPage, UserPage, redirect, render
 
@@ -20,9 +20,9 @@ menu.add("student", "m.paycode", "/m/paycode", {"cardholder"}, 15)
 @router.get("/paycode")
 async def paycode_page(page: UserPage, pool: Pool, settings: AppSettings) -> Response:
     actor = page.require("m.paycode")
-    person_id = paycodes.require_cardholder(actor)
+    person_id = codes.require_cardholder(actor)
     async with pool.acquire() as conn:
-        devices = await paycodes.list_devices(conn, actor, person_id)
+        devices = await codes.list_devices(conn, actor, person_id)
     active = next((d for d in devices if d["status"] == "active"), None)
     return render(
         page,
@@ -37,5 +37,5 @@ async def paycode_page(page: UserPage, pool: Pool, settings: AppSettings) -> Res
 async def unbind(page: PostPage, pool: Pool, device_id: int = Form(ge=1, le=2**62)) -> Response:
     actor = page.require("m.paycode")
     async with pool.acquire() as conn:
-        await paycodes.do_unbind_device(conn, actor, device_id, reason="unbound on the phone page")
+        await codes.do_unbind_device(conn, actor, device_id, reason="unbound on the phone page")
     return redirect("/m/paycode", request=page.request)

@@ -10,10 +10,13 @@ from fastapi import APIRouter, Form, Path, Query
 from fastapi.responses import Response
 
 from campuscard.api.deps import AppSettings, Pool
+from campuscard.cards import lifecycle
 from campuscard.db.pool import Conn, PgPool
-from campuscard.domain.errors import DomainError, NotFound, ValidationFailed
-from campuscard.domain.money import Money
-from campuscard.services import cards, notifications, pay_settings, statements
+from campuscard.ledger.money import Money
+from campuscard.payments import pay_settings
+from campuscard.people import queries
+from campuscard.platform import notifications
+from campuscard.platform.errors import DomainError, NotFound, ValidationFailed
 from campuscard.web import charts, menu
 from campuscard.web.core import (
     Page,
@@ -49,17 +52,17 @@ async def holder(page: Page, conn: Conn, person: int | None) -> dict[str, Any] |
         chosen = page.request.cookies.get(CHILD_COOKIE, "")
         if chosen.isdigit() and len(chosen) < 19:
             try:
-                subject = await statements.access_person(conn, actor, int(chosen))
+                subject = await queries.access_person(conn, actor, int(chosen))
             except NotFound:  # unlinked since it was chosen: choose again
                 return None
             page.extra["on_behalf"] = True
             return subject
         else:
-            children = await statements.linked_children(conn, actor)
+            children = await queries.linked_children(conn, actor)
             if len(children) != 1:
                 return None
             person = children[0]["id"]
-    subject = await statements.access_person(conn, actor, person)
+    subject = await queries.access_person(conn, actor, person)
     page.extra["on_behalf"] = subject["id"] != actor.person_id
     return subject
 
@@ -73,11 +76,9 @@ async def home(page: UserPage, pool: Pool, person: PersonQ = None) -> Response:
         subject = await holder(page, conn, person)
         if subject is None:
             return redirect(CHOOSE_CHILD)
-        balances = await statements.purses(conn, subject["id"])
-        recent = await statements.statement(
-            conn, subject["id"], statements.StatementFilter(), limit=5
-        )
-        card_rows = await statements.cards(conn, subject["id"])
+        balances = await queries.purses(conn, subject["id"])
+        recent = await queries.statement(conn, subject["id"], queries.StatementFilter(), limit=5)
+        card_rows = await queries.cards(conn, subject["id"])
         unread = await notifications.unread_count(
             conn,
             person_id=subject["id"],
@@ -107,9 +108,9 @@ async def transactions(
     date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> Response:
-    flt = statements.StatementFilter(
+    flt = queries.StatementFilter(
         purse=opt_choice(purse, "purse", ("cash", "subsidy")),
-        direction=opt_choice(direction, "direction", statements.DIRECTIONS),
+        direction=opt_choice(direction, "direction", queries.DIRECTIONS),
         kind=kind or None,
         date_from=opt_date(date_from, "from"),
         date_to=opt_date(date_to, "to"),
@@ -118,11 +119,9 @@ async def transactions(
         subject = await holder(page, conn, person)
         if subject is None:
             return redirect(CHOOSE_CHILD)
-        rows = await statements.statement(
-            conn, subject["id"], flt, limit=PAGE_SIZE + 1, offset=offset
-        )
-        kinds = await statements.statement_kinds(conn, subject["id"])
-        months = await statements.monthly_spending(conn, subject["id"], months=6)
+        rows = await queries.statement(conn, subject["id"], flt, limit=PAGE_SIZE + 1, offset=offset)
+        kinds = await queries.statement_kinds(conn, subject["id"])
+        months = await queries.monthly_spending(conn, subject["id"], months=6)
     chart = charts.bar_chart(
         [m["month"].strftime("%Y-%m") for m in months],
         [charts.Series(page.t("m.spent"), [m["fen"] for m in months])],
@@ -151,7 +150,7 @@ async def card(page: UserPage, pool: Pool, person: PersonQ = None, done: str = "
         subject = await holder(page, conn, person)
         if subject is None:
             return redirect(CHOOSE_CHILD)
-        card_rows = await statements.cards(conn, subject["id"])
+        card_rows = await queries.cards(conn, subject["id"])
     return render(
         page,
         "student/card.html",
@@ -169,7 +168,7 @@ async def card_loss(
     """The cardholder reports their card lost: payments with it are refused at once."""
     actor = page.require("m.card")
     async with pool.acquire() as conn:
-        await cards.report_loss(conn, actor, card_id, channel="online", reason="web")
+        await lifecycle.report_loss(conn, actor, card_id, channel="online", reason="web")
     return redirect("/m/card?done=loss", request=page.request)
 
 
@@ -183,7 +182,7 @@ async def _settings(
 ) -> Response:
     actor = page.require("m.settings")
     async with pool.acquire() as conn:
-        subject = await statements.access_person(conn, actor, None)
+        subject = await queries.access_person(conn, actor, None)
         current = await pay_settings.get_settings(conn, actor, subject["id"])
     return render(
         page,
@@ -278,7 +277,7 @@ async def inbox_read(page: PostPage, pool: Pool) -> Response:
 async def children(page: UserPage, pool: Pool) -> Response:
     actor = page.require("m.children")
     async with pool.acquire() as conn:
-        kids = await statements.linked_children(conn, actor)
+        kids = await queries.linked_children(conn, actor)
     return render(page, "student/children.html", children=kids)
 
 
@@ -286,7 +285,7 @@ async def children(page: UserPage, pool: Pool) -> Response:
 async def choose_child(page: PostPage, pool: Pool, person_id: int) -> Response:
     actor = page.require("m.children")
     async with pool.acquire() as conn:
-        await statements.access_person(conn, actor, person_id)
+        await queries.access_person(conn, actor, person_id)
     response = redirect("/m/")
     response.set_cookie(CHILD_COOKIE, str(person_id), httponly=True, samesite="lax", path="/m")
     return response

@@ -1,1 +1,0 @@
-"""Worker tasks: outbox delivery and periodic jobs, run by ``campuscard worker``."""

@@ -1,1 +1,0 @@
-"""Use cases: one verb-named function each; each owns its transaction."""
