@@ -22,19 +22,10 @@ CREATE TABLE schools (
     UNIQUE (province_id, name)
 );
 
-CREATE FUNCTION cc_check_timezone() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM now() AT TIME ZONE NEW.timezone;  -- raises for an unknown zone
-    RETURN NEW;
-END $$;
-CREATE TRIGGER schools_timezone BEFORE INSERT OR UPDATE OF timezone ON schools
-    FOR EACH ROW EXECUTE FUNCTION cc_check_timezone();
+-- function cc_check_timezone: people/db/cc_check_timezone.sql
+-- trigger schools_timezone: people/db/schools_timezone.sql
 
--- The business date of a school for an instant: local date after the cut-off.
-CREATE FUNCTION cc_business_date(p_school int, p_at timestamptz DEFAULT now())
-RETURNS date LANGUAGE sql STABLE AS $$
-    SELECT ((p_at AT TIME ZONE s.timezone) - s.day_cutoff)::date FROM schools s WHERE s.id = p_school
-$$;
+-- function cc_business_date: people/db/cc_business_date.sql
 
 CREATE TABLE classes (
     id          bigserial PRIMARY KEY,
@@ -152,30 +143,9 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_school ON audit_log(school_id, id DESC);
 CREATE INDEX audit_log_target ON audit_log(target_type, target_id);
 
-CREATE FUNCTION cc_audit_chain() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    v_prev text;
-BEGIN
-    -- serialise writers on the chain head so every row links to exactly one predecessor
-    PERFORM pg_advisory_xact_lock(7220);
-    SELECT hash INTO v_prev FROM audit_log ORDER BY id DESC LIMIT 1;
-    NEW.prev_hash := coalesce(v_prev, '');
-    NEW.hash := encode(sha256(convert_to(
-        NEW.prev_hash || '|' || NEW.id || '|' || coalesce(NEW.school_id::text, '') || '|' ||
-        coalesce(NEW.actor_user_id::text, '') || '|' || NEW.actor || '|' || NEW.action || '|' ||
-        NEW.target_type || '|' || NEW.target_id || '|' || coalesce(NEW.before::text, '') || '|' ||
-        coalesce(NEW.after::text, '') || '|' || NEW.created_at::text, 'UTF8')), 'hex');
-    RETURN NEW;
-END $$;
-CREATE TRIGGER audit_log_chain BEFORE INSERT ON audit_log
-    FOR EACH ROW EXECUTE FUNCTION cc_audit_chain();
+-- function cc_audit_chain: platform/db/cc_audit_chain.sql
+-- trigger audit_log_chain: platform/db/audit_log_chain.sql
 
-CREATE FUNCTION cc_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
-        USING ERRCODE = 'restrict_violation';
-END $$;
-CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
-CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
-    FOR EACH STATEMENT EXECUTE FUNCTION cc_refuse_change();
+-- function cc_refuse_change: platform/db/cc_refuse_change.sql
+-- trigger audit_log_append_only: platform/db/audit_log_append_only.sql
+-- trigger audit_log_no_truncate: platform/db/audit_log_no_truncate.sql

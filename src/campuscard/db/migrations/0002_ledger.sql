@@ -57,115 +57,28 @@ CREATE TABLE postings (
 );
 CREATE INDEX postings_tx ON postings(tx_id);
 
--- Apply a posting to its account: the only way a balance moves.
-CREATE FUNCTION cc_apply_posting() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE accounts SET balance = balance + NEW.amount, version = version + 1
-     WHERE id = NEW.account_id
-    RETURNING balance, version INTO NEW.balance_after, NEW.version;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'account % does not exist', NEW.account_id USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER postings_apply BEFORE INSERT ON postings
-    FOR EACH ROW EXECUTE FUNCTION cc_apply_posting();
+-- function cc_apply_posting: ledger/db/cc_apply_posting.sql
+-- trigger postings_apply: ledger/db/postings_apply.sql
 
-CREATE FUNCTION cc_guard_balance() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF (NEW.balance <> OLD.balance OR NEW.version <> OLD.version) AND pg_trigger_depth() < 2 THEN
-        RAISE EXCEPTION 'account balances change only by inserting postings'
-            USING ERRCODE = 'restrict_violation';
-    END IF;
-    IF NEW.school_id <> OLD.school_id OR NEW.kind <> OLD.kind THEN
-        RAISE EXCEPTION 'an account keeps its school and kind' USING ERRCODE = 'restrict_violation';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER accounts_guard BEFORE UPDATE ON accounts
-    FOR EACH ROW EXECUTE FUNCTION cc_guard_balance();
+-- function cc_guard_balance: ledger/db/cc_guard_balance.sql
+-- trigger accounts_guard: ledger/db/accounts_guard.sql
 
-CREATE FUNCTION cc_new_account_zero() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.balance <> 0 OR NEW.version <> 0 THEN
-        RAISE EXCEPTION 'a new account starts at balance 0, version 0' USING ERRCODE = 'check_violation';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER accounts_start_at_zero BEFORE INSERT ON accounts
-    FOR EACH ROW EXECUTE FUNCTION cc_new_account_zero();
+-- function cc_new_account_zero: ledger/db/cc_new_account_zero.sql
+-- trigger accounts_start_at_zero: ledger/db/accounts_start_at_zero.sql
 
-CREATE TRIGGER accounts_no_delete BEFORE DELETE ON accounts
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
-CREATE TRIGGER postings_append_only BEFORE UPDATE OR DELETE ON postings
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
-CREATE TRIGGER postings_no_truncate BEFORE TRUNCATE ON postings
-    FOR EACH STATEMENT EXECUTE FUNCTION cc_refuse_change();
-CREATE TRIGGER journal_tx_append_only BEFORE UPDATE OR DELETE ON journal_tx
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
-CREATE TRIGGER journal_tx_no_truncate BEFORE TRUNCATE ON journal_tx
-    FOR EACH STATEMENT EXECUTE FUNCTION cc_refuse_change();
+-- trigger accounts_no_delete: ledger/db/accounts_no_delete.sql
+-- trigger postings_append_only: ledger/db/postings_append_only.sql
+-- trigger postings_no_truncate: ledger/db/postings_no_truncate.sql
+-- trigger journal_tx_append_only: ledger/db/journal_tx_append_only.sql
+-- trigger journal_tx_no_truncate: ledger/db/journal_tx_no_truncate.sql
 
--- At commit: every transaction touched nets to zero and stays within one school.
-CREATE FUNCTION cc_check_tx_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    v_sum bigint;
-    v_schools int;
-BEGIN
-    SELECT sum(p.amount), count(DISTINCT a.school_id) INTO v_sum, v_schools
-      FROM postings p JOIN accounts a ON a.id = p.account_id
-     WHERE p.tx_id = NEW.tx_id;
-    IF v_sum <> 0 THEN
-        RAISE EXCEPTION 'journal transaction % does not balance: postings sum to %', NEW.tx_id, v_sum
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'journal_tx_balanced';
-    END IF;
-    IF v_schools > 1 THEN
-        RAISE EXCEPTION 'journal transaction % spans schools', NEW.tx_id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'journal_tx_one_school';
-    END IF;
-    RETURN NULL;
-END $$;
-CREATE CONSTRAINT TRIGGER postings_balanced AFTER INSERT ON postings
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cc_check_tx_balanced();
+-- function cc_check_tx_balanced: ledger/db/cc_check_tx_balanced.sql
+-- trigger postings_balanced: ledger/db/postings_balanced.sql
 
--- Book one journal transaction in one round trip. Legs are applied in account-id order so
--- concurrent transactions always lock rows in the same order and never deadlock.
-CREATE FUNCTION cc_post(
-    p_school int, p_kind text, p_ref text, p_memo text, p_actor text,
-    p_accounts bigint[], p_amounts bigint[], p_meta jsonb DEFAULT '{}'::jsonb
-) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    v_tx bigint;
-BEGIN
-    IF array_length(p_accounts, 1) IS DISTINCT FROM array_length(p_amounts, 1)
-       OR coalesce(array_length(p_accounts, 1), 0) < 2 THEN
-        RAISE EXCEPTION 'a journal transaction needs at least two legs' USING ERRCODE = 'check_violation';
-    END IF;
-    INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta)
-    VALUES (p_school, p_kind, p_ref, coalesce(p_memo, ''), coalesce(p_actor, 'system'),
-            cc_business_date(p_school), coalesce(p_meta, '{}'::jsonb))
-    RETURNING id INTO v_tx;
-    INSERT INTO postings(tx_id, account_id, amount)
-    SELECT v_tx, l.account_id, l.amount
-      FROM (SELECT a AS account_id, sum(m) AS amount
-              FROM unnest(p_accounts, p_amounts) AS u(a, m) GROUP BY a) l
-     WHERE l.amount <> 0
-     ORDER BY l.account_id;
-    RETURN v_tx;
-END $$;
+-- function cc_post: ledger/db/cc_post.sql
 
--- System accounts every school has.
-CREATE FUNCTION cc_create_system_accounts() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO accounts(school_id, kind, system_code, floor)
-    SELECT NEW.id, 'system', c, NULL
-      FROM unnest(ARRAY['bank_clearing', 'provider_clearing', 'cash_desk', 'subsidy_fund',
-                        'card_deposits', 'fee_income', 'commission_income', 'merchant_payable',
-                        'suspense', 'opening_balances']) AS c;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER schools_system_accounts AFTER INSERT ON schools
-    FOR EACH ROW EXECUTE FUNCTION cc_create_system_accounts();
+-- function cc_create_system_accounts: ledger/db/cc_create_system_accounts.sql
+-- trigger schools_system_accounts: ledger/db/schools_system_accounts.sql
 
 -- Client-generated ids: one effect per (scope, key); the stored response is replayed.
 CREATE TABLE idempotency_keys (

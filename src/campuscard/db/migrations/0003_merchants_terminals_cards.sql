@@ -21,16 +21,8 @@ CREATE TABLE merchants (
     UNIQUE (school_id, id)
 );
 
-CREATE FUNCTION cc_create_merchant_accounts() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO accounts(school_id, kind, merchant_id, shard, floor)
-    SELECT NEW.school_id, 'merchant', NEW.id, s, NULL
-      FROM generate_series(0, NEW.shards - 1) AS s
-    ON CONFLICT DO NOTHING;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER merchants_accounts AFTER INSERT OR UPDATE OF shards ON merchants
-    FOR EACH ROW EXECUTE FUNCTION cc_create_merchant_accounts();
+-- function cc_create_merchant_accounts: payments/db/cc_create_merchant_accounts.sql
+-- trigger merchants_accounts: payments/db/merchants_accounts.sql
 
 ALTER TABLE accounts ADD FOREIGN KEY (merchant_id) REFERENCES merchants(id);
 ALTER TABLE user_roles ADD FOREIGN KEY (merchant_id) REFERENCES merchants(id);

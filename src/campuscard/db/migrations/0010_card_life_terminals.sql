@@ -27,8 +27,7 @@ CREATE TABLE card_events (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX card_events_card ON card_events(card_id, id);
-CREATE TRIGGER card_events_append_only BEFORE UPDATE OR DELETE ON card_events
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
+-- trigger card_events_append_only: cards/db/card_events_append_only.sql
 
 -- The device blacklist: the current entries and a versioned change log per school. Devices
 -- ask for the changes since the version they hold. Entries for replaced, cancelled and
@@ -62,39 +61,8 @@ CREATE TABLE blacklist_changes (
     PRIMARY KEY (school_id, version)
 );
 
--- Keep the blacklist in step with card states, whoever changes a card (service, SQL, job).
-CREATE FUNCTION cc_card_blacklist() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    v_blocked boolean := NEW.state IN ('lost', 'frozen', 'replaced', 'cancelled', 'expired');
-    v_permanent boolean := NEW.state IN ('replaced', 'cancelled', 'expired');
-    v_entry blacklist_entries%ROWTYPE;
-    v_version bigint;
-BEGIN
-    IF TG_OP = 'UPDATE' AND NEW.state = OLD.state THEN
-        RETURN NEW;
-    END IF;
-    SELECT * INTO v_entry FROM blacklist_entries WHERE card_id = NEW.id;
-    IF v_blocked AND (v_entry.card_id IS NULL OR (v_permanent AND NOT v_entry.permanent)) THEN
-        INSERT INTO blacklist_heads(school_id, version) VALUES (NEW.school_id, 1)
-        ON CONFLICT (school_id) DO UPDATE SET version = blacklist_heads.version + 1
-        RETURNING version INTO v_version;
-        INSERT INTO blacklist_entries(card_id, school_id, number, uid, reason, permanent, version)
-        VALUES (NEW.id, NEW.school_id, NEW.number, NEW.uid, NEW.state, v_permanent, v_version)
-        ON CONFLICT (card_id) DO UPDATE SET reason = EXCLUDED.reason,
-            permanent = EXCLUDED.permanent, version = EXCLUDED.version;
-        INSERT INTO blacklist_changes(school_id, version, card_id, number, uid, op, reason)
-        VALUES (NEW.school_id, v_version, NEW.id, NEW.number, NEW.uid, 'add', NEW.state);
-    ELSIF NOT v_blocked AND v_entry.card_id IS NOT NULL AND NOT v_entry.permanent THEN
-        UPDATE blacklist_heads SET version = version + 1 WHERE school_id = NEW.school_id
-        RETURNING version INTO v_version;
-        DELETE FROM blacklist_entries WHERE card_id = NEW.id;
-        INSERT INTO blacklist_changes(school_id, version, card_id, number, uid, op, reason)
-        VALUES (NEW.school_id, v_version, NEW.id, NEW.number, NEW.uid, 'remove', NEW.state);
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER cards_blacklist AFTER INSERT OR UPDATE OF state ON cards
-    FOR EACH ROW EXECUTE FUNCTION cc_card_blacklist();
+-- function cc_card_blacklist: cards/db/cc_card_blacklist.sql
+-- trigger cards_blacklist: cards/db/cards_blacklist.sql
 
 -- Cardholder payment settings: PIN (peppered hash, see docs/decisions/0011), failures, and
 -- the limits the holder or an operator set below/over the school's defaults.

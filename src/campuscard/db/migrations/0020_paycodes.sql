@@ -66,8 +66,7 @@ CREATE TABLE paycode_uses (
 );
 CREATE INDEX paycode_uses_person ON paycode_uses(person_id, id DESC);
 
-CREATE TRIGGER paycode_uses_append_only BEFORE UPDATE OR DELETE ON paycode_uses
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
+-- trigger paycode_uses_append_only: payments/db/paycode_uses_append_only.sql
 
 -- The amount a till has typed and is waiting for (seed 000: 支付信息展示). The customer display
 -- and, once a code is scanned, the student's page show it before the payment is booked.

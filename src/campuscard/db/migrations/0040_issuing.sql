@@ -49,8 +49,7 @@ CREATE TABLE student_record_backups (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX student_record_backups_person ON student_record_backups(person_id, id);
-CREATE TRIGGER student_record_backups_append_only BEFORE UPDATE OR DELETE
-    ON student_record_backups FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
+-- trigger student_record_backups_append_only: issuing/db/student_record_backups_append_only.sql
 
 -- Card applications. delivery 'kiosk' = self-service pickup with a code (seed 004);
 -- 'counter' = produced by the card center and handed out (seed 000).
@@ -126,13 +125,8 @@ CREATE UNIQUE INDEX pickup_codes_live ON pickup_codes(application_id)
 CREATE INDEX pickup_codes_feed ON pickup_codes(school_id, version);
 CREATE INDEX pickup_codes_expiry ON pickup_codes(expires_at) WHERE state = 'ready';
 
-CREATE FUNCTION cc_pickup_bump_version() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.version := nextval('pickup_feed_version');
-    RETURN NEW;
-END $$;
-CREATE TRIGGER pickup_codes_version BEFORE UPDATE ON pickup_codes
-    FOR EACH ROW EXECUTE FUNCTION cc_pickup_bump_version();
+-- function cc_pickup_bump_version: issuing/db/cc_pickup_bump_version.sql
+-- trigger pickup_codes_version: issuing/db/pickup_codes_version.sql
 
 -- What each kiosk holds to check a code locally: HMAC of the code under that kiosk's own key
 -- (kiosks never hold the master key, and one kiosk's table is useless on another).

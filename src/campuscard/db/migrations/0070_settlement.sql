@@ -3,18 +3,8 @@
 -- on the first day closed after it was booked. A closed day is stored, never recomputed.
 -- See docs/settlement.md and docs/decisions/0070-clearing-from-the-ledger.md.
 
--- Three more system accounts per school: the school's own bank account and its balance at the
--- payment provider (where reconciled money lands), and reconciliation write-offs (差错损益).
-CREATE FUNCTION cc_create_settlement_accounts() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO accounts(school_id, kind, system_code, floor)
-    SELECT NEW.id, 'system', c, NULL
-      FROM unnest(ARRAY['bank_account', 'provider_account', 'recon_writeoff']) AS c
-    ON CONFLICT DO NOTHING;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER schools_settlement_accounts AFTER INSERT ON schools
-    FOR EACH ROW EXECUTE FUNCTION cc_create_settlement_accounts();
+-- function cc_create_settlement_accounts: settlement/db/cc_create_settlement_accounts.sql
+-- trigger schools_settlement_accounts: settlement/db/schools_settlement_accounts.sql
 INSERT INTO accounts(school_id, kind, system_code, floor)
 SELECT s.id, 'system', c, NULL
   FROM schools s, unnest(ARRAY['bank_account', 'provider_account', 'recon_writeoff']) AS c
@@ -113,11 +103,7 @@ CREATE TABLE settlement_lines (
     UNIQUE NULLS NOT DISTINCT (settlement_id, terminal_id, channel)
 );
 
-CREATE TRIGGER settlement_days_append_only BEFORE UPDATE OR DELETE ON settlement_days
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
-CREATE TRIGGER clearing_items_append_only BEFORE UPDATE OR DELETE ON clearing_items
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
-CREATE TRIGGER settlements_append_only BEFORE UPDATE OR DELETE ON settlements
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
-CREATE TRIGGER settlement_lines_append_only BEFORE UPDATE OR DELETE ON settlement_lines
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
+-- trigger settlement_days_append_only: settlement/db/settlement_days_append_only.sql
+-- trigger clearing_items_append_only: settlement/db/clearing_items_append_only.sql
+-- trigger settlements_append_only: settlement/db/settlements_append_only.sql
+-- trigger settlement_lines_append_only: settlement/db/settlement_lines_append_only.sql

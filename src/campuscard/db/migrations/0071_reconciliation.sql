@@ -76,9 +76,6 @@ CREATE TABLE recon_our_items (
     amount          bigint NOT NULL
 );
 
-CREATE TRIGGER recon_imports_append_only BEFORE UPDATE OR DELETE ON recon_imports
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
-CREATE TRIGGER recon_lines_append_only BEFORE UPDATE OR DELETE ON recon_lines
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
-CREATE TRIGGER recon_our_items_append_only BEFORE UPDATE OR DELETE ON recon_our_items
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();
+-- trigger recon_imports_append_only: settlement/db/recon_imports_append_only.sql
+-- trigger recon_lines_append_only: settlement/db/recon_lines_append_only.sql
+-- trigger recon_our_items_append_only: settlement/db/recon_our_items_append_only.sql
