@@ -58,6 +58,33 @@ def db_upgrade() -> None:
     typer.echo("\n".join(f"applied {name}" for name in applied) or "database is up to date")
 
 
+@db_app.command("status")
+def db_status() -> None:
+    """List applied and pending migrations and the database code files that changed; exit 1
+    when an upgrade has anything to do (for an operator or a readiness probe)."""
+    settings = _settings()
+    with runtime.database(settings, migrate_schema=False) as url:
+        state = asyncio.run(runtime.status(url))
+    for m in state.applied:
+        typer.echo(f"applied  {m.version:04d}_{m.name}  {m.applied_at.isoformat(' ', 'seconds')}")
+    for mig in state.pending:
+        typer.echo(f"pending  {mig.label}")
+    for mig in state.changed:
+        typer.echo(f"edited   {mig.label}  (changed after it was applied: refused)")
+    for f in state.code_changed:
+        typer.echo(f"changed  {f.path}")
+    for f in state.code_new:
+        typer.echo(f"new      {f.path}")
+    for path in state.code_removed:
+        typer.echo(f"removed  {path}")
+    if state.up_to_date:
+        typer.echo("database is up to date")
+        return
+    todo = len(state.pending) + len(state.code_changed) + len(state.code_new)
+    typer.echo(f"{todo} to apply: run `campuscard db upgrade`", err=True)
+    raise typer.Exit(1)
+
+
 @db_app.command("start")
 def db_start() -> None:
     """Start the embedded PostgreSQL and leave it running (for psql, pgbench, tools)."""

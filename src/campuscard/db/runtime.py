@@ -36,6 +36,14 @@ async def upgrade(url: str) -> list[str]:
         await conn.close()
 
 
+async def status(url: str) -> migrate.SchemaStatus:
+    conn = await connect(url)
+    try:
+        return await migrate.status(conn)
+    finally:
+        await conn.close()
+
+
 @contextlib.contextmanager
 def database(settings: Settings, *, migrate_schema: bool = True) -> Iterator[str]:
     """Yield a database URL ready to use; the embedded server stops when the block ends

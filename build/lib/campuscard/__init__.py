@@ -1,0 +1,3 @@
+"""CampusCard: a campus one-card platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Outside parties (payment provider, bank, SMS) behind adapters, each with a simulator."""

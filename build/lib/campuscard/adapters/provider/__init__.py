@@ -1,0 +1,1 @@
+"""The online payment provider (WeChat-Pay/Alipay-like): signing, the client, the simulator."""

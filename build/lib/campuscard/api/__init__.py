@@ -1,0 +1,1 @@
+"""HTTP for devices and clients. Routes parse input, call one service, serialise the result."""

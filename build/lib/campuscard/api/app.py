@@ -1,0 +1,164 @@
+"""The FastAPI application: one app serving the API (/api) and the web pages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from campuscard import __version__
+from campuscard.api import errors
+from campuscard.api.admission import ChannelLimiter
+from campuscard.api.middleware import RequestContextMiddleware
+from campuscard.api.routes import (
+    admin,
+    auth,
+    card_applications,
+    cards,
+    health,
+    kiosk_issuing,
+    kiosk_self_service,
+    merchants,
+    reconciliation,
+    reports,
+    settlement,
+    student_imports,
+    terminal,
+    users,
+)
+from campuscard.api.routes import banklink as banklink_routes
+from campuscard.api.routes import counter as counter_routes
+from campuscard.api.routes import live as live_routes
+from campuscard.api.routes import paycode_pay as paycode_pay_routes
+from campuscard.api.routes import paycodes as paycode_routes
+from campuscard.api.routes import subsidies as subsidy_routes
+from campuscard.api.routes import topups as topup_routes
+from campuscard.config import Settings, get_settings
+from campuscard.db.pool import PgPool, create_pool_when_ready
+from campuscard.platform.worker import run_forever
+from campuscard.web import common as web_common
+from campuscard.web import install as install_web
+from campuscard.web.admin import issuing as web_issuing
+from campuscard.web.admin import money as web_admin_money
+from campuscard.web.admin import routes as web_admin
+from campuscard.web.admin import settlement as web_settlement
+from campuscard.web.merchant import display as web_display
+from campuscard.web.merchant import routes as web_merchant
+from campuscard.web.student import apply as web_apply
+from campuscard.web.student import money as web_student_money
+from campuscard.web.student import paycode as web_paycode
+from campuscard.web.student import routes as web_student
+
+
+def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> FastAPI:
+    """Build the app. With ``pool`` given (tests) the caller owns it; otherwise the app opens one
+    to ``settings.database_url`` at start-up and closes it at shutdown."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = pool is None
+        app.state.pool = pool or await create_pool_when_ready(
+            settings.database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+        )
+        stop = asyncio.Event()
+        worker = (
+            asyncio.create_task(run_forever(settings, stop=stop)) if settings.run_worker else None
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    worker.cancel()
+                    await worker
+            hub = getattr(app.state, "event_hub", None)
+            if hub is not None:  # the live-events LISTEN connection goes back before the pool
+                await hub.close()
+            if own:
+                await app.state.pool.close()
+
+    app = FastAPI(
+        title="CampusCard",
+        version=__version__,
+        description="Campus one-card platform API. Every error answers "
+        '{"error": {"code", "message", "field"}}.',
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if pool is not None:
+        app.state.pool = pool
+    app.state.channel_limiter = ChannelLimiter.from_config(settings.channel_limits)
+    errors.install(app)
+    app.add_middleware(RequestContextMiddleware)
+    # the device routes first: routing tries routers in order, and payments are the busiest
+    for router in (terminal.router, paycode_pay_routes.router):
+        app.include_router(router)
+    for router in (health.router, auth.router, admin.router, users.router):
+        app.include_router(router)
+    # settlement and reconciliation (issue 8)
+    for router in (settlement.router, reconciliation.router, reports.router):
+        app.include_router(router)
+    # money in and out (counter, top-up, bank link, subsidies)
+    for router in (
+        counter_routes.router,
+        topup_routes.router,
+        banklink_routes.router,
+        subsidy_routes.router,
+    ):
+        app.include_router(router)
+    # cards, merchants, terminals and POS payments (issue 3)
+    for router in (cards.router, merchants.router):
+        app.include_router(router)
+    # payment codes: phones, codes, live events (issue 4)
+    for router in (paycode_routes.router, live_routes.router):
+        app.include_router(router)
+    # getting a card: imports, applications, production queue (issue 7)
+    for router in (
+        student_imports.router,
+        card_applications.router,
+        kiosk_issuing.router,
+        kiosk_self_service.router,
+    ):
+        app.include_router(router)
+    if settings.sms_simulator:
+        from campuscard.adapters.sms.simulator import create_sms_simulator
+
+        app.mount(
+            "/dev/sms",
+            create_sms_simulator(
+                {settings.sms_key_id: settings.sms_api_secret.get_secret_value().encode()}
+            ),
+        )
+    # pages (web/): one module per audience; static files and page error handlers
+    install_web(app)
+    for router in (
+        web_common.router,
+        web_student.router,
+        web_admin.router,
+        web_settlement.router,
+        web_merchant.router,
+    ):
+        app.include_router(router)
+    # the payment-code screen (issue 4)
+    for router in (web_paycode.router, web_display.router):
+        app.include_router(router)
+    # getting a card: the parent's application page, console imports/queues (issue 7)
+    for router in (web_apply.router, web_issuing.router):
+        app.include_router(router)
+    # money in and out pages (top-up, bank card, automatic top-up; counter, subsidies)
+    for router in (web_student_money.router, web_admin_money.router):
+        app.include_router(router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (each worker builds its own app and pool)."""
+    return create_app()

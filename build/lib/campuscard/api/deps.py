@@ -1,0 +1,95 @@
+"""Shared request dependencies: the pool, settings, the signed-in actor, the school in the path."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict
+
+from campuscard.config import Settings
+from campuscard.db.pool import PgPool
+from campuscard.platform import auth
+from campuscard.platform.actors import Actor
+from campuscard.platform.errors import Forbidden, NotFound, Unauthorized
+from campuscard.platform.event_batch import EventBatcher
+
+SESSION_COOKIE = "cc_session"
+CSRF_HEADER = "x-csrf-token"  # the page's token, sent by its scripts and by HTMX
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Body(BaseModel):
+    """Request bodies: unknown fields and loose types (a float for an int) are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# The dependencies are coroutines on purpose: FastAPI runs a plain ``def`` dependency in a
+# worker thread, a thread hand-off per request that cost the payment path a tenth of its CPU.
+async def get_pool(request: Request) -> PgPool:
+    pool: PgPool = request.app.state.pool
+    return pool
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def live_events(request: Request) -> EventBatcher:
+    """The app's batcher of live payment events (one per app, sending through its pool)."""
+    app = request.app
+    batcher: EventBatcher | None = getattr(app.state, "payment_events", None)
+    if batcher is None:
+        batcher = EventBatcher(lambda: app.state.pool)
+        app.state.payment_events = batcher
+    return batcher
+
+
+Pool = Annotated[PgPool, Depends(get_pool)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    return None
+
+
+async def current_actor(request: Request, pool: Pool, settings: AppSettings) -> Actor:
+    token = bearer_token(request)
+    if token is not None:
+        actor, _ = await auth.resolve_session(pool, settings, token, "api")
+        return actor
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        actor, csrf = await auth.resolve_session(pool, settings, cookie, "web")
+        # the browser sends the cookie by itself: a write must also prove it comes from our
+        # page, with the session's CSRF token in a header (the pages' scripts send it)
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not sent or not hmac.compare_digest(sent, csrf):
+                raise Forbidden(
+                    "a request signed in by the session cookie must carry the page's "
+                    "X-CSRF-Token header",
+                    code="CSRF_FAILED",
+                    field="X-CSRF-Token",
+                )
+        return actor
+    raise Unauthorized("sign in first: send 'Authorization: Bearer <token>'", code="AUTH_REQUIRED")
+
+
+CurrentActor = Annotated[Actor, Depends(current_actor)]
+
+
+async def school_id_for(pool: PgPool, actor: Actor, code: str) -> int:
+    """The id of the school in the path, if the actor belongs to it (else: not found)."""
+    school_id: int | None = await pool.fetchval("SELECT id FROM schools WHERE code = $1", code)
+    if school_id is None or not (actor.is_platform_admin or school_id in actor.schools()):
+        # another school's data is not even acknowledged to exist
+        raise NotFound(f"unknown school {code!r}", field="school")
+    return school_id

@@ -1,0 +1,132 @@
+"""One error format for every error: {"error": {"code", "message", "field", ...}}."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from campuscard.platform.errors import DomainError
+
+log = logging.getLogger("campuscard.api")
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_FAILED",
+    429: "TOO_MANY_REQUESTS",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+# Database faults a retry can outlive: answer 503 so clients retry with the same id.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.QueryCanceledError,
+    # a backend killed mid-query leaves asyncpg's protocol mid-operation; releasing the
+    # connection then fails with this (the pool discards it; the bank test provokes it)
+    asyncpg.exceptions.InternalClientError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+def error_body(code: str, message: str, field: str | None = None, **details: Any) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message, "field": field}
+    if details:
+        err["details"] = details
+    return {"error": err}
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str | None:
+    parts = [p for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif p in ("function-plain[_validate_money()]",):
+            continue
+        else:
+            out += f".{p}" if out else str(p)
+    return out or None
+
+
+def validation_response(errors: list[dict[str, Any]] | Any) -> JSONResponse:
+    items = []
+    for e in errors:
+        field = field_path(e.get("loc", ()))
+        msg = str(e.get("msg", "invalid value"))
+        msg = msg.removeprefix("Value error, ")
+        items.append(
+            {"field": field, "message": f"{field}: {msg}" if field else msg, "type": e.get("type")}
+        )
+    first = items[0] if items else {"field": None, "message": "invalid request", "type": None}
+    kind = str(first["type"] or "")
+    code = kind if kind.startswith("AMOUNT_") else "VALIDATION_FAILED"
+    return JSONResponse(
+        status_code=422,
+        content=error_body(code, str(first["message"]), first["field"], errors=items),
+    )
+
+
+def install(app: FastAPI) -> None:
+    # pages (every path outside /api) get the same refusal as an HTML page in the site layout
+    from campuscard.web.errors import error_page, is_page_request
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> Response:
+        if is_page_request(request):
+            return await error_page(request, exc.status, exc.code, exc.message, exc.field)
+        retry = exc.details.get("retry_after")
+        headers = {"Retry-After": str(retry)} if retry is not None else None
+        return JSONResponse(
+            status_code=exc.status, content={"error": exc.to_dict()}, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        response = validation_response(exc.errors())
+        if is_page_request(request):
+            err = json.loads(bytes(response.body))["error"]
+            return await error_page(request, 422, err["code"], err["message"], err["field"])
+        return response
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _data(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # a value the database cannot even hold (an id beyond 64 bits, ...): the input is bad,
+        # nothing was changed (the transaction rolled back), and it is not our fault
+        log.warning("input refused by the database: %s", exc)
+        return JSONResponse(
+            status_code=422,
+            content=error_body("VALUE_OUT_OF_RANGE", "a value in the request is out of range"),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+        if is_page_request(request) and exc.status_code >= 400:
+            return await error_page(request, exc.status_code, code, str(exc.detail))
+        return JSONResponse(
+            status_code=exc.status_code,
+            content=error_body(code, str(exc.detail)),
+            headers=getattr(exc, "headers", None),
+        )

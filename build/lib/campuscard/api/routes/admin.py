@@ -1,0 +1,230 @@
+"""Back-office API: schools, classes, people, guardians, audit log, ledger adjustments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from campuscard.api.deps import Body, CurrentActor, Pool, school_id_for
+from campuscard.ledger import adjustments, postings
+from campuscard.ledger.money import Money
+from campuscard.people import directory
+from campuscard.platform.idempotency import check_client_id
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+NUMBER = r"^[A-Za-z0-9_-]{1,32}$"
+PHONE = r"^\+?[0-9]{5,20}$"
+
+
+class SchoolIn(Body):
+    province: str = Field(min_length=1, max_length=16, description="province code")
+    code: str = Field(pattern=r"^[A-Za-z0-9_-]{2,32}$")
+    name: str = Field(min_length=1, max_length=64)
+    name_en: str = Field(default="", max_length=128)
+    timezone: str = Field(default="Asia/Shanghai", max_length=64)
+
+
+class ClassIn(Body):
+    name: str = Field(min_length=1, max_length=64)
+    kind: Literal["class", "department"] = "class"
+    grade: str = Field(default="", max_length=16)
+
+
+class PersonIn(Body):
+    kind: Literal["student", "staff", "visitor"]
+    number: str = Field(pattern=NUMBER)
+    name: str = Field(min_length=1, max_length=64)
+    class_id: int | None = None
+    phone: str | None = Field(default=None, pattern=PHONE)
+    category: str = Field(default="regular", min_length=1, max_length=32)
+
+
+class PersonPatch(Body):
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    class_id: int | None = None
+    phone: str | None = Field(default=None, pattern=PHONE)
+    category: str | None = Field(default=None, min_length=1, max_length=32)
+    kind: Literal["student", "staff", "visitor"] | None = None
+
+
+class GuardianIn(Body):
+    name: str = Field(min_length=1, max_length=64)
+    phone: str = Field(pattern=PHONE)
+    relation: str = Field(default="parent", min_length=1, max_length=16)
+
+
+class AdjustmentIn(Body):
+    client_id: str = Field(description="client-generated id; a retry with it replays the answer")
+    from_account: int = Field(gt=0)
+    to_account: int = Field(gt=0)
+    amount: Money = Field(description='yuan as a string, e.g. "12.30"')
+    memo: str = Field(min_length=1, max_length=200)
+
+
+@router.post("/schools", status_code=201)
+async def create_school(body: SchoolIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        school_id = await directory.create_school(
+            conn,
+            actor,
+            province_code=body.province,
+            code=body.code,
+            name=body.name,
+            name_en=body.name_en,
+            timezone=body.timezone,
+        )
+    return {"id": school_id, "code": body.code}
+
+
+@router.get("/schools/{school}/classes")
+async def list_classes(school: str, pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
+    school_id = await school_id_for(pool, actor, school)
+    actor.require("school_admin", "card_center", "settlement", "teacher", school_id=school_id)
+    rows = await pool.fetch(
+        "SELECT id, name, kind, grade FROM classes WHERE school_id = $1 ORDER BY name", school_id
+    )
+    return [dict(r) for r in rows]
+
+
+@router.post("/schools/{school}/classes", status_code=201)
+async def create_class(
+    school: str, body: ClassIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    async with pool.acquire() as conn:
+        class_id = await directory.create_class(
+            conn, actor, school_id, name=body.name, kind=body.kind, grade=body.grade
+        )
+    return {"id": class_id}
+
+
+@router.get("/schools/{school}/persons")
+async def search_persons(
+    school: str,
+    pool: Pool,
+    actor: CurrentActor,
+    q: Annotated[str, Query(max_length=64)] = "",
+    class_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict[str, Any]]:
+    school_id = await school_id_for(pool, actor, school)
+    async with pool.acquire() as conn:
+        return await directory.search_persons(
+            conn, actor, school_id, query=q, class_id=class_id, limit=limit, offset=offset
+        )
+
+
+@router.post("/schools/{school}/persons", status_code=201)
+async def create_person(
+    school: str, body: PersonIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    async with pool.acquire() as conn:
+        person_id = await directory.create_person(
+            conn, actor, school_id, directory.PersonData(**body.model_dump())
+        )
+        return await directory.get_person(conn, actor, person_id)
+
+
+@router.get("/persons/{person_id}")
+async def get_person(person_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        person = await directory.get_person(conn, actor, person_id)
+        person["balances"] = postings.balances_view(await postings.purse_balances(conn, person_id))
+        return person
+
+
+@router.patch("/persons/{person_id}")
+async def update_person(
+    person_id: int, body: PersonPatch, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await directory.update_person(
+            conn, actor, person_id, body.model_dump(exclude_unset=True)
+        )
+
+
+@router.post("/persons/{person_id}/guardians", status_code=201)
+async def add_guardian(
+    person_id: int, body: GuardianIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        guardian_id = await directory.add_guardian(
+            conn, actor, person_id, name=body.name, phone=body.phone, relation=body.relation
+        )
+    return {"id": guardian_id}
+
+
+@router.get("/schools/{school}/audit")
+async def audit_log(
+    school: str,
+    pool: Pool,
+    actor: CurrentActor,
+    action: Annotated[str, Query(max_length=64)] = "",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    school_id = await school_id_for(pool, actor, school)
+    actor.require("school_admin", school_id=school_id)
+    rows = await pool.fetch(
+        """SELECT id, actor, action, target_type, target_id, before, after, request_id, created_at
+             FROM audit_log
+            WHERE school_id = $1 AND ($2 = '' OR action LIKE $2 || '%')
+              AND ($3::bigint IS NULL OR id < $3)
+            ORDER BY id DESC LIMIT $4""",
+        school_id,
+        action,
+        before_id,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+@router.post("/schools/{school}/ledger/adjustments")
+async def create_adjustment(
+    school: str, body: AdjustmentIn, pool: Pool, actor: CurrentActor
+) -> JSONResponse:
+    """Move money between two accounts of the school (a correction), once per client_id."""
+    school_id = await school_id_for(pool, actor, school)
+    outcome = await adjustments.do_adjustment(
+        pool,
+        actor,
+        school_id,
+        client_id=check_client_id(body.client_id),
+        from_account=body.from_account,
+        to_account=body.to_account,
+        amount=body.amount,
+        memo=body.memo,
+    )
+    return JSONResponse(
+        outcome.body,
+        status_code=outcome.status,
+        headers={"Idempotent-Replayed": "true" if outcome.replayed else "false"},
+    )
+
+
+@router.get("/schools/{school}/accounts")
+async def list_accounts(
+    school: str,
+    pool: Pool,
+    actor: CurrentActor,
+    kind: Literal["purse", "merchant", "system"] | None = None,
+    person_id: int | None = None,
+) -> list[dict[str, Any]]:
+    school_id = await school_id_for(pool, actor, school)
+    actor.require("settlement", school_id=school_id)
+    rows = await pool.fetch(
+        """SELECT id, kind, purse, person_id, merchant_id, shard, system_code, balance, version
+             FROM accounts WHERE school_id = $1 AND ($2::text IS NULL OR kind = $2)
+              AND ($3::bigint IS NULL OR person_id = $3)
+            ORDER BY id LIMIT 1000""",
+        school_id,
+        kind,
+        person_id,
+    )
+    return [dict(r) | {"balance": str(Money(r["balance"]))} for r in rows]

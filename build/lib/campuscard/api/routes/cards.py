@@ -1,0 +1,330 @@
+"""Card center and cardholder API: issue and card life, PIN, limits, payment rules, blacklist."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import Field
+
+from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
+from campuscard.cards import lifecycle
+from campuscard.ledger.money import Money
+from campuscard.payments import booking, pay_settings
+from campuscard.platform.errors import NotFound
+
+router = APIRouter(tags=["cards"])
+
+CARD_NUMBER = r"^[0-9]{6,20}$"
+CARD_UID = r"^[0-9A-Fa-f]{8,20}$"
+
+
+class IssueIn(Body):
+    person_id: int = Field(gt=0)
+    number: str = Field(pattern=CARD_NUMBER, description="printed card number")
+    uid: str = Field(pattern=CARD_UID, description="chip UID (hex)")
+    kind: Literal["student", "staff", "temporary"] = "student"
+    deposit: Money | None = Field(default=None, description='deposit in yuan, e.g. "20.00"')
+    deposit_source: Literal["cash_desk", "bank_clearing", "provider_clearing", "purse"] = (
+        "cash_desk"
+    )
+    expires_on: dt.date | None = None
+    activate: bool = True
+
+
+class ReasonIn(Body):
+    reason: str = Field(default="", max_length=200)
+
+
+class RequiredReasonIn(Body):
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class UnblockIn(Body):
+    verification: str = Field(
+        min_length=1, max_length=200, description="how the holder was verified"
+    )
+
+
+class ReplaceIn(Body):
+    number: str = Field(pattern=CARD_NUMBER)
+    uid: str = Field(pattern=CARD_UID)
+    fee_source: Literal["purse", "cash_desk"] = "purse"
+    expires_on: dt.date | None = None
+    reason: str = Field(default="", max_length=200)
+
+
+class CancelIn(Body):
+    route: Literal["cash_desk", "bank_clearing", "provider_clearing"]
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class PinIn(Body):
+    new_pin: str = Field(pattern=r"^[0-9]{6}$")
+    password: str | None = Field(
+        default=None, max_length=200, description="the holder's sign-in password (holder only)"
+    )
+
+
+class LimitsIn(Body):
+    per_tx_limit: Money | None = None
+    daily_limit: Money | None = None
+
+
+class RulesIn(Body):
+    per_tx_limit: Money | None = None
+    daily_limit: Money | None = None
+    pin_over_per_tx: Money | None = None
+    pin_over_daily: Money | None = None
+    pin_max_failures: int | None = Field(default=None, ge=1, le=10)
+    reversal_minutes: int | None = Field(default=None, ge=1, le=1440)
+
+
+def _fen(value: Money | None) -> int | None:
+    return None if value is None else value.fen
+
+
+# --- card center ------------------------------------------------------------------------
+
+
+@router.post("/api/v1/admin/schools/{school}/cards", status_code=201)
+async def issue_card(school: str, body: IssueIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    async with pool.acquire() as conn:
+        in_school = await conn.fetchval(
+            "SELECT 1 FROM persons WHERE id = $1 AND school_id = $2", body.person_id, school_id
+        )
+        if not in_school:
+            raise NotFound("no such person in this school", field="person_id")
+        return await lifecycle.issue_card(
+            conn,
+            actor,
+            person_id=body.person_id,
+            number=body.number,
+            uid=body.uid,
+            kind=body.kind,
+            deposit_fen=_fen(body.deposit) or 0,
+            expires_on=body.expires_on,
+            deposit_source=body.deposit_source,
+            activate=body.activate,
+        )
+
+
+@router.get("/api/v1/admin/schools/{school}/cards")
+async def list_cards(
+    school: str,
+    pool: Pool,
+    actor: CurrentActor,
+    person_id: int | None = None,
+    number: Annotated[str | None, Query(pattern=CARD_NUMBER)] = None,
+    state: Literal["issued", "active", "lost", "frozen", "replaced", "cancelled", "expired"]
+    | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[dict[str, Any]]:
+    school_id = await school_id_for(pool, actor, school)
+    async with pool.acquire() as conn:
+        return await lifecycle.list_cards(
+            conn, actor, school_id, person_id=person_id, number=number, state=state, limit=limit
+        )
+
+
+@router.get("/api/v1/admin/cards/{card_id}")
+async def get_card(card_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await lifecycle.get_card(conn, actor, card_id)
+
+
+@router.post("/api/v1/admin/cards/{card_id}/activate")
+async def activate(card_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await lifecycle.activate_card(conn, actor, card_id)
+
+
+@router.post("/api/v1/admin/cards/{card_id}/report-loss")
+async def report_loss(
+    card_id: int, body: ReasonIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await lifecycle.report_loss(
+            conn, actor, card_id, channel="counter", reason=body.reason
+        )
+
+
+@router.post("/api/v1/admin/cards/{card_id}/unblock")
+async def unblock(card_id: int, body: UnblockIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await lifecycle.unblock_card(conn, actor, card_id, verification=body.verification)
+
+
+@router.post("/api/v1/admin/cards/{card_id}/freeze")
+async def freeze(
+    card_id: int, body: RequiredReasonIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await lifecycle.freeze_card(conn, actor, card_id, reason=body.reason)
+
+
+@router.post("/api/v1/admin/cards/{card_id}/unfreeze")
+async def unfreeze(card_id: int, body: ReasonIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await lifecycle.unfreeze_card(conn, actor, card_id, reason=body.reason)
+
+
+@router.post("/api/v1/admin/cards/{card_id}/replace", status_code=201)
+async def replace(card_id: int, body: ReplaceIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await lifecycle.replace_card(
+            conn,
+            actor,
+            card_id,
+            number=body.number,
+            uid=body.uid,
+            fee_source=body.fee_source,
+            expires_on=body.expires_on,
+            reason=body.reason,
+        )
+
+
+@router.post("/api/v1/admin/cards/{card_id}/cancel")
+async def cancel(card_id: int, body: CancelIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await lifecycle.cancel_card(
+            conn, actor, card_id, route=body.route, reason=body.reason
+        )
+
+
+@router.get("/api/v1/admin/schools/{school}/blacklist")
+async def school_blacklist(
+    school: str,
+    pool: Pool,
+    actor: CurrentActor,
+    since: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    actor.require("card_center", "settlement", school_id=school_id)
+    async with pool.acquire() as conn:
+        return await lifecycle.blacklist(conn, school_id, since=since)
+
+
+@router.get("/api/v1/admin/persons/{person_id}/pay-settings")
+async def person_pay_settings(person_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await pay_settings.get_settings(conn, actor, person_id)
+
+
+@router.put("/api/v1/admin/persons/{person_id}/limits")
+async def person_limits(
+    person_id: int, body: LimitsIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await pay_settings.set_limits(
+            conn,
+            actor,
+            person_id=person_id,
+            per_tx_limit=_fen(body.per_tx_limit),
+            daily_limit=_fen(body.daily_limit),
+        )
+
+
+@router.put("/api/v1/admin/persons/{person_id}/pin")
+async def reset_pin(
+    person_id: int, body: PinIn, pool: Pool, actor: CurrentActor, settings: AppSettings
+) -> dict[str, Any]:
+    """Card center resets a holder's PIN at the counter (after checking their ID)."""
+    async with pool.acquire() as conn:
+        return await pay_settings.set_pin(
+            conn, actor, settings, person_id=person_id, new_pin=body.new_pin
+        )
+
+
+@router.get("/api/v1/admin/schools/{school}/payment-rules")
+async def get_rules(school: str, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    async with pool.acquire() as conn:
+        return pay_settings.rules_view(await pay_settings.school_rules(conn, school_id))
+
+
+@router.put("/api/v1/admin/schools/{school}/payment-rules")
+async def put_rules(school: str, body: RulesIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    changes: dict[str, Any] = {}
+    for key in body.model_fields_set:
+        value = getattr(body, key)
+        changes[key] = value.fen if isinstance(value, Money) else value
+    async with pool.acquire() as conn:
+        return await pay_settings.set_school_rules(conn, actor, school_id, changes)
+
+
+# --- the cardholder ---------------------------------------------------------------------
+
+
+def _holder(actor: Any) -> int:
+    if actor.person_id is None:
+        raise NotFound("you hold no card account", field="person_id")
+    return int(actor.person_id)
+
+
+@router.get("/api/v1/me/cards")
+async def my_cards(pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
+    async with pool.acquire() as conn:
+        return await lifecycle.cards_of_person(conn, _holder(actor))
+
+
+@router.post("/api/v1/me/cards/{card_id}/report-loss")
+async def my_card_lost(
+    card_id: int, body: ReasonIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    _holder(actor)
+    async with pool.acquire() as conn:
+        return await lifecycle.report_loss(
+            conn, actor, card_id, channel="online", reason=body.reason
+        )
+
+
+@router.put("/api/v1/me/pin")
+async def my_pin(
+    body: PinIn, pool: Pool, actor: CurrentActor, settings: AppSettings
+) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await pay_settings.set_pin(
+            conn,
+            actor,
+            settings,
+            person_id=_holder(actor),
+            new_pin=body.new_pin,
+            password=body.password or "",
+        )
+
+
+@router.get("/api/v1/me/pay-settings")
+async def my_pay_settings(pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await pay_settings.get_settings(conn, actor, _holder(actor))
+
+
+@router.put("/api/v1/me/limits")
+async def my_limits(body: LimitsIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await pay_settings.set_limits(
+            conn,
+            actor,
+            person_id=_holder(actor),
+            per_tx_limit=_fen(body.per_tx_limit),
+            daily_limit=_fen(body.daily_limit),
+        )
+
+
+@router.get("/api/v1/me/payments")
+async def my_payments(
+    pool: Pool,
+    actor: CurrentActor,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    person_id = _holder(actor)
+    async with pool.acquire() as conn:
+        school_id = await conn.fetchval("SELECT school_id FROM persons WHERE id = $1", person_id)
+        return await booking.list_payments(
+            conn, actor, school_id, person_id=person_id, limit=limit, before_id=before_id
+        )

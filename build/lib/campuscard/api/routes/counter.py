@@ -1,0 +1,199 @@
+"""Settlement-center counter: deposits, withdrawals, subsidies, zeroing and the cash drawer."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from campuscard.api.deps import Body, CurrentActor, Pool, school_id_for
+from campuscard.db.pool import PgPool
+from campuscard.ledger.money import Money
+from campuscard.moneyflows import counter
+from campuscard.platform.actors import Actor
+from campuscard.platform.idempotency import Outcome, check_client_id
+
+router = APIRouter(prefix="/api/v1/counter", tags=["counter"])
+
+NUMBER = r"^[A-Za-z0-9_-]{1,32}$"
+CLIENT_ID = Field(description="client-generated id; a retry with it replays the answer")
+
+
+class IdentityIn(Body):
+    method: Literal["campus_card", "student_id"]
+    holder_present: bool = Field(description="the holder is at the desk in person")
+    card_number: str | None = Field(default=None, pattern=r"^[0-9]{6,20}$")
+    holder_name: str | None = Field(default=None, min_length=1, max_length=64)
+
+    def to_identity(self) -> counter.Identity:
+        return counter.Identity(
+            method=self.method,
+            holder_present=self.holder_present,
+            card_number=self.card_number,
+            holder_name=self.holder_name,
+        )
+
+
+class DepositIn(Body):
+    client_id: str = CLIENT_ID
+    person_number: str = Field(pattern=NUMBER)
+    amount: Money
+    memo: str = Field(default="", max_length=200)
+
+
+class WithdrawalIn(DepositIn):
+    identity: IdentityIn
+
+
+class SubsidyOpIn(Body):
+    client_id: str = CLIENT_ID
+    person_number: str = Field(pattern=NUMBER)
+    amount: Money
+    memo: str = Field(min_length=1, max_length=200)
+
+
+class ZeroingIn(Body):
+    client_id: str = CLIENT_ID
+    person_number: str = Field(pattern=NUMBER)
+    purse: Literal["cash", "subsidy"]
+    memo: str = Field(min_length=1, max_length=200)
+    identity: IdentityIn | None = None
+
+
+class DrawerOpenIn(Body):
+    opening_float: str = Field(description='yuan, e.g. "500.00"; may be "0.00"')
+
+
+class DrawerCloseIn(Body):
+    counted_cash: str = Field(description='the cash counted in the drawer, e.g. "812.50"')
+    note: str = Field(default="", max_length=500)
+
+
+def _answer(outcome: Outcome) -> JSONResponse:
+    return JSONResponse(
+        outcome.body,
+        status_code=outcome.status,
+        headers={"Idempotent-Replayed": "true" if outcome.replayed else "false"},
+    )
+
+
+async def _counter_op(
+    pool: PgPool,
+    actor: Actor,
+    school: str,
+    kind: counter.CounterKind,
+    body: DepositIn | SubsidyOpIn | ZeroingIn,
+    **extra: Any,
+) -> JSONResponse:
+    """The one path of every counter operation: school check, client id, the service, answer."""
+    school_id = await school_id_for(pool, actor, school)
+    return _answer(
+        await counter.do_counter_op(
+            pool,
+            actor,
+            school_id,
+            kind=kind,
+            client_id=check_client_id(body.client_id),
+            person_number=body.person_number,
+            memo=body.memo,
+            **extra,
+        )
+    )
+
+
+@router.post("/{school}/deposits", status_code=201)
+async def deposit(school: str, body: DepositIn, pool: Pool, actor: CurrentActor) -> JSONResponse:
+    """Cash handed over the counter into the holder's cash purse."""
+    return await _counter_op(pool, actor, school, "deposit", body, amount=body.amount)
+
+
+@router.post("/{school}/withdrawals", status_code=201)
+async def withdrawal(
+    school: str, body: WithdrawalIn, pool: Pool, actor: CurrentActor
+) -> JSONResponse:
+    """Cash paid out of the holder's cash purse; the holder must be present and identified."""
+    return await _counter_op(
+        pool,
+        actor,
+        school,
+        "withdrawal",
+        body,
+        amount=body.amount,
+        identity=body.identity.to_identity(),
+    )
+
+
+@router.post("/{school}/subsidy-grants", status_code=201)
+async def subsidy_grant(
+    school: str, body: SubsidyOpIn, pool: Pool, actor: CurrentActor
+) -> JSONResponse:
+    return await _counter_op(pool, actor, school, "subsidy_grant", body, amount=body.amount)
+
+
+@router.post("/{school}/subsidy-deductions", status_code=201)
+async def subsidy_deduct(
+    school: str, body: SubsidyOpIn, pool: Pool, actor: CurrentActor
+) -> JSONResponse:
+    return await _counter_op(pool, actor, school, "subsidy_deduct", body, amount=body.amount)
+
+
+@router.post("/{school}/zeroings", status_code=201)
+async def zeroing(school: str, body: ZeroingIn, pool: Pool, actor: CurrentActor) -> JSONResponse:
+    """Empty one purse: cash is paid out at the desk, a subsidy returns to the subsidy fund."""
+    return await _counter_op(
+        pool,
+        actor,
+        school,
+        "zeroing",
+        body,
+        amount=None,
+        purse=body.purse,
+        identity=body.identity.to_identity() if body.identity else None,
+    )
+
+
+@router.post("/{school}/drawer/open", status_code=201)
+async def open_drawer(
+    school: str, body: DrawerOpenIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    amount = Money.parse(body.opening_float, field="opening_float", allow_zero=True)
+    return await counter.do_open_drawer(pool, actor, school_id, opening_float=amount)
+
+
+@router.post("/{school}/drawer/close")
+async def close_drawer(
+    school: str, body: DrawerCloseIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    amount = Money.parse(body.counted_cash, field="counted_cash", allow_zero=True)
+    return await counter.do_close_drawer(
+        pool, actor, school_id, counted_cash=amount, note=body.note
+    )
+
+
+@router.get("/{school}/drawer")
+async def drawer_summary(
+    school: str,
+    pool: Pool,
+    actor: CurrentActor,
+    operator_id: int | None = None,
+    day: date | None = None,
+) -> dict[str, Any]:
+    """One operator's day (default: mine, today): float + cash in - cash out = expected."""
+    school_id = await school_id_for(pool, actor, school)
+    return await counter.get_drawer_summary(
+        pool, actor, school_id, operator_id=operator_id, day=day
+    )
+
+
+@router.get("/{school}/drawers")
+async def drawers(
+    school: str, pool: Pool, actor: CurrentActor, day: date | None = None
+) -> list[dict[str, Any]]:
+    """Every operator's drawer for the day."""
+    school_id = await school_id_for(pool, actor, school)
+    return await counter.list_drawers(pool, actor, school_id, day=day)

@@ -1,0 +1,107 @@
+"""Kiosk API for self-service pickup (seed 004 steps 4-6). Every request is signed by the
+kiosk (a terminal of kind 'kiosk', see docs/terminal-protocol.md); the school is the kiosk's."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from campuscard.api.deps import AppSettings, Body, Pool
+from campuscard.api.terminal_auth import SignedDevice
+from campuscard.issuing import pickup
+from campuscard.issuing import pickup_code as codes
+from campuscard.payments import terminals
+from campuscard.payments.terminals import SignedTerminal
+from campuscard.platform.errors import Forbidden
+
+router = APIRouter(prefix="/api/v1/kiosk", tags=["kiosk"])
+
+CARD_NUMBER = r"^[0-9]{6,20}$"
+CARD_UID = r"^[0-9A-Fa-f]{8,20}$"
+CLIENT_ID = r"^[A-Za-z0-9_.:-]{8,64}$"
+
+
+class AuthorizeIn(Body):
+    code: str = Field(min_length=1, max_length=40, description="the pickup code as typed")
+
+
+class CompleteIn(Body):
+    client_id: str = Field(pattern=CLIENT_ID, description="kiosk's id for this report")
+    card_number: str = Field(pattern=CARD_NUMBER, description="number read from the new card")
+    card_uid: str = Field(pattern=CARD_UID, description="the card chip's UID")
+
+
+class FailureIn(Body):
+    reason: str = Field(min_length=1, max_length=200)
+    release: bool = Field(description="false: retry on this kiosk; true: free the code")
+
+
+async def kiosk_of(pool: Pool, signed: SignedTerminal) -> pickup.Kiosk:
+    if signed.terminal.kind != "kiosk":
+        raise Forbidden("only a self-service kiosk may do this", code="NOT_A_KIOSK")
+    async with pool.acquire() as conn, conn.transaction():
+        await terminals.record_nonce(conn, signed)
+    return pickup.Kiosk(terminal_id=signed.id, school_id=signed.school_id, sn=signed.terminal.sn)
+
+
+@router.get("/pickup-key")
+async def pickup_key(signed: SignedDevice, pool: Pool, settings: AppSettings) -> dict[str, Any]:
+    """The key this kiosk checks typed codes with: HMAC-SHA256(key, code) = kiosk_hash."""
+    kiosk = await kiosk_of(pool, signed)
+    master = settings.master_key.get_secret_value().encode()
+    return {"algorithm": "HMAC-SHA256", "key": codes.kiosk_key(master, kiosk.sn).hex()}
+
+
+@router.get("/pickups")
+async def pickups(
+    signed: SignedDevice,
+    pool: Pool,
+    since: Annotated[int, Query(ge=0, description="the last version the kiosk has")] = 0,
+) -> dict[str, Any]:
+    kiosk = await kiosk_of(pool, signed)
+    async with pool.acquire() as conn:
+        return await pickup.kiosk_feed(conn, kiosk, since=since)
+
+
+@router.post("/pickups/authorize")
+async def authorize(
+    body: AuthorizeIn, signed: SignedDevice, pool: Pool, settings: AppSettings
+) -> dict[str, Any]:
+    kiosk = await kiosk_of(pool, signed)
+    async with pool.acquire() as conn:
+        return await pickup.do_authorize(conn, settings, kiosk, body.code)
+
+
+@router.post("/pickups/{pickup_id}/complete")
+async def complete(
+    pickup_id: int, body: CompleteIn, signed: SignedDevice, pool: Pool
+) -> JSONResponse:
+    kiosk = await kiosk_of(pool, signed)
+    async with pool.acquire() as conn:
+        outcome = await pickup.do_complete(
+            conn,
+            kiosk,
+            pickup_id,
+            card_number=body.card_number,
+            card_uid=body.card_uid.upper(),
+            client_id=body.client_id,
+        )
+    return JSONResponse(
+        outcome.body,
+        status_code=outcome.status,
+        headers={"Idempotent-Replayed": "true" if outcome.replayed else "false"},
+    )
+
+
+@router.post("/pickups/{pickup_id}/failure")
+async def failure(
+    pickup_id: int, body: FailureIn, signed: SignedDevice, pool: Pool
+) -> dict[str, Any]:
+    kiosk = await kiosk_of(pool, signed)
+    async with pool.acquire() as conn:
+        return await pickup.do_report_failure(
+            conn, kiosk, pickup_id, reason=body.reason, release=body.release
+        )

@@ -1,0 +1,93 @@
+"""Paying with a payment code: the till's signed API, and the student's phone confirmation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from campuscard.api.admission import Limiter
+from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, live_events
+from campuscard.api.terminal_auth import SignedDevice
+from campuscard.ledger.money import Money
+from campuscard.payments import code_payments, display, terminals
+
+router = APIRouter(prefix="/api/v1", tags=["paycodes"])
+
+CLIENT_ID = r"^[A-Za-z0-9_.:-]{8,64}$"
+
+
+class CodePayIn(Body):
+    client_id: str = Field(pattern=CLIENT_ID, description="the terminal's transaction id")
+    code: str = Field(min_length=1, max_length=40, description="the 20 digits scanned")
+    amount: Money = Field(description='yuan as a string, e.g. "12.50"')
+    pin: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
+
+
+class PendingIn(Body):
+    amount: Money = Field(description='the amount typed at the till, e.g. "12.50"')
+
+
+class ConfirmIn(Body):
+    accept: bool
+    pin: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
+
+
+@router.post("/terminal/paycode/pay")
+async def pay_with_code(
+    body: CodePayIn,
+    request: Request,
+    device: SignedDevice,
+    pool: Pool,
+    settings: AppSettings,
+    limiter: Limiter,
+) -> JSONResponse:
+    """Pay with a scanned payment code: 200 receipt, 202 waiting for the phone (repeat the
+    same request), or an error. Same limits, PIN rule and channel admission as a card."""
+    channel = await limiter.channel_of(pool, device.terminal.merchant_id)
+    async with limiter.admit(channel):
+        result = await code_payments.do_pay_with_code(
+            pool,
+            settings,
+            device,
+            client_id=body.client_id,
+            code=body.code,
+            amount=body.amount,
+            pin=body.pin,
+            events=live_events(request),
+        )
+    return JSONResponse(
+        result.body,
+        status_code=result.status,
+        headers={"Idempotent-Replayed": "true" if result.replayed else "false"},
+    )
+
+
+@router.post("/terminal/display/pending")
+async def terminal_pending(body: PendingIn, device: SignedDevice, pool: Pool) -> dict[str, Any]:
+    """The till shows the typed amount on its customer display (seed 000)."""
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await terminals.record_nonce(conn, device)
+        terminal = await code_payments.terminal_view(conn, device.id)
+        return await display.do_set_pending_amount(
+            conn, terminal, body.amount, by=f"terminal:{device.terminal.sn}"
+        )
+
+
+@router.get("/me/paycode/confirmations")
+async def my_confirmations(pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
+    async with pool.acquire() as conn:
+        return await code_payments.list_confirmations(conn, actor)
+
+
+@router.post("/me/paycode/confirmations/{confirmation_id}")
+async def answer_confirmation(
+    confirmation_id: int, body: ConfirmIn, pool: Pool, settings: AppSettings, actor: CurrentActor
+) -> dict[str, Any]:
+    """Confirm (with the PIN) or decline a payment a till is waiting on."""
+    return await code_payments.do_answer_confirmation(
+        pool, settings, actor, confirmation_id, accept=body.accept, pin=body.pin
+    )

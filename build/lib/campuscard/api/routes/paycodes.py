@@ -1,0 +1,87 @@
+"""Payment codes for the cardholder's phone (bind, unbind, mint) and for the card center."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import segno
+from fastapi import APIRouter, Response
+from pydantic import Field
+
+from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool
+from campuscard.payments import code128, codes
+
+router = APIRouter(prefix="/api/v1", tags=["paycodes"])
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class BindIn(Body):
+    label: str = Field(default="", max_length=64, description="a name for the phone")
+
+
+class UnbindIn(Body):
+    reason: str = Field(default="", max_length=200)
+
+
+def qr_svg(code: str) -> str:
+    out = io.BytesIO()
+    segno.make(code, error="m", micro=False).save(out, kind="svg", scale=4, border=4, xmldecl=False)
+    return out.getvalue().decode()
+
+
+@router.get("/paycode/time")
+async def server_time() -> dict[str, Any]:
+    """The server's clock, so the phone can correct its own before computing codes."""
+    return {"now": time.time()}
+
+
+@router.post("/me/paycode/devices", status_code=201)
+async def bind_device(
+    body: BindIn, response: Response, pool: Pool, settings: AppSettings, actor: CurrentActor
+) -> dict[str, Any]:
+    """Bind this phone; the previous phone's codes stop working. The secret is shown once."""
+    async with pool.acquire() as conn:
+        device = await codes.do_bind_device(conn, settings, actor, label=body.label)
+    response.headers.update(NO_STORE)
+    return device.view()
+
+
+@router.get("/me/paycode/devices")
+async def my_devices(pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
+    person_id = codes.require_cardholder(actor)
+    async with pool.acquire() as conn:
+        return await codes.list_devices(conn, actor, person_id)
+
+
+@router.post("/paycode/devices/{device_id}/unbind")
+async def unbind_device(
+    device_id: int, body: UnbindIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    """Unbind a phone: its holder, or the card center of its school."""
+    async with pool.acquire() as conn:
+        return await codes.do_unbind_device(conn, actor, device_id, reason=body.reason)
+
+
+@router.get("/admin/persons/{person_id}/paycode/devices")
+async def person_devices(person_id: int, pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
+    async with pool.acquire() as conn:
+        return await codes.list_devices(conn, actor, person_id)
+
+
+@router.post("/me/paycode/minted", status_code=201)
+async def mint_code(
+    response: Response, pool: Pool, settings: AppSettings, actor: CurrentActor
+) -> dict[str, Any]:
+    """A one-time code minted by the server (for phones that cannot compute one)."""
+    async with pool.acquire() as conn:
+        minted = await codes.do_mint_code(conn, settings, actor)
+    response.headers.update(NO_STORE)
+    return {
+        "code": minted.code,
+        "expires_at": minted.expires_at.isoformat(),
+        "qr_svg": qr_svg(minted.code),
+        "code128_svg": code128.svg(minted.code),
+    }

@@ -1,0 +1,117 @@
+"""Reconciliation API: import a bank or provider statement file, follow the cases in suspense,
+resolve them (post / refund / write-off with a second approval)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from pydantic import Field
+
+from campuscard.api.deps import Body, CurrentActor, Pool, school_id_for
+from campuscard.platform.errors import ValidationFailed
+from campuscard.settlement import reconciliation
+
+router = APIRouter(prefix="/api/v1/admin/schools/{school}/reconciliation", tags=["reconciliation"])
+MAX_FILE_BYTES = 20 * 1024 * 1024
+
+
+class ResolveIn(Body):
+    action: Literal["post", "refund", "write_off"]
+    note: str = Field(min_length=1, max_length=200)
+    target_account: int | None = Field(default=None, gt=0, description="for action 'post'")
+
+
+class DecideIn(Body):
+    approve: bool
+    note: str = Field(min_length=1, max_length=200)
+
+
+@router.post("/imports")
+async def import_statement(
+    school: str,
+    pool: Pool,
+    actor: CurrentActor,
+    source: Annotated[Literal["bank", "provider"], Form()],
+    file: Annotated[UploadFile, File(description="the statement file as the party sent it")],
+    statement_date: Annotated[date | None, Form()] = None,
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    content = await file.read(MAX_FILE_BYTES + 1)
+    if len(content) > MAX_FILE_BYTES:
+        raise ValidationFailed("the file is larger than 20 MB", field="file")
+    return await reconciliation.do_import_statement(
+        pool,
+        actor,
+        school_id,
+        source=source,
+        content=content,
+        file_name=file.filename or "",
+        statement_date=statement_date,
+    )
+
+
+@router.get("/imports")
+async def list_imports(school: str, pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
+    school_id = await school_id_for(pool, actor, school)
+    actor.require("settlement", school_id=school_id)
+    async with pool.acquire() as conn:
+        return await reconciliation.list_imports(conn, school_id)
+
+
+@router.get("/imports/{import_id}")
+async def get_import(
+    school: str, import_id: int, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    actor.require("settlement", school_id=school_id)
+    async with pool.acquire() as conn:
+        return await reconciliation.import_view(conn, school_id, import_id)
+
+
+@router.get("/cases")
+async def list_cases(
+    school: str,
+    pool: Pool,
+    actor: CurrentActor,
+    status: Annotated[Literal["open", "pending_approval", "resolved"] | None, Query()] = None,
+) -> list[dict[str, Any]]:
+    school_id = await school_id_for(pool, actor, school)
+    actor.require("settlement", school_id=school_id)
+    async with pool.acquire() as conn:
+        return await reconciliation.list_cases(conn, school_id, status=status)
+
+
+@router.post("/cases/{case_id}/resolve")
+async def resolve_case(
+    school: str, case_id: int, body: ResolveIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    return await reconciliation.do_resolve_case(
+        pool,
+        actor,
+        school_id,
+        case_id,
+        action=body.action,
+        note=body.note,
+        target_account=body.target_account,
+    )
+
+
+@router.post("/cases/{case_id}/write-off-decision")
+async def decide_write_off(
+    school: str, case_id: int, body: DecideIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    return await reconciliation.do_decide_write_off(
+        pool, actor, school_id, case_id, approve=body.approve, note=body.note
+    )
+
+
+@router.get("/balances")
+async def get_balances(school: str, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    actor.require("settlement", school_id=school_id)
+    async with pool.acquire() as conn:
+        return await reconciliation.balances(conn, school_id)

@@ -1,0 +1,99 @@
+"""Reports API: daily summary per channel and merchant, consumption per class or category;
+JSON for the console's charts, CSV and XLSX for download."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from campuscard.api.deps import CurrentActor, Pool, school_id_for
+from campuscard.documents import exports
+from campuscard.settlement import reports
+
+router = APIRouter(prefix="/api/v1/admin/schools/{school}/reports", tags=["reports"])
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+Format = Literal["json", "csv", "xlsx"]
+
+DAILY_COLUMNS = (
+    ("business_date", "日期 Date"),
+    ("channel", "渠道 Channel"),
+    ("merchant", "商户 Merchant"),
+    ("sales_count", "笔数 Sales"),
+    ("gross", "交易额 Gross"),
+    ("refunds", "退款冲正 Refunds"),
+    ("net_sales", "净额 Net"),
+    ("commission", "手续费 Commission"),
+    ("payout", "应结 Payout"),
+)
+CONSUMPTION_COLUMNS = (
+    ("group", "分组 Group"),
+    ("channel", "渠道 Channel"),
+    ("persons", "人数 Students"),
+    ("payments", "笔数 Payments"),
+    ("spent", "消费额 Spent"),
+    ("per_person", "人均 Per student"),
+)
+
+
+def _download(
+    name: str, fmt: Format, title: str, cols: Any, rows: list[dict[str, Any]], money: set[str]
+) -> Response:
+    if fmt == "csv":
+        body, media = exports.to_csv(cols, rows), "text/csv; charset=utf-8"
+    else:
+        body, media = exports.to_xlsx(title, cols, rows, frozenset(money)), XLSX
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'},
+    )
+
+
+@router.get("/daily", response_model=None)
+async def daily(
+    school: str,
+    pool: Pool,
+    actor: CurrentActor,
+    date_from: Annotated[date, Query()],
+    date_to: Annotated[date, Query()],
+    format: Annotated[Format, Query()] = "json",
+) -> dict[str, Any] | Response:
+    school_id = await school_id_for(pool, actor, school)
+    reports.check_may_report(actor, school_id)
+    async with pool.acquire() as conn:
+        data = await reports.daily_summary(conn, school_id, date_from, date_to)
+    if format == "json":
+        return data
+    money = {"gross", "refunds", "net_sales", "commission", "payout"}
+    name = f"daily-{school}-{date_from:%Y%m%d}-{date_to:%Y%m%d}"
+    return _download(name, format, "日报 Daily", DAILY_COLUMNS, data["merchants"], money)
+
+
+@router.get("/consumption", response_model=None)
+async def consumption(
+    school: str,
+    pool: Pool,
+    actor: CurrentActor,
+    date_from: Annotated[date, Query()],
+    date_to: Annotated[date, Query()],
+    group_by: Annotated[Literal["class", "category"], Query()] = "class",
+    format: Annotated[Format, Query()] = "json",
+) -> dict[str, Any] | Response:
+    school_id = await school_id_for(pool, actor, school)
+    reports.check_may_report(actor, school_id)
+    async with pool.acquire() as conn:
+        data = await reports.consumption(conn, school_id, date_from, date_to, group_by=group_by)
+    if format == "json":
+        return data
+    name = f"consumption-{group_by}-{school}-{date_from:%Y%m%d}-{date_to:%Y%m%d}"
+    return _download(
+        name,
+        format,
+        "消费统计 Consumption",
+        CONSUMPTION_COLUMNS,
+        data["rows"],
+        {"spent", "per_person"},
+    )

@@ -1,0 +1,116 @@
+"""Settlement center API: close a business day, read its figures, merchant statements
+(JSON, printable HTML, XLSX), the bank payout file (CSV), merchant payout accounts."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse, Response
+from pydantic import Field
+
+from campuscard.api.deps import Body, CurrentActor, Pool, school_id_for
+from campuscard.documents import statements
+from campuscard.settlement import clearing
+
+router = APIRouter(prefix="/api/v1/admin/schools/{school}/settlement", tags=["settlement"])
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class CloseIn(Body):
+    early: bool = Field(
+        default=False,
+        description="close today's business day before its cut-off; later bookings of the "
+        "day then fall into the next day",
+    )
+
+
+class PayoutAccountIn(Body):
+    bank_code: str = Field(pattern=r"^[0-9A-Z]{3,12}$", description="bank code, e.g. ICBC")
+    account_no: str = Field(pattern=r"^[0-9]{8,32}$")
+    account_name: str = Field(min_length=1, max_length=64)
+
+
+@router.post("/days/{business_date}/close")
+async def close_day(
+    school: str, business_date: date, body: CloseIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    return await clearing.do_close_day(pool, actor, school_id, business_date, early=body.early)
+
+
+@router.get("/days")
+async def list_days(
+    school: str,
+    pool: Pool,
+    actor: CurrentActor,
+    limit: Annotated[int, Query(ge=1, le=366)] = 60,
+) -> list[dict[str, Any]]:
+    school_id = await school_id_for(pool, actor, school)
+    clearing.check_may_read(actor, school_id)
+    async with pool.acquire() as conn:
+        return await clearing.list_days(conn, school_id, limit=limit)
+
+
+@router.get("/days/{business_date}")
+async def get_day(
+    school: str, business_date: date, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    clearing.check_may_read(actor, school_id)
+    async with pool.acquire() as conn:
+        return await clearing.day_view(conn, school_id, business_date)
+
+
+@router.get("/days/{business_date}/merchants/{merchant_id}/statement", response_model=None)
+async def get_statement(
+    school: str,
+    business_date: date,
+    merchant_id: int,
+    pool: Pool,
+    actor: CurrentActor,
+    format: Annotated[Literal["json", "html", "xlsx"], Query()] = "json",
+) -> dict[str, Any] | Response:
+    school_id = await school_id_for(pool, actor, school)
+    clearing.check_may_read(actor, school_id, merchant_id)
+    async with pool.acquire() as conn:
+        st = await clearing.statement(conn, school_id, business_date, merchant_id)
+    if format == "html":
+        return HTMLResponse(statements.statement_html(st))
+    if format == "xlsx":
+        name = f"statement-{merchant_id}-{business_date.isoformat()}.xlsx"
+        return Response(
+            statements.statement_xlsx(st),
+            media_type=XLSX,
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return st
+
+
+@router.get("/days/{business_date}/payout.csv")
+async def get_payout_file(
+    school: str, business_date: date, pool: Pool, actor: CurrentActor
+) -> Response:
+    school_id = await school_id_for(pool, actor, school)
+    actor.require("settlement", school_id=school_id)
+    async with pool.acquire() as conn:
+        rows = await clearing.payout_rows(conn, school_id, business_date)
+    text = statements.payout_csv(school, business_date.isoformat(), rows)
+    name = f"payout-{school}-{business_date:%Y%m%d}.csv"
+    return Response(
+        text.encode(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.put("/merchants/{merchant_id}/payout-account")
+async def set_payout_account(
+    school: str, merchant_id: int, body: PayoutAccountIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    return await clearing.do_set_payout_account(
+        pool, actor, school_id, merchant_id, **body.model_dump()
+    )

@@ -1,0 +1,160 @@
+"""Device API (POS, kiosk, door reader): every request is signed, see docs/terminal-protocol.md."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from campuscard.api.admission import Limiter
+from campuscard.api.deps import AppSettings, Body, Pool, bearer_token, live_events
+from campuscard.api.terminal_auth import SignedDevice
+from campuscard.cards import lifecycle
+from campuscard.ledger.money import Money
+from campuscard.payments import booking, terminals
+from campuscard.platform import auth
+from campuscard.platform.errors import Unauthorized
+
+router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])
+
+CARD_NUMBER = r"^[0-9]{6,20}$"
+CARD_UID = r"^[0-9A-Fa-f]{8,20}$"
+CLIENT_ID = r"^[A-Za-z0-9_.:-]{8,64}$"
+
+
+class PayCheckIn(Body):
+    card_number: str = Field(pattern=CARD_NUMBER)
+    card_uid: str = Field(pattern=CARD_UID)
+    amount: Money = Field(description='yuan as a string, e.g. "12.50"')
+
+
+class PayIn(PayCheckIn):
+    client_id: str = Field(pattern=CLIENT_ID, description="the terminal's transaction id")
+    pin: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
+
+
+class ReverseIn(Body):
+    client_id: str = Field(pattern=CLIENT_ID, description="client id of the payment to reverse")
+
+
+class RefundIn(Body):
+    client_id: str = Field(pattern=CLIENT_ID, description="id of this refund request")
+    payment_id: int = Field(gt=0)
+    amount: Money
+    reason: str = Field(default="", max_length=200)
+
+
+class HeartbeatIn(Body):
+    app_version: str = Field(default="", max_length=32)
+    blacklist_version: int | None = Field(default=None, ge=0)
+    offline_queue: int = Field(default=0, ge=0, description="transactions waiting to upload")
+
+
+def answer(result: booking.PaymentAnswer) -> JSONResponse:
+    return JSONResponse(
+        result.body,
+        status_code=result.status,
+        headers={"Idempotent-Replayed": "true" if result.replayed else "false"},
+    )
+
+
+@router.post("/pay/check")
+async def check_payment(body: PayCheckIn, device: SignedDevice, pool: Pool) -> JSONResponse:
+    """Preview: would this card pay this amount, is a PIN needed, what is left after."""
+    async with pool.acquire() as conn:
+        result = await booking.check_payment(
+            conn,
+            device,
+            payer=booking.CardPayer(body.card_number, body.card_uid),
+            amount=body.amount,
+        )
+    return answer(result)
+
+
+@router.post("/pay")
+async def pay(
+    body: PayIn,
+    request: Request,
+    device: SignedDevice,
+    pool: Pool,
+    settings: AppSettings,
+    limiter: Limiter,
+) -> JSONResponse:
+    """Book a card payment once per client_id; a retry replays the first answer. Each channel
+    (tuition, canteen, supermarket, other) has its own admission limit: when it is full the
+    answer is 429 CHANNEL_BUSY with Retry-After (docs/channels.md)."""
+    channel = await limiter.channel_of(pool, device.terminal.merchant_id)
+    async with limiter.admit(channel), pool.acquire() as conn:
+        result = await booking.book_payment(
+            conn,
+            settings,
+            device,
+            client_id=body.client_id,
+            payer=booking.CardPayer(body.card_number, body.card_uid),
+            amount=body.amount,
+            pin=body.pin,
+            events=live_events(request),
+        )
+    return answer(result)
+
+
+@router.post("/pay/reverse")
+async def reverse(body: ReverseIn, device: SignedDevice, pool: Pool) -> JSONResponse:
+    """冲正 a payment this terminal sent (also one that has not arrived yet)."""
+    async with pool.acquire() as conn:
+        result = await booking.reverse_payment(conn, device, client_id=body.client_id)
+    return answer(result)
+
+
+@router.post("/refunds")
+async def refund(
+    body: RefundIn, request: Request, device: SignedDevice, pool: Pool, settings: AppSettings
+) -> JSONResponse:
+    """Refund at the POS: the cashier signs in on the device (Authorization: Bearer) and needs
+    the refund permission of this terminal's merchant."""
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized(
+            "a refund needs the cashier's sign-in (Authorization: Bearer)", code="AUTH_REQUIRED"
+        )
+    actor, _ = await auth.resolve_session(pool, settings, token, "api")
+    outcome = await booking.refund_payment(
+        pool,
+        actor,
+        payment_id=body.payment_id,
+        amount=body.amount,
+        client_id=body.client_id,
+        reason=body.reason,
+        terminal=device,
+    )
+    return JSONResponse(
+        outcome.body,
+        status_code=outcome.status,
+        headers={"Idempotent-Replayed": "true" if outcome.replayed else "false"},
+    )
+
+
+@router.get("/blacklist")
+async def blacklist(
+    device: SignedDevice, pool: Pool, since: Annotated[int | None, Query(ge=0)] = None
+) -> dict[str, Any]:
+    """Cards to refuse: changes since version ``since``, or the full list."""
+    async with pool.acquire() as conn, conn.transaction():
+        await terminals.record_nonce(conn, device)
+        return await lifecycle.blacklist(conn, device.school_id, since=since)
+
+
+@router.post("/heartbeat")
+async def heartbeat(body: HeartbeatIn, device: SignedDevice, pool: Pool) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await terminals.heartbeat(conn, device, body.model_dump())
+
+
+@router.post("/key/rotate")
+async def rotate_key(device: SignedDevice, pool: Pool, settings: AppSettings) -> dict[str, Any]:
+    """Ask for a new key (signed with the current one); the old key works until the new one is
+    first used."""
+    async with pool.acquire() as conn:
+        return await terminals.rotate_key_by_device(conn, settings, device)

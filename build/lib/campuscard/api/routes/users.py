@@ -1,0 +1,140 @@
+"""Managing sign-ins: staff users with roles, cardholder and parent logins, lock/unlock."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from campuscard.api.deps import Body, CurrentActor, Pool, school_id_for
+from campuscard.platform import users
+
+router = APIRouter(prefix="/api/v1", tags=["users"])
+
+PHONE = r"^\+?[0-9]{5,20}$"
+StaffRole = Literal[
+    "school_admin", "card_center", "settlement", "teacher", "merchant_staff", "merchant_manager"
+]
+
+
+class RoleIn(Body):
+    role: StaffRole
+    merchant_id: int | None = Field(default=None, gt=0)
+
+
+class StaffUserIn(Body):
+    username: str = Field(pattern=r"^[A-Za-z0-9_.@+-]{2,64}$")
+    password: str = Field(min_length=8, max_length=256)
+    display_name: str = Field(default="", max_length=64)
+    phone: str | None = Field(default=None, pattern=PHONE)
+    roles: list[RoleIn] = Field(min_length=1, max_length=10)
+
+
+class PasswordIn(Body):
+    password: str = Field(min_length=8, max_length=256)
+
+
+class GuardianLoginIn(Body):
+    phone: str = Field(pattern=PHONE)
+    password: str | None = Field(default=None, min_length=8, max_length=256)
+    display_name: str = Field(default="", max_length=64)
+
+
+class ChangePasswordIn(Body):
+    old_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=8, max_length=256)
+
+
+@router.get("/admin/schools/{school}/users")
+async def list_users(school: str, pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
+    school_id = await school_id_for(pool, actor, school)
+    async with pool.acquire() as conn:
+        return await users.list_users(conn, actor, school_id)
+
+
+@router.post("/admin/schools/{school}/users", status_code=201)
+async def create_staff_user(
+    school: str, body: StaffUserIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    async with pool.acquire() as conn:
+        user_id = await users.do_create_staff_user(
+            conn,
+            actor,
+            school_id,
+            username=body.username,
+            password=body.password,
+            display_name=body.display_name,
+            phone=body.phone,
+            roles=[(r.role, r.merchant_id) for r in body.roles],
+        )
+    return {"id": user_id, "username": body.username}
+
+
+@router.post("/admin/persons/{person_id}/login", status_code=201)
+async def create_cardholder_login(
+    person_id: int, body: PasswordIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        user_id = await users.do_create_cardholder_login(
+            conn, actor, person_id, password=body.password
+        )
+    return {"id": user_id}
+
+
+@router.post("/admin/persons/{person_id}/guardian-login", status_code=201)
+async def link_guardian_login(
+    person_id: int, body: GuardianLoginIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        user_id = await users.do_link_guardian_login(
+            conn,
+            actor,
+            person_id,
+            phone=body.phone,
+            password=body.password,
+            display_name=body.display_name,
+        )
+    return {"id": user_id}
+
+
+@router.post("/admin/users/{user_id}/unlock")
+async def unlock_user(user_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        await users.do_unlock(conn, actor, user_id)
+    return {"ok": True}
+
+
+@router.post("/admin/users/{user_id}/deactivate")
+async def deactivate_user(user_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        await users.do_set_active(conn, actor, user_id, active=False)
+    return {"ok": True}
+
+
+@router.post("/admin/users/{user_id}/activate")
+async def activate_user(user_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        await users.do_set_active(conn, actor, user_id, active=True)
+    return {"ok": True}
+
+
+@router.post("/admin/users/{user_id}/password")
+async def reset_password(
+    user_id: int, body: PasswordIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        await users.do_reset_password(conn, actor, user_id, password=body.password)
+    return {"ok": True}
+
+
+@router.post("/auth/password")
+async def change_own_password(
+    body: ChangePasswordIn, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        await users.do_change_own_password(
+            conn, actor, old=body.old_password, new=body.new_password
+        )
+    return {"ok": True}

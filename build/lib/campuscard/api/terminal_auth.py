@@ -1,0 +1,37 @@
+"""The signed-device dependency: every terminal route takes ``SignedDevice``.
+
+It checks the HMAC signature over method, path (with query), timestamp, nonce and body hash,
+the timestamp window and the key version; the nonce is recorded by the work's own transaction
+(inside ``cc_pay`` for payments, ``terminals.record_nonce`` elsewhere) so a refused request does
+not burn it and a payment stays one round trip. See docs/terminal-protocol.md.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from campuscard.api.deps import AppSettings, Pool
+from campuscard.payments import terminals
+from campuscard.payments.terminals import SignedTerminal
+
+
+def signed_path(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+async def signed_terminal(request: Request, pool: Pool, settings: AppSettings) -> SignedTerminal:
+    body = await request.body()
+    return await terminals.verify_request(
+        pool,
+        settings,
+        method=request.method,
+        path=signed_path(request),
+        headers=dict(request.headers.items()),
+        body=body,
+    )
+
+
+SignedDevice = Annotated[SignedTerminal, Depends(signed_terminal)]

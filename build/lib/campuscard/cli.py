@@ -1,0 +1,647 @@
+"""The one command: ``campuscard serve | demo | db ... | ledger check``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from campuscard.config import Settings, get_settings
+from campuscard.db import runtime
+from campuscard.db.embedded import EmbeddedPostgres
+from campuscard.db.pool import connect
+from campuscard.logs import setup_logging
+from campuscard.platform.errors import DomainError
+
+app = typer.Typer(help="CampusCard: campus one-card platform.", no_args_is_help=True)
+db_app = typer.Typer(help="Database: the embedded server and migrations.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Ledger checks.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(ledger_app, name="ledger")
+settlement_app = typer.Typer(
+    help="Settlement: close a business day, payout file.", no_args_is_help=True
+)
+app.add_typer(settlement_app, name="settlement")
+import_app = typer.Typer(help="Import records into a running CampusCard.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+sim_app = typer.Typer(
+    help="Simulators: devices that sign like real ones; the payment provider and the bank.",
+    no_args_is_help=True,
+)
+app.add_typer(sim_app, name="sim")
+pos_app = typer.Typer(
+    help="A POS terminal (docs/terminal-protocol.md): pay, check, reverse, refund, blacklist, "
+    "heartbeat, rotate-key.",
+    no_args_is_help=True,
+)
+sim_app.add_typer(pos_app, name="pos")
+kiosk_app = typer.Typer(help="Self-service kiosk software (pickup).", no_args_is_help=True)
+app.add_typer(kiosk_app, name="kiosk")
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations (starting the embedded server for the duration if needed)."""
+    settings = _settings()
+    with runtime.database(settings, migrate_schema=False) as url:
+        applied = asyncio.run(runtime.upgrade(url))
+    typer.echo("\n".join(f"applied {name}" for name in applied) or "database is up to date")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """List applied and pending migrations and the database code files that changed; exit 1
+    when an upgrade has anything to do (for an operator or a readiness probe)."""
+    settings = _settings()
+    with runtime.database(settings, migrate_schema=False) as url:
+        state = asyncio.run(runtime.status(url))
+    for m in state.applied:
+        typer.echo(f"applied  {m.version:04d}_{m.name}  {m.applied_at.isoformat(' ', 'seconds')}")
+    for mig in state.pending:
+        typer.echo(f"pending  {mig.label}")
+    for mig in state.changed:
+        typer.echo(f"edited   {mig.label}  (changed after it was applied: refused)")
+    for f in state.code_changed:
+        typer.echo(f"changed  {f.path}")
+    for f in state.code_new:
+        typer.echo(f"new      {f.path}")
+    for path in state.code_removed:
+        typer.echo(f"removed  {path}")
+    if state.up_to_date:
+        typer.echo("database is up to date")
+        return
+    todo = len(state.pending) + len(state.code_changed) + len(state.code_new)
+    typer.echo(f"{todo} to apply: run `campuscard db upgrade`", err=True)
+    raise typer.Exit(1)
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded PostgreSQL and leave it running (for psql, pgbench, tools)."""
+    settings = _settings()
+    server = EmbeddedPostgres(settings.pgdata, settings.embedded_port, settings.embedded_fsync)
+    server.start()
+    typer.echo(server.url_for(runtime.APP_DATABASE))
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL."""
+    settings = _settings()
+    EmbeddedPostgres(settings.pgdata, settings.embedded_port).stop()
+    typer.echo("stopped")
+
+
+@ledger_app.command("check")
+def ledger_check() -> None:
+    """Prove the ledger's invariants over the whole database; exit 1 on any violation."""
+    from campuscard.ledger.checks import check_ledger
+
+    settings = _settings()
+    with runtime.database(settings) as url:
+
+        async def run() -> Any:
+            conn = await connect(url)
+            try:
+                return await check_ledger(conn)
+            finally:
+                await conn.close()
+
+        report = asyncio.run(run())
+    typer.echo(
+        f"accounts {report.accounts}, transactions {report.transactions}, "
+        f"postings {report.postings}, sum of balances {report.total_balance}"
+    )
+    for violation in report.violations:
+        typer.echo(f"VIOLATION {violation}", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+    typer.echo("ledger OK: I1 sum zero, I2 transactions net zero, I3 floors, I4 balances/versions")
+
+
+@import_app.command("students")
+def import_students(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="xlsx or CSV")],
+    school: Annotated[str, typer.Option(help="school code")],
+    url: Annotated[str, typer.Option(help="CampusCard base URL (default: public_url)")] = "",
+    username: Annotated[str, typer.Option(help="a teacher's or card center user name")] = "",
+    password: Annotated[
+        str, typer.Option(envvar="CAMPUSCARD_PASSWORD", help="asked for when not given")
+    ] = "",
+    token: Annotated[str, typer.Option(envvar="CAMPUSCARD_TOKEN", help="API token")] = "",
+) -> None:
+    """Upload student records (seed 004 layout or English headers) with the checksum handshake:
+    the server's echo is compared with the file and a damaged upload is sent again, up to 3
+    times. Exit 1 if the upload failed or rows were refused (each is listed)."""
+    import httpx
+
+    from campuscard.clients.import_uploader import upload_students
+
+    base = (url or _settings().public_url).rstrip("/")
+    content = file.read_bytes()
+
+    async def run() -> Any:
+        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+            bearer = token
+            if not bearer:
+                user = username or typer.prompt("user name")
+                secret = password or typer.prompt("password", hide_input=True)
+                r = await client.post(
+                    "/api/v1/auth/login",
+                    json={"username": user, "password": secret, "school": school},
+                )
+                if r.status_code != 200:
+                    typer.echo(f"sign-in failed: {r.text}", err=True)
+                    raise typer.Exit(1)
+                bearer = r.json()["token"]
+            return await upload_students(
+                client,
+                school=school,
+                content=content,
+                filename=file.name,
+                headers={"Authorization": f"Bearer {bearer}"},
+            )
+
+    try:
+        outcome = asyncio.run(run())
+    except DomainError as err:  # the file is not a table at all
+        typer.echo(f"{err.message}", err=True)
+        raise typer.Exit(1) from err
+    for line in outcome.history:
+        typer.echo(line)
+    for error in outcome.errors:
+        typer.echo(f"row {error['row']}: {error['field']}: {error['reason']}", err=True)
+    typer.echo(outcome.message, err=not outcome.ok)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+@kiosk_app.command("pickup")
+def kiosk_pickup(
+    code: Annotated[str, typer.Argument(help="the pickup code as the student types it")],
+    sn: Annotated[str, typer.Option(help="this kiosk's serial number")] = "KIOSK-DEMO-001",
+    url: Annotated[str, typer.Option(help="CampusCard base URL (default: public_url)")] = "",
+    dispenser: Annotated[
+        str, typer.Option(help="HOST:PORT of the dispenser's serial bridge; empty: a simulator")
+    ] = "",
+    key: Annotated[
+        str,
+        typer.Option(
+            envvar="CAMPUSCARD_TERMINAL_KEY",
+            help="the kiosk's terminal key (hex); default: derived from the local master key",
+        ),
+    ] = "",
+    key_version: Annotated[int, typer.Option(help="terminal key version")] = 1,
+) -> None:
+    """Run one pickup as the kiosk does: sync codes, check locally, get the platform's
+    authorization, dispense, report the card number."""
+    import httpx
+
+    from campuscard.adapters.dispenser.serial import SerialDispenser
+    from campuscard.adapters.dispenser.simulator import DispenserSimulator
+    from campuscard.clients.kiosk_agent import KioskAgent
+    from campuscard.platform.signing import derive_terminal_key
+
+    settings = _settings()
+    base = (url or settings.public_url).rstrip("/")
+    terminal_key = (
+        bytes.fromhex(key)
+        if key
+        else derive_terminal_key(settings.master_key.get_secret_value(), sn, key_version)
+    )
+
+    async def run() -> Any:
+        sim: DispenserSimulator | None = None
+        if dispenser:
+            host, _, port = dispenser.rpartition(":")
+            driver = SerialDispenser(host or "127.0.0.1", int(port))
+        else:
+            sim = DispenserSimulator()
+            driver = SerialDispenser("127.0.0.1", await sim.start())
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                agent = KioskAgent(
+                    client,
+                    sn=sn,
+                    terminal_key=terminal_key,
+                    dispenser=driver,
+                    key_version=key_version,
+                )
+                live = await agent.sync()
+                typer.echo(f"{sn}: {live} pickup code(s) waiting at this school")
+                return await agent.pickup(code)
+        finally:
+            if sim is not None:
+                await sim.stop()
+
+    result = asyncio.run(run())
+    typer.echo(result.message, err=not result.ok)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@kiosk_app.command("serve")
+def kiosk_serve(
+    sn: Annotated[str, typer.Option(help="this kiosk's serial number")] = "KIOSK-DEMO-001",
+    url: Annotated[str, typer.Option(help="CampusCard base URL (default: public_url)")] = "",
+    port: Annotated[int, typer.Option(help="port of the kiosk's touch-screen pages")] = 8700,
+    dispenser: Annotated[
+        str, typer.Option(help="HOST:PORT of the dispenser's serial bridge; empty: a simulator")
+    ] = "",
+    key: Annotated[
+        str,
+        typer.Option(
+            envvar="CAMPUSCARD_TERMINAL_KEY",
+            help="the kiosk's terminal key (hex); default: derived from the local master key",
+        ),
+    ] = "",
+    key_version: Annotated[int, typer.Option(help="terminal key version")] = 1,
+) -> None:
+    """Serve the kiosk's touch-screen pages on 127.0.0.1:PORT (pickup and self-service),
+    running on the kiosk beside its dispenser and holding its terminal key."""
+    import contextlib
+
+    import httpx
+    import uvicorn
+
+    from campuscard.adapters.dispenser.serial import SerialDispenser
+    from campuscard.adapters.dispenser.simulator import DispenserSimulator
+    from campuscard.clients.kiosk_agent import KioskAgent
+    from campuscard.platform.signing import derive_terminal_key
+    from campuscard.web.kiosk.routes import create_kiosk_app
+
+    settings = _settings()
+    base = (url or settings.public_url).rstrip("/")
+    terminal_key = (
+        bytes.fromhex(key)
+        if key
+        else derive_terminal_key(settings.master_key.get_secret_value(), sn, key_version)
+    )
+
+    async def run() -> None:
+        sim: DispenserSimulator | None = None
+        if dispenser:
+            host, _, dport = dispenser.rpartition(":")
+            driver = SerialDispenser(host or "127.0.0.1", int(dport))
+        else:
+            sim = DispenserSimulator(stock=100)
+            driver = SerialDispenser("127.0.0.1", await sim.start())
+            typer.echo("dispenser: simulator with 100 blank cards")
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            agent = KioskAgent(
+                client,
+                sn=sn,
+                terminal_key=terminal_key,
+                dispenser=driver,
+                key_version=key_version,
+            )
+            typer.echo(f"kiosk {sn} pages on http://127.0.0.1:{port}/ (platform {base})")
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    create_kiosk_app(agent),
+                    host="127.0.0.1",
+                    port=port,
+                    log_config=None,
+                    access_log=False,
+                )
+            )
+            try:
+                await server.serve()
+            finally:
+                if sim is not None:
+                    with contextlib.suppress(Exception):
+                        await sim.stop()
+
+    asyncio.run(run())
+
+
+def _serve(settings: Settings, url: str, workers: int) -> None:
+    import uvicorn
+
+    os.environ["CAMPUSCARD_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    uvicorn.run(
+        "campuscard.api.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@app.command("serve")
+def serve(
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 0,
+) -> None:
+    """Serve the API and web pages (migrating first)."""
+    settings = _settings()
+    setup_logging(as_json=settings.log_json)
+    with runtime.database(settings) as url:
+        _serve(settings, url, workers or settings.workers)
+
+
+@app.command("worker")
+def worker() -> None:
+    """Deliver the outbox (SMS, pushes) and run periodic jobs until interrupted."""
+    from campuscard.platform.worker import run_forever
+
+    settings = _settings()
+    setup_logging(as_json=settings.log_json)
+    with runtime.database(settings) as url:
+        settings = settings.model_copy(update={"database_url": url})
+        asyncio.run(run_forever(settings))
+
+
+@app.command("demo")
+def demo(
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+) -> None:
+    """Load the demo campus (once) and serve it."""
+    from campuscard import demo as demo_data
+    from campuscard.payments.terminals import terminal_key_hex
+
+    settings = _settings()
+    with runtime.database(settings) as url:
+
+        async def load() -> demo_data.DemoCampus:
+            conn = await connect(url)
+            try:
+                return await demo_data.load_demo(conn)
+            finally:
+                await conn.close()
+
+        campus = asyncio.run(load())
+        base = settings.public_url.rstrip("/")
+        lines = [
+            "",
+            "CampusCard demo campus " + ("created" if campus.created else "found"),
+            f"  API docs:       {base}/api/docs",
+            f"  Health:         {base}/api/health",
+            f"  Web pages:      {base}/",
+            "  Sign in (school code / user / password):",
+        ]
+        for who, school, user in campus.logins:
+            student = who.startswith("student")
+            password = demo_data.STUDENT_PASSWORD if student else demo_data.DEMO_PASSWORD
+            lines.append(f"    {who:<28} {school or '-':<6} {user:<14} {password}")
+        lines.append("  Terminals (SN, key version, key; `campuscard sim pos --sn SN ...` signs):")
+        for sn, key_version in campus.terminal_keys:
+            key = terminal_key_hex(settings, sn, key_version)
+            lines.append(f"    {sn:<16} v{key_version} {key}")
+        lines.append("  Demo cards: 880000000001 .. 880000000200, chip UID 04A10001 .. 04A100C8")
+        lines.append(f"  Database: {url}")
+        typer.echo("\n".join(lines), err=False)
+        sys.stdout.flush()
+        if serve_after:
+            setup_logging(as_json=settings.log_json)
+            _serve(settings, url, settings.workers)
+
+
+@settlement_app.command("close")
+def settlement_close(
+    school: Annotated[str, typer.Option(help="school code")],
+    day: Annotated[
+        str, typer.Option("--date", help="business date YYYY-MM-DD; default yesterday")
+    ] = "",
+    early: Annotated[bool, typer.Option(help="close today before its cut-off")] = False,
+) -> None:
+    """Close a business day (idempotent) and print its figures."""
+    import json
+    from datetime import date, timedelta
+
+    from campuscard.db.pool import create_pool
+    from campuscard.platform.actors import SYSTEM
+    from campuscard.platform.errors import DomainError
+    from campuscard.settlement import clearing
+
+    settings = _settings()
+    with runtime.database(settings) as url:
+
+        async def run() -> dict[str, Any]:
+            pool = await create_pool(url, min_size=1, max_size=2)
+            try:
+                school_id = await pool.fetchval("SELECT id FROM schools WHERE code = $1", school)
+                if school_id is None:
+                    raise typer.BadParameter(f"unknown school {school!r}", param_hint="--school")
+                if day:
+                    try:
+                        wanted = date.fromisoformat(day)
+                    except ValueError as err:
+                        raise typer.BadParameter("use YYYY-MM-DD", param_hint="--date") from err
+                else:
+                    today: date = await pool.fetchval("SELECT cc_business_date($1)", school_id)
+                    wanted = today - timedelta(days=1)
+                return await clearing.do_close_day(pool, SYSTEM, school_id, wanted, early=early)
+            finally:
+                await pool.close()
+
+        try:
+            result = asyncio.run(run())
+        except DomainError as err:
+            typer.echo(f"refused: {err.code} {err.message}", err=True)
+            raise typer.Exit(1) from err
+    typer.echo(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+
+
+_POS: dict[str, Any] = {}
+
+
+@pos_app.callback()
+def pos_options(
+    sn: Annotated[str, typer.Option(help="terminal SN, e.g. POS-DEMO-001")],
+    key: Annotated[
+        str, typer.Option(help="terminal key (64 hex); default: derived from the master key")
+    ] = "",
+    key_version: Annotated[int, typer.Option(help="key version")] = 1,
+    url: Annotated[str, typer.Option(help="server URL; default CAMPUSCARD_PUBLIC_URL")] = "",
+) -> None:
+    from campuscard.payments.terminals import terminal_key_hex
+
+    settings = _settings()
+    _POS["terminal"] = (
+        url or settings.public_url,
+        sn,
+        bytes.fromhex(key or terminal_key_hex(settings, sn, key_version)),
+        key_version,
+    )
+
+
+def _pos_run(work: Any) -> None:
+    from campuscard.clients.pos_terminal import DeviceAnswer, PosTerminal
+
+    base, sn, key, version = _POS["terminal"]
+    terminal = PosTerminal(base_url=base, sn=sn, key=key, key_version=version)
+
+    async def go() -> DeviceAnswer:
+        result: DeviceAnswer = await work(terminal)
+        return result
+
+    answer = asyncio.run(go())
+    typer.echo(json.dumps(answer.body, ensure_ascii=False, indent=2))
+    if not answer.ok:
+        raise typer.Exit(1)
+
+
+@pos_app.command("check")
+def pos_check(
+    card: Annotated[str, typer.Option(help="card number")],
+    uid: Annotated[str, typer.Option(help="chip UID (hex)")],
+    amount: Annotated[str, typer.Option(help='yuan, e.g. "12.50"')],
+) -> None:
+    """Preview a payment: allowed? PIN needed? balance after."""
+    _pos_run(lambda t: t.check(card, uid, amount))
+
+
+@pos_app.command("pay")
+def pos_pay(
+    card: Annotated[str, typer.Option(help="card number")],
+    uid: Annotated[str, typer.Option(help="chip UID (hex)")],
+    amount: Annotated[str, typer.Option(help='yuan, e.g. "12.50"')],
+    pin: Annotated[str | None, typer.Option(help="6-digit PIN when required")] = None,
+    client_id: Annotated[str | None, typer.Option(help="reuse to retry a payment")] = None,
+) -> None:
+    """Book a card payment; prints the receipt (client_id is in it, to retry or reverse)."""
+
+    async def work(t: Any) -> Any:
+        _, answer = await t.pay(card, uid, amount, pin=pin, client_id=client_id)
+        return answer
+
+    _pos_run(work)
+
+
+@pos_app.command("paycode")
+def pos_paycode(
+    code: Annotated[str, typer.Option(help="the 20 digits scanned from the phone")],
+    amount: Annotated[str, typer.Option(help='yuan, e.g. "12.50"')],
+    pin: Annotated[str | None, typer.Option(help="6-digit PIN asked on the keypad")] = None,
+    client_id: Annotated[str | None, typer.Option(help="reuse to retry a payment")] = None,
+    wait: Annotated[int, typer.Option(help="seconds to wait for the phone's confirmation")] = 90,
+) -> None:
+    """Pay with a payment code; above the PIN threshold, waits while the student confirms on
+    the phone (repeating the same request, as a real till does)."""
+
+    async def work(t: Any) -> Any:
+        cid = client_id or t.next_client_id()
+        payload: dict[str, Any] = {"client_id": cid, "code": code, "amount": amount}
+        if pin is not None:
+            payload["pin"] = pin
+        deadline = time.monotonic() + wait
+        while True:
+            answer = await t.request("POST", "/api/v1/terminal/paycode/pay", payload)
+            if answer.status != 202 or time.monotonic() > deadline:
+                return answer
+            typer.echo("waiting for the student to confirm on the phone…", err=True)
+            await asyncio.sleep(2)
+
+    _pos_run(work)
+
+
+@pos_app.command("show-amount")
+def pos_show_amount(amount: Annotated[str, typer.Option(help='yuan, e.g. "12.50"')]) -> None:
+    """Show the typed amount on this till's customer display (/pos/display/<id>)."""
+    _pos_run(lambda t: t.request("POST", "/api/v1/terminal/display/pending", {"amount": amount}))
+
+
+@pos_app.command("reverse")
+def pos_reverse(client_id: Annotated[str, typer.Option(help="the payment's client id")]) -> None:
+    """冲正: reverse this terminal's payment (also one that never arrived)."""
+    _pos_run(lambda t: t.reverse(client_id))
+
+
+@pos_app.command("refund")
+def pos_refund(
+    payment_id: Annotated[int, typer.Option(help="payment id from the receipt")],
+    amount: Annotated[str, typer.Option(help='yuan, e.g. "2.00"')],
+    user: Annotated[str, typer.Option(help="cashier username (refund permission)")],
+    password: Annotated[str, typer.Option(help="cashier password", prompt=True, hide_input=True)],
+    school: Annotated[str, typer.Option(help="school code")] = "DEMO",
+    reason: Annotated[str, typer.Option(help="why")] = "",
+) -> None:
+    """Refund (part of) a payment; the cashier signs in on the device first."""
+
+    async def work(t: Any) -> Any:
+        token = await t.sign_in(user, password, school)
+        return await t.refund(payment_id, amount, bearer=token, reason=reason)
+
+    _pos_run(work)
+
+
+@pos_app.command("blacklist")
+def pos_blacklist(
+    since: Annotated[int | None, typer.Option(help="version held; omit for the full list")] = None,
+) -> None:
+    """Fetch the card blacklist (changes since a version, or the full list)."""
+    _pos_run(lambda t: t.blacklist(since))
+
+
+@pos_app.command("heartbeat")
+def pos_heartbeat() -> None:
+    """Tell the server this terminal is alive."""
+    _pos_run(lambda t: t.heartbeat())
+
+
+@pos_app.command("rotate-key")
+def pos_rotate_key() -> None:
+    """Ask for a new key; prints it (store it on the device)."""
+    _pos_run(lambda t: t.rotate_key())
+
+
+@sim_app.command("provider")
+def sim_provider(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8601,
+) -> None:
+    """Serve the payment-provider simulator with the merchant id and key from the settings."""
+    import uvicorn
+
+    from campuscard.adapters.provider.simulator import ProviderSimulator
+
+    settings = _settings()
+    sim = ProviderSimulator(
+        {settings.provider_mch_id: settings.provider_key.get_secret_value()},
+        app_id=settings.provider_app_id,
+    )
+    typer.echo(f"provider simulator on http://127.0.0.1:{port} (mch_id {settings.provider_mch_id})")
+    uvicorn.run(sim.app, host="127.0.0.1", port=port, log_level="warning")
+
+
+@sim_app.command("bank")
+def sim_bank(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8602,
+    accounts: Annotated[
+        list[str],
+        typer.Option("--account", help="PAN:NAME:BALANCE_FEN, may be repeated"),
+    ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+) -> None:
+    """Serve the ISO 8583 bank simulator with the MAC key from the settings."""
+    from campuscard.adapters.bank.simulator import BankSimulator
+
+    settings = _settings()
+    sim = BankSimulator(settings.bank_mac_key.get_secret_value())
+    from campuscard.demo import student_name
+
+    # by default: a bank account for the demo's first student (bind it on /m/topup)
+    for spec in accounts or [f"6222021234567890128:{student_name(1)}:1000000"]:
+        pan, name, balance = spec.split(":")
+        sim.open_account(pan, name, int(balance))
+    typer.echo(f"bank simulator on 127.0.0.1:{port}; accounts: {', '.join(sim.accounts)}")
+    asyncio.run(sim.serve_forever("127.0.0.1", port))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Settings, read from the environment (prefix CAMPUSCARD_) and an optional .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAMPUSCARD_", env_file=".env", extra="ignore")
+
+    # An external PostgreSQL >= 15; when empty the embedded server is started.
+    database_url: str = ""
+    data_dir: Path = Path(".campuscard")
+    embedded_port: int = 55432
+    # fsync off only for throw-away test clusters; never for data you keep.
+    embedded_fsync: bool = True
+
+    pool_min_size: int = 2
+    pool_max_size: int = 20
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    public_url: str = "http://127.0.0.1:8000"
+
+    # Master key: terminal, device and pickup-code secrets are derived from or sealed with it.
+    master_key: SecretStr = Field(default=SecretStr("dev-only-master-key-change-me-in-production"))
+
+    # payment codes: a phone's code changes every this many seconds (stored per binding, so a
+    # change applies to phones bound afterwards); a server-minted code lives this long
+    paycode_step_seconds: int = Field(default=60, ge=15, le=600)
+    paycode_minted_ttl_seconds: int = Field(default=120, ge=30, le=3600)
+
+    session_idle_minutes: int = 30
+    api_token_hours: int = 12
+    login_max_failures: int = 5
+    login_lock_minutes: int = 15
+
+    # per-channel admission limits of the payment API (api/admission.py, docs/channels.md):
+    # JSON like {"tuition": {"concurrent": 3, "queue": 30, "wait_seconds": 2}}
+    channel_limits: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    log_json: bool = True
+    # run outbox delivery and periodic jobs inside the web process (each uvicorn worker);
+    # turn off when a separate `campuscard worker` runs them
+    run_worker: bool = True
+
+    # Online payment provider (WeChat-Pay/Alipay-like; adapters/provider). The defaults talk
+    # to the bundled simulator (`campuscard sim provider`).
+    provider_url: str = "http://127.0.0.1:8601"
+    provider_app_id: str = "wxcampuscard"
+    provider_mch_id: str = "1900000109"
+    provider_key: SecretStr = Field(default=SecretStr("dev-only-provider-key-change-me"))
+    provider_timeout_seconds: float = 5.0
+    provider_order_minutes: int = 15  # an unpaid order expires (and is closed) after this
+    provider_query_after_seconds: int = 60  # query orders whose callback has not come by then
+
+    # Bank link (圈存, ISO 8583 over TCP; adapters/bank). Defaults: the bundled simulator.
+    bank_host: str = "127.0.0.1"
+    bank_port: int = 8602
+    bank_mac_key: SecretStr = Field(default=SecretStr("dev-only-bank-mac-key-change-me"))
+    bank_timeout_seconds: float = 5.0
+    bank_reversal_attempts: int = 3  # immediate reversal tries after a timeout
+    # The bank's service hours for transfers, local time "HH:MM-HH:MM" (end may be 24:00)
+    bank_hours: str = "00:00-24:00"
+    bank_timezone: str = "Asia/Shanghai"
+    bank_acquirer_id: str = "CAMPUSCARD00001"  # field 42
+    bank_terminal_id: str = "CCPLAT01"  # field 41
+
+    # SMS gateway (adapters/sms): empty URL = the simulator the app mounts at /dev/sms
+    sms_gateway_url: str = ""
+    sms_key_id: str = "campuscard"
+    sms_api_secret: SecretStr = Field(default=SecretStr("dev-only-sms-secret"))
+    sms_timeout_seconds: float = 10.0
+    # mount the SMS simulator (send API + readable inbox) at /dev/sms; off in production
+    sms_simulator: bool = True
+
+    # Getting a card (issue 7): pickup codes live this long; a kiosk may type this many wrong
+    # codes per window before it is locked for the window
+    pickup_code_days: int = 7
+    pickup_guess_limit: int = 5
+    pickup_guess_window_minutes: int = 10
+    # an authorization a kiosk neither completes nor releases is released after this long
+    pickup_authorization_minutes: int = 10
+
+    @property
+    def sms_base_url(self) -> str:
+        return self.sms_gateway_url or self.public_url.rstrip("/") + "/dev/sms"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir.resolve() / "pgdata"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

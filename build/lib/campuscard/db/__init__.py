@@ -1,0 +1,1 @@
+"""Database: embedded server, connection pool, migrations, locking helpers, SQL functions."""

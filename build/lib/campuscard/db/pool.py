@@ -1,0 +1,91 @@
+"""asyncpg connection pool with JSON codecs; one per process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+# Runtime-safe aliases: asyncpg's classes are generic only in their type stubs.
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Conn = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
+    PgPool = asyncpg.Pool[Any]
+else:
+    Conn = asyncpg.Connection
+    PgPool = asyncpg.Pool
+
+
+async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typ, encoder=_dumps, decoder=json.loads, schema="pg_catalog", format="text"
+        )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """A connection coming back to the pool: asyncpg has already rolled back an open
+    transaction and dropped listener callbacks. Its default reset would also run
+    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``: one more round trip on
+    every request, half of a card payment's two. CampusCard leaves no session state on a
+    pooled connection (settings are SET LOCAL or set_config(..., true), advisory locks are
+    transaction locks or released in ``finally``, LISTEN is undone by ``remove_listener``;
+    tests/unit/test_session_state.py keeps it so), so there is nothing to reset."""
+
+
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool[Any]:
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_keep_session,
+        command_timeout=60,
+        server_settings={"application_name": "campuscard", "timezone": "UTC"},
+    )
+    assert pool is not None
+    return pool
+
+
+# What a database that is restarting or briefly unreachable looks like to a new connection.
+_NOT_READY: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+)
+
+
+async def create_pool_when_ready(
+    url: str, *, min_size: int = 2, max_size: int = 20, wait: float = 60.0
+) -> asyncpg.Pool[Any]:
+    """``create_pool``, retried while the database is starting up or unreachable.
+
+    A web worker restarted during a database restart must wait for it, not fail its start-up:
+    uvicorn stops every worker when one fails to start (found by the bank test's nemesis)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    delay = 0.1
+    while True:
+        try:
+            return await create_pool(url, min_size=min_size, max_size=max_size)
+        except _NOT_READY:
+            if loop.time() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def connect(url: str) -> asyncpg.Connection[Any]:
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(
+        url, server_settings={"application_name": "campuscard", "timezone": "UTC"}
+    )
+    await _init_connection(conn)
+    return conn

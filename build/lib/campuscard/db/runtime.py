@@ -1,0 +1,69 @@
+"""Which PostgreSQL the process uses: the external one in CAMPUSCARD_DATABASE_URL, or the
+embedded server in the data directory, started (and later stopped) by this process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import asyncpg
+
+from campuscard.config import Settings
+from campuscard.db import migrate
+from campuscard.db.embedded import EmbeddedPostgres
+from campuscard.db.pool import Conn, connect
+
+APP_DATABASE = "campuscard"
+
+
+async def _create_database(admin_url: str, name: str) -> None:
+    conn: Conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def upgrade(url: str) -> list[str]:
+    conn = await connect(url)
+    try:
+        return await migrate.upgrade(conn)
+    finally:
+        await conn.close()
+
+
+async def status(url: str) -> migrate.SchemaStatus:
+    conn = await connect(url)
+    try:
+        return await migrate.status(conn)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def database(settings: Settings, *, migrate_schema: bool = True) -> Iterator[str]:
+    """Yield a database URL ready to use; the embedded server stops when the block ends
+    (unless it was already running when we came, in which case we leave it running)."""
+    if settings.database_url:
+        if migrate_schema:
+            asyncio.run(upgrade(settings.database_url))
+        yield settings.database_url
+        return
+    server = EmbeddedPostgres(
+        pgdata=settings.pgdata, port=settings.embedded_port, fsync=settings.embedded_fsync
+    )
+    was_running = server.initialised() and server.running()
+    server.start()
+    try:
+        asyncio.run(_create_database(server.url, APP_DATABASE))
+        url = server.url_for(APP_DATABASE)
+        if migrate_schema:
+            asyncio.run(upgrade(url))
+        yield url
+    finally:
+        if not was_running:
+            server.stop()

@@ -1,0 +1,393 @@
+"""The demo campus (``campuscard demo``): created once, found again on every later run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from campuscard.db.pool import Conn
+from campuscard.ledger import postings
+from campuscard.platform import auth
+
+SCHOOL_CODE = "DEMO"
+ADMIN_USER = "admin"
+DEMO_PASSWORD = "campuscard-demo"  # noqa: S105 - demo campus only, printed on the console
+STUDENT_PASSWORD = "student-demo"  # noqa: S105 - demo campus only
+STUDENTS = 200
+
+PROVINCES = [
+    ("11", "北京市", "Beijing"),
+    ("31", "上海市", "Shanghai"),
+    ("32", "江苏省", "Jiangsu"),
+    ("33", "浙江省", "Zhejiang"),
+    ("44", "广东省", "Guangdong"),
+    ("51", "四川省", "Sichuan"),
+]
+CLASSES = [
+    ("计算机2601班", "2026"),
+    ("计算机2602班", "2026"),
+    ("数学2601班", "2026"),
+    ("物理2501班", "2025"),
+    ("化学2501班", "2025"),
+    ("外语2401班", "2024"),
+]
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+GIVEN = [
+    "伟",
+    "芳",
+    "娜",
+    "敏",
+    "静",
+    "磊",
+    "洋",
+    "艳",
+    "勇",
+    "军",
+    "杰",
+    "娟",
+    "涛",
+    "明",
+    "超",
+    "秀英",
+    "华",
+    "平",
+    "刚",
+    "桂英",
+    "子涵",
+    "欣怡",
+    "浩然",
+    "梓轩",
+    "雨桐",
+]
+# (name, English name, channel, commission basis points, outlets)
+MERCHANTS = [
+    ("第一食堂", "Canteen 1", "canteen", 0, [("1号窗口", "Window 1"), ("2号窗口", "Window 2")]),
+    ("校园超市", "Campus Supermarket", "supermarket", 60, [("收银台", "Checkout")]),
+    ("学费办公室", "Tuition Office", "tuition", 0, [("柜台", "Counter")]),
+]
+STAFF = [
+    ("school-admin", "school_admin", "school admin 学校管理员"),
+    ("card-center", "card_center", "card center 卡务中心"),
+    ("settlement", "settlement", "settlement 结算中心"),
+    ("settlement2", "settlement", "settlement checker 结算复核"),
+    ("teacher", "teacher", "teacher 班主任"),
+]
+
+
+@dataclass
+class DemoCampus:
+    school_id: int
+    created: bool
+    logins: list[tuple[str, str, str]] = field(default_factory=list)  # (who, school, user)
+    terminals: list[str] = field(default_factory=list)
+    terminal_keys: list[tuple[str, int]] = field(default_factory=list)  # (SN, key version)
+
+
+def student_number(i: int) -> str:
+    return f"2026{i:06d}"
+
+
+async def load_demo(conn: Conn) -> DemoCampus:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(4242)")
+        school_id = await conn.fetchval("SELECT id FROM schools WHERE code = $1", SCHOOL_CODE)
+        created = school_id is None
+        if created:
+            school_id = await _create(conn)
+        await _payout_accounts(conn, school_id)
+        await _ensure_issuing(conn, school_id)
+    campus = DemoCampus(school_id=school_id, created=created)
+    campus.logins = (
+        [("platform admin", "", ADMIN_USER)]
+        + [(label, SCHOOL_CODE, username) for username, _, label in STAFF]
+        + [
+            ("merchant 食堂", SCHOOL_CODE, "canteen1"),
+            ("parent 家长", SCHOOL_CODE, "parent1"),
+            ("student 学生", SCHOOL_CODE, student_number(1)),
+            ("parent of a new student 新生家长", SCHOOL_CODE, NEW_STUDENT_PARENT_PHONE),
+        ]
+    )
+    rows = await conn.fetch(
+        "SELECT sn, key_version FROM terminals WHERE school_id = $1 ORDER BY id", school_id
+    )
+    campus.terminals = [r["sn"] for r in rows]
+    campus.terminal_keys = [(r["sn"], r["key_version"]) for r in rows]
+    return campus
+
+
+async def _create(conn: Conn) -> int:
+    await conn.executemany(
+        "INSERT INTO provinces(code, name, name_en) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        PROVINCES,
+    )
+    school_id: int = await conn.fetchval(
+        """INSERT INTO schools(province_id, code, name, name_en)
+           SELECT id, $1, '示范大学', 'Demo University' FROM provinces WHERE code = '32'
+           RETURNING id""",
+        SCHOOL_CODE,
+    )
+    class_ids = [
+        await conn.fetchval(
+            "INSERT INTO classes(school_id, name, grade) VALUES ($1, $2, $3) RETURNING id",
+            school_id,
+            name,
+            grade,
+        )
+        for name, grade in CLASSES
+    ]
+    if not await conn.fetchval(
+        "SELECT 1 FROM users WHERE school_id IS NULL AND username = $1", ADMIN_USER
+    ):
+        await auth.create_user(
+            conn,
+            username=ADMIN_USER,
+            password=DEMO_PASSWORD,
+            school_id=None,
+            roles=[("platform_admin", None, None)],
+            display_name="平台管理员",
+        )
+    for username, role, label in STAFF:
+        await auth.create_user(
+            conn,
+            username=username,
+            password=DEMO_PASSWORD,
+            school_id=school_id,
+            roles=[(role, school_id, None)],
+            display_name=label.split(" ", 2)[-1],
+        )
+
+    opening = await postings.system_account(conn, school_id, "opening_balances")
+    student_hash = auth.hash_password(STUDENT_PASSWORD)  # one hash for every demo student
+    for i in range(1, STUDENTS + 1):
+        name = student_name(i)
+        person_id = await conn.fetchval(
+            """INSERT INTO persons(school_id, kind, number, name, class_id, phone, account_status)
+               VALUES ($1, 'student', $2, $3, $4, $5, 'active') RETURNING id""",
+            school_id,
+            student_number(i),
+            name,
+            class_ids[i % len(class_ids)],
+            f"138{i:08d}",
+        )
+        await conn.execute(
+            "INSERT INTO guardians(school_id, person_id, name, phone) VALUES ($1, $2, $3, $4)",
+            school_id,
+            person_id,
+            name[0] + "家长",
+            f"139{i:08d}",
+        )
+        await conn.execute(
+            """INSERT INTO users(school_id, username, display_name, password_hash, person_id)
+               VALUES ($1, $2, $3, $4, $5)""",
+            school_id,
+            student_number(i),
+            name,
+            student_hash,
+            person_id,
+        )
+        await conn.execute(
+            """INSERT INTO user_roles(user_id, role, school_id)
+               SELECT id, 'cardholder', $1 FROM users WHERE person_id = $2""",
+            school_id,
+            person_id,
+        )
+        purses = await postings.open_purses(conn, school_id, person_id)
+        cash = 10000 + (i * 1337) % 40000  # 100.00 to 499.99 yuan
+        subsidy = 5000 if i % 5 == 0 else 0
+        legs = [postings.Leg(opening, -(cash + subsidy)), postings.Leg(purses["cash"], cash)]
+        if subsidy:
+            legs.append(postings.Leg(purses["subsidy"], subsidy))
+        await postings.post(
+            conn,
+            school_id=school_id,
+            kind="opening_balance",
+            legs=legs,
+            ref=f"demo:{student_number(i)}",
+            memo="demo opening balance",
+        )
+        await conn.execute(
+            """INSERT INTO cards(school_id, person_id, number, uid, kind, state, deposit,
+                                 expires_on)
+               VALUES ($1, $2, $3, $4, 'student', 'active', 0, current_date + 1460)""",
+            school_id,
+            person_id,
+            f"8800{i:08d}",
+            f"{0x04A10000 + i:08X}",
+        )
+
+    seq = 0
+    for name, name_en, channel, commission, outlets in MERCHANTS:
+        merchant_id = await conn.fetchval(
+            """INSERT INTO merchants(school_id, name, name_en, channel, status, commission_bp,
+                                     approved_at)
+               VALUES ($1, $2, $3, $4, 'approved', $5, now()) RETURNING id""",
+            school_id,
+            name,
+            name_en,
+            channel,
+            commission,
+        )
+        for outlet, outlet_en in outlets:
+            seq += 1
+            outlet_id = await conn.fetchval(
+                "INSERT INTO outlets(school_id, merchant_id, name, name_en) "
+                "VALUES ($1, $2, $3, $4) RETURNING id",
+                school_id,
+                merchant_id,
+                outlet,
+                outlet_en,
+            )
+            await conn.execute(
+                """INSERT INTO terminals(school_id, sn, kind, merchant_id, outlet_id, location)
+                   VALUES ($1, $2, 'pos', $3, $4, $5)""",
+                school_id,
+                f"POS-DEMO-{seq:03d}",
+                merchant_id,
+                outlet_id,
+                f"{name} {outlet}",
+            )
+        if channel == "canteen":
+            await auth.create_user(
+                conn,
+                username="canteen1",
+                password=DEMO_PASSWORD,
+                school_id=school_id,
+                roles=[("merchant_manager", school_id, merchant_id)],
+                display_name=name_en,
+            )
+    await conn.execute(
+        """INSERT INTO terminals(school_id, sn, kind, location)
+           VALUES ($1, 'KIOSK-DEMO-001', 'kiosk', '图书馆一楼 Library ground floor')""",
+        school_id,
+    )
+    # a parent with two children at the school, for the parent's phone pages
+    parent = await auth.create_user(
+        conn,
+        username="parent1",
+        password=DEMO_PASSWORD,
+        school_id=school_id,
+        roles=[("guardian", school_id, None)],
+        display_name="家长 parent",
+        phone="13900000001",
+    )
+    await conn.execute(
+        """INSERT INTO guardian_links(user_id, person_id, school_id)
+           SELECT $1, id, $2 FROM persons WHERE school_id = $2 AND number = ANY($3::text[])""",
+        parent,
+        school_id,
+        [student_number(1), student_number(2)],
+    )
+    await _money_demo(conn, school_id, class_ids[0])
+    return school_id
+
+
+def student_name(i: int) -> str:
+    return SURNAMES[i % len(SURNAMES)] + GIVEN[(i * 7) % len(GIVEN)]
+
+
+async def _money_demo(conn: Conn, school_id: int, class_id: int) -> None:
+    """A subsidy batch made by 'settlement' for one class, waiting for 'settlement2' to
+    approve it (second person), expiring in 30 days."""
+    maker = await conn.fetchval(
+        "SELECT id FROM users WHERE school_id = $1 AND username = 'settlement'", school_id
+    )
+    people = await conn.fetch(
+        "SELECT id FROM persons WHERE school_id = $1 AND class_id = $2 ORDER BY id",
+        school_id,
+        class_id,
+    )
+    batch = await conn.fetchval(
+        """INSERT INTO subsidy_batches(school_id, name, source, rule, expires_on, total, lines,
+                                       created_by)
+           VALUES ($1, '十二月伙食补助', 'rule', $2, cc_business_date($1) + 30, $3, $4, $5)
+           RETURNING id""",
+        school_id,
+        {"class_ids": [class_id], "amount": "20.00"},
+        2000 * len(people),
+        len(people),
+        maker,
+    )
+    await conn.executemany(
+        "INSERT INTO subsidy_lines(batch_id, person_id, amount) VALUES ($1, $2, 2000)",
+        [(batch, r["id"]) for r in people],
+    )
+
+
+async def _payout_accounts(conn: Conn, school_id: int) -> None:
+    """Every demo merchant gets a (fictitious) bank account, so closing a day writes a payout
+    file line for it (settlement center → 结算中心 in the console)."""
+    await conn.execute(
+        """INSERT INTO merchant_payout_accounts(merchant_id, school_id, bank_code, account_no,
+                                                account_name)
+           SELECT id, school_id, 'ICBC', '62220202' || lpad(id::text, 8, '0'), name
+             FROM merchants WHERE school_id = $1
+           ON CONFLICT (merchant_id) DO NOTHING""",
+        school_id,
+    )
+
+
+NEW_STUDENT_CLASS = "新生2609班"
+NEW_STUDENT_PARENT_PHONE = "13700000001"
+NEW_STUDENTS = 12
+
+
+def new_student_number(i: int) -> str:
+    return f"2026900{i:03d}"
+
+
+async def _ensure_issuing(conn: Conn, school_id: int) -> None:
+    """Self-service issuing (issue 7): new students without cards imported by the teacher
+    through the import service, and a parent whose phone the school has on record, so the
+    parent can apply, get a pickup code and collect the card at KIOSK-DEMO-001."""
+    if await conn.fetchval("SELECT 1 FROM student_import_files WHERE school_id = $1", school_id):
+        return
+    from campuscard.issuing import imports
+    from campuscard.issuing.import_rules import HEADERS_ZH, build_frame
+
+    school = await conn.fetchrow(
+        """SELECT s.name, p.name AS province FROM schools s
+             JOIN provinces p ON p.id = s.province_id WHERE s.id = $1""",
+        school_id,
+    )
+    assert school is not None
+    lines = [",".join(HEADERS_ZH)] + [
+        f"{i},{school['province']},{school['name']},"
+        f"{SURNAMES[(i * 3) % len(SURNAMES)]}{GIVEN[(i * 5) % len(GIVEN)]},"
+        f"{NEW_STUDENT_CLASS},{new_student_number(i)},"
+        for i in range(1, NEW_STUDENTS + 1)
+    ]
+    teacher_id = await conn.fetchval(
+        "SELECT id FROM users WHERE school_id = $1 AND username = 'teacher'", school_id
+    )
+    teacher = await auth.load_actor(conn, teacher_id)
+    await imports.do_import_students(
+        conn,
+        teacher,
+        school_id,
+        frame=build_frame("\n".join(lines).encode()),
+        filename="新生名单.csv",
+    )
+    person_id = await conn.fetchval(
+        "SELECT id FROM persons WHERE school_id = $1 AND number = $2",
+        school_id,
+        new_student_number(1),
+    )
+    await conn.execute(
+        "INSERT INTO guardians(school_id, person_id, name, phone) VALUES ($1, $2, '新生家长', $3)",
+        school_id,
+        person_id,
+        NEW_STUDENT_PARENT_PHONE,
+    )
+    if not await conn.fetchval(
+        "SELECT 1 FROM users WHERE school_id = $1 AND username = $2",
+        school_id,
+        NEW_STUDENT_PARENT_PHONE,
+    ):
+        await auth.create_user(
+            conn,
+            username=NEW_STUDENT_PARENT_PHONE,
+            password=DEMO_PASSWORD,
+            school_id=school_id,
+            roles=[("guardian", school_id, None)],
+            display_name="新生家长",
+            phone=NEW_STUDENT_PARENT_PHONE,
+        )

@@ -1,0 +1,5 @@
+"""Issuing.
+
+Student-record imports, card applications and fees, pickup codes, kiosks and the card production
+queue.
+"""

@@ -1,0 +1,353 @@
+"""Student-record import files (seed 004 step 1): the frame, the sheet layout, row rules and the
+canonical form both sides compare. Pure: no database, no network.
+
+The upload is a frame: a start field with the payload length, the payload (the xlsx or CSV
+bytes), and an end field carrying the payload's SHA-256. The server checks all three before it
+looks at the payload; the client compares the server's canonical echo with its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from campuscard.platform.errors import ValidationFailed
+
+FRAME_START = b"CCIMPORT/1 START "
+FRAME_END = b"\nCCIMPORT/1 END "
+MAX_FILE_BYTES = 32 * 1024 * 1024
+MAX_ROWS = 200_000
+
+NUMBER = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+CARD_NO = re.compile(r"^[0-9]{6,20}$")
+FIELDS = ("seq", "province", "school", "name", "class_name", "number", "card_no")
+
+# Seed 004's header row, and the English variant; matched after trimming and lower-casing.
+HEADERS_ZH = ("序号", "学校所在省份", "学校名称", "学生姓名", "学生班级", "学生学号", "IC卡号")
+HEADERS_EN = (
+    "No.",
+    "Province",
+    "School",
+    "Student name",
+    "Class",
+    "Student number",
+    "IC card number",
+)
+_ALIASES: dict[str, str] = {}
+for _field, _names in zip(
+    FIELDS,
+    (
+        ("序号", "no.", "no", "#", "seq"),
+        ("学校所在省份", "省份", "province"),
+        ("学校名称", "学校", "school", "school name"),
+        ("学生姓名", "姓名", "student name", "name"),
+        ("学生班级", "班级", "class", "class name"),
+        ("学生学号", "学号", "student number", "student no.", "student no", "number"),
+        ("ic卡号", "卡号", "ic card number", "ic card no.", "card number", "card no."),
+    ),
+    strict=True,
+):
+    for _name in _names:
+        _ALIASES[_name] = _field
+REQUIRED = ("province", "school", "name", "class_name", "number")
+FIELD_LABELS = {
+    "province": "学校所在省份 province",
+    "school": "学校名称 school",
+    "name": "学生姓名 student name",
+    "class_name": "学生班级 class",
+    "number": "学生学号 student number",
+    "card_no": "IC卡号 IC card number",
+}
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    row: int  # the row number in the sheet, header = 1
+    province: str
+    school: str
+    name: str
+    class_name: str
+    number: str
+    card_no: str | None
+
+    def canonical(self) -> str:
+        return canonical_line(
+            self.province, self.school, self.class_name, self.number, self.name, self.card_no
+        )
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int
+    field: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "field": self.field, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class SchoolNames:
+    """What the file may call the importing school and its province."""
+
+    known_provinces: frozenset[str]  # every province name/code the platform knows
+    province: frozenset[str]  # the school's province: name, English name, code
+    school: frozenset[str]  # the school: name, English name, code
+
+
+# ---------------------------------------------------------------- frame
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def build_frame(payload: bytes) -> bytes:
+    return (
+        FRAME_START
+        + str(len(payload)).encode()
+        + b"\n"
+        + payload
+        + FRAME_END
+        + sha256_hex(payload).encode()
+        + b"\n"
+    )
+
+
+def open_frame(frame: bytes) -> tuple[bytes, str]:
+    """The payload and its digest, after checking start field, length, end field and checksum."""
+    if not frame.startswith(FRAME_START):
+        raise ValidationFailed(
+            "the upload does not begin with the start field", code="FRAME_INVALID", field="file"
+        )
+    head_end = frame.find(b"\n", len(FRAME_START))
+    length_text = frame[len(FRAME_START) : head_end] if head_end > 0 else b""
+    if not length_text.isdigit() or len(length_text) > 10:
+        raise ValidationFailed(
+            "the start field has no payload length", code="FRAME_INVALID", field="file"
+        )
+    length = int(length_text)
+    if length > MAX_FILE_BYTES:
+        raise ValidationFailed(
+            f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB",
+            code="FILE_TOO_LARGE",
+            field="file",
+        )
+    body_start = head_end + 1
+    payload = frame[body_start : body_start + length]
+    tail = frame[body_start + length :]
+    if len(payload) != length or not tail.startswith(FRAME_END):
+        raise ValidationFailed(
+            "the end field is missing or the payload length is wrong (truncated upload)",
+            code="FRAME_INVALID",
+            field="file",
+        )
+    declared = tail[len(FRAME_END) :].strip().decode("ascii", "replace")
+    actual = sha256_hex(payload)
+    if declared != actual:
+        raise ValidationFailed(
+            "the file's SHA-256 does not match the checksum sent with it (damaged in transit)",
+            code="DIGEST_MISMATCH",
+            field="file",
+            details={"declared": declared, "received": actual},
+        )
+    return payload, actual
+
+
+# ---------------------------------------------------------------- reading the sheet
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        # spreadsheet programs store digit-only columns as numbers
+        if value.is_integer():
+            return str(int(value))
+        return repr(value)
+    return unicodedata.normalize("NFC", str(value)).strip()
+
+
+def read_table(content: bytes) -> list[list[str]]:
+    """The first sheet of an xlsx (or a UTF-8 CSV) as rows of trimmed text."""
+    if content.startswith(b"PK"):
+        from python_calamine import CalamineWorkbook
+
+        try:
+            book = CalamineWorkbook.from_filelike(io.BytesIO(content))
+            raw = book.get_sheet_by_index(0).to_python(skip_empty_area=False)
+        except Exception as err:  # calamine raises several kinds for a damaged workbook
+            raise ValidationFailed(
+                f"the file is not a readable xlsx workbook: {err}",
+                code="FILE_UNREADABLE",
+                field="file",
+            ) from err
+        rows = [[_cell_text(v) for v in r] for r in raw]
+    else:
+        try:
+            text = content.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ValidationFailed(
+                "the file is neither an xlsx workbook nor UTF-8 CSV",
+                code="FILE_UNREADABLE",
+                field="file",
+            ) from err
+        rows = [[_cell_text(v) for v in r] for r in csv.reader(io.StringIO(text))]
+    while rows and not any(rows[-1]):
+        rows.pop()
+    return rows
+
+
+def map_header(header: Sequence[str]) -> dict[str, int]:
+    """Column index of each field, from seed 004's Chinese header or the English variant."""
+    columns: dict[str, int] = {}
+    for index, title in enumerate(header):
+        key = _ALIASES.get(title.strip().lower())
+        if key is not None and key not in columns:
+            columns[key] = index
+    missing = [f for f in REQUIRED if f not in columns]
+    if missing:
+        raise ValidationFailed(
+            "the header row must be 序号, 学校所在省份, 学校名称, 学生姓名, 学生班级, 学生学号, "
+            "IC卡号 (or No., Province, School, Student name, Class, Student number, "
+            f"IC card number); missing: {', '.join(FIELD_LABELS[f] for f in missing)}",
+            code="HEADER_INVALID",
+            field="file",
+        )
+    return columns
+
+
+def parse_rows(content: bytes) -> tuple[list[ImportRow], list[RowError]]:
+    """Every data row, and every problem found in the file itself (names rows and fields)."""
+    table = read_table(content)
+    if not table:
+        raise ValidationFailed("the file is empty", code="FILE_EMPTY", field="file")
+    columns = map_header(table[0])
+    if len(table) - 1 > MAX_ROWS:
+        raise ValidationFailed(
+            f"at most {MAX_ROWS} rows per file", code="FILE_TOO_LARGE", field="file"
+        )
+    rows: list[ImportRow] = []
+    errors: list[RowError] = []
+    first_number: dict[str, int] = {}
+    first_card: dict[str, int] = {}
+
+    def cell(values: list[str], field: str) -> str:
+        index = columns.get(field)
+        return values[index] if index is not None and index < len(values) else ""
+
+    for offset, values in enumerate(table[1:]):
+        line = offset + 2
+        if not any(values):
+            continue  # blank lines between blocks are harmless
+        data = {f: cell(values, f) for f in FIELDS}
+        problems = [
+            RowError(line, f, f"{FIELD_LABELS[f]} is empty") for f in REQUIRED if not data[f]
+        ]
+        if data["name"] and len(data["name"]) > 64:
+            problems.append(RowError(line, "name", "the name is longer than 64 characters"))
+        if data["class_name"] and len(data["class_name"]) > 64:
+            problems.append(RowError(line, "class_name", "the class is longer than 64 characters"))
+        number = data["number"]
+        if number and not NUMBER.fullmatch(number):
+            problems.append(
+                RowError(line, "number", f"student number {number!r} must be 1-32 letters/digits")
+            )
+        elif number in first_number:
+            problems.append(
+                RowError(
+                    line,
+                    "number",
+                    f"student number {number} appears twice in the file "
+                    f"(first on row {first_number[number]})",
+                )
+            )
+        elif number:
+            first_number[number] = line
+        card = data["card_no"] or None
+        if card is not None:
+            if not CARD_NO.fullmatch(card):
+                problems.append(
+                    RowError(line, "card_no", f"IC card number {card!r} must be 6-20 digits")
+                )
+            elif card in first_card:
+                problems.append(
+                    RowError(
+                        line,
+                        "card_no",
+                        f"IC card number {card} appears twice in the file "
+                        f"(first on row {first_card[card]})",
+                    )
+                )
+            else:
+                first_card[card] = line
+        if problems:
+            errors.extend(problems)
+            continue
+        rows.append(
+            ImportRow(
+                row=line,
+                province=data["province"],
+                school=data["school"],
+                name=data["name"],
+                class_name=data["class_name"],
+                number=number,
+                card_no=card,
+            )
+        )
+    if not rows and not errors:
+        raise ValidationFailed("the file has no student rows", code="FILE_EMPTY", field="file")
+    return rows, errors
+
+
+def check_school(rows: Iterable[ImportRow], names: SchoolNames) -> list[RowError]:
+    """Each row must name the importing school and its province."""
+    errors: list[RowError] = []
+    for r in rows:
+        if r.province not in names.province:
+            reason = (
+                f"unknown province {r.province!r}"
+                if r.province not in names.known_provinces
+                else f"province {r.province!r} is not this school's province"
+            )
+            errors.append(RowError(r.row, "province", reason))
+        elif r.school not in names.school:
+            errors.append(RowError(r.row, "school", f"unknown school {r.school!r} in {r.province}"))
+    return errors
+
+
+# ---------------------------------------------------------------- canonical echo
+
+
+def canonical_line(
+    province: str, school: str, class_name: str, number: str, name: str, card_no: str | None
+) -> str:
+    return "\t".join((province, school, class_name, number, name, card_no or ""))
+
+
+def canonical_text(lines: Iterable[str]) -> str:
+    return "\n".join(lines)
+
+
+def echo_matches(sent: Sequence[ImportRow], echoed: Sequence[str]) -> bool:
+    """True if the server stored what was sent. A row sent without a card number keeps the card
+    number already on record, so that field is compared only where the file had one."""
+    if len(sent) != len(echoed):
+        return False
+    for row, line in zip(sent, echoed, strict=True):
+        parts = line.split("\t")
+        if len(parts) != 6:
+            return False
+        if row.card_no is None:
+            parts[5] = ""
+        if "\t".join(parts) != row.canonical():
+            return False
+    return True

@@ -1,0 +1,29 @@
+"""Worker side of getting a card: issue the pickup code once a card fee is paid, expire old
+codes and release authorizations a kiosk went silent on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from campuscard.config import Settings
+from campuscard.db.pool import PgPool
+from campuscard.issuing import applications, card_fee, pickup
+from campuscard.platform.tasks import outbox_handler, periodic
+
+_ = card_fee  # registers the 'card_fee' provider order purpose in the worker too
+
+
+@outbox_handler("pickup.issue_code")
+async def issue_code_after_payment(
+    pool: PgPool, settings: Settings, payload: dict[str, Any]
+) -> None:
+    async with pool.acquire() as conn:
+        await applications.do_issue_pending_code(conn, settings, int(payload["application_id"]))
+
+
+@periodic("pickup-expiry", seconds=60)
+async def expire_pickup_codes(pool: PgPool, settings: Settings) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        expired = await pickup.expire_codes(conn)
+        released = await pickup.release_stale_authorizations(conn, settings)
+    return expired + released

@@ -1,0 +1,488 @@
+"""Self-service pickup with remote authorization (seed 004 steps 4-6).
+
+The platform makes a pickup code, keeps only its keyed hash, publishes a per-kiosk hash to
+every kiosk of the school (kiosks pull changes since a version) and texts the code to the
+parent. A kiosk checks a typed code locally, then asks here; one compare-and-set UPDATE makes
+sure exactly one kiosk is ever authorized for a code. The kiosk dispenses, reports the card
+number, and the card is bound (issuing/binding.py). A dispense failure after
+authorization is retried on that kiosk or the authorization is released.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from campuscard.config import Settings
+from campuscard.db.pool import Conn
+from campuscard.issuing import binding
+from campuscard.issuing import pickup_code as codes
+from campuscard.platform import audit, notifications
+from campuscard.platform.actors import Actor, Grant
+from campuscard.platform.errors import Conflict, DomainError, NotFound, TooManyRequests
+from campuscard.platform.idempotency import Outcome, run_idempotent
+from campuscard.platform.sealing import seal
+
+SMS_SEAL_PURPOSE = "sms"
+INVALID_ZH = "取卡注册码无效"
+ISSUED_ZH = "IC卡已完成发卡"
+EXPIRED_ZH = "取卡注册码已过期"
+
+
+@dataclass(frozen=True)
+class Kiosk:
+    terminal_id: int
+    school_id: int
+    sn: str
+
+    @property
+    def actor(self) -> Actor:
+        """A kiosk issues cards with the card center's authority, for its own school only."""
+        return Actor(
+            name=f"kiosk:{self.sn}",
+            school_id=self.school_id,
+            grants=frozenset({Grant("card_center", self.school_id)}),
+        )
+
+
+def _master(settings: Settings) -> bytes:
+    return settings.master_key.get_secret_value().encode()
+
+
+def _event(school_id: int) -> dict[str, Any]:
+    return {"type": "pickup.changed", "school_id": school_id}
+
+
+# ---------------------------------------------------------------- issuing a code
+
+
+async def issue_code(conn: Conn, settings: Settings, app_id: int) -> str:
+    """Make the pickup code of a ready application, publish it to the school's kiosks and send
+    it by SMS. Returns the code (to show once); only hashes stay in the database. Caller's tx."""
+    app = await conn.fetchrow(
+        """SELECT a.id, a.school_id, a.person_id, a.applicant_phone, a.created_at, a.day_seq,
+                  p.number, p.name, p.phone AS person_phone, s.timezone, s.name AS school_name
+             FROM card_applications a JOIN persons p ON p.id = a.person_id
+             JOIN schools s ON s.id = a.school_id WHERE a.id = $1""",
+        app_id,
+    )
+    if app is None:
+        raise NotFound("application not found", field="application_id")
+    from zoneinfo import ZoneInfo
+
+    applied_local = app["created_at"].astimezone(ZoneInfo(app["timezone"]))
+    key = codes.platform_key(_master(settings))
+    expires = datetime.now(UTC) + timedelta(days=settings.pickup_code_days)
+    for _ in range(5):
+        code = codes.make_code(app["number"], applied_local, app["day_seq"])
+        try:
+            async with conn.transaction():
+                pickup_id: int = await conn.fetchval(
+                    """INSERT INTO pickup_codes(school_id, application_id, person_id, code_hash,
+                                                expires_at)
+                       VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+                    app["school_id"],
+                    app_id,
+                    app["person_id"],
+                    codes.code_hash(key, app["school_id"], code),
+                    expires,
+                )
+            break
+        except asyncpg.UniqueViolationError as err:
+            if err.constraint_name != "pickup_codes_code_hash_key":
+                raise
+    else:  # 10^8 random digits colliding five times running means something is broken
+        raise DomainError("could not make a unique pickup code", code="PICKUP_CODE_COLLISION")
+    kiosks = await conn.fetch(
+        """SELECT id, sn FROM terminals
+            WHERE school_id = $1 AND kind = 'kiosk' AND status = 'active'""",
+        app["school_id"],
+    )
+    master = _master(settings)
+    await conn.executemany(
+        "INSERT INTO pickup_kiosk_hashes(pickup_id, terminal_id, kiosk_hash) VALUES ($1, $2, $3)",
+        [
+            (pickup_id, k["id"], codes.kiosk_hash(codes.kiosk_key(master, k["sn"]), code))
+            for k in kiosks
+        ],
+    )
+    phones = await _parent_phones(conn, app)
+    text = (
+        f"【校园卡】{app['name']}同学的取卡注册码：{codes.display(code)}，"
+        f"请于{expires.astimezone(ZoneInfo(app['timezone'])):%m月%d日}前到{app['school_name']}"
+        "自助发卡机取卡。请勿告诉他人。"
+    )
+    for phone in phones:
+        await notifications.enqueue(
+            conn,
+            "sms",
+            {"phone": phone, "sealed_text": seal(master, SMS_SEAL_PURPOSE, text)},
+            school_id=app["school_id"],
+            dedupe_key=f"sms:pickup:{pickup_id}:{phone}",
+        )
+    await notifications.notify(
+        conn,
+        school_id=app["school_id"],
+        kind="pickup.code_sent",
+        title={"zh-CN": "取卡注册码已发送", "en": "Pickup code sent"},
+        body={
+            "zh-CN": f"取卡注册码已通过短信发送，有效期至{expires:%Y-%m-%d}，凭码到自助发卡机取卡",
+            "en": "The pickup code was sent by SMS; use it at a card kiosk before "
+            f"{expires:%Y-%m-%d}",
+        },
+        person_id=app["person_id"],
+        data={"application_id": app_id, "pickup_id": pickup_id},
+        dedupe_key=f"pickup:{pickup_id}:sent",
+    )
+    await notifications.publish_event(conn, _event(app["school_id"]))
+    return code
+
+
+async def _parent_phones(conn: Conn, app: Any) -> list[str]:
+    if app["applicant_phone"]:
+        return [app["applicant_phone"]]
+    rows = await conn.fetch(
+        "SELECT DISTINCT phone FROM guardians WHERE person_id = $1 ORDER BY phone",
+        app["person_id"],
+    )
+    phones = [r["phone"] for r in rows]
+    if not phones and app["person_phone"]:
+        phones = [app["person_phone"]]
+    return phones
+
+
+async def revoke_codes(conn: Conn, app_id: int) -> int:
+    """Stop the live codes of an application (caller's tx)."""
+    rows = await conn.fetch(
+        """UPDATE pickup_codes SET state = 'revoked'
+            WHERE application_id = $1 AND state = 'ready' RETURNING school_id""",
+        app_id,
+    )
+    if rows:
+        await notifications.publish_event(conn, _event(rows[0]["school_id"]))
+    return len(rows)
+
+
+# ---------------------------------------------------------------- what kiosks pull
+
+
+async def kiosk_feed(conn: Conn, kiosk: Kiosk, *, since: int, limit: int = 500) -> dict[str, Any]:
+    """Changes to this school's pickup codes after version ``since``. Live codes carry this
+    kiosk's hash; others tell the kiosk to forget them."""
+    rows = await conn.fetch(
+        """SELECT pc.id, pc.version, pc.state, pc.expires_at, h.kiosk_hash,
+                  p.name, p.number, c.name AS class_name
+             FROM pickup_codes pc JOIN persons p ON p.id = pc.person_id
+             LEFT JOIN classes c ON c.id = p.class_id
+             LEFT JOIN pickup_kiosk_hashes h ON h.pickup_id = pc.id AND h.terminal_id = $2
+            WHERE pc.school_id = $1 AND pc.version > $3
+            ORDER BY pc.version LIMIT $4""",
+        kiosk.school_id,
+        kiosk.terminal_id,
+        since,
+        limit,
+    )
+    items = [
+        {
+            "pickup_id": r["id"],
+            "version": r["version"],
+            "state": r["state"],
+            "live": r["state"] == "ready" and r["kiosk_hash"] is not None,
+            "kiosk_hash": r["kiosk_hash"] if r["state"] == "ready" else None,
+            "expires_at": r["expires_at"].isoformat(),
+            "student": {"name": r["name"], "number": r["number"], "class": r["class_name"]},
+        }
+        for r in rows
+    ]
+    version = items[-1]["version"] if items else since
+    return {"version": version, "more": len(items) == limit, "items": items}
+
+
+# ---------------------------------------------------------------- authorizing one kiosk
+
+
+async def _check_not_locked(conn: Conn, kiosk: Kiosk) -> None:
+    locked = await conn.fetchval(
+        "SELECT locked_until FROM kiosk_code_guesses "
+        "WHERE terminal_id = $1 AND locked_until > now()",
+        kiosk.terminal_id,
+    )
+    if locked is not None:
+        raise TooManyRequests(
+            f"too many wrong codes on this kiosk; try again after {locked:%H:%M} UTC",
+            code="KIOSK_GUESS_LIMIT",
+            field="code",
+        )
+
+
+async def _count_wrong_code(conn: Conn, settings: Settings, kiosk: Kiosk) -> None:
+    """Counted in its own transaction, so the refusal that follows does not undo it."""
+    window = timedelta(minutes=settings.pickup_guess_window_minutes)
+    async with conn.transaction():
+        failures = await conn.fetchval(
+            """INSERT INTO kiosk_code_guesses(terminal_id, window_start, failures)
+               VALUES ($1, now(), 1)
+               ON CONFLICT (terminal_id) DO UPDATE SET
+                   failures = CASE WHEN kiosk_code_guesses.window_start < now() - $2::interval
+                                   THEN 1 ELSE kiosk_code_guesses.failures + 1 END,
+                   window_start = CASE WHEN kiosk_code_guesses.window_start < now() - $2::interval
+                                       THEN now() ELSE kiosk_code_guesses.window_start END
+               RETURNING failures""",
+            kiosk.terminal_id,
+            window,
+        )
+        if failures >= settings.pickup_guess_limit:
+            await conn.execute(
+                "UPDATE kiosk_code_guesses SET locked_until = now() + $2::interval "
+                "WHERE terminal_id = $1",
+                kiosk.terminal_id,
+                window,
+            )
+            await audit.record(
+                conn,
+                kiosk.actor,
+                "kiosk.guess_limit",
+                school_id=kiosk.school_id,
+                target_type="terminal",
+                target_id=kiosk.terminal_id,
+                after={"failures": failures},
+            )
+
+
+def _invalid() -> DomainError:
+    return DomainError(
+        f"{INVALID_ZH} / the pickup code is not valid",
+        code="PICKUP_CODE_INVALID",
+        field="code",
+        status=422,
+    )
+
+
+async def do_authorize(conn: Conn, settings: Settings, kiosk: Kiosk, typed: str) -> dict[str, Any]:
+    """Authorize this kiosk to issue the card for ``typed``; exactly one kiosk ever wins."""
+    await _check_not_locked(conn, kiosk)
+    code = codes.normalize(typed)
+    key = codes.platform_key(_master(settings))
+    row = None
+    if code is not None:
+        row = await conn.fetchrow(
+            "SELECT id, state, expires_at, terminal_id FROM pickup_codes "
+            "WHERE code_hash = $1 AND school_id = $2",
+            codes.code_hash(key, kiosk.school_id, code),
+            kiosk.school_id,
+        )
+    if row is None or row["state"] == "revoked":
+        await _count_wrong_code(conn, settings, kiosk)
+        raise _invalid()
+    async with conn.transaction():
+        won = await conn.fetchrow(
+            """UPDATE pickup_codes SET state = 'authorized', terminal_id = $2,
+                      authorized_at = now()
+                WHERE id = $1 AND state = 'ready' AND expires_at > now()
+                RETURNING id""",
+            row["id"],
+            kiosk.terminal_id,
+        )
+        current = await conn.fetchrow(
+            "SELECT * FROM pickup_codes WHERE id = $1 FOR UPDATE", row["id"]
+        )
+        assert current is not None
+        if won is None:
+            if current["state"] == "authorized" and current["terminal_id"] == kiosk.terminal_id:
+                pass  # this kiosk asking again (a lost answer, or a retry after a jam)
+            elif current["state"] in ("authorized", "issued"):
+                raise Conflict(
+                    f"{ISSUED_ZH} / this card has already been issued",
+                    code="CARD_ALREADY_ISSUED",
+                    field="code",
+                )
+            else:  # past its time (the expiry job tells every kiosk)
+                raise DomainError(
+                    f"{EXPIRED_ZH} / the pickup code has expired",
+                    code="PICKUP_CODE_EXPIRED",
+                    field="code",
+                    status=410,
+                )
+        else:
+            await audit.record(
+                conn,
+                kiosk.actor,
+                "pickup.authorize",
+                school_id=kiosk.school_id,
+                target_type="pickup",
+                target_id=row["id"],
+                after={"terminal_id": kiosk.terminal_id},
+            )
+            await notifications.publish_event(conn, _event(kiosk.school_id))
+        student = await conn.fetchrow(
+            """SELECT p.name, p.number, c.name AS class_name, s.name AS school_name
+                 FROM persons p JOIN schools s ON s.id = p.school_id
+                 LEFT JOIN classes c ON c.id = p.class_id WHERE p.id = $1""",
+            current["person_id"],
+        )
+    assert student is not None  # a pickup code always belongs to a person
+    return {
+        "pickup_id": current["id"],
+        "state": "authorized",
+        "authorized_at": current["authorized_at"].isoformat(),
+        "dispense_failures": current["dispense_failures"],
+        # what the kiosk writes onto the card (seed 004 step 5)
+        "card_data": {
+            "name": student["name"],
+            "number": student["number"],
+            "class": student["class_name"],
+            "school": student["school_name"],
+        },
+    }
+
+
+async def _lock_authorized(conn: Conn, kiosk: Kiosk, pickup_id: int) -> Any:
+    row = await conn.fetchrow(
+        "SELECT * FROM pickup_codes WHERE id = $1 AND school_id = $2 FOR UPDATE",
+        pickup_id,
+        kiosk.school_id,
+    )
+    if row is None:
+        raise NotFound("pickup not found", field="pickup_id")
+    if row["state"] != "authorized" or row["terminal_id"] != kiosk.terminal_id:
+        raise Conflict(
+            "this kiosk holds no authorization for this pickup",
+            code="NOT_AUTHORIZED",
+            field="pickup_id",
+        )
+    return row
+
+
+async def do_complete(
+    conn: Conn,
+    kiosk: Kiosk,
+    pickup_id: int,
+    *,
+    card_number: str,
+    card_uid: str,
+    client_id: str,
+) -> Outcome:
+    """The kiosk dispensed a card and read its number: bind it to the student (seed 004 step
+    6). A retry with the same ``client_id`` replays the answer."""
+
+    async def work(tx: Conn) -> dict[str, Any]:
+        row = await _lock_authorized(tx, kiosk, pickup_id)
+        card_id = await binding.do_bind_card(
+            tx,
+            kiosk.actor,
+            school_id=kiosk.school_id,
+            person_id=row["person_id"],
+            card_number=card_number,
+            card_uid=card_uid,
+            application_id=row["application_id"],
+            via=f"kiosk {kiosk.sn}",
+        )
+        await tx.execute(
+            """UPDATE pickup_codes SET state = 'issued', issued_at = now(), card_number = $2
+                WHERE id = $1""",
+            pickup_id,
+            card_number,
+        )
+        await tx.execute("DELETE FROM pickup_kiosk_hashes WHERE pickup_id = $1", pickup_id)
+        await audit.record(
+            tx,
+            kiosk.actor,
+            "pickup.issue",
+            school_id=kiosk.school_id,
+            target_type="pickup",
+            target_id=pickup_id,
+            after={"card_number": card_number, "card_id": card_id},
+        )
+        await notifications.publish_event(tx, _event(kiosk.school_id))
+        return {
+            "pickup_id": pickup_id,
+            "state": "issued",
+            "card_id": card_id,
+            "card_number": card_number,
+        }
+
+    return await run_idempotent(
+        conn,
+        scope=f"kiosk-pickup:{kiosk.terminal_id}",
+        key=client_id,
+        payload={"pickup_id": pickup_id, "card_number": card_number, "card_uid": card_uid},
+        work=work,
+    )
+
+
+async def do_report_failure(
+    conn: Conn, kiosk: Kiosk, pickup_id: int, *, reason: str, release: bool
+) -> dict[str, Any]:
+    """The dispenser failed after authorization: keep it for a retry on this kiosk, or release
+    it so the code works again on any kiosk."""
+    async with conn.transaction():
+        row = await _lock_authorized(conn, kiosk, pickup_id)
+        if release:
+            await conn.execute(
+                """UPDATE pickup_codes SET state = 'ready', terminal_id = NULL,
+                          authorized_at = NULL, dispense_failures = dispense_failures + 1,
+                          last_failure = $2 WHERE id = $1""",
+                pickup_id,
+                reason,
+            )
+        else:
+            await conn.execute(
+                """UPDATE pickup_codes SET dispense_failures = dispense_failures + 1,
+                          last_failure = $2 WHERE id = $1""",
+                pickup_id,
+                reason,
+            )
+        await audit.record(
+            conn,
+            kiosk.actor,
+            "pickup.release" if release else "pickup.dispense_failed",
+            school_id=kiosk.school_id,
+            target_type="pickup",
+            target_id=pickup_id,
+            before={"dispense_failures": row["dispense_failures"]},
+            after={"reason": reason, "released": release},
+        )
+        await notifications.publish_event(conn, _event(kiosk.school_id))
+    return {
+        "pickup_id": pickup_id,
+        "state": "ready" if release else "authorized",
+        "dispense_failures": row["dispense_failures"] + 1,
+    }
+
+
+# ---------------------------------------------------------------- housekeeping (issuing/jobs.py)
+
+
+async def expire_codes(conn: Conn) -> int:
+    rows = await conn.fetch(
+        """UPDATE pickup_codes SET state = 'expired'
+            WHERE state = 'ready' AND expires_at <= now() RETURNING school_id"""
+    )
+    for school_id in {r["school_id"] for r in rows}:
+        await notifications.publish_event(conn, _event(school_id))
+    return len(rows)
+
+
+async def release_stale_authorizations(conn: Conn, settings: Settings) -> int:
+    """A kiosk that authorized and then went silent (power cut) must not hold a code forever."""
+    rows = await conn.fetch(
+        """UPDATE pickup_codes SET state = 'ready', terminal_id = NULL, authorized_at = NULL,
+                  last_failure = 'authorization timed out'
+            WHERE state = 'authorized' AND authorized_at < now() - $1::interval
+            RETURNING id, school_id""",
+        timedelta(minutes=settings.pickup_authorization_minutes),
+    )
+    for r in rows:
+        await audit.record(
+            conn,
+            Actor(name="system"),
+            "pickup.release_stale",
+            school_id=r["school_id"],
+            target_type="pickup",
+            target_id=r["id"],
+        )
+        await notifications.publish_event(conn, _event(r["school_id"]))
+    return len(rows)

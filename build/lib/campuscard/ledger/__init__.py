@@ -1,0 +1,4 @@
+"""Ledger.
+
+Money (integer fen), double-entry postings, purse order, adjustments and the invariant checks.
+"""

@@ -1,0 +1,85 @@
+"""The ledger's invariants, proven over the whole database (``campuscard ledger check``).
+
+I1 the sum over all accounts is zero; I2 every transaction nets to zero; I3 no account below
+its floor; I4 cached balance = sum of postings, versions run 1..n without gaps, and each
+posting's balance_after is the running sum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from campuscard.db.pool import Conn
+
+
+@dataclass
+class LedgerReport:
+    accounts: int = 0
+    transactions: int = 0
+    postings: int = 0
+    total_balance: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+_CHECKS: list[tuple[str, str]] = [
+    (
+        "I1 balances do not sum to zero",
+        "SELECT 'sum of balances = ' || sum(balance) FROM accounts HAVING sum(balance) <> 0",
+    ),
+    (
+        "I2 transaction does not net to zero",
+        """SELECT 'tx ' || tx_id || ' nets ' || sum(amount) FROM postings
+           GROUP BY tx_id HAVING sum(amount) <> 0 LIMIT 20""",
+    ),
+    (
+        "I3 account below its floor",
+        """SELECT 'account ' || id || ' balance ' || balance || ' floor ' || floor FROM accounts
+           WHERE floor IS NOT NULL AND balance < floor LIMIT 20""",
+    ),
+    (
+        "I4 cached balance differs from postings",
+        """SELECT 'account ' || a.id || ' cached ' || a.balance || '/v' || a.version ||
+                  ' postings ' || coalesce(p.total, 0) || '/n' || coalesce(p.n, 0) ||
+                  ' max v' || coalesce(p.maxv, 0)
+             FROM accounts a
+             LEFT JOIN (SELECT account_id, sum(amount) AS total, count(*) AS n,
+                               max(version) AS maxv, min(version) AS minv
+                          FROM postings GROUP BY account_id) p ON p.account_id = a.id
+            WHERE a.balance <> coalesce(p.total, 0) OR a.version <> coalesce(p.n, 0)
+               OR coalesce(p.maxv, 0) <> coalesce(p.n, 0) OR coalesce(p.minv, 1) <> 1
+            LIMIT 20""",
+    ),
+    (
+        "I4 posting balance_after is not the running sum",
+        """SELECT 'posting ' || id || ' balance_after ' || balance_after || ' running ' || running
+             FROM (SELECT id, balance_after,
+                          sum(amount) OVER (PARTITION BY account_id ORDER BY version) AS running
+                     FROM postings) s
+            WHERE balance_after <> running LIMIT 20""",
+    ),
+]
+
+
+async def check_ledger(conn: Conn) -> LedgerReport:
+    report = LedgerReport()
+    # one snapshot for every check, so concurrent bookings cannot produce false alarms
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        counts = await conn.fetchrow(
+            """SELECT (SELECT count(*) FROM accounts) AS accounts,
+                      (SELECT count(*) FROM journal_tx) AS transactions,
+                      (SELECT count(*) FROM postings) AS postings,
+                      (SELECT coalesce(sum(balance), 0) FROM accounts) AS total"""
+        )
+        assert counts is not None
+        report.accounts = counts["accounts"]
+        report.transactions = counts["transactions"]
+        report.postings = counts["postings"]
+        report.total_balance = int(counts["total"])
+        for label, sql in _CHECKS:
+            for row in await conn.fetch(sql):
+                report.violations.append(f"{label}: {row[0]}")
+    return report

@@ -1,0 +1,2 @@
+CREATE OR REPLACE TRIGGER accounts_guard BEFORE UPDATE ON accounts
+    FOR EACH ROW EXECUTE FUNCTION cc_guard_balance();

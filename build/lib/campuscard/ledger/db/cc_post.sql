@@ -1,0 +1,25 @@
+-- Book one journal transaction in one round trip. Legs are applied in account-id order so
+-- concurrent transactions always lock rows in the same order and never deadlock.
+CREATE OR REPLACE FUNCTION cc_post(
+    p_school int, p_kind text, p_ref text, p_memo text, p_actor text,
+    p_accounts bigint[], p_amounts bigint[], p_meta jsonb DEFAULT '{}'::jsonb
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_tx bigint;
+BEGIN
+    IF array_length(p_accounts, 1) IS DISTINCT FROM array_length(p_amounts, 1)
+       OR coalesce(array_length(p_accounts, 1), 0) < 2 THEN
+        RAISE EXCEPTION 'a journal transaction needs at least two legs' USING ERRCODE = 'check_violation';
+    END IF;
+    INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta)
+    VALUES (p_school, p_kind, p_ref, coalesce(p_memo, ''), coalesce(p_actor, 'system'),
+            cc_business_date(p_school), coalesce(p_meta, '{}'::jsonb))
+    RETURNING id INTO v_tx;
+    INSERT INTO postings(tx_id, account_id, amount)
+    SELECT v_tx, l.account_id, l.amount
+      FROM (SELECT a AS account_id, sum(m) AS amount
+              FROM unnest(p_accounts, p_amounts) AS u(a, m) GROUP BY a) l
+     WHERE l.amount <> 0
+     ORDER BY l.account_id;
+    RETURN v_tx;
+END $$;

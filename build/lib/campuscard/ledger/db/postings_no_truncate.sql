@@ -1,0 +1,2 @@
+CREATE OR REPLACE TRIGGER postings_no_truncate BEFORE TRUNCATE ON postings
+    FOR EACH STATEMENT EXECUTE FUNCTION cc_refuse_change();

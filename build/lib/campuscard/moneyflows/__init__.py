@@ -1,0 +1,5 @@
+"""Money in and out.
+
+Counter, provider orders and online top-ups, bank link, automatic top-up, subsidies, leaving
+school.
+"""

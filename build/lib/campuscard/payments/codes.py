@@ -1,0 +1,600 @@
+"""Payment codes: binding a phone, minting codes, and checking a scanned code (either scheme).
+
+The two schemes sit behind one interface (``PaycodeScheme``): ``check_code`` parses the digits,
+picks the scheme by the first digit and returns a ``VerifiedCode`` naming the payer;
+``do_use_code`` then records the code as used (the database refuses a second use) and returns
+the one-time credential reference the payment books against. Both run inside the caller's
+transaction, so a payment and the use of its code commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import asyncpg
+
+from campuscard.config import Settings
+from campuscard.db.pool import Conn
+from campuscard.payments import code_rules
+from campuscard.platform import audit, notifications
+from campuscard.platform.actors import Actor
+from campuscard.platform.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    ValidationFailed,
+)
+
+# card states that stop every way of paying from the account (挂失 / 冻结)
+BLOCKING_CARD_STATES = ("lost", "frozen")
+# codes that do not check out, per token: this many within the window lock the token a while
+MAX_FAILURES = 5
+FAILURE_WINDOW = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class BoundDevice:
+    id: int
+    token: str
+    secret: bytes
+    step_seconds: int
+    label: str
+    bound_at: datetime
+    revoked_device_id: int | None
+
+    def view(self) -> dict[str, Any]:
+        """What the phone keeps (the secret is shown this once, then only derivable)."""
+        return {
+            "device_id": self.id,
+            "token": self.token,
+            "secret": self.secret.hex(),
+            "step_seconds": self.step_seconds,
+            "label": self.label,
+            "bound_at": self.bound_at.isoformat(),
+            "server_time": time.time(),
+            "revoked_device_id": self.revoked_device_id,
+        }
+
+
+@dataclass(frozen=True)
+class MintedCode:
+    id: int
+    code: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class VerifiedCode:
+    """A scanned code that checked out: who pays, and which one-time credential it was."""
+
+    scheme: str  # "device" | "minted"
+    school_id: int
+    person_id: int
+    device_id: int | None = None
+    step: int | None = None
+    counter: int | None = None
+    minted_id: int | None = None
+
+
+def _master(settings: Settings) -> bytes:
+    return settings.master_key.get_secret_value().encode()
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _refused(code: str, message: str, status: int = 422) -> DomainError:
+    return DomainError(message, code=code, field="code", status=status)
+
+
+async def check_payer(
+    conn: Conn,
+    school_id: int,
+    person_id: int,
+    field: str = "code",
+    *,
+    credential: str | None = None,
+) -> None:
+    """Refuse when the account may not pay: frozen/closed, person left, card lost or frozen;
+    with ``credential`` (a scanned code's), first refuse a code already used (same query)."""
+    row = await conn.fetchrow(
+        """SELECT p.school_id, p.account_status, p.status,
+                  (SELECT c.state FROM cards c
+                    WHERE c.person_id = p.id AND c.state = ANY($2::text[]) LIMIT 1) AS card_block,
+                  EXISTS (SELECT 1 FROM paycode_uses u WHERE u.credential = $3) AS used
+             FROM persons p WHERE p.id = $1""",
+        person_id,
+        list(BLOCKING_CARD_STATES),
+        credential,
+    )
+    if row is not None and row["used"]:
+        raise used_error()
+    if row is None or row["school_id"] != school_id:
+        raise NotFound("no such account in this school", field=field)
+    if row["account_status"] == "frozen":
+        raise Forbidden("the account is frozen", code="ACCOUNT_FROZEN", field=field)
+    if row["account_status"] != "active" or row["status"] != "enrolled":
+        raise Forbidden("the account is not open for payments", code="ACCOUNT_CLOSED", field=field)
+    if row["card_block"] == "lost":
+        raise Forbidden(
+            "the card was reported lost: the account is blocked until it is unblocked or replaced",
+            code="CARD_LOST",
+            field=field,
+        )
+    if row["card_block"] == "frozen":
+        raise Forbidden("the card is frozen", code="CARD_FROZEN", field=field)
+
+
+# ---- binding a phone ---------------------------------------------------------------------
+
+
+async def _fresh_token(conn: Conn, table: str) -> str:
+    # 10^8 tokens; a collision (astronomically rare while tables are small) just draws again
+    for _ in range(20):
+        token = f"{secrets.randbelow(10**code_rules.TOKEN_DIGITS):0{code_rules.TOKEN_DIGITS}d}"
+        taken = await conn.fetchval(f"SELECT 1 FROM {table} WHERE token = $1", token)
+        if not taken:
+            return token
+    raise DomainError("could not allocate a code token; try again", code="TOKEN_EXHAUSTED")
+
+
+def require_cardholder(actor: Actor) -> int:
+    if actor.person_id is None:
+        raise Forbidden(
+            "only a cardholder signed in as themselves can do this", code="CARDHOLDER_REQUIRED"
+        )
+    return actor.person_id
+
+
+async def do_bind_device(
+    conn: Conn, settings: Settings, actor: Actor, *, label: str = ""
+) -> BoundDevice:
+    """Bind the signed-in cardholder's phone; the previous phone (if any) stops working."""
+    person_id = require_cardholder(actor)
+    label = label.strip()
+    if len(label) > 64:
+        raise ValidationFailed("label must be at most 64 characters", field="label")
+    async with conn.transaction():
+        # lock the person: two binds at once end with exactly one active phone
+        person = await conn.fetchrow(
+            "SELECT school_id, account_status, status FROM persons WHERE id = $1 FOR UPDATE",
+            person_id,
+        )
+        if person is None:
+            raise NotFound("your account was not found", field="person")
+        await check_payer(conn, person["school_id"], person_id, field="person")
+        old = await conn.fetchrow(
+            """UPDATE paycode_devices
+                  SET status = 'revoked', revoked_at = now(), revoked_by = $2,
+                      revoked_reason = 'another phone was bound'
+                WHERE person_id = $1 AND status = 'active' RETURNING id, label""",
+            person_id,
+            actor.user_id,
+        )
+        token = await _fresh_token(conn, "paycode_devices")
+        salt = secrets.token_bytes(16)
+        row = await conn.fetchrow(
+            """INSERT INTO paycode_devices(school_id, person_id, bound_by, token, salt,
+                                           step_seconds, label)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, bound_at""",
+            person["school_id"],
+            person_id,
+            actor.user_id,
+            token,
+            salt,
+            settings.paycode_step_seconds,
+            label,
+        )
+        assert row is not None
+        await audit.record(
+            conn,
+            actor,
+            "paycode.device.bind",
+            school_id=person["school_id"],
+            target_type="paycode_device",
+            target_id=row["id"],
+            before={"device_id": old["id"], "label": old["label"]} if old else None,
+            after={"device_id": row["id"], "label": label, "person_id": person_id},
+        )
+        shown = label or "新手机"
+        await notifications.notify(
+            conn,
+            school_id=person["school_id"],
+            kind="paycode.device_bound",
+            person_id=person_id,
+            title={"zh-CN": "付款码已绑定新手机", "en": "Payment code bound to a new phone"},
+            body={
+                "zh-CN": f"付款码已绑定到「{shown}」"
+                + ("，原手机上的付款码已失效。" if old else "。")
+                + "如非本人操作，请立即挂失。",
+                "en": f"Payment codes now work on '{label or 'a new phone'}'"
+                + (" and no longer on the old phone." if old else ".")
+                + " If this was not you, report it now.",
+            },
+            data={"device_id": row["id"]},
+        )
+    return BoundDevice(
+        id=row["id"],
+        token=token,
+        secret=code_rules.derive_device_secret(_master(settings), row["id"], salt),
+        step_seconds=settings.paycode_step_seconds,
+        label=label,
+        bound_at=row["bound_at"],
+        revoked_device_id=old["id"] if old else None,
+    )
+
+
+async def do_unbind_device(
+    conn: Conn, actor: Actor, device_id: int, *, reason: str = ""
+) -> dict[str, Any]:
+    """Revoke a bound phone: by its holder, or by the card center of the school."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT id, school_id, person_id, status, label FROM paycode_devices "
+            "WHERE id = $1 FOR UPDATE",
+            device_id,
+        )
+        if row is None or not (
+            actor.is_platform_admin
+            or actor.person_id == row["person_id"]
+            or row["school_id"] in actor.schools()
+        ):
+            raise NotFound("no such bound phone", field="device_id")
+        holder = actor.person_id == row["person_id"]
+        if not holder:
+            actor.require("card_center", school_id=row["school_id"])
+        if row["status"] == "revoked":
+            raise Conflict(
+                "this phone is already unbound", code="DEVICE_ALREADY_UNBOUND", field="device_id"
+            )
+        why = reason.strip() or ("unbound by the holder" if holder else "unbound by an operator")
+        await conn.execute(
+            """UPDATE paycode_devices SET status = 'revoked', revoked_at = now(),
+                      revoked_by = $2, revoked_reason = $3 WHERE id = $1""",
+            device_id,
+            actor.user_id,
+            why[:200],
+        )
+        await audit.record(
+            conn,
+            actor,
+            "paycode.device.unbind",
+            school_id=row["school_id"],
+            target_type="paycode_device",
+            target_id=device_id,
+            before={"status": "active"},
+            after={"status": "revoked", "reason": why[:200]},
+        )
+        await notifications.notify(
+            conn,
+            school_id=row["school_id"],
+            kind="paycode.device_unbound",
+            person_id=row["person_id"],
+            title={"zh-CN": "付款码手机已解绑", "en": "Phone unbound from payment codes"},
+            body={
+                "zh-CN": f"「{row['label'] or '手机'}」上的付款码已失效（{why[:60]}）。",
+                "en": f"Payment codes on '{row['label'] or 'the phone'}' stopped working "
+                f"({why[:60]}).",
+            },
+            data={"device_id": device_id},
+        )
+    return {"device_id": device_id, "status": "revoked", "reason": why[:200]}
+
+
+async def list_devices(conn: Conn, actor: Actor, person_id: int) -> list[dict[str, Any]]:
+    """The phones bound (now and before) to an account: its holder or an operator sees them."""
+    school_id = await conn.fetchval("SELECT school_id FROM persons WHERE id = $1", person_id)
+    if school_id is None or not (
+        actor.person_id == person_id or actor.is_platform_admin or school_id in actor.schools()
+    ):
+        raise NotFound("no such account", field="person_id")
+    if actor.person_id != person_id:
+        actor.require("card_center", school_id=school_id)
+    rows = await conn.fetch(
+        """SELECT id, label, status, step_seconds, bound_at, last_used_at, revoked_at,
+                  revoked_reason
+             FROM paycode_devices WHERE person_id = $1 ORDER BY id DESC LIMIT 50""",
+        person_id,
+    )
+    return [dict(r) for r in rows]
+
+
+# ---- server-minted codes (seed 000) --------------------------------------------------------
+
+
+def _verification_hash(settings: Settings, token: str, verification: str) -> bytes:
+    message = f"cc-paycode-minted:v1:{token}:{verification}".encode()
+    return hmac.new(_master(settings), message, hashlib.sha256).digest()
+
+
+async def do_mint_code(
+    conn: Conn, settings: Settings, actor: Actor, *, now: float | None = None
+) -> MintedCode:
+    """Mint a one-time code for a phone that cannot compute one: a random verification code is
+    registered in the back office (hashed); any earlier unused minted code is cancelled."""
+    person_id = require_cardholder(actor)
+    now = time.time() if now is None else now
+    async with conn.transaction():
+        school_id = await conn.fetchval(
+            "SELECT school_id FROM persons WHERE id = $1 FOR UPDATE", person_id
+        )
+        if school_id is None:
+            raise NotFound("your account was not found", field="person")
+        await check_payer(conn, school_id, person_id, field="person")
+        await conn.execute(
+            """UPDATE paycode_minted SET cancelled_at = $2
+                WHERE person_id = $1 AND used_at IS NULL AND cancelled_at IS NULL""",
+            person_id,
+            _utc(now),
+        )
+        token = await _fresh_token(conn, "paycode_minted")
+        verification = f"{secrets.randbelow(10**code_rules.PAYLOAD_DIGITS):010d}"
+        expires_at = _utc(now + settings.paycode_minted_ttl_seconds)
+        minted_id: int = await conn.fetchval(
+            """INSERT INTO paycode_minted(school_id, person_id, token, verification_hash,
+                                          minted_by, created_at, expires_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+            school_id,
+            person_id,
+            token,
+            _verification_hash(settings, token, verification),
+            actor.user_id,
+            _utc(now),
+            expires_at,
+        )
+    return MintedCode(minted_id, code_rules.minted(token, verification), expires_at)
+
+
+# ---- checking a scanned code: one interface, two schemes ------------------------------------
+
+
+class PaycodeScheme(Protocol):
+    name: str
+
+    async def check(
+        self,
+        conn: Conn,
+        settings: Settings,
+        school_id: int,
+        parsed: code_rules.ParsedCode,
+        now: float,
+    ) -> VerifiedCode: ...
+
+
+class DeviceScheme:
+    """Scheme 7: computed on the phone from its secret and the clock (TOTP-like)."""
+
+    name = "device"
+
+    async def check(
+        self,
+        conn: Conn,
+        settings: Settings,
+        school_id: int,
+        parsed: code_rules.ParsedCode,
+        now: float,
+    ) -> VerifiedCode:
+        device = await conn.fetchrow(
+            """SELECT id, school_id, person_id, salt, step_seconds, status
+                 FROM paycode_devices WHERE token = $1""",
+            parsed.token,
+        )
+        if device is None or device["school_id"] != school_id:
+            raise _refused("PAYCODE_UNKNOWN", "this payment code is not recognised here", 404)
+        if device["status"] != "active":
+            raise _refused(
+                "PAYCODE_DEVICE_REVOKED",
+                "this phone was unbound: its payment codes no longer work",
+                403,
+            )
+        now_step = code_rules.time_step(now, device["step_seconds"])
+        if not code_rules.candidate_steps(parsed.step_low, now_step):
+            raise _refused(
+                "PAYCODE_EXPIRED",
+                "the payment code has expired (or the phone's clock is wrong): refresh it",
+            )
+        secret = code_rules.derive_device_secret(_master(settings), device["id"], device["salt"])
+        step = code_rules.verify_device_code(secret, parsed, now_step)
+        if step is None:
+            raise _refused("PAYCODE_INVALID", "the payment code does not check out")
+        return VerifiedCode(
+            scheme=self.name,
+            school_id=school_id,
+            person_id=device["person_id"],
+            device_id=device["id"],
+            step=step,
+            counter=parsed.counter,
+        )
+
+
+class MintedScheme:
+    """Scheme 8: minted by the server with a random verification code (seed 000)."""
+
+    name = "minted"
+
+    async def check(
+        self,
+        conn: Conn,
+        settings: Settings,
+        school_id: int,
+        parsed: code_rules.ParsedCode,
+        now: float,
+    ) -> VerifiedCode:
+        row = await conn.fetchrow(
+            """SELECT id, school_id, person_id, verification_hash, expires_at, used_at,
+                      cancelled_at FROM paycode_minted WHERE token = $1""",
+            parsed.token,
+        )
+        if row is None or row["school_id"] != school_id:
+            raise _refused("PAYCODE_UNKNOWN", "this payment code is not recognised here", 404)
+        expected = _verification_hash(settings, parsed.token, parsed.payload)
+        if not hmac.compare_digest(expected, row["verification_hash"]):
+            raise _refused("PAYCODE_INVALID", "the payment code does not check out")
+        if row["cancelled_at"] is not None:
+            raise _refused(
+                "PAYCODE_EXPIRED", "a newer code replaced this one: show the newest code"
+            )
+        if row["expires_at"] <= _utc(now):
+            raise _refused("PAYCODE_EXPIRED", "the payment code has expired: get a new one")
+        return VerifiedCode(
+            scheme=self.name,
+            school_id=school_id,
+            person_id=row["person_id"],
+            minted_id=row["id"],
+        )
+
+
+SCHEMES: dict[str, PaycodeScheme] = {
+    code_rules.SCHEME_DEVICE: DeviceScheme(),
+    code_rules.SCHEME_MINTED: MintedScheme(),
+}
+
+
+def credential_for(verified: VerifiedCode) -> str:
+    """The one-time credential a payment books against: the same code always gives the same
+    reference, so the payment engine's own single-use record agrees with ours."""
+    if verified.scheme == "device":
+        return f"paycode:d:{verified.device_id}:{verified.step}:{verified.counter}"
+    return f"paycode:m:{verified.minted_id}"
+
+
+async def check_not_throttled(conn: Conn, token: str) -> None:
+    """Refuse a token that failed too often lately (someone guessing the HMAC digits)."""
+    failures = await conn.fetchval(
+        "SELECT count(*) FROM paycode_failures "
+        "WHERE token = $1 AND failed_at > now() - $2::interval",
+        token,
+        FAILURE_WINDOW,
+    )
+    if failures >= MAX_FAILURES:
+        raise TooManyRequests(
+            "too many wrong codes for this account lately: wait a few minutes, then show a "
+            "fresh code",
+            code="PAYCODE_LOCKED",
+            field="code",
+        )
+
+
+async def record_failure(
+    conn: Conn, code: object, *, reason: str, terminal_id: int | None = None
+) -> None:
+    """Count a code that did not check out (run in its own transaction: the caller's work
+    is rolled back)."""
+    if not isinstance(code, str) or len(code.strip()) != code_rules.CODE_LENGTH:
+        return
+    token = code.strip()[1 : 1 + code_rules.TOKEN_DIGITS]
+    if not token.isdigit():
+        return
+    await conn.execute(
+        "INSERT INTO paycode_failures(token, terminal_id, reason) VALUES ($1, $2, $3)",
+        token,
+        terminal_id,
+        reason[:64],
+    )
+
+
+def used_error() -> DomainError:
+    """What a second use of a code is told."""
+    return _refused("PAYCODE_USED", "this payment code was already used: show a fresh one", 409)
+
+
+async def check_code(
+    conn: Conn,
+    settings: Settings,
+    *,
+    school_id: int,
+    code: object,
+    now: float | None = None,
+) -> VerifiedCode:
+    """Who a scanned code belongs to, if it may pay now; otherwise a refusal naming why.
+
+    Refuses: malformed digits or a wrong check digit, an unknown code or another school's,
+    a revoked phone, a code outside the clock window (±1 step), a wrong HMAC or verification
+    code, a code already used, and an account that may not pay (frozen, closed, card lost)."""
+    parsed = code_rules.parse(code)
+    now = time.time() if now is None else now
+    await check_not_throttled(conn, parsed.token)
+    scheme = SCHEMES[parsed.scheme]
+    verified = await scheme.check(conn, settings, school_id, parsed, now)
+    await check_payer(conn, school_id, verified.person_id, credential=credential_for(verified))
+    return verified
+
+
+# Marks a code used, as a data-modifying CTE: alone (``do_use_code``) or in front of the
+# payment's booking in one statement (services/paycode_payments). Parameters: ``use_args``.
+USE_CTE = """used AS (
+        INSERT INTO paycode_uses(school_id, person_id, scheme, device_id, step, counter,
+                                 minted_id, terminal_id, amount, client_id, credential)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id),
+    minted AS (UPDATE paycode_minted SET used_at = now() WHERE id = $7),
+    device AS (UPDATE paycode_devices SET last_used_at = now() WHERE id = $4),
+    prelude AS (SELECT id FROM used)"""
+
+
+def use_args(
+    verified: VerifiedCode,
+    *,
+    terminal_id: int | None = None,
+    amount: int | None = None,
+    client_id: str | None = None,
+) -> tuple[Any, ...]:
+    return (
+        verified.school_id,
+        verified.person_id,
+        verified.scheme,
+        verified.device_id,
+        verified.step,
+        verified.counter,
+        verified.minted_id,
+        terminal_id,
+        amount,
+        client_id,
+        credential_for(verified),
+    )
+
+
+async def do_use_code(
+    conn: Conn,
+    verified: VerifiedCode,
+    *,
+    terminal_id: int | None = None,
+    amount: int | None = None,
+    client_id: str | None = None,
+) -> int:
+    """Mark the code used (in the caller's transaction, one statement); returns the id of the
+    use. A second use of the same code, even concurrently, is refused by the database: the
+    refusal aborts the caller's transaction, which then rolls back whatever it did."""
+    try:
+        use_id: int = await conn.fetchval(
+            f"WITH {USE_CTE} SELECT id FROM prelude",
+            *use_args(verified, terminal_id=terminal_id, amount=amount, client_id=client_id),
+        )
+    except asyncpg.UniqueViolationError:
+        raise used_error() from None
+    return use_id
+
+
+async def do_accept_code(
+    conn: Conn,
+    settings: Settings,
+    *,
+    school_id: int,
+    code: object,
+    terminal_id: int | None = None,
+    amount: int | None = None,
+    now: float | None = None,
+) -> tuple[VerifiedCode, int]:
+    """check_code + do_use_code in one transaction: the code is spent if this commits."""
+    async with conn.transaction():
+        verified = await check_code(conn, settings, school_id=school_id, code=code, now=now)
+        use_id = await do_use_code(conn, verified, terminal_id=terminal_id, amount=amount)
+    return verified, use_id

@@ -1,0 +1,229 @@
+-- The booking behind cc_pay, for one terminal row t already checked and locked. The payment's
+-- live event goes back to the caller as data, which sends it after commit (batched NOTIFY);
+-- docs/decisions/0013-live-events-after-commit.md
+CREATE OR REPLACE FUNCTION cc_pay_inner(
+    p_mode text, t record, p_client_id text,
+    p_card_number text, p_card_uid text, p_person bigint, p_credential text,
+    p_amount bigint, p_pin_token text
+) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+    p record;
+    ps record;
+    r jsonb;
+    v_day date := cc_business_date(t.school_id);
+    v_person bigint;
+    v_spent bigint;
+    v_per_tx bigint;
+    v_daily bigint;
+    v_max_fail int;
+    v_pin_needed boolean;
+    v_pin_ok boolean := false;
+    v_cash_id bigint; v_cash bigint := 0;
+    v_sub_id bigint; v_sub bigint := 0;
+    v_from_cash bigint := 0; v_from_sub bigint := 0;
+    v_left bigint;
+    v_purse text;
+    v_merchant_acc bigint;
+    v_tx bigint;
+    v_payment bigint;
+    v_now timestamptz := now();
+    v_receipt jsonb;
+    v_card_id bigint;
+    v_card_no text;
+BEGIN
+    IF t.merchant_status <> 'approved' THEN
+        RETURN cc_refusal(403, 'MERCHANT_NOT_APPROVED',
+                          'the merchant of this terminal is ' || t.merchant_status, NULL);
+    END IF;
+    IF p_amount IS NULL OR p_amount <= 0 THEN
+        RETURN cc_refusal(422, 'AMOUNT_NOT_POSITIVE', 'amount must be greater than zero', 'amount');
+    END IF;
+
+    -- who pays
+    IF p_card_number IS NOT NULL THEN
+        SELECT id, person_id, number, uid, state, expires_on INTO c
+          FROM cards WHERE school_id = t.school_id AND number = p_card_number;
+        IF c.id IS NULL THEN
+            RETURN cc_refusal(404, 'CARD_UNKNOWN', 'no such card in this school', 'card_number');
+        END IF;
+        IF c.uid IS DISTINCT FROM upper(p_card_uid) THEN
+            RETURN cc_refusal(403, 'CARD_UID_MISMATCH',
+                              'the chip UID does not belong to this card number', 'card_uid');
+        END IF;
+        IF c.state = 'lost' THEN
+            RETURN cc_refusal(403, 'CARD_LOST', 'this card was reported lost', 'card_number');
+        ELSIF c.state = 'frozen' THEN
+            RETURN cc_refusal(403, 'CARD_FROZEN', 'this card is frozen', 'card_number');
+        ELSIF c.state = 'replaced' THEN
+            RETURN cc_refusal(403, 'CARD_REPLACED', 'this card was replaced by a new one', 'card_number');
+        ELSIF c.state = 'cancelled' THEN
+            RETURN cc_refusal(403, 'CARD_CANCELLED', 'this card was cancelled', 'card_number');
+        ELSIF c.state = 'expired' OR (c.expires_on IS NOT NULL AND c.expires_on < v_day) THEN
+            RETURN cc_refusal(403, 'CARD_EXPIRED', 'this card has expired', 'card_number');
+        ELSIF c.state <> 'active' THEN
+            RETURN cc_refusal(403, 'CARD_NOT_ACTIVE', 'this card is not activated yet', 'card_number');
+        END IF;
+        v_person := c.person_id;
+        v_card_id := c.id;
+        v_card_no := c.number;
+    ELSE
+        IF p_person IS NULL OR p_credential IS NULL THEN
+            RETURN cc_refusal(422, 'PAYER_REQUIRED', 'give a card or a verified payer', 'card_number');
+        END IF;
+        v_person := p_person;
+        IF p_mode = 'book' THEN
+            INSERT INTO payer_credentials_used(credential, school_id, person_id)
+            VALUES (p_credential, t.school_id, v_person) ON CONFLICT DO NOTHING;
+            IF NOT FOUND THEN
+                RETURN cc_refusal(409, 'CREDENTIAL_USED', 'this payment code was already used', 'code');
+            END IF;
+        ELSIF EXISTS (SELECT 1 FROM payer_credentials_used WHERE credential = p_credential) THEN
+            RETURN cc_refusal(409, 'CREDENTIAL_USED', 'this payment code was already used', 'code');
+        END IF;
+    END IF;
+
+    SELECT id, name, account_status INTO p FROM persons
+     WHERE id = v_person AND school_id = t.school_id;
+    IF p.id IS NULL THEN
+        RETURN cc_refusal(404, 'PAYER_UNKNOWN', 'no such cardholder in this school', 'card_number');
+    END IF;
+    IF p.account_status = 'frozen' THEN
+        RETURN cc_refusal(403, 'ACCOUNT_FROZEN', 'the account of this cardholder is frozen', NULL);
+    ELSIF p.account_status <> 'active' THEN
+        RETURN cc_refusal(403, 'ACCOUNT_NOT_ACTIVE',
+                          'the account of this cardholder is ' || p.account_status, NULL);
+    END IF;
+
+    -- lock the purses first (always person before merchant), then read what they hold
+    FOR r IN SELECT jsonb_build_object('id', id, 'purse', purse, 'balance', balance) AS j
+               FROM accounts WHERE person_id = v_person AND kind = 'purse' ORDER BY id FOR UPDATE
+    LOOP
+        IF r ->> 'purse' = 'cash' THEN
+            v_cash_id := (r ->> 'id')::bigint; v_cash := (r ->> 'balance')::bigint;
+        ELSE
+            v_sub_id := (r ->> 'id')::bigint; v_sub := (r ->> 'balance')::bigint;
+        END IF;
+    END LOOP;
+    IF v_cash_id IS NULL THEN
+        RETURN cc_refusal(403, 'ACCOUNT_NOT_ACTIVE', 'this cardholder has no purse', NULL);
+    END IF;
+
+    -- limits: the school's rules, overridden per person
+    r := cc_payment_rules(t.school_id);
+    SELECT pin_hash, pin_failures, per_tx_limit, daily_limit INTO ps
+      FROM pay_settings WHERE person_id = v_person;
+    v_per_tx := coalesce(ps.per_tx_limit, (r ->> 'per_tx_limit')::bigint);
+    v_daily := coalesce(ps.daily_limit, (r ->> 'daily_limit')::bigint);
+    v_max_fail := (r ->> 'pin_max_failures')::int;
+    SELECT spent INTO v_spent FROM daily_spend WHERE person_id = v_person AND business_date = v_day;
+    v_spent := coalesce(v_spent, 0);
+    IF p_amount > v_per_tx THEN
+        RETURN cc_refusal(403, 'OVER_TRANSACTION_LIMIT',
+                          'amount is over the per-payment limit of ' || cc_fmt(v_per_tx), 'amount',
+                          jsonb_build_object('limit', cc_fmt(v_per_tx)));
+    END IF;
+    IF v_spent + p_amount > v_daily THEN
+        RETURN cc_refusal(403, 'OVER_DAILY_LIMIT',
+                          'this payment would pass the daily limit of ' || cc_fmt(v_daily), 'amount',
+                          jsonb_build_object('limit', cc_fmt(v_daily), 'spent_today', cc_fmt(v_spent)));
+    END IF;
+
+    -- PIN: above a threshold per payment or per day
+    IF coalesce(ps.pin_failures, 0) >= v_max_fail THEN
+        RETURN cc_refusal(403, 'PIN_LOCKED',
+                          'too many wrong PINs: the card is locked until the PIN is reset', 'pin');
+    END IF;
+    v_pin_needed := p_amount > (r ->> 'pin_over_per_tx')::bigint
+                    OR v_spent + p_amount > (r ->> 'pin_over_daily')::bigint;
+    IF v_pin_needed AND p_mode = 'book' THEN
+        IF p_pin_token IS NULL THEN
+            RETURN cc_refusal(403, 'PIN_REQUIRED', 'this payment needs the cardholder''s PIN', 'pin');
+        END IF;
+        IF ps.pin_hash IS NULL THEN
+            RETURN cc_refusal(403, 'PIN_NOT_SET',
+                              'the cardholder has not set a PIN yet (set it online or at a kiosk)', 'pin');
+        END IF;
+        IF ps.pin_hash <> encode(sha256(convert_to(p_pin_token || ':' || v_person, 'UTF8')), 'hex') THEN
+            UPDATE pay_settings SET pin_failures = pin_failures + 1, updated_at = v_now
+             WHERE person_id = v_person;
+            IF ps.pin_failures + 1 >= v_max_fail THEN
+                RETURN cc_refusal(403, 'PIN_LOCKED',
+                                  'wrong PIN: too many wrong PINs, the card is locked', 'pin');
+            END IF;
+            RETURN cc_refusal(403, 'PIN_WRONG', 'wrong PIN', 'pin',
+                              jsonb_build_object('tries_left', v_max_fail - ps.pin_failures - 1));
+        END IF;
+        v_pin_ok := true;
+        IF ps.pin_failures > 0 THEN
+            UPDATE pay_settings SET pin_failures = 0, updated_at = v_now WHERE person_id = v_person;
+        END IF;
+    END IF;
+
+    -- purse order: take from each purse in the school's order until the amount is covered
+    v_left := p_amount;
+    FOR v_purse IN SELECT jsonb_array_elements_text(r -> 'purse_order') LOOP
+        IF v_purse = 'subsidy' AND v_sub_id IS NOT NULL THEN
+            v_from_sub := least(v_left, greatest(v_sub, 0)); v_left := v_left - v_from_sub;
+        ELSIF v_purse = 'cash' THEN
+            v_from_cash := least(v_left, greatest(v_cash, 0)); v_left := v_left - v_from_cash;
+        END IF;
+    END LOOP;
+    IF v_left > 0 THEN
+        RETURN cc_refusal(409, 'INSUFFICIENT_FUNDS', 'the balance is not enough for this amount',
+                          'amount', jsonb_build_object('balance', cc_fmt(v_cash + v_sub)));
+    END IF;
+
+    IF p_mode = 'check' THEN
+        RETURN jsonb_build_object('status', 200, 'body', jsonb_build_object(
+            'result', 'ok', 'amount', cc_fmt(p_amount), 'pin_required', v_pin_needed,
+            'holder', cc_mask_name(p.name), 'balance', cc_fmt(v_cash + v_sub),
+            'balance_after', cc_fmt(v_cash + v_sub - p_amount),
+            'paid_from', jsonb_build_object('cash', cc_fmt(v_from_cash), 'subsidy', cc_fmt(v_from_sub)),
+            'merchant', t.merchant_name, 'outlet', t.outlet_name,
+            'spent_today', cc_fmt(v_spent), 'daily_limit', cc_fmt(v_daily)));
+    END IF;
+
+    -- book: purses already locked; the merchant shard is chosen by terminal
+    SELECT id INTO v_merchant_acc FROM accounts
+     WHERE merchant_id = t.merchant_id AND kind = 'merchant' AND shard = t.id % t.shards;
+    INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta)
+    VALUES (t.school_id, 'payment', 'payment:' || t.id || ':' || p_client_id,
+            t.merchant_name, t.sn, v_day, jsonb_build_object('channel', t.channel))
+    RETURNING id INTO v_tx;
+    INSERT INTO postings(tx_id, account_id, amount)
+    SELECT v_tx, a, m FROM (VALUES (v_cash_id, -v_from_cash), (v_sub_id, -v_from_sub),
+                                   (v_merchant_acc, p_amount)) AS l(a, m)
+     WHERE m <> 0 ORDER BY a;
+    INSERT INTO payments(school_id, terminal_id, client_id, merchant_id, outlet_id, channel, method,
+                         person_id, card_id, credential, amount, from_cash, from_subsidy,
+                         pin_verified, merchant_account_id, tx_id, business_date, created_at)
+    VALUES (t.school_id, t.id, p_client_id, t.merchant_id, t.outlet_id, t.channel,
+            CASE WHEN p_card_number IS NULL THEN 'code' ELSE 'card' END, v_person, v_card_id,
+            p_credential, p_amount, v_from_cash, v_from_sub, v_pin_ok, v_merchant_acc, v_tx,
+            v_day, v_now)
+    RETURNING id INTO v_payment;
+    INSERT INTO daily_spend(person_id, business_date, spent) VALUES (v_person, v_day, p_amount)
+    ON CONFLICT (person_id, business_date) DO UPDATE SET spent = daily_spend.spent + p_amount;
+
+    v_receipt := jsonb_build_object(
+        'result', 'approved', 'payment_id', v_payment, 'client_id', p_client_id,
+        'receipt_no', 'P' || to_char(v_day, 'YYYYMMDD') || lpad(v_payment::text, 10, '0'),
+        'amount', cc_fmt(p_amount),
+        'paid_from', jsonb_build_object('cash', cc_fmt(v_from_cash), 'subsidy', cc_fmt(v_from_sub)),
+        'balance', cc_fmt(v_cash + v_sub - p_amount),
+        'balances', jsonb_build_object('cash', cc_fmt(v_cash - v_from_cash),
+                                       'subsidy', cc_fmt(v_sub - v_from_sub)),
+        'holder', cc_mask_name(p.name),
+        'card_number', CASE WHEN v_card_no IS NULL THEN NULL
+                            ELSE '****' || right(v_card_no, 4) END,
+        'method', CASE WHEN p_card_number IS NULL THEN 'code' ELSE 'card' END,
+        'merchant', t.merchant_name, 'outlet', t.outlet_name, 'terminal', t.sn,
+        'channel', t.channel, 'business_date', v_day, 'booked_at', v_now);
+    -- the live event goes back to the caller, which sends it after commit (batched NOTIFY:
+    -- a NOTIFY inside every payment would serialise all commits on the notify queue lock)
+    RETURN jsonb_build_object('status', 200, 'body', v_receipt, 'event', jsonb_build_object(
+        'type', 'payment', 'school_id', t.school_id, 'person_id', v_person,
+        'payment_id', v_payment, 'amount', cc_fmt(p_amount), 'merchant', t.merchant_name,
+        'outlet', t.outlet_name, 'balance', cc_fmt(v_cash + v_sub - p_amount)));
+END $$;

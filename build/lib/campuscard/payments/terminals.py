@@ -1,0 +1,429 @@
+"""Terminals (POS, kiosk, door reader): registration, keys, signed-request checks, heartbeats.
+
+A terminal's key is derived from the master key, its SN and its key version
+(platform/signing.py); nothing secret is stored. Rotating bumps the version; the previous one
+keeps working until the device first signs with the new one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from campuscard.config import Settings
+from campuscard.db.pool import Conn, PgPool
+from campuscard.platform import audit, signing
+from campuscard.platform.actors import Actor, Grant
+from campuscard.platform.errors import (
+    Conflict,
+    DomainError,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+)
+
+KINDS = ("pos", "kiosk", "door")
+# A terminal that has not sent a heartbeat for this long is shown as offline.
+OFFLINE_AFTER_SECONDS = 180
+# Nonces are kept long enough to cover every timestamp the skew window accepts.
+NONCE_RETENTION_SECONDS = 3 * signing.MAX_SKEW_SECONDS
+_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class TerminalRow:
+    id: int
+    sn: str
+    school_id: int
+    kind: str
+    status: str
+    merchant_id: int | None
+    outlet_id: int | None
+    key_version: int
+    prev_key_version: int | None
+
+
+@dataclass(frozen=True)
+class SignedTerminal:
+    """A device request whose signature, timestamp and key version were checked."""
+
+    terminal: TerminalRow
+    key_version: int
+    nonce: str
+    timestamp: int
+    body: bytes
+
+    @property
+    def id(self) -> int:
+        return self.terminal.id
+
+    @property
+    def school_id(self) -> int:
+        return self.terminal.school_id
+
+    @property
+    def actor(self) -> Actor:
+        """The terminal as an actor (audit name ``terminal:SN``); it holds no user roles."""
+        return Actor(
+            name=f"terminal:{self.terminal.sn}",
+            school_id=self.terminal.school_id,
+            grants=frozenset[Grant](),
+        )
+
+
+# Per-process cache of terminal rows by SN: a payment should not cost an extra round trip.
+# Status and key version are checked again inside the booking function.
+_cache: dict[str, tuple[float, TerminalRow]] = {}
+
+
+def forget_terminal(sn: str) -> None:
+    _cache.pop(sn, None)
+
+
+async def _load(pool: PgPool, sn: str, *, fresh: bool) -> TerminalRow | None:
+    now = time.monotonic()
+    hit = _cache.get(sn)
+    if hit is not None and not fresh and now - hit[0] < _CACHE_SECONDS:
+        return hit[1]
+    row = await pool.fetchrow(
+        """SELECT id, sn, school_id, kind, status, merchant_id, outlet_id, key_version,
+                  prev_key_version FROM terminals WHERE sn = $1""",
+        sn,
+    )
+    if row is None:
+        _cache.pop(sn, None)
+        return None
+    terminal = TerminalRow(**dict(row))
+    _cache[sn] = (now, terminal)
+    return terminal
+
+
+def _refuse(code: str, message: str, field: str, status: int = 401) -> DomainError:
+    return DomainError(message, code=code, field=field, status=status)
+
+
+async def verify_request(
+    pool: PgPool,
+    settings: Settings,
+    *,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    now: float | None = None,
+) -> SignedTerminal:
+    """Check a device request's signature headers (not the nonce: the caller records it in
+    the transaction of the work, see ``record_nonce``)."""
+    sn = headers.get(signing.HEADER_TERMINAL.lower(), "")
+    if not sn:
+        raise _refuse("SIGNATURE_MISSING", "the request is not signed", signing.HEADER_TERMINAL)
+    version_text = headers.get(signing.HEADER_KEY_VERSION.lower(), "1")
+    ts_text = headers.get(signing.HEADER_TIMESTAMP.lower(), "")
+    nonce = headers.get(signing.HEADER_NONCE.lower(), "")
+    signature = headers.get(signing.HEADER_SIGNATURE.lower(), "")
+    if not version_text.isdigit() or len(version_text) > 6:
+        raise _refuse(
+            "KEY_VERSION_INVALID", "key version must be a number", signing.HEADER_KEY_VERSION
+        )
+    if not ts_text.isdigit() or len(ts_text) > 12:
+        raise _refuse(
+            "TIMESTAMP_INVALID", "timestamp must be unix seconds", signing.HEADER_TIMESTAMP
+        )
+    if signing.NONCE_RE.fullmatch(nonce) is None:
+        raise _refuse("NONCE_INVALID", "nonce must be 16-64 of [A-Za-z0-9_-]", signing.HEADER_NONCE)
+    if signing.SIGNATURE_RE.fullmatch(signature) is None:
+        raise _refuse(
+            "SIGNATURE_INVALID",
+            "signature must be 64 lower-case hex digits",
+            signing.HEADER_SIGNATURE,
+        )
+    timestamp = int(ts_text)
+    clock = time.time() if now is None else now
+    if abs(clock - timestamp) > signing.MAX_SKEW_SECONDS:
+        raise _refuse(
+            "TIMESTAMP_STALE",
+            f"timestamp is more than {signing.MAX_SKEW_SECONDS} s from the server clock "
+            f"(server time {int(clock)})",
+            signing.HEADER_TIMESTAMP,
+        )
+    key_version = int(version_text)
+    master = settings.master_key.get_secret_value()
+    terminal: TerminalRow | None = None
+    for fresh in (False, True):
+        terminal = await _load(pool, sn, fresh=fresh)
+        if terminal is None:
+            raise _refuse("TERMINAL_UNKNOWN", "unknown terminal", signing.HEADER_TERMINAL)
+        if key_version not in (terminal.key_version, terminal.prev_key_version):
+            continue  # maybe rotated since we cached it
+        key = signing.derive_terminal_key(master, sn, key_version)
+        if signing.signature_matches(key, method, path, ts_text, nonce, body, signature):
+            break
+    else:
+        assert terminal is not None
+        if key_version not in (terminal.key_version, terminal.prev_key_version):
+            raise _refuse(
+                "KEY_VERSION_INVALID",
+                "this key version is no longer valid",
+                signing.HEADER_KEY_VERSION,
+            )
+        raise _refuse("SIGNATURE_INVALID", "the signature does not match", signing.HEADER_SIGNATURE)
+    if terminal.status != "active":
+        raise _refuse(
+            "TERMINAL_DISABLED", "this terminal is disabled", signing.HEADER_TERMINAL, 403
+        )
+    return SignedTerminal(terminal, key_version, nonce, timestamp, body)
+
+
+async def record_nonce(conn: Conn, signed: SignedTerminal) -> None:
+    """Refuse a reused nonce; also retire the previous key once the new one is in use."""
+    inserted = await conn.fetchval(
+        "INSERT INTO terminal_nonces(terminal_id, nonce) VALUES ($1, $2) "
+        "ON CONFLICT DO NOTHING RETURNING true",
+        signed.id,
+        signed.nonce,
+    )
+    if not inserted:
+        raise _refuse("NONCE_REUSED", "this nonce was already used", signing.HEADER_NONCE)
+    if signed.terminal.prev_key_version is not None and signed.key_version == (
+        signed.terminal.key_version
+    ):
+        await conn.execute(
+            "UPDATE terminals SET prev_key_version = NULL WHERE id = $1 AND key_version = $2",
+            signed.id,
+            signed.key_version,
+        )
+        forget_terminal(signed.terminal.sn)
+
+
+def terminal_key_hex(settings: Settings, sn: str, key_version: int) -> str:
+    return signing.derive_terminal_key(
+        settings.master_key.get_secret_value(), sn, key_version
+    ).hex()
+
+
+async def register_terminal(
+    conn: Conn,
+    actor: Actor,
+    settings: Settings,
+    school_id: int,
+    *,
+    sn: str,
+    kind: str,
+    merchant_id: int | None = None,
+    outlet_id: int | None = None,
+    location: str = "",
+) -> dict[str, Any]:
+    """Register a device; the answer carries its key once, for provisioning the device."""
+    actor.require("school_admin", "settlement", school_id=school_id)
+    if kind not in KINDS:
+        raise ValidationFailed(f"kind must be one of {', '.join(KINDS)}", field="kind")
+    if kind == "pos" and merchant_id is None:
+        raise ValidationFailed("a POS terminal belongs to a merchant", field="merchant_id")
+    if outlet_id is not None:
+        ok = await conn.fetchval(
+            "SELECT 1 FROM outlets WHERE id = $1 AND school_id = $2 AND merchant_id = $3",
+            outlet_id,
+            school_id,
+            merchant_id,
+        )
+        if not ok:
+            raise NotFound("no such outlet of this merchant", field="outlet_id")
+    try:
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                """INSERT INTO terminals(school_id, sn, kind, merchant_id, outlet_id, location)
+                   VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, key_version""",
+                school_id,
+                sn,
+                kind,
+                merchant_id,
+                outlet_id,
+                location,
+            )
+            assert row is not None
+            await audit.record(
+                conn,
+                actor,
+                "terminal.register",
+                school_id=school_id,
+                target_type="terminal",
+                target_id=row["id"],
+                after={
+                    "sn": sn,
+                    "kind": kind,
+                    "merchant_id": merchant_id,
+                    "outlet_id": outlet_id,
+                    "location": location,
+                },
+            )
+    except asyncpg.UniqueViolationError as err:
+        raise Conflict(f"terminal {sn!r} is already registered", field="sn") from err
+    except asyncpg.CheckViolationError as err:
+        raise ValidationFailed("sn must be 4-40 of [A-Za-z0-9_-]", field="sn") from err
+    except asyncpg.ForeignKeyViolationError as err:
+        raise NotFound("no such merchant in this school", field="merchant_id") from err
+    return {
+        "id": row["id"],
+        "sn": sn,
+        "kind": kind,
+        "key_version": row["key_version"],
+        "key": terminal_key_hex(settings, sn, row["key_version"]),
+    }
+
+
+async def _terminal_for_update(conn: Conn, terminal_id: int) -> dict[str, Any]:
+    row = await conn.fetchrow("SELECT * FROM terminals WHERE id = $1 FOR UPDATE", terminal_id)
+    if row is None:
+        raise NotFound("no such terminal", field="terminal_id")
+    return dict(row)
+
+
+async def rotate_key(
+    conn: Conn, actor: Actor, settings: Settings, terminal_id: int
+) -> dict[str, Any]:
+    """A new key version (the old one works until the device first uses the new one)."""
+    async with conn.transaction():
+        t = await _terminal_for_update(conn, terminal_id)
+        if not actor.has("school_admin", "settlement", school_id=t["school_id"]):
+            raise NotFound("no such terminal", field="terminal_id")
+        new_version = t["key_version"] + 1
+        await conn.execute(
+            """UPDATE terminals SET key_version = $2, prev_key_version = $3,
+                      key_rotated_at = now() WHERE id = $1""",
+            terminal_id,
+            new_version,
+            t["key_version"],
+        )
+        await audit.record(
+            conn,
+            actor,
+            "terminal.rotate_key",
+            school_id=t["school_id"],
+            target_type="terminal",
+            target_id=terminal_id,
+            before={"key_version": t["key_version"]},
+            after={"key_version": new_version},
+        )
+    forget_terminal(t["sn"])
+    return {
+        "id": terminal_id,
+        "sn": t["sn"],
+        "key_version": new_version,
+        "key": terminal_key_hex(settings, t["sn"], new_version),
+    }
+
+
+async def rotate_key_by_device(
+    conn: Conn, settings: Settings, signed: SignedTerminal
+) -> dict[str, Any]:
+    """The device asks for a new key, signing with its current one."""
+    async with conn.transaction():
+        await record_nonce(conn, signed)
+        t = await _terminal_for_update(conn, signed.id)
+        if signed.key_version != t["key_version"]:
+            raise _refuse(
+                "KEY_VERSION_INVALID",
+                "rotate with the current key version",
+                signing.HEADER_KEY_VERSION,
+            )
+        new_version = t["key_version"] + 1
+        await conn.execute(
+            """UPDATE terminals SET key_version = $2, prev_key_version = $3,
+                      key_rotated_at = now() WHERE id = $1""",
+            signed.id,
+            new_version,
+            t["key_version"],
+        )
+        await audit.record(
+            conn,
+            signed.actor,
+            "terminal.rotate_key",
+            school_id=t["school_id"],
+            target_type="terminal",
+            target_id=signed.id,
+            before={"key_version": t["key_version"]},
+            after={"key_version": new_version},
+        )
+    forget_terminal(t["sn"])
+    return {"key_version": new_version, "key": terminal_key_hex(settings, t["sn"], new_version)}
+
+
+async def set_status(
+    conn: Conn, actor: Actor, terminal_id: int, *, status: str, reason: str
+) -> dict[str, Any]:
+    if status not in ("active", "disabled"):
+        raise ValidationFailed("status must be active or disabled", field="status")
+    async with conn.transaction():
+        t = await _terminal_for_update(conn, terminal_id)
+        if not actor.has("school_admin", "settlement", school_id=t["school_id"]):
+            raise NotFound("no such terminal", field="terminal_id")
+        await conn.execute("UPDATE terminals SET status = $2 WHERE id = $1", terminal_id, status)
+        await audit.record(
+            conn,
+            actor,
+            "terminal.status",
+            school_id=t["school_id"],
+            target_type="terminal",
+            target_id=terminal_id,
+            before={"status": t["status"]},
+            after={"status": status, "reason": reason},
+        )
+    forget_terminal(t["sn"])
+    return {"id": terminal_id, "sn": t["sn"], "status": status}
+
+
+async def heartbeat(conn: Conn, signed: SignedTerminal, info: dict[str, Any]) -> dict[str, Any]:
+    """A device says it is alive; answers the server time and the blacklist version, so the
+    device knows whether to fetch blacklist changes."""
+    async with conn.transaction():
+        await record_nonce(conn, signed)
+        row = await conn.fetchrow(
+            """UPDATE terminals SET last_seen_at = now(), heartbeat = $2,
+                      blacklist_version = $3
+                WHERE id = $1
+            RETURNING last_seen_at,
+                      (SELECT version FROM blacklist_heads WHERE school_id = terminals.school_id)
+                      AS head""",
+            signed.id,
+            info,
+            info.get("blacklist_version"),
+        )
+    assert row is not None
+    return {
+        "server_time": int(row["last_seen_at"].timestamp()),
+        "blacklist_version": int(row["head"] or 0),
+        "next_heartbeat_seconds": OFFLINE_AFTER_SECONDS // 3,
+    }
+
+
+async def list_terminals(conn: Conn, actor: Actor, school_id: int) -> list[dict[str, Any]]:
+    """Every terminal with online/offline (no heartbeat for OFFLINE_AFTER_SECONDS)."""
+    actor.require("school_admin", "settlement", school_id=school_id)
+    rows = await conn.fetch(
+        """SELECT t.id, t.sn, t.kind, t.status, t.merchant_id, m.name AS merchant, t.outlet_id,
+                  o.name AS outlet, t.location, t.key_version, t.last_seen_at, t.heartbeat,
+                  t.blacklist_version,
+                  (t.last_seen_at IS NOT NULL
+                   AND t.last_seen_at > now() - make_interval(secs => $2)) AS online
+             FROM terminals t LEFT JOIN merchants m ON m.id = t.merchant_id
+             LEFT JOIN outlets o ON o.id = t.outlet_id
+            WHERE t.school_id = $1 ORDER BY t.sn""",
+        school_id,
+        OFFLINE_AFTER_SECONDS,
+    )
+    return [dict(r) for r in rows]
+
+
+async def purge_nonces(pool: PgPool) -> int:
+    result = await pool.execute(
+        "DELETE FROM terminal_nonces WHERE seen_at < now() - make_interval(secs => $1)",
+        NONCE_RETENTION_SECONDS,
+    )
+    return int(result.split()[-1])
+
+
+def unauthorized_terminal(message: str) -> Unauthorized:
+    return Unauthorized(message, code="TERMINAL_UNAUTHORIZED", field=signing.HEADER_TERMINAL)

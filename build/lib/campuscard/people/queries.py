@@ -1,0 +1,172 @@
+"""What a cardholder (or their parent) reads: purses, the statement, spending by month.
+
+``access_person`` is the one permission check for these reads: the cardholder themself, a
+guardian linked to them (guardian_links), or an operator of their school.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from campuscard.db.pool import Conn
+from campuscard.platform.actors import Actor
+from campuscard.platform.errors import NotFound, ValidationFailed
+
+OPERATOR_READERS = ("school_admin", "card_center", "settlement", "teacher")
+DIRECTIONS = ("in", "out")
+
+
+async def access_person(conn: Conn, actor: Actor, person_id: int | None = None) -> dict[str, Any]:
+    """The person whose card pages are shown; refuses (404) anyone the actor may not see."""
+    target = person_id if person_id is not None else actor.person_id
+    if target is None:
+        raise NotFound("no cardholder is linked to this sign-in", field="person")
+    row = await conn.fetchrow(
+        """SELECT p.id, p.school_id, p.kind, p.number, p.name, p.account_status, p.status,
+                  p.phone, c.name AS class_name, s.code AS school_code, s.name AS school_name,
+                  s.name_en AS school_name_en, s.timezone
+             FROM persons p JOIN schools s ON s.id = p.school_id
+             LEFT JOIN classes c ON c.id = p.class_id
+            WHERE p.id = $1""",
+        target,
+    )
+    if row is None:
+        raise NotFound("person not found", field="person")
+    allowed = actor.person_id == target or actor.has(*OPERATOR_READERS, school_id=row["school_id"])
+    if not allowed and actor.user_id is not None:
+        allowed = bool(
+            await conn.fetchval(
+                "SELECT 1 FROM guardian_links WHERE user_id = $1 AND person_id = $2",
+                actor.user_id,
+                target,
+            )
+        )
+    if not allowed:
+        raise NotFound("person not found", field="person")
+    return dict(row)
+
+
+async def linked_children(conn: Conn, actor: Actor) -> list[dict[str, Any]]:
+    """The children a guardian sees, with their total balance."""
+    if actor.user_id is None:
+        return []
+    rows = await conn.fetch(
+        """SELECT p.id, p.number, p.name, c.name AS class_name, p.account_status,
+                  coalesce((SELECT sum(a.balance) FROM accounts a
+                             WHERE a.person_id = p.id AND a.kind = 'purse'), 0) AS balance
+             FROM guardian_links g JOIN persons p ON p.id = g.person_id
+             LEFT JOIN classes c ON c.id = p.class_id
+            WHERE g.user_id = $1 ORDER BY p.number""",
+        actor.user_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def purses(conn: Conn, person_id: int) -> dict[str, int]:
+    rows = await conn.fetch(
+        "SELECT purse, balance FROM accounts WHERE person_id = $1 AND kind = 'purse' "
+        "ORDER BY purse",
+        person_id,
+    )
+    return {r["purse"]: int(r["balance"]) for r in rows}
+
+
+async def cards(conn: Conn, person_id: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT id, number, kind, state, expires_on, created_at FROM cards
+            WHERE person_id = $1 ORDER BY id DESC""",
+        person_id,
+    )
+    return [dict(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class StatementFilter:
+    purse: str | None = None  # 'cash' | 'subsidy'
+    direction: str | None = None  # 'in' (money in) | 'out' (spent)
+    kind: str | None = None  # journal kind, e.g. 'payment'
+    date_from: date | None = None
+    date_to: date | None = None
+
+    def check(self) -> None:
+        if self.purse not in (None, "cash", "subsidy"):
+            raise ValidationFailed("purse must be cash or subsidy", field="purse")
+        if self.direction not in (None, *DIRECTIONS):
+            raise ValidationFailed("direction must be in or out", field="direction")
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValidationFailed("the start date is after the end date", field="date_from")
+
+
+async def statement(
+    conn: Conn, person_id: int, flt: StatementFilter, *, limit: int = 50, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Postings on the person's purses, newest first, with who the other side was."""
+    flt.check()
+    rows = await conn.fetch(
+        """SELECT p.id, p.amount, p.balance_after, p.created_at, a.purse, j.kind, j.memo,
+                  j.business_date, j.ref,
+                  (SELECT m.name FROM postings q JOIN accounts b ON b.id = q.account_id
+                     JOIN merchants m ON m.id = b.merchant_id
+                    WHERE q.tx_id = p.tx_id AND b.kind = 'merchant' LIMIT 1) AS merchant,
+                  (SELECT m.name_en FROM postings q JOIN accounts b ON b.id = q.account_id
+                     JOIN merchants m ON m.id = b.merchant_id
+                    WHERE q.tx_id = p.tx_id AND b.kind = 'merchant' LIMIT 1) AS merchant_en
+             FROM accounts a
+             JOIN postings p ON p.account_id = a.id
+             JOIN journal_tx j ON j.id = p.tx_id
+            WHERE a.person_id = $1 AND a.kind = 'purse'
+              AND ($2::text IS NULL OR a.purse = $2)
+              AND ($3::text IS NULL OR ($3 = 'in' AND p.amount > 0)
+                   OR ($3 = 'out' AND p.amount < 0))
+              AND ($4::text IS NULL OR j.kind = $4)
+              AND ($5::date IS NULL OR j.business_date >= $5)
+              AND ($6::date IS NULL OR j.business_date <= $6)
+            ORDER BY p.id DESC LIMIT $7 OFFSET $8""",
+        person_id,
+        flt.purse,
+        flt.direction,
+        flt.kind,
+        flt.date_from,
+        flt.date_to,
+        limit,
+        offset,
+    )
+    return [dict(r) for r in rows]
+
+
+async def statement_kinds(conn: Conn, person_id: int) -> list[str]:
+    rows = await conn.fetch(
+        """SELECT DISTINCT j.kind FROM accounts a JOIN postings p ON p.account_id = a.id
+             JOIN journal_tx j ON j.id = p.tx_id
+            WHERE a.person_id = $1 AND a.kind = 'purse' ORDER BY 1""",
+        person_id,
+    )
+    return [r["kind"] for r in rows]
+
+
+async def monthly_spending(conn: Conn, person_id: int, *, months: int = 6) -> list[dict[str, Any]]:
+    """Money paid to merchants per business month, the last ``months`` months (zeros kept)."""
+    rows = await conn.fetch(
+        """WITH span AS (
+               SELECT generate_series(
+                   date_trunc('month', cc_business_date(p.school_id))
+                       - make_interval(months => $2 - 1),
+                   date_trunc('month', cc_business_date(p.school_id)),
+                   interval '1 month')::date AS month
+                 FROM persons p WHERE p.id = $1),
+           spent AS (
+               SELECT date_trunc('month', j.business_date)::date AS month, -sum(p.amount) AS fen
+                 FROM accounts a JOIN postings p ON p.account_id = a.id
+                 JOIN journal_tx j ON j.id = p.tx_id
+                WHERE a.person_id = $1 AND a.kind = 'purse'
+                  AND EXISTS (SELECT 1 FROM postings q JOIN accounts b ON b.id = q.account_id
+                               WHERE q.tx_id = p.tx_id AND b.kind = 'merchant')
+                GROUP BY 1)
+           SELECT span.month, coalesce(spent.fen, 0)::bigint AS fen
+             FROM span LEFT JOIN spent USING (month) ORDER BY span.month""",
+        person_id,
+        months,
+    )
+    return [{"month": r["month"], "fen": int(r["fen"])} for r in rows]

@@ -1,0 +1,2 @@
+CREATE OR REPLACE TRIGGER audit_log_chain BEFORE INSERT ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION cc_audit_chain();

@@ -1,0 +1,4 @@
+"""Settlement.
+
+End-of-day clearing, statements and payouts, reconciliation, reports and the console dashboard.
+"""

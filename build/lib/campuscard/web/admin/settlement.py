@@ -1,0 +1,206 @@
+"""Console pages of the settlement center: closing business days (statements, payout file),
+reconciliation with the bank and the provider (imports, suspense cases, resolution), and the
+consumption report per class and category with its chart. Each page calls one service."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import Response
+
+from campuscard.api.deps import Pool
+from campuscard.ledger.money import Money
+from campuscard.platform.errors import DomainError
+from campuscard.settlement import clearing, reconciliation, reports
+from campuscard.web import charts, menu
+from campuscard.web.admin.routes import BASE, SchoolCode, enter
+from campuscard.web.core import PostPage, UserPage, opt_choice, opt_date, redirect, render
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+SETTLERS = {"school_admin", "settlement"}
+menu.add("admin", "a.settlement", BASE + "/settlement", SETTLERS, 82)
+menu.add("admin", "a.reconciliation", BASE + "/reconciliation", SETTLERS, 84)
+menu.add("admin", "a.consumption", BASE + "/consumption", SETTLERS, 86)
+
+
+@router.get("/s/{code}/settlement")
+async def settlement_page(
+    page: UserPage, pool: Pool, code: SchoolCode, day: str = "", error: str = ""
+) -> Response:
+    school_id = await enter(page, pool, code, "a.settlement")
+    wanted = opt_date(day, "day")
+    async with pool.acquire() as conn:
+        days = await clearing.list_days(conn, school_id)
+        today: date = await conn.fetchval("SELECT cc_business_date($1)", school_id)
+        shown = None
+        if wanted is not None or days:
+            try:
+                shown = await clearing.day_view(
+                    conn, school_id, wanted or date.fromisoformat(days[0]["business_date"])
+                )
+            except DomainError as err:
+                error = error or err.message
+    chart = None
+    if shown and shown["merchants"]:
+        chart = charts.bar_chart(
+            [m["merchant"] for m in shown["merchants"]],
+            [
+                charts.Series(
+                    page.t("a.gross"),
+                    [Money.parse(m["gross"], allow_zero=True).fen for m in shown["merchants"]],
+                ),
+                charts.Series(
+                    page.t("a.payout"),
+                    [
+                        max(Money.parse(m["payout"].lstrip("-"), allow_zero=True).fen, 0)
+                        for m in shown["merchants"]
+                    ],
+                ),
+            ],
+            title=page.t("a.settlement"),
+            height=200,
+        )
+    return render(
+        page,
+        "admin/settlement.html",
+        days=days,
+        shown=shown,
+        chart=chart,
+        today=today.isoformat(),
+        error=error,
+        api=f"/api/v1/admin/schools/{code}/settlement",
+    )
+
+
+@router.post("/s/{code}/settlement/close")
+async def settlement_close(
+    page: PostPage,
+    pool: Pool,
+    code: SchoolCode,
+    day: Annotated[str, Form(max_length=10)],
+    early: Annotated[str, Form(max_length=3)] = "",
+) -> Response:
+    school_id = await enter(page, pool, code, "a.settlement")
+    actor = page.user
+    assert actor is not None
+    wanted = opt_date(day, "day")
+    if wanted is None:
+        return redirect(f"/admin/s/{code}/settlement?error=day", request=page.request)
+    await clearing.do_close_day(pool, actor, school_id, wanted, early=early == "on")
+    return redirect(f"/admin/s/{code}/settlement?day={wanted.isoformat()}", request=page.request)
+
+
+@router.get("/s/{code}/reconciliation")
+async def reconciliation_page(
+    page: UserPage, pool: Pool, code: SchoolCode, status: str = "open"
+) -> Response:
+    school_id = await enter(page, pool, code, "a.reconciliation")
+    wanted = opt_choice(status or None, "status", ("open", "pending_approval", "resolved"))
+    async with pool.acquire() as conn:
+        balances = await reconciliation.balances(conn, school_id)
+        imports = await reconciliation.list_imports(conn, school_id, limit=20)
+        cases = await reconciliation.list_cases(conn, school_id, status=wanted)
+    return render(
+        page,
+        "admin/reconciliation.html",
+        balances=balances,
+        imports=imports,
+        cases=cases,
+        case_status=wanted or "",
+    )
+
+
+@router.post("/s/{code}/reconciliation/import")
+async def reconciliation_import(
+    page: PostPage,
+    pool: Pool,
+    code: SchoolCode,
+    source: Annotated[str, Form(max_length=10)],
+    file: Annotated[UploadFile, File()],
+    statement_date: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    school_id = await enter(page, pool, code, "a.reconciliation")
+    actor = page.user
+    assert actor is not None
+    content = await file.read(20 * 1024 * 1024)
+    await reconciliation.do_import_statement(
+        pool,
+        actor,
+        school_id,
+        source=opt_choice(source, "source", ("bank", "provider")) or "",
+        content=content,
+        file_name=file.filename or "",
+        statement_date=opt_date(statement_date, "statement_date"),
+    )
+    return redirect(f"/admin/s/{code}/reconciliation", request=page.request)
+
+
+@router.post("/s/{code}/reconciliation/cases/{case_id}")
+async def reconciliation_case(
+    page: PostPage,
+    pool: Pool,
+    code: SchoolCode,
+    case_id: int,
+    action: Annotated[str, Form(max_length=20)],
+    note: Annotated[str, Form(max_length=200)] = "",
+    target_account: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    school_id = await enter(page, pool, code, "a.reconciliation")
+    actor = page.user
+    assert actor is not None
+    if action in ("approve", "reject"):
+        await reconciliation.do_decide_write_off(
+            pool, actor, school_id, case_id, approve=action == "approve", note=note or action
+        )
+    else:
+        target = int(target_account) if target_account.strip().isdigit() else None
+        await reconciliation.do_resolve_case(
+            pool, actor, school_id, case_id, action=action, note=note, target_account=target
+        )
+    return redirect(f"/admin/s/{code}/reconciliation", request=page.request)
+
+
+@router.get("/s/{code}/consumption")
+async def consumption_page(
+    page: UserPage,
+    pool: Pool,
+    code: SchoolCode,
+    date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
+    date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
+    group_by: str = "class",
+) -> Response:
+    school_id = await enter(page, pool, code, "a.consumption")
+    group = opt_choice(group_by, "group_by", ("class", "category")) or "class"
+    async with pool.acquire() as conn:
+        today: date = await conn.fetchval("SELECT cc_business_date($1)", school_id)
+        d_to = opt_date(date_to, "to") or today
+        d_from = opt_date(date_from, "from") or d_to.replace(day=1)
+        data = await reports.consumption(conn, school_id, d_from, d_to, group_by=group)
+    groups = sorted({r["group"] for r in data["rows"]})
+    channels = sorted({r["channel"] for r in data["rows"]})
+    by = {
+        (r["group"], r["channel"]): Money.parse(r["spent"].lstrip("-"), allow_zero=True).fen
+        for r in data["rows"]
+    }
+    chart = charts.bar_chart(
+        groups,
+        [
+            charts.Series(page.t("channel." + ch), [by.get((g, ch), 0) for g in groups])
+            for ch in channels
+        ],
+        title=page.t("a.consumption"),
+        height=220,
+    )
+    qs = f"date_from={d_from}&date_to={d_to}&group_by={group}"
+    return render(
+        page,
+        "admin/consumption.html",
+        rows=data["rows"],
+        chart=chart,
+        date_from=d_from.isoformat(),
+        date_to=d_to.isoformat(),
+        group_by=group,
+        export=f"/api/v1/admin/schools/{code}/reports/consumption?{qs}",
+    )

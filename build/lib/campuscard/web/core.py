@@ -1,0 +1,241 @@
+"""The page toolkit every web module uses: who is signed in, the language, CSRF, rendering.
+
+A page route takes one of three dependencies:
+
+- ``AnyPage``   anyone (sign-in page, language switch); ``page.user`` may be None
+- ``UserPage``  signed in; otherwise the browser is sent to /login?next=…
+- ``PostPage``  signed in *and* the request carries the session's CSRF token (form field
+  ``csrf_token`` or header ``X-CSRF-Token``, which the layout sets for every HTMX request)
+
+and answers ``render(page, "area/template.html", **context)``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from campuscard.api.deps import CSRF_HEADER, SESSION_COOKIE, AppSettings, Pool
+from campuscard.ledger.money import fmt
+from campuscard.platform import auth
+from campuscard.platform.actors import Actor
+from campuscard.platform.errors import DomainError, Forbidden, ValidationFailed
+from campuscard.web import i18n, menu
+
+WEB_DIR = Path(__file__).parent
+TEMPLATE_DIR = WEB_DIR / "templates"
+STATIC_DIR = WEB_DIR / "static"
+PRE_CSRF_COOKIE = "cc_csrf"  # double-submit token for forms shown before sign-in
+CSRF_FIELD = "csrf_token"
+
+SECURITY_HEADERS = {
+    # scripts and styles only from our own /static: no inline code can run
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; "
+    "style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+}
+
+
+class LoginRequired(Exception):
+    """Raised by UserPage when nobody (or an expired session) is signed in."""
+
+    def __init__(self, next_url: str, expired: bool) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+        self.expired = expired
+
+
+def _yuan(fen: int | None) -> str:
+    return fmt(int(fen or 0))
+
+
+def _local_time(value: datetime | None, tz: str = "Asia/Shanghai") -> str:
+    if value is None:
+        return ""
+    from zoneinfo import ZoneInfo
+
+    return value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+
+
+env = Environment(
+    loader=FileSystemLoader(TEMPLATE_DIR),
+    autoescape=select_autoescape(["html", "svg"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+env.filters["yuan"] = _yuan
+env.filters["localtime"] = _local_time
+
+
+@dataclass
+class Page:
+    """Everything a template needs about this request."""
+
+    request: Request
+    locale: str
+    user: Actor | None = None
+    csrf: str = ""
+    expired: bool = False
+    school_id: int | None = None
+    school_code: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def t(self, key: str, **params: Any) -> str:
+        return i18n.translate(self.locale, key, **params)
+
+    def require(self, key: str) -> Actor:
+        """The signed-in actor, if the menu item ``key`` is theirs (else 403)."""
+        if self.user is None:
+            raise LoginRequired(self.request.url.path, expired=False)
+        menu.require(self.user, key, self.school_id)
+        return self.user
+
+
+async def _page(request: Request, pool: Pool, settings: AppSettings) -> Page:
+    locale = i18n.choose_locale(
+        request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language")
+    )
+    page = Page(request=request, locale=locale)
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        try:
+            page.user, page.csrf = await auth.resolve_session(pool, settings, token, "web")
+        except DomainError:
+            page.expired = True
+    return page
+
+
+async def _user_page(page: Annotated[Page, Depends(_page)]) -> Page:
+    if page.user is None:
+        target = page.request.url.path
+        if page.request.url.query:
+            target += "?" + page.request.url.query
+        raise LoginRequired(target, page.expired)
+    return page
+
+
+async def _post_page(page: Annotated[Page, Depends(_user_page)]) -> Page:
+    request = page.request
+    sent = request.headers.get(CSRF_HEADER)
+    if not sent:
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    if not sent or not hmac.compare_digest(sent, page.csrf):
+        raise Forbidden(
+            "the form has expired or did not come from this site; reload the page and try again",
+            code="CSRF_FAILED",
+            field=CSRF_FIELD,
+        )
+    return page
+
+
+AnyPage = Annotated[Page, Depends(_page)]
+UserPage = Annotated[Page, Depends(_user_page)]
+PostPage = Annotated[Page, Depends(_post_page)]
+
+
+def safe_next(value: str | None, default: str = "/") -> str:
+    """Only same-site paths: never redirect to another host after sign-in (open redirect)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    return value
+
+
+def render(page: Page, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    area = template.split("/", 1)[0] if "/" in template else ""
+    user = page.user
+    items = menu.menu_for(user, area, page.school_id) if user is not None and area else []
+    if not page.school_code:  # no school chosen yet (platform admin): no per-school links
+        items = [i for i in items if "{school}" not in i.href]
+    html = env.get_template(template).render(
+        page=page,
+        t=page.t,
+        lang=page.locale,
+        user=user,
+        csrf=page.csrf,
+        menu_items=items,
+        area=area,
+        school_code=page.school_code,
+        path=page.request.url.path,
+        here=quote(_here(page.request), safe=""),
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _here(request: Request) -> str:
+    url = request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    return url
+
+
+def redirect(url: str, *, request: Request | None = None) -> Response:
+    """303 to ``url``; an HTMX request gets HX-Redirect so the whole page changes."""
+    if request is not None and request.headers.get("hx-request"):
+        return Response(status_code=204, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def new_pre_csrf() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def check_pre_csrf(request: Request, sent: str | None) -> None:
+    cookie = request.cookies.get(PRE_CSRF_COOKIE)
+    if not cookie or not sent or not hmac.compare_digest(cookie, sent):
+        raise Forbidden(
+            "the form has expired; reload the page and try again",
+            code="CSRF_FAILED",
+            field=CSRF_FIELD,
+        )
+
+
+def is_secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+# Forms send empty strings for untouched fields ("?class=&from="): page queries take text and
+# parse it here, so an empty field means "no filter" and a bad one names itself.
+def opt_int(value: str | None, field: str) -> int | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise ValidationFailed(f"{field} must be a whole number", field=field)
+    return int(value)
+
+
+def opt_date(value: str | None, field: str) -> date | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as err:
+        raise ValidationFailed(f"{field} must be a date like 2026-09-01", field=field) from err
+
+
+def opt_choice(value: str | None, field: str, choices: tuple[str, ...]) -> str | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value not in choices:
+        raise ValidationFailed(f"{field} must be one of {', '.join(choices)}", field=field)
+    return value

@@ -1,0 +1,56 @@
+"""Error pages in the site layout. api/errors.py calls ``error_page`` for every path outside
+/api, so a refusal on a page (403, 404, 422, 409 …) is a readable page, never JSON or a 500."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from campuscard.api.deps import SESSION_COOKIE
+from campuscard.web import core
+
+_TITLES = {
+    401: "error.title.401",
+    403: "error.title.403",
+    404: "error.title.404",
+    409: "error.title.409",
+    422: "error.title.422",
+    429: "error.title.429",
+}
+
+
+def is_page_request(request: Request) -> bool:
+    return not request.url.path.startswith("/api")
+
+
+async def error_page(
+    request: Request, status: int, code: str, message: str, field: str | None = None
+) -> Response:
+    if status == 401 and request.method == "GET":
+        return core.redirect(f"/login?next={quote(request.url.path, safe='')}", request=request)
+    page = await core._page(request, request.app.state.pool, request.app.state.settings)
+    title = _TITLES.get(status, "error.title.other")
+    return core.render(
+        page,
+        "error.html",
+        status=status,
+        title=page.t(title),
+        code=code,
+        message=message,
+        field=field,
+        status_code=status,
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(core.LoginRequired)
+    async def _login_required(request: Request, exc: core.LoginRequired) -> Response:
+        url = f"/login?next={quote(exc.next_url, safe='')}"
+        if exc.expired:
+            url += "&expired=1"
+        response = core.redirect(url, request=request)
+        if exc.expired:
+            response.delete_cookie(SESSION_COOKIE, path="/")
+        return response

@@ -1,0 +1,112 @@
+// Student-record upload from the console (seed 004 step 1, browser side): frame the file with
+// its SHA-256, send it, check the server's echo, and send again up to 3 attempts in all.
+// A browser cannot parse xlsx here, so it checks that the server stored exactly these bytes
+// (digest echo) and that the canonical echo is self-consistent; the CLI uploader compares the
+// echo row by row (clients/import_uploader.py).
+(function () {
+  "use strict";
+  var ATTEMPTS = 3;
+  var RETRYABLE = { DIGEST_MISMATCH: 1, FRAME_INVALID: 1 };
+  var enc = new TextEncoder();
+
+  function hex(buffer) {
+    return Array.prototype.map.call(new Uint8Array(buffer), function (b) {
+      return ("0" + b.toString(16)).slice(-2);
+    }).join("");
+  }
+
+  function sha256(bytes) {
+    return crypto.subtle.digest("SHA-256", bytes).then(hex);
+  }
+
+  function frame(bytes, digest) {
+    var head = enc.encode("CCIMPORT/1 START " + bytes.byteLength + "\n");
+    var tail = enc.encode("\nCCIMPORT/1 END " + digest + "\n");
+    var out = new Uint8Array(head.length + bytes.byteLength + tail.length);
+    out.set(head, 0);
+    out.set(new Uint8Array(bytes), head.length);
+    out.set(tail, head.length + bytes.byteLength);
+    return out;
+  }
+
+  function show(box, lines, ok) {
+    box.textContent = "";
+    box.className = "result " + (ok ? "ok" : "error");
+    lines.forEach(function (line) {
+      var p = document.createElement("p");
+      p.textContent = line;
+      box.appendChild(p);
+    });
+  }
+
+  function attempt(form, box, bytes, digest, name, n, history) {
+    var body = frame(bytes, digest);
+    return fetch(form.dataset.importUpload, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: {
+        "Content-Type": "application/x-campuscard-import",
+        "X-Filename": encodeURIComponent(name),
+        "X-CSRF-Token": form.dataset.csrf
+      },
+      body: body
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (data) {
+        return { status: r.status, data: data };
+      });
+    }).then(function (answer) {
+      if (answer.status === 200) {
+        var echo = (answer.data.canonical || []).join("\n");
+        return sha256(enc.encode(echo)).then(function (echoDigest) {
+          if (answer.data.sha256 === digest && echoDigest === answer.data.canonical_sha256 &&
+              (answer.data.canonical || []).length === answer.data.rows) {
+            history.push("#" + n + ": OK v" + answer.data.version);
+            show(box, history.concat([
+              "上传成功 upload succeeded: v" + answer.data.version + ", " + answer.data.rows +
+              " rows (+" + answer.data.added + ", ~" + answer.data.updated + ")"
+            ]), true);
+            return true;
+          }
+          history.push("#" + n + ": echo does not match");
+          return false;
+        });
+      }
+      var error = (answer.data && answer.data.error) || {};
+      history.push("#" + n + ": " + (error.code || answer.status) + " " + (error.message || ""));
+      if (RETRYABLE[error.code] || answer.status >= 500) return false;
+      var rows = ((error.details || {}).errors || []).map(function (e) {
+        return "row " + e.row + " · " + e.field + " · " + e.reason;
+      });
+      show(box, history.concat(rows), false);
+      return null; // refused for a reason a retry will not fix
+    }, function (err) {
+      history.push("#" + n + ": network error " + err);
+      return false;
+    });
+  }
+
+  function bind(form) {
+    var box = form.parentNode.querySelector("[data-import-result]");
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var file = form.querySelector("input[type=file]").files[0];
+      if (!file) return;
+      file.arrayBuffer().then(function (bytes) {
+        return sha256(bytes).then(function (digest) {
+          var history = [];
+          var n = 0;
+          function next() {
+            n += 1;
+            return attempt(form, box, bytes, digest, file.name, n, history).then(function (done) {
+              if (done === false && n < ATTEMPTS) return next();
+              if (done === false) show(box, history.concat(["上传失败 upload failed after " + n + " attempts"]), false);
+            });
+          }
+          return next();
+        });
+      });
+    });
+  }
+
+  document.querySelectorAll("[data-import-upload]").forEach(bind);
+})();
