@@ -227,7 +227,7 @@ async def test_a_migration_requiring_a_missing_code_file_is_refused(
     migrations = _copy_migrations(
         tmp_path / "migrations", {"9000_zz.sql": "-- requires: zz/db/nothing.sql\nSELECT 1;\n"}
     )
-    with pytest.raises(RuntimeError, match="requires missing zz/db/nothing.sql"):
+    with pytest.raises(RuntimeError, match=r"requires missing zz/db/nothing\.sql"):
         await migrate.upgrade(conn, migrations_dir=migrations)
 
 
