@@ -302,3 +302,19 @@ async def test_a_removed_code_file_is_forgotten_so_adding_it_back_applies_it(
 
     _write(code, path, sql)
     assert await migrate.upgrade(conn, code_root=code) == [path]
+
+
+async def test_a_migration_that_drops_code_forgets_it_so_the_upgrade_applies_it_again(
+    conn: Any, tmp_path: Path
+) -> None:
+    # e.g. a function dropped with CASCADE took an unchanged file's trigger with it
+    migrations = _copy_migrations(
+        tmp_path / "migrations",
+        {
+            "9000_rebuild.sql": "DROP TRIGGER card_events_append_only ON card_events;\n"
+            "DELETE FROM schema_code WHERE path = 'cards/db/card_events_append_only.sql';\n"
+        },
+    )
+    applied = await migrate.upgrade(conn, migrations_dir=migrations)
+    assert applied == ["9000_rebuild", "cards/db/card_events_append_only.sql"]
+    assert "card_events_append_only" in await _triggers(conn)
