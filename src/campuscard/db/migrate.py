@@ -208,10 +208,7 @@ async def _status(conn: Conn, migrations: list[Migration], code: list[CodeFile])
             done[r["version"]] = r["checksum"]
     recorded: dict[str, str] = {}
     if await conn.fetchval("SELECT to_regclass('schema_code') IS NOT NULL"):
-        recorded = {
-            r["path"]: r["checksum"]
-            for r in await conn.fetch("SELECT path, checksum FROM schema_code")
-        }
+        recorded = await _recorded(conn)
     paths = {f.path for f in code}
     return SchemaStatus(
         applied=applied,
@@ -221,6 +218,12 @@ async def _status(conn: Conn, migrations: list[Migration], code: list[CodeFile])
         code_new=[f for f in code if f.path not in recorded],
         code_removed=sorted(p for p in recorded if p not in paths),
     )
+
+
+async def _recorded(conn: Conn) -> dict[str, str]:
+    return {
+        r["path"]: r["checksum"] for r in await conn.fetch("SELECT path, checksum FROM schema_code")
+    }
 
 
 async def _apply_code(conn: Conn, f: CodeFile) -> None:
@@ -251,15 +254,15 @@ async def upgrade(
                     "write a new migration instead"
                 )
             await conn.execute("SET LOCAL check_function_bodies = off")
-            to_apply = {f.path: f for f in state.code_changed + state.code_new}
+            by_path = {f.path: f for f in code}
             for mig in state.pending:
                 for path in mig.requires:
                     # a data change that needs a function or trigger gets it first
-                    if path in to_apply:
-                        await _apply_code(conn, to_apply.pop(path))
-                        applied_now.append(path)
-                    elif path not in {f.path for f in code}:
+                    if path not in by_path:
                         raise RuntimeError(f"migration {mig.label} requires missing {path}")
+                    if (await _recorded(conn)).get(path) != by_path[path].checksum:
+                        await _apply_code(conn, by_path[path])
+                        applied_now.append(path)
                 if _COMMENT.sub("", mig.sql).strip(" \n\t;"):
                     # (a migration whose code moved to a code file may hold comments only)
                     await conn.execute(mig.sql)
@@ -270,14 +273,15 @@ async def upgrade(
                     mig.checksum,
                 )
                 applied_now.append(mig.label)
+            # read again: a migration that dropped an object forgets its file's record
+            recorded = await _recorded(conn)
             for f in code:
-                if f.path in to_apply:
+                if recorded.get(f.path) != f.checksum:
                     await _apply_code(conn, f)
                     applied_now.append(f.path)
-            if state.code_removed:
-                await conn.execute(
-                    "DELETE FROM schema_code WHERE path = ANY($1::text[])", state.code_removed
-                )
+            await conn.execute(
+                "DELETE FROM schema_code WHERE NOT path = ANY($1::text[])", list(by_path)
+            )
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
     return applied_now
