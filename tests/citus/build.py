@@ -56,7 +56,9 @@ def find_tarball() -> Path:
     if given:
         path = Path(given).expanduser().resolve()
         if not path.is_file():
-            raise CitusUnavailable(f"CAMPUSCARD_CITUS_TARBALL={given} is not a file. {HOW_TO_GET_CITUS}")
+            raise CitusUnavailable(
+                f"CAMPUSCARD_CITUS_TARBALL={given} is not a file. {HOW_TO_GET_CITUS}"
+            )
         return path
     found = sorted((REPO.parent / "shared" / "vendor" / "citus").glob("citus-*.tar.gz"))
     if not found:
