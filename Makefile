@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo serve test test-fast lint format browsers bench clean
+.PHONY: install demo serve test test-fast lint format browsers citus bench clean
 
 install: $(STAMP)
 
@@ -36,7 +36,14 @@ format: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-test: install browsers lint
+# Citus built from ../shared/vendor/citus/citus-*.tar.gz (or $$CAMPUSCARD_CITUS_TARBALL) against
+# the wheel's PostgreSQL, cached in ~/.cache/campuscard/citus/ by Citus, PostgreSQL and compiler
+# version. Built before the tests so it does not compete with them; without a tarball or a
+# compiler it says how to get Citus and the tests marked citus skip (docs/scale-out.md).
+citus: install
+	$(BIN)/python -m tests.citus.build
+
+test: install browsers lint citus
 	$(BIN)/pytest -n 2 -q
 
 test-fast: install
