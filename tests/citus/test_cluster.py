@@ -11,6 +11,7 @@ import pytest
 from campuscard.db import migrate
 from campuscard.db.pool import connect
 from tests.citus.cluster import Cluster
+from tests.citus.workload import STAND_IN_SCHEMA
 
 pytestmark = pytest.mark.citus
 
@@ -50,38 +51,6 @@ async def _connect_replanning(url: str) -> asyncpg.Connection[Any]:
     return await asyncpg.connect(url, statement_cache_size=0)
 
 
-_SCHEMA = """
-CREATE TABLE purse (
-    school_id bigint NOT NULL,
-    purse_id bigint NOT NULL,
-    balance bigint NOT NULL CHECK (balance >= 0),
-    PRIMARY KEY (school_id, purse_id)
-);
-CREATE TABLE payment (
-    school_id bigint NOT NULL,
-    payment_id bigserial,
-    purse_id bigint NOT NULL,
-    amount bigint NOT NULL CHECK (amount > 0),
-    PRIMARY KEY (school_id, payment_id),
-    FOREIGN KEY (school_id, purse_id) REFERENCES purse (school_id, purse_id)
-);
-CREATE FUNCTION pay(p_school_id bigint, p_purse_id bigint, p_amount bigint)
-RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    v_balance bigint;
-BEGIN
-    UPDATE purse SET balance = balance - p_amount
-     WHERE school_id = p_school_id AND purse_id = p_purse_id
-    RETURNING balance INTO v_balance;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no purse % in school %', p_purse_id, p_school_id;
-    END IF;
-    INSERT INTO payment (school_id, purse_id, amount) VALUES (p_school_id, p_purse_id, p_amount);
-    RETURN v_balance;
-END $$;
-"""
-
-
 async def test_a_function_distributed_by_school_runs_on_the_worker_holding_it(
     citus_db: str,
 ) -> None:
@@ -89,7 +58,7 @@ async def test_a_function_distributed_by_school_runs_on_the_worker_holding_it(
     # its school argument
     conn = await _connect_replanning(citus_db)
     try:
-        await conn.execute(_SCHEMA)
+        await conn.execute(STAND_IN_SCHEMA)
         await conn.execute("SELECT create_distributed_table('purse', 'school_id')")
         await conn.execute(
             "SELECT create_distributed_table('payment', 'school_id', colocate_with => 'purse')"
@@ -145,7 +114,7 @@ async def test_inside_a_transaction_block_only_a_forced_delegation_is_pushed_dow
     # force_delegation (a use case calls it inside the transaction it owns)
     conn = await _connect_replanning(citus_db)
     try:
-        await conn.execute(_SCHEMA)
+        await conn.execute(STAND_IN_SCHEMA)
         await conn.execute("SELECT create_distributed_table('purse', 'school_id')")
         await conn.execute(
             "SELECT create_distributed_table('payment', 'school_id', colocate_with => 'purse')"
