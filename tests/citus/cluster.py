@@ -310,7 +310,25 @@ async def _execute(url: str, sql: str) -> None:
         await conn.close()
 
 
+def _sweep_abandoned(runtime: Runtime) -> None:
+    """Stop and remove clusters whose test process died without tearing them down (killed run)."""
+    for run in runtime.home.glob("run-*"):
+        try:
+            pid = int(run.name.split("-")[-2])
+        except (IndexError, ValueError):
+            continue
+        if Path(f"/proc/{pid}").exists():
+            continue
+        for pgdata in run.iterdir():
+            if (pgdata / "postmaster.pid").exists():
+                pg_ctl = str(runtime.pg_bin / "pg_ctl")
+                runtime.run(pg_ctl, "-D", str(pgdata), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(run, ignore_errors=True)
+
+
 def new_cluster(runtime: Runtime, *, workers: int = 2, tag: str = "") -> Cluster:
+    with _locked(runtime.home / ".lock"):
+        _sweep_abandoned(runtime)
     root = runtime.home / f"run-{tag or 'main'}-{os.getpid()}-{int(time.time())}"
     root.mkdir(mode=0o700)
     if runtime.user:
