@@ -113,9 +113,11 @@ def prepare_runtime(build: Build) -> Runtime:
     name = user or pwd.getpwuid(os.geteuid()).pw_name
     home = Path(os.environ.get("CAMPUSCARD_CITUS_RUNTIME") or f"/var/tmp/campuscard-citus-{name}")  # noqa: S108 - owned by the node user
     home.mkdir(mode=0o700, exist_ok=True)
-    if user:
+    (home / ".lock").touch()
+    if user:  # the node user owns its directory and may run a test session of its own in it
         info = pwd.getpwnam(user)
         os.chown(home, info.pw_uid, info.pw_gid)
+        os.chown(home / ".lock", info.pw_uid, info.pw_gid)
     pg_root = home / f"pg-{build.pg}"
     bundle = pg_root / f"citus-{build.key}"
     with _locked(home / ".lock"):
