@@ -38,10 +38,14 @@ async def test_campuscard_migrations_apply_on_the_coordinator(citus_db: str) -> 
 
         # then all of them are recorded, and the citus extension is still in place
         recorded = await conn.fetchval("SELECT count(*) FROM schema_migrations")
+        code_recorded = await conn.fetchval("SELECT count(*) FROM schema_code")
         citus = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'citus'")
     finally:
         await conn.close()
-    assert len(applied) == len(migrate.load_migrations()) == recorded
+    migrations = [name for name in applied if not name.endswith(".sql")]
+    code_files = [name for name in applied if name.endswith(".sql")]
+    assert len(migrations) == len(migrate.load_migrations()) == recorded
+    assert len(code_files) == len(migrate.load_code()) == code_recorded
     assert citus is not None
 
 
