@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from campuscard.api.app import create_app
+from campuscard.app import create_app
 from campuscard.config import Settings
 from campuscard.db import migrate
 from campuscard.db.embedded import EmbeddedPostgres, free_port

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from campuscard.adapters.bank.simulator import BankSimulator
 from campuscard.adapters.provider.simulator import ProviderSimulator
-from campuscard.api.app import create_app
+from campuscard.app import create_app
 from campuscard.config import Settings
 from campuscard.db.embedded import free_port
 from campuscard.moneyflows import bank_link

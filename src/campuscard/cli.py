@@ -331,7 +331,7 @@ def _serve(settings: Settings, url: str, workers: int) -> None:
     os.environ["CAMPUSCARD_DATABASE_URL"] = url
     get_settings.cache_clear()
     uvicorn.run(
-        "campuscard.api.app:app_from_env",
+        "campuscard.app:app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,

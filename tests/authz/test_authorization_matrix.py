@@ -30,7 +30,7 @@ import pytest
 import requests
 import schemathesis
 
-from campuscard.api.app import create_app
+from campuscard.app import create_app
 from campuscard.config import Settings
 from campuscard.db.pool import create_pool
 from campuscard.platform import auth

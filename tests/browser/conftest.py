@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright
 
-from campuscard.api.app import create_app
+from campuscard.app import create_app
 from campuscard.config import Settings
 from tests.servers import serve_in_thread
 

@@ -10,7 +10,7 @@ import time
 from typer.testing import CliRunner
 
 from campuscard import cli
-from campuscard.api.app import create_app
+from campuscard.app import create_app
 from campuscard.cards import lifecycle
 from campuscard.config import Settings
 from campuscard.db.pool import connect

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from campuscard.api.app import create_app
+from campuscard.app import create_app
 from campuscard.config import Settings
 from campuscard.db.pool import create_pool
 from campuscard.platform import auth

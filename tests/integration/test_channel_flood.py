@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from campuscard.api.app import create_app
+from campuscard.app import create_app
 from campuscard.config import Settings
 from tests.support import make_school
 from tests.support_payments import make_cardholder, make_device, make_merchant, pay

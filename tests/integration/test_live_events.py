@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from campuscard.api.app import create_app
+from campuscard.app import create_app
 from campuscard.config import Settings
 from campuscard.platform import notifications
 from tests.servers import serve_in_thread

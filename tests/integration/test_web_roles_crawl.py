@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from campuscard.api.app import create_app
+from campuscard.app import create_app
 from campuscard.config import Settings
 from tests.support import make_school, make_student, make_user
 from tests.support_web import web_login

@@ -45,9 +45,9 @@ from campuscard.adapters.bank.client import BankTimeout
 from campuscard.adapters.bank.simulator import BankSimulator
 from campuscard.adapters.provider.client import ProviderError, ProviderUnavailable
 from campuscard.adapters.provider.simulator import ProviderSimulator
-from campuscard.api.errors import TRANSIENT_DB_ERRORS
 from campuscard.config import Settings
 from campuscard.db.pool import connect, create_pool
+from campuscard.edge.errors import TRANSIENT_DB_ERRORS
 from campuscard.ledger import postings
 from campuscard.ledger.checks import check_ledger
 from campuscard.ledger.money import Money

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from campuscard.db.pool import PgPool
+from campuscard.payments import queries as payments_queries
 from campuscard.platform.errors import DomainError
 
 CHANNELS = ("tuition", "canteen", "supermarket", "other")
@@ -144,10 +145,7 @@ class ChannelLimiter:
         now = time.monotonic()
         if hit is not None and now - hit[1] < self.channel_cache_seconds:
             return hit[0]
-        channel: str | None = await pool.fetchval(
-            "SELECT channel FROM merchants WHERE id = $1", merchant_id
-        )
-        channel = channel or "other"
+        channel = await payments_queries.merchant_channel(pool, merchant_id) or "other"
         self._channels[merchant_id] = (channel, now)
         return channel
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from campuscard.api.deps import AppSettings, Pool
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.payments import terminals
 from campuscard.payments.terminals import SignedTerminal
 

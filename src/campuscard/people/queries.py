@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from campuscard.db.pool import Conn
+from campuscard.db.pool import Conn, PgPool
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import NotFound, ValidationFailed
 
@@ -170,3 +170,55 @@ async def monthly_spending(conn: Conn, person_id: int, *, months: int = 6) -> li
         months,
     )
     return [{"month": r["month"], "fen": int(r["fen"])} for r in rows]
+
+
+# Schools and classes: the small look-ups the API and the pages make by name or id.
+# ``db`` is a pool or a connection (both answer the same calls).
+
+
+async def school_id_by_code(db: Conn | PgPool, code: str) -> int | None:
+    """The id of the school with this code, or None."""
+    school_id: int | None = await db.fetchval("SELECT id FROM schools WHERE code = $1", code)
+    return school_id
+
+
+async def school_code(db: Conn | PgPool, school_id: int) -> str | None:
+    """The code of the school with this id, or None."""
+    code: str | None = await db.fetchval("SELECT code FROM schools WHERE id = $1", school_id)
+    return code
+
+
+async def all_schools(db: Conn | PgPool) -> list[dict[str, Any]]:
+    """Every school, by code: code, name, name_en, timezone."""
+    rows = await db.fetch("SELECT code, name, name_en, timezone FROM schools ORDER BY code")
+    return [dict(r) for r in rows]
+
+
+async def business_date(db: Conn | PgPool, school_id: int) -> date:
+    """Today in the school's time zone (its business day)."""
+    today: date = await db.fetchval("SELECT cc_business_date($1)", school_id)
+    return today
+
+
+async def school_classes(db: Conn | PgPool, school_id: int) -> list[dict[str, Any]]:
+    """The school's classes by name: id, name, kind, grade."""
+    rows = await db.fetch(
+        "SELECT id, name, kind, grade FROM classes WHERE school_id = $1 ORDER BY name", school_id
+    )
+    return [dict(r) for r in rows]
+
+
+async def person_school_id(db: Conn | PgPool, person_id: int) -> int | None:
+    """The school a person belongs to, or None when there is no such person."""
+    school_id: int | None = await db.fetchval(
+        "SELECT school_id FROM persons WHERE id = $1", person_id
+    )
+    return school_id
+
+
+async def person_in_school(db: Conn | PgPool, person_id: int, school_id: int) -> bool:
+    """Whether the person exists and belongs to the school."""
+    found = await db.fetchval(
+        "SELECT 1 FROM persons WHERE id = $1 AND school_id = $2", person_id, school_id
+    )
+    return found is not None

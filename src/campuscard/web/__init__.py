@@ -11,6 +11,6 @@ from campuscard.web import core, errors
 
 
 def install(app: FastAPI) -> None:
-    """Static files and the page-only error handlers; routers are listed in api/app.py."""
+    """Static files and the page-only error handlers; routers are listed in campuscard/app.py."""
     app.mount("/static", StaticFiles(directory=core.STATIC_DIR), name="static")
     errors.install(app)

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query
 from fastapi.responses import Response
 
-from campuscard.api.deps import SESSION_COOKIE, AppSettings, Pool
+from campuscard.edge.deps import AppSettings, Pool
+from campuscard.edge.session import clear_session_cookie, session_token, set_session_cookie
 from campuscard.platform import auth
 from campuscard.platform.errors import DomainError
 from campuscard.web import core, i18n, menu
@@ -113,14 +114,7 @@ async def login_submit(
             status=err.status,
         )
     response = redirect(safe_next(next_url, menu.home_for(session.actor)))
-    response.set_cookie(
-        SESSION_COOKIE,
-        session.token,
-        httponly=True,
-        samesite="lax",
-        secure=core.is_secure(page.request),
-        path="/",
-    )
+    set_session_cookie(response, session.token, secure=core.is_secure(page.request))
     response.set_cookie(SCHOOL_COOKIE, school, max_age=YEAR, samesite="lax", path="/")
     response.delete_cookie(core.PRE_CSRF_COOKIE, path="/login")
     return response
@@ -128,11 +122,11 @@ async def login_submit(
 
 @router.post("/logout")
 async def logout(page: PostPage, pool: Pool) -> Response:
-    token = page.request.cookies.get(SESSION_COOKIE)
+    token = session_token(page.request)
     if token:
         await auth.logout(pool, token)
     response = redirect("/login")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    clear_session_cookie(response)
     return response
 
 

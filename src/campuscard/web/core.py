@@ -12,7 +12,6 @@ and answers ``render(page, "area/template.html", **context)``.
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -24,18 +23,23 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from campuscard.api.deps import CSRF_HEADER, SESSION_COOKIE, AppSettings, Pool
+from campuscard.edge.deps import AppSettings, Pool
+from campuscard.edge.session import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    check_csrf,
+    resolve_cookie_session,
+    session_token,
+)
 from campuscard.ledger.money import fmt
-from campuscard.platform import auth
 from campuscard.platform.actors import Actor
-from campuscard.platform.errors import DomainError, Forbidden, ValidationFailed
+from campuscard.platform.errors import DomainError, ValidationFailed
 from campuscard.web import i18n, menu
 
 WEB_DIR = Path(__file__).parent
 TEMPLATE_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
 PRE_CSRF_COOKIE = "cc_csrf"  # double-submit token for forms shown before sign-in
-CSRF_FIELD = "csrf_token"
 
 SECURITY_HEADERS = {
     # scripts and styles only from our own /static: no inline code can run
@@ -109,10 +113,10 @@ async def _page(request: Request, pool: Pool, settings: AppSettings) -> Page:
         request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language")
     )
     page = Page(request=request, locale=locale)
-    token = request.cookies.get(SESSION_COOKIE)
+    token = session_token(request)
     if token:
         try:
-            page.user, page.csrf = await auth.resolve_session(pool, settings, token, "web")
+            page.user, page.csrf = await resolve_cookie_session(pool, settings, token)
         except DomainError:
             page.expired = True
     return page
@@ -134,12 +138,13 @@ async def _post_page(page: Annotated[Page, Depends(_user_page)]) -> Page:
         form = await request.form()
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
-    if not sent or not hmac.compare_digest(sent, page.csrf):
-        raise Forbidden(
-            "the form has expired or did not come from this site; reload the page and try again",
-            code="CSRF_FAILED",
-            field=CSRF_FIELD,
-        )
+    check_csrf(
+        sent,
+        page.csrf,
+        message="the form has expired or did not come from this site; "
+        "reload the page and try again",
+        field=CSRF_FIELD,
+    )
     return page
 
 
@@ -198,13 +203,12 @@ def new_pre_csrf() -> str:
 
 
 def check_pre_csrf(request: Request, sent: str | None) -> None:
-    cookie = request.cookies.get(PRE_CSRF_COOKIE)
-    if not cookie or not sent or not hmac.compare_digest(cookie, sent):
-        raise Forbidden(
-            "the form has expired; reload the page and try again",
-            code="CSRF_FAILED",
-            field=CSRF_FIELD,
-        )
+    check_csrf(
+        sent,
+        request.cookies.get(PRE_CSRF_COOKIE) or "",
+        message="the form has expired; reload the page and try again",
+        field=CSRF_FIELD,
+    )
 
 
 def is_secure(request: Request) -> bool:

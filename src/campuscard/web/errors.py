@@ -1,5 +1,6 @@
-"""Error pages in the site layout. api/errors.py calls ``error_page`` for every path outside
-/api, so a refusal on a page (403, 404, 422, 409 …) is a readable page, never JSON or a 500."""
+"""Error pages in the site layout. The composition root hands ``error_page`` to the error
+handlers (edge/errors.py), which call it for every path outside /api, so a refusal on a page
+(403, 404, 422, 409 …) is a readable page, never JSON or a 500."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from campuscard.api.deps import SESSION_COOKIE
+from campuscard.edge.session import clear_session_cookie
 from campuscard.web import core
 
 _TITLES = {
@@ -19,10 +20,6 @@ _TITLES = {
     422: "error.title.422",
     429: "error.title.429",
 }
-
-
-def is_page_request(request: Request) -> bool:
-    return not request.url.path.startswith("/api")
 
 
 async def error_page(
@@ -52,5 +49,5 @@ def install(app: FastAPI) -> None:
             url += "&expired=1"
         response = core.redirect(url, request=request)
         if exc.expired:
-            response.delete_cookie(SESSION_COOKIE, path="/")
+            clear_session_cookie(response)
         return response

@@ -8,10 +8,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from campuscard.api.deps import Body, CurrentActor, Pool, school_id_for
+from campuscard.edge.deps import Body, CurrentActor, Pool, school_id_for
 from campuscard.ledger import adjustments, postings
+from campuscard.ledger import queries as ledger_queries
 from campuscard.ledger.money import Money
 from campuscard.people import directory
+from campuscard.people import queries as people_queries
+from campuscard.platform import queries as platform_queries
 from campuscard.platform.idempotency import check_client_id
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -84,10 +87,7 @@ async def create_school(body: SchoolIn, pool: Pool, actor: CurrentActor) -> dict
 async def list_classes(school: str, pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
     school_id = await school_id_for(pool, actor, school)
     actor.require("school_admin", "card_center", "settlement", "teacher", school_id=school_id)
-    rows = await pool.fetch(
-        "SELECT id, name, kind, grade FROM classes WHERE school_id = $1 ORDER BY name", school_id
-    )
-    return [dict(r) for r in rows]
+    return await people_queries.school_classes(pool, school_id)
 
 
 @router.post("/schools/{school}/classes", status_code=201)
@@ -171,18 +171,9 @@ async def audit_log(
 ) -> list[dict[str, Any]]:
     school_id = await school_id_for(pool, actor, school)
     actor.require("school_admin", school_id=school_id)
-    rows = await pool.fetch(
-        """SELECT id, actor, action, target_type, target_id, before, after, request_id, created_at
-             FROM audit_log
-            WHERE school_id = $1 AND ($2 = '' OR action LIKE $2 || '%')
-              AND ($3::bigint IS NULL OR id < $3)
-            ORDER BY id DESC LIMIT $4""",
-        school_id,
-        action,
-        before_id,
-        limit,
+    return await platform_queries.audit_entries(
+        pool, school_id, action_prefix=action, before_id=before_id, limit=limit
     )
-    return [dict(r) for r in rows]
 
 
 @router.post("/schools/{school}/ledger/adjustments")
@@ -218,13 +209,5 @@ async def list_accounts(
 ) -> list[dict[str, Any]]:
     school_id = await school_id_for(pool, actor, school)
     actor.require("settlement", school_id=school_id)
-    rows = await pool.fetch(
-        """SELECT id, kind, purse, person_id, merchant_id, shard, system_code, balance, version
-             FROM accounts WHERE school_id = $1 AND ($2::text IS NULL OR kind = $2)
-              AND ($3::bigint IS NULL OR person_id = $3)
-            ORDER BY id LIMIT 1000""",
-        school_id,
-        kind,
-        person_id,
-    )
-    return [dict(r) | {"balance": str(Money(r["balance"]))} for r in rows]
+    rows = await ledger_queries.school_accounts(pool, school_id, kind=kind, person_id=person_id)
+    return [r | {"balance": str(Money(r["balance"]))} for r in rows]

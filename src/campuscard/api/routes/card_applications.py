@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
-from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
+from campuscard.edge.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
 from campuscard.issuing import applications, card_fee
 from campuscard.issuing import production as card_production
 from campuscard.issuing.pickup_code import display

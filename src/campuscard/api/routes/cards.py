@@ -8,10 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import Field
 
-from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
 from campuscard.cards import lifecycle
+from campuscard.edge.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
 from campuscard.ledger.money import Money
 from campuscard.payments import booking, pay_settings
+from campuscard.people import queries as people_queries
 from campuscard.platform.errors import NotFound
 
 router = APIRouter(tags=["cards"])
@@ -92,10 +93,7 @@ def _fen(value: Money | None) -> int | None:
 async def issue_card(school: str, body: IssueIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
-        in_school = await conn.fetchval(
-            "SELECT 1 FROM persons WHERE id = $1 AND school_id = $2", body.person_id, school_id
-        )
-        if not in_school:
+        if not await people_queries.person_in_school(conn, body.person_id, school_id):
             raise NotFound("no such person in this school", field="person_id")
         return await lifecycle.issue_card(
             conn,
@@ -324,7 +322,9 @@ async def my_payments(
 ) -> list[dict[str, Any]]:
     person_id = _holder(actor)
     async with pool.acquire() as conn:
-        school_id = await conn.fetchval("SELECT school_id FROM persons WHERE id = $1", person_id)
+        school_id = await people_queries.person_school_id(conn, person_id)
+        if school_id is None:  # the signed-in holder's person row is gone
+            raise NotFound("person not found", field="person")
         return await booking.list_payments(
             conn, actor, school_id, person_id=person_id, limit=limit, before_id=before_id
         )

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
+from campuscard.edge.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
 from campuscard.ledger.money import Money
 from campuscard.payments import booking, merchants, terminals
+from campuscard.payments import queries as payments_queries
 from campuscard.people import directory
 from campuscard.platform.errors import NotFound
 from campuscard.platform.idempotency import check_client_id
@@ -162,9 +163,7 @@ async def merchant_payments(
     before_id: int | None = None,
 ) -> list[dict[str, Any]]:
     async with pool.acquire() as conn:
-        school_id = await conn.fetchval(
-            "SELECT school_id FROM merchants WHERE id = $1", merchant_id
-        )
+        school_id = await payments_queries.merchant_school_id(conn, merchant_id)
         if school_id is None:
             raise NotFound("no such merchant", field="merchant_id")
         return await booking.list_payments(

@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from campuscard.api.admission import Limiter
-from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool, live_events
 from campuscard.api.terminal_auth import SignedDevice
+from campuscard.edge.deps import AppSettings, Body, CurrentActor, Pool, live_events
 from campuscard.ledger.money import Money
 from campuscard.payments import code_payments, display, terminals
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from campuscard.api.deps import AppSettings, Body, CurrentActor, Pool
+from campuscard.edge.deps import AppSettings, Body, CurrentActor, Pool
 from campuscard.ledger.money import Money
 from campuscard.moneyflows import provider_orders, topups
 from campuscard.platform.idempotency import check_client_id

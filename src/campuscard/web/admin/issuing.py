@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form
 from fastapi.responses import Response
 
-from campuscard.api.deps import AppSettings, Pool
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.issuing import applications, imports, production
 from campuscard.web import menu
 from campuscard.web.admin.routes import BASE, SchoolCode, enter

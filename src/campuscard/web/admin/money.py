@@ -9,10 +9,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Path, UploadFile
 from fastapi.responses import Response
 
-from campuscard.api.deps import AppSettings, Pool
 from campuscard.db.pool import PgPool
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
 from campuscard.moneyflows import counter, leaving, subsidies
+from campuscard.people import queries as people_queries
 from campuscard.platform.errors import DomainError, ValidationFailed
 from campuscard.web import menu
 from campuscard.web.admin.routes import BASE, SchoolCode, enter
@@ -195,9 +196,7 @@ async def _subsidy_view(
 ) -> Response:
     assert page.user is not None
     batches = await subsidies.list_batches(pool, page.user, school_id)
-    classes = await pool.fetch(
-        "SELECT id, name, grade FROM classes WHERE school_id = $1 ORDER BY name", school_id
-    )
+    classes = await people_queries.school_classes(pool, school_id)
     order = await subsidies.get_purse_order(pool, school_id)
     return render(
         page,

@@ -13,13 +13,15 @@ from fastapi import APIRouter, Form, Path, Query
 from fastapi.responses import Response
 from openpyxl import Workbook
 
-from campuscard.api.deps import AppSettings, Pool, school_id_for
 from campuscard.cards import lifecycle
 from campuscard.db.pool import PgPool
+from campuscard.edge.deps import AppSettings, Pool, school_id_for
 from campuscard.ledger.money import Money
 from campuscard.payments import merchants as merchants_svc
+from campuscard.payments import queries as payments_queries
 from campuscard.payments import terminals as terminals_svc
 from campuscard.people import directory
+from campuscard.people import queries as people_queries
 from campuscard.platform.errors import DomainError, NotFound
 from campuscard.settlement import dashboard
 from campuscard.web import charts, menu
@@ -61,15 +63,12 @@ async def console_home(page: UserPage, pool: Pool) -> Response:
     actor = page.user
     assert actor is not None
     if actor.is_platform_admin:
-        async with pool.acquire() as conn:
-            schools = await conn.fetch(
-                "SELECT code, name, name_en, timezone FROM schools ORDER BY code"
-            )
-        return render(page, "admin/schools.html", schools=[dict(s) for s in schools])
+        schools = await people_queries.all_schools(pool)
+        return render(page, "admin/schools.html", schools=schools)
     for school_id in sorted(actor.schools()):
         items = menu.menu_for(actor, "admin", school_id)
         if items:
-            code = await pool.fetchval("SELECT code FROM schools WHERE id = $1", school_id)
+            code = await people_queries.school_code(pool, school_id)
             return redirect(items[0].href.format(school=code))
     return redirect(menu.home_for(actor) if menu.home_for(actor) != "/admin/" else "/account")
 
@@ -378,12 +377,7 @@ async def _merchants(
     async with pool.acquire() as conn:
         merchants = await dashboard.merchants(conn, actor, school_id)
         terminals = await dashboard.terminals(conn, actor, school_id)
-        outlets = await conn.fetch(
-            "SELECT o.id, o.name, m.name AS merchant FROM outlets o "
-            "JOIN merchants m ON m.id = o.merchant_id WHERE o.school_id = $1 "
-            "ORDER BY m.name, o.name",
-            school_id,
-        )
+        outlets = await payments_queries.school_outlets(conn, school_id)
     return render(
         page,
         "admin/merchants.html",
@@ -452,9 +446,7 @@ async def merchant_decide(
     school_id = await enter(page, pool, code, "a.merchants")
     assert page.user is not None
     async with pool.acquire() as conn:
-        found = await conn.fetchval(
-            "SELECT 1 FROM merchants WHERE id = $1 AND school_id = $2", merchant_id, school_id
-        )
+        found = await payments_queries.merchant_in_school(conn, merchant_id, school_id)
         if not found:
             raise NotFound("no such merchant", field="merchant_id")
         try:
@@ -517,9 +509,7 @@ async def terminal_action(
     school_id = await enter(page, pool, code, "a.merchants")
     assert page.user is not None
     async with pool.acquire() as conn:
-        found = await conn.fetchval(
-            "SELECT 1 FROM terminals WHERE id = $1 AND school_id = $2", terminal_id, school_id
-        )
+        found = await payments_queries.terminal_in_school(conn, terminal_id, school_id)
         if not found:
             raise NotFound("no such terminal", field="terminal_id")
         if action == "rotate":

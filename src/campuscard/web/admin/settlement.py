@@ -10,8 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
 
-from campuscard.api.deps import Pool
+from campuscard.edge.deps import Pool
 from campuscard.ledger.money import Money
+from campuscard.people import queries as people_queries
 from campuscard.platform.errors import DomainError
 from campuscard.settlement import clearing, reconciliation, reports
 from campuscard.web import charts, menu
@@ -33,7 +34,7 @@ async def settlement_page(
     wanted = opt_date(day, "day")
     async with pool.acquire() as conn:
         days = await clearing.list_days(conn, school_id)
-        today: date = await conn.fetchval("SELECT cc_business_date($1)", school_id)
+        today: date = await people_queries.business_date(conn, school_id)
         shown = None
         if wanted is not None or days:
             try:
@@ -174,7 +175,7 @@ async def consumption_page(
     school_id = await enter(page, pool, code, "a.consumption")
     group = opt_choice(group_by, "group_by", ("class", "category")) or "class"
     async with pool.acquire() as conn:
-        today: date = await conn.fetchval("SELECT cc_business_date($1)", school_id)
+        today: date = await people_queries.business_date(conn, school_id)
         d_to = opt_date(date_to, "to") or today
         d_from = opt_date(date_from, "from") or d_to.replace(day=1)
         data = await reports.consumption(conn, school_id, d_from, d_to, group_by=group)

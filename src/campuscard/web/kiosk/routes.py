@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from campuscard.clients.kiosk_agent import KioskAgent
+from campuscard.edge.session import CSRF_FIELD
 from campuscard.ledger.money import Money
 from campuscard.platform.errors import DomainError
 from campuscard.web import core, i18n
@@ -63,7 +64,7 @@ def create_kiosk_app(agent: KioskAgent) -> FastAPI:
 
     async def form_csrf(request: Request) -> None:
         form = await request.form()
-        sent = form.get(core.CSRF_FIELD)
+        sent = form.get(CSRF_FIELD)
         check_pre_csrf(request, sent if isinstance(sent, str) else None)
 
     @app.get("/")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from campuscard.api.deps import Pool
+from campuscard.edge.deps import Pool
 from campuscard.payments import display as customer_display
 from campuscard.web import menu
 from campuscard.web.core import UserPage, render

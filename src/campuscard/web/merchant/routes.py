@@ -11,12 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Path
 from fastapi.responses import Response
 
-from campuscard.api.deps import AppSettings, Pool
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
 from campuscard.payments import booking, browser_pos, code_payments
+from campuscard.payments import queries as payments_queries
 from campuscard.payments.terminals import TerminalRow
+from campuscard.people import queries as people_queries
 from campuscard.platform.errors import DomainError, NotFound
 from campuscard.web import menu
 from campuscard.web.core import Page, PostPage, UserPage, redirect, render
@@ -246,9 +248,9 @@ async def takings(page: UserPage, pool: Pool, settings: AppSettings) -> Response
             raise NotFound("no merchant is linked to this sign-in", field="merchant")
         merchant_id, school_id = grant.merchant_id, grant.school_id
     async with pool.acquire() as conn:
-        day = await conn.fetchval("SELECT cc_business_date($1)", school_id)
+        day = await people_queries.business_date(conn, school_id)
         rows = await browser_pos.takings(conn, actor, merchant_id, school_id, day)
-        name = await conn.fetchval("SELECT name FROM merchants WHERE id = $1", merchant_id)
+        name = await payments_queries.merchant_name(conn, merchant_id)
     return render(
         page,
         "merchant/takings.html",

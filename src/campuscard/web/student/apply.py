@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query
 from fastapi.responses import Response
 
-from campuscard.api.deps import AppSettings, Pool
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.issuing import applications, card_fee
 from campuscard.issuing.pickup_code import display
 from campuscard.platform.errors import DomainError

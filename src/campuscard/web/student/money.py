@@ -10,10 +10,11 @@ from typing import Annotated
 from fastapi import APIRouter, Form
 from fastapi.responses import Response
 
-from campuscard.api.deps import AppSettings, Pool
 from campuscard.db.pool import PgPool
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
 from campuscard.moneyflows import autotopup, bank_link, topups
+from campuscard.moneyflows import queries as moneyflows_queries
 from campuscard.people import queries
 from campuscard.platform.errors import DomainError
 from campuscard.web import menu
@@ -40,20 +41,9 @@ async def _view(
         balances = await queries.purses(conn, subject["id"])
         own = page.user is not None and page.user.person_id == subject["id"]
         card = await bank_link.bound_card(conn, subject["id"]) if own else None
-        auto = (
-            await conn.fetchrow("SELECT * FROM auto_topups WHERE person_id = $1", subject["id"])
-            if own
-            else None
-        )
-        orders = await conn.fetch(
-            "SELECT * FROM provider_orders WHERE person_id = $1 AND purpose = 'topup' "
-            "ORDER BY id DESC LIMIT 10",
-            subject["id"],
-        )
-        transfers = await conn.fetch(
-            "SELECT * FROM bank_transfers WHERE person_id = $1 ORDER BY id DESC LIMIT 10",
-            subject["id"],
-        )
+        auto = await moneyflows_queries.auto_topup_setting(conn, subject["id"]) if own else None
+        orders = await moneyflows_queries.recent_topup_orders(conn, subject["id"])
+        transfers = await moneyflows_queries.recent_bank_transfers(conn, subject["id"])
     return render(
         page,
         "student/topup.html",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Form
 from fastapi.responses import Response
 
-from campuscard.api.deps import AppSettings, Pool
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.payments import codes
 from campuscard.web import menu
 from campuscard.web.core import PostPage, UserPage, redirect, render

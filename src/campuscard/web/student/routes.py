@@ -9,9 +9,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Path, Query
 from fastapi.responses import Response
 
-from campuscard.api.deps import AppSettings, Pool
 from campuscard.cards import lifecycle
 from campuscard.db.pool import Conn, PgPool
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
 from campuscard.payments import pay_settings
 from campuscard.people import queries

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -15,6 +16,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from campuscard.platform.errors import DomainError
 
 log = logging.getLogger("campuscard.api")
+
+# How a refusal on a page is shown (web/ renders it in the site layout): status, code, message,
+# field. The composition root passes web's renderer; without one every path answers JSON.
+PageRenderer = Callable[[Request, int, str, str, str | None], Awaitable[Response]]
+
+
+def is_page_request(request: Request) -> bool:
+    """Every path outside /api is a page."""
+    return not request.url.path.startswith("/api")
+
 
 _HTTP_CODES = {
     400: "BAD_REQUEST",
@@ -88,13 +99,22 @@ def validation_response(errors: list[dict[str, Any]] | Any) -> JSONResponse:
     )
 
 
-def install(app: FastAPI) -> None:
-    # pages (every path outside /api) get the same refusal as an HTML page in the site layout
-    from campuscard.web.errors import error_page, is_page_request
+def install(app: FastAPI, page_renderer: PageRenderer | None = None) -> None:
+    """The error handlers; pages (every path outside /api) get the same refusal rendered by
+    ``page_renderer`` when one is given."""
+
+    def is_page(request: Request) -> bool:
+        return page_renderer is not None and is_page_request(request)
+
+    async def error_page(
+        request: Request, status: int, code: str, message: str, field: str | None = None
+    ) -> Response:
+        assert page_renderer is not None  # is_page() said so
+        return await page_renderer(request, status, code, message, field)
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> Response:
-        if is_page_request(request):
+        if is_page(request):
             return await error_page(request, exc.status, exc.code, exc.message, exc.field)
         retry = exc.details.get("retry_after")
         headers = {"Retry-After": str(retry)} if retry is not None else None
@@ -105,7 +125,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         response = validation_response(exc.errors())
-        if is_page_request(request):
+        if is_page(request):
             err = json.loads(bytes(response.body))["error"]
             return await error_page(request, 422, err["code"], err["message"], err["field"])
         return response
@@ -123,7 +143,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
-        if is_page_request(request) and exc.status_code >= 400:
+        if is_page(request) and exc.status_code >= 400:
             return await error_page(request, exc.status_code, code, str(exc.detail))
         return JSONResponse(
             status_code=exc.status_code,

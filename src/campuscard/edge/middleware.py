@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from campuscard.api.errors import TRANSIENT_DB_ERRORS, error_body
+from campuscard.edge.errors import TRANSIENT_DB_ERRORS, error_body
 from campuscard.platform.requestctx import RequestInfo, set_request
 
 log = logging.getLogger("campuscard.access")

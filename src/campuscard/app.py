@@ -1,4 +1,7 @@
-"""The FastAPI application: one app serving the API (/api) and the web pages."""
+"""The composition root: one FastAPI app serving the API (/api) and the web pages.
+
+The only module that imports both adapters, api/ and web/ (tests/unit/test_layers.py keeps it
+so); ``campuscard.app.create_app`` is the stable place to build the app from."""
 
 from __future__ import annotations
 
@@ -10,9 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from campuscard import __version__
-from campuscard.api import errors
 from campuscard.api.admission import ChannelLimiter
-from campuscard.api.middleware import RequestContextMiddleware
 from campuscard.api.routes import (
     admin,
     auth,
@@ -38,6 +39,8 @@ from campuscard.api.routes import subsidies as subsidy_routes
 from campuscard.api.routes import topups as topup_routes
 from campuscard.config import Settings, get_settings
 from campuscard.db.pool import PgPool, create_pool_when_ready
+from campuscard.edge import errors
+from campuscard.edge.middleware import RequestContextMiddleware
 from campuscard.platform.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
@@ -45,6 +48,7 @@ from campuscard.web.admin import issuing as web_issuing
 from campuscard.web.admin import money as web_admin_money
 from campuscard.web.admin import routes as web_admin
 from campuscard.web.admin import settlement as web_settlement
+from campuscard.web.errors import error_page
 from campuscard.web.merchant import display as web_display
 from campuscard.web.merchant import routes as web_merchant
 from campuscard.web.student import apply as web_apply
@@ -96,7 +100,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     if pool is not None:
         app.state.pool = pool
     app.state.channel_limiter = ChannelLimiter.from_config(settings.channel_limits)
-    errors.install(app)
+    errors.install(app, page_renderer=error_page)
     app.add_middleware(RequestContextMiddleware)
     # the device routes first: routing tries routers in order, and payments are the busiest
     for router in (terminal.router, paycode_pay_routes.router):

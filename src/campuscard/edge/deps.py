@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,14 +9,18 @@ from pydantic import BaseModel, ConfigDict
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
+from campuscard.edge.session import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    check_csrf,
+    resolve_cookie_session,
+    session_token,
+)
+from campuscard.people import queries as people_queries
 from campuscard.platform import auth
 from campuscard.platform.actors import Actor
-from campuscard.platform.errors import Forbidden, NotFound, Unauthorized
+from campuscard.platform.errors import NotFound, Unauthorized
 from campuscard.platform.event_batch import EventBatcher
-
-SESSION_COOKIE = "cc_session"
-CSRF_HEADER = "x-csrf-token"  # the page's token, sent by its scripts and by HTMX
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Body(BaseModel):
@@ -65,20 +68,19 @@ async def current_actor(request: Request, pool: Pool, settings: AppSettings) -> 
     if token is not None:
         actor, _ = await auth.resolve_session(pool, settings, token, "api")
         return actor
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = session_token(request)
     if cookie:
-        actor, csrf = await auth.resolve_session(pool, settings, cookie, "web")
+        actor, csrf = await resolve_cookie_session(pool, settings, cookie)
         # the browser sends the cookie by itself: a write must also prove it comes from our
         # page, with the session's CSRF token in a header (the pages' scripts send it)
         if request.method not in SAFE_METHODS:
-            sent = request.headers.get(CSRF_HEADER, "")
-            if not sent or not hmac.compare_digest(sent, csrf):
-                raise Forbidden(
-                    "a request signed in by the session cookie must carry the page's "
-                    "X-CSRF-Token header",
-                    code="CSRF_FAILED",
-                    field="X-CSRF-Token",
-                )
+            check_csrf(
+                request.headers.get(CSRF_HEADER),
+                csrf,
+                message="a request signed in by the session cookie must carry the page's "
+                "X-CSRF-Token header",
+                field="X-CSRF-Token",
+            )
         return actor
     raise Unauthorized("sign in first: send 'Authorization: Bearer <token>'", code="AUTH_REQUIRED")
 
@@ -88,7 +90,7 @@ CurrentActor = Annotated[Actor, Depends(current_actor)]
 
 async def school_id_for(pool: PgPool, actor: Actor, code: str) -> int:
     """The id of the school in the path, if the actor belongs to it (else: not found)."""
-    school_id: int | None = await pool.fetchval("SELECT id FROM schools WHERE code = $1", code)
+    school_id = await people_queries.school_id_by_code(pool, code)
     if school_id is None or not (actor.is_platform_admin or school_id in actor.schools()):
         # another school's data is not even acknowledged to exist
         raise NotFound(f"unknown school {code!r}", field="school")
