@@ -15,6 +15,7 @@ but the card was not credited" never stays: either the load is booked or it is r
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,6 +36,21 @@ log = logging.getLogger("campuscard.bank")
 
 MAX_LOAD_FEN = 200_000  # 2,000.00 yuan per load
 OPEN_STATES = ("pending", "unknown", "reversing")
+
+# What else happens, in the posting transaction, when the bank made a payout that another use
+# case started: the use case registers a handler for its transfers' ``origin`` (leaving school
+# registers 'leaving' and closes the account). The bank link calls out through this table
+# instead of importing its callers, so the dependency points one way.
+PayoutPosted = Callable[[Conn, dict[str, Any]], Awaitable[None]]
+PAYOUT_POSTED: dict[str, PayoutPosted] = {}
+# origins whose posted payout needs nothing more than the notice below
+NOTHING_MORE = frozenset({"holder", "guardian", "auto", "card_cancel"})
+
+
+def on_payout_posted(origin: str, handler: PayoutPosted) -> PayoutPosted:
+    """Register what a posted payout of ``origin`` also does (in the caller's transaction)."""
+    PAYOUT_POSTED[origin] = handler
+    return handler
 
 
 # ---- service hours ---------------------------------------------------------------------
@@ -457,12 +473,12 @@ async def _after_posted(conn: Conn, t: dict[str, Any]) -> None:
             "zh-CN": f"{amount} 元已转入您的银行卡",
             "en": f"{amount} yuan paid to your bank card",
         }
-        if t["origin"] == "leaving":
-            from campuscard.moneyflows import leaving  # a leaving payout closes the account
-
-            await leaving.close_account(
-                conn, t["school_id"], t["person_id"], reason="leaving, paid to bank", strict=False
-            )
+        handler = PAYOUT_POSTED.get(t["origin"])
+        if handler is not None:
+            await handler(conn, t)
+        elif t["origin"] not in NOTHING_MORE:
+            # a caller's payout whose handler was never registered must not post half-done
+            raise RuntimeError(f"no payout handler registered for origin {t['origin']!r}")
     await notifications.notify(
         conn,
         school_id=t["school_id"],

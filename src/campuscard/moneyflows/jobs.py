@@ -7,10 +7,11 @@ from typing import Any
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.moneyflows import autotopup, bank_link, provider_orders, subsidies, topups
+from campuscard.moneyflows import autotopup, bank_link, leaving, provider_orders, subsidies, topups
 from campuscard.platform.tasks import outbox_handler, periodic
 
-__all__ = ["topups"]  # importing topups registers the 'topup' purpose
+# importing topups registers the 'topup' purpose; leaving, what a posted leaving payout does
+__all__ = ["leaving", "topups"]
 
 
 @periodic("provider-query", seconds=30)

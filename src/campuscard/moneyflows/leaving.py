@@ -71,6 +71,21 @@ async def close_account(
     return True
 
 
+async def _bank_paid_out(conn: Conn, transfer: dict[str, Any]) -> None:
+    """The bank made a leaving payout: close the account (money that arrived meanwhile
+    leaves it open)."""
+    await close_account(
+        conn,
+        transfer["school_id"],
+        transfer["person_id"],
+        reason="leaving, paid to bank",
+        strict=False,
+    )
+
+
+bank_link.on_payout_posted("leaving", _bank_paid_out)
+
+
 async def do_leave(
     pool: PgPool,
     settings: Settings,
