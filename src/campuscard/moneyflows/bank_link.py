@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+from stdnum import luhn
 
 from campuscard.adapters.bank import iso
 from campuscard.adapters.bank.client import BankAnswer, BankClient, BankTimeout
@@ -126,7 +127,7 @@ async def do_bind_card(
     bank_name: str = "",
 ) -> dict[str, Any]:
     """Verify the card with the bank, keep its masked number and the bank's token only."""
-    if not pan.isdigit() or not 16 <= len(pan) <= 19 or not iso.luhn_ok(pan):
+    if not pan.isdigit() or not 16 <= len(pan) <= 19 or not luhn.is_valid(pan):
         raise ValidationFailed("this is not a valid bank card number", field="pan")
     async with pool.acquire() as conn:
         person = await check_holder(conn, actor, person_id)

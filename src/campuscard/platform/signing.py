@@ -1,4 +1,6 @@
-"""Terminal request signing (HMAC-SHA256), shared by the server and the device simulator.
+"""Request signing (HMAC-SHA256): terminals to the server, and the platform to the SMS gateway
+(with the gateway's secret as the key). Shared by the server, the device simulator and the
+gateway simulator.
 
 The string to sign is five lines joined by "\\n":
 

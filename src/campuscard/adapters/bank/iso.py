@@ -86,13 +86,3 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes:
 
 def mask_pan(pan: str) -> str:
     return f"{pan[:6]}{'*' * (len(pan) - 10)}{pan[-4:]}"
-
-
-def luhn_ok(pan: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(pan)):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0

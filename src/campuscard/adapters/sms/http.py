@@ -8,7 +8,8 @@ import time
 
 import httpx
 
-from campuscard.adapters.sms import SmsError, SmsReceipt, sign
+from campuscard.adapters.sms import SmsError, SmsReceipt
+from campuscard.platform.signing import sign
 
 SEND_PATH = "/v1/sms/send"
 

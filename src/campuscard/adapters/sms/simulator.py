@@ -21,7 +21,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from campuscard.adapters.sms import SIGNATURE_WINDOW_SECONDS, sign
+from campuscard.adapters.sms import SIGNATURE_WINDOW_SECONDS
+from campuscard.platform.signing import sign
 
 PHONE = re.compile(r"^\+?[0-9]{5,20}$")
 MAX_TEXT = 500
