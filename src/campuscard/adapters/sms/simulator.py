@@ -8,7 +8,6 @@ as a page (the dev console's view). ``fail_next(n)`` makes the next sends answer
 
 from __future__ import annotations
 
-import hmac
 import html
 import itertools
 import json
@@ -22,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from campuscard.adapters.sms import SIGNATURE_WINDOW_SECONDS
-from campuscard.platform.signing import sign
+from campuscard.platform.signing import signature_matches
 
 PHONE = re.compile(r"^\+?[0-9]{5,20}$")
 MAX_TEXT = 500
@@ -82,8 +81,8 @@ def create_sms_simulator(keys: dict[str, bytes]) -> FastAPI:
             return _refuse(401, "UNKNOWN_KEY", "unknown API key")
         if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > SIGNATURE_WINDOW_SECONDS:
             return _refuse(401, "STALE_TIMESTAMP", "timestamp outside the allowed window")
-        expected = sign(secret, "POST", _relative_path(request), timestamp, nonce, body)
-        if not hmac.compare_digest(expected, signature):
+        path = _relative_path(request)
+        if not signature_matches(secret, "POST", path, timestamp, nonce, body, signature):
             return _refuse(401, "BAD_SIGNATURE", "signature does not match")
         now = time.time()
         for old in [n for n, t in state.nonces.items() if now - t > SIGNATURE_WINDOW_SECONDS]:
