@@ -1,32 +1,16 @@
-"""Shared request dependencies: the pool, settings, the signed-in actor, the school in the path."""
+"""Request dependencies both adapters use: the pool, the settings, the school in the path."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.edge.session import (
-    CSRF_HEADER,
-    SAFE_METHODS,
-    check_csrf,
-    resolve_cookie_session,
-    session_token,
-)
 from campuscard.people import queries as people_queries
-from campuscard.platform import auth
 from campuscard.platform.actors import Actor
-from campuscard.platform.errors import NotFound, Unauthorized
-from campuscard.platform.event_batch import EventBatcher
-
-
-class Body(BaseModel):
-    """Request bodies: unknown fields and loose types (a float for an int) are refused."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
+from campuscard.platform.errors import NotFound
 
 
 # The dependencies are coroutines on purpose: FastAPI runs a plain ``def`` dependency in a
@@ -41,51 +25,8 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-def live_events(request: Request) -> EventBatcher:
-    """The app's batcher of live payment events (one per app, sending through its pool)."""
-    app = request.app
-    batcher: EventBatcher | None = getattr(app.state, "payment_events", None)
-    if batcher is None:
-        batcher = EventBatcher(lambda: app.state.pool)
-        app.state.payment_events = batcher
-    return batcher
-
-
 Pool = Annotated[PgPool, Depends(get_pool)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
-
-
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token:
-        return token.strip()
-    return None
-
-
-async def current_actor(request: Request, pool: Pool, settings: AppSettings) -> Actor:
-    token = bearer_token(request)
-    if token is not None:
-        actor, _ = await auth.resolve_session(pool, settings, token, "api")
-        return actor
-    cookie = session_token(request)
-    if cookie:
-        actor, csrf = await resolve_cookie_session(pool, settings, cookie)
-        # the browser sends the cookie by itself: a write must also prove it comes from our
-        # page, with the session's CSRF token in a header (the pages' scripts send it)
-        if request.method not in SAFE_METHODS:
-            check_csrf(
-                request.headers.get(CSRF_HEADER),
-                csrf,
-                message="a request signed in by the session cookie must carry the page's "
-                "X-CSRF-Token header",
-                field="X-CSRF-Token",
-            )
-        return actor
-    raise Unauthorized("sign in first: send 'Authorization: Bearer <token>'", code="AUTH_REQUIRED")
-
-
-CurrentActor = Annotated[Actor, Depends(current_actor)]
 
 
 async def school_id_for(pool: PgPool, actor: Actor, code: str) -> int:

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from campuscard.edge.deps import Body, CurrentActor, Pool, school_id_for
+from campuscard.api.deps import Body, CurrentActor
+from campuscard.edge.deps import Pool, school_id_for
 from campuscard.ledger import adjustments, postings
 from campuscard.ledger import queries as ledger_queries
 from campuscard.ledger.money import Money

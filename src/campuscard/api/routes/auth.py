@@ -5,7 +5,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import Field
 
-from campuscard.edge.deps import AppSettings, Body, CurrentActor, Pool, bearer_token
+from campuscard.api.deps import Body, CurrentActor, bearer_token
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.platform import auth
 from campuscard.platform.actors import Actor
 

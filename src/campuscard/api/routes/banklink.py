@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from campuscard.api.deps import Body, CurrentActor
 from campuscard.api.routes.counter import IdentityIn
-from campuscard.edge.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
+from campuscard.edge.deps import AppSettings, Pool, school_id_for
 from campuscard.ledger.money import Money
 from campuscard.moneyflows import autotopup, bank_link, leaving
 from campuscard.platform.idempotency import check_client_id

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
-from campuscard.edge.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
+from campuscard.api.deps import Body, CurrentActor
+from campuscard.edge.deps import AppSettings, Pool, school_id_for
 from campuscard.issuing import applications, card_fee
 from campuscard.issuing import production as card_production
 from campuscard.issuing.pickup_code import display

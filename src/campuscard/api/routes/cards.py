@@ -8,8 +8,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import Field
 
+from campuscard.api.deps import Body, CurrentActor
 from campuscard.cards import lifecycle
-from campuscard.edge.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
+from campuscard.edge.deps import AppSettings, Pool, school_id_for
 from campuscard.ledger.money import Money
 from campuscard.payments import booking, pay_settings
 from campuscard.people import queries as people_queries

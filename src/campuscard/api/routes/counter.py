@@ -9,8 +9,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from campuscard.api.deps import Body, CurrentActor
 from campuscard.db.pool import PgPool
-from campuscard.edge.deps import Body, CurrentActor, Pool, school_id_for
+from campuscard.edge.deps import Pool, school_id_for
 from campuscard.ledger.money import Money
 from campuscard.moneyflows import counter
 from campuscard.platform.actors import Actor

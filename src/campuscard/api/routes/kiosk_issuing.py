@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from campuscard.api.deps import Body
 from campuscard.api.terminal_auth import SignedDevice
-from campuscard.edge.deps import AppSettings, Body, Pool
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.issuing import pickup
 from campuscard.issuing import pickup_code as codes
 from campuscard.payments import terminals

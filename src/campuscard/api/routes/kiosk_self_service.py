@@ -10,9 +10,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from campuscard.api.deps import Body
 from campuscard.api.routes.kiosk_issuing import CARD_NUMBER, CARD_UID, CLIENT_ID, kiosk_of
 from campuscard.api.terminal_auth import SignedDevice
-from campuscard.edge.deps import AppSettings, Body, Pool
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.issuing import kiosk as kss
 from campuscard.ledger.money import Money
 

@@ -16,8 +16,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
+from campuscard.api.deps import Body, CurrentActor
 from campuscard.db.pool import PgPool
-from campuscard.edge.deps import Body, CurrentActor, Pool
+from campuscard.edge.deps import Pool
 from campuscard.ledger.money import Money
 from campuscard.payments import codes, display
 from campuscard.platform.errors import DomainError

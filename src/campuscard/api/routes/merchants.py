@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from campuscard.edge.deps import AppSettings, Body, CurrentActor, Pool, school_id_for
+from campuscard.api.deps import Body, CurrentActor
+from campuscard.edge.deps import AppSettings, Pool, school_id_for
 from campuscard.ledger.money import Money
 from campuscard.payments import booking, merchants, terminals
 from campuscard.payments import queries as payments_queries

@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from campuscard.api.admission import Limiter
+from campuscard.api.deps import Body, CurrentActor, live_events
 from campuscard.api.terminal_auth import SignedDevice
-from campuscard.edge.deps import AppSettings, Body, CurrentActor, Pool, live_events
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
 from campuscard.payments import code_payments, display, terminals
 

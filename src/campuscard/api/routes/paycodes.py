@@ -10,7 +10,8 @@ import segno
 from fastapi import APIRouter, Response
 from pydantic import Field
 
-from campuscard.edge.deps import AppSettings, Body, CurrentActor, Pool
+from campuscard.api.deps import Body, CurrentActor
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.payments import code128, codes
 
 router = APIRouter(prefix="/api/v1", tags=["paycodes"])

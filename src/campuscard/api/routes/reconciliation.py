@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import Field
 
-from campuscard.edge.deps import Body, CurrentActor, Pool, school_id_for
+from campuscard.api.deps import Body, CurrentActor
+from campuscard.edge.deps import Pool, school_id_for
 from campuscard.platform.errors import ValidationFailed
 from campuscard.settlement import reconciliation
 

@@ -9,8 +9,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from campuscard.api.deps import CurrentActor
 from campuscard.documents import exports
-from campuscard.edge.deps import CurrentActor, Pool, school_id_for
+from campuscard.edge.deps import Pool, school_id_for
 from campuscard.settlement import reports
 
 router = APIRouter(prefix="/api/v1/admin/schools/{school}/reports", tags=["reports"])

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import Field
 
+from campuscard.api.deps import Body, CurrentActor
 from campuscard.documents import statements
-from campuscard.edge.deps import Body, CurrentActor, Pool, school_id_for
+from campuscard.edge.deps import Pool, school_id_for
 from campuscard.settlement import clearing
 
 router = APIRouter(prefix="/api/v1/admin/schools/{school}/settlement", tags=["settlement"])

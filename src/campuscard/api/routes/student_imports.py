@@ -8,7 +8,8 @@ from urllib.parse import quote, unquote
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from campuscard.edge.deps import CurrentActor, Pool, school_id_for
+from campuscard.api.deps import CurrentActor
+from campuscard.edge.deps import Pool, school_id_for
 from campuscard.issuing import imports
 from campuscard.issuing.import_rules import MAX_FILE_BYTES
 from campuscard.platform.errors import ValidationFailed

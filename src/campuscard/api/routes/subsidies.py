@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import Field
 
-from campuscard.edge.deps import Body, CurrentActor, Pool, school_id_for
+from campuscard.api.deps import Body, CurrentActor
+from campuscard.edge.deps import Pool, school_id_for
 from campuscard.ledger.money import Money
 from campuscard.moneyflows import subsidies
 from campuscard.platform.errors import ValidationFailed

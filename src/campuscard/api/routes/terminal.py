@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from campuscard.api.admission import Limiter
+from campuscard.api.deps import Body, bearer_token, live_events
 from campuscard.api.terminal_auth import SignedDevice
 from campuscard.cards import lifecycle
-from campuscard.edge.deps import AppSettings, Body, Pool, bearer_token, live_events
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
 from campuscard.payments import booking, terminals
 from campuscard.platform import auth

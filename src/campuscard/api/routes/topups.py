@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from campuscard.edge.deps import AppSettings, Body, CurrentActor, Pool
+from campuscard.api.deps import Body, CurrentActor
+from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
 from campuscard.moneyflows import provider_orders, topups
 from campuscard.platform.idempotency import check_client_id

@@ -7,7 +7,8 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import Field
 
-from campuscard.edge.deps import Body, CurrentActor, Pool, school_id_for
+from campuscard.api.deps import Body, CurrentActor
+from campuscard.edge.deps import Pool, school_id_for
 from campuscard.platform import users
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
