@@ -16,6 +16,7 @@ import asyncpg
 
 from campuscard.cards import rules
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, owns_transaction, savepoint
 from campuscard.ledger import postings
 from campuscard.ledger.money import fmt
 from campuscard.platform import audit, notifications
@@ -172,8 +173,9 @@ async def _book_from_source(
     )
 
 
+@owns_transaction
 async def issue_card(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     *,
     person_id: int,
@@ -200,105 +202,105 @@ async def issue_card(
         raise ValidationFailed(
             f"deposit_source must be one of {', '.join(DEPOSIT_SOURCES)}", field="deposit_source"
         )
-    async with conn.transaction():
-        person = await conn.fetchrow(
-            "SELECT id, school_id, account_status, status FROM persons WHERE id = $1 FOR UPDATE",
+    person = await tx.fetchrow(
+        "SELECT id, school_id, account_status, status FROM persons WHERE id = $1 FOR UPDATE",
+        person_id,
+    )
+    if person is None or not actor.has("card_center", school_id=person["school_id"]):
+        raise NotFound("no such person", field="person_id")
+    school_id = person["school_id"]
+    if person["status"] == "left" or person["account_status"] == "closed":
+        raise Conflict(
+            "this person has left or their account is closed",
+            code="ACCOUNT_CLOSED",
+            field="person_id",
+        )
+    if expires_on is not None:
+        today = await tx.fetchval("SELECT cc_business_date($1)", school_id)
+        if expires_on <= today:
+            raise ValidationFailed("expires_on must be in the future", field="expires_on")
+    await postings.open_purses(tx, school_id, person_id)
+    state = "active" if activate else "issued"
+    try:
+        async with savepoint(tx):
+            row = await tx.fetchrow(
+                f"""INSERT INTO cards AS c(school_id, person_id, number, uid, kind, state,
+                                          deposit, expires_on, activated_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                            CASE WHEN $6 = 'active' THEN now() END)
+                    RETURNING {CARD_COLUMNS}""",
+                school_id,
+                person_id,
+                number,
+                uid,
+                kind,
+                state,
+                deposit_fen,
+                expires_on,
+            )
+    except asyncpg.UniqueViolationError as err:
+        detail = (err.constraint_name or "") + str(err)
+        if "one_live" in detail:
+            raise Conflict(
+                "this person already holds a card; replace or cancel it first",
+                code="CARD_ALREADY_HELD",
+                field="person_id",
+            ) from err
+        if "uid" in (err.constraint_name or ""):
+            raise Conflict(
+                "this chip UID is on another card", code="CARD_UID_TAKEN", field="uid"
+            ) from err
+        raise Conflict(
+            "this card number is already used", code="CARD_NUMBER_TAKEN", field="number"
+        ) from err
+    assert row is not None
+    card = dict(row)
+    try:
+        await _book_from_source(
+            tx,
+            school_id=school_id,
+            person_id=person_id,
+            source=deposit_source,
+            target_code="card_deposits",
+            fen=deposit_fen,
+            kind="card_deposit",
+            ref=f"card:{card['id']}",
+            memo=f"deposit for card {number}",
+            actor=actor,
+        )
+    except InsufficientFunds as err:
+        # name the request's field, not the ledger's internal "amount"
+        raise InsufficientFunds(
+            f"the cash purse cannot pay the deposit of {fmt(deposit_fen)}; "
+            "take it at the cash desk (deposit_source=cash_desk)",
+            field="deposit_source",
+        ) from err
+    if activate and person["account_status"] in ("none", "active"):
+        await tx.execute(
+            "UPDATE persons SET account_status = 'active', updated_at = now() WHERE id = $1",
             person_id,
         )
-        if person is None or not actor.has("card_center", school_id=person["school_id"]):
-            raise NotFound("no such person", field="person_id")
-        school_id = person["school_id"]
-        if person["status"] == "left" or person["account_status"] == "closed":
-            raise Conflict(
-                "this person has left or their account is closed",
-                code="ACCOUNT_CLOSED",
-                field="person_id",
-            )
-        if expires_on is not None:
-            today = await conn.fetchval("SELECT cc_business_date($1)", school_id)
-            if expires_on <= today:
-                raise ValidationFailed("expires_on must be in the future", field="expires_on")
-        await postings.open_purses(conn, school_id, person_id)
-        state = "active" if activate else "issued"
-        try:
-            async with conn.transaction():
-                row = await conn.fetchrow(
-                    f"""INSERT INTO cards AS c(school_id, person_id, number, uid, kind, state,
-                                              deposit, expires_on, activated_at)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
-                                CASE WHEN $6 = 'active' THEN now() END)
-                        RETURNING {CARD_COLUMNS}""",
-                    school_id,
-                    person_id,
-                    number,
-                    uid,
-                    kind,
-                    state,
-                    deposit_fen,
-                    expires_on,
-                )
-        except asyncpg.UniqueViolationError as err:
-            detail = (err.constraint_name or "") + str(err)
-            if "one_live" in detail:
-                raise Conflict(
-                    "this person already holds a card; replace or cancel it first",
-                    code="CARD_ALREADY_HELD",
-                    field="person_id",
-                ) from err
-            if "uid" in (err.constraint_name or ""):
-                raise Conflict(
-                    "this chip UID is on another card", code="CARD_UID_TAKEN", field="uid"
-                ) from err
-            raise Conflict(
-                "this card number is already used", code="CARD_NUMBER_TAKEN", field="number"
-            ) from err
-        assert row is not None
-        card = dict(row)
-        try:
-            await _book_from_source(
-                conn,
-                school_id=school_id,
-                person_id=person_id,
-                source=deposit_source,
-                target_code="card_deposits",
-                fen=deposit_fen,
-                kind="card_deposit",
-                ref=f"card:{card['id']}",
-                memo=f"deposit for card {number}",
-                actor=actor,
-            )
-        except InsufficientFunds as err:
-            # name the request's field, not the ledger's internal "amount"
-            raise InsufficientFunds(
-                f"the cash purse cannot pay the deposit of {fmt(deposit_fen)}; "
-                "take it at the cash desk (deposit_source=cash_desk)",
-                field="deposit_source",
-            ) from err
-        if activate and person["account_status"] in ("none", "active"):
-            await conn.execute(
-                "UPDATE persons SET account_status = 'active', updated_at = now() WHERE id = $1",
-                person_id,
-            )
-        await _record(
-            conn,
-            actor,
-            card,
-            "issue",
-            state,
-            channel=channel,
-            reason=reason,
-            data={
-                "number": number,
-                "uid": uid,
-                "deposit": fmt(deposit_fen),
-                "deposit_source": deposit_source,
-            },
-        )
+    await _record(
+        tx,
+        actor,
+        card,
+        "issue",
+        state,
+        channel=channel,
+        reason=reason,
+        data={
+            "number": number,
+            "uid": uid,
+            "deposit": fmt(deposit_fen),
+            "deposit_source": deposit_source,
+        },
+    )
     return card_view(card)
 
 
+@owns_transaction
 async def _simple_transition(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     card_id: int,
     action: str,
@@ -307,34 +309,33 @@ async def _simple_transition(
     reason: str,
     holder_allowed: bool,
 ) -> dict[str, Any]:
-    async with conn.transaction():
-        card = await _card_for_update(conn, card_id)
-        if holder_allowed:
-            _check_holder_or_operator(actor, card)
-        elif not actor.has("card_center", school_id=card["school_id"]):
-            if actor.person_id == card["person_id"]:
-                raise Forbidden(
-                    f"only the card center can {action.replace('_', ' ')} a card",
-                    code="ROLE_REQUIRED",
-                )
-            raise NotFound("no such card", field="card_id")
-        target = rules.next_state(card["state"], action)
-        row = await conn.fetchrow(
-            f"""UPDATE cards c SET state = $2, state_changed_at = now(), updated_at = now(),
-                      activated_at = CASE WHEN $2 = 'active' AND activated_at IS NULL
-                                          THEN now() ELSE activated_at END
-                 WHERE id = $1 RETURNING {CARD_COLUMNS}""",
-            card_id,
-            target,
-        )
-        assert row is not None
-        if action == "activate":
-            await conn.execute(
-                "UPDATE persons SET account_status = 'active', updated_at = now() "
-                "WHERE id = $1 AND account_status = 'none'",
-                card["person_id"],
+    card = await _card_for_update(tx, card_id)
+    if holder_allowed:
+        _check_holder_or_operator(actor, card)
+    elif not actor.has("card_center", school_id=card["school_id"]):
+        if actor.person_id == card["person_id"]:
+            raise Forbidden(
+                f"only the card center can {action.replace('_', ' ')} a card",
+                code="ROLE_REQUIRED",
             )
-        await _record(conn, actor, card, action, target, channel=channel, reason=reason)
+        raise NotFound("no such card", field="card_id")
+    target = rules.next_state(card["state"], action)
+    row = await tx.fetchrow(
+        f"""UPDATE cards c SET state = $2, state_changed_at = now(), updated_at = now(),
+                  activated_at = CASE WHEN $2 = 'active' AND activated_at IS NULL
+                                      THEN now() ELSE activated_at END
+             WHERE id = $1 RETURNING {CARD_COLUMNS}""",
+        card_id,
+        target,
+    )
+    assert row is not None
+    if action == "activate":
+        await tx.execute(
+            "UPDATE persons SET account_status = 'active', updated_at = now() "
+            "WHERE id = $1 AND account_status = 'none'",
+            card["person_id"],
+        )
+    await _record(tx, actor, card, action, target, channel=channel, reason=reason)
     return card_view(row)
 
 
@@ -398,8 +399,9 @@ async def replacement_fee(conn: Conn, school_id: int) -> int:
     return DEFAULT_REPLACEMENT_FEE if fee is None else int(fee)
 
 
+@owns_transaction
 async def replace_card(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     card_id: int,
     *,
@@ -416,90 +418,90 @@ async def replace_card(
     uid = rules.check_uid(uid)
     if fee_source not in ("purse", "cash_desk"):
         raise ValidationFailed("fee_source must be purse or cash_desk", field="fee_source")
-    async with conn.transaction():
-        old = await _card_for_update(conn, card_id)
-        if not actor.has("card_center", school_id=old["school_id"]):
-            raise NotFound("no such card", field="card_id")
-        target = rules.next_state(old["state"], "replace")
-        school_id = old["school_id"]
-        await conn.execute(
-            "UPDATE cards SET state = $2, state_changed_at = now(), updated_at = now(), "
-            "closed_at = now() WHERE id = $1",
-            card_id,
-            target,
-        )
-        try:
-            async with conn.transaction():
-                row = await conn.fetchrow(
-                    f"""INSERT INTO cards AS c(school_id, person_id, number, uid, kind, state,
-                                              deposit, expires_on, activated_at)
-                        VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, now())
-                        RETURNING {CARD_COLUMNS}""",
-                    school_id,
-                    old["person_id"],
-                    number,
-                    uid,
-                    old["kind"],
-                    old["deposit"],
-                    expires_on or old["expires_on"],
-                )
-        except asyncpg.UniqueViolationError as err:
-            field = "uid" if "uid" in (err.constraint_name or "") else "number"
-            raise Conflict(
-                f"this card {field} is already used", code="CARD_TAKEN", field=field
-            ) from err
-        assert row is not None
-        await conn.execute("UPDATE cards SET replaced_by = $2 WHERE id = $1", card_id, row["id"])
-        fee = await replacement_fee(conn, school_id)
-        try:
-            await _book_from_source(
-                conn,
-                school_id=school_id,
-                person_id=old["person_id"],
-                source=fee_source,
-                target_code="fee_income",
-                fen=fee,
-                kind="card_replacement_fee",
-                ref=f"card:{row['id']}",
-                memo=f"replacement of card {old['number']} by {number}",
-                actor=actor,
+    old = await _card_for_update(tx, card_id)
+    if not actor.has("card_center", school_id=old["school_id"]):
+        raise NotFound("no such card", field="card_id")
+    target = rules.next_state(old["state"], "replace")
+    school_id = old["school_id"]
+    await tx.execute(
+        "UPDATE cards SET state = $2, state_changed_at = now(), updated_at = now(), "
+        "closed_at = now() WHERE id = $1",
+        card_id,
+        target,
+    )
+    try:
+        async with savepoint(tx):
+            row = await tx.fetchrow(
+                f"""INSERT INTO cards AS c(school_id, person_id, number, uid, kind, state,
+                                          deposit, expires_on, activated_at)
+                    VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, now())
+                    RETURNING {CARD_COLUMNS}""",
+                school_id,
+                old["person_id"],
+                number,
+                uid,
+                old["kind"],
+                old["deposit"],
+                expires_on or old["expires_on"],
             )
-        except InsufficientFunds as err:
-            raise InsufficientFunds(
-                f"the cash purse cannot pay the replacement fee of {fmt(fee)}; "
-                "take it at the cash desk (fee_source=cash_desk)",
-                field="fee_source",
-            ) from err
-        await _record(
-            conn,
-            actor,
-            old,
-            "replace",
-            target,
-            channel="counter",
-            reason=reason,
-            data={
-                "new_card_id": row["id"],
-                "new_number": number,
-                "fee": fmt(fee),
-                "fee_source": fee_source,
-            },
+    except asyncpg.UniqueViolationError as err:
+        field = "uid" if "uid" in (err.constraint_name or "") else "number"
+        raise Conflict(
+            f"this card {field} is already used", code="CARD_TAKEN", field=field
+        ) from err
+    assert row is not None
+    await tx.execute("UPDATE cards SET replaced_by = $2 WHERE id = $1", card_id, row["id"])
+    fee = await replacement_fee(tx, school_id)
+    try:
+        await _book_from_source(
+            tx,
+            school_id=school_id,
+            person_id=old["person_id"],
+            source=fee_source,
+            target_code="fee_income",
+            fen=fee,
+            kind="card_replacement_fee",
+            ref=f"card:{row['id']}",
+            memo=f"replacement of card {old['number']} by {number}",
+            actor=actor,
         )
-        await conn.execute(
-            """INSERT INTO card_events(school_id, card_id, action, from_state, to_state, actor,
-                                       channel, reason, data)
-               VALUES ($1, $2, 'issue', NULL, 'active', $3, 'counter', $4, $5)""",
-            school_id,
-            row["id"],
-            actor.name,
-            "replacement",
-            {"replaces_card_id": card_id},
-        )
+    except InsufficientFunds as err:
+        raise InsufficientFunds(
+            f"the cash purse cannot pay the replacement fee of {fmt(fee)}; "
+            "take it at the cash desk (fee_source=cash_desk)",
+            field="fee_source",
+        ) from err
+    await _record(
+        tx,
+        actor,
+        old,
+        "replace",
+        target,
+        channel="counter",
+        reason=reason,
+        data={
+            "new_card_id": row["id"],
+            "new_number": number,
+            "fee": fmt(fee),
+            "fee_source": fee_source,
+        },
+    )
+    await tx.execute(
+        """INSERT INTO card_events(school_id, card_id, action, from_state, to_state, actor,
+                                   channel, reason, data)
+           VALUES ($1, $2, 'issue', NULL, 'active', $3, 'counter', $4, $5)""",
+        school_id,
+        row["id"],
+        actor.name,
+        "replacement",
+        {"replaces_card_id": card_id},
+    )
     return card_view(row) | {"replaces": card_id, "fee": fmt(fee)}
 
 
+@owns_transaction
 async def cancel_card(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     card_id: int,
     *,
@@ -515,87 +517,83 @@ async def cancel_card(
         raise ValidationFailed(f"route must be one of {', '.join(PAYOUT_ROUTES)}", field="route")
     if not reason.strip():
         raise ValidationFailed("say why the card is cancelled", field="reason")
-    async with conn.transaction():
-        card = await _card_for_update(conn, card_id)
-        if not actor.has("card_center", school_id=card["school_id"]):
-            raise NotFound("no such card", field="card_id")
-        target = rules.next_state(card["state"], "cancel")
-        school_id, person_id = card["school_id"], card["person_id"]
-        # the person row is locked so no card is issued to them while we decide
-        await conn.execute("SELECT 1 FROM persons WHERE id = $1 FOR UPDATE", person_id)
-        # an old (expired) card handed back while a newer card is in use: only its deposit is
-        # paid out; the balance and the account stay with the card in use
-        in_use = await conn.fetchval(
-            "SELECT id FROM cards WHERE person_id = $1 AND id <> $2 "
-            "AND state IN ('issued', 'active', 'lost', 'frozen')",
+    card = await _card_for_update(tx, card_id)
+    if not actor.has("card_center", school_id=card["school_id"]):
+        raise NotFound("no such card", field="card_id")
+    target = rules.next_state(card["state"], "cancel")
+    school_id, person_id = card["school_id"], card["person_id"]
+    # the person row is locked so no card is issued to them while we decide
+    await tx.execute("SELECT 1 FROM persons WHERE id = $1 FOR UPDATE", person_id)
+    # an old (expired) card handed back while a newer card is in use: only its deposit is
+    # paid out; the balance and the account stay with the card in use
+    in_use = await tx.fetchval(
+        "SELECT id FROM cards WHERE person_id = $1 AND id <> $2 "
+        "AND state IN ('issued', 'active', 'lost', 'frozen')",
+        person_id,
+        card_id,
+    )
+    purses = await postings.open_purses(tx, school_id, person_id)
+    balances = {
+        r["id"]: r["balance"]
+        for r in await tx.fetch(
+            "SELECT id, balance FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+            [] if in_use else list(purses.values()),
+        )
+    }
+    deposits = await postings.system_account(tx, school_id, "card_deposits")
+    payout_account = await postings.system_account(tx, school_id, route)
+    legs = [postings.Leg(acc, -bal) for acc, bal in balances.items() if bal]
+    if card["deposit"]:
+        legs.append(postings.Leg(deposits, -card["deposit"]))
+    total = -sum(leg.amount for leg in legs)
+    tx_id = None
+    if total:
+        legs.append(postings.Leg(payout_account, total))
+        tx_id = await postings.post(
+            tx,
+            school_id=school_id,
+            kind="card_cancel_payout",
+            legs=legs,
+            ref=f"card:{card_id}",
+            memo=f"cancel card {card['number']}: {reason}",
+            actor=actor.name,
+        )
+    await tx.execute(
+        "UPDATE cards SET state = $2, state_changed_at = now(), updated_at = now(), "
+        "closed_at = now() WHERE id = $1",
+        card_id,
+        target,
+    )
+    if not in_use:
+        await tx.execute(
+            "UPDATE persons SET account_status = 'closed', updated_at = now() WHERE id = $1",
             person_id,
-            card_id,
         )
-        purses = await postings.open_purses(conn, school_id, person_id)
-        balances = {
-            r["id"]: r["balance"]
-            for r in await conn.fetch(
-                "SELECT id, balance FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id "
-                "FOR UPDATE",
-                [] if in_use else list(purses.values()),
-            )
-        }
-        deposits = await postings.system_account(conn, school_id, "card_deposits")
-        payout_account = await postings.system_account(conn, school_id, route)
-        legs = [postings.Leg(acc, -bal) for acc, bal in balances.items() if bal]
-        if card["deposit"]:
-            legs.append(postings.Leg(deposits, -card["deposit"]))
-        total = -sum(leg.amount for leg in legs)
-        tx_id = None
-        if total:
-            legs.append(postings.Leg(payout_account, total))
-            tx_id = await postings.post(
-                conn,
-                school_id=school_id,
-                kind="card_cancel_payout",
-                legs=legs,
-                ref=f"card:{card_id}",
-                memo=f"cancel card {card['number']}: {reason}",
-                actor=actor.name,
-            )
-        await conn.execute(
-            "UPDATE cards SET state = $2, state_changed_at = now(), updated_at = now(), "
-            "closed_at = now() WHERE id = $1",
-            card_id,
-            target,
+    balance_total = sum(balances.values())
+    payout = {
+        "route": route,
+        "balance": fmt(balance_total),
+        "deposit": fmt(card["deposit"]),
+        "total": fmt(total),
+        "tx_id": tx_id,
+    }
+    if route != "cash_desk" and total:
+        await notifications.enqueue(
+            tx,
+            "payout.requested",
+            {
+                "school_id": school_id,
+                "person_id": person_id,
+                "card_id": card_id,
+                "route": route,
+                "amount_fen": total,
+                "tx_id": tx_id,
+            },
+            school_id=school_id,
+            dedupe_key=f"payout:card:{card_id}",
         )
-        if not in_use:
-            await conn.execute(
-                "UPDATE persons SET account_status = 'closed', updated_at = now() WHERE id = $1",
-                person_id,
-            )
-        balance_total = sum(balances.values())
-        payout = {
-            "route": route,
-            "balance": fmt(balance_total),
-            "deposit": fmt(card["deposit"]),
-            "total": fmt(total),
-            "tx_id": tx_id,
-        }
-        if route != "cash_desk" and total:
-            await notifications.enqueue(
-                conn,
-                "payout.requested",
-                {
-                    "school_id": school_id,
-                    "person_id": person_id,
-                    "card_id": card_id,
-                    "route": route,
-                    "amount_fen": total,
-                    "tx_id": tx_id,
-                },
-                school_id=school_id,
-                dedupe_key=f"payout:card:{card_id}",
-            )
-        await _record(
-            conn, actor, card, "cancel", target, channel="counter", reason=reason, data=payout
-        )
-    return card_view(await _card_row(conn, card_id)) | {"payout": payout}
+    await _record(tx, actor, card, "cancel", target, channel="counter", reason=reason, data=payout)
+    return card_view(await _card_row(tx, card_id)) | {"payout": payout}
 
 
 async def _card_row(conn: Conn, card_id: int) -> dict[str, Any]:
@@ -605,28 +603,28 @@ async def _card_row(conn: Conn, card_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-async def expire_due_cards(conn: Conn, actor: Actor, *, limit: int = 500) -> int:
+@owns_transaction
+async def expire_due_cards(tx: Tx, actor: Actor, *, limit: int = 500) -> int:
     """Move cards past their expiry date (the school's business day) to expired."""
     done = 0
-    async with conn.transaction():
-        rows = await conn.fetch(
-            f"""SELECT {CARD_COLUMNS} FROM cards c
-                 WHERE c.state IN ('issued', 'active', 'lost', 'frozen')
-                   AND c.expires_on < cc_business_date(c.school_id)
-                 ORDER BY c.id LIMIT $1 FOR UPDATE SKIP LOCKED""",
-            limit,
+    rows = await tx.fetch(
+        f"""SELECT {CARD_COLUMNS} FROM cards c
+             WHERE c.state IN ('issued', 'active', 'lost', 'frozen')
+               AND c.expires_on < cc_business_date(c.school_id)
+             ORDER BY c.id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+        limit,
+    )
+    for row in rows:
+        card = dict(row)
+        await tx.execute(
+            "UPDATE cards SET state = 'expired', state_changed_at = now(), "
+            "updated_at = now() WHERE id = $1",
+            card["id"],
         )
-        for row in rows:
-            card = dict(row)
-            await conn.execute(
-                "UPDATE cards SET state = 'expired', state_changed_at = now(), "
-                "updated_at = now() WHERE id = $1",
-                card["id"],
-            )
-            await _record(
-                conn, actor, card, "expire", "expired", channel="system", reason="past expires_on"
-            )
-            done += 1
+        await _record(
+            tx, actor, card, "expire", "expired", channel="system", reason="past expires_on"
+        )
+        done += 1
     return done
 
 

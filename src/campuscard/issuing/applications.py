@@ -13,6 +13,7 @@ from typing import Any
 
 from campuscard.config import Settings
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, owns_transaction, transaction
 from campuscard.issuing import application_rules as rules
 from campuscard.issuing import pickup
 from campuscard.ledger.money import fmt
@@ -163,6 +164,23 @@ async def _applicant_trusted(conn: Conn, actor: Actor, person_id: int, phone: st
 # ---------------------------------------------------------------- applying
 
 
+async def _file_application(
+    tx: Tx,
+    *,
+    settings: Settings,
+    actor: Actor,
+    data: ApplicationInput,
+    school_id: int,
+    person_id: int,
+    user_phone: str | None,
+    made: dict[str, str],
+) -> dict[str, Any]:
+    code = await _file(tx, settings, actor, school_id, person_id, data, user_phone)
+    if code:
+        made["code"] = code
+    return await _get(tx, await _open_id(tx, person_id))
+
+
 async def do_apply(
     conn: Conn,
     settings: Settings,
@@ -180,9 +198,9 @@ async def do_apply(
     try:
         school_id, person_id = await check_application(conn, data)
     except ValidationFailed as err:
-        async with conn.transaction():
+        async with transaction(conn) as tx:
             await audit.record(
-                conn,
+                tx,
                 actor,
                 "card_application.verify_failed",
                 school_id=None,
@@ -191,12 +209,6 @@ async def do_apply(
             )
         raise
     user_phone = await conn.fetchval("SELECT phone FROM users WHERE id = $1", actor.user_id)
-
-    async def work(tx: Conn) -> dict[str, Any]:
-        code = await _file(tx, settings, actor, school_id, person_id, data, user_phone)
-        if code:
-            made["code"] = code
-        return await _get(tx, await _open_id(tx, person_id))
 
     payload = {
         "province": data.province,
@@ -212,7 +224,16 @@ async def do_apply(
         scope=f"card-application:{actor.user_id}",
         key=client_id,
         payload=payload,
-        work=work,
+        work=lambda tx: _file_application(
+            tx,
+            settings=settings,
+            actor=actor,
+            data=data,
+            school_id=school_id,
+            person_id=person_id,
+            user_phone=user_phone,
+            made=made,
+        ),
         success_status=201,
     )
     return outcome, made.get("code")
@@ -227,7 +248,7 @@ async def _open_id(conn: Conn, person_id: int) -> int:
 
 
 async def _file(
-    conn: Conn,
+    tx: Tx,
     settings: Settings,
     actor: Actor,
     school_id: int,
@@ -235,8 +256,8 @@ async def _file(
     data: ApplicationInput,
     user_phone: str | None,
 ) -> str | None:
-    await conn.execute("SELECT 1 FROM persons WHERE id = $1 FOR UPDATE", person_id)
-    open_app = await conn.fetchval(
+    await tx.execute("SELECT 1 FROM persons WHERE id = $1 FOR UPDATE", person_id)
+    open_app = await tx.fetchval(
         "SELECT id FROM card_applications WHERE person_id = $1 AND status = ANY($2::text[])",
         person_id,
         list(rules.OPEN_STATES),
@@ -248,7 +269,7 @@ async def _file(
             field="number",
             details={"application_id": open_app},
         )
-    if await conn.fetchval(
+    if await tx.fetchval(
         "SELECT 1 FROM cards WHERE person_id = $1 AND state IN ('issued', 'active', 'frozen')",
         person_id,
     ):
@@ -257,11 +278,11 @@ async def _file(
             code="CARD_ALREADY_ISSUED",
             field="number",
         )
-    school = await conn.fetchrow(
+    school = await tx.fetchrow(
         "SELECT settings, cc_business_date(id) AS today FROM schools WHERE id = $1", school_id
     )
     assert school is not None  # the verified student's school exists
-    category = await conn.fetchval("SELECT category FROM persons WHERE id = $1", person_id)
+    category = await tx.fetchval("SELECT category FROM persons WHERE id = $1", person_id)
     fee, waived = rules.card_fee(dict(school["settings"] or {}), category)
     if actor.person_id == person_id:
         kind = "student"
@@ -272,19 +293,19 @@ async def _file(
     phone = data.phone or user_phone
     if kind == "student":
         status, reason = "pending_approval", "学生本人申请，需审核 student's own application"
-    elif kind == "operator" or await _applicant_trusted(conn, actor, person_id, user_phone):
+    elif kind == "operator" or await _applicant_trusted(tx, actor, person_id, user_phone):
         status, reason = rules.after_approval(data.delivery, not waived), ""
     else:
         status = "pending_approval"
         reason = "申请人不是登记的家长 applicant is not a guardian on record"
-    seq: int = await conn.fetchval(
+    seq: int = await tx.fetchval(
         """INSERT INTO application_day_counters(school_id, business_date, last_seq)
            VALUES ($1, $2, 1) ON CONFLICT (school_id, business_date)
            DO UPDATE SET last_seq = application_day_counters.last_seq + 1 RETURNING last_seq""",
         school_id,
         school["today"],
     )
-    app_id: int = await conn.fetchval(
+    app_id: int = await tx.fetchval(
         """INSERT INTO card_applications(school_id, person_id, applicant_user_id, applicant_kind,
                applicant_phone, delivery, status, review_reason, fee, fee_status,
                business_date, day_seq)
@@ -303,9 +324,9 @@ async def _file(
         seq,
     )
     if kind == "guardian" and status != "pending_approval":
-        await _link_guardian(conn, actor, school_id, person_id)
+        await _link_guardian(tx, actor, school_id, person_id)
     await audit.record(
-        conn,
+        tx,
         actor,
         "card_application.create",
         school_id=school_id,
@@ -320,9 +341,9 @@ async def _file(
             "applicant": kind,
         },
     )
-    await tell_applicant(conn, app_id, status)
+    await tell_applicant(tx, app_id, status)
     if status == "ready":
-        return await pickup.issue_code(conn, settings, app_id)
+        return await pickup.issue_code(tx, settings, app_id)
     return None
 
 
@@ -451,8 +472,9 @@ async def _move(conn: Conn, app: Any, target: str, **extra: Any) -> None:
     )
 
 
+@owns_transaction
 async def do_decide(
-    conn: Conn,
+    tx: Tx,
     settings: Settings,
     actor: Actor,
     app_id: int,
@@ -461,45 +483,42 @@ async def do_decide(
     note: str = "",
 ) -> dict[str, Any]:
     """Approve or reject an application from the queue (card center or teacher)."""
-    async with conn.transaction():
-        app = await _lock(conn, app_id)
-        actor.require("card_center", "teacher", school_id=app["school_id"])
-        if approve:
-            target = rules.after_approval(app["delivery"], app["fee_status"] == "due")
-        else:
-            target = "rejected"
-        await _move(
-            conn, app, target, decided_by=actor.user_id, decided_at=_now(), decision_note=note
-        )
-        if approve and app["applicant_kind"] == "guardian" and app["applicant_user_id"]:
-            applicant = Actor(name="applicant", user_id=app["applicant_user_id"])
-            await _link_guardian(conn, applicant, app["school_id"], app["person_id"])
-        await audit.record(
-            conn,
-            actor,
-            "card_application.approve" if approve else "card_application.reject",
-            school_id=app["school_id"],
-            target_type="card_application",
-            target_id=app_id,
-            before={"status": app["status"]},
-            after={"status": target, "note": note},
-        )
-        await tell_applicant(conn, app_id, target)
-        if target == "ready":
-            await pickup.issue_code(conn, settings, app_id)
-        return await _get(conn, app_id)
+    app = await _lock(tx, app_id)
+    actor.require("card_center", "teacher", school_id=app["school_id"])
+    if approve:
+        target = rules.after_approval(app["delivery"], app["fee_status"] == "due")
+    else:
+        target = "rejected"
+    await _move(tx, app, target, decided_by=actor.user_id, decided_at=_now(), decision_note=note)
+    if approve and app["applicant_kind"] == "guardian" and app["applicant_user_id"]:
+        applicant = Actor(name="applicant", user_id=app["applicant_user_id"])
+        await _link_guardian(tx, applicant, app["school_id"], app["person_id"])
+    await audit.record(
+        tx,
+        actor,
+        "card_application.approve" if approve else "card_application.reject",
+        school_id=app["school_id"],
+        target_type="card_application",
+        target_id=app_id,
+        before={"status": app["status"]},
+        after={"status": target, "note": note},
+    )
+    await tell_applicant(tx, app_id, target)
+    if target == "ready":
+        await pickup.issue_code(tx, settings, app_id)
+    return await _get(tx, app_id)
 
 
 async def do_mark_fee_paid(
-    conn: Conn, settings: Settings | None, app_id: int, *, fee_ref: str, paid_fen: int
+    tx: Tx, settings: Settings | None, app_id: int, *, fee_ref: str, paid_fen: int
 ) -> dict[str, Any]:
     """The card-fee hook: the provider order for this application was paid (the caller has
     booked the money). Moves the application on and issues the pickup code — at once with
     ``settings``, else through the outbox (``pickup.issue_code``, issuing/jobs.py). Caller's
     tx."""
-    app = await _lock(conn, app_id)
+    app = await _lock(tx, app_id)
     if app["fee_status"] == "paid" and app["fee_ref"] == fee_ref:
-        return await _get(conn, app_id)  # the same payment reported twice
+        return await _get(tx, app_id)  # the same payment reported twice
     if app["status"] != "awaiting_payment" or app["fee_status"] != "due":
         raise Conflict("this application does not wait for a fee", code="FEE_NOT_DUE")
     if paid_fen != app["fee"]:
@@ -509,9 +528,9 @@ async def do_mark_fee_paid(
             field="amount",
         )
     target = rules.after_approval(app["delivery"], fee_due=False)
-    await _move(conn, app, target, fee_status="paid", fee_ref=fee_ref)
+    await _move(tx, app, target, fee_status="paid", fee_ref=fee_ref)
     await audit.record(
-        conn,
+        tx,
         Actor(name="system"),
         "card_application.fee_paid",
         school_id=app["school_id"],
@@ -519,99 +538,99 @@ async def do_mark_fee_paid(
         target_id=app_id,
         after={"fee_ref": fee_ref, "fee": paid_fen, "status": target},
     )
-    await tell_applicant(conn, app_id, target)
+    await tell_applicant(tx, app_id, target)
     if target == "ready":
         if settings is not None:
-            await pickup.issue_code(conn, settings, app_id)
+            await pickup.issue_code(tx, settings, app_id)
         else:
             await notifications.enqueue(
-                conn,
+                tx,
                 "pickup.issue_code",
                 {"application_id": app_id},
                 school_id=app["school_id"],
                 dedupe_key=f"pickup.issue_code:{app_id}:{fee_ref}",
             )
-    return await _get(conn, app_id)
+    return await _get(tx, app_id)
 
 
-async def do_issue_pending_code(conn: Conn, settings: Settings, app_id: int) -> bool:
+@owns_transaction
+async def do_issue_pending_code(tx: Tx, settings: Settings, app_id: int) -> bool:
     """Issue the code of a ready application that has none live (after a paid fee)."""
-    async with conn.transaction():
-        app = await _lock(conn, app_id)
-        if app["status"] != "ready" or await conn.fetchval(
-            "SELECT 1 FROM pickup_codes WHERE application_id = $1 "
-            "AND state IN ('ready', 'authorized', 'issued')",
-            app_id,
-        ):
-            return False
-        await pickup.issue_code(conn, settings, app_id)
-        return True
+    app = await _lock(tx, app_id)
+    if app["status"] != "ready" or await tx.fetchval(
+        "SELECT 1 FROM pickup_codes WHERE application_id = $1 "
+        "AND state IN ('ready', 'authorized', 'issued')",
+        app_id,
+    ):
+        return False
+    await pickup.issue_code(tx, settings, app_id)
+    return True
 
 
-async def do_cancel(conn: Conn, actor: Actor, app_id: int) -> dict[str, Any]:
+@owns_transaction
+async def do_cancel(tx: Tx, actor: Actor, app_id: int) -> dict[str, Any]:
     """The applicant (or the card center) withdraws an application not yet issued."""
-    async with conn.transaction():
-        app = await _lock(conn, app_id)
-        own = actor.user_id is not None and actor.user_id == app["applicant_user_id"]
-        if not own:
-            actor.require("card_center", school_id=app["school_id"])
-        if app["fee_status"] == "paid":
-            raise Conflict(
-                "the fee is paid; ask the card center to refund and cancel",
-                code="FEE_PAID",
-                field="application_id",
-            )
-        if await conn.fetchval(
-            "SELECT 1 FROM pickup_codes WHERE application_id = $1 AND state = 'authorized'",
-            app_id,
-        ):
-            raise Conflict("a kiosk is issuing this card right now", code="PICKUP_IN_PROGRESS")
-        await _move(conn, app, "cancelled")
-        await pickup.revoke_codes(conn, app_id)
-        await audit.record(
-            conn,
-            actor,
-            "card_application.cancel",
-            school_id=app["school_id"],
-            target_type="card_application",
-            target_id=app_id,
-            before={"status": app["status"]},
-            after={"status": "cancelled"},
+    app = await _lock(tx, app_id)
+    own = actor.user_id is not None and actor.user_id == app["applicant_user_id"]
+    if not own:
+        actor.require("card_center", school_id=app["school_id"])
+    if app["fee_status"] == "paid":
+        raise Conflict(
+            "the fee is paid; ask the card center to refund and cancel",
+            code="FEE_PAID",
+            field="application_id",
         )
-        await tell_applicant(conn, app_id, "cancelled")
-        return await _get(conn, app_id)
+    if await tx.fetchval(
+        "SELECT 1 FROM pickup_codes WHERE application_id = $1 AND state = 'authorized'",
+        app_id,
+    ):
+        raise Conflict("a kiosk is issuing this card right now", code="PICKUP_IN_PROGRESS")
+    await _move(tx, app, "cancelled")
+    await pickup.revoke_codes(tx, app_id)
+    await audit.record(
+        tx,
+        actor,
+        "card_application.cancel",
+        school_id=app["school_id"],
+        target_type="card_application",
+        target_id=app_id,
+        before={"status": app["status"]},
+        after={"status": "cancelled"},
+    )
+    await tell_applicant(tx, app_id, "cancelled")
+    return await _get(tx, app_id)
 
 
+@owns_transaction
 async def do_reissue_code(
-    conn: Conn, settings: Settings, actor: Actor, app_id: int
+    tx: Tx, settings: Settings, actor: Actor, app_id: int
 ) -> tuple[dict[str, Any], str]:
     """A new pickup code for a ready application (lost SMS, expired code, new kiosk); the old
     one stops working."""
-    async with conn.transaction():
-        app = await _lock(conn, app_id)
-        own = actor.user_id is not None and actor.user_id == app["applicant_user_id"]
-        if not own:
-            actor.require("card_center", school_id=app["school_id"])
-        if app["status"] != "ready":
-            raise Conflict(
-                "only an application waiting for pickup has a code", code="APPLICATION_STATE"
-            )
-        if await conn.fetchval(
-            "SELECT 1 FROM pickup_codes WHERE application_id = $1 AND state = 'authorized'",
-            app_id,
-        ):
-            raise Conflict("a kiosk is issuing this card right now", code="PICKUP_IN_PROGRESS")
-        await pickup.revoke_codes(conn, app_id)
-        code = await pickup.issue_code(conn, settings, app_id)
-        await audit.record(
-            conn,
-            actor,
-            "card_application.reissue_code",
-            school_id=app["school_id"],
-            target_type="card_application",
-            target_id=app_id,
+    app = await _lock(tx, app_id)
+    own = actor.user_id is not None and actor.user_id == app["applicant_user_id"]
+    if not own:
+        actor.require("card_center", school_id=app["school_id"])
+    if app["status"] != "ready":
+        raise Conflict(
+            "only an application waiting for pickup has a code", code="APPLICATION_STATE"
         )
-        return await _get(conn, app_id), code
+    if await tx.fetchval(
+        "SELECT 1 FROM pickup_codes WHERE application_id = $1 AND state = 'authorized'",
+        app_id,
+    ):
+        raise Conflict("a kiosk is issuing this card right now", code="PICKUP_IN_PROGRESS")
+    await pickup.revoke_codes(tx, app_id)
+    code = await pickup.issue_code(tx, settings, app_id)
+    await audit.record(
+        tx,
+        actor,
+        "card_application.reissue_code",
+        school_id=app["school_id"],
+        target_type="card_application",
+        target_id=app_id,
+    )
+    return await _get(tx, app_id), code
 
 
 def _now() -> datetime:

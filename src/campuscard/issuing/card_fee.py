@@ -12,6 +12,7 @@ from typing import Any
 
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import Tx
 from campuscard.issuing import applications
 from campuscard.ledger import postings
 from campuscard.ledger.money import fmt
@@ -31,9 +32,9 @@ async def _fee_refund(conn: Conn, order: provider_orders.Order) -> list[postings
     return [postings.Leg(income, -order["amount"])]
 
 
-async def _fee_paid(conn: Conn, order: provider_orders.Order, tx_id: int) -> None:
+async def _fee_paid(tx: Tx, order: provider_orders.Order, tx_id: int) -> None:
     await applications.do_mark_fee_paid(
-        conn,
+        tx,
         None,
         int(order["meta"]["application_id"]),
         fee_ref=order["out_trade_no"],
@@ -52,6 +53,41 @@ provider_orders.register_purpose(
 )
 
 
+async def _start_fee_order(
+    tx: Tx,
+    *,
+    settings: Settings,
+    actor: Actor,
+    app_id: int,
+) -> dict[str, Any]:
+    app = await tx.fetchrow("SELECT * FROM card_applications WHERE id = $1 FOR UPDATE", app_id)
+    if app is None or app["applicant_user_id"] != actor.user_id:
+        raise NotFound("application not found", field="application_id")
+    if app["status"] != "awaiting_payment" or app["fee_status"] != "due":
+        raise Conflict("this application does not wait for a fee", code="FEE_NOT_DUE")
+    if await tx.fetchval(
+        "SELECT 1 FROM provider_orders WHERE purpose = 'card_fee' AND status = 'pending' "
+        "AND (meta->>'application_id')::bigint = $1",
+        app_id,
+    ):
+        raise Conflict(
+            "a payment for this fee is already open; finish or wait for it to expire",
+            code="FEE_ORDER_OPEN",
+        )
+    order = await provider_orders.create_order(
+        tx,
+        settings,
+        school_id=app["school_id"],
+        purpose="card_fee",
+        amount=app["fee"],
+        person_id=app["person_id"],
+        payer_user_id=actor.user_id,
+        description=f"校园卡工本费 Campus card fee {fmt(app['fee'])}",
+        meta={"application_id": app_id},
+    )
+    return {"order_id": order["id"]}
+
+
 async def do_start_fee_payment(
     pool: PgPool, settings: Settings, actor: Actor, app_id: int, *, client_id: str
 ) -> tuple[int, dict[str, Any]]:
@@ -61,43 +97,13 @@ async def do_start_fee_payment(
     if actor.user_id is None:
         raise Forbidden("sign in first", field="actor")
 
-    async def work(conn: Conn) -> dict[str, Any]:
-        app = await conn.fetchrow(
-            "SELECT * FROM card_applications WHERE id = $1 FOR UPDATE", app_id
-        )
-        if app is None or app["applicant_user_id"] != actor.user_id:
-            raise NotFound("application not found", field="application_id")
-        if app["status"] != "awaiting_payment" or app["fee_status"] != "due":
-            raise Conflict("this application does not wait for a fee", code="FEE_NOT_DUE")
-        if await conn.fetchval(
-            "SELECT 1 FROM provider_orders WHERE purpose = 'card_fee' AND status = 'pending' "
-            "AND (meta->>'application_id')::bigint = $1",
-            app_id,
-        ):
-            raise Conflict(
-                "a payment for this fee is already open; finish or wait for it to expire",
-                code="FEE_ORDER_OPEN",
-            )
-        order = await provider_orders.create_order(
-            conn,
-            settings,
-            school_id=app["school_id"],
-            purpose="card_fee",
-            amount=app["fee"],
-            person_id=app["person_id"],
-            payer_user_id=actor.user_id,
-            description=f"校园卡工本费 Campus card fee {fmt(app['fee'])}",
-            meta={"application_id": app_id},
-        )
-        return {"order_id": order["id"]}
-
     async with pool.acquire() as conn:
         outcome = await idempotency.run_idempotent(
             conn,
             scope=f"card_fee:{actor.user_id}",
             key=client_id,
             payload={"application_id": app_id},
-            work=work,
+            work=lambda tx: _start_fee_order(tx, settings=settings, actor=actor, app_id=app_id),
             success_status=201,
         )
     if outcome.status >= 400:

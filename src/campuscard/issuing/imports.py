@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, owns_transaction
 from campuscard.issuing import import_rules as rules
 from campuscard.platform import audit
 from campuscard.platform.actors import Actor
@@ -120,8 +121,9 @@ async def _check_against_database(conn: Conn, school_id: int) -> list[rules.RowE
     return errors
 
 
+@owns_transaction
 async def do_import_students(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     school_id: int,
     *,
@@ -133,145 +135,144 @@ async def do_import_students(
     filename = (filename or "students.xlsx").strip()[:200] or "students.xlsx"
     payload, digest = rules.open_frame(frame)
     rows, errors = rules.parse_rows(payload)
-    names = await _school_names(conn, school_id)
+    names = await _school_names(tx, school_id)
     errors += rules.check_school(rows, names)
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", IMPORT_LOCK, school_id)
-        await conn.execute(
-            """CREATE TEMP TABLE import_staging (
-                   line int NOT NULL, number text NOT NULL, name text NOT NULL,
-                   class_name text NOT NULL, card_no text
-               ) ON COMMIT DROP"""
+    await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", IMPORT_LOCK, school_id)
+    await tx.execute(
+        """CREATE TEMP TABLE import_staging (
+               line int NOT NULL, number text NOT NULL, name text NOT NULL,
+               class_name text NOT NULL, card_no text
+           ) ON COMMIT DROP"""
+    )
+    await tx.copy_records_to_table(
+        "import_staging",
+        records=[(r.row, r.number, r.name, r.class_name, r.card_no) for r in rows],
+        columns=["line", "number", "name", "class_name", "card_no"],
+    )
+    errors += await _check_against_database(tx, school_id)
+    if errors:
+        raise _bad_rows(errors)
+    await tx.execute("CREATE INDEX ON import_staging(number)")
+    await tx.execute("ANALYZE import_staging")
+    counts = await tx.fetchrow(
+        """SELECT count(*) FILTER (WHERE p.id IS NULL) AS added,
+                  count(*) FILTER (WHERE p.id IS NOT NULL AND (
+                      p.name <> s.name OR c.name IS DISTINCT FROM s.class_name
+                      OR (s.card_no IS NOT NULL
+                          AND sr.ic_card_no IS DISTINCT FROM s.card_no))) AS updated
+             FROM import_staging s
+             LEFT JOIN persons p ON p.school_id = $1 AND p.number = s.number
+             LEFT JOIN classes c ON c.id = p.class_id
+             LEFT JOIN student_records sr ON sr.person_id = p.id""",
+        school_id,
+    )
+    assert counts is not None  # an aggregate always answers one row
+    added, updated = int(counts["added"]), int(counts["updated"])
+    await tx.execute(
+        """INSERT INTO classes(school_id, name)
+           SELECT DISTINCT $1::int, class_name FROM import_staging
+           ON CONFLICT (school_id, name) DO NOTHING""",
+        school_id,
+    )
+    await tx.execute(
+        """INSERT INTO persons(school_id, kind, number, name, class_id)
+           SELECT $1, 'student', s.number, s.name, c.id
+             FROM import_staging s JOIN classes c ON c.school_id = $1 AND c.name = s.class_name
+           ON CONFLICT (school_id, number) DO UPDATE
+              SET name = EXCLUDED.name, class_id = EXCLUDED.class_id, updated_at = now()
+            WHERE persons.name <> EXCLUDED.name
+               OR persons.class_id IS DISTINCT FROM EXCLUDED.class_id""",
+        school_id,
+    )
+    latest = await tx.fetchrow(
+        """SELECT id, version, sha256 FROM student_import_files WHERE school_id = $1
+            ORDER BY version DESC LIMIT 1""",
+        school_id,
+    )
+    replayed = latest is not None and latest["sha256"] == digest
+    if replayed:
+        assert latest is not None
+        file_id, version = int(latest["id"]), int(latest["version"])
+    else:
+        file_id = 0  # set below, once the canonical echo is known
+        version = (int(latest["version"]) if latest else 0) + 1
+    # a blank IC卡号 keeps the number on record; a given one replaces it
+    await tx.execute(
+        """INSERT INTO student_records(person_id, school_id, ic_card_no, imported_by)
+           SELECT p.id, $1, s.card_no, $2
+             FROM import_staging s JOIN persons p ON p.school_id = $1 AND p.number = s.number
+           ON CONFLICT (person_id) DO UPDATE
+              SET ic_card_no = coalesce(EXCLUDED.ic_card_no, student_records.ic_card_no),
+                  imported_by = EXCLUDED.imported_by, updated_at = now()""",
+        school_id,
+        actor.user_id,
+    )
+    # the echo is read back from what is now stored, in the file's row order
+    stored = await tx.fetch(
+        """SELECT s.line, p.number, p.name, c.name AS class_name, sr.ic_card_no
+             FROM import_staging s
+             JOIN persons p ON p.school_id = $1 AND p.number = s.number
+             LEFT JOIN classes c ON c.id = p.class_id
+             LEFT JOIN student_records sr ON sr.person_id = p.id
+            ORDER BY s.line""",
+        school_id,
+    )
+    by_line = {r.row: r for r in rows}
+    canonical = [
+        rules.canonical_line(
+            by_line[s["line"]].province,
+            by_line[s["line"]].school,
+            s["class_name"] or "",
+            s["number"],
+            s["name"],
+            s["ic_card_no"],
         )
-        await conn.copy_records_to_table(
-            "import_staging",
-            records=[(r.row, r.number, r.name, r.class_name, r.card_no) for r in rows],
-            columns=["line", "number", "name", "class_name", "card_no"],
-        )
-        errors += await _check_against_database(conn, school_id)
-        if errors:
-            raise _bad_rows(errors)
-        await conn.execute("CREATE INDEX ON import_staging(number)")
-        await conn.execute("ANALYZE import_staging")
-        counts = await conn.fetchrow(
-            """SELECT count(*) FILTER (WHERE p.id IS NULL) AS added,
-                      count(*) FILTER (WHERE p.id IS NOT NULL AND (
-                          p.name <> s.name OR c.name IS DISTINCT FROM s.class_name
-                          OR (s.card_no IS NOT NULL
-                              AND sr.ic_card_no IS DISTINCT FROM s.card_no))) AS updated
-                 FROM import_staging s
-                 LEFT JOIN persons p ON p.school_id = $1 AND p.number = s.number
-                 LEFT JOIN classes c ON c.id = p.class_id
-                 LEFT JOIN student_records sr ON sr.person_id = p.id""",
+        for s in stored
+    ]
+    canonical_sha = rules.sha256_hex(rules.canonical_text(canonical).encode())
+    if not replayed:
+        file_id = await tx.fetchval(
+            """INSERT INTO student_import_files(school_id, version, filename, sha256,
+                   size_bytes, content, row_count, added, updated, unchanged,
+                   canonical_sha256, imported_by)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id""",
             school_id,
-        )
-        assert counts is not None  # an aggregate always answers one row
-        added, updated = int(counts["added"]), int(counts["updated"])
-        await conn.execute(
-            """INSERT INTO classes(school_id, name)
-               SELECT DISTINCT $1::int, class_name FROM import_staging
-               ON CONFLICT (school_id, name) DO NOTHING""",
-            school_id,
-        )
-        await conn.execute(
-            """INSERT INTO persons(school_id, kind, number, name, class_id)
-               SELECT $1, 'student', s.number, s.name, c.id
-                 FROM import_staging s JOIN classes c ON c.school_id = $1 AND c.name = s.class_name
-               ON CONFLICT (school_id, number) DO UPDATE
-                  SET name = EXCLUDED.name, class_id = EXCLUDED.class_id, updated_at = now()
-                WHERE persons.name <> EXCLUDED.name
-                   OR persons.class_id IS DISTINCT FROM EXCLUDED.class_id""",
-            school_id,
-        )
-        latest = await conn.fetchrow(
-            """SELECT id, version, sha256 FROM student_import_files WHERE school_id = $1
-                ORDER BY version DESC LIMIT 1""",
-            school_id,
-        )
-        replayed = latest is not None and latest["sha256"] == digest
-        if replayed:
-            assert latest is not None
-            file_id, version = int(latest["id"]), int(latest["version"])
-        else:
-            file_id = 0  # set below, once the canonical echo is known
-            version = (int(latest["version"]) if latest else 0) + 1
-        # a blank IC卡号 keeps the number on record; a given one replaces it
-        await conn.execute(
-            """INSERT INTO student_records(person_id, school_id, ic_card_no, imported_by)
-               SELECT p.id, $1, s.card_no, $2
-                 FROM import_staging s JOIN persons p ON p.school_id = $1 AND p.number = s.number
-               ON CONFLICT (person_id) DO UPDATE
-                  SET ic_card_no = coalesce(EXCLUDED.ic_card_no, student_records.ic_card_no),
-                      imported_by = EXCLUDED.imported_by, updated_at = now()""",
-            school_id,
+            version,
+            filename,
+            digest,
+            len(payload),
+            payload,
+            len(rows),
+            added,
+            updated,
+            len(rows) - added - updated,
+            canonical_sha,
             actor.user_id,
         )
-        # the echo is read back from what is now stored, in the file's row order
-        stored = await conn.fetch(
-            """SELECT s.line, p.number, p.name, c.name AS class_name, sr.ic_card_no
-                 FROM import_staging s
-                 JOIN persons p ON p.school_id = $1 AND p.number = s.number
-                 LEFT JOIN classes c ON c.id = p.class_id
-                 LEFT JOIN student_records sr ON sr.person_id = p.id
-                ORDER BY s.line""",
-            school_id,
-        )
-        by_line = {r.row: r for r in rows}
-        canonical = [
-            rules.canonical_line(
-                by_line[s["line"]].province,
-                by_line[s["line"]].school,
-                s["class_name"] or "",
-                s["number"],
-                s["name"],
-                s["ic_card_no"],
-            )
-            for s in stored
-        ]
-        canonical_sha = rules.sha256_hex(rules.canonical_text(canonical).encode())
-        if not replayed:
-            file_id = await conn.fetchval(
-                """INSERT INTO student_import_files(school_id, version, filename, sha256,
-                       size_bytes, content, row_count, added, updated, unchanged,
-                       canonical_sha256, imported_by)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id""",
-                school_id,
-                version,
-                filename,
-                digest,
-                len(payload),
-                payload,
-                len(rows),
-                added,
-                updated,
-                len(rows) - added - updated,
-                canonical_sha,
-                actor.user_id,
-            )
-        await conn.execute(
-            """UPDATE student_records sr SET import_file_id = $2
-                 FROM import_staging s JOIN persons p ON p.school_id = $1 AND p.number = s.number
-                WHERE sr.person_id = p.id""",
-            school_id,
-            file_id,
-        )
-        await audit.record(
-            conn,
-            actor,
-            "students.import",
-            school_id=school_id,
-            target_type="student_import",
-            target_id=file_id,
-            after={
-                "version": version,
-                "filename": filename,
-                "sha256": digest,
-                "rows": len(rows),
-                "added": added,
-                "updated": updated,
-                "replayed": replayed,
-            },
-        )
+    await tx.execute(
+        """UPDATE student_records sr SET import_file_id = $2
+             FROM import_staging s JOIN persons p ON p.school_id = $1 AND p.number = s.number
+            WHERE sr.person_id = p.id""",
+        school_id,
+        file_id,
+    )
+    await audit.record(
+        tx,
+        actor,
+        "students.import",
+        school_id=school_id,
+        target_type="student_import",
+        target_id=file_id,
+        after={
+            "version": version,
+            "filename": filename,
+            "sha256": digest,
+            "rows": len(rows),
+            "added": added,
+            "updated": updated,
+            "replayed": replayed,
+        },
+    )
     return ImportResult(
         import_id=file_id,
         version=version,

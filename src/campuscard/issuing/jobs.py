@@ -7,6 +7,7 @@ from typing import Any
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
+from campuscard.db.tx import transaction
 from campuscard.issuing import applications, card_fee, pickup
 from campuscard.platform.tasks import outbox_handler, periodic
 
@@ -23,7 +24,7 @@ async def issue_code_after_payment(
 
 @periodic("pickup-expiry", seconds=60)
 async def expire_pickup_codes(pool: PgPool, settings: Settings) -> int:
-    async with pool.acquire() as conn, conn.transaction():
-        expired = await pickup.expire_codes(conn)
-        released = await pickup.release_stale_authorizations(conn, settings)
+    async with transaction(pool) as tx:
+        expired = await pickup.expire_codes(tx)
+        released = await pickup.release_stale_authorizations(tx, settings)
     return expired + released

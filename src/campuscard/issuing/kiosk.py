@@ -18,6 +18,7 @@ from typing import Any
 from campuscard.cards import lifecycle
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import transaction
 from campuscard.issuing.pickup import Kiosk
 from campuscard.ledger import postings
 from campuscard.ledger.money import Money, fmt
@@ -110,8 +111,8 @@ async def _check_pin(
         )
     token = pay_rules.pin_token(pay_rules.pin_pepper(settings.master_key.get_secret_value()), pin)
     if not hmac.compare_digest(row["pin_hash"], pay_rules.pin_hash(token, person_id)):
-        async with conn.transaction():
-            await conn.execute(
+        async with transaction(conn) as tx:
+            await tx.execute(
                 "UPDATE pay_settings SET pin_failures = pin_failures + 1, updated_at = now() "
                 "WHERE person_id = $1",
                 person_id,

@@ -18,6 +18,7 @@ import asyncpg
 
 from campuscard.config import Settings
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, owns_transaction, savepoint, transaction
 from campuscard.issuing import binding
 from campuscard.issuing import pickup_code as codes
 from campuscard.platform import audit, notifications
@@ -59,10 +60,10 @@ def _event(school_id: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- issuing a code
 
 
-async def issue_code(conn: Conn, settings: Settings, app_id: int) -> str:
+async def issue_code(tx: Tx, settings: Settings, app_id: int) -> str:
     """Make the pickup code of a ready application, publish it to the school's kiosks and send
     it by SMS. Returns the code (to show once); only hashes stay in the database. Caller's tx."""
-    app = await conn.fetchrow(
+    app = await tx.fetchrow(
         """SELECT a.id, a.school_id, a.person_id, a.applicant_phone, a.created_at, a.day_seq,
                   p.number, p.name, p.phone AS person_phone, s.timezone, s.name AS school_name
              FROM card_applications a JOIN persons p ON p.id = a.person_id
@@ -79,8 +80,8 @@ async def issue_code(conn: Conn, settings: Settings, app_id: int) -> str:
     for _ in range(5):
         code = codes.make_code(app["number"], applied_local, app["day_seq"])
         try:
-            async with conn.transaction():
-                pickup_id: int = await conn.fetchval(
+            async with savepoint(tx):
+                pickup_id: int = await tx.fetchval(
                     """INSERT INTO pickup_codes(school_id, application_id, person_id, code_hash,
                                                 expires_at)
                        VALUES ($1, $2, $3, $4, $5) RETURNING id""",
@@ -96,20 +97,20 @@ async def issue_code(conn: Conn, settings: Settings, app_id: int) -> str:
                 raise
     else:  # 10^8 random digits colliding five times running means something is broken
         raise DomainError("could not make a unique pickup code", code="PICKUP_CODE_COLLISION")
-    kiosks = await conn.fetch(
+    kiosks = await tx.fetch(
         """SELECT id, sn FROM terminals
             WHERE school_id = $1 AND kind = 'kiosk' AND status = 'active'""",
         app["school_id"],
     )
     master = _master(settings)
-    await conn.executemany(
+    await tx.executemany(
         "INSERT INTO pickup_kiosk_hashes(pickup_id, terminal_id, kiosk_hash) VALUES ($1, $2, $3)",
         [
             (pickup_id, k["id"], codes.kiosk_hash(codes.kiosk_key(master, k["sn"]), code))
             for k in kiosks
         ],
     )
-    phones = await _parent_phones(conn, app)
+    phones = await _parent_phones(tx, app)
     text = (
         f"【校园卡】{app['name']}同学的取卡注册码：{codes.display(code)}，"
         f"请于{expires.astimezone(ZoneInfo(app['timezone'])):%m月%d日}前到{app['school_name']}"
@@ -117,14 +118,14 @@ async def issue_code(conn: Conn, settings: Settings, app_id: int) -> str:
     )
     for phone in phones:
         await notifications.enqueue(
-            conn,
+            tx,
             "sms",
             {"phone": phone, "sealed_text": seal(master, SMS_SEAL_PURPOSE, text)},
             school_id=app["school_id"],
             dedupe_key=f"sms:pickup:{pickup_id}:{phone}",
         )
     await notifications.notify(
-        conn,
+        tx,
         school_id=app["school_id"],
         kind="pickup.code_sent",
         title={"zh-CN": "取卡注册码已发送", "en": "Pickup code sent"},
@@ -137,7 +138,7 @@ async def issue_code(conn: Conn, settings: Settings, app_id: int) -> str:
         data={"application_id": app_id, "pickup_id": pickup_id},
         dedupe_key=f"pickup:{pickup_id}:sent",
     )
-    await notifications.publish_event(conn, _event(app["school_id"]))
+    await notifications.publish_event(tx, _event(app["school_id"]))
     return code
 
 
@@ -221,8 +222,8 @@ async def _check_not_locked(conn: Conn, kiosk: Kiosk) -> None:
 async def _count_wrong_code(conn: Conn, settings: Settings, kiosk: Kiosk) -> None:
     """Counted in its own transaction, so the refusal that follows does not undo it."""
     window = timedelta(minutes=settings.pickup_guess_window_minutes)
-    async with conn.transaction():
-        failures = await conn.fetchval(
+    async with transaction(conn) as tx:
+        failures = await tx.fetchval(
             """INSERT INTO kiosk_code_guesses(terminal_id, window_start, failures)
                VALUES ($1, now(), 1)
                ON CONFLICT (terminal_id) DO UPDATE SET
@@ -235,14 +236,14 @@ async def _count_wrong_code(conn: Conn, settings: Settings, kiosk: Kiosk) -> Non
             window,
         )
         if failures >= settings.pickup_guess_limit:
-            await conn.execute(
+            await tx.execute(
                 "UPDATE kiosk_code_guesses SET locked_until = now() + $2::interval "
                 "WHERE terminal_id = $1",
                 kiosk.terminal_id,
                 window,
             )
             await audit.record(
-                conn,
+                tx,
                 kiosk.actor,
                 "kiosk.guess_limit",
                 school_id=kiosk.school_id,
@@ -277,8 +278,8 @@ async def do_authorize(conn: Conn, settings: Settings, kiosk: Kiosk, typed: str)
     if row is None or row["state"] == "revoked":
         await _count_wrong_code(conn, settings, kiosk)
         raise _invalid()
-    async with conn.transaction():
-        won = await conn.fetchrow(
+    async with transaction(conn) as tx:
+        won = await tx.fetchrow(
             """UPDATE pickup_codes SET state = 'authorized', terminal_id = $2,
                       authorized_at = now()
                 WHERE id = $1 AND state = 'ready' AND expires_at > now()
@@ -286,7 +287,7 @@ async def do_authorize(conn: Conn, settings: Settings, kiosk: Kiosk, typed: str)
             row["id"],
             kiosk.terminal_id,
         )
-        current = await conn.fetchrow(
+        current = await tx.fetchrow(
             "SELECT * FROM pickup_codes WHERE id = $1 FOR UPDATE", row["id"]
         )
         assert current is not None
@@ -308,7 +309,7 @@ async def do_authorize(conn: Conn, settings: Settings, kiosk: Kiosk, typed: str)
                 )
         else:
             await audit.record(
-                conn,
+                tx,
                 kiosk.actor,
                 "pickup.authorize",
                 school_id=kiosk.school_id,
@@ -316,8 +317,8 @@ async def do_authorize(conn: Conn, settings: Settings, kiosk: Kiosk, typed: str)
                 target_id=row["id"],
                 after={"terminal_id": kiosk.terminal_id},
             )
-            await notifications.publish_event(conn, _event(kiosk.school_id))
-        student = await conn.fetchrow(
+            await notifications.publish_event(tx, _event(kiosk.school_id))
+        student = await tx.fetchrow(
             """SELECT p.name, p.number, c.name AS class_name, s.name AS school_name
                  FROM persons p JOIN schools s ON s.id = p.school_id
                  LEFT JOIN classes c ON c.id = p.class_id WHERE p.id = $1""",
@@ -356,6 +357,50 @@ async def _lock_authorized(conn: Conn, kiosk: Kiosk, pickup_id: int) -> Any:
     return row
 
 
+async def _complete_pickup(
+    tx: Tx,
+    *,
+    kiosk: Kiosk,
+    pickup_id: int,
+    card_number: str,
+    card_uid: str,
+) -> dict[str, Any]:
+    row = await _lock_authorized(tx, kiosk, pickup_id)
+    card_id = await binding.do_bind_card(
+        tx,
+        kiosk.actor,
+        school_id=kiosk.school_id,
+        person_id=row["person_id"],
+        card_number=card_number,
+        card_uid=card_uid,
+        application_id=row["application_id"],
+        via=f"kiosk {kiosk.sn}",
+    )
+    await tx.execute(
+        """UPDATE pickup_codes SET state = 'issued', issued_at = now(), card_number = $2
+            WHERE id = $1""",
+        pickup_id,
+        card_number,
+    )
+    await tx.execute("DELETE FROM pickup_kiosk_hashes WHERE pickup_id = $1", pickup_id)
+    await audit.record(
+        tx,
+        kiosk.actor,
+        "pickup.issue",
+        school_id=kiosk.school_id,
+        target_type="pickup",
+        target_id=pickup_id,
+        after={"card_number": card_number, "card_id": card_id},
+    )
+    await notifications.publish_event(tx, _event(kiosk.school_id))
+    return {
+        "pickup_id": pickup_id,
+        "state": "issued",
+        "card_id": card_id,
+        "card_number": card_number,
+    }
+
+
 async def do_complete(
     conn: Conn,
     kiosk: Kiosk,
@@ -368,84 +413,50 @@ async def do_complete(
     """The kiosk dispensed a card and read its number: bind it to the student (seed 004 step
     6). A retry with the same ``client_id`` replays the answer."""
 
-    async def work(tx: Conn) -> dict[str, Any]:
-        row = await _lock_authorized(tx, kiosk, pickup_id)
-        card_id = await binding.do_bind_card(
-            tx,
-            kiosk.actor,
-            school_id=kiosk.school_id,
-            person_id=row["person_id"],
-            card_number=card_number,
-            card_uid=card_uid,
-            application_id=row["application_id"],
-            via=f"kiosk {kiosk.sn}",
-        )
-        await tx.execute(
-            """UPDATE pickup_codes SET state = 'issued', issued_at = now(), card_number = $2
-                WHERE id = $1""",
-            pickup_id,
-            card_number,
-        )
-        await tx.execute("DELETE FROM pickup_kiosk_hashes WHERE pickup_id = $1", pickup_id)
-        await audit.record(
-            tx,
-            kiosk.actor,
-            "pickup.issue",
-            school_id=kiosk.school_id,
-            target_type="pickup",
-            target_id=pickup_id,
-            after={"card_number": card_number, "card_id": card_id},
-        )
-        await notifications.publish_event(tx, _event(kiosk.school_id))
-        return {
-            "pickup_id": pickup_id,
-            "state": "issued",
-            "card_id": card_id,
-            "card_number": card_number,
-        }
-
     return await run_idempotent(
         conn,
         scope=f"kiosk-pickup:{kiosk.terminal_id}",
         key=client_id,
         payload={"pickup_id": pickup_id, "card_number": card_number, "card_uid": card_uid},
-        work=work,
+        work=lambda tx: _complete_pickup(
+            tx, kiosk=kiosk, pickup_id=pickup_id, card_number=card_number, card_uid=card_uid
+        ),
     )
 
 
+@owns_transaction
 async def do_report_failure(
-    conn: Conn, kiosk: Kiosk, pickup_id: int, *, reason: str, release: bool
+    tx: Tx, kiosk: Kiosk, pickup_id: int, *, reason: str, release: bool
 ) -> dict[str, Any]:
     """The dispenser failed after authorization: keep it for a retry on this kiosk, or release
     it so the code works again on any kiosk."""
-    async with conn.transaction():
-        row = await _lock_authorized(conn, kiosk, pickup_id)
-        if release:
-            await conn.execute(
-                """UPDATE pickup_codes SET state = 'ready', terminal_id = NULL,
-                          authorized_at = NULL, dispense_failures = dispense_failures + 1,
-                          last_failure = $2 WHERE id = $1""",
-                pickup_id,
-                reason,
-            )
-        else:
-            await conn.execute(
-                """UPDATE pickup_codes SET dispense_failures = dispense_failures + 1,
-                          last_failure = $2 WHERE id = $1""",
-                pickup_id,
-                reason,
-            )
-        await audit.record(
-            conn,
-            kiosk.actor,
-            "pickup.release" if release else "pickup.dispense_failed",
-            school_id=kiosk.school_id,
-            target_type="pickup",
-            target_id=pickup_id,
-            before={"dispense_failures": row["dispense_failures"]},
-            after={"reason": reason, "released": release},
+    row = await _lock_authorized(tx, kiosk, pickup_id)
+    if release:
+        await tx.execute(
+            """UPDATE pickup_codes SET state = 'ready', terminal_id = NULL,
+                      authorized_at = NULL, dispense_failures = dispense_failures + 1,
+                      last_failure = $2 WHERE id = $1""",
+            pickup_id,
+            reason,
         )
-        await notifications.publish_event(conn, _event(kiosk.school_id))
+    else:
+        await tx.execute(
+            """UPDATE pickup_codes SET dispense_failures = dispense_failures + 1,
+                      last_failure = $2 WHERE id = $1""",
+            pickup_id,
+            reason,
+        )
+    await audit.record(
+        tx,
+        kiosk.actor,
+        "pickup.release" if release else "pickup.dispense_failed",
+        school_id=kiosk.school_id,
+        target_type="pickup",
+        target_id=pickup_id,
+        before={"dispense_failures": row["dispense_failures"]},
+        after={"reason": reason, "released": release},
+    )
+    await notifications.publish_event(tx, _event(kiosk.school_id))
     return {
         "pickup_id": pickup_id,
         "state": "ready" if release else "authorized",

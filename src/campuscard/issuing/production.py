@@ -9,6 +9,7 @@ import io
 from typing import Any
 
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, owns_transaction
 from campuscard.issuing import application_rules as rules
 from campuscard.issuing import binding
 from campuscard.issuing.applications import tell_applicant
@@ -91,51 +92,52 @@ async def export_print_data(
     raise ValidationFailed("format must be csv or xlsx", field="format")
 
 
+@owns_transaction
 async def do_mark_produced(
-    conn: Conn, actor: Actor, school_id: int, application_ids: list[int]
+    tx: Tx, actor: Actor, school_id: int, application_ids: list[int]
 ) -> list[int]:
     """Mark printed cards produced; all listed applications or none."""
     actor.require("card_center", school_id=school_id)
     if not application_ids:
         raise ValidationFailed("list at least one application", field="application_ids")
-    async with conn.transaction():
-        rows = await conn.fetch(
-            """SELECT id, status, delivery FROM card_applications
-                WHERE id = ANY($1::bigint[]) AND school_id = $2 ORDER BY id FOR UPDATE""",
-            application_ids,
-            school_id,
-        )
-        found = {r["id"]: r for r in rows}
-        for app_id in application_ids:
-            row = found.get(app_id)
-            if row is None:
-                raise NotFound(f"application {app_id} not found", field="application_ids")
-            if row["delivery"] != "counter":
-                raise Conflict(
-                    f"application {app_id} is a self-service pickup", field="application_ids"
-                )
-            rules.check_transition(row["status"], "produced")
-        await conn.execute(
-            """UPDATE card_applications SET status = 'produced', produced_at = now(),
-                      updated_at = now() WHERE id = ANY($1::bigint[])""",
-            application_ids,
-        )
-        for app_id in application_ids:
-            await tell_applicant(conn, app_id, "produced")
-        await audit.record(
-            conn,
-            actor,
-            "card_production.produced",
-            school_id=school_id,
-            target_type="card_application",
-            target_id=",".join(map(str, application_ids)),
-            after={"count": len(application_ids)},
-        )
+    rows = await tx.fetch(
+        """SELECT id, status, delivery FROM card_applications
+            WHERE id = ANY($1::bigint[]) AND school_id = $2 ORDER BY id FOR UPDATE""",
+        application_ids,
+        school_id,
+    )
+    found = {r["id"]: r for r in rows}
+    for app_id in application_ids:
+        row = found.get(app_id)
+        if row is None:
+            raise NotFound(f"application {app_id} not found", field="application_ids")
+        if row["delivery"] != "counter":
+            raise Conflict(
+                f"application {app_id} is a self-service pickup", field="application_ids"
+            )
+        rules.check_transition(row["status"], "produced")
+    await tx.execute(
+        """UPDATE card_applications SET status = 'produced', produced_at = now(),
+                  updated_at = now() WHERE id = ANY($1::bigint[])""",
+        application_ids,
+    )
+    for app_id in application_ids:
+        await tell_applicant(tx, app_id, "produced")
+    await audit.record(
+        tx,
+        actor,
+        "card_production.produced",
+        school_id=school_id,
+        target_type="card_application",
+        target_id=",".join(map(str, application_ids)),
+        after={"count": len(application_ids)},
+    )
     return sorted(application_ids)
 
 
+@owns_transaction
 async def do_hand_out(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     app_id: int,
     *,
@@ -144,28 +146,23 @@ async def do_hand_out(
 ) -> dict[str, Any]:
     """The student collects the produced card at the counter: bind it and close the
     application."""
-    async with conn.transaction():
-        app = await conn.fetchrow(
-            "SELECT * FROM card_applications WHERE id = $1 FOR UPDATE", app_id
-        )
-        if app is None:
-            raise NotFound("application not found", field="application_id")
-        actor.require("card_center", school_id=app["school_id"])
-        rules.check_transition(app["status"], "issued")
-        if app["delivery"] != "counter":
-            raise Conflict(
-                "self-service applications are issued by a kiosk", field="application_id"
-            )
-        card_id = await binding.do_bind_card(
-            conn,
-            actor,
-            school_id=app["school_id"],
-            person_id=app["person_id"],
-            card_number=card_number,
-            card_uid=card_uid,
-            application_id=app_id,
-            via=f"card center ({actor.name})",
-        )
+    app = await tx.fetchrow("SELECT * FROM card_applications WHERE id = $1 FOR UPDATE", app_id)
+    if app is None:
+        raise NotFound("application not found", field="application_id")
+    actor.require("card_center", school_id=app["school_id"])
+    rules.check_transition(app["status"], "issued")
+    if app["delivery"] != "counter":
+        raise Conflict("self-service applications are issued by a kiosk", field="application_id")
+    card_id = await binding.do_bind_card(
+        tx,
+        actor,
+        school_id=app["school_id"],
+        person_id=app["person_id"],
+        card_number=card_number,
+        card_uid=card_uid,
+        application_id=app_id,
+        via=f"card center ({actor.name})",
+    )
     return {
         "application_id": app_id,
         "status": "issued",

@@ -5,12 +5,67 @@ from __future__ import annotations
 
 from typing import Any
 
-from campuscard.db.pool import Conn, PgPool
+from campuscard.db.pool import PgPool
+from campuscard.db.tx import Tx
 from campuscard.ledger import postings
 from campuscard.ledger.money import Money, fmt
 from campuscard.platform import audit, idempotency
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import NotFound, ValidationFailed
+
+
+async def _book_adjustment(
+    tx: Tx,
+    *,
+    actor: Actor,
+    school_id: int,
+    client_id: str,
+    from_account: int,
+    to_account: int,
+    amount: Money,
+    memo: str,
+    payload: dict[str, Any],
+) -> dict[str, Any]:
+    rows = await tx.fetch(
+        "SELECT id FROM accounts WHERE id = ANY($1::bigint[]) AND school_id = $2",
+        [from_account, to_account],
+        school_id,
+    )
+    found = {r["id"] for r in rows}
+    for field, account in (("from_account", from_account), ("to_account", to_account)):
+        if account not in found:
+            raise NotFound(f"account {account} not found in this school", field=field)
+    tx_id = await postings.post(
+        tx,
+        school_id=school_id,
+        kind="adjustment",
+        legs=postings.legs_move(from_account, to_account, amount.fen),
+        ref=f"adjustment:{client_id}",
+        memo=memo,
+        actor=actor.name,
+    )
+    balances = {
+        r["id"]: r["balance"]
+        for r in await tx.fetch(
+            "SELECT id, balance FROM accounts WHERE id = ANY($1::bigint[])",
+            [from_account, to_account],
+        )
+    }
+    await audit.record(
+        tx,
+        actor,
+        "ledger.adjustment",
+        school_id=school_id,
+        target_type="journal_tx",
+        target_id=tx_id,
+        after={**payload, "amount": fmt(amount.fen)},
+    )
+    return {
+        "tx_id": tx_id,
+        "amount": fmt(amount.fen),
+        "from_balance": fmt(balances[from_account]),
+        "to_balance": fmt(balances[to_account]),
+    }
 
 
 async def do_adjustment(
@@ -36,49 +91,21 @@ async def do_adjustment(
         "memo": memo,
     }
 
-    async def work(conn: Conn) -> dict[str, Any]:
-        rows = await conn.fetch(
-            "SELECT id FROM accounts WHERE id = ANY($1::bigint[]) AND school_id = $2",
-            [from_account, to_account],
-            school_id,
-        )
-        found = {r["id"] for r in rows}
-        for field, account in (("from_account", from_account), ("to_account", to_account)):
-            if account not in found:
-                raise NotFound(f"account {account} not found in this school", field=field)
-        tx_id = await postings.post(
-            conn,
-            school_id=school_id,
-            kind="adjustment",
-            legs=postings.legs_move(from_account, to_account, amount.fen),
-            ref=f"adjustment:{client_id}",
-            memo=memo,
-            actor=actor.name,
-        )
-        balances = {
-            r["id"]: r["balance"]
-            for r in await conn.fetch(
-                "SELECT id, balance FROM accounts WHERE id = ANY($1::bigint[])",
-                [from_account, to_account],
-            )
-        }
-        await audit.record(
-            conn,
-            actor,
-            "ledger.adjustment",
-            school_id=school_id,
-            target_type="journal_tx",
-            target_id=tx_id,
-            after={**payload, "amount": fmt(amount.fen)},
-        )
-        return {
-            "tx_id": tx_id,
-            "amount": fmt(amount.fen),
-            "from_balance": fmt(balances[from_account]),
-            "to_balance": fmt(balances[to_account]),
-        }
-
     async with pool.acquire() as conn:
         return await idempotency.run_idempotent(
-            conn, scope=f"user:{actor.user_id}", key=client_id, payload=payload, work=work
+            conn,
+            scope=f"user:{actor.user_id}",
+            key=client_id,
+            payload=payload,
+            work=lambda tx: _book_adjustment(
+                tx,
+                actor=actor,
+                school_id=school_id,
+                client_id=client_id,
+                from_account=from_account,
+                to_account=to_account,
+                amount=amount,
+                memo=memo,
+                payload=payload,
+            ),
         )

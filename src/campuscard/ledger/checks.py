@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from campuscard.db.pool import Conn
+from campuscard.db.tx import transaction
 
 
 @dataclass
@@ -67,8 +68,8 @@ _CHECKS: list[tuple[str, str]] = [
 async def check_ledger(conn: Conn) -> LedgerReport:
     report = LedgerReport()
     # one snapshot for every check, so concurrent bookings cannot produce false alarms
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        counts = await conn.fetchrow(
+    async with transaction(conn, isolation="repeatable_read", readonly=True) as tx:
+        counts = await tx.fetchrow(
             """SELECT (SELECT count(*) FROM accounts) AS accounts,
                       (SELECT count(*) FROM journal_tx) AS transactions,
                       (SELECT count(*) FROM postings) AS postings,
@@ -80,6 +81,6 @@ async def check_ledger(conn: Conn) -> LedgerReport:
         report.postings = counts["postings"]
         report.total_balance = int(counts["total"])
         for label, sql in _CHECKS:
-            for row in await conn.fetch(sql):
+            for row in await tx.fetch(sql):
                 report.violations.append(f"{label}: {row[0]}")
     return report

@@ -19,6 +19,7 @@ import asyncpg
 
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import transaction
 from campuscard.ledger.money import Money, fmt
 from campuscard.moneyflows import bank_link
 from campuscard.platform import audit
@@ -58,12 +59,12 @@ async def do_set_auto_topup(
         raise ValidationFailed(
             f"target is at most {fmt(bank_link.MAX_LOAD_FEN)} above threshold", field="target"
         )
-    async with pool.acquire() as conn, conn.transaction():
-        person = await bank_link.check_holder(conn, actor, person_id)
-        if enabled and await bank_link.bound_card(conn, person_id) is None:
+    async with transaction(pool) as tx:
+        person = await bank_link.check_holder(tx, actor, person_id)
+        if enabled and await bank_link.bound_card(tx, person_id) is None:
             raise Conflict("bind a bank card first", code="NO_BANK_CARD", field="enabled")
-        before = await conn.fetchrow("SELECT * FROM auto_topups WHERE person_id = $1", person_id)
-        row = await conn.fetchrow(
+        before = await tx.fetchrow("SELECT * FROM auto_topups WHERE person_id = $1", person_id)
+        row = await tx.fetchrow(
             """INSERT INTO auto_topups(person_id, school_id, threshold, target, enabled)
                VALUES ($1, $2, $3, $4, $5)
                ON CONFLICT (person_id) DO UPDATE SET threshold = $3, target = $4, enabled = $5,
@@ -76,7 +77,7 @@ async def do_set_auto_topup(
             enabled,
         )
         await audit.record(
-            conn,
+            tx,
             actor,
             "auto_topup.set",
             school_id=person["school_id"],
@@ -107,9 +108,9 @@ async def _fire(conn: Conn, row: Any) -> int | None:
         return None
     amount = row["target"] - row["balance"]
     try:
-        async with conn.transaction():
+        async with transaction(conn) as tx:
             t = await bank_link.create_transfer(
-                conn,
+                tx,
                 school_id=row["school_id"],
                 person_id=row["person_id"],
                 card=card,
@@ -160,8 +161,8 @@ async def run_auto_topups(
             limit,
         )
         for row in rows:
-            async with conn.transaction():
-                locked = await conn.fetchrow(
+            async with transaction(conn) as tx:
+                locked = await tx.fetchrow(
                     """SELECT t.person_id, t.school_id, t.threshold, t.target, a.balance
                          FROM auto_topups t JOIN accounts a ON a.person_id = t.person_id
                           AND a.kind = 'purse' AND a.purse = 'cash'
@@ -172,7 +173,7 @@ async def run_auto_topups(
                 )
                 if locked is None:
                     continue
-                transfer_id = await _fire(conn, locked)
+                transfer_id = await _fire(tx, locked)
             if transfer_id is not None:
                 fired.append(transfer_id)
     for transfer_id in fired:

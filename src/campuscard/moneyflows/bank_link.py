@@ -27,6 +27,7 @@ from campuscard.adapters.bank import iso
 from campuscard.adapters.bank.client import BankAnswer, BankClient, BankTimeout
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import postings
 from campuscard.ledger.money import Money, fmt
 from campuscard.platform import audit, idempotency, notifications
@@ -158,9 +159,9 @@ async def do_bind_card(
             field="holder_name" if answer.code == "05" else "pan",
             status=422,
         )
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as tx:
         try:
-            row = await conn.fetchrow(
+            row = await tx.fetchrow(
                 """INSERT INTO bank_cards(school_id, person_id, bank_name, masked_pan,
                                           holder_name, bank_token)
                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
@@ -177,7 +178,7 @@ async def do_bind_card(
             ) from err
         assert row is not None
         await audit.record(
-            conn,
+            tx,
             actor,
             "bank_card.bind",
             school_id=person["school_id"],
@@ -189,30 +190,30 @@ async def do_bind_card(
 
 
 async def do_unbind_card(pool: PgPool, actor: Actor, *, person_id: int) -> dict[str, Any]:
-    async with pool.acquire() as conn, conn.transaction():
-        person = await check_holder(conn, actor, person_id)
-        row = await conn.fetchrow(
+    async with transaction(pool) as tx:
+        person = await check_holder(tx, actor, person_id)
+        row = await tx.fetchrow(
             "SELECT * FROM bank_cards WHERE person_id = $1 AND status = 'active' FOR UPDATE",
             person_id,
         )
         if row is None:
             raise NotFound("no bank card is bound", field="person_id")
-        busy = await conn.fetchval(
+        busy = await tx.fetchval(
             "SELECT true FROM bank_transfers WHERE bank_card_id = $1 AND status = ANY($2)",
             row["id"],
             list(OPEN_STATES),
         )
         if busy:
             raise Conflict("a transfer with this card is still open", field="person_id")
-        await conn.execute(
+        await tx.execute(
             "UPDATE bank_cards SET status = 'unbound', unbound_at = now() WHERE id = $1", row["id"]
         )
-        await conn.execute(
+        await tx.execute(
             "UPDATE auto_topups SET enabled = false, updated_at = now() WHERE person_id = $1",
             person_id,
         )
         await audit.record(
-            conn,
+            tx,
             actor,
             "bank_card.unbind",
             school_id=person["school_id"],
@@ -327,15 +328,13 @@ async def settle_answer(
         await _finish_failed(pool, transfer_id, answer.code, "failed")
         return await _get(pool, transfer_id)
     must_reverse = False
-    async with pool.acquire() as conn, conn.transaction():
-        t = await conn.fetchrow(
-            "SELECT * FROM bank_transfers WHERE id = $1 FOR UPDATE", transfer_id
-        )
+    async with transaction(pool) as tx:
+        t = await tx.fetchrow("SELECT * FROM bank_transfers WHERE id = $1 FOR UPDATE", transfer_id)
         assert t is not None
         if t["status"] not in ("pending", "unknown"):
             return dict(t)
         if t["direction"] == "payout":
-            await conn.execute(
+            await tx.execute(
                 """UPDATE bank_transfers SET status = 'posted', response_code = $2, auth_code = $3,
                           tx_id = hold_tx_id, updated_at = now(), resolved_at = now()
                     WHERE id = $1""",
@@ -343,15 +342,15 @@ async def settle_answer(
                 answer.code,
                 answer.auth_code,
             )
-            await _after_posted(conn, dict(t))
+            await _after_posted(tx, dict(t))
         else:
-            purses = await postings.open_purses(conn, t["school_id"], t["person_id"])
-            balance = await conn.fetchval(
+            purses = await postings.open_purses(tx, t["school_id"], t["person_id"])
+            balance = await tx.fetchval(
                 "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE", purses["cash"]
             )
             if t["target"] is not None and balance + t["amount"] > t["target"]:
                 # money came in meanwhile: booking would overshoot the target; undo it
-                await conn.execute(
+                await tx.execute(
                     """UPDATE bank_transfers SET status = 'reversing', response_code = $2,
                               note = 'would exceed the target balance', updated_at = now()
                         WHERE id = $1""",
@@ -360,9 +359,9 @@ async def settle_answer(
                 )
                 must_reverse = True
             else:
-                clearing = await postings.system_account(conn, t["school_id"], "bank_clearing")
+                clearing = await postings.system_account(tx, t["school_id"], "bank_clearing")
                 tx_id = await postings.post(
-                    conn,
+                    tx,
                     school_id=t["school_id"],
                     kind="bank_load",
                     legs=postings.legs_move(clearing, purses["cash"], t["amount"]),
@@ -370,7 +369,7 @@ async def settle_answer(
                     memo="圈存 bank card -> campus card",
                     meta={"rrn": t["rrn"], "auth_code": answer.auth_code, "origin": t["origin"]},
                 )
-                await conn.execute(
+                await tx.execute(
                     """UPDATE bank_transfers SET status = 'posted', response_code = $2,
                               auth_code = $3, tx_id = $4, updated_at = now(), resolved_at = now()
                         WHERE id = $1""",
@@ -379,7 +378,7 @@ async def settle_answer(
                     answer.auth_code,
                     tx_id,
                 )
-                await _after_posted(conn, dict(t) | {"balance": balance + t["amount"]})
+                await _after_posted(tx, dict(t) | {"balance": balance + t["amount"]})
     if must_reverse:
         return await reverse_transfer(pool, settings, transfer_id)
     return await _get(pool, transfer_id)
@@ -418,30 +417,28 @@ async def reverse_transfer(pool: PgPool, settings: Settings, transfer_id: int) -
 
 async def _finish_failed(pool: PgPool, transfer_id: int, code: str, status: str) -> None:
     """Declined or reversed: nothing moved at the bank; a held payout goes back."""
-    async with pool.acquire() as conn, conn.transaction():
-        t = await conn.fetchrow(
-            "SELECT * FROM bank_transfers WHERE id = $1 FOR UPDATE", transfer_id
-        )
+    async with transaction(pool) as tx:
+        t = await tx.fetchrow("SELECT * FROM bank_transfers WHERE id = $1 FOR UPDATE", transfer_id)
         assert t is not None
         if t["status"] not in OPEN_STATES:
             return
         release = None
         if t["direction"] == "payout" and t["hold_tx_id"] is not None:
-            clearing = await postings.system_account(conn, t["school_id"], "bank_clearing")
+            clearing = await postings.system_account(tx, t["school_id"], "bank_clearing")
             if t["origin"] == "card_cancel":
                 # the account is closed: the money waits in suspense for the counter
-                back_to = await postings.system_account(conn, t["school_id"], "suspense")
+                back_to = await postings.system_account(tx, t["school_id"], "suspense")
             else:
-                back_to = (await postings.open_purses(conn, t["school_id"], t["person_id"]))["cash"]
+                back_to = (await postings.open_purses(tx, t["school_id"], t["person_id"]))["cash"]
             release = await postings.post(
-                conn,
+                tx,
                 school_id=t["school_id"],
                 kind="bank_payout_release",
                 legs=postings.legs_move(clearing, back_to, t["amount"]),
                 ref=f"bank_transfer:{t['id']}:release",
                 memo=f"payout {status}",
             )
-        await conn.execute(
+        await tx.execute(
             """UPDATE bank_transfers SET status = $2, response_code = coalesce(nullif($3, ''),
                       response_code), release_tx_id = $4, updated_at = now(), resolved_at = now()
                 WHERE id = $1""",
@@ -450,7 +447,7 @@ async def _finish_failed(pool: PgPool, transfer_id: int, code: str, status: str)
             code,
             release,
         )
-        await _after_failed(conn, dict(t) | {"status": status, "response_code": code})
+        await _after_failed(tx, dict(t) | {"status": status, "response_code": code})
 
 
 async def _after_posted(conn: Conn, t: dict[str, Any]) -> None:
@@ -582,6 +579,34 @@ async def resolve_open_transfers(
     return settled
 
 
+async def _start_load(
+    tx: Tx,
+    *,
+    settings: Settings,
+    actor: Actor,
+    person_id: int,
+    amount: Money,
+) -> dict[str, Any]:
+    person = await check_holder(tx, actor, person_id)
+    if person["account_status"] in ("closed", "none"):
+        raise Conflict("this account cannot receive money", code="ACCOUNT_NOT_ACTIVE")
+    check_bank_open(settings)
+    card = await bound_card(tx, person_id)
+    if card is None:
+        raise Conflict("bind a bank card first", code="NO_BANK_CARD", field="person_id")
+    t = await create_transfer(
+        tx,
+        school_id=person["school_id"],
+        person_id=person_id,
+        card=card,
+        direction="load",
+        origin="holder",
+        amount=amount.fen,
+        requested_by=actor.user_id,
+    )
+    return {"transfer_id": t["id"]}
+
+
 async def do_load(
     pool: PgPool,
     settings: Settings,
@@ -596,33 +621,15 @@ async def do_load(
     if amount.fen > MAX_LOAD_FEN:
         raise ValidationFailed(f"one transfer is at most {fmt(MAX_LOAD_FEN)}", field="amount")
 
-    async def work(conn: Conn) -> dict[str, Any]:
-        person = await check_holder(conn, actor, person_id)
-        if person["account_status"] in ("closed", "none"):
-            raise Conflict("this account cannot receive money", code="ACCOUNT_NOT_ACTIVE")
-        check_bank_open(settings)
-        card = await bound_card(conn, person_id)
-        if card is None:
-            raise Conflict("bind a bank card first", code="NO_BANK_CARD", field="person_id")
-        t = await create_transfer(
-            conn,
-            school_id=person["school_id"],
-            person_id=person_id,
-            card=card,
-            direction="load",
-            origin="holder",
-            amount=amount.fen,
-            requested_by=actor.user_id,
-        )
-        return {"transfer_id": t["id"]}
-
     async with pool.acquire() as conn:
         outcome = await idempotency.run_idempotent(
             conn,
             scope=f"bank_load:{actor.user_id}",
             key=client_id,
             payload={"person_id": person_id, "amount": amount.fen},
-            work=work,
+            work=lambda tx: _start_load(
+                tx, settings=settings, actor=actor, person_id=person_id, amount=amount
+            ),
             success_status=201,
         )
     if outcome.status >= 400:
@@ -650,19 +657,17 @@ async def do_requested_payout(pool: PgPool, settings: Settings, payload: dict[st
     amount, hold = int(payload["amount_fen"]), payload.get("tx_id")
     if amount <= 0 or hold is None:
         return
-    async with pool.acquire() as conn, conn.transaction():
-        existing = await conn.fetchval(
+    async with transaction(pool) as tx:
+        existing = await tx.fetchval(
             "SELECT id FROM bank_transfers WHERE hold_tx_id = $1", int(hold)
         )
         if existing is None:
-            card = (
-                await bound_card(conn, person_id) if payload["route"] == "bank_clearing" else None
-            )
+            card = await bound_card(tx, person_id) if payload["route"] == "bank_clearing" else None
             if card is None:
-                await _to_suspense(conn, school_id, person_id, payload, amount)
+                await _to_suspense(tx, school_id, person_id, payload, amount)
                 return
-            rrn, stan = await next_trace(conn)
-            existing = await conn.fetchval(
+            rrn, stan = await next_trace(tx)
+            existing = await tx.fetchval(
                 """INSERT INTO bank_transfers(school_id, direction, origin, person_id,
                                               bank_card_id, amount, rrn, stan, hold_tx_id)
                    VALUES ($1, 'payout', 'card_cancel', $2, $3, $4, $5, $6, $7) RETURNING id""",

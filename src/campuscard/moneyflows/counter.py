@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any, Literal
 
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import postings
 from campuscard.ledger.money import Money, fmt
 from campuscard.platform import audit, idempotency, notifications
@@ -167,6 +168,129 @@ def _require_operator(actor: Actor, school_id: int) -> None:
         raise ValidationFailed("counter operations need a signed-in operator", field="actor")
 
 
+async def _book_counter_op(
+    tx: Tx,
+    *,
+    actor: Actor,
+    school_id: int,
+    kind: CounterKind,
+    client_id: str,
+    person_number: str,
+    amount: Money | None,
+    purse: Literal["cash", "subsidy"],
+    identity: Identity | None,
+    memo: str,
+) -> dict[str, Any]:
+    person = await person_by_number(tx, school_id, person_number)
+    if person["account_status"] == "closed":
+        raise Conflict("this account is closed", code="ACCOUNT_CLOSED", field="person_number")
+    purses = await postings.open_purses(tx, school_id, person["id"])
+    session: dict[str, Any] | None = None
+    fen = amount.fen if amount else 0
+    cash_effect = 0
+    id_json: dict[str, Any] | None = None
+    if kind == "deposit":
+        session = await open_session_for(tx, actor, school_id)
+        source = await postings.system_account(tx, school_id, "cash_desk")
+        legs = postings.legs_move(source, purses["cash"], fen)
+        cash_effect = fen
+    elif kind == "withdrawal":
+        session = await open_session_for(tx, actor, school_id)
+        await check_identity(tx, person, identity)
+        await check_drawer_cash(tx, session, fen)
+        id_json = identity.as_json() if identity else None
+        target = await postings.system_account(tx, school_id, "cash_desk")
+        legs = postings.legs_move(purses["cash"], target, fen)
+        cash_effect = -fen
+    elif kind == "subsidy_grant":
+        fund = await postings.system_account(tx, school_id, "subsidy_fund")
+        legs = postings.legs_move(fund, purses["subsidy"], fen)
+    elif kind == "subsidy_deduct":
+        fund = await postings.system_account(tx, school_id, "subsidy_fund")
+        legs = postings.legs_move(purses["subsidy"], fund, fen)
+    else:  # zeroing: the whole purse; cash is paid out, a subsidy goes back to the fund
+        fen = await tx.fetchval(
+            "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE", purses[purse]
+        )
+        if fen <= 0:
+            raise Conflict("the purse is already empty", code="NOTHING_TO_ZERO", field="purse")
+        if purse == "cash":
+            session = await open_session_for(tx, actor, school_id)
+            await check_identity(tx, person, identity)
+            await check_drawer_cash(tx, session, fen)
+            id_json = identity.as_json() if identity else None
+            target = await postings.system_account(tx, school_id, "cash_desk")
+            cash_effect = -fen
+        else:
+            target = await postings.system_account(tx, school_id, "subsidy_fund")
+        legs = postings.legs_move(purses[purse], target, fen)
+    tx_id = await postings.post(
+        tx,
+        school_id=school_id,
+        kind=f"counter_{kind}",
+        legs=legs,
+        ref=f"counter:{actor.user_id}:{client_id}",
+        memo=memo,
+        actor=actor.name,
+        meta={"operator_id": actor.user_id, "purse": purse},
+    )
+    op_id = await record_op(
+        tx,
+        actor,
+        school_id=school_id,
+        kind=kind,
+        person_id=person["id"],
+        amount=fen,
+        cash_effect=cash_effect,
+        tx_id=tx_id,
+        client_id=client_id,
+        session_id=session["id"] if session else None,
+        identity=id_json,
+        memo=memo,
+    )
+    balances = await postings.purse_balances(tx, person["id"])
+    await audit.record(
+        tx,
+        actor,
+        f"counter.{kind}",
+        school_id=school_id,
+        target_type="person",
+        target_id=person["id"],
+        after={
+            "op_id": op_id,
+            "amount": fmt(fen),
+            "purse": purse if kind == "zeroing" else None,
+            "identity": id_json,
+            "memo": memo,
+            "tx_id": tx_id,
+        },
+    )
+    await notifications.notify(
+        tx,
+        school_id=school_id,
+        person_id=person["id"],
+        kind=f"counter_{kind}",
+        title={"zh-CN": _TITLES_ZH[kind], "en": _TITLES_EN[kind]},
+        body={
+            "zh-CN": f"{_TITLES_ZH[kind]} {fmt(fen)} 元，余额 "
+            f"{postings.balances_view(balances)['total']} 元",
+            "en": f"{_TITLES_EN[kind]} {fmt(fen)} yuan, balance "
+            f"{postings.balances_view(balances)['total']} yuan",
+        },
+        dedupe_key=f"counter_op:{op_id}",
+    )
+    return {
+        "op_id": op_id,
+        "kind": kind,
+        "tx_id": tx_id,
+        "person_id": person["id"],
+        "person_number": person["number"],
+        "amount": fmt(fen),
+        "cash_effect": fmt(cash_effect),
+        "balances": postings.balances_view(balances),
+    }
+
+
 async def do_counter_op(
     pool: PgPool,
     actor: Actor,
@@ -198,123 +322,24 @@ async def do_counter_op(
         "memo": memo,
     }
 
-    async def work(conn: Conn) -> dict[str, Any]:
-        person = await person_by_number(conn, school_id, person_number)
-        if person["account_status"] == "closed":
-            raise Conflict("this account is closed", code="ACCOUNT_CLOSED", field="person_number")
-        purses = await postings.open_purses(conn, school_id, person["id"])
-        session: dict[str, Any] | None = None
-        fen = amount.fen if amount else 0
-        cash_effect = 0
-        id_json: dict[str, Any] | None = None
-        if kind == "deposit":
-            session = await open_session_for(conn, actor, school_id)
-            source = await postings.system_account(conn, school_id, "cash_desk")
-            legs = postings.legs_move(source, purses["cash"], fen)
-            cash_effect = fen
-        elif kind == "withdrawal":
-            session = await open_session_for(conn, actor, school_id)
-            await check_identity(conn, person, identity)
-            await check_drawer_cash(conn, session, fen)
-            id_json = identity.as_json() if identity else None
-            target = await postings.system_account(conn, school_id, "cash_desk")
-            legs = postings.legs_move(purses["cash"], target, fen)
-            cash_effect = -fen
-        elif kind == "subsidy_grant":
-            fund = await postings.system_account(conn, school_id, "subsidy_fund")
-            legs = postings.legs_move(fund, purses["subsidy"], fen)
-        elif kind == "subsidy_deduct":
-            fund = await postings.system_account(conn, school_id, "subsidy_fund")
-            legs = postings.legs_move(purses["subsidy"], fund, fen)
-        else:  # zeroing: the whole purse; cash is paid out, a subsidy goes back to the fund
-            fen = await conn.fetchval(
-                "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE", purses[purse]
-            )
-            if fen <= 0:
-                raise Conflict("the purse is already empty", code="NOTHING_TO_ZERO", field="purse")
-            if purse == "cash":
-                session = await open_session_for(conn, actor, school_id)
-                await check_identity(conn, person, identity)
-                await check_drawer_cash(conn, session, fen)
-                id_json = identity.as_json() if identity else None
-                target = await postings.system_account(conn, school_id, "cash_desk")
-                cash_effect = -fen
-            else:
-                target = await postings.system_account(conn, school_id, "subsidy_fund")
-            legs = postings.legs_move(purses[purse], target, fen)
-        tx_id = await postings.post(
-            conn,
-            school_id=school_id,
-            kind=f"counter_{kind}",
-            legs=legs,
-            ref=f"counter:{actor.user_id}:{client_id}",
-            memo=memo,
-            actor=actor.name,
-            meta={"operator_id": actor.user_id, "purse": purse},
-        )
-        op_id = await record_op(
-            conn,
-            actor,
-            school_id=school_id,
-            kind=kind,
-            person_id=person["id"],
-            amount=fen,
-            cash_effect=cash_effect,
-            tx_id=tx_id,
-            client_id=client_id,
-            session_id=session["id"] if session else None,
-            identity=id_json,
-            memo=memo,
-        )
-        balances = await postings.purse_balances(conn, person["id"])
-        await audit.record(
-            conn,
-            actor,
-            f"counter.{kind}",
-            school_id=school_id,
-            target_type="person",
-            target_id=person["id"],
-            after={
-                "op_id": op_id,
-                "amount": fmt(fen),
-                "purse": purse if kind == "zeroing" else None,
-                "identity": id_json,
-                "memo": memo,
-                "tx_id": tx_id,
-            },
-        )
-        await notifications.notify(
-            conn,
-            school_id=school_id,
-            person_id=person["id"],
-            kind=f"counter_{kind}",
-            title={"zh-CN": _TITLES_ZH[kind], "en": _TITLES_EN[kind]},
-            body={
-                "zh-CN": f"{_TITLES_ZH[kind]} {fmt(fen)} 元，余额 "
-                f"{postings.balances_view(balances)['total']} 元",
-                "en": f"{_TITLES_EN[kind]} {fmt(fen)} yuan, balance "
-                f"{postings.balances_view(balances)['total']} yuan",
-            },
-            dedupe_key=f"counter_op:{op_id}",
-        )
-        return {
-            "op_id": op_id,
-            "kind": kind,
-            "tx_id": tx_id,
-            "person_id": person["id"],
-            "person_number": person["number"],
-            "amount": fmt(fen),
-            "cash_effect": fmt(cash_effect),
-            "balances": postings.balances_view(balances),
-        }
-
     async with pool.acquire() as conn:
         return await idempotency.run_idempotent(
             conn,
             scope=f"counter:{actor.user_id}",
             key=client_id,
             payload=payload,
-            work=work,
+            work=lambda tx: _book_counter_op(
+                tx,
+                actor=actor,
+                school_id=school_id,
+                kind=kind,
+                client_id=client_id,
+                person_number=person_number,
+                amount=amount,
+                purse=purse,
+                identity=identity,
+                memo=memo,
+            ),
             success_status=201,
         )
 
@@ -341,8 +366,8 @@ async def do_open_drawer(
     _require_operator(actor, school_id)
     if opening_float.fen < 0:
         raise ValidationFailed("opening_float cannot be negative", field="opening_float")
-    async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
+    async with transaction(pool) as tx:
+        row = await tx.fetchrow(
             """INSERT INTO cash_desk_sessions(school_id, operator_id, business_date, opening_float)
                VALUES ($1, $2, cc_business_date($1), $3)
                ON CONFLICT (operator_id, business_date) DO NOTHING RETURNING id""",
@@ -357,7 +382,7 @@ async def do_open_drawer(
                 field="opening_float",
             )
         await audit.record(
-            conn,
+            tx,
             actor,
             "counter.drawer_open",
             school_id=school_id,
@@ -365,7 +390,7 @@ async def do_open_drawer(
             target_id=row["id"],
             after={"opening_float": fmt(opening_float.fen)},
         )
-        return await _summary(conn, school_id, actor.user_id or 0, None)
+        return await _summary(tx, school_id, actor.user_id or 0, None)
 
 
 async def do_close_drawer(
@@ -375,16 +400,16 @@ async def do_close_drawer(
     _require_operator(actor, school_id)
     if counted_cash.fen < 0:
         raise ValidationFailed("counted_cash cannot be negative", field="counted_cash")
-    async with pool.acquire() as conn, conn.transaction():
-        session = await open_session_for(conn, actor, school_id)
-        summary = await _summary(conn, school_id, actor.user_id or 0, None)
+    async with transaction(pool) as tx:
+        session = await open_session_for(tx, actor, school_id)
+        summary = await _summary(tx, school_id, actor.user_id or 0, None)
         expected = summary["expected_cash_fen"]
         difference = counted_cash.fen - expected
         if difference != 0 and not note.strip():
             raise ValidationFailed(
                 f"the drawer is {fmt(difference)} off: explain it in note", field="note"
             )
-        await conn.execute(
+        await tx.execute(
             """UPDATE cash_desk_sessions SET status = 'closed', counted_cash = $2,
                       expected_cash = $3, difference = $4, note = $5, closed_at = now()
                 WHERE id = $1""",
@@ -395,7 +420,7 @@ async def do_close_drawer(
             note,
         )
         await audit.record(
-            conn,
+            tx,
             actor,
             "counter.drawer_close",
             school_id=school_id,
@@ -408,7 +433,7 @@ async def do_close_drawer(
                 "note": note,
             },
         )
-        return await _summary(conn, school_id, actor.user_id or 0, None)
+        return await _summary(tx, school_id, actor.user_id or 0, None)
 
 
 async def get_drawer_summary(

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import Tx
 from campuscard.ledger import postings
 from campuscard.ledger.money import fmt
 from campuscard.moneyflows import bank_link, counter
@@ -86,6 +87,120 @@ async def _bank_paid_out(conn: Conn, transfer: dict[str, Any]) -> None:
 bank_link.on_payout_posted("leaving", _bank_paid_out)
 
 
+async def _settle_leaving(
+    tx: Tx,
+    *,
+    actor: Actor,
+    school_id: int,
+    person_number: str,
+    method: Literal["bank", "counter"],
+    client_id: str,
+    identity: counter.Identity | None,
+) -> dict[str, Any]:
+    person = await counter.person_by_number(tx, school_id, person_number)
+    if person["account_status"] == "closed":
+        raise Conflict("this account is already closed", code="ACCOUNT_CLOSED")
+    busy = await tx.fetchval(
+        "SELECT true FROM bank_transfers WHERE person_id = $1 AND status = ANY($2)",
+        person["id"],
+        list(bank_link.OPEN_STATES),
+    )
+    if busy:
+        raise Conflict(
+            "a bank transfer of this holder is still open; try again shortly",
+            code="TRANSFER_OPEN",
+            field="person_number",
+        )
+    purses = await postings.open_purses(tx, school_id, person["id"])
+    rows = await tx.fetch(
+        "SELECT id, purse, balance FROM accounts WHERE id = ANY($1::bigint[]) "
+        "ORDER BY id FOR UPDATE",
+        list(purses.values()),
+    )
+    bal = {r["purse"]: r["balance"] for r in rows}
+    result: dict[str, Any] = {
+        "person_id": person["id"],
+        "method": method,
+        "cash": fmt(bal["cash"]),
+        "subsidy_returned": fmt(bal["subsidy"]),
+    }
+    if bal["subsidy"]:
+        fund = await postings.system_account(tx, school_id, "subsidy_fund")
+        await postings.post(
+            tx,
+            school_id=school_id,
+            kind="leaving_subsidy_return",
+            legs=postings.legs_move(purses["subsidy"], fund, bal["subsidy"]),
+            ref=f"leaving:{person['id']}",
+            memo="离校 subsidy returned to the fund",
+            actor=actor.name,
+        )
+    if bal["cash"] == 0:
+        await close_account(tx, school_id, person["id"], reason="leaving, nothing to pay")
+        result["status"] = "closed"
+    elif method == "counter":
+        session = await counter.open_session_for(tx, actor, school_id)
+        await counter.check_identity(tx, person, identity)
+        await counter.check_drawer_cash(tx, session, bal["cash"])
+        desk = await postings.system_account(tx, school_id, "cash_desk")
+        tx_id = await postings.post(
+            tx,
+            school_id=school_id,
+            kind="counter_leaving_payout",
+            legs=postings.legs_move(purses["cash"], desk, bal["cash"]),
+            ref=f"leaving:{person['id']}",
+            memo="离校 paid in cash",
+            actor=actor.name,
+            meta={"operator_id": actor.user_id},
+        )
+        await counter.record_op(
+            tx,
+            actor,
+            school_id=school_id,
+            kind="leaving_payout",
+            person_id=person["id"],
+            amount=bal["cash"],
+            cash_effect=-bal["cash"],
+            tx_id=tx_id,
+            client_id=client_id,
+            session_id=session["id"],
+            identity=identity.as_json() if identity else None,
+            memo="leaving school",
+        )
+        await close_account(tx, school_id, person["id"], reason="leaving, paid at counter")
+        result["status"] = "closed"
+    else:
+        card = await bank_link.bound_card(tx, person["id"])
+        if card is None:
+            raise Conflict(
+                "no bank card is bound: pay at the counter instead",
+                code="NO_BANK_CARD",
+                field="method",
+            )
+        t = await bank_link.create_transfer(
+            tx,
+            school_id=school_id,
+            person_id=person["id"],
+            card=card,
+            direction="payout",
+            origin="leaving",
+            amount=bal["cash"],
+            requested_by=actor.user_id,
+            actor_name=actor.name,
+        )
+        result |= {"status": "paying_out", "transfer_id": t["id"]}
+    await audit.record(
+        tx,
+        actor,
+        "account.leave",
+        school_id=school_id,
+        target_type="person",
+        target_id=person["id"],
+        after=result,
+    )
+    return result
+
+
 async def do_leave(
     pool: PgPool,
     settings: Settings,
@@ -103,117 +218,21 @@ async def do_leave(
     if method == "bank":
         bank_link.check_bank_open(settings)
 
-    async def work(conn: Conn) -> dict[str, Any]:
-        person = await counter.person_by_number(conn, school_id, person_number)
-        if person["account_status"] == "closed":
-            raise Conflict("this account is already closed", code="ACCOUNT_CLOSED")
-        busy = await conn.fetchval(
-            "SELECT true FROM bank_transfers WHERE person_id = $1 AND status = ANY($2)",
-            person["id"],
-            list(bank_link.OPEN_STATES),
-        )
-        if busy:
-            raise Conflict(
-                "a bank transfer of this holder is still open; try again shortly",
-                code="TRANSFER_OPEN",
-                field="person_number",
-            )
-        purses = await postings.open_purses(conn, school_id, person["id"])
-        rows = await conn.fetch(
-            "SELECT id, purse, balance FROM accounts WHERE id = ANY($1::bigint[]) "
-            "ORDER BY id FOR UPDATE",
-            list(purses.values()),
-        )
-        bal = {r["purse"]: r["balance"] for r in rows}
-        result: dict[str, Any] = {
-            "person_id": person["id"],
-            "method": method,
-            "cash": fmt(bal["cash"]),
-            "subsidy_returned": fmt(bal["subsidy"]),
-        }
-        if bal["subsidy"]:
-            fund = await postings.system_account(conn, school_id, "subsidy_fund")
-            await postings.post(
-                conn,
-                school_id=school_id,
-                kind="leaving_subsidy_return",
-                legs=postings.legs_move(purses["subsidy"], fund, bal["subsidy"]),
-                ref=f"leaving:{person['id']}",
-                memo="离校 subsidy returned to the fund",
-                actor=actor.name,
-            )
-        if bal["cash"] == 0:
-            await close_account(conn, school_id, person["id"], reason="leaving, nothing to pay")
-            result["status"] = "closed"
-        elif method == "counter":
-            session = await counter.open_session_for(conn, actor, school_id)
-            await counter.check_identity(conn, person, identity)
-            await counter.check_drawer_cash(conn, session, bal["cash"])
-            desk = await postings.system_account(conn, school_id, "cash_desk")
-            tx_id = await postings.post(
-                conn,
-                school_id=school_id,
-                kind="counter_leaving_payout",
-                legs=postings.legs_move(purses["cash"], desk, bal["cash"]),
-                ref=f"leaving:{person['id']}",
-                memo="离校 paid in cash",
-                actor=actor.name,
-                meta={"operator_id": actor.user_id},
-            )
-            await counter.record_op(
-                conn,
-                actor,
-                school_id=school_id,
-                kind="leaving_payout",
-                person_id=person["id"],
-                amount=bal["cash"],
-                cash_effect=-bal["cash"],
-                tx_id=tx_id,
-                client_id=client_id,
-                session_id=session["id"],
-                identity=identity.as_json() if identity else None,
-                memo="leaving school",
-            )
-            await close_account(conn, school_id, person["id"], reason="leaving, paid at counter")
-            result["status"] = "closed"
-        else:
-            card = await bank_link.bound_card(conn, person["id"])
-            if card is None:
-                raise Conflict(
-                    "no bank card is bound: pay at the counter instead",
-                    code="NO_BANK_CARD",
-                    field="method",
-                )
-            t = await bank_link.create_transfer(
-                conn,
-                school_id=school_id,
-                person_id=person["id"],
-                card=card,
-                direction="payout",
-                origin="leaving",
-                amount=bal["cash"],
-                requested_by=actor.user_id,
-                actor_name=actor.name,
-            )
-            result |= {"status": "paying_out", "transfer_id": t["id"]}
-        await audit.record(
-            conn,
-            actor,
-            "account.leave",
-            school_id=school_id,
-            target_type="person",
-            target_id=person["id"],
-            after=result,
-        )
-        return result
-
     async with pool.acquire() as conn:
         outcome = await idempotency.run_idempotent(
             conn,
             scope=f"leaving:{actor.user_id}",
             key=client_id,
             payload={"person_number": person_number, "method": method},
-            work=work,
+            work=lambda tx: _settle_leaving(
+                tx,
+                actor=actor,
+                school_id=school_id,
+                person_number=person_number,
+                method=method,
+                client_id=client_id,
+                identity=identity,
+            ),
             success_status=201,
         )
     body = dict(outcome.body)

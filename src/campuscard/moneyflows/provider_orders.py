@@ -27,6 +27,7 @@ from campuscard.adapters.provider.client import (
 )
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import postings
 from campuscard.ledger.money import fmt
 from campuscard.platform import audit, notifications
@@ -37,7 +38,7 @@ log = logging.getLogger("campuscard.provider")
 
 Order = dict[str, Any]
 LegsFor = Callable[[Conn, Order], Awaitable[list[postings.Leg]]]
-AfterPaid = Callable[[Conn, Order, int], Awaitable[None]]
+AfterPaid = Callable[[Tx, Order, int], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -168,13 +169,13 @@ def order_view(order: Order) -> dict[str, Any]:
 
 
 async def settle_paid(
-    conn: Conn, order_id: int, *, transaction_id: str, total_fee: int, via: str
+    tx: Tx, order_id: int, *, transaction_id: str, total_fee: int, via: str
 ) -> bool:
     """Book a paid order exactly once (caller's transaction). False if it was already booked.
 
     A late payment of an order we marked expired or failed is still the payer's money: it
     is booked too (the provider took it)."""
-    order = await conn.fetchrow("SELECT * FROM provider_orders WHERE id = $1 FOR UPDATE", order_id)
+    order = await tx.fetchrow("SELECT * FROM provider_orders WHERE id = $1 FOR UPDATE", order_id)
     assert order is not None
     if order["status"] in ("paid", "refunded"):
         return False
@@ -186,10 +187,10 @@ async def settle_paid(
         )
     o = dict(order)
     purpose = purpose_for(o["purpose"])
-    clearing = await postings.system_account(conn, o["school_id"], "provider_clearing")
-    legs = [postings.Leg(clearing, -o["amount"]), *await purpose.credit_legs(conn, o)]
+    clearing = await postings.system_account(tx, o["school_id"], "provider_clearing")
+    legs = [postings.Leg(clearing, -o["amount"]), *await purpose.credit_legs(tx, o)]
     tx_id = await postings.post(
-        conn,
+        tx,
         school_id=o["school_id"],
         kind=purpose.journal_kind,
         legs=legs,
@@ -198,7 +199,7 @@ async def settle_paid(
         actor="provider",
         meta={"out_trade_no": o["out_trade_no"], "transaction_id": transaction_id, "via": via},
     )
-    await conn.execute(
+    await tx.execute(
         """UPDATE provider_orders SET status = 'paid', provider_txn_id = $2, tx_id = $3,
                   paid_via = $4, paid_at = now() WHERE id = $1""",
         o["id"],
@@ -208,9 +209,9 @@ async def settle_paid(
     )
     o |= {"status": "paid", "provider_txn_id": transaction_id, "tx_id": tx_id, "paid_via": via}
     if purpose.after_paid is not None:
-        await purpose.after_paid(conn, o, tx_id)
+        await purpose.after_paid(tx, o, tx_id)
     await notifications.publish_event(
-        conn,
+        tx,
         {
             "type": "provider_order.paid",
             "school_id": o["school_id"],
@@ -271,16 +272,16 @@ async def handle_notify(
         await _log_callback(pool, out_trade_no, order["id"], "wrong_amount", params, remote)
         log.error("notify for %s with wrong amount %s", out_trade_no, params.get("total_fee"))
         return 400, {"return_code": "FAIL", "return_msg": "amount does not match the order"}
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as tx:
         credited = await settle_paid(
-            conn,
+            tx,
             order["id"],
             transaction_id=str(params.get("transaction_id", "")),
             total_fee=total_fee,
             via="notify",
         )
         await _log_callback(
-            conn, out_trade_no, order["id"], "credited" if credited else "duplicate", params, remote
+            tx, out_trade_no, order["id"], "credited" if credited else "duplicate", params, remote
         )
     return 200, CALLBACK_OK
 
@@ -316,9 +317,9 @@ async def resolve_order(pool: PgPool, settings: Settings, order_id: int) -> str:
     await pool.execute("UPDATE provider_orders SET last_query_at = now() WHERE id = $1", order_id)
     state = await client.query_order(order["out_trade_no"])
     if state.trade_state in ("SUCCESS", "REFUND"):
-        async with pool.acquire() as conn, conn.transaction():
+        async with transaction(pool) as tx:
             await settle_paid(
-                conn,
+                tx,
                 order_id,
                 transaction_id=state.transaction_id,
                 total_fee=state.total_fee,
@@ -374,8 +375,8 @@ async def resolve_overdue_orders(pool: PgPool, settings: Settings, *, limit: int
 
 async def do_refund(pool: PgPool, actor: Actor, order_id: int, *, reason: str) -> dict[str, Any]:
     """Give a paid order back: book the reversal now, send the refund through the outbox."""
-    async with pool.acquire() as conn, conn.transaction():
-        order = await conn.fetchrow(
+    async with transaction(pool) as tx:
+        order = await tx.fetchrow(
             "SELECT * FROM provider_orders WHERE id = $1 FOR UPDATE", order_id
         )
         if order is None:
@@ -391,10 +392,10 @@ async def do_refund(pool: PgPool, actor: Actor, order_id: int, *, reason: str) -
         purpose = purpose_for(o["purpose"])
         if purpose.refund_legs is None:
             raise Conflict(f"{o['purpose']} orders cannot be refunded", field="order_id")
-        clearing = await postings.system_account(conn, o["school_id"], "provider_clearing")
-        legs = [*await purpose.refund_legs(conn, o), postings.Leg(clearing, o["amount"])]
+        clearing = await postings.system_account(tx, o["school_id"], "provider_clearing")
+        legs = [*await purpose.refund_legs(tx, o), postings.Leg(clearing, o["amount"])]
         tx_id = await postings.post(
-            conn,
+            tx,
             school_id=o["school_id"],
             kind=f"{purpose.journal_kind}_refund",
             legs=legs,
@@ -402,13 +403,13 @@ async def do_refund(pool: PgPool, actor: Actor, order_id: int, *, reason: str) -
             memo=reason,
             actor=actor.name,
         )
-        await conn.execute(
+        await tx.execute(
             "UPDATE provider_orders SET status = 'refunded', refund_tx_id = $2 WHERE id = $1",
             order_id,
             tx_id,
         )
         await notifications.enqueue(
-            conn,
+            tx,
             "provider.refund",
             {
                 "out_trade_no": o["out_trade_no"],
@@ -419,7 +420,7 @@ async def do_refund(pool: PgPool, actor: Actor, order_id: int, *, reason: str) -
             dedupe_key=f"provider_refund:{o['id']}",
         )
         await audit.record(
-            conn,
+            tx,
             actor,
             "provider_order.refund",
             school_id=o["school_id"],

@@ -20,6 +20,7 @@ from typing import Any
 import openpyxl
 
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import transaction
 from campuscard.ledger import postings, purse_order
 from campuscard.ledger.money import Money, fmt
 from campuscard.platform import audit, notifications
@@ -200,10 +201,10 @@ async def do_create_batch_from_file(
     """All or nothing: every bad row is reported (row, field, reason), nothing is stored."""
     _require_maker(actor, school_id)
     lines = parse_lines(read_rows(filename, content))
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as tx:
         people = {
             r["number"]: r
-            for r in await conn.fetch(
+            for r in await tx.fetch(
                 "SELECT id, number, account_status FROM persons WHERE school_id = $1 "
                 "AND number = ANY($2::text[])",
                 school_id,
@@ -249,7 +250,7 @@ async def do_create_batch_from_file(
                 details={"rows": problems},
             )
         return await _insert_batch(
-            conn,
+            tx,
             actor,
             school_id,
             name=name,
@@ -279,8 +280,8 @@ async def do_create_batch_from_rule(
         raise ValidationFailed(
             "give at least one of class_ids, grades, categories, kinds", field="rule"
         )
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
+    async with transaction(pool) as tx:
+        rows = await tx.fetch(
             """SELECT p.id FROM persons p LEFT JOIN classes c ON c.id = p.class_id
                 WHERE p.school_id = $1 AND p.account_status = 'active'
                   AND (cardinality($2::bigint[]) = 0 OR p.class_id = ANY($2))
@@ -302,7 +303,7 @@ async def do_create_batch_from_rule(
             raise ValidationFailed(f"the rule matches more than {MAX_LINES}", field="rule")
         rule = {"class_ids": class_ids, "grades": grades, "categories": categories, "kinds": kinds}
         return await _insert_batch(
-            conn,
+            tx,
             actor,
             school_id,
             name=name,
@@ -330,8 +331,8 @@ async def do_approve_batch(
 ) -> dict[str, Any]:
     """A second person approves; the batch is issued at once from the subsidy fund."""
     actor.require("settlement", school_id=school_id)
-    async with pool.acquire() as conn, conn.transaction():
-        batch = await _locked_batch(conn, school_id, batch_id)
+    async with transaction(pool) as tx:
+        batch = await _locked_batch(tx, school_id, batch_id)
         if batch["created_by"] == actor.user_id:
             raise Forbidden(
                 "a second person must approve the batch, not its maker",
@@ -339,18 +340,18 @@ async def do_approve_batch(
             )
         if batch["status"] != "pending_approval":
             raise Conflict(f"the batch is {batch['status']}", code="BATCH_NOT_PENDING")
-        lines = await conn.fetch(
+        lines = await tx.fetch(
             "SELECT person_id, amount FROM subsidy_lines WHERE batch_id = $1 ORDER BY person_id",
             batch_id,
         )
         legs = [
             postings.Leg(
-                await postings.system_account(conn, school_id, "subsidy_fund"), -batch["total"]
+                await postings.system_account(tx, school_id, "subsidy_fund"), -batch["total"]
             )
         ]
         purse_ids = {
             r["person_id"]: r["id"]
-            for r in await conn.fetch(
+            for r in await tx.fetch(
                 "SELECT person_id, id FROM accounts WHERE kind = 'purse' AND purse = 'subsidy' "
                 "AND person_id = ANY($1::bigint[])",
                 [r["person_id"] for r in lines],
@@ -359,10 +360,10 @@ async def do_approve_batch(
         for r in lines:
             pid = purse_ids.get(r["person_id"])
             if pid is None:
-                pid = (await postings.open_purses(conn, school_id, r["person_id"]))["subsidy"]
+                pid = (await postings.open_purses(tx, school_id, r["person_id"]))["subsidy"]
             legs.append(postings.Leg(pid, r["amount"]))
         tx_id = await postings.post(
-            conn,
+            tx,
             school_id=school_id,
             kind="subsidy_issue",
             legs=legs,
@@ -370,7 +371,7 @@ async def do_approve_batch(
             memo=batch["name"],
             actor=actor.name,
         )
-        row = await conn.fetchrow(
+        row = await tx.fetchrow(
             """UPDATE subsidy_batches SET status = 'issued', approved_by = $2, issued_at = now()
                 WHERE id = $1 RETURNING *""",
             batch_id,
@@ -380,7 +381,7 @@ async def do_approve_batch(
         expiry_en = f"; expires {batch['expires_on']}" if batch["expires_on"] else ""
         for r in lines:
             await notifications.notify(
-                conn,
+                tx,
                 school_id=school_id,
                 person_id=r["person_id"],
                 kind="subsidy_issued",
@@ -394,7 +395,7 @@ async def do_approve_batch(
                 dedupe_key=f"subsidy_issued:{batch_id}:{r['person_id']}",
             )
         await audit.record(
-            conn,
+            tx,
             actor,
             "subsidy_batch.approve",
             school_id=school_id,
@@ -410,18 +411,18 @@ async def do_reject_batch(
     pool: PgPool, actor: Actor, school_id: int, batch_id: int, *, reason: str
 ) -> dict[str, Any]:
     actor.require("settlement", school_id=school_id)
-    async with pool.acquire() as conn, conn.transaction():
-        batch = await _locked_batch(conn, school_id, batch_id)
+    async with transaction(pool) as tx:
+        batch = await _locked_batch(tx, school_id, batch_id)
         if batch["status"] != "pending_approval":
             raise Conflict(f"the batch is {batch['status']}", code="BATCH_NOT_PENDING")
-        row = await conn.fetchrow(
+        row = await tx.fetchrow(
             "UPDATE subsidy_batches SET status = 'rejected', reject_reason = $2 WHERE id = $1 "
             "RETURNING *",
             batch_id,
             reason,
         )
         await audit.record(
-            conn,
+            tx,
             actor,
             "subsidy_batch.reject",
             school_id=school_id,
@@ -523,31 +524,31 @@ async def expire_due_batches(pool: PgPool, *, today: date | None = None) -> list
     )
     done: list[int] = []
     for b in due:
-        async with pool.acquire() as conn, conn.transaction():
-            batch = await _locked_batch(conn, b["school_id"], b["id"])
+        async with transaction(pool) as tx:
+            batch = await _locked_batch(tx, b["school_id"], b["id"])
             if batch["status"] != "issued":
                 continue
-            fund = await postings.system_account(conn, batch["school_id"], "subsidy_fund")
-            lines = await conn.fetch(
+            fund = await postings.system_account(tx, batch["school_id"], "subsidy_fund")
+            lines = await tx.fetch(
                 "SELECT person_id, amount FROM subsidy_lines WHERE batch_id = $1 "
                 "ORDER BY person_id",
                 batch["id"],
             )
             total = 0
             for line in lines:
-                back = min(line["amount"], await unspent_of(conn, batch, line["person_id"]))
+                back = min(line["amount"], await unspent_of(tx, batch, line["person_id"]))
                 if back <= 0:
                     continue
-                purses = await postings.open_purses(conn, batch["school_id"], line["person_id"])
+                purses = await postings.open_purses(tx, batch["school_id"], line["person_id"])
                 await postings.post(
-                    conn,
+                    tx,
                     school_id=batch["school_id"],
                     kind="subsidy_clawback",
                     legs=postings.legs_move(purses["subsidy"], fund, back),
                     ref=f"subsidy_batch:{batch['id']}:clawback",
                     memo=f"{batch['name']} expired",
                 )
-                await conn.execute(
+                await tx.execute(
                     "UPDATE subsidy_lines SET clawed_back = $3 "
                     "WHERE batch_id = $1 AND person_id = $2",
                     batch["id"],
@@ -555,7 +556,7 @@ async def expire_due_batches(pool: PgPool, *, today: date | None = None) -> list
                     back,
                 )
                 await notifications.notify(
-                    conn,
+                    tx,
                     school_id=batch["school_id"],
                     person_id=line["person_id"],
                     kind="subsidy_expired",
@@ -567,14 +568,14 @@ async def expire_due_batches(pool: PgPool, *, today: date | None = None) -> list
                     dedupe_key=f"subsidy_expired:{batch['id']}:{line['person_id']}",
                 )
                 total += back
-            await conn.execute(
+            await tx.execute(
                 "UPDATE subsidy_batches SET status = 'expired', expired_at = now(), "
                 "clawed_back = $2 WHERE id = $1",
                 batch["id"],
                 total,
             )
             await audit.record(
-                conn,
+                tx,
                 actor_system(),
                 "subsidy_batch.expire",
                 school_id=batch["school_id"],
@@ -601,9 +602,9 @@ async def do_set_purse_order(
         raise ValidationFailed(
             f"purse_order is one of {', '.join(purse_order.PURSE_ORDERS)}", field="purse_order"
         )
-    async with pool.acquire() as conn, conn.transaction():
-        before = await conn.fetchval("SELECT settings FROM schools WHERE id = $1", school_id)
-        await conn.execute(
+    async with transaction(pool) as tx:
+        before = await tx.fetchval("SELECT settings FROM schools WHERE id = $1", school_id)
+        await tx.execute(
             "UPDATE schools SET settings = settings || jsonb_build_object($2::text, $3::text) "
             "WHERE id = $1",
             school_id,
@@ -611,7 +612,7 @@ async def do_set_purse_order(
             order,
         )
         await audit.record(
-            conn,
+            tx,
             actor,
             "school.purse_order",
             school_id=school_id,

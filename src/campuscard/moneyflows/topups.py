@@ -10,6 +10,7 @@ from typing import Any
 
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import Tx
 from campuscard.ledger import postings
 from campuscard.ledger.money import Money, fmt
 from campuscard.moneyflows import provider_orders
@@ -106,6 +107,28 @@ async def check_can_fund(conn: Conn, actor: Actor, person_id: int) -> dict[str, 
     return dict(person)
 
 
+async def _create_topup_order(
+    tx: Tx,
+    *,
+    settings: Settings,
+    actor: Actor,
+    person_id: int,
+    amount: Money,
+) -> dict[str, Any]:
+    person = await check_can_fund(tx, actor, person_id)
+    order = await provider_orders.create_order(
+        tx,
+        settings,
+        school_id=person["school_id"],
+        purpose="topup",
+        amount=amount.fen,
+        person_id=person_id,
+        payer_user_id=actor.user_id,
+        description=f"校园卡充值 Campus card top-up {fmt(amount.fen)}",
+    )
+    return {"order_id": order["id"]}
+
+
 async def do_create_topup(
     pool: PgPool,
     settings: Settings,
@@ -123,27 +146,15 @@ async def do_create_topup(
     if actor.user_id is None:
         raise Forbidden("sign in first", field="actor")
 
-    async def work(conn: Conn) -> dict[str, Any]:
-        person = await check_can_fund(conn, actor, person_id)
-        order = await provider_orders.create_order(
-            conn,
-            settings,
-            school_id=person["school_id"],
-            purpose="topup",
-            amount=amount.fen,
-            person_id=person_id,
-            payer_user_id=actor.user_id,
-            description=f"校园卡充值 Campus card top-up {fmt(amount.fen)}",
-        )
-        return {"order_id": order["id"]}
-
     async with pool.acquire() as conn:
         outcome = await idempotency.run_idempotent(
             conn,
             scope=f"topup:{actor.user_id}",
             key=client_id,
             payload={"person_id": person_id, "amount": amount.fen},
-            work=work,
+            work=lambda tx: _create_topup_order(
+                tx, settings=settings, actor=actor, person_id=person_id, amount=amount
+            ),
             success_status=201,
         )
     if outcome.status >= 400:

@@ -22,6 +22,7 @@ from typing import Any
 
 from campuscard.config import Settings
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, owns_transaction
 from campuscard.payments import code_rules
 from campuscard.payments.booking import CardPayer
 from campuscard.payments.terminals import SignedTerminal, TerminalRow
@@ -89,25 +90,25 @@ async def _terminal(conn: Conn, terminal_id: int) -> TerminalRow:
     return TerminalRow(**dict(row))
 
 
-async def do_bind_terminal(conn: Conn, actor: Actor, terminal_id: int) -> TerminalRow:
+@owns_transaction
+async def do_bind_terminal(tx: Tx, actor: Actor, terminal_id: int) -> TerminalRow:
     """A merchant manager binds this browser to one of the merchant's active POS terminals."""
-    async with conn.transaction():
-        terminal = await _terminal(conn, terminal_id)
-        if not _works_at(actor, terminal.merchant_id, terminal.school_id, "merchant_manager"):
-            raise NotFound("no such terminal", field="terminal_id")
-        if terminal.kind != "pos" or terminal.status != "active":
-            raise ValidationFailed(
-                "only an active POS terminal can be used by the POS page", field="terminal_id"
-            )
-        await audit.record(
-            conn,
-            actor,
-            "pos.browser_bind",
-            school_id=terminal.school_id,
-            target_type="terminal",
-            target_id=terminal.id,
-            after={"sn": terminal.sn},
+    terminal = await _terminal(tx, terminal_id)
+    if not _works_at(actor, terminal.merchant_id, terminal.school_id, "merchant_manager"):
+        raise NotFound("no such terminal", field="terminal_id")
+    if terminal.kind != "pos" or terminal.status != "active":
+        raise ValidationFailed(
+            "only an active POS terminal can be used by the POS page", field="terminal_id"
         )
+    await audit.record(
+        tx,
+        actor,
+        "pos.browser_bind",
+        school_id=terminal.school_id,
+        target_type="terminal",
+        target_id=terminal.id,
+        after={"sn": terminal.sn},
+    )
     return terminal
 
 

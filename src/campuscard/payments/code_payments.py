@@ -21,6 +21,7 @@ import asyncpg
 
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import transaction
 from campuscard.ledger.money import Money
 from campuscard.payments import booking, codes, terminals
 from campuscard.payments.booking import PaymentAnswer, VerifiedPayer
@@ -228,9 +229,9 @@ async def do_pay_with_code(
                     code="IDEMPOTENCY_KEY_REUSED",
                     field="client_id",
                 )
-            async with conn.transaction():
-                await terminals.record_nonce(conn, signed)
-                conf = await _expire_if_due(conn, conf)
+            async with transaction(conn) as tx:
+                await terminals.record_nonce(tx, signed)
+                conf = await _expire_if_due(tx, conf)
             return _confirmation_answer(conf)
 
         try:
@@ -276,9 +277,9 @@ async def do_pay_with_code(
         # the student's page shows what is being asked before it is booked (seed 000)
         await _send(conn, events, [{"type": "paycode.scanned", **scanned}])
         if preview.body.get("pin_required") and pin is None:
-            async with conn.transaction():
-                await terminals.record_nonce(conn, signed)
-                conf = await conn.fetchrow(
+            async with transaction(conn) as tx:
+                await terminals.record_nonce(tx, signed)
+                conf = await tx.fetchrow(
                     """INSERT INTO paycode_confirmations(school_id, person_id, terminal_id,
                                                          client_id, code, amount, expires_at)
                        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
@@ -292,7 +293,7 @@ async def do_pay_with_code(
                 )
                 assert conf is not None
                 await notifications.publish_event(
-                    conn, {"type": "paycode.confirm", **scanned, "confirmation_id": conf["id"]}
+                    tx, {"type": "paycode.confirm", **scanned, "confirmation_id": conf["id"]}
                 )
             return _confirmation_answer(conf)
         after: list[dict[str, Any]] = []
@@ -375,13 +376,13 @@ async def do_answer_confirmation(
     a till is waiting on. Confirming books it through the same payment path as the till."""
     person_id = codes.require_cardholder(actor)
     async with pool.acquire() as conn:
-        async with conn.transaction():
-            conf = await conn.fetchrow(
+        async with transaction(conn) as tx:
+            conf = await tx.fetchrow(
                 "SELECT * FROM paycode_confirmations WHERE id = $1 FOR UPDATE", confirmation_id
             )
             if conf is None or conf["person_id"] != person_id:
                 raise NotFound("no such payment waiting for you", field="confirmation_id")
-            conf = await _expire_if_due(conn, conf)
+            conf = await _expire_if_due(tx, conf)
             if conf["status"] != "pending":
                 raise Conflict(
                     f"this payment is already {conf['status']}",
@@ -389,14 +390,14 @@ async def do_answer_confirmation(
                     field="confirmation_id",
                 )
             if not accept:
-                await conn.execute(
+                await tx.execute(
                     "UPDATE paycode_confirmations SET status = 'declined', decided_at = now() "
                     "WHERE id = $1",
                     confirmation_id,
                 )
-                names = await terminal_view(conn, conf["terminal_id"])
+                names = await terminal_view(tx, conf["terminal_id"])
                 await notifications.publish_event(
-                    conn,
+                    tx,
                     {
                         "type": "paycode.result",
                         "school_id": conf["school_id"],
@@ -416,9 +417,9 @@ async def do_answer_confirmation(
             )
         signed = await _signed_for_confirmation(conn, conf)
         after: list[dict[str, Any]] = []
-        async with conn.transaction():
+        async with transaction(conn) as tx:
             # lock again: a double tap confirms once
-            locked = await conn.fetchval(
+            locked = await tx.fetchval(
                 "SELECT status FROM paycode_confirmations WHERE id = $1 FOR UPDATE",
                 confirmation_id,
             )
@@ -431,24 +432,24 @@ async def do_answer_confirmation(
             # the code was checked when scanned; check it again as of then (it may have
             # been revoked or the account frozen since)
             verified = await codes.check_code(
-                conn,
+                tx,
                 settings,
                 school_id=conf["school_id"],
                 code=conf["code"],
                 now=conf["created_at"].timestamp(),
             )
             answer = await _book(
-                conn,
+                tx,
                 settings,
                 signed,
                 verified,
                 client_id=conf["client_id"],
                 amount=Money(conf["amount"]),
                 pin=pin,
-                names=await terminal_view(conn, conf["terminal_id"]),
+                names=await terminal_view(tx, conf["terminal_id"]),
                 after=after,
             )
-            await conn.execute(
+            await tx.execute(
                 """UPDATE paycode_confirmations SET status = $2, result = $3, decided_at = now()
                     WHERE id = $1""",
                 confirmation_id,

@@ -21,6 +21,7 @@ import asyncpg
 
 from campuscard.config import Settings
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, owns_transaction
 from campuscard.payments import code_rules
 from campuscard.platform import audit, notifications
 from campuscard.platform.actors import Actor
@@ -155,73 +156,73 @@ def require_cardholder(actor: Actor) -> int:
     return actor.person_id
 
 
+@owns_transaction
 async def do_bind_device(
-    conn: Conn, settings: Settings, actor: Actor, *, label: str = ""
+    tx: Tx, settings: Settings, actor: Actor, *, label: str = ""
 ) -> BoundDevice:
     """Bind the signed-in cardholder's phone; the previous phone (if any) stops working."""
     person_id = require_cardholder(actor)
     label = label.strip()
     if len(label) > 64:
         raise ValidationFailed("label must be at most 64 characters", field="label")
-    async with conn.transaction():
-        # lock the person: two binds at once end with exactly one active phone
-        person = await conn.fetchrow(
-            "SELECT school_id, account_status, status FROM persons WHERE id = $1 FOR UPDATE",
-            person_id,
-        )
-        if person is None:
-            raise NotFound("your account was not found", field="person")
-        await check_payer(conn, person["school_id"], person_id, field="person")
-        old = await conn.fetchrow(
-            """UPDATE paycode_devices
-                  SET status = 'revoked', revoked_at = now(), revoked_by = $2,
-                      revoked_reason = 'another phone was bound'
-                WHERE person_id = $1 AND status = 'active' RETURNING id, label""",
-            person_id,
-            actor.user_id,
-        )
-        token = await _fresh_token(conn, "paycode_devices")
-        salt = secrets.token_bytes(16)
-        row = await conn.fetchrow(
-            """INSERT INTO paycode_devices(school_id, person_id, bound_by, token, salt,
-                                           step_seconds, label)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, bound_at""",
-            person["school_id"],
-            person_id,
-            actor.user_id,
-            token,
-            salt,
-            settings.paycode_step_seconds,
-            label,
-        )
-        assert row is not None
-        await audit.record(
-            conn,
-            actor,
-            "paycode.device.bind",
-            school_id=person["school_id"],
-            target_type="paycode_device",
-            target_id=row["id"],
-            before={"device_id": old["id"], "label": old["label"]} if old else None,
-            after={"device_id": row["id"], "label": label, "person_id": person_id},
-        )
-        shown = label or "新手机"
-        await notifications.notify(
-            conn,
-            school_id=person["school_id"],
-            kind="paycode.device_bound",
-            person_id=person_id,
-            title={"zh-CN": "付款码已绑定新手机", "en": "Payment code bound to a new phone"},
-            body={
-                "zh-CN": f"付款码已绑定到「{shown}」"
-                + ("，原手机上的付款码已失效。" if old else "。")
-                + "如非本人操作，请立即挂失。",
-                "en": f"Payment codes now work on '{label or 'a new phone'}'"
-                + (" and no longer on the old phone." if old else ".")
-                + " If this was not you, report it now.",
-            },
-            data={"device_id": row["id"]},
-        )
+    # lock the person: two binds at once end with exactly one active phone
+    person = await tx.fetchrow(
+        "SELECT school_id, account_status, status FROM persons WHERE id = $1 FOR UPDATE",
+        person_id,
+    )
+    if person is None:
+        raise NotFound("your account was not found", field="person")
+    await check_payer(tx, person["school_id"], person_id, field="person")
+    old = await tx.fetchrow(
+        """UPDATE paycode_devices
+              SET status = 'revoked', revoked_at = now(), revoked_by = $2,
+                  revoked_reason = 'another phone was bound'
+            WHERE person_id = $1 AND status = 'active' RETURNING id, label""",
+        person_id,
+        actor.user_id,
+    )
+    token = await _fresh_token(tx, "paycode_devices")
+    salt = secrets.token_bytes(16)
+    row = await tx.fetchrow(
+        """INSERT INTO paycode_devices(school_id, person_id, bound_by, token, salt,
+                                       step_seconds, label)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, bound_at""",
+        person["school_id"],
+        person_id,
+        actor.user_id,
+        token,
+        salt,
+        settings.paycode_step_seconds,
+        label,
+    )
+    assert row is not None
+    await audit.record(
+        tx,
+        actor,
+        "paycode.device.bind",
+        school_id=person["school_id"],
+        target_type="paycode_device",
+        target_id=row["id"],
+        before={"device_id": old["id"], "label": old["label"]} if old else None,
+        after={"device_id": row["id"], "label": label, "person_id": person_id},
+    )
+    shown = label or "新手机"
+    await notifications.notify(
+        tx,
+        school_id=person["school_id"],
+        kind="paycode.device_bound",
+        person_id=person_id,
+        title={"zh-CN": "付款码已绑定新手机", "en": "Payment code bound to a new phone"},
+        body={
+            "zh-CN": f"付款码已绑定到「{shown}」"
+            + ("，原手机上的付款码已失效。" if old else "。")
+            + "如非本人操作，请立即挂失。",
+            "en": f"Payment codes now work on '{label or 'a new phone'}'"
+            + (" and no longer on the old phone." if old else ".")
+            + " If this was not you, report it now.",
+        },
+        data={"device_id": row["id"]},
+    )
     return BoundDevice(
         id=row["id"],
         token=token,
@@ -233,60 +234,59 @@ async def do_bind_device(
     )
 
 
+@owns_transaction
 async def do_unbind_device(
-    conn: Conn, actor: Actor, device_id: int, *, reason: str = ""
+    tx: Tx, actor: Actor, device_id: int, *, reason: str = ""
 ) -> dict[str, Any]:
     """Revoke a bound phone: by its holder, or by the card center of the school."""
-    async with conn.transaction():
-        row = await conn.fetchrow(
-            "SELECT id, school_id, person_id, status, label FROM paycode_devices "
-            "WHERE id = $1 FOR UPDATE",
-            device_id,
+    row = await tx.fetchrow(
+        "SELECT id, school_id, person_id, status, label FROM paycode_devices "
+        "WHERE id = $1 FOR UPDATE",
+        device_id,
+    )
+    if row is None or not (
+        actor.is_platform_admin
+        or actor.person_id == row["person_id"]
+        or row["school_id"] in actor.schools()
+    ):
+        raise NotFound("no such bound phone", field="device_id")
+    holder = actor.person_id == row["person_id"]
+    if not holder:
+        actor.require("card_center", school_id=row["school_id"])
+    if row["status"] == "revoked":
+        raise Conflict(
+            "this phone is already unbound", code="DEVICE_ALREADY_UNBOUND", field="device_id"
         )
-        if row is None or not (
-            actor.is_platform_admin
-            or actor.person_id == row["person_id"]
-            or row["school_id"] in actor.schools()
-        ):
-            raise NotFound("no such bound phone", field="device_id")
-        holder = actor.person_id == row["person_id"]
-        if not holder:
-            actor.require("card_center", school_id=row["school_id"])
-        if row["status"] == "revoked":
-            raise Conflict(
-                "this phone is already unbound", code="DEVICE_ALREADY_UNBOUND", field="device_id"
-            )
-        why = reason.strip() or ("unbound by the holder" if holder else "unbound by an operator")
-        await conn.execute(
-            """UPDATE paycode_devices SET status = 'revoked', revoked_at = now(),
-                      revoked_by = $2, revoked_reason = $3 WHERE id = $1""",
-            device_id,
-            actor.user_id,
-            why[:200],
-        )
-        await audit.record(
-            conn,
-            actor,
-            "paycode.device.unbind",
-            school_id=row["school_id"],
-            target_type="paycode_device",
-            target_id=device_id,
-            before={"status": "active"},
-            after={"status": "revoked", "reason": why[:200]},
-        )
-        await notifications.notify(
-            conn,
-            school_id=row["school_id"],
-            kind="paycode.device_unbound",
-            person_id=row["person_id"],
-            title={"zh-CN": "付款码手机已解绑", "en": "Phone unbound from payment codes"},
-            body={
-                "zh-CN": f"「{row['label'] or '手机'}」上的付款码已失效（{why[:60]}）。",
-                "en": f"Payment codes on '{row['label'] or 'the phone'}' stopped working "
-                f"({why[:60]}).",
-            },
-            data={"device_id": device_id},
-        )
+    why = reason.strip() or ("unbound by the holder" if holder else "unbound by an operator")
+    await tx.execute(
+        """UPDATE paycode_devices SET status = 'revoked', revoked_at = now(),
+                  revoked_by = $2, revoked_reason = $3 WHERE id = $1""",
+        device_id,
+        actor.user_id,
+        why[:200],
+    )
+    await audit.record(
+        tx,
+        actor,
+        "paycode.device.unbind",
+        school_id=row["school_id"],
+        target_type="paycode_device",
+        target_id=device_id,
+        before={"status": "active"},
+        after={"status": "revoked", "reason": why[:200]},
+    )
+    await notifications.notify(
+        tx,
+        school_id=row["school_id"],
+        kind="paycode.device_unbound",
+        person_id=row["person_id"],
+        title={"zh-CN": "付款码手机已解绑", "en": "Phone unbound from payment codes"},
+        body={
+            "zh-CN": f"「{row['label'] or '手机'}」上的付款码已失效（{why[:60]}）。",
+            "en": f"Payment codes on '{row['label'] or 'the phone'}' stopped working ({why[:60]}).",
+        },
+        data={"device_id": device_id},
+    )
     return {"device_id": device_id, "status": "revoked", "reason": why[:200]}
 
 
@@ -316,41 +316,41 @@ def _verification_hash(settings: Settings, token: str, verification: str) -> byt
     return hmac.new(_master(settings), message, hashlib.sha256).digest()
 
 
+@owns_transaction
 async def do_mint_code(
-    conn: Conn, settings: Settings, actor: Actor, *, now: float | None = None
+    tx: Tx, settings: Settings, actor: Actor, *, now: float | None = None
 ) -> MintedCode:
     """Mint a one-time code for a phone that cannot compute one: a random verification code is
     registered in the back office (hashed); any earlier unused minted code is cancelled."""
     person_id = require_cardholder(actor)
     now = time.time() if now is None else now
-    async with conn.transaction():
-        school_id = await conn.fetchval(
-            "SELECT school_id FROM persons WHERE id = $1 FOR UPDATE", person_id
-        )
-        if school_id is None:
-            raise NotFound("your account was not found", field="person")
-        await check_payer(conn, school_id, person_id, field="person")
-        await conn.execute(
-            """UPDATE paycode_minted SET cancelled_at = $2
-                WHERE person_id = $1 AND used_at IS NULL AND cancelled_at IS NULL""",
-            person_id,
-            _utc(now),
-        )
-        token = await _fresh_token(conn, "paycode_minted")
-        verification = f"{secrets.randbelow(10**code_rules.PAYLOAD_DIGITS):010d}"
-        expires_at = _utc(now + settings.paycode_minted_ttl_seconds)
-        minted_id: int = await conn.fetchval(
-            """INSERT INTO paycode_minted(school_id, person_id, token, verification_hash,
-                                          minted_by, created_at, expires_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
-            school_id,
-            person_id,
-            token,
-            _verification_hash(settings, token, verification),
-            actor.user_id,
-            _utc(now),
-            expires_at,
-        )
+    school_id = await tx.fetchval(
+        "SELECT school_id FROM persons WHERE id = $1 FOR UPDATE", person_id
+    )
+    if school_id is None:
+        raise NotFound("your account was not found", field="person")
+    await check_payer(tx, school_id, person_id, field="person")
+    await tx.execute(
+        """UPDATE paycode_minted SET cancelled_at = $2
+            WHERE person_id = $1 AND used_at IS NULL AND cancelled_at IS NULL""",
+        person_id,
+        _utc(now),
+    )
+    token = await _fresh_token(tx, "paycode_minted")
+    verification = f"{secrets.randbelow(10**code_rules.PAYLOAD_DIGITS):010d}"
+    expires_at = _utc(now + settings.paycode_minted_ttl_seconds)
+    minted_id: int = await tx.fetchval(
+        """INSERT INTO paycode_minted(school_id, person_id, token, verification_hash,
+                                      minted_by, created_at, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+        school_id,
+        person_id,
+        token,
+        _verification_hash(settings, token, verification),
+        actor.user_id,
+        _utc(now),
+        expires_at,
+    )
     return MintedCode(minted_id, code_rules.minted(token, verification), expires_at)
 
 
@@ -583,8 +583,9 @@ async def do_use_code(
     return use_id
 
 
+@owns_transaction
 async def do_accept_code(
-    conn: Conn,
+    tx: Tx,
     settings: Settings,
     *,
     school_id: int,
@@ -594,7 +595,6 @@ async def do_accept_code(
     now: float | None = None,
 ) -> tuple[VerifiedCode, int]:
     """check_code + do_use_code in one transaction: the code is spent if this commits."""
-    async with conn.transaction():
-        verified = await check_code(conn, settings, school_id=school_id, code=code, now=now)
-        use_id = await do_use_code(conn, verified, terminal_id=terminal_id, amount=amount)
+    verified = await check_code(tx, settings, school_id=school_id, code=code, now=now)
+    use_id = await do_use_code(tx, verified, terminal_id=terminal_id, amount=amount)
     return verified, use_id

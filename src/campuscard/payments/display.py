@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, owns_transaction
 from campuscard.ledger.money import Money
 from campuscard.platform import notifications
 from campuscard.platform.actors import Actor
@@ -52,35 +53,35 @@ def display_event(kind: str, terminal: dict[str, Any], **extra: Any) -> dict[str
     }
 
 
+@owns_transaction
 async def do_set_pending_amount(
-    conn: Conn, terminal: dict[str, Any], amount: Money, *, by: str
+    tx: Tx, terminal: dict[str, Any], amount: Money, *, by: str
 ) -> dict[str, Any]:
     """Show ``amount`` on the till's customer display (replacing what was there)."""
     if amount.fen <= 0:
         raise ValidationFailed("amount must be more than 0.00", field="amount")
     if amount.fen > MAX_PENDING_FEN:
         raise ValidationFailed("amount is larger than any till takes", field="amount")
-    async with conn.transaction():
-        await conn.execute(
-            """INSERT INTO pos_pending_amounts(terminal_id, school_id, amount, set_by)
-               VALUES ($1, $2, $3, $4)
-               ON CONFLICT (terminal_id) DO UPDATE
-                  SET amount = EXCLUDED.amount, set_by = EXCLUDED.set_by, set_at = now()""",
-            terminal["id"],
-            terminal["school_id"],
-            amount.fen,
-            by,
-        )
-        event = display_event("pos.pending", terminal, amount=str(amount))
-        await notifications.publish_event(conn, event)
+    await tx.execute(
+        """INSERT INTO pos_pending_amounts(terminal_id, school_id, amount, set_by)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (terminal_id) DO UPDATE
+              SET amount = EXCLUDED.amount, set_by = EXCLUDED.set_by, set_at = now()""",
+        terminal["id"],
+        terminal["school_id"],
+        amount.fen,
+        by,
+    )
+    event = display_event("pos.pending", terminal, amount=str(amount))
+    await notifications.publish_event(tx, event)
     return event
 
 
-async def do_clear_pending_amount(conn: Conn, terminal: dict[str, Any]) -> dict[str, Any]:
-    async with conn.transaction():
-        await conn.execute("DELETE FROM pos_pending_amounts WHERE terminal_id = $1", terminal["id"])
-        event = display_event("pos.cleared", terminal)
-        await notifications.publish_event(conn, event)
+@owns_transaction
+async def do_clear_pending_amount(tx: Tx, terminal: dict[str, Any]) -> dict[str, Any]:
+    await tx.execute("DELETE FROM pos_pending_amounts WHERE terminal_id = $1", terminal["id"])
+    event = display_event("pos.cleared", terminal)
+    await notifications.publish_event(tx, event)
     return event
 
 

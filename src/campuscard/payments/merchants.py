@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, owns_transaction
 from campuscard.platform import audit, auth, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, NotFound, ValidationFailed
@@ -21,8 +22,9 @@ def _check_channel(channel: str) -> None:
         raise ValidationFailed(f"channel must be one of {', '.join(CHANNELS)}", field="channel")
 
 
+@owns_transaction
 async def apply_merchant(
-    conn: Conn,
+    tx: Tx,
     school_id: int,
     *,
     name: str,
@@ -37,39 +39,36 @@ async def apply_merchant(
     and see its status, but its terminals take no payment until an administrator approves."""
     _check_channel(channel)
     try:
-        async with conn.transaction():
-            merchant_id: int = await conn.fetchval(
-                """INSERT INTO merchants(school_id, name, name_en, channel, contact_name,
-                                         contact_phone, status)
-                   VALUES ($1, $2, $3, $4, $5, $6, 'pending') RETURNING id""",
-                school_id,
-                name,
-                name_en,
-                channel,
-                contact_name,
-                contact_phone,
-            )
-            user_id = await auth.create_user(
-                conn,
-                username=username,
-                password=password,
-                school_id=school_id,
-                roles=[("merchant_manager", school_id, merchant_id)],
-                display_name=contact_name or name,
-            )
-            await conn.execute(
-                "UPDATE merchants SET applied_by = $2 WHERE id = $1", merchant_id, user_id
-            )
-            applicant = Actor(name=username, user_id=user_id, school_id=school_id)
-            await audit.record(
-                conn,
-                applicant,
-                "merchant.apply",
-                school_id=school_id,
-                target_type="merchant",
-                target_id=merchant_id,
-                after={"name": name, "channel": channel, "contact_name": contact_name},
-            )
+        merchant_id: int = await tx.fetchval(
+            """INSERT INTO merchants(school_id, name, name_en, channel, contact_name,
+                                     contact_phone, status)
+               VALUES ($1, $2, $3, $4, $5, $6, 'pending') RETURNING id""",
+            school_id,
+            name,
+            name_en,
+            channel,
+            contact_name,
+            contact_phone,
+        )
+        user_id = await auth.create_user(
+            tx,
+            username=username,
+            password=password,
+            school_id=school_id,
+            roles=[("merchant_manager", school_id, merchant_id)],
+            display_name=contact_name or name,
+        )
+        await tx.execute("UPDATE merchants SET applied_by = $2 WHERE id = $1", merchant_id, user_id)
+        applicant = Actor(name=username, user_id=user_id, school_id=school_id)
+        await audit.record(
+            tx,
+            applicant,
+            "merchant.apply",
+            school_id=school_id,
+            target_type="merchant",
+            target_id=merchant_id,
+            after={"name": name, "channel": channel, "contact_name": contact_name},
+        )
     except asyncpg.UniqueViolationError as err:
         if "users" in str(err) or "username" in str(err):
             raise Conflict("this username is taken", field="username") from err
@@ -77,8 +76,9 @@ async def apply_merchant(
     return {"id": merchant_id, "status": "pending", "manager_user_id": user_id}
 
 
+@owns_transaction
 async def create_merchant(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     school_id: int,
     *,
@@ -92,42 +92,42 @@ async def create_merchant(
     actor.require("school_admin", "settlement", school_id=school_id)
     _check_channel(channel)
     try:
-        async with conn.transaction():
-            merchant_id: int = await conn.fetchval(
-                """INSERT INTO merchants(school_id, name, name_en, channel, commission_bp, shards)
-                   VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
-                school_id,
-                name,
-                name_en,
-                channel,
-                commission_bp,
-                shards,
-            )
-            await audit.record(
-                conn,
-                actor,
-                "merchant.create",
-                school_id=school_id,
-                target_type="merchant",
-                target_id=merchant_id,
-                after={
-                    "name": name,
-                    "channel": channel,
-                    "commission_bp": commission_bp,
-                    "shards": shards,
-                },
-            )
+        merchant_id: int = await tx.fetchval(
+            """INSERT INTO merchants(school_id, name, name_en, channel, commission_bp, shards)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+            school_id,
+            name,
+            name_en,
+            channel,
+            commission_bp,
+            shards,
+        )
+        await audit.record(
+            tx,
+            actor,
+            "merchant.create",
+            school_id=school_id,
+            target_type="merchant",
+            target_id=merchant_id,
+            after={
+                "name": name,
+                "channel": channel,
+                "commission_bp": commission_bp,
+                "shards": shards,
+            },
+        )
     except asyncpg.UniqueViolationError as err:
         raise Conflict(f"a merchant named {name!r} already exists", field="name") from err
     except asyncpg.CheckViolationError as err:
         raise ValidationFailed(
             str(err.constraint_name or "invalid merchant"), field="shards"
         ) from err
-    return await get_merchant(conn, actor, merchant_id)
+    return await get_merchant(tx, actor, merchant_id)
 
 
+@owns_transaction
 async def decide_merchant(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     merchant_id: int,
     *,
@@ -144,56 +144,55 @@ async def decide_merchant(
     }
     if decision not in targets:
         raise ValidationFailed(f"decision must be one of {', '.join(targets)}", field="decision")
-    async with conn.transaction():
-        m = await conn.fetchrow("SELECT * FROM merchants WHERE id = $1 FOR UPDATE", merchant_id)
-        if m is None or not actor.has("school_admin", "settlement", school_id=m["school_id"]):
-            raise NotFound("no such merchant", field="merchant_id")
-        sources, target = targets[decision]
-        if m["status"] not in sources:
-            raise Conflict(
-                f"cannot {decision} a merchant that is {m['status']}",
-                code="MERCHANT_TRANSITION_REFUSED",
-                field="decision",
-            )
-        await conn.execute(
-            """UPDATE merchants SET status = $2, decided_by = $3, decision_note = $4,
-                      commission_bp = coalesce($5, commission_bp),
-                      approved_at = CASE WHEN $2 = 'approved' THEN now() ELSE approved_at END
-                WHERE id = $1""",
-            merchant_id,
-            target,
-            actor.user_id,
-            note,
-            commission_bp,
+    m = await tx.fetchrow("SELECT * FROM merchants WHERE id = $1 FOR UPDATE", merchant_id)
+    if m is None or not actor.has("school_admin", "settlement", school_id=m["school_id"]):
+        raise NotFound("no such merchant", field="merchant_id")
+    sources, target = targets[decision]
+    if m["status"] not in sources:
+        raise Conflict(
+            f"cannot {decision} a merchant that is {m['status']}",
+            code="MERCHANT_TRANSITION_REFUSED",
+            field="decision",
         )
-        await audit.record(
-            conn,
-            actor,
-            f"merchant.{decision}",
+    await tx.execute(
+        """UPDATE merchants SET status = $2, decided_by = $3, decision_note = $4,
+                  commission_bp = coalesce($5, commission_bp),
+                  approved_at = CASE WHEN $2 = 'approved' THEN now() ELSE approved_at END
+            WHERE id = $1""",
+        merchant_id,
+        target,
+        actor.user_id,
+        note,
+        commission_bp,
+    )
+    await audit.record(
+        tx,
+        actor,
+        f"merchant.{decision}",
+        school_id=m["school_id"],
+        target_type="merchant",
+        target_id=merchant_id,
+        before={"status": m["status"], "commission_bp": m["commission_bp"]},
+        after={
+            "status": target,
+            "note": note,
+            "commission_bp": commission_bp if commission_bp is not None else m["commission_bp"],
+        },
+    )
+    if m["applied_by"] is not None:
+        zh = {"approve": "已通过", "reject": "未通过", "suspend": "已暂停", "close": "已关闭"}
+        await notifications.notify(
+            tx,
             school_id=m["school_id"],
-            target_type="merchant",
-            target_id=merchant_id,
-            before={"status": m["status"], "commission_bp": m["commission_bp"]},
-            after={
-                "status": target,
-                "note": note,
-                "commission_bp": commission_bp if commission_bp is not None else m["commission_bp"],
+            kind=f"merchant.{decision}",
+            title={"zh-CN": f"商户申请{zh[decision]}", "en": f"Merchant {target}"},
+            body={
+                "zh-CN": f"{m['name']}：{zh[decision]}。{note}",
+                "en": f"{m['name']}: {target}. {note}",
             },
+            user_id=m["applied_by"],
         )
-        if m["applied_by"] is not None:
-            zh = {"approve": "已通过", "reject": "未通过", "suspend": "已暂停", "close": "已关闭"}
-            await notifications.notify(
-                conn,
-                school_id=m["school_id"],
-                kind=f"merchant.{decision}",
-                title={"zh-CN": f"商户申请{zh[decision]}", "en": f"Merchant {target}"},
-                body={
-                    "zh-CN": f"{m['name']}：{zh[decision]}。{note}",
-                    "en": f"{m['name']}: {target}. {note}",
-                },
-                user_id=m["applied_by"],
-            )
-    return await get_merchant(conn, actor, merchant_id)
+    return await get_merchant(tx, actor, merchant_id)
 
 
 async def get_merchant(conn: Conn, actor: Actor, merchant_id: int) -> dict[str, Any]:
@@ -229,10 +228,11 @@ async def list_merchants(
     return [dict(r) for r in rows]
 
 
+@owns_transaction
 async def add_outlet(
-    conn: Conn, actor: Actor, merchant_id: int, *, name: str, name_en: str = ""
+    tx: Tx, actor: Actor, merchant_id: int, *, name: str, name_en: str = ""
 ) -> dict[str, Any]:
-    m = await conn.fetchrow("SELECT school_id FROM merchants WHERE id = $1", merchant_id)
+    m = await tx.fetchrow("SELECT school_id FROM merchants WHERE id = $1", merchant_id)
     if m is None:
         raise NotFound("no such merchant", field="merchant_id")
     school_id = m["school_id"]
@@ -242,31 +242,31 @@ async def add_outlet(
     if not (is_manager or actor.has("school_admin", "settlement", school_id=school_id)):
         raise NotFound("no such merchant", field="merchant_id")
     try:
-        async with conn.transaction():
-            outlet_id: int = await conn.fetchval(
-                "INSERT INTO outlets(school_id, merchant_id, name, name_en) "
-                "VALUES ($1, $2, $3, $4) RETURNING id",
-                school_id,
-                merchant_id,
-                name,
-                name_en,
-            )
-            await audit.record(
-                conn,
-                actor,
-                "merchant.add_outlet",
-                school_id=school_id,
-                target_type="outlet",
-                target_id=outlet_id,
-                after={"merchant_id": merchant_id, "name": name},
-            )
+        outlet_id: int = await tx.fetchval(
+            "INSERT INTO outlets(school_id, merchant_id, name, name_en) "
+            "VALUES ($1, $2, $3, $4) RETURNING id",
+            school_id,
+            merchant_id,
+            name,
+            name_en,
+        )
+        await audit.record(
+            tx,
+            actor,
+            "merchant.add_outlet",
+            school_id=school_id,
+            target_type="outlet",
+            target_id=outlet_id,
+            after={"merchant_id": merchant_id, "name": name},
+        )
     except asyncpg.UniqueViolationError as err:
         raise Conflict(f"outlet {name!r} already exists", field="name") from err
     return {"id": outlet_id, "merchant_id": merchant_id, "name": name, "name_en": name_en}
 
 
+@owns_transaction
 async def add_staff(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     merchant_id: int,
     *,
@@ -277,7 +277,7 @@ async def add_staff(
     can_refund: bool = False,
 ) -> dict[str, Any]:
     """A merchant manager (or an administrator) adds a cashier or manager account."""
-    m = await conn.fetchrow("SELECT school_id FROM merchants WHERE id = $1", merchant_id)
+    m = await tx.fetchrow("SELECT school_id FROM merchants WHERE id = $1", merchant_id)
     if m is None:
         raise NotFound("no such merchant", field="merchant_id")
     school_id = m["school_id"]
@@ -288,36 +288,35 @@ async def add_staff(
         raise NotFound("no such merchant", field="merchant_id")
     role = "merchant_manager" if manager else "merchant_staff"
     try:
-        async with conn.transaction():
-            user_id = await auth.create_user(
-                conn,
-                username=username,
-                password=password,
-                school_id=school_id,
-                roles=[(role, school_id, merchant_id)],
-                display_name=display_name,
+        user_id = await auth.create_user(
+            tx,
+            username=username,
+            password=password,
+            school_id=school_id,
+            roles=[(role, school_id, merchant_id)],
+            display_name=display_name,
+        )
+        if can_refund and not manager:
+            await tx.execute(
+                "INSERT INTO merchant_permissions(user_id, merchant_id, permission) "
+                "VALUES ($1, $2, 'refund')",
+                user_id,
+                merchant_id,
             )
-            if can_refund and not manager:
-                await conn.execute(
-                    "INSERT INTO merchant_permissions(user_id, merchant_id, permission) "
-                    "VALUES ($1, $2, 'refund')",
-                    user_id,
-                    merchant_id,
-                )
-            await audit.record(
-                conn,
-                actor,
-                "merchant.add_staff",
-                school_id=school_id,
-                target_type="user",
-                target_id=user_id,
-                after={
-                    "merchant_id": merchant_id,
-                    "username": username,
-                    "role": role,
-                    "can_refund": can_refund or manager,
-                },
-            )
+        await audit.record(
+            tx,
+            actor,
+            "merchant.add_staff",
+            school_id=school_id,
+            target_type="user",
+            target_id=user_id,
+            after={
+                "merchant_id": merchant_id,
+                "username": username,
+                "role": role,
+                "can_refund": can_refund or manager,
+            },
+        )
     except asyncpg.UniqueViolationError as err:
         raise Conflict("this username is taken", field="username") from err
     return {
@@ -328,10 +327,11 @@ async def add_staff(
     }
 
 
+@owns_transaction
 async def set_refund_permission(
-    conn: Conn, actor: Actor, merchant_id: int, user_id: int, *, allowed: bool
+    tx: Tx, actor: Actor, merchant_id: int, user_id: int, *, allowed: bool
 ) -> dict[str, Any]:
-    m = await conn.fetchrow("SELECT school_id FROM merchants WHERE id = $1", merchant_id)
+    m = await tx.fetchrow("SELECT school_id FROM merchants WHERE id = $1", merchant_id)
     if m is None:
         raise NotFound("no such merchant", field="merchant_id")
     is_manager = any(
@@ -339,32 +339,31 @@ async def set_refund_permission(
     )
     if not (is_manager or actor.has("school_admin", "settlement", school_id=m["school_id"])):
         raise NotFound("no such merchant", field="merchant_id")
-    staff = await conn.fetchval(
+    staff = await tx.fetchval(
         "SELECT 1 FROM user_roles WHERE user_id = $1 AND merchant_id = $2", user_id, merchant_id
     )
     if not staff:
         raise NotFound("this user is not staff of the merchant", field="user_id")
-    async with conn.transaction():
-        if allowed:
-            await conn.execute(
-                "INSERT INTO merchant_permissions VALUES ($1, $2, 'refund') ON CONFLICT DO NOTHING",
-                user_id,
-                merchant_id,
-            )
-        else:
-            await conn.execute(
-                "DELETE FROM merchant_permissions WHERE user_id = $1 AND merchant_id = $2 "
-                "AND permission = 'refund'",
-                user_id,
-                merchant_id,
-            )
-        await audit.record(
-            conn,
-            actor,
-            "merchant.refund_permission",
-            school_id=m["school_id"],
-            target_type="user",
-            target_id=user_id,
-            after={"merchant_id": merchant_id, "refund": allowed},
+    if allowed:
+        await tx.execute(
+            "INSERT INTO merchant_permissions VALUES ($1, $2, 'refund') ON CONFLICT DO NOTHING",
+            user_id,
+            merchant_id,
         )
+    else:
+        await tx.execute(
+            "DELETE FROM merchant_permissions WHERE user_id = $1 AND merchant_id = $2 "
+            "AND permission = 'refund'",
+            user_id,
+            merchant_id,
+        )
+    await audit.record(
+        tx,
+        actor,
+        "merchant.refund_permission",
+        school_id=m["school_id"],
+        target_type="user",
+        target_id=user_id,
+        after={"merchant_id": merchant_id, "refund": allowed},
+    )
     return {"user_id": user_id, "merchant_id": merchant_id, "can_refund": allowed}

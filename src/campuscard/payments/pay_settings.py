@@ -11,6 +11,7 @@ from typing import Any
 
 from campuscard.config import Settings
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, owns_transaction
 from campuscard.ledger.money import fmt
 from campuscard.payments import rules
 from campuscard.platform import audit, auth, notifications
@@ -23,32 +24,30 @@ async def school_rules(conn: Conn, school_id: int) -> rules.PaymentRules:
     return rules.rules_from_settings(settings)
 
 
+@owns_transaction
 async def set_school_rules(
-    conn: Conn, actor: Actor, school_id: int, changes: dict[str, Any]
+    tx: Tx, actor: Actor, school_id: int, changes: dict[str, Any]
 ) -> dict[str, Any]:
     actor.require("school_admin", "settlement", school_id=school_id)
-    async with conn.transaction():
-        current = await conn.fetchval(
-            "SELECT settings FROM schools WHERE id = $1 FOR UPDATE", school_id
-        )
-        before = rules.rules_from_settings(current)
-        after = rules.check_rules(changes, base=before)
-        stored = {k: v for k, v in after.to_json().items() if k != "purse_order"}
-        await conn.execute(
-            "UPDATE schools SET settings = jsonb_set(settings, '{payments}', $2) WHERE id = $1",
-            school_id,
-            stored,
-        )
-        await audit.record(
-            conn,
-            actor,
-            "school.payment_rules",
-            school_id=school_id,
-            target_type="school",
-            target_id=school_id,
-            before=before.to_json(),
-            after=after.to_json(),
-        )
+    current = await tx.fetchval("SELECT settings FROM schools WHERE id = $1 FOR UPDATE", school_id)
+    before = rules.rules_from_settings(current)
+    after = rules.check_rules(changes, base=before)
+    stored = {k: v for k, v in after.to_json().items() if k != "purse_order"}
+    await tx.execute(
+        "UPDATE schools SET settings = jsonb_set(settings, '{payments}', $2) WHERE id = $1",
+        school_id,
+        stored,
+    )
+    await audit.record(
+        tx,
+        actor,
+        "school.payment_rules",
+        school_id=school_id,
+        target_type="school",
+        target_id=school_id,
+        before=before.to_json(),
+        after=after.to_json(),
+    )
     return rules_view(after)
 
 
@@ -100,8 +99,9 @@ async def get_settings(conn: Conn, actor: Actor, person_id: int) -> dict[str, An
     }
 
 
+@owns_transaction
 async def set_pin(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     settings: Settings,
     *,
@@ -111,7 +111,7 @@ async def set_pin(
 ) -> dict[str, Any]:
     """The holder sets or changes their PIN, confirming with their sign-in password (this also
     unlocks a PIN locked by wrong tries); the card center may reset it at the counter."""
-    school_id = await _person_school(conn, person_id)
+    school_id = await _person_school(tx, person_id)
     holder = _is_holder(actor, person_id)
     if not holder and not actor.has("card_center", school_id=school_id):
         raise NotFound("no such person", field="person_id")
@@ -121,45 +121,45 @@ async def set_pin(
             raise ValidationFailed(
                 "confirm with your password", code="FIELD_REQUIRED", field="password"
             )
-        stored = await conn.fetchval("SELECT password_hash FROM users WHERE id = $1", actor.user_id)
+        stored = await tx.fetchval("SELECT password_hash FROM users WHERE id = $1", actor.user_id)
         if stored is None or not auth.verify_password(stored, password):
             raise Unauthorized("the password is wrong", code="PASSWORD_WRONG", field="password")
     token = rules.pin_token(rules.pin_pepper(settings.master_key.get_secret_value()), new_pin)
-    async with conn.transaction():
-        await conn.execute(
-            """INSERT INTO pay_settings(person_id, school_id, pin_hash, pin_failures, pin_set_at)
-               VALUES ($1, $2, $3, 0, now())
-               ON CONFLICT (person_id) DO UPDATE SET pin_hash = EXCLUDED.pin_hash,
-                   pin_failures = 0, pin_set_at = now(), updated_at = now()""",
-            person_id,
-            school_id,
-            rules.pin_hash(token, person_id),
-        )
-        await audit.record(
-            conn,
-            actor,
-            "card.set_pin",
-            school_id=school_id,
-            target_type="person",
-            target_id=person_id,
-            after={"by": "holder" if holder else "card_center"},
-        )
-        await notifications.notify(
-            conn,
-            school_id=school_id,
-            kind="card.pin_changed",
-            person_id=person_id,
-            title={"zh-CN": "消费密码已修改", "en": "Payment PIN changed"},
-            body={
-                "zh-CN": "您的校园卡消费密码已修改。如非本人操作请立即挂失。",
-                "en": "Your card PIN was changed. If this was not you, report the card lost.",
-            },
-        )
+    await tx.execute(
+        """INSERT INTO pay_settings(person_id, school_id, pin_hash, pin_failures, pin_set_at)
+           VALUES ($1, $2, $3, 0, now())
+           ON CONFLICT (person_id) DO UPDATE SET pin_hash = EXCLUDED.pin_hash,
+               pin_failures = 0, pin_set_at = now(), updated_at = now()""",
+        person_id,
+        school_id,
+        rules.pin_hash(token, person_id),
+    )
+    await audit.record(
+        tx,
+        actor,
+        "card.set_pin",
+        school_id=school_id,
+        target_type="person",
+        target_id=person_id,
+        after={"by": "holder" if holder else "card_center"},
+    )
+    await notifications.notify(
+        tx,
+        school_id=school_id,
+        kind="card.pin_changed",
+        person_id=person_id,
+        title={"zh-CN": "消费密码已修改", "en": "Payment PIN changed"},
+        body={
+            "zh-CN": "您的校园卡消费密码已修改。如非本人操作请立即挂失。",
+            "en": "Your card PIN was changed. If this was not you, report the card lost.",
+        },
+    )
     return {"person_id": person_id, "pin_set": True}
 
 
+@owns_transaction
 async def set_limits(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     *,
     person_id: int,
@@ -168,12 +168,12 @@ async def set_limits(
 ) -> dict[str, Any]:
     """Set a person's own limits (None: back to the school's). The holder may only lower them
     below the school's; the card center may set any."""
-    school_id = await _person_school(conn, person_id)
+    school_id = await _person_school(tx, person_id)
     holder = _is_holder(actor, person_id)
     operator = actor.has("card_center", "settlement", school_id=school_id)
     if not holder and not operator:
         raise NotFound("no such person", field="person_id")
-    school = await school_rules(conn, school_id)
+    school = await school_rules(tx, school_id)
     for field, value, cap in (
         ("per_tx_limit", per_tx_limit, school.per_tx_limit),
         ("daily_limit", daily_limit, school.daily_limit),
@@ -188,32 +188,31 @@ async def set_limits(
             )
     if per_tx_limit is not None and daily_limit is not None and per_tx_limit > daily_limit:
         raise ValidationFailed("per_tx_limit cannot exceed daily_limit", field="per_tx_limit")
-    async with conn.transaction():
-        before = await conn.fetchrow(
-            "SELECT per_tx_limit, daily_limit FROM pay_settings WHERE person_id = $1", person_id
-        )
-        await conn.execute(
-            """INSERT INTO pay_settings(person_id, school_id, per_tx_limit, daily_limit)
-               VALUES ($1, $2, $3, $4)
-               ON CONFLICT (person_id) DO UPDATE SET per_tx_limit = EXCLUDED.per_tx_limit,
-                   daily_limit = EXCLUDED.daily_limit, updated_at = now()""",
-            person_id,
-            school_id,
-            per_tx_limit,
-            daily_limit,
-        )
-        await audit.record(
-            conn,
-            actor,
-            "card.set_limits",
-            school_id=school_id,
-            target_type="person",
-            target_id=person_id,
-            before=dict(before) if before else None,
-            after={
-                "per_tx_limit": per_tx_limit,
-                "daily_limit": daily_limit,
-                "by": "holder" if holder else "operator",
-            },
-        )
-    return await get_settings(conn, actor, person_id)
+    before = await tx.fetchrow(
+        "SELECT per_tx_limit, daily_limit FROM pay_settings WHERE person_id = $1", person_id
+    )
+    await tx.execute(
+        """INSERT INTO pay_settings(person_id, school_id, per_tx_limit, daily_limit)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (person_id) DO UPDATE SET per_tx_limit = EXCLUDED.per_tx_limit,
+               daily_limit = EXCLUDED.daily_limit, updated_at = now()""",
+        person_id,
+        school_id,
+        per_tx_limit,
+        daily_limit,
+    )
+    await audit.record(
+        tx,
+        actor,
+        "card.set_limits",
+        school_id=school_id,
+        target_type="person",
+        target_id=person_id,
+        before=dict(before) if before else None,
+        after={
+            "per_tx_limit": per_tx_limit,
+            "daily_limit": daily_limit,
+            "by": "holder" if holder else "operator",
+        },
+    )
+    return await get_settings(tx, actor, person_id)

@@ -15,6 +15,7 @@ import asyncpg
 
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import Tx, owns_transaction
 from campuscard.platform import audit, signing
 from campuscard.platform.actors import Actor, Grant
 from campuscard.platform.errors import (
@@ -204,8 +205,9 @@ def terminal_key_hex(settings: Settings, sn: str, key_version: int) -> str:
     ).hex()
 
 
+@owns_transaction
 async def register_terminal(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     settings: Settings,
     school_id: int,
@@ -223,7 +225,7 @@ async def register_terminal(
     if kind == "pos" and merchant_id is None:
         raise ValidationFailed("a POS terminal belongs to a merchant", field="merchant_id")
     if outlet_id is not None:
-        ok = await conn.fetchval(
+        ok = await tx.fetchval(
             "SELECT 1 FROM outlets WHERE id = $1 AND school_id = $2 AND merchant_id = $3",
             outlet_id,
             school_id,
@@ -232,33 +234,32 @@ async def register_terminal(
         if not ok:
             raise NotFound("no such outlet of this merchant", field="outlet_id")
     try:
-        async with conn.transaction():
-            row = await conn.fetchrow(
-                """INSERT INTO terminals(school_id, sn, kind, merchant_id, outlet_id, location)
-                   VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, key_version""",
-                school_id,
-                sn,
-                kind,
-                merchant_id,
-                outlet_id,
-                location,
-            )
-            assert row is not None
-            await audit.record(
-                conn,
-                actor,
-                "terminal.register",
-                school_id=school_id,
-                target_type="terminal",
-                target_id=row["id"],
-                after={
-                    "sn": sn,
-                    "kind": kind,
-                    "merchant_id": merchant_id,
-                    "outlet_id": outlet_id,
-                    "location": location,
-                },
-            )
+        row = await tx.fetchrow(
+            """INSERT INTO terminals(school_id, sn, kind, merchant_id, outlet_id, location)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, key_version""",
+            school_id,
+            sn,
+            kind,
+            merchant_id,
+            outlet_id,
+            location,
+        )
+        assert row is not None
+        await audit.record(
+            tx,
+            actor,
+            "terminal.register",
+            school_id=school_id,
+            target_type="terminal",
+            target_id=row["id"],
+            after={
+                "sn": sn,
+                "kind": kind,
+                "merchant_id": merchant_id,
+                "outlet_id": outlet_id,
+                "location": location,
+            },
+        )
     except asyncpg.UniqueViolationError as err:
         raise Conflict(f"terminal {sn!r} is already registered", field="sn") from err
     except asyncpg.CheckViolationError as err:
@@ -281,32 +282,30 @@ async def _terminal_for_update(conn: Conn, terminal_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-async def rotate_key(
-    conn: Conn, actor: Actor, settings: Settings, terminal_id: int
-) -> dict[str, Any]:
+@owns_transaction
+async def rotate_key(tx: Tx, actor: Actor, settings: Settings, terminal_id: int) -> dict[str, Any]:
     """A new key version (the old one works until the device first uses the new one)."""
-    async with conn.transaction():
-        t = await _terminal_for_update(conn, terminal_id)
-        if not actor.has("school_admin", "settlement", school_id=t["school_id"]):
-            raise NotFound("no such terminal", field="terminal_id")
-        new_version = t["key_version"] + 1
-        await conn.execute(
-            """UPDATE terminals SET key_version = $2, prev_key_version = $3,
-                      key_rotated_at = now() WHERE id = $1""",
-            terminal_id,
-            new_version,
-            t["key_version"],
-        )
-        await audit.record(
-            conn,
-            actor,
-            "terminal.rotate_key",
-            school_id=t["school_id"],
-            target_type="terminal",
-            target_id=terminal_id,
-            before={"key_version": t["key_version"]},
-            after={"key_version": new_version},
-        )
+    t = await _terminal_for_update(tx, terminal_id)
+    if not actor.has("school_admin", "settlement", school_id=t["school_id"]):
+        raise NotFound("no such terminal", field="terminal_id")
+    new_version = t["key_version"] + 1
+    await tx.execute(
+        """UPDATE terminals SET key_version = $2, prev_key_version = $3,
+                  key_rotated_at = now() WHERE id = $1""",
+        terminal_id,
+        new_version,
+        t["key_version"],
+    )
+    await audit.record(
+        tx,
+        actor,
+        "terminal.rotate_key",
+        school_id=t["school_id"],
+        target_type="terminal",
+        target_id=terminal_id,
+        before={"key_version": t["key_version"]},
+        after={"key_version": new_version},
+    )
     forget_terminal(t["sn"])
     return {
         "id": terminal_id,
@@ -316,81 +315,81 @@ async def rotate_key(
     }
 
 
+@owns_transaction
 async def rotate_key_by_device(
-    conn: Conn, settings: Settings, signed: SignedTerminal
+    tx: Tx, settings: Settings, signed: SignedTerminal
 ) -> dict[str, Any]:
     """The device asks for a new key, signing with its current one."""
-    async with conn.transaction():
-        await record_nonce(conn, signed)
-        t = await _terminal_for_update(conn, signed.id)
-        if signed.key_version != t["key_version"]:
-            raise _refuse(
-                "KEY_VERSION_INVALID",
-                "rotate with the current key version",
-                signing.HEADER_KEY_VERSION,
-            )
-        new_version = t["key_version"] + 1
-        await conn.execute(
-            """UPDATE terminals SET key_version = $2, prev_key_version = $3,
-                      key_rotated_at = now() WHERE id = $1""",
-            signed.id,
-            new_version,
-            t["key_version"],
+    await record_nonce(tx, signed)
+    t = await _terminal_for_update(tx, signed.id)
+    if signed.key_version != t["key_version"]:
+        raise _refuse(
+            "KEY_VERSION_INVALID",
+            "rotate with the current key version",
+            signing.HEADER_KEY_VERSION,
         )
-        await audit.record(
-            conn,
-            signed.actor,
-            "terminal.rotate_key",
-            school_id=t["school_id"],
-            target_type="terminal",
-            target_id=signed.id,
-            before={"key_version": t["key_version"]},
-            after={"key_version": new_version},
-        )
+    new_version = t["key_version"] + 1
+    await tx.execute(
+        """UPDATE terminals SET key_version = $2, prev_key_version = $3,
+                  key_rotated_at = now() WHERE id = $1""",
+        signed.id,
+        new_version,
+        t["key_version"],
+    )
+    await audit.record(
+        tx,
+        signed.actor,
+        "terminal.rotate_key",
+        school_id=t["school_id"],
+        target_type="terminal",
+        target_id=signed.id,
+        before={"key_version": t["key_version"]},
+        after={"key_version": new_version},
+    )
     forget_terminal(t["sn"])
     return {"key_version": new_version, "key": terminal_key_hex(settings, t["sn"], new_version)}
 
 
+@owns_transaction
 async def set_status(
-    conn: Conn, actor: Actor, terminal_id: int, *, status: str, reason: str
+    tx: Tx, actor: Actor, terminal_id: int, *, status: str, reason: str
 ) -> dict[str, Any]:
     if status not in ("active", "disabled"):
         raise ValidationFailed("status must be active or disabled", field="status")
-    async with conn.transaction():
-        t = await _terminal_for_update(conn, terminal_id)
-        if not actor.has("school_admin", "settlement", school_id=t["school_id"]):
-            raise NotFound("no such terminal", field="terminal_id")
-        await conn.execute("UPDATE terminals SET status = $2 WHERE id = $1", terminal_id, status)
-        await audit.record(
-            conn,
-            actor,
-            "terminal.status",
-            school_id=t["school_id"],
-            target_type="terminal",
-            target_id=terminal_id,
-            before={"status": t["status"]},
-            after={"status": status, "reason": reason},
-        )
+    t = await _terminal_for_update(tx, terminal_id)
+    if not actor.has("school_admin", "settlement", school_id=t["school_id"]):
+        raise NotFound("no such terminal", field="terminal_id")
+    await tx.execute("UPDATE terminals SET status = $2 WHERE id = $1", terminal_id, status)
+    await audit.record(
+        tx,
+        actor,
+        "terminal.status",
+        school_id=t["school_id"],
+        target_type="terminal",
+        target_id=terminal_id,
+        before={"status": t["status"]},
+        after={"status": status, "reason": reason},
+    )
     forget_terminal(t["sn"])
     return {"id": terminal_id, "sn": t["sn"], "status": status}
 
 
-async def heartbeat(conn: Conn, signed: SignedTerminal, info: dict[str, Any]) -> dict[str, Any]:
+@owns_transaction
+async def heartbeat(tx: Tx, signed: SignedTerminal, info: dict[str, Any]) -> dict[str, Any]:
     """A device says it is alive; answers the server time and the blacklist version, so the
     device knows whether to fetch blacklist changes."""
-    async with conn.transaction():
-        await record_nonce(conn, signed)
-        row = await conn.fetchrow(
-            """UPDATE terminals SET last_seen_at = now(), heartbeat = $2,
-                      blacklist_version = $3
-                WHERE id = $1
-            RETURNING last_seen_at,
-                      (SELECT version FROM blacklist_heads WHERE school_id = terminals.school_id)
-                      AS head""",
-            signed.id,
-            info,
-            info.get("blacklist_version"),
-        )
+    await record_nonce(tx, signed)
+    row = await tx.fetchrow(
+        """UPDATE terminals SET last_seen_at = now(), heartbeat = $2,
+                  blacklist_version = $3
+            WHERE id = $1
+        RETURNING last_seen_at,
+                  (SELECT version FROM blacklist_heads WHERE school_id = terminals.school_id)
+                  AS head""",
+        signed.id,
+        info,
+        info.get("blacklist_version"),
+    )
     assert row is not None
     return {
         "server_time": int(row["last_seen_at"].timestamp()),

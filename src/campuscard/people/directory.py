@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, owns_transaction
 from campuscard.ledger import postings
 from campuscard.platform import audit
 from campuscard.platform.actors import Actor
@@ -29,8 +30,9 @@ class PersonData:
     category: str = "regular"
 
 
+@owns_transaction
 async def create_school(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     *,
     province_code: str,
@@ -40,29 +42,28 @@ async def create_school(
     timezone: str = "Asia/Shanghai",
 ) -> int:
     actor.require("platform_admin", school_id=None)
-    province_id = await conn.fetchval("SELECT id FROM provinces WHERE code = $1", province_code)
+    province_id = await tx.fetchval("SELECT id FROM provinces WHERE code = $1", province_code)
     if province_id is None:
         raise NotFound(f"unknown province {province_code!r}", field="province")
     try:
-        async with conn.transaction():
-            school_id: int = await conn.fetchval(
-                """INSERT INTO schools(province_id, code, name, name_en, timezone)
-                   VALUES ($1, $2, $3, $4, $5) RETURNING id""",
-                province_id,
-                code,
-                name,
-                name_en,
-                timezone,
-            )
-            await audit.record(
-                conn,
-                actor,
-                "school.create",
-                school_id=school_id,
-                target_type="school",
-                target_id=school_id,
-                after={"code": code, "name": name, "timezone": timezone},
-            )
+        school_id: int = await tx.fetchval(
+            """INSERT INTO schools(province_id, code, name, name_en, timezone)
+               VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+            province_id,
+            code,
+            name,
+            name_en,
+            timezone,
+        )
+        await audit.record(
+            tx,
+            actor,
+            "school.create",
+            school_id=school_id,
+            target_type="school",
+            target_id=school_id,
+            after={"code": code, "name": name, "timezone": timezone},
+        )
     except asyncpg.UniqueViolationError as err:
         raise Conflict(f"school {code!r} already exists", field="code") from err
     except asyncpg.InvalidParameterValueError as err:
@@ -77,8 +78,9 @@ async def school_by_code(conn: Conn, code: str) -> dict[str, Any]:
     return dict(row)
 
 
+@owns_transaction
 async def create_class(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     school_id: int,
     *,
@@ -88,24 +90,23 @@ async def create_class(
 ) -> int:
     actor.require("school_admin", "teacher", school_id=school_id)
     try:
-        async with conn.transaction():
-            class_id: int = await conn.fetchval(
-                "INSERT INTO classes(school_id, kind, name, grade) VALUES ($1, $2, $3, $4) "
-                "RETURNING id",
-                school_id,
-                kind,
-                name,
-                grade,
-            )
-            await audit.record(
-                conn,
-                actor,
-                "class.create",
-                school_id=school_id,
-                target_type="class",
-                target_id=class_id,
-                after={"name": name, "kind": kind, "grade": grade},
-            )
+        class_id: int = await tx.fetchval(
+            "INSERT INTO classes(school_id, kind, name, grade) VALUES ($1, $2, $3, $4) "
+            "RETURNING id",
+            school_id,
+            kind,
+            name,
+            grade,
+        )
+        await audit.record(
+            tx,
+            actor,
+            "class.create",
+            school_id=school_id,
+            target_type="class",
+            target_id=class_id,
+            after={"name": name, "kind": kind, "grade": grade},
+        )
     except asyncpg.UniqueViolationError as err:
         raise Conflict(f"class {name!r} already exists in this school", field="name") from err
     return class_id
@@ -121,8 +122,9 @@ async def _check_class(conn: Conn, school_id: int, class_id: int | None) -> None
         raise NotFound("class not found in this school", field="class_id")
 
 
+@owns_transaction
 async def create_person(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     school_id: int,
     data: PersonData,
@@ -130,33 +132,32 @@ async def create_person(
     open_account: bool = False,
 ) -> int:
     actor.require("school_admin", "card_center", "teacher", school_id=school_id)
-    await _check_class(conn, school_id, data.class_id)
+    await _check_class(tx, school_id, data.class_id)
     try:
-        async with conn.transaction():
-            person_id: int = await conn.fetchval(
-                """INSERT INTO persons(school_id, kind, number, name, class_id, phone, category,
-                                       account_status)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
-                school_id,
-                data.kind,
-                data.number,
-                data.name,
-                data.class_id,
-                data.phone,
-                data.category,
-                "active" if open_account else "none",
-            )
-            if open_account:
-                await postings.open_purses(conn, school_id, person_id)
-            await audit.record(
-                conn,
-                actor,
-                "person.create",
-                school_id=school_id,
-                target_type="person",
-                target_id=person_id,
-                after=asdict(data),
-            )
+        person_id: int = await tx.fetchval(
+            """INSERT INTO persons(school_id, kind, number, name, class_id, phone, category,
+                                   account_status)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
+            school_id,
+            data.kind,
+            data.number,
+            data.name,
+            data.class_id,
+            data.phone,
+            data.category,
+            "active" if open_account else "none",
+        )
+        if open_account:
+            await postings.open_purses(tx, school_id, person_id)
+        await audit.record(
+            tx,
+            actor,
+            "person.create",
+            school_id=school_id,
+            target_type="person",
+            target_id=person_id,
+            after=asdict(data),
+        )
     except asyncpg.UniqueViolationError as err:
         raise Conflict(
             f"number {data.number!r} is already used in this school",
@@ -191,8 +192,9 @@ def can_see_person(actor: Actor, school_id: int, person_id: int) -> bool:
     return actor.has("school_admin", "card_center", "settlement", "teacher", school_id=school_id)
 
 
+@owns_transaction
 async def update_person(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     person_id: int,
     changes: dict[str, Any],
@@ -205,40 +207,39 @@ async def update_person(
     for required in ("name", "category", "kind"):
         if required in changes and changes[required] is None:
             raise ValidationFailed(f"{required} cannot be emptied", field=required)
-    async with conn.transaction():
-        before = await conn.fetchrow(
-            "SELECT school_id, name, class_id, phone, category, kind FROM persons "
-            "WHERE id = $1 FOR UPDATE",
-            person_id,
-        )
-        if before is None:
-            raise NotFound("person not found", field="person_id")
-        school_id = before["school_id"]
-        actor.require("school_admin", "card_center", "teacher", school_id=school_id)
-        if "class_id" in changes:
-            await _check_class(conn, school_id, changes["class_id"])
-        after = {k: before[k] for k in allowed} | changes
-        await conn.execute(
-            """UPDATE persons SET name = $2, class_id = $3, phone = $4, category = $5, kind = $6,
-                                  updated_at = now() WHERE id = $1""",
-            person_id,
-            after["name"],
-            after["class_id"],
-            after["phone"],
-            after["category"],
-            after["kind"],
-        )
-        await audit.record(
-            conn,
-            actor,
-            "person.update",
-            school_id=school_id,
-            target_type="person",
-            target_id=person_id,
-            before={k: before[k] for k in changes},
-            after=changes,
-        )
-    return await get_person(conn, actor, person_id)
+    before = await tx.fetchrow(
+        "SELECT school_id, name, class_id, phone, category, kind FROM persons "
+        "WHERE id = $1 FOR UPDATE",
+        person_id,
+    )
+    if before is None:
+        raise NotFound("person not found", field="person_id")
+    school_id = before["school_id"]
+    actor.require("school_admin", "card_center", "teacher", school_id=school_id)
+    if "class_id" in changes:
+        await _check_class(tx, school_id, changes["class_id"])
+    after = {k: before[k] for k in allowed} | changes
+    await tx.execute(
+        """UPDATE persons SET name = $2, class_id = $3, phone = $4, category = $5, kind = $6,
+                              updated_at = now() WHERE id = $1""",
+        person_id,
+        after["name"],
+        after["class_id"],
+        after["phone"],
+        after["category"],
+        after["kind"],
+    )
+    await audit.record(
+        tx,
+        actor,
+        "person.update",
+        school_id=school_id,
+        target_type="person",
+        target_id=person_id,
+        before={k: before[k] for k in changes},
+        after=changes,
+    )
+    return await get_person(tx, actor, person_id)
 
 
 async def search_persons(
@@ -267,8 +268,9 @@ async def search_persons(
     return [dict(r) for r in rows]
 
 
+@owns_transaction
 async def add_guardian(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     person_id: int,
     *,
@@ -276,30 +278,29 @@ async def add_guardian(
     phone: str,
     relation: str = "parent",
 ) -> int:
-    school_id = await conn.fetchval("SELECT school_id FROM persons WHERE id = $1", person_id)
+    school_id = await tx.fetchval("SELECT school_id FROM persons WHERE id = $1", person_id)
     if school_id is None:
         raise NotFound("person not found", field="person_id")
     actor.require("school_admin", "card_center", "teacher", school_id=school_id)
     try:
-        async with conn.transaction():
-            guardian_id: int = await conn.fetchval(
-                """INSERT INTO guardians(school_id, person_id, name, phone, relation)
-                   VALUES ($1, $2, $3, $4, $5) RETURNING id""",
-                school_id,
-                person_id,
-                name,
-                phone,
-                relation,
-            )
-            await audit.record(
-                conn,
-                actor,
-                "guardian.add",
-                school_id=school_id,
-                target_type="person",
-                target_id=person_id,
-                after={"name": name, "phone": phone, "relation": relation},
-            )
+        guardian_id: int = await tx.fetchval(
+            """INSERT INTO guardians(school_id, person_id, name, phone, relation)
+               VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+            school_id,
+            person_id,
+            name,
+            phone,
+            relation,
+        )
+        await audit.record(
+            tx,
+            actor,
+            "guardian.add",
+            school_id=school_id,
+            target_type="person",
+            target_id=person_id,
+            after={"name": name, "phone": phone, "relation": relation},
+        )
     except asyncpg.UniqueViolationError as err:
         raise Conflict("this guardian phone is already linked", field="phone") from err
     return guardian_id

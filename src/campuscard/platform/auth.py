@@ -13,6 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import transaction
 from campuscard.platform import audit
 from campuscard.platform.actors import Actor, Grant
 from campuscard.platform.errors import TooManyRequests, Unauthorized, ValidationFailed
@@ -106,22 +107,22 @@ async def login(
     if user["failed_logins"]:
         await asyncio.sleep(min(0.5 * user["failed_logins"], 3.0))
     ok = user["is_active"] and verify_password(user["password_hash"], password)
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as tx:
         if not ok:
-            failures = await conn.fetchval(
+            failures = await tx.fetchval(
                 "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 "
                 "RETURNING failed_logins",
                 user["id"],
             )
             if failures >= settings.login_max_failures:
                 until = now + timedelta(minutes=settings.login_lock_minutes)
-                await conn.execute(
+                await tx.execute(
                     "UPDATE users SET locked_until = $2, failed_logins = 0 WHERE id = $1",
                     user["id"],
                     until,
                 )
                 await audit.record(
-                    conn,
+                    tx,
                     Actor(name=username),
                     "user.locked",
                     school_id=user["school_id"],
@@ -130,10 +131,10 @@ async def login(
                     after={"locked_until": until.isoformat(), "failures": failures},
                 )
         else:
-            await conn.execute(
+            await tx.execute(
                 "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1", user["id"]
             )
-            return await _open_session(conn, settings, user["id"], kind)
+            return await _open_session(tx, settings, user["id"], kind)
     raise Unauthorized("wrong username or password", code="LOGIN_FAILED")
 
 

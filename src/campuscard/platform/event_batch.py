@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from campuscard.db.pool import PgPool
+from campuscard.db.tx import transaction
 from campuscard.platform.notifications import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,8 @@ class EventBatcher:
             await asyncio.sleep(self._delay)
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
-                async with self._pool().acquire() as conn, conn.transaction():
-                    await conn.executemany(
+                async with transaction(self._pool()) as tx:
+                    await tx.executemany(
                         "SELECT pg_notify($1, $2)",
                         [(EVENTS_CHANNEL, json.dumps(e, ensure_ascii=False)) for e in batch],
                     )

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from campuscard.db.pool import Conn
+from campuscard.db.tx import Source, Tx, transaction
 from campuscard.platform.errors import Conflict, DomainError, ValidationFailed
 
 _KEY = re.compile(r"[A-Za-z0-9_.:-]{8,64}")
@@ -42,11 +42,12 @@ def request_hash(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-Work = Callable[[Conn], Awaitable[dict[str, Any]]]
+Work = Callable[[Tx], Awaitable[dict[str, Any]]]
+"""The work of one request, in the key's transaction: a named function of the use case."""
 
 
 async def run_idempotent(
-    conn: Conn,
+    source: Source,
     *,
     scope: str,
     key: str,
@@ -55,10 +56,10 @@ async def run_idempotent(
     success_status: int = 200,
     field: str = "client_id",
 ) -> Outcome:
-    """Run ``work`` once per (scope, key) inside one transaction on ``conn``."""
+    """Run ``work`` once per (scope, key) in one transaction it opens on ``source``."""
     digest = request_hash(payload)
-    async with conn.transaction():
-        inserted = await conn.fetchval(
+    async with transaction(source) as tx:
+        inserted = await tx.fetchval(
             """INSERT INTO idempotency_keys(scope, key, request_hash) VALUES ($1, $2, $3)
                ON CONFLICT DO NOTHING RETURNING true""",
             scope,
@@ -66,7 +67,7 @@ async def run_idempotent(
             digest,
         )
         if not inserted:
-            row = await conn.fetchrow(
+            row = await tx.fetchrow(
                 "SELECT request_hash, status_code, response FROM idempotency_keys "
                 "WHERE scope = $1 AND key = $2",
                 scope,
@@ -81,12 +82,12 @@ async def run_idempotent(
                 )
             return Outcome(row["status_code"], row["response"], replayed=True)
         try:
-            async with conn.transaction():  # savepoint: a refusal undoes the work, keeps the key
-                body = await work(conn)
+            async with tx.transaction():  # savepoint: a refusal undoes the work, keeps the key
+                body = await work(tx)
             status = success_status
         except DomainError as err:
             status, body = err.status, {"error": err.to_dict()}
-        await conn.execute(
+        await tx.execute(
             "UPDATE idempotency_keys SET status_code = $3, response = $4 "
             "WHERE scope = $1 AND key = $2",
             scope,

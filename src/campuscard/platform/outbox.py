@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
+from campuscard.db.tx import transaction
 from campuscard.platform.tasks import OUTBOX_HANDLERS
 
 log = logging.getLogger("campuscard.outbox")
@@ -17,8 +18,8 @@ MAX_BACKOFF = timedelta(minutes=30)
 async def deliver_batch(pool: PgPool, settings: Settings, *, limit: int = 50) -> int:
     """Deliver up to ``limit`` due rows; returns how many were delivered."""
     delivered = 0
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
+    async with transaction(pool) as tx:
+        rows = await tx.fetch(
             """SELECT id, topic, payload, attempts FROM outbox
                     WHERE delivered_at IS NULL AND available_at <= now()
                       AND topic = ANY($2::text[])
@@ -34,7 +35,7 @@ async def deliver_batch(pool: PgPool, settings: Settings, *, limit: int = 50) ->
             except Exception as err:  # a failed delivery is retried later, never lost
                 backoff = min(timedelta(seconds=2 ** min(row["attempts"], 11)), MAX_BACKOFF)
                 log.warning("outbox %s (%s) failed: %r", row["id"], row["topic"], err)
-                await conn.execute(
+                await tx.execute(
                     """UPDATE outbox SET attempts = attempts + 1, last_error = $2,
                                   available_at = now() + $3 WHERE id = $1""",
                     row["id"],
@@ -43,7 +44,7 @@ async def deliver_batch(pool: PgPool, settings: Settings, *, limit: int = 50) ->
                 )
             else:
                 delivered += 1
-                await conn.execute(
+                await tx.execute(
                     "UPDATE outbox SET attempts = attempts + 1, delivered_at = now(), "
                     "last_error = NULL WHERE id = $1",
                     row["id"],

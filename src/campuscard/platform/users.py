@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, owns_transaction
 from campuscard.platform import audit, auth
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -43,8 +44,9 @@ async def _check_merchants(conn: Conn, school_id: int, roles: list[tuple[str, in
             raise NotFound(f"merchant {merchant_id} not found in this school", field="roles")
 
 
+@owns_transaction
 async def do_create_staff_user(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     school_id: int,
     *,
@@ -55,69 +57,67 @@ async def do_create_staff_user(
     phone: str | None = None,
 ) -> int:
     _check_may_grant(actor, school_id, roles)
-    await _check_merchants(conn, school_id, roles)
+    await _check_merchants(tx, school_id, roles)
     try:
-        async with conn.transaction():
-            user_id = await auth.create_user(
-                conn,
-                username=username,
-                password=password,
-                school_id=school_id,
-                roles=[(role, school_id, merchant_id) for role, merchant_id in roles],
-                display_name=display_name,
-                phone=phone,
-            )
-            await audit.record(
-                conn,
-                actor,
-                "user.create",
-                school_id=school_id,
-                target_type="user",
-                target_id=user_id,
-                after={"username": username, "roles": [list(r) for r in roles]},
-            )
+        user_id = await auth.create_user(
+            tx,
+            username=username,
+            password=password,
+            school_id=school_id,
+            roles=[(role, school_id, merchant_id) for role, merchant_id in roles],
+            display_name=display_name,
+            phone=phone,
+        )
+        await audit.record(
+            tx,
+            actor,
+            "user.create",
+            school_id=school_id,
+            target_type="user",
+            target_id=user_id,
+            after={"username": username, "roles": [list(r) for r in roles]},
+        )
     except asyncpg.UniqueViolationError as err:
         raise Conflict(f"username {username!r} is taken in this school", field="username") from err
     return user_id
 
 
-async def do_create_cardholder_login(
-    conn: Conn, actor: Actor, person_id: int, *, password: str
-) -> int:
+@owns_transaction
+async def do_create_cardholder_login(tx: Tx, actor: Actor, person_id: int, *, password: str) -> int:
     """A sign-in for a student or staff member; the username is their number."""
-    person = await conn.fetchrow(
+    person = await tx.fetchrow(
         "SELECT school_id, number, name FROM persons WHERE id = $1", person_id
     )
     if person is None:
         raise NotFound("person not found", field="person_id")
     actor.require("school_admin", "card_center", school_id=person["school_id"])
     try:
-        async with conn.transaction():
-            user_id = await auth.create_user(
-                conn,
-                username=person["number"],
-                password=password,
-                school_id=person["school_id"],
-                roles=[("cardholder", person["school_id"], None)],
-                display_name=person["name"],
-                person_id=person_id,
-            )
-            await audit.record(
-                conn,
-                actor,
-                "user.create_cardholder",
-                school_id=person["school_id"],
-                target_type="person",
-                target_id=person_id,
-                after={"username": person["number"]},
-            )
+        user_id = await auth.create_user(
+            tx,
+            username=person["number"],
+            password=password,
+            school_id=person["school_id"],
+            roles=[("cardholder", person["school_id"], None)],
+            display_name=person["name"],
+            person_id=person_id,
+        )
+        await audit.record(
+            tx,
+            actor,
+            "user.create_cardholder",
+            school_id=person["school_id"],
+            target_type="person",
+            target_id=person_id,
+            after={"username": person["number"]},
+        )
     except asyncpg.UniqueViolationError as err:
         raise Conflict("this person already has a sign-in", field="person_id") from err
     return user_id
 
 
+@owns_transaction
 async def do_link_guardian_login(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     person_id: int,
     *,
@@ -127,47 +127,46 @@ async def do_link_guardian_login(
 ) -> int:
     """Give a parent a sign-in (username = phone) linked to the child; an existing parent
     login of the same school is linked to one more child."""
-    person = await conn.fetchrow("SELECT school_id FROM persons WHERE id = $1", person_id)
+    person = await tx.fetchrow("SELECT school_id FROM persons WHERE id = $1", person_id)
     if person is None:
         raise NotFound("person not found", field="person_id")
     school_id = person["school_id"]
     actor.require("school_admin", "card_center", "teacher", school_id=school_id)
-    async with conn.transaction():
-        user_id = await conn.fetchval(
-            "SELECT id FROM users WHERE school_id = $1 AND username = $2", school_id, phone
-        )
-        if user_id is None:
-            if password is None:
-                raise ValidationFailed("a new parent sign-in needs a password", field="password")
-            user_id = await auth.create_user(
-                conn,
-                username=phone,
-                password=password,
-                school_id=school_id,
-                roles=[("guardian", school_id, None)],
-                display_name=display_name,
-                phone=phone,
-            )
-        elif not await conn.fetchval(
-            "SELECT 1 FROM user_roles WHERE user_id = $1 AND role = 'guardian'", user_id
-        ):
-            raise Conflict("that phone signs in as someone who is not a parent", field="phone")
-        await conn.execute(
-            "INSERT INTO guardian_links(user_id, person_id, school_id) VALUES ($1, $2, $3) "
-            "ON CONFLICT DO NOTHING",
-            user_id,
-            person_id,
-            school_id,
-        )
-        await audit.record(
-            conn,
-            actor,
-            "user.link_guardian",
+    user_id = await tx.fetchval(
+        "SELECT id FROM users WHERE school_id = $1 AND username = $2", school_id, phone
+    )
+    if user_id is None:
+        if password is None:
+            raise ValidationFailed("a new parent sign-in needs a password", field="password")
+        user_id = await auth.create_user(
+            tx,
+            username=phone,
+            password=password,
             school_id=school_id,
-            target_type="person",
-            target_id=person_id,
-            after={"user_id": user_id, "phone": phone},
+            roles=[("guardian", school_id, None)],
+            display_name=display_name,
+            phone=phone,
         )
+    elif not await tx.fetchval(
+        "SELECT 1 FROM user_roles WHERE user_id = $1 AND role = 'guardian'", user_id
+    ):
+        raise Conflict("that phone signs in as someone who is not a parent", field="phone")
+    await tx.execute(
+        "INSERT INTO guardian_links(user_id, person_id, school_id) VALUES ($1, $2, $3) "
+        "ON CONFLICT DO NOTHING",
+        user_id,
+        person_id,
+        school_id,
+    )
+    await audit.record(
+        tx,
+        actor,
+        "user.link_guardian",
+        school_id=school_id,
+        target_type="person",
+        target_id=person_id,
+        after={"user_id": user_id, "phone": phone},
+    )
     return int(user_id)
 
 
@@ -188,87 +187,82 @@ async def _managed_user(conn: Conn, actor: Actor, user_id: int) -> dict[str, Any
     return dict(row)
 
 
-async def do_unlock(conn: Conn, actor: Actor, user_id: int) -> None:
-    async with conn.transaction():
-        row = await _managed_user(conn, actor, user_id)
-        await conn.execute(
-            "UPDATE users SET locked_until = NULL, failed_logins = 0 WHERE id = $1", user_id
-        )
-        await audit.record(
-            conn,
-            actor,
-            "user.unlock",
-            school_id=row["school_id"],
-            target_type="user",
-            target_id=user_id,
-            before={
-                "locked_until": row["locked_until"].isoformat() if row["locked_until"] else None
-            },
-        )
+@owns_transaction
+async def do_unlock(tx: Tx, actor: Actor, user_id: int) -> None:
+    row = await _managed_user(tx, actor, user_id)
+    await tx.execute(
+        "UPDATE users SET locked_until = NULL, failed_logins = 0 WHERE id = $1", user_id
+    )
+    await audit.record(
+        tx,
+        actor,
+        "user.unlock",
+        school_id=row["school_id"],
+        target_type="user",
+        target_id=user_id,
+        before={"locked_until": row["locked_until"].isoformat() if row["locked_until"] else None},
+    )
 
 
-async def do_set_active(conn: Conn, actor: Actor, user_id: int, *, active: bool) -> None:
-    async with conn.transaction():
-        row = await _managed_user(conn, actor, user_id)
-        if actor.user_id == user_id and not active:
-            raise ValidationFailed("you cannot deactivate yourself", field="user_id")
-        await conn.execute("UPDATE users SET is_active = $2 WHERE id = $1", user_id, active)
-        if not active:  # end every open session at once
-            await conn.execute(
-                "UPDATE auth_sessions SET revoked_at = now() "
-                "WHERE user_id = $1 AND revoked_at IS NULL",
-                user_id,
-            )
-        await audit.record(
-            conn,
-            actor,
-            "user.activate" if active else "user.deactivate",
-            school_id=row["school_id"],
-            target_type="user",
-            target_id=user_id,
-            before={"is_active": row["is_active"]},
-            after={"is_active": active},
-        )
-
-
-async def do_reset_password(conn: Conn, actor: Actor, user_id: int, *, password: str) -> None:
-    new_hash = auth.hash_password(password)
-    async with conn.transaction():
-        row = await _managed_user(conn, actor, user_id)
-        await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, new_hash)
-        await conn.execute(
+@owns_transaction
+async def do_set_active(tx: Tx, actor: Actor, user_id: int, *, active: bool) -> None:
+    row = await _managed_user(tx, actor, user_id)
+    if actor.user_id == user_id and not active:
+        raise ValidationFailed("you cannot deactivate yourself", field="user_id")
+    await tx.execute("UPDATE users SET is_active = $2 WHERE id = $1", user_id, active)
+    if not active:  # end every open session at once
+        await tx.execute(
             "UPDATE auth_sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
             user_id,
         )
-        await audit.record(
-            conn,
-            actor,
-            "user.reset_password",
-            school_id=row["school_id"],
-            target_type="user",
-            target_id=user_id,
-        )
+    await audit.record(
+        tx,
+        actor,
+        "user.activate" if active else "user.deactivate",
+        school_id=row["school_id"],
+        target_type="user",
+        target_id=user_id,
+        before={"is_active": row["is_active"]},
+        after={"is_active": active},
+    )
 
 
-async def do_change_own_password(conn: Conn, actor: Actor, *, old: str, new: str) -> None:
+@owns_transaction
+async def do_reset_password(tx: Tx, actor: Actor, user_id: int, *, password: str) -> None:
+    new_hash = auth.hash_password(password)
+    row = await _managed_user(tx, actor, user_id)
+    await tx.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, new_hash)
+    await tx.execute(
+        "UPDATE auth_sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id,
+    )
+    await audit.record(
+        tx,
+        actor,
+        "user.reset_password",
+        school_id=row["school_id"],
+        target_type="user",
+        target_id=user_id,
+    )
+
+
+@owns_transaction
+async def do_change_own_password(tx: Tx, actor: Actor, *, old: str, new: str) -> None:
     if actor.user_id is None:
         raise Forbidden("only a signed-in user has a password")
-    stored = await conn.fetchval("SELECT password_hash FROM users WHERE id = $1", actor.user_id)
+    stored = await tx.fetchval("SELECT password_hash FROM users WHERE id = $1", actor.user_id)
     if stored is None or not auth.verify_password(stored, old):
         raise ValidationFailed("the current password is wrong", field="old_password")
     new_hash = auth.hash_password(new)
-    async with conn.transaction():
-        await conn.execute(
-            "UPDATE users SET password_hash = $2 WHERE id = $1", actor.user_id, new_hash
-        )
-        await audit.record(
-            conn,
-            actor,
-            "user.change_password",
-            school_id=actor.school_id,
-            target_type="user",
-            target_id=actor.user_id,
-        )
+    await tx.execute("UPDATE users SET password_hash = $2 WHERE id = $1", actor.user_id, new_hash)
+    await audit.record(
+        tx,
+        actor,
+        "user.change_password",
+        school_id=actor.school_id,
+        target_type="user",
+        target_id=actor.user_id,
+    )
 
 
 async def list_users(conn: Conn, actor: Actor, school_id: int) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from datetime import date
 from typing import Any
 
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import transaction
 from campuscard.ledger import postings
 from campuscard.ledger.money import fmt
 from campuscard.platform import audit, notifications
@@ -118,17 +119,17 @@ async def do_close_day(
 ) -> dict[str, Any]:
     """Close ``business_date``; returns the day's figures (the stored ones if already closed)."""
     check_may_settle(actor, school_id)
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as tx:
         # one closer per school at a time; the loser then finds the day closed
-        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", _LOCK_NAMESPACE, school_id)
-        if await _day_row(conn, school_id, business_date) is not None:
-            view = await day_view(conn, school_id, business_date)
+        await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", _LOCK_NAMESPACE, school_id)
+        if await _day_row(tx, school_id, business_date) is not None:
+            view = await day_view(tx, school_id, business_date)
             return view | {"replayed": True}
-        await _check_closable(conn, school_id, business_date, early=early)
+        await _check_closable(tx, school_id, business_date, early=early)
         started = time.perf_counter()
-        await conn.execute(_CLEAR_SQL, school_id, business_date)
-        await _settle(conn, actor, school_id, business_date, started)
-        view = await day_view(conn, school_id, business_date)
+        await tx.execute(_CLEAR_SQL, school_id, business_date)
+        await _settle(tx, actor, school_id, business_date, started)
+        view = await day_view(tx, school_id, business_date)
     return view | {"replayed": False}
 
 
@@ -515,18 +516,18 @@ async def do_set_payout_account(
 ) -> dict[str, Any]:
     """Register or change where a merchant's settlements are paid."""
     actor.require("settlement", school_id=school_id)
-    async with pool.acquire() as conn, conn.transaction():
-        exists = await conn.fetchval(
+    async with transaction(pool) as tx:
+        exists = await tx.fetchval(
             "SELECT true FROM merchants WHERE id = $1 AND school_id = $2", merchant_id, school_id
         )
         if not exists:
             raise NotFound("no such merchant in this school", field="merchant_id")
-        before = await conn.fetchrow(
+        before = await tx.fetchrow(
             "SELECT bank_code, account_no, account_name FROM merchant_payout_accounts "
             "WHERE merchant_id = $1",
             merchant_id,
         )
-        await conn.execute(
+        await tx.execute(
             """INSERT INTO merchant_payout_accounts(merchant_id, school_id, bank_code,
                                                     account_no, account_name)
                VALUES ($1, $2, $3, $4, $5)
@@ -541,7 +542,7 @@ async def do_set_payout_account(
         )
         after = {"bank_code": bank_code, "account_no": account_no, "account_name": account_name}
         await audit.record(
-            conn,
+            tx,
             actor,
             "settlement.payout_account",
             school_id=school_id,

@@ -22,6 +22,7 @@ from datetime import date
 from typing import Any, Literal
 
 from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import transaction
 from campuscard.ledger import postings
 from campuscard.ledger.money import fmt
 from campuscard.platform import audit, notifications
@@ -110,13 +111,13 @@ async def do_import_statement(
         raise ValidationFailed("the file must be UTF-8 text", field="file") from err
     statement = _parse(source, text, statement_date)
     digest = hashlib.sha256(content).hexdigest()
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
+    async with transaction(pool) as tx:
+        await tx.execute(
             "SELECT pg_advisory_xact_lock($1, $2)",
             _LOCK_NAMESPACE,
             school_id * 2 + (source == "bank"),
         )
-        existing = await conn.fetchrow(
+        existing = await tx.fetchrow(
             "SELECT id, file_sha256 FROM recon_imports WHERE school_id = $1 AND source = $2 "
             "AND statement_date = $3",
             school_id,
@@ -131,9 +132,9 @@ async def do_import_statement(
                     code="STATEMENT_ALREADY_IMPORTED",
                     field="file",
                 )
-            return await import_view(conn, school_id, existing["id"]) | {"replayed": True}
-        import_id = await _reconcile(conn, actor, school_id, statement, file_name, digest)
-        view = await import_view(conn, school_id, import_id)
+            return await import_view(tx, school_id, existing["id"]) | {"replayed": True}
+        import_id = await _reconcile(tx, actor, school_id, statement, file_name, digest)
+        view = await import_view(tx, school_id, import_id)
     return view | {"replayed": False}
 
 
@@ -420,15 +421,15 @@ async def do_resolve_case(
         raise ValidationFailed("note must say why", field="note")
     if action not in ("post", "refund", "write_off"):
         raise ValidationFailed("action must be post, refund or write_off", field="action")
-    async with pool.acquire() as conn, conn.transaction():
-        case = await _locked_case(conn, school_id, case_id)
+    async with transaction(pool) as tx:
+        case = await _locked_case(tx, school_id, case_id)
         if case["status"] != "open":
             raise Conflict(f"this case is {case['status']}", code="CASE_NOT_OPEN", field="case_id")
         before = {"status": "open", "difference": fmt(case["difference"])}
         if action == "write_off":
             if actor.user_id is None:
                 raise Forbidden("a write-off is requested by a signed-in operator", field="action")
-            await conn.execute(
+            await tx.execute(
                 """UPDATE recon_cases SET status = 'pending_approval', requested_by = $2,
                           requested_at = now(), note = $3, resolution = NULL WHERE id = $1""",
                 case_id,
@@ -437,8 +438,10 @@ async def do_resolve_case(
             )
             after: dict[str, Any] = {"status": "pending_approval", "action": "write_off"}
         else:
-            tx = await _book_resolution(conn, actor, school_id, case, action, target_account, note)
-            await conn.execute(
+            journal_id = await _book_resolution(
+                tx, actor, school_id, case, action, target_account, note
+            )
+            await tx.execute(
                 """UPDATE recon_cases SET status = 'resolved', resolution = $2,
                           target_account = $3, note = $4, resolved_by = $5, resolved_at = now(),
                           resolution_tx_id = $6 WHERE id = $1""",
@@ -447,11 +450,11 @@ async def do_resolve_case(
                 target_account,
                 note,
                 actor.name,
-                tx,
+                journal_id,
             )
             after = {"status": "resolved", "action": action, "target_account": target_account}
         await audit.record(
-            conn,
+            tx,
             actor,
             f"reconciliation.{action}",
             school_id=school_id,
@@ -460,7 +463,7 @@ async def do_resolve_case(
             before=before,
             after=after | {"note": note},
         )
-        row = await conn.fetchrow(f"SELECT {_CASE_COLUMNS} FROM recon_cases WHERE id = $1", case_id)
+        row = await tx.fetchrow(f"SELECT {_CASE_COLUMNS} FROM recon_cases WHERE id = $1", case_id)
     return _case_view(row)
 
 
@@ -541,8 +544,8 @@ async def do_decide_write_off(
 ) -> dict[str, Any]:
     """The second operator approves (books suspense -> recon_writeoff) or rejects a write-off."""
     actor.require("settlement", school_id=school_id)
-    async with pool.acquire() as conn, conn.transaction():
-        case = await _locked_case(conn, school_id, case_id)
+    async with transaction(pool) as tx:
+        case = await _locked_case(tx, school_id, case_id)
         if case["status"] != "pending_approval":
             raise Conflict(
                 f"this case is {case['status']}, not waiting for approval",
@@ -555,10 +558,10 @@ async def do_decide_write_off(
                 code="SECOND_APPROVAL_REQUIRED",
             )
         if approve:
-            suspense = await postings.system_account(conn, school_id, "suspense")
-            writeoff = await postings.system_account(conn, school_id, "recon_writeoff")
-            tx = await postings.post(
-                conn,
+            suspense = await postings.system_account(tx, school_id, "suspense")
+            writeoff = await postings.system_account(tx, school_id, "recon_writeoff")
+            journal_id = await postings.post(
+                tx,
                 school_id=school_id,
                 kind="recon_write_off",
                 legs=postings.legs_move(suspense, writeoff, case["difference"]),
@@ -566,23 +569,23 @@ async def do_decide_write_off(
                 memo=f"{case['note']} / approved: {note}",
                 actor=actor.name,
             )
-            await conn.execute(
+            await tx.execute(
                 """UPDATE recon_cases SET status = 'resolved', resolution = 'write_off',
                           approved_by = $2, resolved_by = $3, resolved_at = now(),
                           resolution_tx_id = $4 WHERE id = $1""",
                 case_id,
                 actor.user_id,
                 actor.name,
-                tx,
+                journal_id,
             )
         else:
-            await conn.execute(
+            await tx.execute(
                 """UPDATE recon_cases SET status = 'open', requested_by = NULL,
                           requested_at = NULL WHERE id = $1""",
                 case_id,
             )
         await audit.record(
-            conn,
+            tx,
             actor,
             "reconciliation.write_off_" + ("approved" if approve else "rejected"),
             school_id=school_id,
@@ -591,5 +594,5 @@ async def do_decide_write_off(
             before={"status": "pending_approval"},
             after={"approve": approve, "note": note},
         )
-        row = await conn.fetchrow(f"SELECT {_CASE_COLUMNS} FROM recon_cases WHERE id = $1", case_id)
+        row = await tx.fetchrow(f"SELECT {_CASE_COLUMNS} FROM recon_cases WHERE id = $1", case_id)
     return _case_view(row)
