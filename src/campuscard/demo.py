@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import postings
 from campuscard.platform import auth
 
@@ -87,14 +88,14 @@ def student_number(i: int) -> str:
 
 
 async def load_demo(conn: Conn) -> DemoCampus:
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(4242)")
-        school_id = await conn.fetchval("SELECT id FROM schools WHERE code = $1", SCHOOL_CODE)
+    async with transaction(conn) as tx:
+        await tx.execute("SELECT pg_advisory_xact_lock(4242)")
+        school_id = await tx.fetchval("SELECT id FROM schools WHERE code = $1", SCHOOL_CODE)
         created = school_id is None
         if created:
-            school_id = await _create(conn)
-        await _payout_accounts(conn, school_id)
-        await _ensure_issuing(conn, school_id)
+            school_id = await _create(tx)
+        await _payout_accounts(tx, school_id)
+        await _ensure_issuing(tx, school_id)
     campus = DemoCampus(school_id=school_id, created=created)
     campus.logins = (
         [("platform admin", "", ADMIN_USER)]
@@ -334,16 +335,16 @@ def new_student_number(i: int) -> str:
     return f"2026900{i:03d}"
 
 
-async def _ensure_issuing(conn: Conn, school_id: int) -> None:
+async def _ensure_issuing(tx: Tx, school_id: int) -> None:
     """Self-service issuing (issue 7): new students without cards imported by the teacher
     through the import service, and a parent whose phone the school has on record, so the
     parent can apply, get a pickup code and collect the card at KIOSK-DEMO-001."""
-    if await conn.fetchval("SELECT 1 FROM student_import_files WHERE school_id = $1", school_id):
+    if await tx.fetchval("SELECT 1 FROM student_import_files WHERE school_id = $1", school_id):
         return
     from campuscard.issuing import imports
     from campuscard.issuing.import_rules import HEADERS_ZH, build_frame
 
-    school = await conn.fetchrow(
+    school = await tx.fetchrow(
         """SELECT s.name, p.name AS province FROM schools s
              JOIN provinces p ON p.id = s.province_id WHERE s.id = $1""",
         school_id,
@@ -355,35 +356,35 @@ async def _ensure_issuing(conn: Conn, school_id: int) -> None:
         f"{NEW_STUDENT_CLASS},{new_student_number(i)},"
         for i in range(1, NEW_STUDENTS + 1)
     ]
-    teacher_id = await conn.fetchval(
+    teacher_id = await tx.fetchval(
         "SELECT id FROM users WHERE school_id = $1 AND username = 'teacher'", school_id
     )
-    teacher = await auth.load_actor(conn, teacher_id)
-    await imports.do_import_students(
-        conn,
+    teacher = await auth.load_actor(tx, teacher_id)
+    await imports.do_import_students.in_tx(
+        tx,
         teacher,
         school_id,
         frame=build_frame("\n".join(lines).encode()),
         filename="新生名单.csv",
     )
-    person_id = await conn.fetchval(
+    person_id = await tx.fetchval(
         "SELECT id FROM persons WHERE school_id = $1 AND number = $2",
         school_id,
         new_student_number(1),
     )
-    await conn.execute(
+    await tx.execute(
         "INSERT INTO guardians(school_id, person_id, name, phone) VALUES ($1, $2, '新生家长', $3)",
         school_id,
         person_id,
         NEW_STUDENT_PARENT_PHONE,
     )
-    if not await conn.fetchval(
+    if not await tx.fetchval(
         "SELECT 1 FROM users WHERE school_id = $1 AND username = $2",
         school_id,
         NEW_STUDENT_PARENT_PHONE,
     ):
         await auth.create_user(
-            conn,
+            tx,
             username=NEW_STUDENT_PARENT_PHONE,
             password=DEMO_PASSWORD,
             school_id=school_id,

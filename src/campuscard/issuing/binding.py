@@ -9,6 +9,7 @@ from typing import Any
 
 from campuscard.cards import lifecycle
 from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx
 from campuscard.platform import audit, notifications
 from campuscard.platform.actors import Actor
 
@@ -28,7 +29,7 @@ async def _snapshot(conn: Conn, person_id: int) -> dict[str, Any]:
 
 
 async def do_bind_card(
-    conn: Conn,
+    tx: Tx,
     actor: Actor,
     *,
     school_id: int,
@@ -39,8 +40,8 @@ async def do_bind_card(
     via: str,
 ) -> int:
     """Returns the new card's id."""
-    before = await _snapshot(conn, person_id)
-    await conn.execute(
+    before = await _snapshot(tx, person_id)
+    await tx.execute(
         """INSERT INTO student_record_backups(school_id, person_id, reason, record)
            VALUES ($1, $2, $3, $4)""",
         school_id,
@@ -48,8 +49,8 @@ async def do_bind_card(
         f"card issued via {via}",
         before,
     )
-    card = await lifecycle.issue_card(
-        conn,
+    card = await lifecycle.issue_card.in_tx(
+        tx,
         actor,
         person_id=person_id,
         number=card_number,
@@ -57,7 +58,7 @@ async def do_bind_card(
         channel="kiosk" if via.startswith("kiosk") else "counter",
         reason=f"application #{application_id}",
     )
-    await conn.execute(
+    await tx.execute(
         """INSERT INTO student_records(person_id, school_id, ic_card_no) VALUES ($1, $2, $3)
            ON CONFLICT (person_id) DO UPDATE SET ic_card_no = EXCLUDED.ic_card_no,
                                                  updated_at = now()""",
@@ -65,7 +66,7 @@ async def do_bind_card(
         school_id,
         card["number"],
     )
-    await conn.execute(
+    await tx.execute(
         """UPDATE card_applications SET status = 'issued', issued_at = now(), updated_at = now(),
                   card_id = $2, card_number = $3 WHERE id = $1""",
         application_id,
@@ -73,7 +74,7 @@ async def do_bind_card(
         card["number"],
     )
     await audit.record(
-        conn,
+        tx,
         actor,
         "student_record.card_bound",
         school_id=school_id,
@@ -82,7 +83,7 @@ async def do_bind_card(
         before={"ic_card_no": before.get("ic_card_no")},
         after={"ic_card_no": card["number"], "application_id": application_id, "via": via},
     )
-    await _tell_teacher_and_parents(conn, school_id, person_id, card["number"], before)
+    await _tell_teacher_and_parents(tx, school_id, person_id, card["number"], before)
     return int(card["id"])
 
 

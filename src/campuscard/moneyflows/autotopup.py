@@ -18,8 +18,8 @@ from typing import Any
 import asyncpg
 
 from campuscard.config import Settings
-from campuscard.db.pool import Conn, PgPool
-from campuscard.db.tx import transaction
+from campuscard.db.pool import PgPool
+from campuscard.db.tx import Tx, savepoint, transaction
 from campuscard.ledger.money import Money, fmt
 from campuscard.moneyflows import bank_link
 from campuscard.platform import audit
@@ -96,11 +96,11 @@ async def get_auto_topup(pool: PgPool, actor: Actor, person_id: int) -> dict[str
         return setting_view(row) if row else None
 
 
-async def _fire(conn: Conn, row: Any) -> int | None:
+async def _fire(tx: Tx, row: Any) -> int | None:
     """Disarm and start one transfer for a person below threshold (caller's transaction)."""
-    card = await bank_link.bound_card(conn, row["person_id"])
+    card = await bank_link.bound_card(tx, row["person_id"])
     if card is None:
-        await conn.execute(
+        await tx.execute(
             "UPDATE auto_topups SET armed = false, last_result = 'no bank card', "
             "last_fired_at = now(), updated_at = now() WHERE person_id = $1",
             row["person_id"],
@@ -108,7 +108,7 @@ async def _fire(conn: Conn, row: Any) -> int | None:
         return None
     amount = row["target"] - row["balance"]
     try:
-        async with transaction(conn) as tx:
+        async with savepoint(tx):
             t = await bank_link.create_transfer(
                 tx,
                 school_id=row["school_id"],
@@ -122,7 +122,7 @@ async def _fire(conn: Conn, row: Any) -> int | None:
             )
     except asyncpg.UniqueViolationError:
         return None  # one already in flight
-    await conn.execute(
+    await tx.execute(
         "UPDATE auto_topups SET armed = false, last_fired_at = now(), last_result = 'sent', "
         "updated_at = now() WHERE person_id = $1",
         row["person_id"],
