@@ -12,6 +12,9 @@ The rule (``tests/unit/test_transactions_rule.py`` keeps it):
   transaction calls ``do_x.in_tx(tx, ...)``.
 - A use case that runs several transactions (a network call between them, a batch committed
   in parts) takes ``pool: PgPool`` and opens each with ``transaction(pool)``.
+- A use case that runs its steps each in a transaction of its own on one connection takes
+  ``conn: Conn`` and starts with ``require_idle(conn)`` (or opens ``transaction(conn)``).
+  ``Conn`` in a signature therefore means "not in a transaction", ``Tx`` means "in one".
 - A writer that runs in the caller's transaction takes ``tx: Tx``; mypy refuses a bare
   connection there, so a writer cannot run outside a transaction by accident.
 - ``savepoint(tx)`` is the one explicit nesting, for work that must be undone while the
@@ -56,6 +59,15 @@ R = TypeVar("R")
 
 class TransactionNested(RuntimeError):
     """A use case that owns its transaction was handed a connection already in one."""
+
+
+def require_idle(conn: Conn) -> None:
+    """A step-by-step use case that takes ``conn: Conn`` (each step its own transaction)
+    refuses a connection already in a transaction, like ``transaction`` does."""
+    if conn.is_in_transaction():
+        raise TransactionNested(
+            "this use case runs its own transactions; call it outside any transaction"
+        )
 
 
 @asynccontextmanager

@@ -18,7 +18,7 @@ from typing import Any
 from campuscard.cards import lifecycle
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
-from campuscard.db.tx import transaction
+from campuscard.db.tx import require_idle, transaction
 from campuscard.issuing.pickup import Kiosk
 from campuscard.ledger import postings
 from campuscard.ledger.money import Money, fmt
@@ -127,6 +127,7 @@ async def _check_pin(
 async def do_start_with_card(
     conn: Conn, settings: Settings, kiosk: Kiosk, *, card_number: str, card_uid: str, pin: str
 ) -> dict[str, Any]:
+    require_idle(conn)
     card = await conn.fetchrow(
         """SELECT c.person_id, c.state, p.id, p.name, p.number FROM cards c
              JOIN persons p ON p.id = c.person_id
@@ -145,6 +146,7 @@ async def do_start_with_password(
     conn: Conn, settings: Settings, kiosk: Kiosk, *, number: str, password: str
 ) -> dict[str, Any]:
     """For a holder without their card (to report it lost): student number + sign-in password."""
+    require_idle(conn)
     row = await conn.fetchrow(
         """SELECT p.id, p.name, p.number, u.password_hash, u.is_active FROM persons p
              JOIN users u ON u.person_id = p.id
@@ -196,6 +198,7 @@ async def overview(conn: Conn, visit: Visit) -> dict[str, Any]:
 
 
 async def do_report_loss(conn: Conn, kiosk: Kiosk, visit: Visit, card_id: int) -> dict[str, Any]:
+    require_idle(conn)
     owner = await conn.fetchval("SELECT person_id FROM cards WHERE id = $1", card_id)
     if owner != visit.person_id:
         raise NotFound("no such card", field="card_id")
@@ -208,6 +211,7 @@ async def do_change_pin(
     conn: Conn, settings: Settings, kiosk: Kiosk, visit: Visit, *, pin: str, new_pin: str
 ) -> dict[str, Any]:
     """The current PIN again, then the new one (set with the kiosk's card-center authority)."""
+    require_idle(conn)
     await _check_pin(conn, settings, visit.person_id, visit.school_id, pin)
     result = await pay_settings.set_pin(
         conn, kiosk.actor, settings, person_id=visit.person_id, new_pin=new_pin

@@ -563,7 +563,7 @@ def use_args(
 
 
 async def do_use_code(
-    conn: Conn,
+    tx: Tx,
     verified: VerifiedCode,
     *,
     terminal_id: int | None = None,
@@ -574,7 +574,7 @@ async def do_use_code(
     use. A second use of the same code, even concurrently, is refused by the database: the
     refusal aborts the caller's transaction, which then rolls back whatever it did."""
     try:
-        use_id: int = await conn.fetchval(
+        use_id: int = await tx.fetchval(
             f"WITH {USE_CTE} SELECT id FROM prelude",
             *use_args(verified, terminal_id=terminal_id, amount=amount, client_id=client_id),
         )

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from campuscard.db.tx import Source, Tx, transaction
+from campuscard.db.tx import Source, Tx, savepoint, transaction
 from campuscard.platform.errors import Conflict, DomainError, ValidationFailed
 
 _KEY = re.compile(r"[A-Za-z0-9_.:-]{8,64}")
@@ -82,7 +82,7 @@ async def run_idempotent(
                 )
             return Outcome(row["status_code"], row["response"], replayed=True)
         try:
-            async with tx.transaction():  # savepoint: a refusal undoes the work, keeps the key
+            async with savepoint(tx):  # a refusal undoes the work, keeps the key
                 body = await work(tx)
             status = success_status
         except DomainError as err:
