@@ -283,7 +283,7 @@ async def _terminal_for_update(conn: Conn, terminal_id: int) -> dict[str, Any]:
 
 
 @owns_transaction
-async def rotate_key(tx: Tx, actor: Actor, settings: Settings, terminal_id: int) -> dict[str, Any]:
+async def _rotate_key(tx: Tx, actor: Actor, settings: Settings, terminal_id: int) -> dict[str, Any]:
     """A new key version (the old one works until the device first uses the new one)."""
     t = await _terminal_for_update(tx, terminal_id)
     if not actor.has("school_admin", "settlement", school_id=t["school_id"]):
@@ -306,7 +306,6 @@ async def rotate_key(tx: Tx, actor: Actor, settings: Settings, terminal_id: int)
         before={"key_version": t["key_version"]},
         after={"key_version": new_version},
     )
-    forget_terminal(t["sn"])
     return {
         "id": terminal_id,
         "sn": t["sn"],
@@ -315,8 +314,16 @@ async def rotate_key(tx: Tx, actor: Actor, settings: Settings, terminal_id: int)
     }
 
 
+async def rotate_key(
+    conn: Conn, actor: Actor, settings: Settings, terminal_id: int
+) -> dict[str, Any]:
+    answer = await _rotate_key(conn, actor, settings, terminal_id)
+    forget_terminal(answer["sn"])  # after commit, so a reload in between cannot cache the old row
+    return answer
+
+
 @owns_transaction
-async def rotate_key_by_device(
+async def _rotate_key_by_device(
     tx: Tx, settings: Settings, signed: SignedTerminal
 ) -> dict[str, Any]:
     """The device asks for a new key, signing with its current one."""
@@ -346,12 +353,21 @@ async def rotate_key_by_device(
         before={"key_version": t["key_version"]},
         after={"key_version": new_version},
     )
-    forget_terminal(t["sn"])
     return {"key_version": new_version, "key": terminal_key_hex(settings, t["sn"], new_version)}
 
 
+async def rotate_key_by_device(
+    conn: Conn, settings: Settings, signed: SignedTerminal
+) -> dict[str, Any]:
+    answer = await _rotate_key_by_device(conn, settings, signed)
+    forget_terminal(
+        signed.terminal.sn
+    )  # after commit, so a reload in between cannot cache the old row
+    return answer
+
+
 @owns_transaction
-async def set_status(
+async def _set_status(
     tx: Tx, actor: Actor, terminal_id: int, *, status: str, reason: str
 ) -> dict[str, Any]:
     if status not in ("active", "disabled"):
@@ -370,8 +386,15 @@ async def set_status(
         before={"status": t["status"]},
         after={"status": status, "reason": reason},
     )
-    forget_terminal(t["sn"])
     return {"id": terminal_id, "sn": t["sn"], "status": status}
+
+
+async def set_status(
+    conn: Conn, actor: Actor, terminal_id: int, *, status: str, reason: str
+) -> dict[str, Any]:
+    answer = await _set_status(conn, actor, terminal_id, status=status, reason=reason)
+    forget_terminal(answer["sn"])  # after commit, so a reload in between cannot cache the old row
+    return answer
 
 
 @owns_transaction
