@@ -155,15 +155,15 @@ async def _parent_phones(conn: Conn, app: Any) -> list[str]:
     return phones
 
 
-async def revoke_codes(conn: Conn, app_id: int) -> int:
+async def revoke_codes(tx: Tx, app_id: int) -> int:
     """Stop the live codes of an application (caller's tx)."""
-    rows = await conn.fetch(
+    rows = await tx.fetch(
         """UPDATE pickup_codes SET state = 'revoked'
             WHERE application_id = $1 AND state = 'ready' RETURNING school_id""",
         app_id,
     )
     if rows:
-        await notifications.publish_event(conn, _event(rows[0]["school_id"]))
+        await notifications.publish_event(tx, _event(rows[0]["school_id"]))
     return len(rows)
 
 
