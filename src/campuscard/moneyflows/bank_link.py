@@ -43,7 +43,7 @@ OPEN_STATES = ("pending", "unknown", "reversing")
 # case started: the use case registers a handler for its transfers' ``origin`` (leaving school
 # registers 'leaving' and closes the account). The bank link calls out through this table
 # instead of importing its callers, so the dependency points one way.
-PayoutPosted = Callable[[Conn, dict[str, Any]], Awaitable[None]]
+PayoutPosted = Callable[[Tx, dict[str, Any]], Awaitable[None]]
 PAYOUT_POSTED: dict[str, PayoutPosted] = {}
 # origins whose posted payout needs nothing more than the notice below
 NOTHING_MORE = frozenset({"holder", "guardian", "auto", "card_cancel"})
@@ -450,7 +450,7 @@ async def _finish_failed(pool: PgPool, transfer_id: int, code: str, status: str)
         await _after_failed(tx, dict(t) | {"status": status, "response_code": code})
 
 
-async def _after_posted(conn: Conn, t: dict[str, Any]) -> None:
+async def _after_posted(tx: Tx, t: dict[str, Any]) -> None:
     amount = fmt(t["amount"])
     if t["direction"] == "load":
         balance = fmt(t.get("balance", 0))
@@ -460,7 +460,7 @@ async def _after_posted(conn: Conn, t: dict[str, Any]) -> None:
             "en": f"{amount} yuan moved in from your bank card; cash balance {balance} yuan",
         }
         if t["origin"] == "auto":
-            await conn.execute(
+            await tx.execute(
                 "UPDATE auto_topups SET last_result = 'posted', updated_at = now() "
                 "WHERE person_id = $1",
                 t["person_id"],
@@ -473,12 +473,12 @@ async def _after_posted(conn: Conn, t: dict[str, Any]) -> None:
         }
         handler = PAYOUT_POSTED.get(t["origin"])
         if handler is not None:
-            await handler(conn, t)
+            await handler(tx, t)
         elif t["origin"] not in NOTHING_MORE:
             # a caller's payout whose handler was never registered must not post half-done
             raise RuntimeError(f"no payout handler registered for origin {t['origin']!r}")
     await notifications.notify(
-        conn,
+        tx,
         school_id=t["school_id"],
         person_id=t["person_id"],
         kind=f"bank_{t['direction']}_posted",

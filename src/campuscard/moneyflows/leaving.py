@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from campuscard.config import Settings
-from campuscard.db.pool import Conn, PgPool
+from campuscard.db.pool import PgPool
 from campuscard.db.tx import Tx
 from campuscard.ledger import postings
 from campuscard.ledger.money import fmt
@@ -24,12 +24,12 @@ from campuscard.platform.errors import Conflict
 
 
 async def close_account(
-    conn: Conn, school_id: int, person_id: int, *, reason: str, strict: bool = True
+    tx: Tx, school_id: int, person_id: int, *, reason: str, strict: bool = True
 ) -> bool:
     """Close the account once its purses are empty (caller's transaction). With
     ``strict=False`` (a payout the bank already made) money that arrived meanwhile leaves
     the account open instead of failing; returns whether it closed."""
-    left = await conn.fetchval(
+    left = await tx.fetchval(
         "SELECT coalesce(sum(balance), 0) FROM accounts WHERE person_id = $1 AND kind = 'purse'",
         person_id,
     )
@@ -39,17 +39,17 @@ async def close_account(
         raise Conflict(
             f"{fmt(left)} is still in the purses", code="BALANCE_REMAINS", field="person_id"
         )
-    await conn.execute(
+    await tx.execute(
         """UPDATE persons SET account_status = 'closed', status = 'left', updated_at = now()
             WHERE id = $1""",
         person_id,
     )
-    await conn.execute(
+    await tx.execute(
         "UPDATE auto_topups SET enabled = false, updated_at = now() WHERE person_id = $1",
         person_id,
     )
     await audit.record(
-        conn,
+        tx,
         SYSTEM,
         "account.close",
         school_id=school_id,
@@ -58,7 +58,7 @@ async def close_account(
         after={"reason": reason},
     )
     await notifications.notify(
-        conn,
+        tx,
         school_id=school_id,
         person_id=person_id,
         kind="account_closed",
@@ -72,11 +72,11 @@ async def close_account(
     return True
 
 
-async def _bank_paid_out(conn: Conn, transfer: dict[str, Any]) -> None:
+async def _bank_paid_out(tx: Tx, transfer: dict[str, Any]) -> None:
     """The bank made a leaving payout: close the account (money that arrived meanwhile
     leaves it open)."""
     await close_account(
-        conn,
+        tx,
         transfer["school_id"],
         transfer["person_id"],
         reason="leaving, paid to bank",

@@ -199,6 +199,13 @@ async def record_nonce(conn: Conn, signed: SignedTerminal) -> None:
         forget_terminal(signed.terminal.sn)
 
 
+@owns_transaction
+async def do_record_nonce(tx: Tx, signed: SignedTerminal) -> None:
+    """Spend a device request's nonce in a transaction of its own (a request that reads, or
+    whose work runs after, still cannot be replayed)."""
+    await record_nonce(tx, signed)
+
+
 def terminal_key_hex(settings: Settings, sn: str, key_version: int) -> str:
     return signing.derive_terminal_key(
         settings.master_key.get_secret_value(), sn, key_version

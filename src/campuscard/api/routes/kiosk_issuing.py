@@ -43,8 +43,7 @@ class FailureIn(Body):
 async def kiosk_of(pool: Pool, signed: SignedTerminal) -> pickup.Kiosk:
     if signed.terminal.kind != "kiosk":
         raise Forbidden("only a self-service kiosk may do this", code="NOT_A_KIOSK")
-    async with pool.acquire() as conn, conn.transaction():
-        await terminals.record_nonce(conn, signed)
+    await terminals.do_record_nonce(pool, signed)
     return pickup.Kiosk(terminal_id=signed.id, school_id=signed.school_id, sn=signed.terminal.sn)
 
 

@@ -70,8 +70,7 @@ async def pay_with_code(
 async def terminal_pending(body: PendingIn, device: SignedDevice, pool: Pool) -> dict[str, Any]:
     """The till shows the typed amount on its customer display (seed 000)."""
     async with pool.acquire() as conn:
-        async with conn.transaction():
-            await terminals.record_nonce(conn, device)
+        await terminals.do_record_nonce(conn, device)
         terminal = await code_payments.terminal_view(conn, device.id)
         return await display.do_set_pending_amount(
             conn, terminal, body.amount, by=f"terminal:{device.terminal.sn}"

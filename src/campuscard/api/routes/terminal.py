@@ -12,6 +12,7 @@ from campuscard.api.admission import Limiter
 from campuscard.api.deps import Body, bearer_token, live_events
 from campuscard.api.terminal_auth import SignedDevice
 from campuscard.cards import lifecycle
+from campuscard.db.tx import transaction
 from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
 from campuscard.payments import booking, terminals
@@ -142,9 +143,9 @@ async def blacklist(
     device: SignedDevice, pool: Pool, since: Annotated[int | None, Query(ge=0)] = None
 ) -> dict[str, Any]:
     """Cards to refuse: changes since version ``since``, or the full list."""
-    async with pool.acquire() as conn, conn.transaction():
-        await terminals.record_nonce(conn, device)
-        return await lifecycle.blacklist(conn, device.school_id, since=since)
+    async with transaction(pool) as tx:
+        await terminals.record_nonce(tx, device)
+        return await lifecycle.blacklist(tx, device.school_id, since=since)
 
 
 @router.post("/heartbeat")
