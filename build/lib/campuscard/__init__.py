@@ -1,3 +1,0 @@
-"""CampusCard: a campus one-card platform."""
-
-__version__ = "0.1.0"

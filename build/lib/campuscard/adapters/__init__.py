@@ -1,1 +1,0 @@
-"""Outside parties (payment provider, bank, SMS) behind adapters, each with a simulator."""

@@ -1,1 +1,0 @@
-"""The online payment provider (WeChat-Pay/Alipay-like): signing, the client, the simulator."""

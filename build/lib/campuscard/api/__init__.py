@@ -1,1 +1,0 @@
-"""HTTP for devices and clients. Routes parse input, call one service, serialise the result."""

@@ -1,2 +1,0 @@
-CREATE OR REPLACE TRIGGER cards_blacklist AFTER INSERT OR UPDATE OF state ON cards
-    FOR EACH ROW EXECUTE FUNCTION cc_card_blacklist();

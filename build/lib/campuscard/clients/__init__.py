@@ -1,1 +1,0 @@
-"""Clients of the CampusCard API that ship with it (the import uploader, the kiosk agent)."""

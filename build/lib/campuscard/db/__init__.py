@@ -1,1 +1,0 @@
-"""Database: embedded server, connection pool, migrations, locking helpers, SQL functions."""

@@ -1,4 +1,0 @@
--- Payments follow the school's one purse-order policy, settings->>'purse_order'
--- ('subsidy_first' default, or 'cash_first'; domain/purse_order.py), the same policy subsidy
--- expiry replays, instead of a second setting under settings->'payments'.
--- cc_payment_rules changed here; its current definition is payments/db/cc_payment_rules.sql

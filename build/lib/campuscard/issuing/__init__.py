@@ -1,5 +1,0 @@
-"""Issuing.
-
-Student-record imports, card applications and fees, pickup codes, kiosks and the card production
-queue.
-"""

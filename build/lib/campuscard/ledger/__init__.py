@@ -1,4 +1,0 @@
-"""Ledger.
-
-Money (integer fen), double-entry postings, purse order, adjustments and the invariant checks.
-"""

@@ -1,2 +1,0 @@
-CREATE OR REPLACE TRIGGER accounts_guard BEFORE UPDATE ON accounts
-    FOR EACH ROW EXECUTE FUNCTION cc_guard_balance();

@@ -1,2 +1,0 @@
-CREATE OR REPLACE TRIGGER postings_append_only BEFORE UPDATE OR DELETE ON postings
-    FOR EACH ROW EXECUTE FUNCTION cc_refuse_change();

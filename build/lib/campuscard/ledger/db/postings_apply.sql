@@ -1,2 +1,0 @@
-CREATE OR REPLACE TRIGGER postings_apply BEFORE INSERT ON postings
-    FOR EACH ROW EXECUTE FUNCTION cc_apply_posting();

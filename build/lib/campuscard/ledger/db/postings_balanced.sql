@@ -1,3 +1,0 @@
-DROP TRIGGER IF EXISTS postings_balanced ON postings;
-CREATE CONSTRAINT TRIGGER postings_balanced AFTER INSERT ON postings
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cc_check_tx_balanced();

@@ -1,2 +1,0 @@
-CREATE OR REPLACE TRIGGER postings_no_truncate BEFORE TRUNCATE ON postings
-    FOR EACH STATEMENT EXECUTE FUNCTION cc_refuse_change();

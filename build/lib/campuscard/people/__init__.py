@@ -1,4 +1,0 @@
-"""People.
-
-Schools, classes, persons and guardians, and what a cardholder reads about their account.
-"""

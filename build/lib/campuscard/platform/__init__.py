@@ -1,5 +1,0 @@
-"""Platform.
-
-Who calls (actors, auth, users), audit, idempotency, request context, notifications, live
-events, the outbox and the worker.
-"""

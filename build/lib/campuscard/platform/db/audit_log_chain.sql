@@ -1,2 +1,0 @@
-CREATE OR REPLACE TRIGGER audit_log_chain BEFORE INSERT ON audit_log
-    FOR EACH ROW EXECUTE FUNCTION cc_audit_chain();

@@ -1,4 +1,0 @@
-"""Settlement.
-
-End-of-day clearing, statements and payouts, reconciliation, reports and the console dashboard.
-"""
