@@ -96,7 +96,7 @@ def test_demo_loads_the_campus_serves_and_stops_its_database(tmp_path: Path) -> 
     assert "/api/docs" in out
     # the database stops with the demo (pg_ctl -w waits; allow for a loaded machine)
     pid_file = tmp_path / "data" / "pgdata" / "postmaster.pid"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not pid_file.exists()
