@@ -331,6 +331,10 @@ def start_server(url: str, port: int, workers: int, log: Path) -> subprocess.Pop
         "CAMPUSCARD_PORT": str(port),
         "CAMPUSCARD_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CAMPUSCARD_MASTER_KEY": MASTER_KEY,
+        # `campuscard serve` refuses development secrets; the benchmark calls no outside party
+        "CAMPUSCARD_PROVIDER_KEY": "bench-provider-key-" + "0" * 16,
+        "CAMPUSCARD_BANK_MAC_KEY": "bench-bank-mac-key-" + "0" * 16,
+        "CAMPUSCARD_SMS_API_SECRET": "bench-sms-secret-" + "0" * 16,
         "CAMPUSCARD_WORKERS": str(workers),
     }
     campuscard = Path(sys.executable).with_name("campuscard")

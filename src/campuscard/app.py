@@ -37,7 +37,7 @@ from campuscard.api.routes import paycode_pay as paycode_pay_routes
 from campuscard.api.routes import paycodes as paycode_routes
 from campuscard.api.routes import subsidies as subsidy_routes
 from campuscard.api.routes import topups as topup_routes
-from campuscard.config import Settings, get_settings
+from campuscard.config import Settings, get_settings, unsafe_secrets
 from campuscard.db.pool import PgPool, create_pool_when_ready
 from campuscard.edge import errors
 from campuscard.edge.middleware import RequestContextMiddleware
@@ -132,15 +132,6 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         kiosk_self_service.router,
     ):
         app.include_router(router)
-    if settings.sms_simulator:
-        from campuscard.adapters.sms.simulator import create_sms_simulator
-
-        app.mount(
-            "/dev/sms",
-            create_sms_simulator(
-                {settings.sms_key_id: settings.sms_api_secret.get_secret_value().encode()}
-            ),
-        )
     # pages (web/): one module per audience; static files and page error handlers
     install_web(app)
     for router in (
@@ -163,6 +154,29 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     return app
 
 
+def mount_simulators(app: FastAPI, settings: Settings) -> FastAPI:
+    """Put the SMS gateway's simulator at /dev/sms (its inbox shows pickup codes in plain
+    text, to anyone). Only the demo and the tests call this: the production app
+    (``create_app``) never has a simulator; the provider and bank simulators run apart
+    (``campuscard sim provider`` / ``sim bank``)."""
+    from campuscard.adapters.sms.simulator import create_sms_simulator
+
+    sms_keys = {settings.sms_key_id: settings.sms_api_secret.get_secret_value().encode()}
+    app.mount("/dev/sms", create_sms_simulator(sms_keys))
+    return app
+
+
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (each worker builds its own app and pool)."""
-    return create_app()
+    """Factory for ``uvicorn --factory`` (each worker builds its own app and pool): production,
+    refusing development or short secrets (``campuscard serve`` checks them first, too)."""
+    settings = get_settings()
+    problems = unsafe_secrets(settings)
+    if problems:
+        raise SystemExit("refusing to serve: " + "; ".join(problems))
+    return create_app(settings)
+
+
+def demo_app_from_env() -> FastAPI:
+    """Factory for ``campuscard demo``: the app with its simulators mounted under /dev/."""
+    settings = get_settings()
+    return mount_simulators(create_app(settings), settings)

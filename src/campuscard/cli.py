@@ -12,7 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
-from campuscard.config import Settings, get_settings
+from campuscard.config import (
+    DEMO_SECRETS_FILE,
+    Settings,
+    get_settings,
+    unsafe_secrets,
+    with_demo_secrets,
+)
 from campuscard.db import runtime
 from campuscard.db.embedded import EmbeddedPostgres
 from campuscard.db.pool import connect
@@ -47,6 +53,11 @@ app.add_typer(kiosk_app, name="kiosk")
 
 def _settings() -> Settings:
     return get_settings()
+
+
+def _tool_settings() -> Settings:
+    """Settings of the simulators and device tools: beside a demo they use its secrets."""
+    return with_demo_secrets(get_settings(), create=False)
 
 
 @db_app.command("upgrade")
@@ -212,7 +223,7 @@ def kiosk_pickup(
     from campuscard.clients.kiosk_agent import KioskAgent
     from campuscard.platform.signing import derive_terminal_key
 
-    settings = _settings()
+    settings = _tool_settings()
     base = (url or settings.public_url).rstrip("/")
     terminal_key = (
         bytes.fromhex(key)
@@ -280,7 +291,7 @@ def kiosk_serve(
     from campuscard.platform.signing import derive_terminal_key
     from campuscard.web.kiosk.routes import create_kiosk_app
 
-    settings = _settings()
+    settings = _tool_settings()
     base = (url or settings.public_url).rstrip("/")
     terminal_key = (
         bytes.fromhex(key)
@@ -325,13 +336,15 @@ def kiosk_serve(
     asyncio.run(run())
 
 
-def _serve(settings: Settings, url: str, workers: int) -> None:
+def _serve(
+    settings: Settings, url: str, workers: int, factory: str = "campuscard.app:app_from_env"
+) -> None:
     import uvicorn
 
     os.environ["CAMPUSCARD_DATABASE_URL"] = url
     get_settings.cache_clear()
     uvicorn.run(
-        "campuscard.app:app_from_env",
+        factory,
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -341,12 +354,27 @@ def _serve(settings: Settings, url: str, workers: int) -> None:
     )
 
 
+def _refuse_unsafe_secrets(settings: Settings) -> None:
+    problems = unsafe_secrets(settings)
+    if problems:
+        for line in problems:
+            typer.echo(f"refusing to start: {line}", err=True)
+        typer.echo(
+            "Generate each secret with `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'` (docs/security.md).",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 @app.command("serve")
 def serve(
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 0,
 ) -> None:
-    """Serve the API and web pages (migrating first)."""
+    """Serve the API and web pages (migrating first). Production: refuses development or
+    short secrets, and mounts no simulator."""
     settings = _settings()
+    _refuse_unsafe_secrets(settings)
     setup_logging(as_json=settings.log_json)
     with runtime.database(settings) as url:
         _serve(settings, url, workers or settings.workers)
@@ -358,6 +386,7 @@ def worker() -> None:
     from campuscard.platform.worker import run_forever
 
     settings = _settings()
+    _refuse_unsafe_secrets(settings)
     setup_logging(as_json=settings.log_json)
     with runtime.database(settings) as url:
         settings = settings.model_copy(update={"database_url": url})
@@ -368,11 +397,12 @@ def worker() -> None:
 def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
 ) -> None:
-    """Load the demo campus (once) and serve it."""
+    """Load the demo campus (once) and serve it, with its own random secrets (kept in the data
+    directory) and the SMS simulator at /dev/sms."""
     from campuscard import demo as demo_data
     from campuscard.payments.terminals import terminal_key_hex
 
-    settings = _settings()
+    settings = with_demo_secrets(_settings())
     with runtime.database(settings) as url:
 
         async def load() -> demo_data.DemoCampus:
@@ -402,11 +432,14 @@ def demo(
             lines.append(f"    {sn:<16} v{key_version} {key}")
         lines.append("  Demo cards: 880000000001 .. 880000000200, chip UID 04A10001 .. 04A100C8")
         lines.append(f"  Database: {url}")
+        lines.append(
+            f"  Secrets:  {settings.data_dir / DEMO_SECRETS_FILE} (random, this demo's only)"
+        )
         typer.echo("\n".join(lines), err=False)
         sys.stdout.flush()
         if serve_after:
             setup_logging(as_json=settings.log_json)
-            _serve(settings, url, settings.workers)
+            _serve(settings, url, settings.workers, "campuscard.app:demo_app_from_env")
 
 
 @settlement_app.command("close")
@@ -469,7 +502,7 @@ def pos_options(
 ) -> None:
     from campuscard.payments.terminals import terminal_key_hex
 
-    settings = _settings()
+    settings = _tool_settings()
     _POS["terminal"] = (
         url or settings.public_url,
         sn,
@@ -607,7 +640,7 @@ def sim_provider(
 
     from campuscard.adapters.provider.simulator import ProviderSimulator
 
-    settings = _settings()
+    settings = _tool_settings()
     sim = ProviderSimulator(
         {settings.provider_mch_id: settings.provider_key.get_secret_value()},
         app_id=settings.provider_app_id,
@@ -627,7 +660,7 @@ def sim_bank(
     """Serve the ISO 8583 bank simulator with the MAC key from the settings."""
     from campuscard.adapters.bank.simulator import BankSimulator
 
-    settings = _settings()
+    settings = _tool_settings()
     sim = BankSimulator(settings.bank_mac_key.get_secret_value())
     from campuscard.demo import student_name
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,13 +73,11 @@ class Settings(BaseSettings):
     bank_acquirer_id: str = "CAMPUSCARD00001"  # field 42
     bank_terminal_id: str = "CCPLAT01"  # field 41
 
-    # SMS gateway (adapters/sms): empty URL = the simulator the app mounts at /dev/sms
+    # SMS gateway (adapters/sms): empty URL = the simulator the demo mounts at /dev/sms
     sms_gateway_url: str = ""
     sms_key_id: str = "campuscard"
     sms_api_secret: SecretStr = Field(default=SecretStr("dev-only-sms-secret"))
     sms_timeout_seconds: float = 10.0
-    # mount the SMS simulator (send API + readable inbox) at /dev/sms; off in production
-    sms_simulator: bool = True
 
     # Getting a card (issue 7): pickup codes live this long; a kiosk may type this many wrong
     # codes per window before it is locked for the window
@@ -94,6 +94,69 @@ class Settings(BaseSettings):
     @property
     def pgdata(self) -> Path:
         return self.data_dir.resolve() / "pgdata"
+
+
+# The secrets `campuscard serve` refuses to start with while they hold a development default
+# or are shorter than MIN_SECRET_LENGTH (docs/security.md says how to generate them).
+SECRETS = ("master_key", "provider_key", "bank_mac_key", "sms_api_secret")
+DEVELOPMENT_PREFIX = "dev-only-"
+MIN_SECRET_LENGTH = 32
+
+
+def env_name(field: str) -> str:
+    return "CAMPUSCARD_" + field.upper()
+
+
+def unsafe_secrets(settings: Settings) -> list[str]:
+    """One line per secret that must not guard a production server, naming its variable."""
+    problems = []
+    for name in SECRETS:
+        value: str = getattr(settings, name).get_secret_value()
+        if (
+            value.startswith(DEVELOPMENT_PREFIX)
+            or value == Settings.model_fields[name].default.get_secret_value()
+        ):
+            problems.append(f"{env_name(name)} holds the development default")
+        elif len(value) < MIN_SECRET_LENGTH:
+            problems.append(
+                f"{env_name(name)} is too short ({len(value)} characters, "
+                f"at least {MIN_SECRET_LENGTH})"
+            )
+    return problems
+
+
+DEMO_SECRETS_FILE = "secrets.env"
+
+
+def with_demo_secrets(settings: Settings, *, create: bool = True) -> Settings:
+    """The demo's secrets: random ones made on its first run and kept in its data directory
+    (``secrets.env``, readable by the owner only), so no two demos share a key and a restart
+    keeps what was derived from them. A secret set in the environment is kept as it is. The
+    values are exported so the server processes the demo starts read the same ones. With
+    ``create`` false (the simulators and device tools of the demo) nothing new is made."""
+    path = settings.data_dir / DEMO_SECRETS_FILE
+    if not create and not path.exists():
+        return settings
+    kept: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and value:
+                kept[name.strip()] = value.strip()
+    update: dict[str, SecretStr] = {}
+    for name in SECRETS:
+        default = Settings.model_fields[name].default.get_secret_value()
+        if getattr(settings, name).get_secret_value() != default:
+            continue
+        variable = env_name(name)
+        value = kept.setdefault(variable, secrets.token_urlsafe(32))
+        os.environ[variable] = value
+        update[name] = SecretStr(value)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("".join(f"{name}={value}\n" for name, value in sorted(kept.items())))
+    return settings.model_copy(update=update)
 
 
 @lru_cache(maxsize=1)

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from campuscard.adapters.sms import SmsError
 from campuscard.adapters.sms.http import HttpSmsGateway
 from campuscard.adapters.sms.simulator import create_sms_simulator
+from campuscard.app import create_app, mount_simulators
 from campuscard.config import Settings
 from campuscard.platform import notifications, outbox
 from campuscard.platform.sealing import seal
@@ -116,7 +117,15 @@ async def test_sealed_sms_is_opened_only_at_delivery(
     assert [m.text for m in sim.inbox("13933334444")] == ["注册码 1234"]
 
 
-async def test_the_app_mounts_the_simulator_for_dev(client: httpx.AsyncClient) -> None:
-    r = await client.get("/dev/sms/inbox")
+async def test_only_the_demo_app_mounts_the_simulator(
+    client: httpx.AsyncClient, settings: Settings, pool: Any
+) -> None:
+    # the production app: the inbox that shows pickup codes does not exist
+    assert (await client.get("/dev/sms/inbox")).status_code == 404
+    # the demo's and the tests' app mounts it on purpose
+    demo = mount_simulators(create_app(settings, pool=pool), settings)
+    transport = httpx.ASGITransport(app=demo)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        r = await c.get("/dev/sms/inbox")
     assert r.status_code == 200
     assert "SMS simulator inbox" in r.text

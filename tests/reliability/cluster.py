@@ -21,6 +21,13 @@ import httpx
 from campuscard.db.embedded import EmbeddedPostgres, free_port
 
 MASTER_KEY = "reliability-master-key-0123456789"  # the served app derives terminal keys from it
+# `campuscard serve` refuses development or short secrets; the tests that talk to the provider
+# or the bank pass their own keys over these
+PRODUCTION_SECRETS = {
+    "CAMPUSCARD_PROVIDER_KEY": "reliability-provider-key-0123456789",
+    "CAMPUSCARD_BANK_MAC_KEY": "reliability-bank-mac-key-0123456789",
+    "CAMPUSCARD_SMS_API_SECRET": "reliability-sms-secret-0123456789ab",
+}
 
 
 def children(pid: int) -> list[int]:
@@ -88,6 +95,7 @@ class Cluster:
     def start_server(self, extra_env: dict[str, str] | None = None) -> None:
         env = (
             os.environ
+            | PRODUCTION_SECRETS
             | (extra_env or {})
             | {
                 "CAMPUSCARD_DATABASE_URL": self.db_url,

@@ -71,7 +71,7 @@ TIMEOUT = 2.0  # the client's patience for one attempt
 SCHOOL = "BNK"
 PHONES = 6  # students who sign in, bind a phone for payment codes and top up online
 CODE_STEP = 15  # seconds a payment code lives (the shortest the server allows)
-MCH_ID, PROVIDER_KEY = "1900000777", "reliability-provider-key-0123"
+MCH_ID, PROVIDER_KEY = "1900000777", "reliability-provider-key-0123456789"
 BANK_MAC_KEY = "reliability-bank-mac-key-0123456789"
 # refusals a correct system may answer (nothing moves); anything else fails the test
 REFUSALS = {
