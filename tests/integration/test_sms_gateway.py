@@ -15,7 +15,8 @@ from campuscard.adapters.sms.simulator import create_sms_simulator
 from campuscard.app import create_app, mount_simulators
 from campuscard.config import Settings
 from campuscard.platform import notifications, outbox
-from campuscard.platform.sealing import seal
+from campuscard.platform.jobs import reseal_sms_outbox
+from campuscard.platform.sealing import seal, unseal
 from campuscard.platform.tasks import load_job_modules
 from tests.servers import serve_in_thread
 from tests.support import make_school, make_student
@@ -129,3 +130,43 @@ async def test_only_the_demo_app_mounts_the_simulator(
         r = await c.get("/dev/sms/inbox")
     assert r.status_code == 200
     assert "SMS simulator inbox" in r.text
+
+
+async def test_sms_sealed_by_the_former_scheme_are_sealed_again_with_aes_gcm(
+    pool: Any, sms_settings: Settings, sms_sim: Any
+) -> None:
+    # given: an SMS sealed before the move to AES-GCM, waiting in the outbox
+    _, sim = sms_sim
+    load_job_modules()
+    master = sms_settings.master_key.get_secret_value().encode()
+    old = _legacy_seal(master, "sms", "取卡注册码 0320 1234")
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        await notifications.enqueue(
+            conn, "sms", {"phone": "13955556666", "sealed_text": old}, school_id=school.id
+        )
+    # when: the worker starts (twice: a second run finds nothing to do)
+    assert await reseal_sms_outbox(pool, sms_settings) == 1
+    assert await reseal_sms_outbox(pool, sms_settings) == 0
+    # then: the row holds AES-GCM text, and the SMS is delivered as it was written
+    sealed = await pool.fetchval("SELECT payload->>'sealed_text' FROM outbox")
+    assert sealed.startswith("v2.")
+    assert unseal(master, "sms", sealed) == "取卡注册码 0320 1234"
+    assert await outbox.deliver_batch(pool, sms_settings) == 1
+    assert [m.text for m in sim.inbox("13955556666")] == ["取卡注册码 0320 1234"]
+
+
+def _legacy_seal(master: bytes, purpose: str, text: str) -> str:
+    import base64
+    import hashlib
+    import hmac
+
+    nonce = b"legacy-nonce-16b"
+    enc = hmac.new(master, f"campuscard/seal/{purpose}/enc".encode(), hashlib.sha256).digest()
+    mac = hmac.new(master, f"campuscard/seal/{purpose}/mac".encode(), hashlib.sha256).digest()
+    stream = b"".join(
+        hmac.new(enc, nonce + i.to_bytes(8, "big"), hashlib.sha256).digest() for i in range(4)
+    )
+    cipher = bytes(a ^ b for a, b in zip(text.encode(), stream, strict=False))
+    tag = hmac.new(mac, nonce + cipher, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(nonce + tag + cipher).decode()

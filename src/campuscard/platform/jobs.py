@@ -14,7 +14,8 @@ from campuscard.adapters.sms import SmsGateway
 from campuscard.adapters.sms.http import HttpSmsGateway
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
-from campuscard.platform.sealing import unseal
+from campuscard.platform.errors import ValidationFailed
+from campuscard.platform.sealing import is_current, open_legacy, seal, unseal
 from campuscard.platform.tasks import outbox_handler
 
 SEAL_PURPOSE = "sms"
@@ -32,8 +33,38 @@ def sms_gateway(settings: Settings) -> SmsGateway:
 def message_text(settings: Settings, payload: dict[str, Any]) -> str:
     if "sealed_text" in payload:
         master = settings.master_key.get_secret_value().encode()
-        return unseal(master, SEAL_PURPOSE, str(payload["sealed_text"]))
+        sealed = str(payload["sealed_text"])
+        if not is_current(sealed):  # written by a process not yet upgraded
+            return open_legacy(master, SEAL_PURPOSE, sealed)
+        return unseal(master, SEAL_PURPOSE, sealed)
     return str(payload["text"])
+
+
+async def reseal_sms_outbox(pool: PgPool, settings: Settings) -> int:
+    """Seal again with AES-GCM every SMS sealed by the former hand-written scheme (delivered or
+    not: the outbox keeps them). Each row changes only if it still holds what was read, so
+    several workers may run this at once. Returns how many rows were sealed again."""
+    master = settings.master_key.get_secret_value().encode()
+    rows = await pool.fetch(
+        """SELECT id, payload->>'sealed_text' AS sealed FROM outbox
+            WHERE topic = 'sms' AND payload ? 'sealed_text'
+              AND payload->>'sealed_text' NOT LIKE 'v2.%'"""
+    )
+    done = 0
+    for row in rows:
+        try:
+            text = open_legacy(master, SEAL_PURPOSE, row["sealed"])
+        except ValidationFailed:  # damaged, or sealed under another master key: left as is
+            continue
+        status = await pool.execute(
+            """UPDATE outbox SET payload = jsonb_set(payload, '{sealed_text}', to_jsonb($2::text))
+                WHERE id = $1 AND payload->>'sealed_text' = $3""",
+            row["id"],
+            seal(master, SEAL_PURPOSE, text),
+            row["sealed"],
+        )
+        done += status == "UPDATE 1"
+    return done
 
 
 @outbox_handler("sms")

@@ -9,6 +9,7 @@ import time
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool, create_pool_when_ready
 from campuscard.platform import outbox
+from campuscard.platform.jobs import reseal_sms_outbox
 from campuscard.platform.tasks import PERIODIC, load_job_modules
 
 log = logging.getLogger("campuscard.worker")
@@ -35,6 +36,8 @@ async def run_forever(settings: Settings, *, stop: asyncio.Event | None = None) 
     pool = await create_pool_when_ready(settings.database_url, min_size=1, max_size=5, wait=600)
     due: dict[str, float] = {}
     try:
+        # text sealed by the former scheme is sealed again with AES-GCM once, before delivery
+        await reseal_sms_outbox(pool, settings)
         while stop is None or not stop.is_set():
             await run_once(pool, settings, due)
             await asyncio.sleep(1.0)
