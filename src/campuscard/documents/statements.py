@@ -14,6 +14,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
+from campuscard.documents.exports import safe_row, workbook_bytes
 from campuscard.ledger.money import fmt
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -105,9 +106,7 @@ def statement_xlsx(st: dict[str, Any]) -> bytes:
         if key in MONEY_KEYS:
             for row in ws.iter_rows(min_row=7, min_col=col, max_col=col):
                 row[0].number_format = "#,##0.00"
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+    return workbook_bytes(wb)
 
 
 def _cell(key: str, value: Any) -> Any:
@@ -132,16 +131,18 @@ def payout_csv(school_code: str, business_date: str, rows: list[dict[str, Any]])
     w.writerow(["H", batch, school_code, business_date, len(rows), fmt(total), "CNY"])
     for seq, r in enumerate(rows, start=1):
         w.writerow(
-            [
-                "D",
-                seq,
-                r["bank_code"],
-                r["account_no"],
-                r["account_name"],
-                fmt(r["payout_fen"]),
-                "CNY",
-                r["payout_ref"],
-                f"结算 {business_date} {r['merchant']}",
-            ]
+            safe_row(
+                [
+                    "D",
+                    seq,
+                    r["bank_code"],
+                    r["account_no"],
+                    r["account_name"],
+                    fmt(r["payout_fen"]),
+                    "CNY",
+                    r["payout_ref"],
+                    f"结算 {business_date} {r['merchant']}",
+                ]
+            )
         )
     return buf.getvalue()

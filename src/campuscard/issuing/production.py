@@ -10,6 +10,7 @@ from typing import Any
 
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
+from campuscard.documents.exports import safe_row, workbook_bytes
 from campuscard.issuing import application_rules as rules
 from campuscard.issuing import binding
 from campuscard.issuing.applications import tell_applicant
@@ -67,8 +68,8 @@ async def export_print_data(
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(header)
-        writer.writerows(records)
+        writer.writerow(safe_row(header))
+        writer.writerows(safe_row(record) for record in records)
         return out.getvalue().encode("utf-8-sig"), "text/csv; charset=utf-8", "print-data.csv"
     if fmt == "xlsx":
         from openpyxl import Workbook
@@ -82,10 +83,8 @@ async def export_print_data(
             sheet.append(list(record))
         for column, width in zip("ABCDE", (10, 16, 18, 18, 18), strict=True):
             sheet.column_dimensions[column].width = width
-        buffer = io.BytesIO()
-        book.save(buffer)
         return (
-            buffer.getvalue(),
+            workbook_bytes(book),
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             "print-data.xlsx",
         )

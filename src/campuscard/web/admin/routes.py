@@ -15,6 +15,7 @@ from openpyxl import Workbook
 
 from campuscard.cards import lifecycle
 from campuscard.db.pool import PgPool
+from campuscard.documents.exports import safe_row, workbook_bytes
 from campuscard.edge.deps import AppSettings, Pool, school_id_for
 from campuscard.ledger.money import Money
 from campuscard.payments import merchants as merchants_svc
@@ -678,8 +679,8 @@ async def reports_export(
     if fmt_ == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(head)
-        writer.writerows(body)
+        writer.writerow(safe_row(head))
+        writer.writerows(safe_row(row) for row in body)
         # BOM so Excel opens the Chinese headers as UTF-8
         return Response(
             "\ufeff" + out.getvalue(),
@@ -693,10 +694,8 @@ async def reports_export(
     sheet.append(head)
     for row in body:
         sheet.append(row)
-    buf = io.BytesIO()
-    book.save(buf)
     return Response(
-        buf.getvalue(),
+        workbook_bytes(book),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"content-disposition": f'attachment; filename="{name}.xlsx"'},
     )
