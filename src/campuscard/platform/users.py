@@ -131,7 +131,9 @@ async def do_link_guardian_login(
     if person is None:
         raise NotFound("person not found", field="person_id")
     school_id = person["school_id"]
-    actor.require("school_admin", "card_center", "teacher", school_id=school_id)
+    # a parent login reads the child's balance and statement, which a teacher may not: only
+    # the card center (or the school admin) links one
+    actor.require("card_center", school_id=school_id)
     user_id = await tx.fetchval(
         "SELECT id FROM users WHERE school_id = $1 AND username = $2", school_id, phone
     )
