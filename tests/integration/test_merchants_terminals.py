@@ -34,8 +34,9 @@ async def test_merchant_applies_admin_approves_then_terminal_takes_payments(
     assert applied.status_code == 201, applied.text
     merchant_id = applied.json()["id"]
     manager = await login(client, "canteen2", "TST", password="canteen2-pass")
+    # before approval the applicant adds nothing (test_merchant_applicant.py); the admin may
     outlet = await client.post(
-        f"/api/v1/merchants/{merchant_id}/outlets", json={"name": "3号窗口"}, headers=manager
+        f"/api/v1/merchants/{merchant_id}/outlets", json={"name": "3号窗口"}, headers=admin
     )
     term = await client.post(
         "/api/v1/admin/schools/TST/terminals",

@@ -19,7 +19,13 @@ from campuscard.issuing import pickup
 from campuscard.ledger.money import fmt
 from campuscard.platform import audit, notifications
 from campuscard.platform.actors import Actor
-from campuscard.platform.errors import Conflict, NotFound, TooManyRequests, ValidationFailed
+from campuscard.platform.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    ValidationFailed,
+)
 from campuscard.platform.idempotency import Outcome, run_idempotent
 
 VERIFY_FAILURES_PER_HOUR = 20
@@ -181,6 +187,16 @@ async def _file_application(
     return await _get(tx, await _open_id(tx, person_id))
 
 
+def check_may_apply(actor: Actor) -> None:
+    """A merchant's applicant is no parent: until an operator approves the merchant it reads no
+    class list and files no card application (it would block the real one)."""
+    if actor.is_merchant_applicant:
+        raise Forbidden(
+            "a merchant application sees only itself until it is approved",
+            code="MERCHANT_NOT_APPROVED",
+        )
+
+
 async def do_apply(
     conn: Conn,
     settings: Settings,
@@ -193,6 +209,7 @@ async def do_apply(
     The code is never stored in clear, so a replayed answer does not repeat it."""
     if actor.user_id is None:
         raise NotFound("sign in to apply", field="user")
+    check_may_apply(actor)
     made: dict[str, str] = {}
     await _limit_failures(conn, actor)
     try:

@@ -20,6 +20,9 @@ SCHOOL_ROLES = frozenset(
     }
 )
 OPERATOR_ROLES = frozenset({"school_admin", "card_center", "settlement", "teacher"})
+# What a merchant's staff hold while their merchant is not approved (pending, rejected, closed):
+# no merchant role works, the applicant sees only its own application (auth.load_actor)
+MERCHANT_APPLICANT = "merchant_applicant"
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,11 @@ class Actor:
                 f"this needs the role {' or '.join(roles)} in this school",
                 code="ROLE_REQUIRED",
             )
+
+    @property
+    def is_merchant_applicant(self) -> bool:
+        """Signed in only for a merchant application that no operator has approved."""
+        return bool(self.grants) and all(g.role == MERCHANT_APPLICANT for g in self.grants)
 
     def merchant_ids(self) -> frozenset[int]:
         return frozenset(g.merchant_id for g in self.grants if g.merchant_id is not None)

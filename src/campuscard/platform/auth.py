@@ -56,8 +56,15 @@ async def load_actor(conn: Conn, user_id: int) -> Actor:
     )
     if user is None:
         raise Unauthorized("user no longer exists", code="SESSION_INVALID")
+    # a merchant role counts only while its merchant is approved (or suspended: its staff still
+    # see their takings); before that the user is an applicant (actors.MERCHANT_APPLICANT)
     grants = await conn.fetch(
-        "SELECT role, school_id, merchant_id FROM user_roles WHERE user_id = $1", user_id
+        """SELECT CASE WHEN m.status IS NULL OR m.status IN ('approved', 'suspended') THEN r.role
+                       ELSE 'merchant_applicant' END AS role,
+                  r.school_id, r.merchant_id
+             FROM user_roles r LEFT JOIN merchants m ON m.id = r.merchant_id
+            WHERE r.user_id = $1""",
+        user_id,
     )
     return Actor(
         name=user["username"],

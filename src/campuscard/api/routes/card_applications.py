@@ -58,6 +58,7 @@ def _with_code(body: dict[str, Any], code: str | None) -> dict[str, Any]:
 
 @router.get("/card-applications/options/provinces")
 async def provinces(pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
+    applications.check_may_apply(actor)
     async with pool.acquire() as conn:
         return await applications.list_provinces(conn)
 
@@ -66,6 +67,7 @@ async def provinces(pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
 async def schools(
     pool: Pool, actor: CurrentActor, province: Annotated[str, Query(max_length=16)]
 ) -> list[dict[str, Any]]:
+    applications.check_may_apply(actor)
     async with pool.acquire() as conn:
         return await applications.list_schools(conn, province)
 
@@ -74,6 +76,7 @@ async def schools(
 async def classes(
     pool: Pool, actor: CurrentActor, school: Annotated[str, Query(max_length=32)]
 ) -> list[dict[str, Any]]:
+    applications.check_may_apply(actor)
     async with pool.acquire() as conn:
         return await applications.list_classes(conn, school)
 
