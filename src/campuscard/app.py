@@ -40,6 +40,7 @@ from campuscard.api.routes import topups as topup_routes
 from campuscard.config import Settings, get_settings, unsafe_secrets
 from campuscard.db.pool import PgPool, create_pool_when_ready
 from campuscard.edge import errors
+from campuscard.edge.https import HttpsHardening
 from campuscard.edge.middleware import RequestContextMiddleware
 from campuscard.platform.worker import run_forever
 from campuscard.web import common as web_common
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.state.channel_limiter = ChannelLimiter.from_config(settings.channel_limits)
     errors.install(app, page_renderer=error_page)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(HttpsHardening)  # HSTS and Secure cookies when served over HTTPS
     # the device routes first: routing tries routers in order, and payments are the busiest
     for router in (terminal.router, paycode_pay_routes.router):
         app.include_router(router)

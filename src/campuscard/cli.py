@@ -351,6 +351,8 @@ def _serve(
         workers=workers,
         log_config=None,
         access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 

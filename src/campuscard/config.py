@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = 1
     public_url: str = "http://127.0.0.1:8000"
+    # proxies whose X-Forwarded-Proto/-For uvicorn believes (TLS terminated in front of us):
+    # comma-separated addresses, "*" for any (docs/security.md)
+    forwarded_allow_ips: str = "127.0.0.1"
 
     # Master key: terminal, device and pickup-code secrets are derived from or sealed with it.
     master_key: SecretStr = Field(default=SecretStr("dev-only-master-key-change-me-in-production"))

@@ -243,6 +243,12 @@ async def refund_payment(
             raise NotFound("no such payment", field="payment_id")
         if terminal is not None and terminal.terminal.merchant_id != pay["merchant_id"]:
             raise NotFound("no such payment at this merchant", field="payment_id")
+        # a payment one may not see answers as one that does not exist (no 403 that tells)
+        if not (
+            actor.has("settlement", school_id=pay["school_id"])
+            or pay["merchant_id"] in actor.merchant_ids()
+        ):
+            raise NotFound("no such payment", field="payment_id")
         if not await can_refund(conn, actor, pay["school_id"], pay["merchant_id"]):
             raise DomainError(
                 "refunds need the merchant's refund permission",
