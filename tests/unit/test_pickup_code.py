@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 from datetime import datetime
 
 import pytest
@@ -61,3 +64,27 @@ def test_first_mismatch_follows_seed_order() -> None:
     assert first_mismatch((True, False, False)) == "name"
     assert first_mismatch((True, True, False)) == "number"
     assert first_mismatch((True, True, True)) is None
+
+
+def test_the_kiosk_hash_is_memory_hard_so_a_stolen_kiosk_key_enumerates_slowly() -> None:
+    # given: a kiosk's key (as a thief would hold it) and a code
+    code = "0320072312345678"
+    key = codes.kiosk_key(MASTER, "KIOSK-1")
+    # then: the hash is HMAC over scrypt (4 MiB per try), not over the code itself
+    stretched = hashlib.scrypt(
+        code.encode(), salt=b"campuscard/pickup-code/kiosk/v2", n=4096, r=8, p=1, dklen=32
+    )
+    assert codes.kiosk_hash(key, code) == hmac.new(key, stretched, hashlib.sha256).hexdigest()
+    assert codes.kiosk_hash(key, code) != hmac.new(key, code.encode(), "sha256").hexdigest()
+    assert 128 * codes.KIOSK_SCRYPT_N * codes.KIOSK_SCRYPT_R >= 4 * 2**20
+    # and a try really costs: fresh codes (nothing cached) take measurable time each
+    started = time.perf_counter()
+    for tail in range(5):
+        codes.kiosk_hash(key, f"03200723123456{tail:02d}")
+    assert (time.perf_counter() - started) / 5 > 0.002
+
+
+def test_a_kiosk_still_matches_a_code_issued_before_the_stretch() -> None:
+    code = "0320072312345678"
+    key = codes.kiosk_key(MASTER, "KIOSK-1")
+    assert codes.legacy_kiosk_hash(key, code) == hmac.new(key, code.encode(), "sha256").hexdigest()

@@ -91,7 +91,9 @@ class KioskAgent:
         code = codes.normalize(typed)
         if code is None or self.pickup_key is None:
             return None
-        return self.local.get(codes.kiosk_hash(self.pickup_key, code))
+        return self.local.get(codes.kiosk_hash(self.pickup_key, code)) or self.local.get(
+            codes.legacy_kiosk_hash(self.pickup_key, code)
+        )
 
     async def pickup(self, typed: str) -> PickupResult:
         if self.check_locally(typed) is None:

@@ -49,10 +49,21 @@ async def kiosk_of(pool: Pool, signed: SignedTerminal) -> pickup.Kiosk:
 
 @router.get("/pickup-key")
 async def pickup_key(signed: SignedDevice, pool: Pool, settings: AppSettings) -> dict[str, Any]:
-    """The key this kiosk checks typed codes with: HMAC-SHA256(key, code) = kiosk_hash."""
+    """The key this kiosk checks typed codes with:
+    kiosk_hash = HMAC-SHA256(key, scrypt(code, salt, N, r, p=1, 32 bytes))."""
     kiosk = await kiosk_of(pool, signed)
     master = settings.master_key.get_secret_value().encode()
-    return {"algorithm": "HMAC-SHA256", "key": codes.kiosk_key(master, kiosk.sn).hex()}
+    return {
+        "algorithm": "HMAC-SHA256(key, scrypt(code))",
+        "key": codes.kiosk_key(master, kiosk.sn).hex(),
+        "scrypt": {
+            "salt": codes.KIOSK_SALT.decode(),
+            "n": codes.KIOSK_SCRYPT_N,
+            "r": codes.KIOSK_SCRYPT_R,
+            "p": 1,
+            "length": 32,
+        },
+    }
 
 
 @router.get("/pickups")
