@@ -2,7 +2,9 @@
 
 I1 the sum over all accounts is zero; I2 every transaction nets to zero; I3 no account below
 its floor; I4 cached balance = sum of postings, versions run 1..n without gaps, and each
-posting's balance_after is the running sum.
+posting's balance_after is the running sum. Holds: every account's ``held`` is the sum of its
+pending holds, no available balance (balance - held) is below the floor, and no hold stays
+open more than two expiry periods past its expiry (the expiry job runs).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 
 from campuscard.db.pool import Conn
 from campuscard.db.tx import transaction
+from campuscard.ledger.holds_rules import EXPIRY_PERIOD_SECONDS
 
 
 @dataclass
@@ -38,8 +41,9 @@ _CHECKS: list[tuple[str, str]] = [
     ),
     (
         "I3 account below its floor",
-        """SELECT 'account ' || id || ' balance ' || balance || ' floor ' || floor FROM accounts
-           WHERE floor IS NOT NULL AND balance < floor LIMIT 20""",
+        """SELECT 'account ' || id || ' balance ' || balance || ' held ' || held ||
+                  ' floor ' || floor FROM accounts
+           WHERE floor IS NOT NULL AND balance - held < floor LIMIT 20""",
     ),
     (
         "I4 cached balance differs from postings",
@@ -61,6 +65,21 @@ _CHECKS: list[tuple[str, str]] = [
                           sum(amount) OVER (PARTITION BY account_id ORDER BY version) AS running
                      FROM postings) s
             WHERE balance_after <> running LIMIT 20""",
+    ),
+    (
+        "H1 held differs from the open holds",
+        """SELECT 'account ' || a.id || ' held ' || a.held || ' open holds ' || coalesce(h.total, 0)
+             FROM accounts a
+             LEFT JOIN (SELECT account_id, sum(amount) AS total FROM holds
+                         WHERE state = 'pending' GROUP BY account_id) h ON h.account_id = a.id
+            WHERE a.held <> coalesce(h.total, 0) LIMIT 20""",
+    ),
+    (
+        "H2 hold open past its expiry",
+        f"""SELECT 'hold ' || school_id || '/' || id || ' expired at ' || expires_at FROM holds
+             WHERE state = 'pending'
+               AND expires_at < now() - interval '{2 * EXPIRY_PERIOD_SECONDS} seconds'
+             LIMIT 20""",
     ),
 ]
 

@@ -36,6 +36,7 @@ JOB_MODULES: list[str] = [
     "campuscard.platform.jobs",
     "campuscard.issuing.jobs",
     "campuscard.cards.jobs",
+    "campuscard.ledger.jobs",
 ]
 
 

@@ -31,6 +31,7 @@ DECLARE
     v_receipt jsonb;
     v_card_id bigint;
     v_card_no text;
+    v_held bigint := 0;
 BEGIN
     IF t.merchant_status <> 'approved' THEN
         RETURN cc_refusal(403, 'MERCHANT_NOT_APPROVED',
@@ -96,9 +97,12 @@ BEGIN
     END IF;
 
     -- lock the purses first (always person before merchant), then read what they hold
-    FOR r IN SELECT jsonb_build_object('id', id, 'purse', purse, 'balance', balance) AS j
+    -- v_cash / v_sub are what each purse can spend: its balance less its open holds
+    FOR r IN SELECT jsonb_build_object('id', id, 'purse', purse, 'balance', balance - held,
+                                       'held', held) AS j
                FROM accounts WHERE person_id = v_person AND kind = 'purse' ORDER BY id FOR UPDATE
     LOOP
+        v_held := v_held + (r ->> 'held')::bigint;
         IF r ->> 'purse' = 'cash' THEN
             v_cash_id := (r ->> 'id')::bigint; v_cash := (r ->> 'balance')::bigint;
         ELSE
@@ -171,14 +175,16 @@ BEGIN
     END LOOP;
     IF v_left > 0 THEN
         RETURN cc_refusal(409, 'INSUFFICIENT_FUNDS', 'the balance is not enough for this amount',
-                          'amount', jsonb_build_object('balance', cc_fmt(v_cash + v_sub)));
+                          'amount', jsonb_build_object('balance', cc_fmt(v_cash + v_sub + v_held),
+                                                     'available', cc_fmt(v_cash + v_sub)));
     END IF;
 
     IF p_mode = 'check' THEN
         RETURN jsonb_build_object('status', 200, 'body', jsonb_build_object(
             'result', 'ok', 'amount', cc_fmt(p_amount), 'pin_required', v_pin_needed,
-            'holder', cc_mask_name(p.name), 'balance', cc_fmt(v_cash + v_sub),
-            'balance_after', cc_fmt(v_cash + v_sub - p_amount),
+            'holder', cc_mask_name(p.name), 'balance', cc_fmt(v_cash + v_sub + v_held),
+            'balance_after', cc_fmt(v_cash + v_sub + v_held - p_amount),
+            'available', cc_fmt(v_cash + v_sub), 'available_after', cc_fmt(v_cash + v_sub - p_amount),
             'paid_from', jsonb_build_object('cash', cc_fmt(v_from_cash), 'subsidy', cc_fmt(v_from_sub)),
             'merchant', t.merchant_name, 'outlet', t.outlet_name,
             'spent_today', cc_fmt(v_spent), 'daily_limit', cc_fmt(v_daily)));
@@ -211,7 +217,8 @@ BEGIN
         'receipt_no', 'P' || to_char(v_day, 'YYYYMMDD') || lpad(v_payment::text, 10, '0'),
         'amount', cc_fmt(p_amount),
         'paid_from', jsonb_build_object('cash', cc_fmt(v_from_cash), 'subsidy', cc_fmt(v_from_sub)),
-        'balance', cc_fmt(v_cash + v_sub - p_amount),
+        'balance', cc_fmt(v_cash + v_sub + v_held - p_amount),
+        'available', cc_fmt(v_cash + v_sub - p_amount),
         'balances', jsonb_build_object('cash', cc_fmt(v_cash - v_from_cash),
                                        'subsidy', cc_fmt(v_sub - v_from_sub)),
         'holder', cc_mask_name(p.name),
@@ -225,5 +232,6 @@ BEGIN
     RETURN jsonb_build_object('status', 200, 'body', v_receipt, 'event', jsonb_build_object(
         'type', 'payment', 'school_id', t.school_id, 'person_id', v_person,
         'payment_id', v_payment, 'amount', cc_fmt(p_amount), 'merchant', t.merchant_name,
-        'outlet', t.outlet_name, 'balance', cc_fmt(v_cash + v_sub - p_amount)));
+        'outlet', t.outlet_name, 'balance', cc_fmt(v_cash + v_sub + v_held - p_amount),
+        'available', cc_fmt(v_cash + v_sub - p_amount)));
 END $$;

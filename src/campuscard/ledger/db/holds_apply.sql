@@ -1,0 +1,2 @@
+CREATE OR REPLACE TRIGGER holds_apply AFTER INSERT OR UPDATE OF state ON holds
+    FOR EACH ROW EXECUTE FUNCTION cc_hold_apply();
