@@ -1,9 +1,11 @@
 """The ledger against a model: a dict of balances, floors and posting counts.
 
 Hypothesis drives random sequences of bookings (balanced, unbalanced, overdrawing, concurrent)
-through ``ledger.postings.post`` on a real PostgreSQL and, after every step, compares every
-account with the model and proves I1-I4 over the whole database. A refused booking must change
-nothing at all: no balance, no version, no journal row.
+through ``ledger.postings.post`` on a real PostgreSQL, interleaved with holds (place, capture
+in part, void, expire), and after every step compares every account and hold with the model and
+proves I1-I4 and H1-H2 over the whole database. A refused booking must change nothing at all:
+no balance, no version, no journal row. A purse is never overcommitted (balance - held stays at
+or above its floor) and every hold resolves exactly once.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -27,14 +29,17 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from campuscard.ledger import holds as ledger_holds
 from campuscard.ledger import postings as ledger
 from campuscard.ledger.checks import check_ledger
+from campuscard.ledger.holds_rules import HoldRequest
 from campuscard.platform.errors import InsufficientFunds, ValidationFailed
 from tests.property.support import Env
 from tests.support import make_school, make_student
 
 _school_codes = itertools.count()
 CREDIT_LINE = 500  # fen a credit-line purse may go below zero
+STARTING = 3_000  # fen each purse is given when the school opens
 
 
 @dataclass
@@ -42,7 +47,14 @@ class Model:
     balance: dict[int, int] = field(default_factory=dict)
     floor: dict[int, int | None] = field(default_factory=dict)
     postings: dict[int, int] = field(default_factory=dict)
+    held: dict[int, int] = field(default_factory=dict)
     transactions: int = 0
+    # hold id -> (purse account, amount, state, captured)
+    holds: dict[str, tuple[int, int, str, int]] = field(default_factory=dict)
+
+    def available(self, account: int) -> int:
+        floor = self.floor[account]
+        return self.balance[account] - self.held[account] - (floor or 0)
 
     def nets(self, legs: list[tuple[int, int]]) -> dict[int, int]:
         out: dict[int, int] = {}
@@ -53,7 +65,7 @@ class Model:
     def allows(self, legs: list[tuple[int, int]]) -> bool:
         for account, amount in self.nets(legs).items():
             floor = self.floor[account]
-            if floor is not None and self.balance[account] + amount < floor:
+            if floor is not None and self.balance[account] - self.held[account] + amount < floor:
                 return False
         return True
 
@@ -65,6 +77,7 @@ class Model:
 
 
 amounts = st.integers(min_value=1, max_value=3_000)
+_hold_ids = itertools.count()
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -76,6 +89,9 @@ class LedgerMachine(RuleBasedStateMachine):
         super().__init__()
         self.model = Model()
         self.school_id = 0
+        self.purses: dict[int, tuple[int, str]] = {}  # purse account -> (person, purse)
+        self.payee = 0
+        self.db_holds: dict[str, tuple[int, int, str, int]] = {}
 
     # given: a fresh school with three students' purses, one on a credit line, and clearing
     @initialize(target=accounts)
@@ -89,6 +105,8 @@ class LedgerMachine(RuleBasedStateMachine):
                     person = await make_student(conn, school.id, f"S{i}")
                     purses = await ledger.open_purses(conn, school.id, person)
                     out += [(purses["cash"], 0), (purses["subsidy"], 0)]
+                    for purse, account in purses.items():
+                        self.purses[account] = (person, purse)
                 credit = out[0][0]
                 await conn.execute(
                     "UPDATE accounts SET floor = $2 WHERE id = $1", credit, -CREDIT_LINE
@@ -96,6 +114,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 out[0] = (credit, -CREDIT_LINE)
                 for code in ("bank_clearing", "subsidy_fund", "suspense"):
                     out.append((await ledger.system_account(conn, school.id, code), None))
+                self.payee = out[-1][0]
                 return out
 
         opened = self.env.run(setup())
@@ -103,6 +122,11 @@ class LedgerMachine(RuleBasedStateMachine):
             self.model.balance[account] = 0
             self.model.floor[account] = floor
             self.model.postings[account] = 0
+            self.model.held[account] = 0
+        # every purse starts with money, so holds have something to set aside
+        bank = opened[-3][0]
+        for account in self.purses:
+            self._book([(bank, -STARTING), (account, STARTING)])
         return multiple(*(a for a, _ in opened))
 
     async def _post(self, legs: list[tuple[int, int]]) -> str:
@@ -162,6 +186,140 @@ class LedgerMachine(RuleBasedStateMachine):
         for account, floor in self.model.floor.items():
             assert floor is None or self.model.balance[account] >= floor
 
+    holds = Bundle("holds")
+
+    @rule(target=holds, account=accounts, fen=amounts)
+    def place_hold(self, account: int, fen: int) -> Any:
+        if account not in self.purses:
+            return multiple()
+        person, purse = self.purses[account]
+        hold_id = f"model-{next(_hold_ids):08d}"
+
+        async def place() -> ledger_holds.HoldAnswer:
+            request = HoldRequest(
+                hold_id=hold_id,
+                person_id=person,
+                amount=fen,
+                kind="shower",
+                owner_kind="model",
+                owner_id=hold_id,
+                payee_account_id=self.payee,
+                purse=purse,
+            )
+            async with self.env.pool.acquire() as conn:
+                return await ledger_holds.place_hold(conn, self.school_id, request)
+
+        answer = self.env.run(place())
+        if self.model.available(account) >= fen:
+            assert answer.ok, answer
+            self.model.held[account] += fen
+            self.model.holds[hold_id] = (account, fen, "pending", 0)
+            return hold_id
+        assert answer.status == 409 and answer.body["error"]["code"] == "INSUFFICIENT_FUNDS"
+        return multiple()
+
+    def _resolve(self, hold_id: str, answer: ledger_holds.HoldAnswer, state: str, fen: int) -> None:
+        account, amount, was, captured = self.model.holds[hold_id]
+        if was != "pending":
+            # resolved once already: a replay of the same resolution, or a refusal
+            if answer.ok:
+                assert answer.replayed and was == state and captured == fen
+            else:
+                assert answer.body["error"]["code"] == "HOLD_" + was.upper()
+            return
+        if state == "captured" and fen > amount:
+            assert answer.body["error"]["code"] == "CAPTURE_OVER_HOLD"
+            return
+        assert answer.ok and answer.state == state, answer
+        event(f"hold {state}")
+        self.model.held[account] -= amount
+        self.model.holds[hold_id] = (account, amount, state, fen)
+        if state == "captured":
+            self.model.apply([(account, -fen), (self.payee, fen)])
+
+    @rule(target=holds, account=accounts, sink=accounts, hold_fen=amounts, pay_fen=amounts)
+    def hold_races_a_payment(self, account: int, sink: int, hold_fen: int, pay_fen: int) -> Any:
+        # a hold and a debit of the same purse race; whichever wins, the purse is never
+        # overcommitted and each outcome is one the model allows in some order
+        if account not in self.purses or sink == account:
+            return multiple()
+        person, purse = self.purses[account]
+        hold_id = f"model-{next(_hold_ids):08d}"
+
+        async def place() -> ledger_holds.HoldAnswer:
+            request = HoldRequest(
+                hold_id=hold_id,
+                person_id=person,
+                amount=hold_fen,
+                kind="shower",
+                owner_kind="model",
+                owner_id=hold_id,
+                payee_account_id=self.payee,
+                purse=purse,
+            )
+            async with self.env.pool.acquire() as conn:
+                return await ledger_holds.place_hold(conn, self.school_id, request)
+
+        async def race() -> tuple[ledger_holds.HoldAnswer, str]:
+            held, paid = await asyncio.gather(
+                place(), self._post([(account, -pay_fen), (sink, pay_fen)])
+            )
+            return held, paid
+
+        held, paid = self.env.run(race())
+        room = self.model.available(account)
+        if held.ok and paid == "ok":
+            assert room >= hold_fen + pay_fen
+        if held.ok:
+            assert room >= hold_fen
+        if paid == "ok":
+            assert room >= pay_fen
+        if not held.ok and paid != "ok":
+            assert room < hold_fen and room < pay_fen
+        if paid == "ok":
+            self.model.apply([(account, -pay_fen), (sink, pay_fen)])
+        if held.ok:
+            self.model.held[account] += hold_fen
+            self.model.holds[hold_id] = (account, hold_fen, "pending", 0)
+            return hold_id
+        return multiple()
+
+    @rule(hold_id=holds, fen=amounts)
+    def capture_hold(self, hold_id: str, fen: int) -> None:
+        async def capture() -> ledger_holds.HoldAnswer:
+            async with self.env.pool.acquire() as conn:
+                return await ledger_holds.capture_hold(conn, self.school_id, hold_id, fen)
+
+        self._resolve(hold_id, self.env.run(capture()), "captured", fen)
+
+    @rule(hold_id=holds)
+    def void_hold(self, hold_id: str) -> None:
+        async def void() -> ledger_holds.HoldAnswer:
+            async with self.env.pool.acquire() as conn:
+                return await ledger_holds.void_hold(conn, self.school_id, hold_id)
+
+        self._resolve(hold_id, self.env.run(void()), "voided", 0)
+
+    @rule(hold_id=holds)
+    def expire_hold(self, hold_id: str) -> None:
+        # its time passes, then the expiry job runs
+        async def expire() -> int:
+            async with self.env.pool.acquire() as conn:
+                await conn.execute(
+                    """UPDATE holds SET expires_at = now() - interval '1 second'
+                        WHERE hold_key = $1 AND state = 'pending'""",
+                    hold_id,
+                )
+                return await ledger_holds.expire_due_holds(conn, self.school_id)
+
+        expired = self.env.run(expire())
+        account, amount, was, captured = self.model.holds[hold_id]
+        assert expired == (1 if was == "pending" else 0)
+        if was == "pending":
+            event("hold expired")
+            self.model.held[account] -= amount
+            self.model.holds[hold_id] = (account, amount, "expired", 0)
+
     @invariant()
     def matches_model_and_invariants_hold(self) -> None:
         if not self.school_id:
@@ -170,11 +328,20 @@ class LedgerMachine(RuleBasedStateMachine):
         async def snapshot() -> tuple[list[asyncpg.Record], int, Any]:
             async with self.env.pool.acquire() as conn:
                 rows = await conn.fetch(
-                    "SELECT id, balance, version, floor FROM accounts WHERE school_id = $1",
+                    "SELECT id, balance, held, version, floor FROM accounts WHERE school_id = $1",
                     self.school_id,
                 )
+                self.db_holds = {
+                    r["hold_key"]: (r["account_id"], r["amount"], r["state"], r["captured"])
+                    for r in await conn.fetch(
+                        "SELECT hold_key, account_id, amount, state, captured FROM holds"
+                        " WHERE school_id = $1",
+                        self.school_id,
+                    )
+                }
                 txs = await conn.fetchval(
-                    "SELECT count(*) FROM journal_tx WHERE school_id = $1 AND kind = 'model'",
+                    "SELECT count(*) FROM journal_tx WHERE school_id = $1"
+                    " AND kind IN ('model', 'hold_capture')",
                     self.school_id,
                 )
                 return rows, txs, await check_ledger(conn)
@@ -186,8 +353,11 @@ class LedgerMachine(RuleBasedStateMachine):
             if r["id"] in self.model.balance:
                 assert r["balance"] == self.model.balance[r["id"]], r
                 assert r["version"] == self.model.postings[r["id"]], r  # no gaps, no extras
-                assert r["floor"] is None or r["balance"] >= r["floor"]  # I3
+                assert r["held"] == self.model.held[r["id"]], r
+                # I3: never overcommitted
+                assert r["floor"] is None or r["balance"] - r["held"] >= r["floor"]
         assert txs == self.model.transactions
+        assert self.db_holds == self.model.holds  # every hold in the state the model says
 
 
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
