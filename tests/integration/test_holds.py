@@ -12,12 +12,13 @@ import pytest
 
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
+from campuscard.issuing import kiosk
 from campuscard.ledger import holds, postings
 from campuscard.ledger.checks import check_ledger
 from campuscard.ledger.holds_rules import HoldRequest
 from campuscard.ledger.jobs import expire_holds
 from campuscard.platform.errors import DomainError, InsufficientFunds, ValidationFailed
-from tests.support import fund, make_school, make_student
+from tests.support import fund, login, make_school, make_student, make_user
 from tests.support_payments import make_cardholder, make_device, make_merchant, pay
 
 
@@ -304,3 +305,29 @@ async def test_a_card_payment_cannot_spend_held_money(
     assert refused.json()["error"]["details"] == {"balance": "20.00", "available": "5.00"}
     assert paid.status_code == 200, paid.text
     assert paid.json()["balance"] == "15.00" and paid.json()["available"] == "0.00"
+
+
+async def test_answers_that_carry_a_balance_carry_what_is_available(
+    pool: PgPool, client: httpx.AsyncClient
+) -> None:
+    # given 10.00 cash of which 4.00 is on hold
+    async with pool.acquire() as conn:
+        school, person, payee = await _campus(conn)
+        await holds.place_hold(conn, school, _req(person, payee, 400))
+        await make_user(conn, "ops", "school_admin", school)
+        # the kiosk's overview of the holder's purses
+        view = await kiosk.overview(conn, kiosk.Visit(person_id=person, school_id=school))
+    assert (view["total"], view["held"], view["available"]) == ("10.00", "4.00", "6.00")
+    assert view["balances"]["available"] == "6.00"
+
+    # the console API's person
+    headers = await login(client, "ops", "TST")
+    r = await client.get(f"/api/v1/admin/persons/{person}", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["balances"] == {
+        "cash": "10.00",
+        "subsidy": "0.00",
+        "total": "10.00",
+        "held": "4.00",
+        "available": "6.00",
+    }

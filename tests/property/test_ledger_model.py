@@ -313,7 +313,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 return await ledger_holds.expire_due_holds(conn, self.school_id)
 
         expired = self.env.run(expire())
-        account, amount, was, captured = self.model.holds[hold_id]
+        account, amount, was, _ = self.model.holds[hold_id]
         assert expired == (1 if was == "pending" else 0)
         if was == "pending":
             event("hold expired")

@@ -165,6 +165,7 @@ async def do_start_with_password(
 async def overview(conn: Conn, visit: Visit) -> dict[str, Any]:
     """Balances, cards and the last transactions of the holder's purses."""
     balances = await postings.purse_balances(conn, visit.person_id)
+    on_hold = await postings.purse_held(conn, visit.person_id)
     rows = await conn.fetch(
         """SELECT t.created_at, t.kind, t.memo, a.purse, p.amount, p.balance_after
              FROM postings p JOIN accounts a ON a.id = p.account_id
@@ -176,8 +177,10 @@ async def overview(conn: Conn, visit: Visit) -> dict[str, Any]:
     )
     held = await lifecycle.cards_of_person(conn, visit.person_id)
     return {
-        "balances": postings.balances_view(balances),
+        "balances": postings.balances_view(balances, on_hold),
         "total": fmt(sum(balances.values())),
+        "held": fmt(on_hold),
+        "available": fmt(sum(balances.values()) - on_hold),
         "cards": [
             {"id": c["id"], "number": c["number"], "state": c["state"]}
             for c in held

@@ -119,9 +119,23 @@ async def purse_balances(conn: Conn, person_id: int) -> dict[str, int]:
     return {r["purse"]: r["balance"] for r in rows}
 
 
-def balances_view(balances: dict[str, int]) -> dict[str, str]:
+async def purse_held(conn: Conn, person_id: int) -> int:
+    """What open holds set aside on the person's purses (available = balance - held)."""
+    held: int | None = await conn.fetchval(
+        "SELECT sum(held) FROM accounts WHERE person_id = $1 AND kind = 'purse'", person_id
+    )
+    return int(held or 0)
+
+
+def balances_view(balances: dict[str, int], held: int = 0) -> dict[str, str]:
+    """Each purse, the total, what open holds set aside and what is available to spend."""
     total = sum(balances.values())
-    return {**{k: fmt(v) for k, v in sorted(balances.items())}, "total": fmt(total)}
+    return {
+        **{k: fmt(v) for k, v in sorted(balances.items())},
+        "total": fmt(total),
+        "held": fmt(held),
+        "available": fmt(total - held),
+    }
 
 
 async def merchant_balance(conn: Conn, merchant_id: int) -> int:

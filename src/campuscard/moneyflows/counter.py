@@ -249,6 +249,7 @@ async def _book_counter_op(
         memo=memo,
     )
     balances = await postings.purse_balances(tx, person["id"])
+    held = await postings.purse_held(tx, person["id"])
     await audit.record(
         tx,
         actor,
@@ -287,7 +288,7 @@ async def _book_counter_op(
         "person_number": person["number"],
         "amount": fmt(fen),
         "cash_effect": fmt(cash_effect),
-        "balances": postings.balances_view(balances),
+        "balances": postings.balances_view(balances, held),
     }
 
 

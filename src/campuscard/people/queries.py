@@ -55,7 +55,9 @@ async def linked_children(conn: Conn, actor: Actor) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """SELECT p.id, p.number, p.name, c.name AS class_name, p.account_status,
                   coalesce((SELECT sum(a.balance) FROM accounts a
-                             WHERE a.person_id = p.id AND a.kind = 'purse'), 0) AS balance
+                             WHERE a.person_id = p.id AND a.kind = 'purse'), 0) AS balance,
+                  coalesce((SELECT sum(a.held) FROM accounts a
+                             WHERE a.person_id = p.id AND a.kind = 'purse'), 0) AS held
              FROM guardian_links g JOIN persons p ON p.id = g.person_id
              LEFT JOIN classes c ON c.id = p.class_id
             WHERE g.user_id = $1 ORDER BY p.number""",
@@ -71,6 +73,14 @@ async def purses(conn: Conn, person_id: int) -> dict[str, int]:
         person_id,
     )
     return {r["purse"]: int(r["balance"]) for r in rows}
+
+
+async def held(conn: Conn, person_id: int) -> int:
+    """What open holds (a shower running, an order in escrow) set aside on the purses."""
+    total: int | None = await conn.fetchval(
+        "SELECT sum(held) FROM accounts WHERE person_id = $1 AND kind = 'purse'", person_id
+    )
+    return int(total or 0)
 
 
 async def cards(conn: Conn, person_id: int) -> list[dict[str, Any]]:

@@ -136,7 +136,10 @@ async def create_person(
 async def get_person(person_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
     async with pool.acquire() as conn:
         person = await directory.get_person(conn, actor, person_id)
-        person["balances"] = postings.balances_view(await postings.purse_balances(conn, person_id))
+        person["balances"] = postings.balances_view(
+            await postings.purse_balances(conn, person_id),
+            await postings.purse_held(conn, person_id),
+        )
         return person
 
 

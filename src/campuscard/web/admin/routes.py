@@ -172,6 +172,8 @@ async def _person_form(
         if person["school_id"] != school_id:
             raise NotFound("person not found", field="person_id")
         classes = await dashboard.classes(conn, actor, school_id)
+        balances = await people_queries.purses(conn, person_id)
+        held = await people_queries.held(conn, person_id)
     can_edit = actor.has("school_admin", "card_center", "teacher", school_id=school_id)
     return render(
         page,
@@ -179,6 +181,9 @@ async def _person_form(
         status=error.status if error else 200,
         person=person,
         classes=classes,
+        balances=balances,
+        balance_total=sum(balances.values()),
+        held=held,
         can_edit=can_edit,
         error=error,
         saved=saved,

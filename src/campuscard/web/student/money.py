@@ -39,6 +39,7 @@ async def _view(
         if subject is None:
             return redirect(CHOOSE_CHILD)
         balances = await queries.purses(conn, subject["id"])
+        held = await queries.held(conn, subject["id"])
         own = page.user is not None and page.user.person_id == subject["id"]
         card = await bank_link.bound_card(conn, subject["id"]) if own else None
         auto = await moneyflows_queries.auto_topup_setting(conn, subject["id"]) if own else None
@@ -50,6 +51,7 @@ async def _view(
         status=error.status if error else 200,
         subject=subject,
         balances=balances,
+        held=held,
         own=own,
         card=bank_link.card_view(card) if card else None,
         auto=autotopup.setting_view(auto) if auto else None,

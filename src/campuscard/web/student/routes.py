@@ -77,6 +77,7 @@ async def home(page: UserPage, pool: Pool, person: PersonQ = None) -> Response:
         if subject is None:
             return redirect(CHOOSE_CHILD)
         balances = await queries.purses(conn, subject["id"])
+        held = await queries.held(conn, subject["id"])
         recent = await queries.statement(conn, subject["id"], queries.StatementFilter(), limit=5)
         card_rows = await queries.cards(conn, subject["id"])
         unread = await notifications.unread_count(
@@ -90,6 +91,7 @@ async def home(page: UserPage, pool: Pool, person: PersonQ = None) -> Response:
         subject=subject,
         balances=balances,
         total=sum(balances.values()),
+        held=held,
         recent=recent,
         cards=card_rows,
         unread=unread,
