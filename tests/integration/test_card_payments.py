@@ -99,6 +99,7 @@ async def test_payment_event_is_published_on_commit(
         "merchant": "第一食堂",
         "outlet": "1号窗口",
         "balance": "117.50",
+        "available": "117.50",
     }
 
 
