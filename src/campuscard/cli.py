@@ -529,6 +529,60 @@ def _pos_run(work: Any) -> None:
         raise typer.Exit(1)
 
 
+def _meter_command(kind: str, unit: str) -> None:
+    def run(
+        sn: Annotated[str, typer.Option(help="the device's terminal SN")],
+        card: Annotated[str, typer.Option(help="card number")],
+        uid: Annotated[str, typer.Option(help="chip UID (hex)")],
+        units: Annotated[
+            int, typer.Option(help="units used: seconds, pulses, cycles, minutes or trips")
+        ],
+        key: Annotated[str, typer.Option(help="terminal key (64 hex); default: derived")] = "",
+        key_version: Annotated[int, typer.Option(help="key version")] = 1,
+        url: Annotated[str, typer.Option(help="server URL; default CAMPUSCARD_PUBLIC_URL")] = "",
+        session_id: Annotated[str | None, typer.Option(help="reuse to resend a session")] = None,
+        never_end: Annotated[
+            bool, typer.Option(help="start, then never report (the hold expires)")
+        ] = False,
+    ) -> None:
+        from campuscard.clients.meter_device import MeterDevice
+        from campuscard.clients.pos_terminal import PosTerminal
+        from campuscard.payments.terminals import terminal_key_hex
+
+        settings = _settings()
+        device = MeterDevice(
+            PosTerminal(
+                base_url=url or settings.public_url,
+                sn=sn,
+                key=bytes.fromhex(key or terminal_key_hex(settings, sn, key_version)),
+                key_version=key_version,
+            )
+        )
+        started, ended = asyncio.run(
+            device.session(card, uid, units, session_id=session_id, report=not never_end)
+        )
+        out = {"start": started.body, "end": ended.body if ended else None}
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        if not started.ok or (ended is not None and not ended.ok):
+            raise typer.Exit(1)
+
+    run.__doc__ = (
+        f"A {kind.replace('_', ' ')} device: a card starts a session (a hold), "
+        f"{unit}s are used, the device reports them (the price is captured)."
+    )
+    sim_app.command(kind.replace("_", "-"))(run)
+
+
+for _kind, _unit in (
+    ("shower", "second"),
+    ("water", "pulse"),
+    ("laundry", "cycle"),
+    ("computer_lab", "minute"),
+    ("bus", "trip"),
+):
+    _meter_command(_kind, _unit)
+
+
 @pos_app.command("check")
 def pos_check(
     card: Annotated[str, typer.Option(help="card number")],
