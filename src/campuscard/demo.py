@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import postings
+from campuscard.metering import demo as metering_demo
 from campuscard.platform import auth
 
 SCHOOL_CODE = "DEMO"
@@ -96,6 +97,7 @@ async def load_demo(conn: Conn) -> DemoCampus:
             school_id = await _create(tx)
         await _payout_accounts(tx, school_id)
         await _ensure_issuing(tx, school_id)
+        await metering_demo.ensure_demo_devices(tx, school_id)
     campus = DemoCampus(school_id=school_id, created=created)
     campus.logins = (
         [("platform admin", "", ADMIN_USER)]
