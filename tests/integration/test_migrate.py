@@ -261,7 +261,8 @@ async def test_a_failed_upgrade_leaves_the_database_as_it_was(conn: Any, tmp_pat
     with pytest.raises(asyncpg.PostgresSyntaxError):
         await migrate.upgrade(conn, migrations_dir=migrations, code_root=code)
     assert await conn.fetchval("SELECT to_regclass('zz')") is None
-    assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == 91
+    newest = max(m.version for m in migrate.load_migrations())
+    assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == newest
     assert "cc_zz" not in await _functions(conn)
 
 
