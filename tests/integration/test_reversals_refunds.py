@@ -223,6 +223,39 @@ async def test_refund_at_the_pos_needs_signed_device_and_cashier(
         assert await conn.fetchval("SELECT terminal_id FROM refunds") == dev.id
 
 
+async def test_a_refund_resent_after_a_cashier_change_replays_the_first_answer(
+    pool: PgPool, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """A device's client id belongs to the device, whoever is signed in on it: a till that
+    resends a refund after another cashier signed in must not refund twice."""
+    # given: a payment refunded once at the till by the first cashier
+    dev, person_id, card, merchant_id = await _setup(pool, settings)
+    first_cashier = await _staff(pool, client, dev.school_id, merchant_id, refund=True)
+    async with pool.acquire() as conn:
+        second_id = await make_user(
+            conn, "cashier-r2", "merchant_staff", dev.school_id, merchant_id=merchant_id
+        )
+        await conn.execute(
+            "INSERT INTO merchant_permissions VALUES ($1, $2, 'refund')", second_id, merchant_id
+        )
+    second_cashier = await login(client, "cashier-r2", "TST")
+    paid = (await pay(client, dev, card, "10.00")).json()
+    body = {"client_id": "till-refund-0001", "payment_id": paid["payment_id"], "amount": "3.00"}
+    url = "/api/v1/terminal/refunds"
+    first = await device_call(client, dev, "POST", url, body, extra_headers=first_cashier)
+    # when: the till resends it, the same client id and body, after a cashier change
+    again = await device_call(client, dev, "POST", url, body, extra_headers=second_cashier)
+    # then: the first answer, replayed; 3.00 refunded once
+    assert first.status_code == 200 and again.status_code == 200, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM refunds") == 1
+        assert await conn.fetchval("SELECT refunded FROM payments") == 300
+        purses = await postings.purse_balances(conn, person_id)
+        assert sum(purses.values()) == 12_000 - 1_000 + 300
+
+
 async def test_many_terminals_paying_refunding_reversing_at_once_keep_the_ledger(
     pool: PgPool, client: httpx.AsyncClient, settings: Settings
 ) -> None:

@@ -229,7 +229,8 @@ async def refund_payment(
 ) -> idempotency.Outcome:
     """Refund all or part of a payment back to the purses that paid (cash first, then subsidy)
     by someone allowed to (``can_refund``); never more than what is left of it, also when two
-    refunds race (the payment row is locked). Idempotent per (user, client_id)."""
+    refunds race (the payment row is locked). Idempotent per (terminal, client_id) for a
+    device, whoever is signed in on it, and per (user, client_id) otherwise."""
     client_id = idempotency.check_client_id(client_id)
     reason = reason.strip()
     if len(reason) > 200:
@@ -290,7 +291,13 @@ async def refund_payment(
 
         return await idempotency.run_idempotent(
             conn,
-            scope=f"refund:user:{actor.user_id}",
+            # a device's client id belongs to the device: a resend after a cashier change
+            # replays the first answer instead of refunding again
+            scope=(
+                f"refund:terminal:{terminal.id}"
+                if terminal is not None
+                else f"refund:user:{actor.user_id}"
+            ),
             key=client_id,
             payload={"payment_id": payment_id, "amount": amount.fen, "reason": reason},
             work=work,
