@@ -15,7 +15,7 @@ from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.ledger import postings
 from campuscard.ledger.checks import check_ledger
-from tests.support import ROOT, make_school
+from tests.support import ROOT, login, make_school, make_user
 from tests.support_payments import (
     Device,
     device_call,
@@ -367,6 +367,66 @@ async def test_key_rotation_old_key_works_until_new_is_used(
     assert hb.status_code == 200, hb.text
     old = await pay(client, dev, card, "1.00")
     assert old.status_code == 401 and old.json()["error"]["code"] == "KEY_VERSION_INVALID"
+    assert (await pay(client, new, card, "1.00")).status_code == 200
+
+
+async def test_a_resent_rotation_signed_with_the_old_key_returns_the_same_new_key(
+    pool: PgPool, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """The protocol says to resend a rotation when unsure: the resend, signed with the only key
+    the device has, gets the same new key back until the device has used it."""
+    # given: a rotation whose answer the device never received
+    dev, _person_id, card, _ = await _campus(pool, settings)
+    lost = await device_call(client, dev, "POST", "/api/v1/terminal/key/rotate")
+    assert lost.status_code == 200, lost.text
+    # when: the device resends it, signed with its old key (twice: still unsure)
+    again = await device_call(client, dev, "POST", "/api/v1/terminal/key/rotate")
+    third = await device_call(client, dev, "POST", "/api/v1/terminal/key/rotate")
+    # then: the same new key, not a newer one
+    assert again.status_code == 200, again.text
+    assert again.json() == lost.json() == third.json()
+    assert again.json()["key_version"] == 2
+    new = Device(
+        dev.id,
+        dev.sn,
+        bytes.fromhex(again.json()["key"]),
+        2,
+        dev.merchant_id,
+        dev.school_id,
+    )
+    assert (await pay(client, new, card, "1.00")).status_code == 200
+    # once the new key is used, the old one is gone, and so is the resend's answer
+    late = await device_call(client, dev, "POST", "/api/v1/terminal/key/rotate")
+    assert late.status_code == 401 and late.json()["error"]["code"] == "KEY_VERSION_INVALID"
+    # the device can rotate again with its new key
+    rotated = await device_call(client, new, "POST", "/api/v1/terminal/key/rotate")
+    assert rotated.status_code == 200 and rotated.json()["key_version"] == 3
+
+
+async def test_an_operator_rotation_revokes_the_old_key_at_once(
+    pool: PgPool, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """An operator rotates because a key may have leaked: the old key has no grace."""
+    # given: a terminal whose key works
+    dev, _person_id, card, _ = await _campus(pool, settings)
+    async with pool.acquire() as conn:
+        await make_user(conn, "ops-rotate", "settlement", dev.school_id)
+    admin = await login(client, "ops-rotate", "TST")
+    assert (await pay(client, dev, card, "1.00")).status_code == 200
+    # when: an operator rotates it
+    rotated = await client.post(f"/api/v1/admin/terminals/{dev.id}/rotate-key", headers=admin)
+    assert rotated.status_code == 200, rotated.text
+    # then: the old key is refused at once; the new one works
+    old = await pay(client, dev, card, "1.00")
+    assert old.status_code == 401 and old.json()["error"]["code"] == "KEY_VERSION_INVALID"
+    new = Device(
+        dev.id,
+        dev.sn,
+        bytes.fromhex(rotated.json()["key"]),
+        rotated.json()["key_version"],
+        dev.merchant_id,
+        dev.school_id,
+    )
     assert (await pay(client, new, card, "1.00")).status_code == 200
 
 

@@ -111,7 +111,15 @@ async def test_heartbeat_online_status_disable_and_admin_rotation(
         json={"status": "disabled", "reason": "stolen"},
     )
     assert disabled.status_code == 200
-    refused = await device_call(client, dev, "POST", "/api/v1/terminal/heartbeat", {})
+    rekeyed = Device(
+        dev.id,
+        dev.sn,
+        bytes.fromhex(rotated.json()["key"]),
+        rotated.json()["key_version"],
+        dev.merchant_id,
+        dev.school_id,
+    )
+    refused = await device_call(client, rekeyed, "POST", "/api/v1/terminal/heartbeat", {})
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "TERMINAL_DISABLED"
     async with pool.acquire() as conn:
         actions = [

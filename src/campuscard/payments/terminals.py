@@ -291,17 +291,17 @@ async def _terminal_for_update(conn: Conn, terminal_id: int) -> dict[str, Any]:
 
 @owns_transaction
 async def _rotate_key(tx: Tx, actor: Actor, settings: Settings, terminal_id: int) -> dict[str, Any]:
-    """A new key version (the old one works until the device first uses the new one)."""
+    """A new key version; the old one stops working at once (an operator rotates because a
+    key may have leaked, so it keeps no grace; the device is given the new key by hand)."""
     t = await _terminal_for_update(tx, terminal_id)
     if not actor.has("school_admin", "settlement", school_id=t["school_id"]):
         raise NotFound("no such terminal", field="terminal_id")
     new_version = t["key_version"] + 1
     await tx.execute(
-        """UPDATE terminals SET key_version = $2, prev_key_version = $3,
+        """UPDATE terminals SET key_version = $2, prev_key_version = NULL,
                   key_rotated_at = now() WHERE id = $1""",
         terminal_id,
         new_version,
-        t["key_version"],
     )
     await audit.record(
         tx,
@@ -333,9 +333,16 @@ async def rotate_key(
 async def _rotate_key_by_device(
     tx: Tx, settings: Settings, signed: SignedTerminal
 ) -> dict[str, Any]:
-    """The device asks for a new key, signing with its current one."""
+    """The device asks for a new key, signing with its current one. A resend signed with the
+    old key (the answer was lost) gets the same new key again, until the device has used it
+    (``record_nonce`` then retires the old version and this branch can no longer be reached)."""
     await record_nonce(tx, signed)
     t = await _terminal_for_update(tx, signed.id)
+    if t["prev_key_version"] is not None and signed.key_version == t["prev_key_version"]:
+        return {
+            "key_version": t["key_version"],
+            "key": terminal_key_hex(settings, t["sn"], t["key_version"]),
+        }
     if signed.key_version != t["key_version"]:
         raise _refuse(
             "KEY_VERSION_INVALID",
