@@ -3,13 +3,14 @@ reversals, inquiry after a crash, service hours. No money is ever lost or made."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import timedelta
 
 import httpx
 
 from campuscard.adapters.bank import iso
-from campuscard.adapters.bank.client import BankClient
+from campuscard.adapters.bank.client import BankAnswer, BankClient
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.ledger.checks import check_ledger
@@ -139,6 +140,70 @@ async def test_lost_reversals_are_retried_by_the_job(pool: PgPool, settings: Set
         assert row["status"] == "reversed" and row["reversal_attempts"] == 4
         assert sim.balance_of(PAN) == 50_000
         await _consistent(pool, school_id, sim.held())
+
+
+async def test_a_load_resent_while_in_doubt_answers_pending_and_creates_no_money(
+    pool: PgPool, settings: Settings
+) -> None:
+    """The cardholder resends a 圈存 with the same client id while the first try is still in
+    doubt: the resend must not send the request to the bank again, where its late approval
+    would be booked after our own reversal had undone the bank's side."""
+    with bank_world(settings) as (wired, sim):
+        school_id, person = await holder_with_card(pool, wired, sim, bank_balance=50_000)
+        # given: the bank books the load but answers late; the first two reversals are lost
+        sim.inject("0200", "delay:1.2", times=2)
+        sim.inject("0400", "drop_before", times=2)
+        client_id = cid()
+
+        async def load() -> dict[str, object]:
+            _, view, _ = await bank_link.do_load(
+                pool,
+                wired,
+                _holder(person),
+                person_id=person,
+                amount=Money(4_000),
+                client_id=client_id,
+            )
+            return view
+
+        # when: the resend arrives while the first try waits for the bank
+        first = asyncio.create_task(load())
+        await asyncio.sleep(0.15)
+        resent = await load()
+        view = await first
+        # then: the resend answers the pending state; the bank heard the load once
+        assert resent["status"] == "pending"
+        assert sim.requests.count("0200") == 1
+        assert view["status"] == "reversed"
+        await asyncio.sleep(1.3)  # anything late has arrived by now
+        assert await balances(pool, person) == {"cash": 0, "subsidy": 0}
+        assert sim.balance_of(PAN) == 50_000 and sim.held() == 0
+        await _consistent(pool, school_id, 0)
+
+
+async def test_a_transfer_in_doubt_is_resolved_by_its_reversal_only(
+    pool: PgPool, settings: Settings
+) -> None:
+    with bank_world(settings) as (wired, sim):
+        school_id, person = await holder_with_card(pool, wired, sim, bank_balance=50_000)
+        # given: a load in doubt (no answer, reversals lost for now)
+        sim.inject("0200", "drop")
+        sim.inject("0400", "drop_before", times=wired.bank_reversal_attempts)
+        _, view, _ = await bank_link.do_load(
+            pool, wired, _holder(person), person_id=person, amount=Money(4_000), client_id=cid()
+        )
+        assert view["status"] == "unknown"
+        # when: an approval of the original arrives late
+        late = await bank_link.settle_answer(
+            pool, wired, view["id"], BankAnswer(iso.APPROVED, auth_code="123456")
+        )
+        # then: it is not booked; the reversal resolves the transfer
+        assert late["status"] == "unknown"
+        assert await balances(pool, person) == {"cash": 0, "subsidy": 0}
+        assert await bank_link.resolve_open_transfers(pool, wired, older_than=NOW) == 1
+        assert (await pool.fetchval("SELECT status FROM bank_transfers")) == "reversed"
+        assert sim.held() == 0
+        await _consistent(pool, school_id, 0)
 
 
 async def test_crash_before_and_after_the_bank_answered(pool: PgPool, settings: Settings) -> None:

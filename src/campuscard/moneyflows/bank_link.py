@@ -5,7 +5,9 @@ the money leaves the purse first (purse -> bank_clearing, in that same transacti
 cannot be spent twice. Then, outside any transaction, the request goes to the bank:
   approved   -> load: bank_clearing -> cash purse, 'posted'; payout: 'posted'
   declined   -> 'failed' (payout: the held money goes back to the purse)
-  no answer  -> 'unknown', and a reversal (冲正) is sent at once, with retries
+  no answer  -> 'unknown', and a reversal (冲正) is sent at once, with retries; from then on
+                only the reversal resolves it (a late approval is not booked)
+A transfer is sent once (``sent_at``): a resent request answers its state.
 A reversal confirmed by the bank makes the transfer 'reversed' (payout: money back). What the
 immediate retries cannot settle, ``resolve_open_transfers`` (periodic) settles: reversal for
 'unknown' and 'reversing', inquiry for a 'pending' row left by a crash. So "the bank debited
@@ -299,10 +301,20 @@ async def create_transfer(
 
 
 async def execute_transfer(pool: PgPool, settings: Settings, transfer_id: int) -> dict[str, Any]:
-    """Send a pending transfer to the bank and settle what it answers (outside any tx)."""
-    t = await _get(pool, transfer_id)
-    if t["status"] != "pending":
-        return t
+    """Send a pending transfer to the bank and settle what it answers (outside any tx).
+
+    Only the first caller sends it (it claims the row with ``sent_at``): a resent client
+    request, or a second caller, gets the transfer's state back, 'pending' while the first
+    try is in flight. A second copy at the bank could be approved after our own reversal of
+    the first; the periodic job's inquiry settles a claimed row whose sender died."""
+    claimed = await pool.fetchrow(
+        "UPDATE bank_transfers SET sent_at = now(), updated_at = now() "
+        "WHERE id = $1 AND status = 'pending' AND sent_at IS NULL RETURNING *",
+        transfer_id,
+    )
+    if claimed is None:
+        return await _get(pool, transfer_id)
+    t = dict(claimed)
     card = await pool.fetchrow("SELECT bank_token FROM bank_cards WHERE id = $1", t["bank_card_id"])
     assert card is not None
     client = BankClient.from_settings(settings)
@@ -331,7 +343,9 @@ async def settle_answer(
     async with transaction(pool) as tx:
         t = await tx.fetchrow("SELECT * FROM bank_transfers WHERE id = $1 FOR UPDATE", transfer_id)
         assert t is not None
-        if t["status"] not in ("pending", "unknown"):
+        if t["status"] != "pending":
+            # in doubt ('unknown', 'reversing'), a transfer is resolved by its reversal only:
+            # an approval arriving late is not booked, whatever it says
             return dict(t)
         if t["direction"] == "payout":
             await tx.execute(
