@@ -12,7 +12,7 @@ import pytest
 from campuscard.adapters.provider.simulator import CHINA, ProviderSimulator, SimOrder
 from campuscard.ledger import checks, postings
 from campuscard.platform.actors import Actor, Grant
-from campuscard.platform.errors import Conflict, Forbidden, InsufficientFunds
+from campuscard.platform.errors import Conflict, Forbidden, InsufficientFunds, ValidationFailed
 from campuscard.settlement import reconciliation
 from tests.support import make_school, make_student
 
@@ -268,6 +268,39 @@ async def test_provider_bill_from_the_simulator_reconciles_and_a_surplus_is_refu
     )
     assert r2["matched"] == 1 and r2["cases"] == []
     assert await system(conn, school.id, "provider_clearing") == 0
+
+
+async def test_a_provider_bill_with_a_wrong_net_is_refused_and_leaves_the_day_open(
+    pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any]
+) -> None:
+    # given: the provider's bill of a day whose trailer's net is wrong
+    school = await make_school(conn)
+    first, _ = await make_operators(conn, school.id)
+    sim = ProviderSimulator({"1900000109": "k" * 32})
+    sim.orders["TOPUP0003"] = SimOrder(
+        "TOPUP0003", "1900000109", "wxTOPUP0003", 2_500, "充值", "http://127.0.0.1/n"
+    )
+    sim.pay("TOPUP0003")
+    day = datetime.now(UTC).astimezone(CHINA).date()
+    bill = sim.bill("1900000109", day.strftime("%Y%m%d"))
+    assert "net=2500" in bill
+    # when: it is imported
+    with pytest.raises(ValidationFailed) as err:
+        await reconciliation.do_import_statement(
+            pool,
+            first,
+            school.id,
+            source="provider",
+            content=bill.replace("net=2500", "net=9999").encode(),
+            statement_date=day,
+        )
+    # then: refused whole, naming the net; nothing written, and the right bill still imports
+    assert [p["field"] for p in err.value.details["problems"]] == ["net"]
+    assert await conn.fetchval("SELECT count(*) FROM recon_imports") == 0
+    result = await reconciliation.do_import_statement(
+        pool, first, school.id, source="provider", content=bill.encode(), statement_date=day
+    )
+    assert result["replayed"] is False and result["cases"][0]["reference"] == "TOPUP0003"
 
 
 async def test_a_shortfall_posted_to_an_empty_purse_is_refused_and_changes_nothing(

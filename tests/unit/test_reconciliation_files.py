@@ -77,6 +77,26 @@ def test_provider_bill_bad_rows_and_totals() -> None:
         )
 
 
+def test_provider_bill_net_must_add_up() -> None:
+    day = date(2026, 11, 22)
+    for trailer in ("net=1235", "net=-1234", "net=", "net=12.34"):
+        with pytest.raises(ValidationFailed) as err:
+            parse_provider_bill(PROVIDER.replace("net=1234", trailer), day)
+        assert [p["field"] for p in err.value.details["problems"]] == ["net"], trailer
+    with pytest.raises(ValidationFailed, match="net"):
+        parse_provider_bill(PROVIDER.replace(",net=1234", ""), day)
+    refunds_only = PROVIDER.replace("# total_paid=6234,total_refunded=5000,net=1234", "")
+    refunds_only = "\n".join(ln for ln in refunds_only.splitlines() if "SUCCESS" not in ln)
+    bill = refunds_only + "\n# total_paid=0,total_refunded=5000,net=-5000\n"
+    assert parse_provider_bill(bill, day).total_out == 5_000
+
+
+def test_bank_statement_net_must_add_up() -> None:
+    with pytest.raises(ValidationFailed) as err:
+        parse_bank_statement(BANK.replace("|6495|4205", "|6495|4206"))
+    assert [p["field"] for p in err.value.details["problems"]] == ["net"]
+
+
 def test_match_gives_each_reference_a_reason() -> None:
     outcomes = {
         o.reference: o.reason

@@ -83,6 +83,14 @@ def _fen(text: str) -> int | None:
     return int(text) if _DIGITS.fullmatch(text) else None
 
 
+def _signed_fen(text: str) -> int | None:
+    """A net may be negative (more refunded than paid): '-300' -> -300."""
+    magnitude = _fen(text.removeprefix("-"))
+    if magnitude is None:
+        return None
+    return -magnitude if text.startswith("-") else magnitude
+
+
 def parse_bank_statement(text: str) -> Statement:
     """Parse the bank's file; every bad line is reported (the import is all-or-nothing)."""
     problems = _Problems()
@@ -154,6 +162,13 @@ def parse_bank_statement(text: str) -> Statement:
                 "trailer",
                 f"totals do not add up: file says in {trailer[1]} out {trailer[2]}, lines give "
                 f"{statement.total_in} and {statement.total_out}",
+            )
+        elif _signed_fen(trailer[3]) != statement.total_in - statement.total_out:
+            problems.add(
+                len(rows),
+                "net",
+                f"the net does not add up: file says {trailer[3][:20]}, lines give "
+                f"{statement.total_in - statement.total_out}",
             )
     problems.raise_if_any("the bank statement was refused")
     return statement
@@ -228,6 +243,13 @@ def parse_provider_bill(text: str, statement_date: date) -> Statement:
                 f"totals do not add up: file says paid {fields.get('total_paid')} refunded "
                 f"{fields.get('total_refunded')}, lines give {statement.total_in} and "
                 f"{statement.total_out}",
+            )
+        elif _signed_fen(fields.get("net", "")) != statement.total_in - statement.total_out:
+            problems.add(
+                len(raw_rows),
+                "net",
+                f"the net does not add up: file says {fields.get('net', '(missing)')[:20]}, "
+                f"lines give {statement.total_in - statement.total_out}",
             )
     problems.raise_if_any("the provider bill was refused")
     return statement
