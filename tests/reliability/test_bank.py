@@ -499,6 +499,11 @@ async def attempt(http: httpx.AsyncClient, world: World, op: Op, timeout: float 
     return True
 
 
+async def resend_soon(http: httpx.AsyncClient, world: World, op: Op, rng: random.Random) -> None:
+    await asyncio.sleep(rng.choice([0.05, 0.3, 0.8]))
+    await attempt(http, world, op)
+
+
 async def client(world: World, operator: int, stop: asyncio.Event) -> None:
     rng = random.Random(operator)
     async with httpx.AsyncClient(base_url=world.cluster.base_url, timeout=TIMEOUT) as http:
@@ -511,6 +516,12 @@ async def client(world: World, operator: int, stop: asyncio.Event) -> None:
             # the server is still booking; the outcome stays unknown until resolved later
             impatient = rng.random() < 0.15
             timeout = rng.choice([0.005, 0.02, 0.1]) if impatient else TIMEOUT
+            if op.kind == "bankload" and rng.random() < 0.3:
+                # the holder taps again while the first 圈存 is still in doubt at the bank: the
+                # resend must answer the pending state, never send the load a second time
+                await asyncio.gather(
+                    attempt(http, world, op, timeout), resend_soon(http, world, op, rng)
+                )
             for retry in range(2 if impatient else 8):
                 if await attempt(http, world, op, timeout) or stop.is_set():
                     break
@@ -545,6 +556,8 @@ async def nemesis(world: World, stop: asyncio.Event) -> None:
         # the bank: a transfer it books but never answers, one it never sees, a slow answer
         assert world.bank is not None
         world.bank.inject("0200", rng.choice(["drop", "drop_before", "delay:1.5"]))
+        # and a slow reversal, so a late approval of a resent load would meet it in flight
+        world.bank.inject("0400", rng.choice(["delay:1.5", "drop_before"]))
         try:
             if fault == "kill_worker":
                 world.cluster.kill_worker(rng)
