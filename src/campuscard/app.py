@@ -16,6 +16,7 @@ from campuscard import __version__
 from campuscard.api.admission import ChannelLimiter
 from campuscard.api.routes import (
     admin,
+    approvals,
     auth,
     card_applications,
     cards,
@@ -113,6 +114,8 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     # settlement and reconciliation (issue 8)
     for router in (settlement.router, reconciliation.router, reports.router):
         app.include_router(router)
+    # four eyes on money: proposals, decisions, the school's money limits
+    app.include_router(approvals.router)
     # money in and out (counter, top-up, bank link, subsidies)
     for router in (
         counter_routes.router,

@@ -4,6 +4,12 @@ deduction, balance zeroing, and the operator's cash drawer for the day.
 Every operation needs the 'settlement' role, is idempotent by the operator's client id,
 is written to the audit log in its own transaction, and is listed in ``counter_ops`` so the
 per-operator daily summary can be balanced against the counted cash in the drawer.
+
+Money is created only with two people (``platform/four_eyes.py``): a subsidy grant, and a
+deposit above the school's threshold, are proposed by the operator and booked when a second
+person approves. One operation is capped (``counter_op_cap``), and a purse cannot go above the
+school's ``purse_cap``. A drawer opens with the cash counted at its last close; a different
+float needs a second person.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ from typing import Any, Literal
 
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx, transaction
-from campuscard.ledger import postings
+from campuscard.ledger import limits, postings
 from campuscard.ledger.money import Money, fmt
-from campuscard.platform import audit, idempotency, notifications
+from campuscard.ledger.queries import person_total, school_limits
+from campuscard.platform import audit, four_eyes, idempotency, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, DomainError, NotFound, ValidationFailed
 
@@ -224,6 +231,8 @@ async def _book_counter_op(
         else:
             target = await postings.system_account(tx, school_id, "subsidy_fund")
         legs = postings.legs_move(purses[purse], target, fen)
+    if kind != "zeroing":
+        limits.check_counter_amount(await school_limits(tx, school_id), fen)
     tx_id = await postings.post(
         tx,
         school_id=school_id,
@@ -234,6 +243,9 @@ async def _book_counter_op(
         actor=actor.name,
         meta={"operator_id": actor.user_id, "purse": purse},
     )
+    if kind in ("deposit", "subsidy_grant"):
+        caps = await school_limits(tx, school_id)
+        limits.check_purse_cap(caps, await person_total(tx, person["id"]))
     op_id = await record_op(
         tx,
         actor,
@@ -324,12 +336,22 @@ async def do_counter_op(
     }
 
     async with pool.acquire() as conn:
-        return await idempotency.run_idempotent(
-            conn,
-            scope=f"counter:{actor.user_id}",
-            key=client_id,
-            payload=payload,
-            work=lambda tx: _book_counter_op(
+        caps = await school_limits(conn, school_id)
+        if amount is not None:
+            limits.check_counter_amount(caps, amount.fen)
+        # money that comes from nowhere but the operator's word needs a second person
+        second_person = kind == "subsidy_grant" or (
+            kind == "deposit"
+            and amount is not None
+            and limits.needs_second_person_for_deposit(caps, amount.fen)
+        )
+
+        async def work(tx: Tx) -> dict[str, Any]:
+            if second_person:
+                return await _propose_counter_op(
+                    tx, actor=actor, school_id=school_id, payload=payload, client_id=client_id
+                )
+            return await _book_counter_op(
                 tx,
                 actor=actor,
                 school_id=school_id,
@@ -340,9 +362,60 @@ async def do_counter_op(
                 purse=purse,
                 identity=identity,
                 memo=memo,
-            ),
-            success_status=201,
+            )
+
+        return await idempotency.run_idempotent(
+            conn,
+            scope=f"counter:{actor.user_id}",
+            key=client_id,
+            payload=payload,
+            work=work,
+            success_status=202 if second_person else 201,
         )
+
+
+async def _propose_counter_op(
+    tx: Tx, *, actor: Actor, school_id: int, payload: dict[str, Any], client_id: str
+) -> dict[str, Any]:
+    person = await person_by_number(tx, school_id, str(payload["person_number"]))
+    if person["account_status"] == "closed":
+        raise Conflict("this account is closed", code="ACCOUNT_CLOSED", field="person_number")
+    if payload["kind"] == "deposit":
+        await open_session_for(tx, actor, school_id)  # the cash goes into my drawer
+    fen = int(payload["amount"])
+    caps = await school_limits(tx, school_id)
+    await postings.open_purses(tx, school_id, person["id"])
+    limits.check_purse_cap(caps, await person_total(tx, person["id"]) + fen)
+    title = _TITLES_ZH[payload["kind"]]
+    return await four_eyes.propose(
+        tx,
+        actor,
+        school_id,
+        kind="counter_op",
+        payload=payload | {"client_id": client_id},
+        amount=fen,
+        summary=f"{title} {fmt(fen)} → {person['name']} ({person['number']}) {payload['memo']}",
+    )
+
+
+@four_eyes.executor("counter_op")
+async def _approved_counter_op(
+    tx: Tx, approver: Actor, proposal: four_eyes.Proposal
+) -> dict[str, Any]:
+    p = proposal.payload
+    identity = p.get("identity")
+    return await _book_counter_op(
+        tx,
+        actor=proposal.proposer(),
+        school_id=proposal.school_id,
+        kind=p["kind"],
+        client_id=str(p["client_id"]),
+        person_number=str(p["person_number"]),
+        amount=Money(int(p["amount"])),
+        purse=p["purse"],
+        identity=Identity(**identity) if identity else None,
+        memo=str(p["memo"]),
+    )
 
 
 _TITLES_ZH = {
@@ -361,20 +434,37 @@ _TITLES_EN = {
 }
 
 
+async def _last_close(conn: Conn, school_id: int, operator_id: int) -> int:
+    """The cash counted when this operator's drawer last closed (0 before the first day)."""
+    counted: int | None = await conn.fetchval(
+        "SELECT counted_cash FROM cash_desk_sessions WHERE school_id = $1 AND operator_id = $2 "
+        "AND status = 'closed' ORDER BY business_date DESC LIMIT 1",
+        school_id,
+        operator_id,
+    )
+    return counted or 0
+
+
 async def do_open_drawer(
-    pool: PgPool, actor: Actor, school_id: int, *, opening_float: Money
+    pool: PgPool, actor: Actor, school_id: int, *, opening_float: Money | None = None
 ) -> dict[str, Any]:
+    """Open today's drawer with the float of its last close. A different counted float is
+    proposed: a second person approves it before the drawer's float changes."""
     _require_operator(actor, school_id)
-    if opening_float.fen < 0:
+    if opening_float is not None and opening_float.fen < 0:
         raise ValidationFailed("opening_float cannot be negative", field="opening_float")
     async with transaction(pool) as tx:
+        caps = await school_limits(tx, school_id)
+        if opening_float is not None:
+            limits.check_drawer_float(caps, opening_float.fen)
+        carried = await _last_close(tx, school_id, actor.user_id or 0)
         row = await tx.fetchrow(
             """INSERT INTO cash_desk_sessions(school_id, operator_id, business_date, opening_float)
                VALUES ($1, $2, cc_business_date($1), $3)
                ON CONFLICT (operator_id, business_date) DO NOTHING RETURNING id""",
             school_id,
             actor.user_id,
-            opening_float.fen,
+            carried,
         )
         if row is None:
             raise Conflict(
@@ -389,9 +479,54 @@ async def do_open_drawer(
             school_id=school_id,
             target_type="cash_desk_session",
             target_id=row["id"],
-            after={"opening_float": fmt(opening_float.fen)},
+            after={"opening_float": fmt(carried)},
         )
-        return await _summary(tx, school_id, actor.user_id or 0, None)
+        proposal: dict[str, Any] | None = None
+        if opening_float is not None and opening_float.fen != carried:
+            proposal = await four_eyes.propose(
+                tx,
+                actor,
+                school_id,
+                kind="drawer_float",
+                payload={"session_id": row["id"], "from": carried, "to": opening_float.fen},
+                amount=opening_float.fen,
+                summary=f"钱箱备用金 {fmt(carried)} → {fmt(opening_float.fen)} ({actor.name})",
+            )
+        summary = await _summary(tx, school_id, actor.user_id or 0, None)
+        return summary | {"float_approval": proposal["approval"] if proposal else None}
+
+
+@four_eyes.executor("drawer_float")
+async def _approved_drawer_float(
+    tx: Tx, approver: Actor, proposal: four_eyes.Proposal
+) -> dict[str, Any]:
+    p = proposal.payload
+    limits.check_drawer_float(await school_limits(tx, proposal.school_id), int(p["to"]))
+    updated = await tx.fetchval(
+        "UPDATE cash_desk_sessions SET opening_float = $3 WHERE school_id = $1 AND id = $2 "
+        "AND status = 'open' AND opening_float = $4 RETURNING id",
+        proposal.school_id,
+        int(p["session_id"]),
+        int(p["to"]),
+        int(p["from"]),
+    )
+    if updated is None:
+        raise Conflict(
+            "the drawer is closed or its float changed since the proposal",
+            code="DRAWER_CHANGED",
+            field="approval_id",
+        )
+    await audit.record(
+        tx,
+        approver,
+        "counter.drawer_float",
+        school_id=proposal.school_id,
+        target_type="cash_desk_session",
+        target_id=updated,
+        before={"opening_float": fmt(int(p["from"]))},
+        after={"opening_float": fmt(int(p["to"])), "proposed_by": proposal.proposed_by_name},
+    )
+    return {"session_id": updated, "opening_float": fmt(int(p["to"]))}
 
 
 async def do_close_drawer(

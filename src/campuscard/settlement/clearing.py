@@ -19,10 +19,10 @@ from datetime import date
 from typing import Any
 
 from campuscard.db.pool import Conn, PgPool
-from campuscard.db.tx import transaction
+from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import postings
 from campuscard.ledger.money import fmt
-from campuscard.platform import audit, notifications
+from campuscard.platform import audit, four_eyes, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from campuscard.settlement import rules
@@ -514,8 +514,10 @@ async def do_set_payout_account(
     account_no: str,
     account_name: str,
 ) -> dict[str, Any]:
-    """Register or change where a merchant's settlements are paid."""
+    """Register where a merchant's settlements are paid. A change of a registered account is
+    proposed: a second person approves it before payouts go anywhere new."""
     actor.require("settlement", school_id=school_id)
+    after = {"bank_code": bank_code, "account_no": account_no, "account_name": account_name}
     async with transaction(pool) as tx:
         exists = await tx.fetchval(
             "SELECT true FROM merchants WHERE id = $1 AND school_id = $2", merchant_id, school_id
@@ -527,28 +529,76 @@ async def do_set_payout_account(
             "WHERE merchant_id = $1",
             merchant_id,
         )
-        await tx.execute(
-            """INSERT INTO merchant_payout_accounts(merchant_id, school_id, bank_code,
-                                                    account_no, account_name)
-               VALUES ($1, $2, $3, $4, $5)
-               ON CONFLICT (merchant_id) DO UPDATE SET bank_code = EXCLUDED.bank_code,
-                   account_no = EXCLUDED.account_no, account_name = EXCLUDED.account_name,
-                   updated_at = now()""",
-            merchant_id,
-            school_id,
-            bank_code,
-            account_no,
-            account_name,
-        )
-        after = {"bank_code": bank_code, "account_no": account_no, "account_name": account_name}
-        await audit.record(
+        if before is None:
+            await _write_payout_account(tx, actor, school_id, merchant_id, None, after)
+            return {"merchant_id": merchant_id, "status": "set", **after}
+        if dict(before) == after:
+            return {"merchant_id": merchant_id, "status": "unchanged", **after}
+        proposal = await four_eyes.propose(
             tx,
             actor,
-            "settlement.payout_account",
-            school_id=school_id,
-            target_type="merchant",
-            target_id=merchant_id,
-            before=dict(before) if before else None,
-            after=after,
+            school_id,
+            kind="payout_account",
+            payload={"merchant_id": merchant_id, "before": dict(before), "after": after},
+            amount=None,
+            summary=f"商户 {merchant_id} 结算账户 {before['account_no'][-4:]} → "
+            f"{account_no[-4:]} ({account_name})",
         )
-    return {"merchant_id": merchant_id, **after}
+    return {"merchant_id": merchant_id, **after} | proposal
+
+
+async def _write_payout_account(
+    tx: Tx,
+    actor: Actor,
+    school_id: int,
+    merchant_id: int,
+    before: dict[str, Any] | None,
+    after: dict[str, str],
+) -> None:
+    await tx.execute(
+        """INSERT INTO merchant_payout_accounts(merchant_id, school_id, bank_code,
+                                                account_no, account_name)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (merchant_id) DO UPDATE SET bank_code = EXCLUDED.bank_code,
+               account_no = EXCLUDED.account_no, account_name = EXCLUDED.account_name,
+               updated_at = now()""",
+        merchant_id,
+        school_id,
+        after["bank_code"],
+        after["account_no"],
+        after["account_name"],
+    )
+    await audit.record(
+        tx,
+        actor,
+        "settlement.payout_account",
+        school_id=school_id,
+        target_type="merchant",
+        target_id=merchant_id,
+        before=before,
+        after=after,
+    )
+
+
+@four_eyes.executor("payout_account")
+async def _approved_payout_account(
+    tx: Tx, approver: Actor, proposal: four_eyes.Proposal
+) -> dict[str, Any]:
+    p = proposal.payload
+    merchant_id = int(p["merchant_id"])
+    current = await tx.fetchrow(
+        "SELECT bank_code, account_no, account_name FROM merchant_payout_accounts "
+        "WHERE merchant_id = $1 AND school_id = $2 FOR UPDATE",
+        merchant_id,
+        proposal.school_id,
+    )
+    if current is None or dict(current) != p["before"]:
+        raise Conflict(
+            "the payout account changed since the proposal; propose again",
+            code="PAYOUT_ACCOUNT_CHANGED",
+            field="approval_id",
+        )
+    await _write_payout_account(
+        tx, approver, proposal.school_id, merchant_id, dict(current), dict(p["after"])
+    )
+    return {"merchant_id": merchant_id, **p["after"]}

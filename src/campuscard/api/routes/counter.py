@@ -65,7 +65,12 @@ class ZeroingIn(Body):
 
 
 class DrawerOpenIn(Body):
-    opening_float: str = Field(description='yuan, e.g. "500.00"; may be "0.00"')
+    opening_float: str | None = Field(
+        default=None,
+        max_length=20,
+        description='the float counted in the drawer, e.g. "500.00"; leave it out to open with '
+        "the float of the last close (a different float waits for a second person)",
+    )
 
 
 class DrawerCloseIn(Body):
@@ -161,7 +166,11 @@ async def open_drawer(
     school: str, body: DrawerOpenIn, pool: Pool, actor: CurrentActor
 ) -> dict[str, Any]:
     school_id = await school_id_for(pool, actor, school)
-    amount = Money.parse(body.opening_float, field="opening_float", allow_zero=True)
+    amount = (
+        None
+        if body.opening_float is None
+        else Money.parse(body.opening_float, field="opening_float", allow_zero=True)
+    )
     return await counter.do_open_drawer(pool, actor, school_id, opening_float=amount)
 
 

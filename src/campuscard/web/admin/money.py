@@ -58,7 +58,7 @@ async def counter_open(
     page: PostPage,
     pool: Pool,
     code: SchoolCode,
-    opening_float: Annotated[str, Form(max_length=20)],
+    opening_float: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     school_id = await enter(page, pool, code, "a.counter")
     assert page.user is not None
@@ -67,7 +67,9 @@ async def counter_open(
             pool,
             page.user,
             school_id,
-            opening_float=Money.parse(opening_float, field="opening_float", allow_zero=True),
+            opening_float=Money.parse(opening_float, field="opening_float", allow_zero=True)
+            if opening_float.strip()
+            else None,
         )
     except DomainError as err:
         return await _counter_view(page, pool, school_id, error=err)
