@@ -47,6 +47,7 @@ from campuscard.edge.middleware import RequestContextMiddleware
 from campuscard.platform.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
+from campuscard.web.admin import approvals as web_admin_approvals
 from campuscard.web.admin import issuing as web_issuing
 from campuscard.web.admin import money as web_admin_money
 from campuscard.web.admin import routes as web_admin
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     # money in and out pages (top-up, bank card, automatic top-up; counter, subsidies)
     for router in (web_student_money.router, web_admin_money.router):
         app.include_router(router)
+    app.include_router(web_admin_approvals.router)  # four eyes on money
     return app
 
 

@@ -52,7 +52,7 @@ async def _propose_adjustment(
         kind="adjustment",
         payload=payload | {"client_id": client_id},
         amount=amount.fen,
-        summary=f"调账 {fmt(amount.fen)}: {from_account} -> {to_account} ({memo})",
+        summary=f"#{from_account} → #{to_account} · {memo}",
     )
 
 

@@ -386,7 +386,6 @@ async def _propose_counter_op(
     caps = await school_limits(tx, school_id)
     await postings.open_purses(tx, school_id, person["id"])
     limits.check_purse_cap(caps, await person_total(tx, person["id"]) + fen)
-    title = _TITLES_ZH[payload["kind"]]
     return await four_eyes.propose(
         tx,
         actor,
@@ -394,7 +393,7 @@ async def _propose_counter_op(
         kind="counter_op",
         payload=payload | {"client_id": client_id},
         amount=fen,
-        summary=f"{title} {fmt(fen)} → {person['name']} ({person['number']}) {payload['memo']}",
+        summary=f"{person['name']} ({person['number']}) · {payload['memo']}".rstrip(" ·"),
     )
 
 
@@ -490,7 +489,7 @@ async def do_open_drawer(
                 kind="drawer_float",
                 payload={"session_id": row["id"], "from": carried, "to": opening_float.fen},
                 amount=opening_float.fen,
-                summary=f"钱箱备用金 {fmt(carried)} → {fmt(opening_float.fen)} ({actor.name})",
+                summary=f"{fmt(carried)} → {fmt(opening_float.fen)}",
             )
         summary = await _summary(tx, school_id, actor.user_id or 0, None)
         return summary | {"float_approval": proposal["approval"] if proposal else None}

@@ -541,8 +541,8 @@ async def do_set_payout_account(
             kind="payout_account",
             payload={"merchant_id": merchant_id, "before": dict(before), "after": after},
             amount=None,
-            summary=f"商户 {merchant_id} 结算账户 {before['account_no'][-4:]} → "
-            f"{account_no[-4:]} ({account_name})",
+            summary=f"#{merchant_id} {before['bank_code']} ****{before['account_no'][-4:]} → "
+            f"{bank_code} ****{account_no[-4:]} · {account_name}",
         )
     return {"merchant_id": merchant_id, **after} | proposal
 

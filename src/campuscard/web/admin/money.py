@@ -63,7 +63,7 @@ async def counter_open(
     school_id = await enter(page, pool, code, "a.counter")
     assert page.user is not None
     try:
-        await counter.do_open_drawer(
+        opened = await counter.do_open_drawer(
             pool,
             page.user,
             school_id,
@@ -73,6 +73,9 @@ async def counter_open(
         )
     except DomainError as err:
         return await _counter_view(page, pool, school_id, error=err)
+    if opened["float_approval"] is not None:
+        proposal = {"status": "pending_approval", "approval": opened["float_approval"]}
+        return await _counter_view(page, pool, school_id, result=proposal)
     return redirect(f"/admin/s/{code}/counter")
 
 
