@@ -165,3 +165,60 @@ async def bank_world_async(
 ) -> AsyncIterator[tuple[Settings, BankSimulator]]:
     with bank_world(settings, **overrides) as world:
         yield world
+
+
+async def second_person(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, school_id: int
+) -> dict[str, str]:
+    """A second settlement operator ('supervisor'), signed in: the four eyes on money."""
+    async with pool.acquire() as conn:
+        code = await conn.fetchval("SELECT code FROM schools WHERE id = $1", school_id)
+        exists = await conn.fetchval("SELECT true FROM users WHERE username = 'supervisor'")
+        if not exists:
+            await make_user(conn, "supervisor", "settlement", school_id)
+    return await login(client, "supervisor", code)
+
+
+async def approve_pending(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, school_id: int
+) -> list[dict[str, Any]]:
+    """The second person approves every pending proposal of the school, oldest first."""
+    headers = await second_person(pool, client, school_id)
+    code = await pool.fetchval("SELECT code FROM schools WHERE id = $1", school_id)
+    ids = [
+        r["id"]
+        for r in await pool.fetch(
+            "SELECT id FROM approvals WHERE school_id = $1 AND status = 'pending' ORDER BY id",
+            school_id,
+        )
+    ]
+    decided = []
+    for approval_id in ids:
+        r = await client.post(
+            f"/api/v1/admin/schools/{code}/approvals/{approval_id}/decision",
+            json={"approve": True},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        decided.append(r.json())
+    return decided
+
+
+async def open_drawer(
+    pool: asyncpg.Pool[Any],
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    school_id: int,
+    opening_float: str,
+) -> httpx.Response:
+    """Open the operator's drawer counting ``opening_float``; a float that differs from the last
+    close is approved by a second person, as at a real counter."""
+    code = await pool.fetchval("SELECT code FROM schools WHERE id = $1", school_id)
+    r = await client.post(
+        f"/api/v1/counter/{code}/drawer/open",
+        json={"opening_float": opening_float},
+        headers=headers,
+    )
+    if r.status_code == 201 and r.json()["float_approval"] is not None:
+        await approve_pending(pool, client, school_id)
+    return r

@@ -7,7 +7,14 @@ import httpx
 from campuscard.db.pool import PgPool
 from campuscard.ledger.checks import check_ledger
 from tests.support import login, make_user
-from tests.support_moneyflows import balances, cid, counter_setup, system_balance
+from tests.support_moneyflows import (
+    approve_pending,
+    balances,
+    cid,
+    counter_setup,
+    open_drawer,
+    system_balance,
+)
 
 CARD_ID = {"method": "campus_card", "card_number": "20260001", "holder_present": True}
 URL = "/api/v1/counter/TST"
@@ -30,7 +37,7 @@ async def test_day_at_the_counter_balances_against_the_drawer(
 ) -> None:
     # given an operator who opened the drawer with 500.00
     headers, school_id, person = await counter_setup(pool, client)
-    r = await client.post(f"{URL}/drawer/open", json={"opening_float": "500.00"}, headers=headers)
+    r = await open_drawer(pool, client, headers, school_id, "500.00")
     assert r.status_code == 201, r.text
     # when: deposit 300.00 (retried once), withdraw 120.50, grant 50.00 subsidy, deduct 20.00
     deposit = {"client_id": cid(), "person_number": "S001", "amount": "300.00"}
@@ -52,7 +59,10 @@ async def test_day_at_the_counter_balances_against_the_drawer(
             json={"client_id": cid(), "person_number": "S001", "amount": amount, "memo": "助学"},
             headers=headers,
         )
-        assert r.status_code == 201, r.text
+        # a grant waits for a second person; a deduction does not
+        assert r.status_code == (202 if path == "subsidy-grants" else 201), r.text
+        if r.status_code == 202:
+            await approve_pending(pool, client, school_id)
     # then the drawer expects 500 + 300 - 120.50 = 679.50
     summary = (await client.get(f"{URL}/drawer", headers=headers)).json()
     assert summary["opening_float"] == "500.00"
@@ -85,6 +95,7 @@ async def test_day_at_the_counter_balances_against_the_drawer(
     ]
     assert actions == [
         "counter.drawer_open",
+        "counter.drawer_float",  # the counted 500.00, approved by a second person
         "counter.deposit",
         "counter.withdrawal",
         "counter.subsidy_grant",
@@ -98,8 +109,8 @@ async def test_day_at_the_counter_balances_against_the_drawer(
 async def test_withdrawal_checks_identity_and_funds(
     pool: PgPool, client: httpx.AsyncClient
 ) -> None:
-    headers, _, person = await counter_setup(pool, client, cash=5000)
-    await client.post(f"{URL}/drawer/open", json={"opening_float": "500.00"}, headers=headers)
+    headers, school_id, person = await counter_setup(pool, client, cash=5000)
+    await open_drawer(pool, client, headers, school_id, "500.00")
     cases = [
         ({**CARD_ID, "card_number": "99999999"}, "50.00", 422, "IDENTITY_MISMATCH"),
         ({**CARD_ID, "holder_present": False}, "50.00", 422, "VALIDATION_FAILED"),
@@ -147,12 +158,13 @@ async def test_zeroing_pays_cash_and_returns_subsidy(
     pool: PgPool, client: httpx.AsyncClient
 ) -> None:
     headers, school_id, person = await counter_setup(pool, client, cash=1234)
-    await client.post(f"{URL}/drawer/open", json={"opening_float": "100.00"}, headers=headers)
+    await open_drawer(pool, client, headers, school_id, "100.00")
     await client.post(
         f"{URL}/subsidy-grants",
         json={"client_id": cid(), "person_number": "S001", "amount": "8.88", "memo": "餐补"},
         headers=headers,
     )
+    await approve_pending(pool, client, school_id)
     r = await client.post(
         f"{URL}/zeroings",
         json={"client_id": cid(), "person_number": "S001", "purse": "cash", "memo": "退卡"},

@@ -20,6 +20,7 @@ from tests.support_moneyflows import (
     bank_world,
     cid,
     holder_with_card,
+    open_drawer,
     system_balance,
 )
 
@@ -88,9 +89,7 @@ async def test_leaving_at_the_counter(
             await make_student(conn, school_id, "S002")
         headers = await _operator(pool, client, school_id)
         async with api_client(wired, pool) as api:
-            await api.post(
-                "/api/v1/counter/TST/drawer/open", json={"opening_float": "10.00"}, headers=headers
-            )
+            await open_drawer(pool, api, headers, school_id, "10.00")
             leave = {
                 "client_id": cid(),
                 "person_number": "S001",

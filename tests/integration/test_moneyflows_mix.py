@@ -18,9 +18,9 @@ from campuscard.db.pool import PgPool
 from campuscard.ledger.checks import check_ledger
 from campuscard.ledger.money import Money
 from campuscard.moneyflows import autotopup, bank_link, counter, leaving, provider_orders, topups
-from campuscard.platform import outbox
+from campuscard.platform import four_eyes, outbox
 from campuscard.platform.actors import Actor, Grant
-from campuscard.platform.errors import InsufficientFunds
+from campuscard.platform.errors import DomainError, InsufficientFunds
 from campuscard.platform.tasks import load_job_modules
 from tests.support import make_school, make_user
 from tests.support_moneyflows import (
@@ -47,6 +47,14 @@ async def test_randomized_mix_keeps_the_books_and_the_simulators_equal(
             operator_id = await make_user(conn, "cashier", "settlement", school.id)
         operator = Actor(
             name="cashier", user_id=operator_id, grants=frozenset({Grant("settlement", school.id)})
+        )
+        async with pool.acquire() as conn:
+            supervisor_id = await make_user(conn, "supervisor", "settlement", school.id)
+        # the four eyes on money: what the cashier proposes, the supervisor approves
+        supervisor = Actor(
+            name="supervisor",
+            user_id=supervisor_id,
+            grants=frozenset({Grant("settlement", school.id)}),
         )
         people: list[tuple[int, Actor, str]] = []
         for i in range(STUDENTS):
@@ -75,7 +83,12 @@ async def test_randomized_mix_keeps_the_books_and_the_simulators_equal(
                 target=Money(20_000),
                 enabled=True,
             )
-        await counter.do_open_drawer(pool, operator, school.id, opening_float=Money(100_000))
+        opened = await counter.do_open_drawer(
+            pool, operator, school.id, opening_float=Money(100_000)
+        )
+        await four_eyes.do_decide(
+            pool, supervisor, school.id, opened["float_approval"]["id"], approve=True
+        )
         provider.notify_mode = "duplicate"
         paid_orders: list[int] = []
 
@@ -84,7 +97,7 @@ async def test_randomized_mix_keeps_the_books_and_the_simulators_equal(
                 _, _, number = rng.choice(people)
                 kind = rng.choice(["deposit", "withdrawal", "subsidy_grant"])
                 amount = Money(rng.randint(1, 3_000))
-                await counter.do_counter_op(
+                outcome = await counter.do_counter_op(
                     pool,
                     operator,
                     school.id,
@@ -97,6 +110,16 @@ async def test_randomized_mix_keeps_the_books_and_the_simulators_equal(
                     else _identity(number),
                     memo="mix",
                 )
+                if outcome.status == 202:  # a grant: the supervisor approves it
+                    approval_id = outcome.body["approval"]["id"]
+                    try:
+                        await four_eyes.do_decide(
+                            pool, supervisor, school.id, approval_id, approve=True
+                        )
+                    except DomainError:  # the account closed meanwhile: rejected instead
+                        await four_eyes.do_decide(
+                            pool, supervisor, school.id, approval_id, approve=False, note="closed"
+                        )
 
         async def topup_flow() -> None:
             async with httpx.AsyncClient() as web:

@@ -24,7 +24,21 @@ async def test_counter_page_runs_a_day_at_the_desk(pool: PgPool, client: httpx.A
     r = await client.post(
         f"{url}/open", data={"csrf_token": csrf_from(page.text), "opening_float": "200.00"}
     )
-    assert r.status_code == 303
+    # the first drawer carries 0.00 from no last close: the counted 200.00 waits for a second
+    # person, who approves it on the approvals page
+    assert r.status_code == 200 and "等待第二人复核" in r.text, r.text
+    async with pool.acquire() as conn:
+        await make_user(conn, "supervisor", "settlement", school.id)
+    await web_login(client, "supervisor", "TST")
+    approvals = await client.get("/admin/s/TST/approvals")
+    approval_id = await pool.fetchval("SELECT id FROM approvals WHERE status = 'pending'")
+    assert f'data-testid="approve-{approval_id}"' in approvals.text
+    r = await client.post(
+        f"/admin/s/TST/approvals/{approval_id}/decide",
+        data={"csrf_token": csrf_from(approvals.text), "decision": "approve"},
+    )
+    assert r.status_code == 303, r.text
+    await web_login(client, "cashier", "TST")
     page = await client.get(url)
     form = {"csrf_token": csrf_from(page.text), "person_number": "S001"}
     r = await client.post(

@@ -158,7 +158,13 @@ async def test_expiry_claws_back_the_unspent_part_exactly(
         json={"client_id": cid(), "person_number": "S002", "amount": "50.00", "memo": "临时"},
         headers=maker,
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text  # a counter grant waits for a second person
+    approved = await client.post(
+        f"/api/v1/admin/schools/TST/approvals/{r.json()['approval']['id']}/decision",
+        json={"approve": True},
+        headers=checker,
+    )
+    assert approved.status_code == 200, approved.text
     await _spend_subsidy(pool, school_id, s2, 5_000)
     # batch A: 100.00 each, expiring; batch B: 30.00 to S1, never expiring
     a = (

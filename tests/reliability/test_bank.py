@@ -146,6 +146,14 @@ async def seed(
     conn = await connect(cluster.db_url)
     try:
         school = await make_school(conn, SCHOOL)
+        # the test moves more than a campus card holds: the caps are the school's to raise
+        await conn.execute(
+            "UPDATE schools SET settings = settings || jsonb_build_object('money_limits', "
+            "jsonb_build_object('purse_cap', 10000000000, 'counter_op_cap', 10000000000, "
+            "'deposit_approval_over', 10000000000, 'drawer_float_cap', 10000000000)) "
+            "WHERE id = $1",
+            school.id,
+        )
         world = World(
             cluster,
             school.id,
@@ -488,6 +496,9 @@ async def attempt(http: httpx.AsyncClient, world: World, op: Op, timeout: float 
         return False
     assert r.status_code != 500, f"{op.kind} answered 500: {r.text}"
     body = r.json()
+    if r.status_code == 202 and body.get("status") == "pending_approval":
+        # money on one person's word: a second operator approves it (four eyes)
+        return await approve(http, world, op, body, timeout)
     if r.status_code in (200, 201):
         op.outcome, op.response = "ok", body
         return True
@@ -497,6 +508,46 @@ async def attempt(http: httpx.AsyncClient, world: World, op: Op, timeout: float 
     )
     op.outcome, op.response = "refused", body
     return True
+
+
+async def approve(
+    http: httpx.AsyncClient, world: World, op: Op, proposal: dict[str, Any], timeout: float
+) -> bool:
+    """The second person decides; a refusal of the work is rejected so it can never move."""
+    _, token = world.operators[(op.operator + 1) % len(world.operators)]
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"/api/v1/admin/schools/{SCHOOL}/approvals/{proposal['approval']['id']}"
+    try:
+        r = await http.post(
+            f"{url}/decision", json={"approve": True}, headers=headers, timeout=timeout
+        )
+        if r.status_code == 409 and r.json()["error"]["code"] == "APPROVAL_NOT_PENDING":
+            r = await http.get(url, headers=headers, timeout=timeout)
+        if r.status_code in (502, 503, 504):
+            return False
+        assert r.status_code != 500, f"{op.kind} approval answered 500: {r.text}"
+        if r.status_code == 200 and r.json()["status"] == "approved":
+            op.outcome, op.response = "ok", proposal
+            return True
+        if r.status_code == 200 and r.json()["status"] == "rejected":
+            op.outcome, op.response = "refused", {"error": {"code": r.json()["note"]}}
+            return True
+        refusal = r.json()["error"]["code"]
+        assert r.status_code in (403, 409, 422) and refusal in REFUSALS.get(
+            op.kind, {"INSUFFICIENT_FUNDS"}
+        ), f"{op.kind} approval answered {r.status_code}: {r.text}"
+        rejected = await http.post(
+            f"{url}/decision",
+            json={"approve": False, "note": refusal},
+            headers=headers,
+            timeout=timeout,
+        )
+        if rejected.status_code != 200:
+            return False  # the next try finds it decided, or decides it
+        op.outcome, op.response = "refused", {"error": {"code": refusal}}
+        return True
+    except httpx.HTTPError:
+        return False
 
 
 async def resend_soon(http: httpx.AsyncClient, world: World, op: Op, rng: random.Random) -> None:

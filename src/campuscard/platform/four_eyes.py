@@ -228,3 +228,16 @@ async def list_approvals(
         limit,
     )
     return [approval_view(r) for r in rows]
+
+
+async def get_approval(
+    conn: Conn, actor: Actor, school_id: int, approval_id: int
+) -> dict[str, Any]:
+    """One proposal as it stands (a client follows its proposal to the decision)."""
+    actor.require(*APPROVER_ROLES, school_id=school_id)
+    row = await conn.fetchrow(
+        "SELECT * FROM approvals WHERE school_id = $1 AND id = $2", school_id, approval_id
+    )
+    if row is None:
+        raise NotFound("no such approval in this school", field="approval_id")
+    return approval_view(row)

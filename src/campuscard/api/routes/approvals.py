@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import Field
 
 from campuscard.api.deps import Body, CurrentActor
@@ -14,6 +14,7 @@ from campuscard.ledger import money_limits
 from campuscard.platform import four_eyes
 
 router = APIRouter(prefix="/api/v1/admin/schools/{school}", tags=["approvals"])
+ApprovalId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 class DecisionIn(Body):
@@ -40,9 +41,18 @@ async def list_approvals(
         return await four_eyes.list_approvals(conn, actor, school_id, pending_only=pending)
 
 
+@router.get("/approvals/{approval_id}")
+async def get_approval(
+    school: str, approval_id: ApprovalId, pool: Pool, actor: CurrentActor
+) -> dict[str, Any]:
+    school_id = await school_id_for(pool, actor, school)
+    async with pool.acquire() as conn:
+        return await four_eyes.get_approval(conn, actor, school_id, approval_id)
+
+
 @router.post("/approvals/{approval_id}/decision")
 async def decide(
-    school: str, approval_id: int, body: DecisionIn, pool: Pool, actor: CurrentActor
+    school: str, approval_id: ApprovalId, body: DecisionIn, pool: Pool, actor: CurrentActor
 ) -> dict[str, Any]:
     """A second person approves (the money moves now) or rejects a proposal."""
     school_id = await school_id_for(pool, actor, school)
