@@ -44,6 +44,7 @@ from campuscard.db.pool import PgPool, create_pool_when_ready
 from campuscard.edge import errors
 from campuscard.edge.https import HttpsHardening
 from campuscard.edge.middleware import RequestContextMiddleware
+from campuscard.platform.logs import setup_logging
 from campuscard.platform.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
@@ -175,9 +176,11 @@ def mount_simulators(app: FastAPI, settings: Settings) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (each worker builds its own app and pool): production,
-    refusing development or short secrets (``campuscard serve`` checks them first, too)."""
+    """Factory for ``uvicorn --factory`` (each worker builds its own app and pool, and sets up
+    its own logs: worker processes do not inherit the parent's handlers): production, refusing
+    development or short secrets (``campuscard serve`` checks them first, too)."""
     settings = get_settings()
+    setup_logging(settings.log_level, as_json=settings.log_json is not False)
     problems = unsafe_secrets(settings)
     if problems:
         raise SystemExit("refusing to serve: " + "; ".join(problems))
@@ -187,4 +190,5 @@ def app_from_env() -> FastAPI:
 def demo_app_from_env() -> FastAPI:
     """Factory for ``campuscard demo``: the app with its simulators mounted under /dev/."""
     settings = get_settings()
+    setup_logging(settings.log_level, as_json=settings.log_json is not False)
     return mount_simulators(create_app(settings), settings)

@@ -22,8 +22,8 @@ from campuscard.config import (
 from campuscard.db import runtime
 from campuscard.db.embedded import EmbeddedPostgres
 from campuscard.db.pool import connect
-from campuscard.logs import setup_logging
 from campuscard.platform.errors import DomainError
+from campuscard.platform.logs import setup_logging
 
 app = typer.Typer(help="CampusCard: campus one-card platform.", no_args_is_help=True)
 db_app = typer.Typer(help="Database: the embedded server and migrations.", no_args_is_help=True)
@@ -336,6 +336,13 @@ def kiosk_serve(
     asyncio.run(run())
 
 
+def _setup_logging(settings: Settings, *, demo: bool = False) -> None:
+    as_json = settings.log_json if settings.log_json is not None else not demo
+    # uvicorn's worker processes build the app from the environment: same format there
+    os.environ["CAMPUSCARD_LOG_JSON"] = "true" if as_json else "false"
+    setup_logging(settings.log_level, as_json=as_json)
+
+
 def _serve(
     settings: Settings, url: str, workers: int, factory: str = "campuscard.app:app_from_env"
 ) -> None:
@@ -377,7 +384,7 @@ def serve(
     short secrets, and mounts no simulator."""
     settings = _settings()
     _refuse_unsafe_secrets(settings)
-    setup_logging(as_json=settings.log_json)
+    _setup_logging(settings)
     with runtime.database(settings) as url:
         _serve(settings, url, workers or settings.workers)
 
@@ -389,7 +396,7 @@ def worker() -> None:
 
     settings = _settings()
     _refuse_unsafe_secrets(settings)
-    setup_logging(as_json=settings.log_json)
+    _setup_logging(settings)
     with runtime.database(settings) as url:
         settings = settings.model_copy(update={"database_url": url})
         asyncio.run(run_forever(settings))
@@ -440,7 +447,7 @@ def demo(
         typer.echo("\n".join(lines), err=False)
         sys.stdout.flush()
         if serve_after:
-            setup_logging(as_json=settings.log_json)
+            _setup_logging(settings, demo=True)
             _serve(settings, url, settings.workers, "campuscard.app:demo_app_from_env")
 
 

@@ -49,7 +49,10 @@ class Settings(BaseSettings):
     # JSON like {"tuition": {"concurrent": 3, "queue": 30, "wait_seconds": 2}}
     channel_limits: dict[str, dict[str, float]] = Field(default_factory=dict)
 
-    log_json: bool = True
+    # JSON lines (production) or readable lines; unset: JSON for serve and worker, readable
+    # for the demo
+    log_json: bool | None = None
+    log_level: str = "INFO"
     # run outbox delivery and periodic jobs inside the web process (each uvicorn worker);
     # turn off when a separate `campuscard worker` runs them
     run_worker: bool = True

@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from campuscard.edge.deps import AppSettings, Pool
 from campuscard.payments import terminals
 from campuscard.payments.terminals import SignedTerminal
+from campuscard.platform.logs import bind_terminal
 
 
 def signed_path(request: Request) -> str:
@@ -24,7 +25,7 @@ def signed_path(request: Request) -> str:
 
 async def signed_terminal(request: Request, pool: Pool, settings: AppSettings) -> SignedTerminal:
     body = await request.body()
-    return await terminals.verify_request(
+    signed = await terminals.verify_request(
         pool,
         settings,
         method=request.method,
@@ -32,6 +33,8 @@ async def signed_terminal(request: Request, pool: Pool, settings: AppSettings) -
         headers=dict(request.headers.items()),
         body=body,
     )
+    bind_terminal(signed.id, signed.school_id)  # every later log line of the request names it
+    return signed
 
 
 SignedDevice = Annotated[SignedTerminal, Depends(signed_terminal)]

@@ -134,7 +134,8 @@ def install(app: FastAPI, page_renderer: PageRenderer | None = None) -> None:
     async def _data(request: Request, exc: asyncpg.DataError) -> JSONResponse:
         # a value the database cannot even hold (an id beyond 64 bits, ...): the input is bad,
         # nothing was changed (the transaction rolled back), and it is not our fault
-        log.warning("input refused by the database: %s", exc)
+        # the class and state only: the message can quote the value, which may be a secret
+        log.warning("input refused by the database: %s (%s)", type(exc).__name__, exc.sqlstate)
         return JSONResponse(
             status_code=422,
             content=error_body("VALUE_OUT_OF_RANGE", "a value in the request is out of range"),

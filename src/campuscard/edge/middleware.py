@@ -4,7 +4,6 @@ becomes a formatted 503 (transient database trouble) or 500, never a bare traceb
 from __future__ import annotations
 
 import json
-import logging
 import random
 import secrets
 import time
@@ -13,9 +12,10 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campuscard.edge.errors import TRANSIENT_DB_ERRORS, error_body
+from campuscard.platform.logs import get_logger, start_request
 from campuscard.platform.requestctx import RequestInfo, set_request
 
-log = logging.getLogger("campuscard.access")
+log = get_logger("campuscard.access")
 
 
 _ids = random.Random(secrets.randbits(64))  # noqa: S311 - a log label, not a secret
@@ -41,6 +41,7 @@ class RequestContextMiddleware:
         )
         client = scope.get("client")
         set_request(RequestInfo(request_id=request_id, ip=client[0] if client else None))
+        start_request(request_id)  # every log line of this request carries its id
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -62,7 +63,7 @@ class RequestContextMiddleware:
             transient = isinstance(exc, TRANSIENT_DB_ERRORS)
             status = 503 if transient else 500
             if transient:
-                log.warning("transient fault: %r", exc)
+                log.warning("transient fault", error=repr(exc))
                 body = error_body(
                     "SERVICE_UNAVAILABLE",
                     "the service is briefly unavailable; retry with the same client id",
@@ -73,15 +74,11 @@ class RequestContextMiddleware:
             await _send_json(send, status, body, request_id)
         finally:
             log.info(
-                json.dumps(
-                    {
-                        "request_id": request_id,
-                        "method": scope.get("method"),
-                        "path": scope.get("path"),
-                        "status": status,
-                        "ms": round((time.perf_counter() - started) * 1000, 2),
-                    }
-                )
+                "request",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 2),
             )
 
 

@@ -14,7 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import transaction
-from campuscard.platform import audit
+from campuscard.platform import audit, logs
 from campuscard.platform.actors import Actor, Grant
 from campuscard.platform.errors import TooManyRequests, Unauthorized, ValidationFailed
 
@@ -187,7 +187,9 @@ async def resolve_session(
         )
         if row is None:
             raise Unauthorized("sign in again: the session has expired", code="SESSION_EXPIRED")
-        return await load_actor(conn, row["user_id"]), row["csrf_token"]
+        actor = await load_actor(conn, row["user_id"])
+    logs.bind_actor(actor.name, actor.school_id, actor.user_id)
+    return actor, row["csrf_token"]
 
 
 async def logout(pool: PgPool, token: str) -> None:
