@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     # run outbox delivery and periodic jobs inside the web process (each uvicorn worker);
     # turn off when a separate `campuscard worker` runs them
     run_worker: bool = True
+    # /api/ready answers 503 when no job worker recorded a heartbeat within this many seconds
+    ready_worker_seconds: int = Field(default=60, ge=10)
 
     # Online payment provider (WeChat-Pay/Alipay-like; adapters/provider). The defaults talk
     # to the bundled simulator (`campuscard sim provider`).

@@ -694,7 +694,7 @@ async def wait_healthy(world: World, within: float = 60) -> None:
     async with httpx.AsyncClient(base_url=world.cluster.base_url, timeout=3) as http:
         while time.monotonic() < deadline:
             try:
-                if (await http.get("/api/health")).status_code == 200:
+                if (await http.get("/api/ready")).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
