@@ -96,6 +96,54 @@ def db_status() -> None:
     raise typer.Exit(1)
 
 
+@app.command("backup")
+def backup(
+    file: Annotated[Path, typer.Argument(help="the archive to write (pg_dump custom format)")],
+) -> None:
+    """Back the database up into FILE with pg_dump (the embedded server's, or against
+    CAMPUSCARD_DATABASE_URL)."""
+    from campuscard.db import backup as backups
+
+    if file.is_dir() or not file.parent.is_dir():
+        raise typer.BadParameter("give a file name in an existing directory", param_hint="FILE")
+    settings = _settings()
+    with runtime.database(settings, migrate_schema=False) as url:
+        try:
+            backups.dump(url, file)
+        except backups.BackupError as err:
+            typer.echo(str(err), err=True)
+            raise typer.Exit(1) from err
+    typer.echo(f"backed up to {file} ({file.stat().st_size:,} bytes)")
+
+
+@app.command("restore")
+def restore(
+    file: Annotated[Path, typer.Argument(help="an archive written by `campuscard backup`")],
+) -> None:
+    """Restore FILE into an empty database: a fresh data directory (embedded) or an empty
+    CAMPUSCARD_DATABASE_URL. Then run `campuscard ledger check`."""
+    from campuscard.db import backup as backups
+
+    if not file.is_file():
+        raise typer.BadParameter("no such file", param_hint="FILE")
+    settings = _settings()
+    with runtime.database(settings, migrate_schema=False) as url:
+        tables = asyncio.run(backups.tables_in(url))
+        if tables:
+            typer.echo(
+                f"refused: the database already holds {tables} tables; restore into a fresh "
+                "data directory (CAMPUSCARD_DATA_DIR) or an empty database",
+                err=True,
+            )
+            raise typer.Exit(1)
+        try:
+            backups.restore(url, file)
+        except backups.BackupError as err:
+            typer.echo(str(err), err=True)
+            raise typer.Exit(1) from err
+    typer.echo(f"restored {file}; now run `campuscard ledger check`")
+
+
 @db_app.command("start")
 def db_start() -> None:
     """Start the embedded PostgreSQL and leave it running (for psql, pgbench, tools)."""
