@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -35,6 +36,7 @@ from campuscard.api.routes import banklink as banklink_routes
 from campuscard.api.routes import counter as counter_routes
 from campuscard.api.routes import live as live_routes
 from campuscard.api.routes import meters as meter_routes
+from campuscard.api.routes import metrics as metrics_routes
 from campuscard.api.routes import paycode_pay as paycode_pay_routes
 from campuscard.api.routes import paycodes as paycode_routes
 from campuscard.api.routes import subsidies as subsidy_routes
@@ -44,6 +46,7 @@ from campuscard.db.pool import PgPool, create_pool_when_ready
 from campuscard.edge import errors
 from campuscard.edge.https import HttpsHardening
 from campuscard.edge.middleware import RequestContextMiddleware
+from campuscard.platform import metrics
 from campuscard.platform.logs import setup_logging
 from campuscard.platform.worker import run_forever
 from campuscard.web import common as web_common
@@ -77,10 +80,13 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         worker = (
             asyncio.create_task(run_forever(settings, stop=stop)) if settings.run_worker else None
         )
+        sampling = asyncio.create_task(app.state.metrics_sampler.run(stop))
         try:
             yield
         finally:
             stop.set()
+            await sampling
+            metrics.process_exited(os.getpid())
             if worker is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     worker.cancel()
@@ -105,13 +111,19 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     if pool is not None:
         app.state.pool = pool
     app.state.channel_limiter = ChannelLimiter.from_config(settings.channel_limits)
+    # this process's gauges: sampled every few seconds while serving, and at each scrape
+    app.state.metrics_sampler = metrics.Sampler(
+        pool=lambda: getattr(app.state, "pool", None),
+        admission=app.state.channel_limiter.stats,
+        subscribers=lambda: live_routes.subscribers(app),
+    )
     errors.install(app, page_renderer=error_page)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(HttpsHardening)  # HSTS and Secure cookies when served over HTTPS
     # the device routes first: routing tries routers in order, and payments are the busiest
     for router in (terminal.router, paycode_pay_routes.router, meter_routes.router):
         app.include_router(router)
-    for router in (health.router, auth.router, admin.router, users.router):
+    for router in (health.router, metrics_routes.router, auth.router, admin.router, users.router):
         app.include_router(router)
     # settlement and reconciliation (issue 8)
     for router in (settlement.router, reconciliation.router, reports.router):

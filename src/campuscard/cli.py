@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -391,12 +392,25 @@ def _setup_logging(settings: Settings, *, demo: bool = False) -> None:
     setup_logging(settings.log_level, as_json=as_json)
 
 
+def _metrics_directory(settings: Settings) -> None:
+    """Prometheus multiprocess mode: the workers write their values to files in one directory
+    and a scrape of any worker sums them (decision 0160). Emptied at each start; an operator
+    may name another directory in PROMETHEUS_MULTIPROC_DIR (then empty it before starting)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    directory = settings.data_dir.resolve() / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
 def _serve(
     settings: Settings, url: str, workers: int, factory: str = "campuscard.app:app_from_env"
 ) -> None:
     import uvicorn
 
     os.environ["CAMPUSCARD_DATABASE_URL"] = url
+    _metrics_directory(settings)
     get_settings.cache_clear()
     uvicorn.run(
         factory,

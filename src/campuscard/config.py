@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     # run outbox delivery and periodic jobs inside the web process (each uvicorn worker);
     # turn off when a separate `campuscard worker` runs them
     run_worker: bool = True
+    # /metrics answers only "Authorization: Bearer <this>"; empty: /metrics is off (404)
+    metrics_token: SecretStr = Field(default=SecretStr(""))
     # /api/ready answers 503 when no job worker recorded a heartbeat within this many seconds
     ready_worker_seconds: int = Field(default=60, ge=10)
 

@@ -12,11 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-import structlog
 
 from campuscard.config import Settings
 from campuscard.issuing import applications as apps
-from campuscard.platform.logs import setup_logging
+from campuscard.platform.logs import route_to_standard_logging, setup_logging
 from campuscard.platform.signing import derive_terminal_key
 from tests.support import PASSWORD, login, make_user
 from tests.support_issuing import make_campus, make_kiosk, make_parent
@@ -32,7 +31,7 @@ def captured() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(logging.WARNING)
-    structlog.reset_defaults()
+    route_to_standard_logging()
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:

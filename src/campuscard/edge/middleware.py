@@ -12,6 +12,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campuscard.edge.errors import TRANSIENT_DB_ERRORS, error_body
+from campuscard.platform import metrics
 from campuscard.platform.logs import get_logger, start_request
 from campuscard.platform.requestctx import RequestInfo, set_request
 
@@ -73,12 +74,14 @@ class RequestContextMiddleware:
                 body = error_body("INTERNAL", "internal error; it has been logged")
             await _send_json(send, status, body, request_id)
         finally:
+            seconds = time.perf_counter() - started
+            metrics.observe_request(scope.get("path", ""), status, seconds)
             log.info(
                 "request",
                 method=scope.get("method"),
                 path=scope.get("path"),
                 status=status,
-                ms=round((time.perf_counter() - started) * 1000, 2),
+                ms=round(seconds * 1000, 2),
             )
 
 

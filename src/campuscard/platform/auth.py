@@ -14,7 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import transaction
-from campuscard.platform import audit, logs
+from campuscard.platform import audit, logs, metrics
 from campuscard.platform.actors import Actor, Grant
 from campuscard.platform.errors import TooManyRequests, Unauthorized, ValidationFailed
 
@@ -103,8 +103,10 @@ async def login(
     now = datetime.now(UTC)
     if user is None:
         verify_password(_DUMMY_HASH, password)
+        metrics.SIGN_IN_FAILURES.labels("unknown_user").inc()
         raise Unauthorized("wrong username or password", code="LOGIN_FAILED")
     if user["locked_until"] is not None and user["locked_until"] > now:
+        metrics.SIGN_IN_FAILURES.labels("locked").inc()
         raise TooManyRequests(
             "too many failed sign-ins; the account is locked until "
             f"{user['locked_until'].isoformat(timespec='seconds')}",
@@ -137,11 +139,13 @@ async def login(
                     target_id=user["id"],
                     after={"locked_until": until.isoformat(), "failures": failures},
                 )
+                metrics.LOCKOUTS.inc()
         else:
             await tx.execute(
                 "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1", user["id"]
             )
             return await _open_session(tx, settings, user["id"], kind)
+    metrics.SIGN_IN_FAILURES.labels("wrong_password").inc()
     raise Unauthorized("wrong username or password", code="LOGIN_FAILED")
 
 

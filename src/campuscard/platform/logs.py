@@ -83,7 +83,12 @@ def setup_logging(
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ]
     else:
-        final = [structlog.dev.ConsoleRenderer(colors=False)]
+        # plain tracebacks: a rich one prints local variables, which may hold secrets
+        final = [
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
     renderer = final[-1]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
@@ -108,6 +113,25 @@ def setup_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+def route_to_standard_logging() -> None:
+    """Before ``setup_logging`` (tests, a library user): structured lines go to the standard
+    library's loggers as plain text, to whatever handlers are there."""
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            merge_contextvars,
+            redact_secrets,
+            structlog.processors.KeyValueRenderer(key_order=["event"]),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+route_to_standard_logging()
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

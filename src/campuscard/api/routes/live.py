@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
@@ -38,6 +38,12 @@ def event_hub(request: Request) -> EventHub:
         hub = EventHub(pool)
         request.app.state.event_hub = hub
     return hub
+
+
+def subscribers(app: FastAPI) -> int:
+    """Open live-event streams of this process (for the metrics)."""
+    hub: EventHub | None = getattr(app.state, "event_hub", None)
+    return hub.subscribers if hub is not None else 0
 
 
 def require_event_stream(request: Request) -> None:

@@ -14,6 +14,7 @@ from campuscard.api.terminal_auth import SignedDevice
 from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
 from campuscard.payments import code_payments, display, terminals
+from campuscard.platform import metrics
 
 router = APIRouter(prefix="/api/v1", tags=["paycodes"])
 
@@ -59,6 +60,7 @@ async def pay_with_code(
             pin=body.pin,
             events=live_events(request),
         )
+    metrics.count_payment(channel, result.body, result.status)
     return JSONResponse(
         result.body,
         status_code=result.status,

@@ -16,7 +16,7 @@ from campuscard.db.tx import transaction
 from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
 from campuscard.payments import booking, terminals
-from campuscard.platform import auth
+from campuscard.platform import auth, metrics
 from campuscard.platform.errors import Unauthorized
 
 router = APIRouter(prefix="/api/v1/terminal", tags=["terminal"])
@@ -99,6 +99,7 @@ async def pay(
             pin=body.pin,
             events=live_events(request),
         )
+    metrics.count_payment(channel, result.body, result.status)
     return answer(result)
 
 

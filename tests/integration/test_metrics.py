@@ -1,0 +1,133 @@
+"""/metrics: off unless an operator token is set, refused without it, and counting what
+happens (payments by channel and outcome, request latency by route group, sign-in failures,
+admission queues, the pool). Several processes' values add up in multiprocess mode."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+from campuscard.app import create_app
+from campuscard.config import Settings
+from campuscard.platform import metrics
+from tests.support import make_school
+from tests.support_payments import make_cardholder, make_device, make_merchant, pay
+
+TOKEN = "operator-metrics-token-0123456789"
+OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    return samples(text).get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_metrics_are_off_without_a_token_and_refused_without_the_right_one(
+    client: httpx.AsyncClient, settings: Settings, pool: Any
+) -> None:
+    # given the default settings: no metrics token
+    assert (await client.get("/metrics")).status_code == 404
+    # given a token
+    app = create_app(settings.model_copy(update={"metrics_token": SecretStr(TOKEN)}), pool=pool)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as c:
+        assert (await c.get("/metrics")).status_code == 401
+        wrong = await c.get("/metrics", headers={"Authorization": "Bearer guess"})
+        assert wrong.status_code == 401
+        ok = await c.get("/metrics", headers=OPERATOR)
+    assert ok.status_code == 200
+    assert ok.headers["content-type"].startswith("text/plain")
+    assert "campuscard_payments_total" in ok.text or "# HELP campuscard_payments" in ok.text
+    # not in the API document: it is not an API a client calls
+    assert "/metrics" not in (await client.get("/api/openapi.json")).json()["paths"]
+
+
+async def test_payments_requests_and_sign_in_failures_are_counted(
+    settings: Settings, pool: Any
+) -> None:
+    # given a till at a canteen, a cardholder with 10 yuan, and an operator scraping
+    async with pool.acquire() as conn:
+        school = await make_school(conn, "MET")
+        merchant_id, outlet_id = await make_merchant(conn, school.id, channel="canteen")
+        till = await make_device(conn, settings, school.id, merchant_id, outlet_id=outlet_id)
+        _, card = await make_cardholder(conn, school.id, "M1", cash=1_000)
+    app = create_app(settings.model_copy(update={"metrics_token": SecretStr(TOKEN)}), pool=pool)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as c:
+        before = (await c.get("/metrics", headers=OPERATOR)).text
+
+        # when one payment is approved, one refused for want of money, and a sign-in fails
+        assert (await pay(c, till, card, "6.00")).status_code == 200
+        refused = await pay(c, till, card, "6.00")
+        assert refused.status_code != 200
+        code = refused.json()["error"]["code"]
+        bad = await c.post(
+            "/api/v1/auth/login", json={"username": "nobody", "password": "x", "school": "MET"}
+        )
+        assert bad.status_code == 401
+        after = (await c.get("/metrics", headers=OPERATOR)).text
+
+    # then each is counted under its labels
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("campuscard_payments_total", channel="canteen", outcome="approved") == 1
+    assert delta("campuscard_payments_total", channel="canteen", outcome=code) == 1
+    assert delta("campuscard_sign_in_failures_total", reason="unknown_user") == 1
+    assert delta("campuscard_http_request_seconds_count", group="api:terminal") == 2
+    assert delta("campuscard_http_request_seconds_count", group="api:auth") == 1
+    # and the sampled gauges are there: the canteen's queue, this process's pool
+    assert ("campuscard_admission_queue_depth", (("channel", "canteen"),)) in samples(after)
+    assert value(after, "campuscard_pool_connections", state="max") == pool.get_max_size()
+
+
+def test_route_groups_stay_few() -> None:
+    assert metrics.route_group("/api/v1/terminal/pay", 200) == "api:terminal"
+    assert metrics.route_group("/api/health", 200) == "api:health"
+    assert metrics.route_group("/student/home", 200) == "web:student"
+    assert metrics.route_group("/", 200) == "web:home"
+    assert metrics.route_group("/static/app.css", 200) == "static"
+    assert metrics.route_group("/wp-admin/x.php", 404) == "unmatched"
+
+
+def test_several_worker_processes_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
+    # given two worker processes that each answered payments, writing to one directory
+    env = os.environ | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    count = (
+        "from campuscard.platform import metrics\n"
+        "for _ in range({n}): metrics.count_payment('tuition', {{}}, 200)\n"
+    )
+    for n in (2, 3):
+        subprocess.run([sys.executable, "-c", count.format(n=n)], env=env, check=True, timeout=60)
+    # when a third process (the one a scrape reached) renders the metrics
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom campuscard.platform import metrics\n"
+            "sys.stdout.write(metrics.exposition()[0].decode())",
+        ],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
+    # then the scrape shows the sum of both
+    assert value(shown, "campuscard_payments_total", channel="tuition", outcome="approved") == 5
