@@ -44,6 +44,24 @@ class Settings(BaseSettings):
     api_token_hours: int = 12
     login_max_failures: int = 5
     login_lock_minutes: int = 15
+    # Sign-in, lockouts and limits (docs/security.md): argon2id parameters of new hashes (a
+    # stored hash keeps its own and is redone at the next sign-in when these change); threads
+    # hashing passwords (0: half the cores), so a sign-in flood cannot take the payment path's CPU
+    argon2_time_cost: int = Field(default=3, ge=1, le=20)
+    argon2_memory_kib: int = Field(default=65536, ge=8192, le=1048576)
+    argon2_parallelism: int = Field(default=4, ge=1, le=16)
+    password_hash_threads: int = Field(default=0, ge=0, le=64)
+    # request bodies: JSON at most this many bytes; uploads have their own limits (edge/limits.py)
+    max_json_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # uploaded sheets and statements: rows and columns read at most (anything bigger: 422)
+    max_upload_rows: int = Field(default=100_000, ge=10)
+    max_upload_columns: int = Field(default=50, ge=5)
+    # a slow client must send its request headers within this; idle keep-alive closes after
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    keep_alive_seconds: int = Field(default=5, ge=1)
+    # open live-event streams one user may hold (pages reconnect; a tab holds one)
+    live_streams_per_user: int = Field(default=5, ge=1)
 
     # per-channel admission limits of the payment API (api/admission.py, docs/channels.md):
     # JSON like {"tuition": {"concurrent": 3, "queue": 30, "wait_seconds": 2}}

@@ -159,7 +159,8 @@ async def _create(conn: Conn) -> int:
         )
 
     opening = await postings.system_account(conn, school_id, "opening_balances")
-    student_hash = auth.hash_password(STUDENT_PASSWORD)  # one hash for every demo student
+    # one hash for every demo student
+    student_hash = await auth.make_password_hash(STUDENT_PASSWORD)
     for i in range(1, STUDENTS + 1):
         name = student_name(i)
         person_id = await conn.fetchval(

@@ -18,7 +18,7 @@ from typing import Any
 from campuscard.cards import lifecycle
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
-from campuscard.db.tx import require_idle, transaction
+from campuscard.db.tx import require_idle
 from campuscard.issuing.pickup import Kiosk
 from campuscard.ledger import postings
 from campuscard.ledger.money import Money, fmt
@@ -90,38 +90,38 @@ def _visit_answer(settings: Settings, kiosk: Kiosk, person: Any) -> dict[str, An
 async def _check_pin(
     conn: Conn, settings: Settings, person_id: int, school_id: int, pin: str
 ) -> None:
-    """The same PIN the POS asks for; wrong tries count towards its lock."""
+    """The same PIN the POS asks for; wrong tries count towards its lock. A try is claimed in
+    the database before the PIN is compared (one UPDATE … RETURNING), so parallel guesses get at
+    most the school's limit of comparisons."""
     if len(pin) != pay_rules.PIN_LENGTH or not pin.isdigit():
         raise Unauthorized("the PIN is wrong", code="PIN_WRONG", field="pin")
     school = await pay_settings.school_rules(conn, school_id)
-    row = await conn.fetchrow(
-        "SELECT pin_hash, pin_failures FROM pay_settings WHERE person_id = $1", person_id
+    require_idle(conn)
+    claimed = await conn.fetchval(
+        """UPDATE pay_settings SET pin_failures = pin_failures + 1, updated_at = now()
+            WHERE person_id = $1 AND pin_hash IS NOT NULL AND pin_failures < $2
+        RETURNING pin_hash""",
+        person_id,
+        school.pin_max_failures,
     )
-    if row is None or row["pin_hash"] is None:
-        raise Forbidden(
-            "no PIN is set yet: set it online or at the card center",
-            code="PIN_NOT_SET",
-            field="pin",
-        )
-    if row["pin_failures"] >= school.pin_max_failures:
+    if claimed is None:
+        if not await conn.fetchval(
+            "SELECT pin_hash IS NOT NULL FROM pay_settings WHERE person_id = $1", person_id
+        ):
+            raise Forbidden(
+                "no PIN is set yet: set it online or at the card center",
+                code="PIN_NOT_SET",
+                field="pin",
+            )
         raise TooManyRequests(
             "too many wrong PINs: the PIN is locked until it is reset",
             code="PIN_LOCKED",
             field="pin",
         )
     token = pay_rules.pin_token(pay_rules.pin_pepper(settings.master_key.get_secret_value()), pin)
-    if not hmac.compare_digest(row["pin_hash"], pay_rules.pin_hash(token, person_id)):
-        async with transaction(conn) as tx:
-            await tx.execute(
-                "UPDATE pay_settings SET pin_failures = pin_failures + 1, updated_at = now() "
-                "WHERE person_id = $1",
-                person_id,
-            )
+    if not hmac.compare_digest(claimed, pay_rules.pin_hash(token, person_id)):
         raise Unauthorized("the PIN is wrong", code="PIN_WRONG", field="pin")
-    if row["pin_failures"]:
-        await conn.execute(
-            "UPDATE pay_settings SET pin_failures = 0 WHERE person_id = $1", person_id
-        )
+    await conn.execute("UPDATE pay_settings SET pin_failures = 0 WHERE person_id = $1", person_id)
 
 
 async def do_start_with_card(
@@ -143,22 +143,36 @@ async def do_start_with_card(
 
 
 async def do_start_with_password(
-    conn: Conn, settings: Settings, kiosk: Kiosk, *, number: str, password: str
+    pool: PgPool, settings: Settings, kiosk: Kiosk, *, number: str, password: str
 ) -> dict[str, Any]:
-    """For a holder without their card (to report it lost): student number + sign-in password."""
-    require_idle(conn)
-    row = await conn.fetchrow(
-        """SELECT p.id, p.name, p.number, u.password_hash, u.is_active FROM persons p
-             JOIN users u ON u.person_id = p.id
-            WHERE p.school_id = $1 AND p.number = $2""",
-        kiosk.school_id,
-        number,
-    )
-    stored = row["password_hash"] if row is not None else None
-    if row is None or not row["is_active"] or not auth.verify_password(stored or "", password):
-        raise Unauthorized(
-            "wrong student number or password", code="LOGIN_FAILED", field="password"
+    """For a holder without their card (to report it lost): student number + sign-in password.
+    Wrong tries count towards the same lock as the sign-in page, and a locked account is
+    refused here too; an unknown number is counted and answered alike."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            """SELECT p.id, p.name, p.number, u.id AS user_id, u.password_hash, u.is_active
+                 FROM persons p JOIN users u ON u.person_id = p.id
+                WHERE p.school_id = $1 AND p.number = $2""",
+            kiosk.school_id,
+            number,
         )
+    account = (
+        auth.Account(row["user_id"], kiosk.school_id, row["password_hash"], row["is_active"])
+        if row is not None
+        else auth.NO_ACCOUNT
+    )
+    await auth.check_sign_in(
+        pool,
+        settings,
+        account,
+        password,
+        throttle=(kiosk.school_id, f"kiosk/{number}"[:200]),
+        who=f"kiosk:{kiosk.sn}",
+        refusal=Unauthorized(
+            "wrong student number or password", code="LOGIN_FAILED", field="password"
+        ),
+    )
+    assert row is not None  # check_sign_in refuses an unknown number
     return _visit_answer(settings, kiosk, row)
 
 

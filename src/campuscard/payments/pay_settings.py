@@ -122,7 +122,7 @@ async def set_pin(
                 "confirm with your password", code="FIELD_REQUIRED", field="password"
             )
         stored = await tx.fetchval("SELECT password_hash FROM users WHERE id = $1", actor.user_id)
-        if stored is None or not auth.verify_password(stored, password):
+        if stored is None or not await auth.check_password(stored, password):
             raise Unauthorized("the password is wrong", code="PASSWORD_WRONG", field="password")
     token = rules.pin_token(rules.pin_pepper(settings.master_key.get_secret_value()), new_pin)
     await tx.execute(

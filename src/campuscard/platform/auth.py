@@ -1,41 +1,112 @@
-"""Sign-in: argon2 passwords, web sessions and API tokens, slowing and locking after failures."""
+"""Sign-in: argon2 passwords, web sessions and API tokens, locking after failures.
+
+Hashing runs in a small thread pool, never on the event loop: one argon2 check is tens of
+milliseconds of CPU, and a sign-in flood must not stall payments. Failed sign-ins are counted
+in the database *before* the password is checked (one UPDATE … RETURNING), so parallel guesses
+cannot slip past the limit. Unknown names are counted the same way in ``login_throttle`` and
+checked against a dummy hash: a stranger cannot tell a real account from a made-up one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from campuscard.config import Settings
+from campuscard.config import Settings, get_settings
 from campuscard.db.pool import Conn, PgPool
-from campuscard.db.tx import transaction
+from campuscard.db.tx import Tx, transaction
 from campuscard.platform import audit, logs, metrics
 from campuscard.platform.actors import Actor, Grant
 from campuscard.platform.errors import TooManyRequests, Unauthorized, ValidationFailed
 
-_hasher = PasswordHasher()
-# checked against when the user does not exist, so timing does not reveal usernames
-_DUMMY_HASH = _hasher.hash("campuscard-dummy-password")
+T = TypeVar("T")
+
+_hasher: PasswordHasher | None = None
+_executor: ThreadPoolExecutor | None = None
+_dummy_hash: str | None = None
 
 
-def hash_password(password: str) -> str:
+def hasher() -> PasswordHasher:
+    """argon2id with the configured parameters; each stored hash carries its own, and a hash
+    made with other parameters is replaced at the next successful sign-in."""
+    global _hasher
+    if _hasher is None:
+        s = get_settings()
+        _hasher = PasswordHasher(
+            time_cost=s.argon2_time_cost,
+            memory_cost=s.argon2_memory_kib,
+            parallelism=s.argon2_parallelism,
+        )
+    return _hasher
+
+
+def hashing_threads() -> int:
+    configured = get_settings().password_hash_threads
+    return configured if configured > 0 else max(1, (os.cpu_count() or 2) // 2)
+
+
+async def off_loop(fn: Callable[..., T], *args: object) -> T:
+    """Run CPU-heavy ``fn`` in the hashing pool: bounded, so a flood queues instead of taking
+    every core from the payment path."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(hashing_threads(), thread_name_prefix="argon2")
+    return await asyncio.get_running_loop().run_in_executor(_executor, fn, *args)
+
+
+def _check_password_rules(password: str) -> None:
     if not isinstance(password, str) or len(password) < 8:
         raise ValidationFailed(
             "password must have at least 8 characters", code="PASSWORD_TOO_SHORT", field="password"
         )
-    return _hasher.hash(password)
+
+
+def hash_password(password: str) -> str:
+    """Blocking: call ``make_password_hash`` from async code."""
+    _check_password_rules(password)
+    return hasher().hash(password)
 
 
 def verify_password(stored: str, password: str) -> bool:
+    """Blocking: call ``check_password`` from async code."""
     try:
-        return _hasher.verify(stored, password)
+        return hasher().verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def needs_rehash(stored: str) -> bool:
+    try:
+        return hasher().check_needs_rehash(stored)
+    except InvalidHashError:
+        return True
+
+
+async def make_password_hash(password: str) -> str:
+    _check_password_rules(password)
+    return await off_loop(hash_password, password)
+
+
+async def check_password(stored: str | None, password: str) -> bool:
+    """Whether ``password`` matches ``stored``; with no stored hash the same work is done
+    against a dummy, so the answer takes as long either way."""
+    global _dummy_hash
+    if stored is None:
+        if _dummy_hash is None:
+            _dummy_hash = await off_loop(hash_password, "campuscard-dummy-password")
+        await off_loop(verify_password, _dummy_hash, password)
+        return False
+    return await off_loop(verify_password, stored, password)
 
 
 def token_digest(token: str) -> bytes:
@@ -48,6 +119,140 @@ class Session:
     csrf_token: str
     expires_at: datetime
     actor: Actor
+
+
+@dataclass(frozen=True)
+class Account:
+    """The account a sign-in names, as found (``None`` fields: no such account)."""
+
+    user_id: int | None
+    school_id: int | None
+    password_hash: str | None
+    is_active: bool
+
+
+NO_ACCOUNT = Account(None, None, None, False)
+
+# The attempt is counted before the password is looked at. A lock that has run out starts a
+# fresh count; an attempt past the limit locks (if nothing has yet).
+_COUNT_USER = """
+UPDATE users SET
+    failed_logins = CASE WHEN locked_until <= now() THEN 1 ELSE failed_logins + 1 END,
+    locked_until = CASE WHEN locked_until <= now() THEN NULL
+                        WHEN locked_until IS NULL AND failed_logins + 1 > $2
+                        THEN now() + make_interval(mins => $3)
+                        ELSE locked_until END
+ WHERE id = $1
+RETURNING failed_logins AS attempt, locked_until"""
+
+_COUNT_NAME = """
+INSERT INTO login_throttle AS t(school_id, name, failures) VALUES ($1, $4, 1)
+ON CONFLICT (school_id, name) DO UPDATE SET
+    failures = CASE WHEN t.locked_until <= now() THEN 1 ELSE t.failures + 1 END,
+    locked_until = CASE WHEN t.locked_until <= now() THEN NULL
+                        WHEN t.locked_until IS NULL AND t.failures + 1 > $2
+                        THEN now() + make_interval(mins => $3)
+                        ELSE t.locked_until END,
+    updated_at = now()
+RETURNING failures AS attempt, locked_until"""
+
+# A failed check at or past the limit locks; the count jumps past the limit so the next attempt
+# does not count as the first over it (which is when the attempt path audits a lock).
+_FAIL_USER = """
+UPDATE users SET locked_until = now() + make_interval(mins => $3),
+                 failed_logins = greatest(failed_logins, $2 + 1)
+ WHERE id = $1 AND locked_until IS NULL AND failed_logins >= $2
+RETURNING locked_until"""
+
+_FAIL_NAME = """
+UPDATE login_throttle SET locked_until = now() + make_interval(mins => $3),
+                          failures = greatest(failures, $2 + 1), updated_at = now()
+ WHERE school_id = $1 AND name = $4 AND locked_until IS NULL AND failures >= $2
+RETURNING locked_until"""
+
+
+def _locked(until: datetime) -> TooManyRequests:
+    return TooManyRequests(
+        "too many failed sign-ins; the account is locked until "
+        f"{until.isoformat(timespec='seconds')}",
+        code="ACCOUNT_LOCKED",
+    )
+
+
+async def check_sign_in(
+    pool: PgPool,
+    settings: Settings,
+    account: Account,
+    password: str,
+    *,
+    throttle: tuple[int, str],
+    who: str,
+    refusal: Unauthorized,
+) -> int:
+    """The id of ``account`` if ``password`` is its password; otherwise ``refusal``, or
+    ACCOUNT_LOCKED once ``settings.login_max_failures`` attempts have failed in a row.
+
+    Known and unknown accounts take the same steps (count, check a hash, record the
+    outcome), so neither the answers nor their timing say whether the account exists.
+    ``throttle`` (school id or 0, name as typed) counts the attempts at a name with no
+    account."""
+    limit, minutes = settings.login_max_failures, settings.login_lock_minutes
+    school_key, name = throttle
+    args: tuple[object, ...] = (
+        (account.user_id, limit, minutes)
+        if account.user_id is not None
+        else (school_key, limit, minutes, name)
+    )
+    known = account.user_id is not None
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(_COUNT_USER if known else _COUNT_NAME, *args)  # commits alone
+        assert row is not None
+        if row["locked_until"] is not None and row["locked_until"] > datetime.now(UTC):
+            if known and row["attempt"] == limit + 1:  # this attempt set the lock
+                await _audit_lock(conn, who, account, row["locked_until"], row["attempt"])
+                metrics.LOCKOUTS.inc()
+            metrics.SIGN_IN_FAILURES.labels("locked").inc()
+            raise _locked(row["locked_until"])
+    # no connection is held while the hash is checked: a queue of sign-ins must not drain the
+    # pool the payments need
+    ok = await check_password(account.password_hash, password) and account.is_active
+    async with transaction(pool) as tx:
+        if not ok:
+            until = await tx.fetchval(_FAIL_USER if known else _FAIL_NAME, *args)
+            if until is not None and known:
+                await _audit_lock(tx, who, account, until, limit)
+                metrics.LOCKOUTS.inc()
+        else:
+            assert account.user_id is not None
+            assert account.password_hash is not None
+            await tx.execute(
+                "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1",
+                account.user_id,
+            )
+            if needs_rehash(account.password_hash):  # the parameters changed since
+                await tx.execute(
+                    "UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = $3",
+                    account.user_id,
+                    await off_loop(hasher().hash, password),
+                    account.password_hash,
+                )
+            return account.user_id
+    metrics.SIGN_IN_FAILURES.labels("wrong_password" if known else "unknown_user").inc()
+    raise refusal
+
+
+async def _audit_lock(
+    conn: Conn, who: str, account: Account, until: datetime, failures: int
+) -> None:
+    await audit.record(
+        conn,
+        Actor(name=who),
+        "user.locked",
+        school_id=account.school_id,
+        target_type="user",
+        target_id=account.user_id,
+        after={"locked_until": until.isoformat(), "failures": failures},
+    )
 
 
 async def load_actor(conn: Conn, user_id: int) -> Actor:
@@ -85,71 +290,45 @@ async def login(
     school_code: str | None,
     kind: str,
 ) -> Session:
-    """Check the password; after repeated failures answer slower, then lock and audit it."""
+    """Check the password; after repeated failures lock (for a made-up name too) and audit it."""
     if not username:
         raise ValidationFailed("username is required", code="FIELD_REQUIRED", field="username")
     if not password:
         raise ValidationFailed("password is required", code="FIELD_REQUIRED", field="password")
     async with pool.acquire() as conn:
         user = await conn.fetchrow(
-            """SELECT u.id, u.password_hash, u.failed_logins, u.locked_until, u.is_active,
-                      u.school_id
+            """SELECT u.id, u.password_hash, u.is_active, u.school_id
                  FROM users u LEFT JOIN schools s ON s.id = u.school_id
                 WHERE lower(u.username) = lower($1)
                   AND (($2::text IS NULL AND u.school_id IS NULL) OR s.code = $2)""",
             username,
             school_code or None,
         )
-    now = datetime.now(UTC)
-    if user is None:
-        verify_password(_DUMMY_HASH, password)
-        metrics.SIGN_IN_FAILURES.labels("unknown_user").inc()
-        raise Unauthorized("wrong username or password", code="LOGIN_FAILED")
-    if user["locked_until"] is not None and user["locked_until"] > now:
-        metrics.SIGN_IN_FAILURES.labels("locked").inc()
-        raise TooManyRequests(
-            "too many failed sign-ins; the account is locked until "
-            f"{user['locked_until'].isoformat(timespec='seconds')}",
-            code="ACCOUNT_LOCKED",
+        school_key = (
+            await conn.fetchval("SELECT id FROM schools WHERE code = $1", school_code)
+            if school_code
+            else None
         )
-    # slow down guessing: each recent failure adds half a second, up to 3 s
-    if user["failed_logins"]:
-        await asyncio.sleep(min(0.5 * user["failed_logins"], 3.0))
-    ok = user["is_active"] and verify_password(user["password_hash"], password)
+    account = (
+        Account(user["id"], user["school_id"], user["password_hash"], user["is_active"])
+        if user is not None
+        else NO_ACCOUNT
+    )
+    name = f"{'' if school_key else (school_code or '')}/{username.lower()}"[:200]
+    user_id = await check_sign_in(
+        pool,
+        settings,
+        account,
+        password,
+        throttle=(school_key or 0, name),
+        who=username,
+        refusal=Unauthorized("wrong username or password", code="LOGIN_FAILED"),
+    )
     async with transaction(pool) as tx:
-        if not ok:
-            failures = await tx.fetchval(
-                "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 "
-                "RETURNING failed_logins",
-                user["id"],
-            )
-            if failures >= settings.login_max_failures:
-                until = now + timedelta(minutes=settings.login_lock_minutes)
-                await tx.execute(
-                    "UPDATE users SET locked_until = $2, failed_logins = 0 WHERE id = $1",
-                    user["id"],
-                    until,
-                )
-                await audit.record(
-                    tx,
-                    Actor(name=username),
-                    "user.locked",
-                    school_id=user["school_id"],
-                    target_type="user",
-                    target_id=user["id"],
-                    after={"locked_until": until.isoformat(), "failures": failures},
-                )
-                metrics.LOCKOUTS.inc()
-        else:
-            await tx.execute(
-                "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1", user["id"]
-            )
-            return await _open_session(tx, settings, user["id"], kind)
-    metrics.SIGN_IN_FAILURES.labels("wrong_password").inc()
-    raise Unauthorized("wrong username or password", code="LOGIN_FAILED")
+        return await _open_session(tx, settings, user_id, kind)
 
 
-async def _open_session(conn: Conn, settings: Settings, user_id: int, kind: str) -> Session:
+async def _open_session(conn: Tx, settings: Settings, user_id: int, kind: str) -> Session:
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
     life = (
@@ -196,6 +375,16 @@ async def resolve_session(
     return actor, row["csrf_token"]
 
 
+async def revoke_sessions(tx: Tx, user_id: int, *, keep: str | None = None) -> None:
+    """End the user's open sessions, all but the one whose token is ``keep``."""
+    await tx.execute(
+        "UPDATE auth_sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL "
+        "AND ($2::bytea IS NULL OR token_hash <> $2)",
+        user_id,
+        token_digest(keep) if keep else None,
+    )
+
+
 async def logout(pool: PgPool, token: str) -> None:
     async with pool.acquire() as conn:
         await conn.execute(
@@ -222,7 +411,7 @@ async def create_user(
         school_id,
         username,
         display_name,
-        hash_password(password),
+        await make_password_hash(password),
         person_id,
         phone,
     )

@@ -16,7 +16,7 @@ from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.platform.errors import ValidationFailed
 from campuscard.platform.sealing import is_current, open_legacy, seal, unseal
-from campuscard.platform.tasks import outbox_handler
+from campuscard.platform.tasks import outbox_handler, periodic
 
 SEAL_PURPOSE = "sms"
 
@@ -74,3 +74,13 @@ async def deliver_sms(pool: PgPool, settings: Settings, payload: dict[str, Any])
         text=message_text(settings, payload),
         client_ref=f"outbox-{payload['outbox_id']}",
     )
+
+
+@periodic("forget-login-throttle", seconds=3600)
+async def forget_login_throttle(pool: PgPool, settings: Settings) -> int:
+    """Failed sign-ins at made-up names are kept a day, then forgotten (the lock is shorter)."""
+    async with pool.acquire() as conn:
+        done = await conn.execute(
+            "DELETE FROM login_throttle WHERE updated_at < now() - interval '1 day'"
+        )
+    return int(done.split()[-1])

@@ -10,8 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from campuscard.db.pool import Conn
-from campuscard.db.tx import Tx, owns_transaction
+from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import Tx, owns_transaction, transaction
 from campuscard.platform import audit, auth
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -231,7 +231,7 @@ async def do_set_active(tx: Tx, actor: Actor, user_id: int, *, active: bool) -> 
 
 @owns_transaction
 async def do_reset_password(tx: Tx, actor: Actor, user_id: int, *, password: str) -> None:
-    new_hash = auth.hash_password(password)
+    new_hash = await auth.make_password_hash(password)
     row = await _managed_user(tx, actor, user_id)
     await tx.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, new_hash)
     await tx.execute(
@@ -248,23 +248,31 @@ async def do_reset_password(tx: Tx, actor: Actor, user_id: int, *, password: str
     )
 
 
-@owns_transaction
-async def do_change_own_password(tx: Tx, actor: Actor, *, old: str, new: str) -> None:
+async def do_change_own_password(
+    pool: PgPool, actor: Actor, *, old: str, new: str, session_token: str | None = None
+) -> None:
+    """Change one's own password; every other session of the user ends (a thief signed in
+    elsewhere is signed out), the one making the change (``session_token``) stays."""
     if actor.user_id is None:
         raise Forbidden("only a signed-in user has a password")
-    stored = await tx.fetchval("SELECT password_hash FROM users WHERE id = $1", actor.user_id)
-    if stored is None or not auth.verify_password(stored, old):
+    async with pool.acquire() as conn:
+        stored = await conn.fetchval("SELECT password_hash FROM users WHERE id = $1", actor.user_id)
+    if stored is None or not await auth.check_password(stored, old):
         raise ValidationFailed("the current password is wrong", field="old_password")
-    new_hash = auth.hash_password(new)
-    await tx.execute("UPDATE users SET password_hash = $2 WHERE id = $1", actor.user_id, new_hash)
-    await audit.record(
-        tx,
-        actor,
-        "user.change_password",
-        school_id=actor.school_id,
-        target_type="user",
-        target_id=actor.user_id,
-    )
+    new_hash = await auth.make_password_hash(new)
+    async with transaction(pool) as tx:
+        await tx.execute(
+            "UPDATE users SET password_hash = $2 WHERE id = $1", actor.user_id, new_hash
+        )
+        await auth.revoke_sessions(tx, actor.user_id, keep=session_token)
+        await audit.record(
+            tx,
+            actor,
+            "user.change_password",
+            school_id=actor.school_id,
+            target_type="user",
+            target_id=actor.user_id,
+        )
 
 
 async def list_users(conn: Conn, actor: Actor, school_id: int) -> list[dict[str, Any]]:

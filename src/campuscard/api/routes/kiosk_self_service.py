@@ -70,10 +70,9 @@ async def start_password(
     body: PasswordStartIn, signed: SignedDevice, pool: Pool, settings: AppSettings
 ) -> dict[str, Any]:
     kiosk = await kiosk_of(pool, signed)
-    async with pool.acquire() as conn:
-        return await kss.do_start_with_password(
-            conn, settings, kiosk, number=body.number, password=body.password
-        )
+    return await kss.do_start_with_password(
+        pool, settings, kiosk, number=body.number, password=body.password
+    )
 
 
 @router.post("/overview")

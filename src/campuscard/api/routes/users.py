@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import Field
 
-from campuscard.api.deps import Body, CurrentActor
+from campuscard.api.deps import Body, CurrentActor, bearer_token
 from campuscard.edge.deps import Pool, school_id_for
+from campuscard.edge.session import session_token
 from campuscard.platform import users
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
@@ -132,10 +133,14 @@ async def reset_password(
 
 @router.post("/auth/password")
 async def change_own_password(
-    body: ChangePasswordIn, pool: Pool, actor: CurrentActor
+    body: ChangePasswordIn, request: Request, pool: Pool, actor: CurrentActor
 ) -> dict[str, Any]:
-    async with pool.acquire() as conn:
-        await users.do_change_own_password(
-            conn, actor, old=body.old_password, new=body.new_password
-        )
+    """Change one's own password; one's other sessions are signed out."""
+    await users.do_change_own_password(
+        pool,
+        actor,
+        old=body.old_password,
+        new=body.new_password,
+        session_token=bearer_token(request) or session_token(request),
+    )
     return {"ok": True}
