@@ -36,7 +36,7 @@ def hash_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-def body(username: str, password: str = "wrong-password") -> dict[str, str]:
+def body(username: str, password: str = "wrong-password") -> dict[str, str]:  # noqa: S107
     return {"username": username, "password": password, "school": "TST"}
 
 
