@@ -45,6 +45,7 @@ from campuscard.config import Settings, get_settings, unsafe_secrets
 from campuscard.db.pool import PgPool, create_pool_when_ready
 from campuscard.edge import errors
 from campuscard.edge.https import HttpsHardening
+from campuscard.edge.limits import BodyLimitMiddleware
 from campuscard.edge.middleware import RequestContextMiddleware
 from campuscard.platform import metrics
 from campuscard.platform.logs import setup_logging
@@ -118,6 +119,8 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         subscribers=lambda: live_routes.subscribers(app),
     )
     errors.install(app, page_renderer=error_page)
+    # every body is limited before it is parsed; upload routes declare their own limit
+    app.add_middleware(BodyLimitMiddleware, default=settings.max_json_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(HttpsHardening)  # HSTS and Secure cookies when served over HTTPS
     # the device routes first: routing tries routers in order, and payments are the busiest

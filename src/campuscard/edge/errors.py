@@ -35,7 +35,7 @@ _HTTP_CODES = {
     405: "METHOD_NOT_ALLOWED",
     406: "NOT_ACCEPTABLE",
     409: "CONFLICT",
-    413: "PAYLOAD_TOO_LARGE",
+    413: "BODY_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
     422: "VALIDATION_FAILED",
     429: "TOO_MANY_REQUESTS",
@@ -144,10 +144,11 @@ def install(app: FastAPI, page_renderer: PageRenderer | None = None) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+        detail, field = str(exc.detail), None
         if is_page(request) and exc.status_code >= 400:
-            return await error_page(request, exc.status_code, code, str(exc.detail))
+            return await error_page(request, exc.status_code, code, detail)
         return JSONResponse(
             status_code=exc.status_code,
-            content=error_body(code, str(exc.detail)),
+            content=error_body(code, detail, field),
             headers=getattr(exc, "headers", None),
         )

@@ -29,6 +29,7 @@ from datetime import date, datetime
 from campuscard.platform.errors import ValidationFailed
 
 MAX_LINES = 200_000
+MAX_FILE_BYTES = 20 * 1024 * 1024
 BANK_SIGNS = {"LOAD": 1, "PAYOUT": -1, "SETTLE": -1}
 _DIGITS = re.compile(r"[0-9]{1,13}")
 _REF = re.compile(r"[A-Za-z0-9_:.-]{1,64}")

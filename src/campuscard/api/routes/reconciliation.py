@@ -11,11 +11,12 @@ from pydantic import Field
 
 from campuscard.api.deps import Body, CurrentActor
 from campuscard.edge.deps import Pool, school_id_for
+from campuscard.edge.limits import accepts_upload
 from campuscard.platform.errors import ValidationFailed
 from campuscard.settlement import reconciliation
+from campuscard.settlement.reconciliation_rules import MAX_FILE_BYTES
 
 router = APIRouter(prefix="/api/v1/admin/schools/{school}/reconciliation", tags=["reconciliation"])
-MAX_FILE_BYTES = 20 * 1024 * 1024
 
 
 class ResolveIn(Body):
@@ -30,6 +31,7 @@ class DecideIn(Body):
 
 
 @router.post("/imports")
+@accepts_upload(MAX_FILE_BYTES)
 async def import_statement(
     school: str,
     pool: Pool,

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from campuscard.api.deps import CurrentActor
 from campuscard.edge.deps import Pool, school_id_for
+from campuscard.edge.limits import accepts_upload
 from campuscard.issuing import imports
 from campuscard.issuing.import_rules import MAX_FILE_BYTES
 from campuscard.platform.errors import ValidationFailed
@@ -18,6 +19,7 @@ router = APIRouter(prefix="/api/v1/admin/schools/{school}/student-imports", tags
 
 
 @router.post("")
+@accepts_upload(MAX_FILE_BYTES)
 async def import_students(
     school: str, request: Request, pool: Pool, actor: CurrentActor
 ) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from campuscard.api.deps import Body, CurrentActor
 from campuscard.edge.deps import Pool, school_id_for
+from campuscard.edge.limits import accepts_upload
 from campuscard.ledger.money import Money
 from campuscard.moneyflows import subsidies
 from campuscard.platform.errors import ValidationFailed
@@ -47,6 +48,7 @@ def _date(text: str | None) -> date | None:
 
 
 @router.post("/subsidies/batches/file", status_code=201)
+@accepts_upload(subsidies.MAX_FILE_BYTES)
 async def create_from_file(
     school: str,
     pool: Pool,

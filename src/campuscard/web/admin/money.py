@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from campuscard.db.pool import PgPool
 from campuscard.edge.deps import AppSettings, Pool
+from campuscard.edge.limits import accepts_upload
 from campuscard.ledger.money import Money
 from campuscard.moneyflows import counter, leaving, subsidies
 from campuscard.people import queries as people_queries
@@ -255,6 +256,7 @@ async def subsidies_rule(
 
 
 @router.post("/s/{code}/subsidies/file")
+@accepts_upload(subsidies.MAX_FILE_BYTES)
 async def subsidies_file(
     page: PostPage,
     pool: Pool,

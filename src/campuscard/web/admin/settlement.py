@@ -11,10 +11,11 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
 
 from campuscard.edge.deps import Pool
+from campuscard.edge.limits import accepts_upload
 from campuscard.ledger.money import Money
 from campuscard.people import queries as people_queries
 from campuscard.platform.errors import DomainError
-from campuscard.settlement import clearing, reconciliation, reports
+from campuscard.settlement import clearing, reconciliation, reconciliation_rules, reports
 from campuscard.web import charts, menu
 from campuscard.web.admin.routes import BASE, SchoolCode, enter
 from campuscard.web.core import PostPage, UserPage, opt_choice, opt_date, redirect, render
@@ -114,6 +115,7 @@ async def reconciliation_page(
 
 
 @router.post("/s/{code}/reconciliation/import")
+@accepts_upload(reconciliation_rules.MAX_FILE_BYTES)
 async def reconciliation_import(
     page: PostPage,
     pool: Pool,
