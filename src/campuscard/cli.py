@@ -409,6 +409,8 @@ def _serve(
 ) -> None:
     import uvicorn
 
+    from campuscard.edge.server import serve_options
+
     os.environ["CAMPUSCARD_DATABASE_URL"] = url
     _metrics_directory(settings)
     get_settings.cache_clear()
@@ -422,6 +424,7 @@ def _serve(
         access_log=False,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        **serve_options(settings),  # header deadline and size, keep-alive (edge/server.py)
     )
 
 

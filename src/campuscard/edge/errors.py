@@ -144,11 +144,10 @@ def install(app: FastAPI, page_renderer: PageRenderer | None = None) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
-        detail, field = str(exc.detail), None
         if is_page(request) and exc.status_code >= 400:
-            return await error_page(request, exc.status_code, code, detail)
+            return await error_page(request, exc.status_code, code, str(exc.detail))
         return JSONResponse(
             status_code=exc.status_code,
-            content=error_body(code, detail, field),
+            content=error_body(code, str(exc.detail)),
             headers=getattr(exc, "headers", None),
         )

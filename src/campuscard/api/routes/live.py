@@ -17,11 +17,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from campuscard.api.deps import Body, CurrentActor
+from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.edge.deps import Pool
 from campuscard.ledger.money import Money
 from campuscard.payments import codes, display
-from campuscard.platform.errors import DomainError
+from campuscard.platform.actors import Actor
+from campuscard.platform.errors import DomainError, TooManyRequests
 from campuscard.platform.live import Event, EventHub, Match, sse_format
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
@@ -59,8 +61,46 @@ def require_event_stream(request: Request) -> None:
         )
 
 
-def sse_response(request: Request, match: Match, first: list[Event]) -> StreamingResponse:
+class StreamCounter:
+    """Open event streams per user in this process: one user cannot hold hundreds."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, int] = {}
+
+    def claim(self, who: str, limit: int) -> None:
+        if self.open.get(who, 0) >= limit:
+            raise TooManyRequests(
+                f"at most {limit} live-event streams may be open at once per user: "
+                "close another page first",
+                code="TOO_MANY_STREAMS",
+                field="stream",
+            )
+        self.open[who] = self.open.get(who, 0) + 1
+
+    def release(self, who: str) -> None:
+        left = self.open.get(who, 0) - 1
+        if left > 0:
+            self.open[who] = left
+        else:
+            self.open.pop(who, None)
+
+
+def stream_counter(request: Request) -> StreamCounter:
+    counter: StreamCounter | None = getattr(request.app.state, "live_streams", None)
+    if counter is None:
+        counter = StreamCounter()
+        request.app.state.live_streams = counter
+    return counter
+
+
+def sse_response(
+    request: Request, actor: Actor, match: Match, first: list[Event]
+) -> StreamingResponse:
     hub = event_hub(request)
+    settings: Settings = request.app.state.settings
+    streams = stream_counter(request)
+    who = f"user:{actor.user_id}" if actor.user_id is not None else f"actor:{actor.name}"
+    streams.claim(who, settings.live_streams_per_user)
 
     async def until_disconnected() -> None:
         # the server only notices a closed tab when told; without this a stream (and its
@@ -69,6 +109,13 @@ def sse_response(request: Request, match: Match, first: list[Event]) -> Streamin
             pass
 
     async def stream() -> AsyncIterator[str]:
+        try:
+            async for chunk in relay():
+                yield chunk
+        finally:
+            streams.release(who)
+
+    async def relay() -> AsyncIterator[str]:
         async with hub.subscription(match) as sub:
             gone = asyncio.create_task(until_disconnected())
             try:
@@ -105,7 +152,7 @@ async def my_events(request: Request, actor: CurrentActor) -> StreamingResponse:
     def mine(event: Event) -> bool:
         return event.get("person_id") == person_id and event.get("type") != "ready"
 
-    return sse_response(request, mine, [])
+    return sse_response(request, actor, mine, [])
 
 
 @router.get("/terminals/{terminal_id}/display/events", response_class=StreamingResponse)
@@ -126,7 +173,7 @@ async def display_events(
     def at_this_till(event: Event) -> bool:
         return event.get("terminal_id") == terminal_id
 
-    return sse_response(request, at_this_till, first)
+    return sse_response(request, actor, at_this_till, first)
 
 
 class PendingIn(Body):
