@@ -8,21 +8,22 @@ looks at the payload; the client compares the server's canonical echo with its o
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from campuscard.platform import uploads
 from campuscard.platform.errors import ValidationFailed
 
 FRAME_START = b"CCIMPORT/1 START "
 FRAME_END = b"\nCCIMPORT/1 END "
 MAX_FILE_BYTES = 32 * 1024 * 1024
 MAX_ROWS = 200_000
+MAX_COLUMNS = 50
+LIMITS = uploads.SheetLimits(rows=MAX_ROWS, columns=MAX_COLUMNS)
 
 NUMBER = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 CARD_NO = re.compile(r"^[0-9]{6,20}$")
@@ -177,20 +178,12 @@ def _cell_text(value: object) -> str:
 
 
 def read_table(content: bytes) -> list[list[str]]:
-    """The first sheet of an xlsx (or a UTF-8 CSV) as rows of trimmed text."""
+    """The first sheet of an xlsx (or a UTF-8 CSV) as rows of trimmed text, streamed within
+    ``LIMITS`` (the workbook's declared size is not trusted: platform/uploads.py)."""
+    if len(content) > MAX_FILE_BYTES:
+        raise uploads.too_large(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
     if content.startswith(b"PK"):
-        from python_calamine import CalamineWorkbook
-
-        try:
-            book = CalamineWorkbook.from_filelike(io.BytesIO(content))
-            raw = book.get_sheet_by_index(0).to_python(skip_empty_area=False)
-        except Exception as err:  # calamine raises several kinds for a damaged workbook
-            raise ValidationFailed(
-                f"the file is not a readable xlsx workbook: {err}",
-                code="FILE_UNREADABLE",
-                field="file",
-            ) from err
-        rows = [[_cell_text(v) for v in r] for r in raw]
+        rows = [[_cell_text(v) for v in r] for r in uploads.xlsx_rows(content, LIMITS)]
     else:
         try:
             text = content.decode("utf-8-sig")
@@ -200,7 +193,7 @@ def read_table(content: bytes) -> list[list[str]]:
                 code="FILE_UNREADABLE",
                 field="file",
             ) from err
-        rows = [[_cell_text(v) for v in r] for r in csv.reader(io.StringIO(text))]
+        rows = [[_cell_text(v) for v in r] for r in uploads.csv_rows(text, LIMITS)]
     while rows and not any(rows[-1]):
         rows.pop()
     return rows

@@ -30,6 +30,7 @@ from campuscard.platform.errors import ValidationFailed
 
 MAX_LINES = 200_000
 MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_LINE_CHARS = 1024  # a statement line is a few fields; a longer one is not a statement
 BANK_SIGNS = {"LOAD": 1, "PAYOUT": -1, "SETTLE": -1}
 _DIGITS = re.compile(r"[0-9]{1,13}")
 _REF = re.compile(r"[A-Za-z0-9_:.-]{1,64}")
@@ -80,6 +81,34 @@ class _Problems:
             )
 
 
+def _bounded_lines(text: str) -> list[str]:
+    """The file's non-blank lines, within MAX_LINES lines of MAX_LINE_CHARS characters."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ValidationFailed(
+            f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB",
+            code="STATEMENT_TOO_LARGE",
+            field="file",
+        )
+    rows: list[str] = []
+    for no, line in enumerate(io.StringIO(text), start=1):
+        if len(line) > MAX_LINE_CHARS:
+            raise ValidationFailed(
+                f"line {no} is longer than {MAX_LINE_CHARS} characters",
+                code="STATEMENT_TOO_LARGE",
+                field="file",
+            )
+        line = line.rstrip("\r\n")
+        if line.strip():
+            rows.append(line)
+            if len(rows) > MAX_LINES:
+                raise ValidationFailed(
+                    f"the file has more than {MAX_LINES} lines",
+                    code="STATEMENT_TOO_LARGE",
+                    field="file",
+                )
+    return rows
+
+
 def _fen(text: str) -> int | None:
     return int(text) if _DIGITS.fullmatch(text) else None
 
@@ -95,11 +124,7 @@ def _signed_fen(text: str) -> int | None:
 def parse_bank_statement(text: str) -> Statement:
     """Parse the bank's file; every bad line is reported (the import is all-or-nothing)."""
     problems = _Problems()
-    rows = [ln for ln in text.replace("\r\n", "\n").split("\n") if ln.strip()]
-    if len(rows) > MAX_LINES:
-        raise ValidationFailed(
-            "the file has too many lines", code="STATEMENT_TOO_LARGE", field="file"
-        )
+    rows = _bounded_lines(text)
     if not rows or not rows[0].startswith("H|"):
         raise ValidationFailed(
             "a bank statement starts with an H|bank|YYYYMMDD|count line",
@@ -188,11 +213,7 @@ PROVIDER_HEADER = [
 def parse_provider_bill(text: str, statement_date: date) -> Statement:
     """Parse the provider's bill of ``statement_date`` (the file itself carries no date)."""
     problems = _Problems()
-    raw_rows = [ln for ln in text.replace("\r\n", "\n").split("\n") if ln.strip()]
-    if len(raw_rows) > MAX_LINES:
-        raise ValidationFailed(
-            "the file has too many lines", code="STATEMENT_TOO_LARGE", field="file"
-        )
+    raw_rows = _bounded_lines(text)
     body = [(no, ln) for no, ln in enumerate(raw_rows, start=1) if not ln.startswith("#")]
     trailers = [ln for ln in raw_rows if ln.startswith("#")]
     if not body or next(csv.reader([body[0][1]])) != PROVIDER_HEADER:
