@@ -37,13 +37,18 @@ def _rewrite_sheet(content: bytes, edit: Any) -> bytes:
     return out.getvalue()
 
 
-def far_cell(rows: Sequence[Sequence[Any]], ref: str = "XFD1048576") -> bytes:
-    """``rows`` plus one cell at ``ref``, and a <dimension> that claims the whole grid."""
+def far_cell(
+    rows: Sequence[Sequence[Any]], ref: str = "XFD1048576", *, prefixed: bool = False
+) -> bytes:
+    """``rows`` plus one cell at ``ref``, and a <dimension> that claims the whole grid;
+    ``prefixed``: the cell element is written with a namespace prefix (<x:c>)."""
     row_no = int(re.sub(r"[A-Z]", "", ref))
+    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    tag, open_extra = ("x:c", f' xmlns:x="{main}"') if prefixed else ("c", "")
 
     def edit(xml: str) -> str:
         xml = re.sub(r'<dimension ref="[^"]*"\s*/>', '<dimension ref="A1:XFD1048576"/>', xml)
-        cell = f'<c r="{ref}" t="inlineStr"><is><t>x</t></is></c>'
+        cell = f'<{tag}{open_extra} r="{ref}" t="inlineStr"><is><t>x</t></is></{tag}>'
         if f'<row r="{row_no}"' in xml:  # the row exists: put the cell at its end
             return re.sub(rf'(<row r="{row_no}"[^>]*>.*?)(</row>)', rf"\1{cell}\2", xml, flags=re.S)
         return xml.replace("</sheetData>", f'<row r="{row_no}">{cell}</row></sheetData>')

@@ -95,3 +95,24 @@ def test_every_upload_parser_uses_the_limits() -> None:
     assert f"more than {reconciliation_rules.MAX_LINES} lines" in excinfo.value.message
     # an honest workbook still reads
     assert subsidies.read_rows("list.xlsx", workbook(ROWS)) == ROWS
+
+
+def test_a_workbook_for_calamine_is_checked_and_its_claimed_size_dropped() -> None:
+    honest = workbook(ROWS)
+    assert uploads.checked_xlsx(honest, LIMITS) is honest
+    with pytest.raises(ValidationFailed) as excinfo:
+        uploads.checked_xlsx(far_cell(ROWS), LIMITS)
+    refused(excinfo, "100 rows")
+    with pytest.raises(ValidationFailed) as excinfo:
+        uploads.checked_xlsx(far_cell(ROWS, "XFD2"), LIMITS)
+    refused(excinfo, "10 columns")
+    # a sheet that only claims the whole grid is read, with the claim dropped
+    claimed = declared_only([list(import_rules.HEADERS_ZH), ["1", "江苏省", "测试学校"]])
+    safe = uploads.checked_xlsx(claimed, LIMITS)
+    assert safe is not None
+    assert b"XFD1048576" not in safe
+    assert import_rules.read_table(claimed)[1][:3] == ["1", "江苏省", "测试学校"]
+    # a cell with a namespace prefix is seen too
+    with pytest.raises(ValidationFailed) as excinfo:
+        uploads.checked_xlsx(far_cell(ROWS, prefixed=True), LIMITS)
+    refused(excinfo, "100 rows")

@@ -9,6 +9,7 @@ looks at the payload; the client compares the server's canonical echo with its o
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -177,13 +178,32 @@ def _cell_text(value: object) -> str:
     return unicodedata.normalize("NFC", str(value)).strip()
 
 
+def _calamine_rows(content: bytes) -> list[list[Any]]:
+    """The first sheet through calamine (fast); only for a workbook ``checked_xlsx`` passed,
+    as calamine sizes its grid from the file."""
+    from python_calamine import CalamineWorkbook
+
+    try:
+        book = CalamineWorkbook.from_filelike(io.BytesIO(content))
+        rows: list[list[Any]] = book.get_sheet_by_index(0).to_python(skip_empty_area=False)
+    except Exception as err:  # calamine raises several kinds for a damaged workbook
+        raise ValidationFailed(
+            f"the file is not a readable xlsx workbook: {err}",
+            code="FILE_UNREADABLE",
+            field="file",
+        ) from err
+    return rows
+
+
 def read_table(content: bytes) -> list[list[str]]:
     """The first sheet of an xlsx (or a UTF-8 CSV) as rows of trimmed text, streamed within
     ``LIMITS`` (the workbook's declared size is not trusted: platform/uploads.py)."""
     if len(content) > MAX_FILE_BYTES:
         raise uploads.too_large(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
     if content.startswith(b"PK"):
-        rows = [[_cell_text(v) for v in r] for r in uploads.xlsx_rows(content, LIMITS)]
+        safe = uploads.checked_xlsx(content, LIMITS)
+        raw = _calamine_rows(safe) if safe is not None else uploads.xlsx_rows(content, LIMITS)
+        rows = [[_cell_text(v) for v in r] for r in raw]
     else:
         try:
             text = content.decode("utf-8-sig")

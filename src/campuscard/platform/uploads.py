@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -138,6 +139,89 @@ def xlsx_rows(content: bytes, limits: SheetLimits) -> list[list[object]]:
             ) from err
     finally:
         book.close()
+
+
+_WORKSHEET = re.compile(r"^xl/worksheets/[^/]+\.xml$")
+# element names may carry a namespace prefix (<x:c ...>)
+_ANY_CELL = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c[\s>/]")
+_CELL_REF = re.compile(rb'<(?:[A-Za-z_][\w.-]*:)?c\s[^>]*?\br="([A-Z]{1,3})([0-9]{1,7})"')
+_DIMENSION = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?dimension\b[^>]*>")
+_DIMENSION_REFS = re.compile(rb"([A-Z]{1,3})([0-9]{1,7})")
+_CHUNK = 1024 * 1024
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + letter - 64
+    return number
+
+
+def _scan_sheet(archive: zipfile.ZipFile, name: str, limits: SheetLimits) -> bool:
+    """Refuse a cell beyond the limits in one sheet part, reading it in chunks; whether every
+    cell names its place (``r="B7"``, as Excel and every common writer do)."""
+    tail = b""
+    with archive.open(name) as part:
+        while chunk := part.read(_CHUNK):
+            text = tail + chunk
+            cut = text.rfind(b"<")  # a tag may straddle chunks: keep it for the next round
+            if cut == 0:  # one tag longer than a chunk: gather more, within reason
+                if len(text) > 4 * _CHUNK:
+                    raise too_large("the sheet has an XML tag longer than 4 MB")
+                tail = text
+                continue
+            body, tail = (text[:cut], text[cut:]) if cut > 0 else (text, b"")
+            refs = _CELL_REF.findall(body)
+            if len(refs) != len(_ANY_CELL.findall(body)):
+                return False
+            if not refs:
+                continue
+            last_row = max(int(row) for _, row in refs)
+            if last_row > limits.rows + 1:
+                raise too_large(f"the sheet has more than {limits.rows} rows")
+            widest = max(_column_number(col) for col in {col for col, _ in refs})
+            if widest > limits.columns:
+                raise too_large(
+                    f"a row uses more than {limits.columns} columns (the limit for this file)"
+                )
+    return True
+
+
+def _declares_too_much(head: bytes, limits: SheetLimits) -> bool:
+    """Whether the sheet's ``<dimension ref="A1:XFD1048576">`` claims more than the limits."""
+    tag = _DIMENSION.search(head)
+    if tag is None:
+        return False
+    refs = _DIMENSION_REFS.findall(tag.group(0))
+    return any(
+        int(row) > limits.rows + 1 or _column_number(col) > limits.columns for col, row in refs
+    )
+
+
+def checked_xlsx(content: bytes, limits: SheetLimits) -> bytes | None:
+    """The workbook, safe to hand to a reader that sizes its grid from the file (calamine):
+    every cell of every sheet lies within the limits (else 422), and a sheet's declared
+    ``<dimension>`` is dropped when it claims more. ``None`` when a sheet has cells that do not
+    name their place; read that file with ``xlsx_rows`` instead."""
+    _check_zip(content, limits)
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        sheets = [e.filename for e in archive.infolist() if _WORKSHEET.match(e.filename)]
+        for name in sheets:
+            if not _scan_sheet(archive, name, limits):
+                return None
+        declared = {
+            name for name in sheets if _declares_too_much(archive.open(name).read(4096), limits)
+        }
+        if not declared:
+            return content
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as rebuilt:
+            for entry in archive.infolist():
+                data = archive.read(entry.filename)
+                if entry.filename in declared:
+                    data = _DIMENSION.sub(b"", data, count=1)
+                rebuilt.writestr(entry, data)
+        return out.getvalue()
 
 
 def csv_rows(text: str, limits: SheetLimits) -> list[list[str]]:
