@@ -10,9 +10,11 @@ checked against a dummy hash: a stranger cannot tell a real account from a made-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,12 +57,21 @@ def hashing_threads() -> int:
     return configured if configured > 0 else max(1, (os.cpu_count() or 2) // 2)
 
 
+def _yield_to_payments() -> None:
+    """Hashing threads run at the lowest CPU priority (Linux sets it per thread): when the
+    cores are busy, the event loop and the database come first, sign-ins wait."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 async def off_loop(fn: Callable[..., T], *args: object) -> T:
     """Run CPU-heavy ``fn`` in the hashing pool: bounded, so a flood queues instead of taking
     every core from the payment path."""
     global _executor
     if _executor is None:
-        _executor = ThreadPoolExecutor(hashing_threads(), thread_name_prefix="argon2")
+        _executor = ThreadPoolExecutor(
+            hashing_threads(), thread_name_prefix="argon2", initializer=_yield_to_payments
+        )
     return await asyncio.get_running_loop().run_in_executor(_executor, fn, *args)
 
 
@@ -133,41 +144,56 @@ class Account:
 
 NO_ACCOUNT = Account(None, None, None, False)
 
-# The attempt is counted before the password is looked at. A lock that has run out starts a
-# fresh count; an attempt past the limit locks (if nothing has yet).
-_COUNT_USER = """
+# An attempt claims a place before the password is looked at: at most ``limit`` attempts are
+# checked between two successes, however many arrive at once. A lock that has run out starts a
+# fresh count. Parameters: user id (or school id, name), limit.
+_CLAIM_USER = """
 UPDATE users SET
     failed_logins = CASE WHEN locked_until <= now() THEN 1 ELSE failed_logins + 1 END,
-    locked_until = CASE WHEN locked_until <= now() THEN NULL
-                        WHEN locked_until IS NULL AND failed_logins + 1 > $2
-                        THEN now() + make_interval(mins => $3)
-                        ELSE locked_until END
+    locked_until = CASE WHEN locked_until <= now() THEN NULL ELSE locked_until END
  WHERE id = $1
-RETURNING failed_logins AS attempt, locked_until"""
+   AND (locked_until IS NULL OR locked_until <= now())
+   AND (CASE WHEN locked_until <= now() THEN 0 ELSE failed_logins END) < $2
+RETURNING failed_logins"""
 
-_COUNT_NAME = """
-INSERT INTO login_throttle AS t(school_id, name, failures) VALUES ($1, $4, 1)
+_CLAIM_NAME = """
+INSERT INTO login_throttle AS t(school_id, name, failures) VALUES ($1, $2, 1)
 ON CONFLICT (school_id, name) DO UPDATE SET
     failures = CASE WHEN t.locked_until <= now() THEN 1 ELSE t.failures + 1 END,
-    locked_until = CASE WHEN t.locked_until <= now() THEN NULL
-                        WHEN t.locked_until IS NULL AND t.failures + 1 > $2
-                        THEN now() + make_interval(mins => $3)
-                        ELSE t.locked_until END,
+    locked_until = CASE WHEN t.locked_until <= now() THEN NULL ELSE t.locked_until END,
     updated_at = now()
-RETURNING failures AS attempt, locked_until"""
+ WHERE (t.locked_until IS NULL OR t.locked_until <= now())
+   AND (CASE WHEN t.locked_until <= now() THEN 0 ELSE t.failures END) < $3
+RETURNING failures"""
 
-# A failed check at or past the limit locks; the count jumps past the limit so the next attempt
-# does not count as the first over it (which is when the attempt path audits a lock).
+# No place left: the account is locked (if it is not yet, from now: the attempts in flight may
+# still clear it by succeeding). Returns the lock's end and whether this set it. Parameters:
+# user id (or school id, name), minutes.
+_LOCK_USER = """
+WITH old AS (SELECT locked_until FROM users WHERE id = $1 FOR UPDATE)
+UPDATE users u SET locked_until = coalesce(old.locked_until, now() + make_interval(mins => $2))
+  FROM old WHERE u.id = $1
+RETURNING u.locked_until, old.locked_until IS NULL AS newly"""
+
+_LOCK_NAME = """
+WITH old AS (SELECT locked_until FROM login_throttle WHERE school_id = $1 AND name = $2
+             FOR UPDATE)
+UPDATE login_throttle t
+   SET locked_until = coalesce(old.locked_until, now() + make_interval(mins => $3)),
+       updated_at = now()
+  FROM old WHERE t.school_id = $1 AND t.name = $2
+RETURNING t.locked_until, old.locked_until IS NULL AS newly"""
+
+# A failed check that used the last place locks. Parameters: user id (or school id, name),
+# limit, minutes.
 _FAIL_USER = """
-UPDATE users SET locked_until = now() + make_interval(mins => $3),
-                 failed_logins = greatest(failed_logins, $2 + 1)
+UPDATE users SET locked_until = now() + make_interval(mins => $3)
  WHERE id = $1 AND locked_until IS NULL AND failed_logins >= $2
 RETURNING locked_until"""
 
 _FAIL_NAME = """
-UPDATE login_throttle SET locked_until = now() + make_interval(mins => $3),
-                          failures = greatest(failures, $2 + 1), updated_at = now()
- WHERE school_id = $1 AND name = $4 AND locked_until IS NULL AND failures >= $2
+UPDATE login_throttle SET locked_until = now() + make_interval(mins => $4), updated_at = now()
+ WHERE school_id = $1 AND name = $2 AND locked_until IS NULL AND failures >= $3
 RETURNING locked_until"""
 
 
@@ -198,27 +224,27 @@ async def check_sign_in(
     account."""
     limit, minutes = settings.login_max_failures, settings.login_lock_minutes
     school_key, name = throttle
-    args: tuple[object, ...] = (
-        (account.user_id, limit, minutes)
-        if account.user_id is not None
-        else (school_key, limit, minutes, name)
-    )
     known = account.user_id is not None
+    key: tuple[object, ...] = (account.user_id,) if known else (school_key, name)
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(_COUNT_USER if known else _COUNT_NAME, *args)  # commits alone
-        assert row is not None
-        if row["locked_until"] is not None and row["locked_until"] > datetime.now(UTC):
-            if known and row["attempt"] == limit + 1:  # this attempt set the lock
-                await _audit_lock(conn, who, account, row["locked_until"], row["attempt"])
+        claimed = await conn.fetchval(_CLAIM_USER if known else _CLAIM_NAME, *key, limit)
+        if claimed is None:
+            lock = await conn.fetchrow(_LOCK_USER if known else _LOCK_NAME, *key, minutes)
+            assert lock is not None  # the claim found the row (or the name's row exists)
+            if known and lock["newly"]:
+                await _audit_lock(conn, who, account, lock["locked_until"], limit)
                 metrics.LOCKOUTS.inc()
             metrics.SIGN_IN_FAILURES.labels("locked").inc()
-            raise _locked(row["locked_until"])
+            raise _locked(lock["locked_until"])
     # no connection is held while the hash is checked: a queue of sign-ins must not drain the
     # pool the payments need
     ok = await check_password(account.password_hash, password) and account.is_active
+    rehashed = None
+    if ok and account.password_hash is not None and needs_rehash(account.password_hash):
+        rehashed = await off_loop(hasher().hash, password)  # the parameters changed since
     async with transaction(pool) as tx:
         if not ok:
-            until = await tx.fetchval(_FAIL_USER if known else _FAIL_NAME, *args)
+            until = await tx.fetchval(_FAIL_USER if known else _FAIL_NAME, *key, limit, minutes)
             if until is not None and known:
                 await _audit_lock(tx, who, account, until, limit)
                 metrics.LOCKOUTS.inc()
@@ -229,11 +255,11 @@ async def check_sign_in(
                 "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1",
                 account.user_id,
             )
-            if needs_rehash(account.password_hash):  # the parameters changed since
+            if rehashed is not None:
                 await tx.execute(
                     "UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = $3",
                     account.user_id,
-                    await off_loop(hasher().hash, password),
+                    rehashed,
                     account.password_hash,
                 )
             return account.user_id
