@@ -51,12 +51,9 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=65536, ge=8192, le=1048576)
     argon2_parallelism: int = Field(default=4, ge=1, le=16)
     password_hash_threads: int = Field(default=0, ge=0, le=64)
-    # request bodies: JSON at most this many bytes; uploads have their own limits (edge/limits.py)
+    # request bodies: at most this many bytes; an upload route declares its own limit
+    # (edge/limits.py); the files' byte, row and column limits: docs/security.md
     max_json_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    # uploaded sheets and statements: rows and columns read at most (anything bigger: 422)
-    max_upload_rows: int = Field(default=100_000, ge=10)
-    max_upload_columns: int = Field(default=50, ge=5)
     # a slow client must send its request headers within this; idle keep-alive closes after
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     keep_alive_seconds: int = Field(default=5, ge=1)
