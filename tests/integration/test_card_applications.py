@@ -10,12 +10,13 @@ import asyncpg
 import httpx
 import pytest
 
+from campuscard.cards import lifecycle
 from campuscard.config import Settings
 from campuscard.issuing import applications as apps
 from campuscard.issuing.pickup_code import code_hash, platform_key
 from campuscard.platform.errors import Conflict, ValidationFailed
 from campuscard.platform.jobs import message_text
-from tests.support import PASSWORD, login
+from tests.support import PASSWORD, fund, login
 from tests.support_issuing import Campus, card_center, make_campus, make_parent
 
 _ids = iter(range(10**6))
@@ -439,3 +440,64 @@ async def test_repeated_mismatches_are_limited_per_user(
     other = await make_parent(conn, campus, "other", "13900000007")
     app, _ = await apply(conn, settings, other, application(campus))
     assert app["status"] == "pending_approval"
+
+
+async def test_an_online_replacement_for_a_lost_card_is_handed_out_and_keeps_the_money(
+    client: httpx.AsyncClient, pool: Any, settings: Settings
+) -> None:
+    # given a student whose card holds 42.00 and is reported lost
+    async with pool.acquire() as conn:
+        campus = await make_campus(conn)
+        await make_parent(conn, campus, "parent1", "13900000001", guardian_of="2026000001")
+        await conn.execute(
+            "INSERT INTO user_roles(user_id, role, school_id) SELECT id, 'card_center', $1 "
+            "FROM users WHERE username = 'teacher-iss'",
+            campus.school_id,
+        )
+        person = await conn.fetchval("SELECT id FROM persons WHERE number = '2026000001'")
+        lost = await lifecycle.issue_card(
+            conn, card_center(campus), person_id=person, number="550000000001", uid="0A0A0A01"
+        )
+        await fund(conn, campus.school_id, person, cash=4200)
+        await conn.execute("UPDATE cards SET state = 'lost' WHERE id = $1", lost["id"])
+    # when the parent applies online (挂失和补卡申请), the card is made and handed out
+    parent = await login(client, "parent1", None)
+    r = await client.post(
+        "/api/v1/card-applications",
+        headers=parent,
+        json={
+            "client_id": "apply-replace-1",
+            "province": "32",
+            "school": campus.code,
+            "class_name": "一年级2班",
+            "name": "学生1",
+            "number": "2026000001",
+            "delivery": "counter",
+        },
+    )
+    assert r.status_code == 201, r.text
+    staff = await login(client, "teacher-iss", campus.code)
+    base = f"/api/v1/admin/schools/{campus.code}/card-production"
+    queue = (await client.get(base, headers=staff)).json()
+    await client.post(f"{base}/produced", headers=staff, json={"application_ids": [queue[0]["id"]]})
+    handed = await client.post(
+        f"/api/v1/admin/card-applications/{queue[0]['id']}/hand-out",
+        headers=staff,
+        json={"card_number": "550000000002", "card_uid": "0A0A0A02"},
+    )
+    # then the new card replaces the lost one: no CARD_ALREADY_HELD, the balance stays
+    assert handed.status_code == 200, handed.text
+    async with pool.acquire() as conn:
+        cards = await conn.fetch("SELECT number, state, replaced_by FROM cards ORDER BY id")
+        app_row = await conn.fetchrow("SELECT status, card_number FROM card_applications")
+        cash = await conn.fetchval(
+            "SELECT sum(balance) FROM accounts WHERE person_id = $1 AND purse = 'cash'",
+            person,
+        )
+    assert [(c["number"], c["state"]) for c in cards] == [
+        ("550000000001", "replaced"),
+        ("550000000002", "active"),
+    ]
+    assert cards[0]["replaced_by"] is not None
+    assert (app_row["status"], app_row["card_number"]) == ("issued", "550000000002")
+    assert cash == 4200  # the card fee was settled with the application: nothing charged

@@ -410,10 +410,15 @@ async def replace_card(
     fee_source: str = "purse",
     expires_on: date | None = None,
     reason: str = "",
+    channel: str = "counter",
+    fee_settled: bool = False,
 ) -> dict[str, Any]:
     """补卡: a new card for the same account. The old card is blacklisted for ever, the balance
     stays with the account, the deposit moves to the new card, and the school's replacement fee
-    is charged (from the holder's cash purse, or paid at the cash desk) to fee_income."""
+    is charged (from the holder's cash purse, or paid at the cash desk) to fee_income.
+    ``fee_settled``: the card's fee was already settled elsewhere (an online card application
+    charges the school's card fee, or waives it, before the card is made), so none is charged
+    here."""
     number = rules.check_card_number(number)
     uid = rules.check_uid(uid)
     if fee_source not in ("purse", "cash_desk"):
@@ -451,7 +456,7 @@ async def replace_card(
         ) from err
     assert row is not None
     await tx.execute("UPDATE cards SET replaced_by = $2 WHERE id = $1", card_id, row["id"])
-    fee = await replacement_fee(tx, school_id)
+    fee = 0 if fee_settled else await replacement_fee(tx, school_id)
     try:
         await _book_from_source(
             tx,
@@ -477,24 +482,25 @@ async def replace_card(
         old,
         "replace",
         target,
-        channel="counter",
+        channel=channel,
         reason=reason,
         data={
             "new_card_id": row["id"],
             "new_number": number,
             "fee": fmt(fee),
-            "fee_source": fee_source,
+            "fee_source": "application" if fee_settled else fee_source,
         },
     )
     await tx.execute(
         """INSERT INTO card_events(school_id, card_id, action, from_state, to_state, actor,
                                    channel, reason, data)
-           VALUES ($1, $2, 'issue', NULL, 'active', $3, 'counter', $4, $5)""",
+           VALUES ($1, $2, 'issue', NULL, 'active', $3, $6, $4, $5)""",
         school_id,
         row["id"],
         actor.name,
         "replacement",
         {"replaces_card_id": card_id},
+        channel,
     )
     return card_view(row) | {"replaces": card_id, "fee": fmt(fee)}
 

@@ -49,15 +49,35 @@ async def do_bind_card(
         f"card issued via {via}",
         before,
     )
-    card = await lifecycle.issue_card.in_tx(
-        tx,
-        actor,
-        person_id=person_id,
-        number=card_number,
-        uid=card_uid,
-        channel="kiosk" if via.startswith("kiosk") else "counter",
-        reason=f"application #{application_id}",
+    channel = "kiosk" if via.startswith("kiosk") else "counter"
+    lost = await tx.fetchval(
+        "SELECT id FROM cards WHERE person_id = $1 AND state = 'lost' ORDER BY id DESC LIMIT 1",
+        person_id,
     )
+    if lost is not None:
+        # 挂失和补卡申请 (seed 000): the application replaces the lost card, so the balance and
+        # the deposit move to the new card and the lost one stays blacklisted; the card fee
+        # was settled with the application
+        card = await lifecycle.replace_card.in_tx(
+            tx,
+            actor,
+            int(lost),
+            number=card_number,
+            uid=card_uid,
+            reason=f"application #{application_id}",
+            channel=channel,
+            fee_settled=True,
+        )
+    else:
+        card = await lifecycle.issue_card.in_tx(
+            tx,
+            actor,
+            person_id=person_id,
+            number=card_number,
+            uid=card_uid,
+            channel=channel,
+            reason=f"application #{application_id}",
+        )
     await tx.execute(
         """INSERT INTO student_records(person_id, school_id, ic_card_no) VALUES ($1, $2, $3)
            ON CONFLICT (person_id) DO UPDATE SET ic_card_no = EXCLUDED.ic_card_no,
