@@ -85,6 +85,7 @@ async def test_till_student_card_center_and_reports(
     await sign_in(page, live_url, "desk", school.code, PASSWORD)
     await page.click("[data-menu='a.cards']")
     await page.click(f"text={card['number']}")
+    page.once("dialog", lambda dialog: dialog.accept())  # it asks first
     await page.click("[data-testid='card-action-report_loss'] button")
     await expect(page.get_by_test_id("card-state")).to_have_text("已挂失")
     await shot(page, "card-center-lost")

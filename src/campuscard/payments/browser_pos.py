@@ -153,6 +153,15 @@ async def card_payer(conn: Conn, school_id: int, scanned: str) -> CardPayer:
         "SELECT number FROM cards WHERE uid = $1 AND school_id = $2", text.upper(), school_id
     )
     if number is None:
+        if text.isdigit() and await conn.fetchval(
+            "SELECT 1 FROM cards WHERE number = $1 AND school_id = $2", text, school_id
+        ):  # the cashier typed the number printed on the card: the till reads the chip
+            raise ValidationFailed(
+                "that is the number printed on the card; hold the card to the reader "
+                "(the till reads the chip UID)",
+                code="CARD_NUMBER_TYPED",
+                field="scan",
+            )
         raise NotFound("this card is not known here", code="CARD_UNKNOWN", field="scan")
     return CardPayer(number, text.upper())
 

@@ -100,6 +100,17 @@ class Page:
     def t(self, key: str, **params: Any) -> str:
         return i18n.translate(self.locale, key, **params)
 
+    def err(
+        self, error: DomainError | str | None, message: str = "", field: str | None = None
+    ) -> str:
+        """A refusal's text in this page's language (``i18n.error_text``): give the error, or
+        its code, message and field."""
+        if error is None:
+            return ""
+        if isinstance(error, DomainError):
+            return i18n.error_text(self.locale, error.code, error.message, error.field)
+        return i18n.error_text(self.locale, error, message, field)
+
     def require(self, key: str) -> Actor:
         """The signed-in actor, if the menu item ``key`` is theirs (else 403)."""
         if self.user is None:
@@ -160,8 +171,19 @@ def safe_next(value: str | None, default: str = "/") -> str:
     return value
 
 
-def render(page: Page, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
-    area = template.split("/", 1)[0] if "/" in template else ""
+_AREA_PREFIXES = (("/m/", "student"), ("/pos/", "merchant"), ("/admin/", "admin"))
+
+
+def area_of(path: str) -> str:
+    """The area a URL belongs to (the error page keeps that area's menu)."""
+    return next((area for prefix, area in _AREA_PREFIXES if path.startswith(prefix)), "")
+
+
+def render(
+    page: Page, template: str, *, status: int = 200, area: str | None = None, **context: Any
+) -> HTMLResponse:
+    if area is None:
+        area = template.split("/", 1)[0] if "/" in template else ""
     user = page.user
     items = menu.menu_for(user, area, page.school_id) if user is not None and area else []
     if not page.school_code:  # no school chosen yet (platform admin): no per-school links
@@ -169,6 +191,7 @@ def render(page: Page, template: str, *, status: int = 200, **context: Any) -> H
     html = env.get_template(template).render(
         page=page,
         t=page.t,
+        err_text=page.err,
         lang=page.locale,
         user=user,
         csrf=page.csrf,

@@ -29,9 +29,13 @@ async def error_page(
         return core.redirect(f"/login?next={quote(request.url.path, safe='')}", request=request)
     page = await core._page(request, request.app.state.pool, request.app.state.settings)
     title = _TITLES.get(status, "error.title.other")
+    path = request.url.path
+    if path.startswith("/admin/s/"):  # keep the school's console menu around the refusal
+        page.school_code = path.split("/")[3]
     return core.render(
         page,
         "error.html",
+        area=core.area_of(path) if page.user is not None else "",
         status=status,
         title=page.t(title),
         code=code,

@@ -34,6 +34,26 @@ def translate(locale: str, key: str, **params: Any) -> str:
     return text.format(**params) if params else text
 
 
+def error_text(locale: str, code: str | None, message: str, field: str | None = None) -> str:
+    """A server refusal in the page's language. An English page shows the server's own
+    (English) message; any other finds the text by CODE: ``err.<CODE>`` (with the field's
+    label when the text names one), else a general sentence naming the field. Never the raw
+    code, never English on a Chinese page."""
+    if locale == "en" and message:  # the server speaks English, and says the most
+        return message
+    texts = catalog(locale)
+    label = texts.get(f"field.{field}", "") if field else ""
+    if code and f"err.{code}" in texts:
+        if "{field}" in texts[f"err.{code}"]:
+            if label:
+                return texts[f"err.{code}"].format(field=label)
+        else:
+            return texts[f"err.{code}"]
+    if label:
+        return texts["err.field_generic"].format(field=label)
+    return texts["err.generic"]
+
+
 def translator(locale: str) -> Translator:
     def t(key: str, **params: Any) -> str:
         return translate(locale, key, **params)

@@ -4,21 +4,22 @@ consumption report per class and category with its chart. Each page calls one se
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
 
+from campuscard.db.pool import PgPool
 from campuscard.edge.deps import Pool
 from campuscard.edge.limits import accepts_upload
 from campuscard.ledger.money import Money
 from campuscard.people import queries as people_queries
-from campuscard.platform.errors import DomainError
+from campuscard.platform.errors import DomainError, ValidationFailed
 from campuscard.settlement import clearing, reconciliation, reconciliation_rules, reports
 from campuscard.web import charts, menu
 from campuscard.web.admin.routes import BASE, SchoolCode, enter
-from campuscard.web.core import PostPage, UserPage, opt_choice, opt_date, redirect, render
+from campuscard.web.core import Page, PostPage, UserPage, opt_choice, opt_date, redirect, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 SETTLERS = {"school_admin", "settlement"}
@@ -28,11 +29,23 @@ menu.add("admin", "a.consumption", BASE + "/consumption", SETTLERS, 86)
 
 
 @router.get("/s/{code}/settlement")
-async def settlement_page(
-    page: UserPage, pool: Pool, code: SchoolCode, day: str = "", error: str = ""
-) -> Response:
+async def settlement_page(page: UserPage, pool: Pool, code: SchoolCode, day: str = "") -> Response:
     school_id = await enter(page, pool, code, "a.settlement")
-    wanted = opt_date(day, "day")
+    return await _settlement(page, pool, code, school_id, opt_date(day, "day"))
+
+
+async def _settlement(
+    page: Page,
+    pool: PgPool,
+    code: str,
+    school_id: int,
+    wanted: date | None,
+    *,
+    error: str = "",
+    closing: DomainError | None = None,
+    early: bool = False,
+    close_day: date | None = None,
+) -> Response:
     async with pool.acquire() as conn:
         days = await clearing.list_days(conn, school_id)
         today: date = await people_queries.business_date(conn, school_id)
@@ -43,7 +56,7 @@ async def settlement_page(
                     conn, school_id, wanted or date.fromisoformat(days[0]["business_date"])
                 )
             except DomainError as err:
-                error = error or err.message
+                error = error or page.err(err)
     chart = None
     if shown and shown["merchants"]:
         chart = charts.bar_chart(
@@ -70,8 +83,12 @@ async def settlement_page(
         days=days,
         shown=shown,
         chart=chart,
+        # the day to close: the last one that is over, unless the operator chose one
+        close_day=(close_day or today - timedelta(days=1)).isoformat(),
         today=today.isoformat(),
-        error=error,
+        early=early,
+        error=page.err(closing) if closing else error,
+        status=closing.status if closing else 200,
         api=f"/api/v1/admin/schools/{code}/settlement",
     )
 
@@ -89,8 +106,13 @@ async def settlement_close(
     assert actor is not None
     wanted = opt_date(day, "day")
     if wanted is None:
-        return redirect(f"/admin/s/{code}/settlement?error=day", request=page.request)
-    await clearing.do_close_day(pool, actor, school_id, wanted, early=early == "on")
+        raise ValidationFailed("day is required", code="FIELD_REQUIRED", field="day")
+    try:
+        await clearing.do_close_day(pool, actor, school_id, wanted, early=early == "on")
+    except DomainError as err:  # stay on the page, in its language, with the form kept
+        return await _settlement(
+            page, pool, code, school_id, None, closing=err, early=early == "on", close_day=wanted
+        )
     return redirect(f"/admin/s/{code}/settlement?day={wanted.isoformat()}", request=page.request)
 
 

@@ -101,7 +101,7 @@
   // happens and shows the balance after it; the list refreshes on the next load.
   function live(root) {
     (root.querySelectorAll ? root.querySelectorAll("[data-live]") : []).forEach(function (box) {
-      if (box.dataset.bound || !window.EventSource) return;
+      if (box.dataset.bound || !window.EventSource || !box.dataset.live) return;
       box.dataset.bound = "1";
       var source = new EventSource(box.dataset.live);
       function show(template, ev) {
@@ -118,6 +118,19 @@
       source.addEventListener("refund", function (ev) { show(box.dataset.refundText, ev); });
     });
   }
+
+  // Destructive actions ask first: a form (or its submit button) with data-confirm="question"
+  // is sent only after the person says yes. HTMX forms use the same attribute.
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    var button = ev.submitter;
+    var question = (button && button.dataset && button.dataset.confirm) || (form.dataset && form.dataset.confirm);
+    if (!question) return;
+    if (!window.confirm(question)) {
+      ev.preventDefault();
+      ev.stopImmediatePropagation();
+    }
+  }, true);
 
   function init(root) { sounds(root); keypads(root); scanFocus(root); live(root); }
   document.addEventListener("click", function (ev) {

@@ -16,7 +16,8 @@ from campuscard.issuing import applications, card_fee
 from campuscard.issuing.pickup_code import display
 from campuscard.platform.errors import DomainError
 from campuscard.web import menu
-from campuscard.web.core import Page, PostPage, UserPage, redirect, render
+from campuscard.web.core import Page, PostPage, UserPage, render
+from campuscard.web.student.money import to_provider
 
 router = APIRouter(prefix="/m", include_in_schema=False)
 
@@ -152,4 +153,4 @@ async def pay_fee(
     if status >= 400:
         error: dict[str, Any] = order.get("error", {})
         raise DomainError(error.get("message", "refused"), code=error.get("code"), status=status)
-    return redirect(order["pay_url"], request=page.request)
+    return to_provider(page, order["pay_url"], order["amount"])

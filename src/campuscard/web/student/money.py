@@ -93,7 +93,14 @@ async def topup_online(
             raise DomainError(view["error"]["message"], code=view["error"]["code"], status=status)
     except DomainError as err:
         return await _view(page, pool, person_id, error=err)
-    return redirect(view["pay_url"])
+    return to_provider(page, view["pay_url"], view["amount"])
+
+
+def to_provider(page: Page, pay_url: str, amount: str) -> Response:
+    """On to the provider's cashier page through a page of this site: the CSP's form-action
+    keeps forms (and their redirects) on this site, so a 303 straight to the provider would
+    be blocked and the press would do nothing."""
+    return render(page, "student/to_provider.html", pay_url=pay_url, amount=amount)
 
 
 async def _own(page: Page) -> int:
