@@ -33,7 +33,7 @@ async def test_cardholder_reports_loss_online_and_only_the_card_center_unblocks(
     url = f"/admin/s/{school.code}/cards/{card['id']}"
     token = await page_csrf(client, url)
     missing = await client.post(f"{url}/unblock", data={"csrf_token": token, "reason": " "})
-    assert missing.status_code == 422 and "verif" in missing.text
+    assert missing.status_code == 422 and "身份核验记录" in missing.text
     ok = await client.post(f"{url}/unblock", data={"csrf_token": token, "reason": "已核对身份证"})
     assert ok.status_code == 303
     assert await conn.fetchval("SELECT state FROM cards WHERE id = $1", card["id"]) == "active"
