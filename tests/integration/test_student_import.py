@@ -169,6 +169,39 @@ async def test_import_api_refuses_bad_rows_with_the_list(
     }
 
 
+async def test_a_teachers_gbk_csv_with_full_width_numbers_imports_and_says_what_was_done(
+    client: httpx.AsyncClient, pool: Any
+) -> None:
+    # given a class list saved by Excel on Chinese Windows: GBK, a full-width 学号 and a
+    # zero-width space pasted into a name
+    async with pool.acquire() as conn:
+        campus = await make_campus(conn, students=0)
+    headers = await login(client, "teacher-iss", campus.code)
+    lines = [
+        "序号,学校所在省份,学校名称,学生姓名,学生班级,学生学号,IC卡号",
+        f"1,江苏省,{campus.name},王\u200b小明,一年级1班,２０２６０００１０１,",
+        f"2,江苏省,{campus.name},李华,一年级1班,2026000102,",
+    ]
+    r = await client.post(
+        f"/api/v1/admin/schools/{campus.code}/student-imports",
+        content=build_frame("\r\n".join(lines).encode("gb18030")),
+        headers=headers,
+    )
+    # then it is imported as meant, and the answer says what was done
+    assert r.status_code == 200, r.text
+    assert {n["code"]: n["rows"] for n in r.json()["notes"]} == {
+        "encoding": [],
+        "fullwidth": [2],
+        "invisible": [2],
+    }
+    async with pool.acquire() as conn:
+        stored = await conn.fetch("SELECT number, name FROM persons ORDER BY number")
+    assert [(p["number"], p["name"]) for p in stored] == [
+        ("2026000101", "王小明"),
+        ("2026000102", "李华"),
+    ]
+
+
 class CorruptingTransport(httpx.AsyncBaseTransport):
     """Damages the first ``bad`` uploads in transit (flips one byte of the body)."""
 

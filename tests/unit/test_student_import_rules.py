@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from campuscard.issuing import import_rules as rules
@@ -125,3 +127,76 @@ def test_echo_comparison_ignores_a_card_number_the_file_left_blank() -> None:
     other_name = [rules.canonical_line("江苏省", "测试学校", "一年级1班", "2026000001", "张四", "")]
     assert not rules.echo_matches(rows, other_name)
     assert not rules.echo_matches(rows, [])
+
+
+# ---- teachers' real spreadsheets (issue 21, finding 12)
+
+
+def _csv(rows: list[list[object]]) -> str:
+    lines = [",".join(rules.HEADERS_ZH)] + [",".join(map(str, r)) for r in rows]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def test_a_gbk_csv_from_excel_on_chinese_windows_is_read_and_said_so() -> None:
+    rows, errors, notes = rules.parse_file(_csv([ROW]).encode("gbk"))
+    assert errors == [] and rows[0].name == "张三" and rows[0].class_name == "一年级1班"
+    assert [(n.code, n.value) for n in notes] == [("encoding", "GBK")]
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_utf8_csv_with_or_without_bom_reads_the_same_without_notes(bom: bytes) -> None:
+    rows, errors, notes = rules.parse_file(bom + _csv([ROW]).encode("utf-8"))
+    assert errors == [] and notes == []
+    assert rows == rules.parse_rows(xlsx([ROW]))[0]
+
+
+def test_full_width_digits_and_invisible_characters_are_normalised_and_reported() -> None:
+    row = [
+        1,
+        "江苏省",
+        "测试学校",
+        "张\u200b三",
+        "一年级１班",
+        "２０２６０００００１",
+        "８８００１２３４",
+    ]
+    rows, errors, notes = rules.parse_file(xlsx([row]))
+    assert errors == []
+    assert (rows[0].number, rows[0].card_no, rows[0].class_name, rows[0].name) == (
+        "2026000001",
+        "88001234",
+        "一年级1班",
+        "张三",
+    )
+    assert {(n.code, n.rows) for n in notes} == {("fullwidth", (2,)), ("invisible", (2,))}
+    # the same characters in a name are not folded (NFKC is not applied to names)
+    kept, _, _ = rules.parse_file(
+        xlsx([[1, "江苏省", "测试学校", "李Ａ", "一年级1班", "2026000002", ""]])
+    )
+    assert kept[0].name == "李Ａ"
+
+
+def test_a_hidden_first_sheet_is_skipped_for_the_sheet_with_the_header() -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    lists = book.active
+    assert lists is not None
+    lists.title = "下拉列表"
+    lists.append(["一年级1班"])
+    lists.sheet_state = "hidden"
+    data = book.create_sheet("学生名单")
+    data.append(list(rules.HEADERS_ZH))
+    data.append(ROW)
+    out = io.BytesIO()
+    book.save(out)
+    rows, errors, notes = rules.parse_file(out.getvalue())
+    assert errors == [] and [r.number for r in rows] == ["2026000001"]
+    assert [(n.code, n.value) for n in notes] == [("sheet", "学生名单")]
+    assert "下拉列表" in notes[0].message
+
+
+def test_a_file_neither_utf8_nor_gbk_is_refused_naming_the_file() -> None:
+    with pytest.raises(ValidationFailed) as err:
+        rules.parse_file(b"\x81\x20\xff\xfe\x00" * 10)
+    assert err.value.code == "FILE_UNREADABLE" and err.value.field == "file"

@@ -178,45 +178,131 @@ def _cell_text(value: object) -> str:
     return unicodedata.normalize("NFC", str(value)).strip()
 
 
-def _calamine_rows(content: bytes) -> list[list[Any]]:
-    """The first sheet through calamine (fast); only for a workbook ``checked_xlsx`` passed,
-    as calamine sizes its grid from the file."""
+@dataclass(frozen=True)
+class Note:
+    """Something the reader did to the file so it could be read as the teacher meant it:
+    ``code`` names it (pages translate ``import.note.<code>``), ``message`` says it in English,
+    ``rows`` are the sheet rows it touched (header = 1), ``value`` the encoding or sheet."""
+
+    code: str
+    message: str
+    rows: tuple[int, ...] = ()
+    value: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "rows": list(self.rows)} | (
+            {"value": self.value} if self.value else {}
+        )
+
+
+# Characters nobody can see that spreadsheets and chat apps leave behind: zero-width space,
+# joiners, word joiner, BOM, soft hyphen, direction marks.
+INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad\u200e\u200f\u202a-\u202e]")
+
+
+def _is_visible(meta: Any) -> bool:
+    return str(getattr(meta, "visible", "Visible")).endswith("Visible")
+
+
+def _read_xlsx(content: bytes) -> tuple[list[list[str]], list[Note]]:
+    """The sheet whose first row is the header, else the first visible sheet; never a
+    hidden one (templates often hide a sheet of lists or instructions). Read within
+    ``LIMITS``: calamine only for a workbook ``uploads.checked_xlsx`` passed (it sizes its
+    grid from the file), else the first sheet streamed (platform/uploads.py)."""
     from python_calamine import CalamineWorkbook
 
+    safe = uploads.checked_xlsx(content, LIMITS)
+    if safe is None:
+        return [[_cell_text(v) for v in r] for r in uploads.xlsx_rows(content, LIMITS)], []
     try:
-        book = CalamineWorkbook.from_filelike(io.BytesIO(content))
-        rows: list[list[Any]] = book.get_sheet_by_index(0).to_python(skip_empty_area=False)
+        book = CalamineWorkbook.from_filelike(io.BytesIO(safe))
+        metas = list(book.sheets_metadata)
+        sheets = [
+            (
+                m.name,
+                [
+                    [_cell_text(v) for v in r]
+                    for r in book.get_sheet_by_name(m.name).to_python(skip_empty_area=False)
+                ],
+            )
+            for m in metas
+            if _is_visible(m)
+        ]
     except Exception as err:  # calamine raises several kinds for a damaged workbook
         raise ValidationFailed(
             f"the file is not a readable xlsx workbook: {err}",
             code="FILE_UNREADABLE",
             field="file",
         ) from err
-    return rows
+    if not sheets:
+        raise ValidationFailed(
+            "the workbook has no visible sheet", code="FILE_UNREADABLE", field="file"
+        )
+    chosen = next((s for s in sheets if _header_row(s[1])), sheets[0])
+    notes = []
+    if metas and chosen[0] != metas[0].name:
+        hidden = [m.name for m in metas if not _is_visible(m)]
+        why = f"; hidden sheets skipped: {', '.join(hidden)}" if hidden else ""
+        notes.append(
+            Note(
+                "sheet",
+                f"read the sheet {chosen[0]!r} (it has the header row){why}",
+                value=chosen[0],
+            )
+        )
+    return chosen[1], notes
 
 
-def read_table(content: bytes) -> list[list[str]]:
-    """The first sheet of an xlsx (or a UTF-8 CSV) as rows of trimmed text, streamed within
-    ``LIMITS`` (the workbook's declared size is not trusted: platform/uploads.py)."""
-    if len(content) > MAX_FILE_BYTES:
-        raise uploads.too_large(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
-    if content.startswith(b"PK"):
-        safe = uploads.checked_xlsx(content, LIMITS)
-        raw = _calamine_rows(safe) if safe is not None else uploads.xlsx_rows(content, LIMITS)
-        rows = [[_cell_text(v) for v in r] for r in raw]
-    else:
+def _header_row(rows: list[list[str]]) -> bool:
+    first = next((r for r in rows if any(r)), None)
+    if first is None:
+        return False
+    found = {_ALIASES.get(_clean(t).lower()) for t in first}
+    return all(f in found for f in REQUIRED)
+
+
+def _read_csv(content: bytes) -> tuple[list[list[str]], list[Note]]:
+    """UTF-8 (with or without a BOM), else GBK/GB18030 as Excel saves it on Chinese Windows."""
+    notes = []
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
         try:
-            text = content.decode("utf-8-sig")
+            text = content.decode("gb18030")
         except UnicodeDecodeError as err:
             raise ValidationFailed(
-                "the file is neither an xlsx workbook nor UTF-8 CSV",
+                "the file is neither an xlsx workbook nor CSV text in UTF-8 or GBK",
                 code="FILE_UNREADABLE",
                 field="file",
             ) from err
-        rows = [[_cell_text(v) for v in r] for r in uploads.csv_rows(text, LIMITS)]
+        notes.append(
+            Note(
+                "encoding",
+                "read the CSV as GBK text (as Excel saves it on Chinese Windows)",
+                value="GBK",
+            )
+        )
+    return [[_cell_text(v) for v in r] for r in uploads.csv_rows(text, LIMITS)], notes
+
+
+def _clean(text: str) -> str:
+    return INVISIBLE.sub("", text).strip()
+
+
+def read_file(content: bytes) -> tuple[list[list[str]], list[Note]]:
+    """The table of an xlsx or CSV file as rows of trimmed text, and what was done to read it
+    (within ``LIMITS``: the workbook's declared size is not trusted, platform/uploads.py)."""
+    if len(content) > MAX_FILE_BYTES:
+        raise uploads.too_large(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+    rows, notes = _read_xlsx(content) if content.startswith(b"PK") else _read_csv(content)
     while rows and not any(rows[-1]):
         rows.pop()
-    return rows
+    return rows, notes
+
+
+def read_table(content: bytes) -> list[list[str]]:
+    """The table of an xlsx or CSV file as rows of trimmed text."""
+    return read_file(content)[0]
 
 
 def map_header(header: Sequence[str]) -> dict[str, int]:
@@ -240,10 +326,36 @@ def map_header(header: Sequence[str]) -> dict[str, int]:
 
 def parse_rows(content: bytes) -> tuple[list[ImportRow], list[RowError]]:
     """Every data row, and every problem found in the file itself (names rows and fields)."""
-    table = read_table(content)
+    rows, errors, _ = parse_file(content)
+    return rows, errors
+
+
+# Fields where NFKC is safe: it turns full-width digits and letters (１２３, Ａ) and full-width
+# spaces into their plain forms, which is what the teacher meant. Names keep their characters
+# (NFKC would also rewrite compatibility ideographs); only invisible characters go.
+NFKC_FIELDS = ("seq", "province", "school", "class_name", "number", "card_no")
+
+
+def _normalise(field: str, text: str) -> tuple[str, str | None]:
+    """The cell as meant, and what was changed: 'invisible', 'fullwidth' or None."""
+    cleaned = _clean(text)
+    change = "invisible" if cleaned != text.strip() else None
+    if field in NFKC_FIELDS:
+        folded = unicodedata.normalize("NFKC", cleaned).strip()
+        if folded != cleaned:
+            cleaned, change = folded, change or "fullwidth"
+    else:
+        cleaned = " ".join(cleaned.replace("\u3000", " ").split())
+    return cleaned, change
+
+
+def parse_file(content: bytes) -> tuple[list[ImportRow], list[RowError], list[Note]]:
+    """Every data row, every problem found in the file itself (names rows and fields), and
+    what was done to read it (encoding, sheet, characters normalised)."""
+    table, notes = read_file(content)
     if not table:
         raise ValidationFailed("the file is empty", code="FILE_EMPTY", field="file")
-    columns = map_header(table[0])
+    columns = map_header([_clean(t) for t in table[0]])
     if len(table) - 1 > MAX_ROWS:
         raise ValidationFailed(
             f"at most {MAX_ROWS} rows per file", code="FILE_TOO_LARGE", field="file"
@@ -252,6 +364,7 @@ def parse_rows(content: bytes) -> tuple[list[ImportRow], list[RowError]]:
     errors: list[RowError] = []
     first_number: dict[str, int] = {}
     first_card: dict[str, int] = {}
+    changed: dict[str, list[int]] = {}
 
     def cell(values: list[str], field: str) -> str:
         index = columns.get(field)
@@ -261,7 +374,11 @@ def parse_rows(content: bytes) -> tuple[list[ImportRow], list[RowError]]:
         line = offset + 2
         if not any(values):
             continue  # blank lines between blocks are harmless
-        data = {f: cell(values, f) for f in FIELDS}
+        data = {}
+        for f in FIELDS:
+            data[f], change = _normalise(f, cell(values, f))
+            if change is not None:
+                changed.setdefault(change, []).append(line)
         problems = [
             RowError(line, f, f"{FIELD_LABELS[f]} is empty") for f in REQUIRED if not data[f]
         ]
@@ -318,7 +435,19 @@ def parse_rows(content: bytes) -> tuple[list[ImportRow], list[RowError]]:
         )
     if not rows and not errors:
         raise ValidationFailed("the file has no student rows", code="FILE_EMPTY", field="file")
-    return rows, errors
+    for change, message in (
+        ("fullwidth", "full-width digits, letters or spaces made plain (NFKC)"),
+        ("invisible", "invisible characters (zero-width spaces and the like) removed"),
+    ):
+        if change in changed:
+            lines = tuple(sorted(set(changed[change])))
+            notes.append(Note(change, f"{message} on rows {_rows_text(lines)}", rows=lines))
+    return rows, errors, notes
+
+
+def _rows_text(lines: Sequence[int]) -> str:
+    shown = ", ".join(map(str, lines[:10]))
+    return shown + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
 
 
 def check_school(rows: Iterable[ImportRow], names: SchoolNames) -> list[RowError]:

@@ -8,7 +8,7 @@ Rows go into a temporary staging table with COPY and are applied with set-based 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from campuscard.db.pool import Conn
@@ -34,6 +34,7 @@ class ImportResult:
     canonical: list[str]
     canonical_sha256: str
     replayed: bool
+    notes: list[rules.Note] = field(default_factory=list)  # what was done to read the file
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +48,7 @@ class ImportResult:
             "canonical": self.canonical,
             "canonical_sha256": self.canonical_sha256,
             "replayed": self.replayed,
+            "notes": [n.as_dict() for n in self.notes],
         }
 
 
@@ -135,7 +137,7 @@ async def do_import_students(
     actor.require("teacher", "card_center", school_id=school_id)
     filename = (filename or "students.xlsx").strip()[:200] or "students.xlsx"
     payload, digest = rules.open_frame(frame)
-    rows, errors = await asyncio.to_thread(rules.parse_rows, payload)  # CPU: off the loop
+    rows, errors, notes = await asyncio.to_thread(rules.parse_file, payload)  # CPU: off the loop
     names = await _school_names(tx, school_id)
     errors += rules.check_school(rows, names)
     await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", IMPORT_LOCK, school_id)
@@ -285,6 +287,7 @@ async def do_import_students(
         canonical=canonical,
         canonical_sha256=canonical_sha,
         replayed=replayed,
+        notes=notes,
     )
 
 

@@ -61,10 +61,16 @@
           if (answer.data.sha256 === digest && echoDigest === answer.data.canonical_sha256 &&
               (answer.data.canonical || []).length === answer.data.rows) {
             history.push("#" + n + ": OK v" + answer.data.version);
+            // what was done to read the file (encoding, sheet, characters), in the page's words
+            var notes = (answer.data.notes || []).map(function (note) {
+              var text = form.dataset["note" + note.code.charAt(0).toUpperCase() + note.code.slice(1)];
+              if (!text) return note.message;
+              return text.replace("{value}", note.value || "").replace("{rows}", (note.rows || []).join(", "));
+            });
             show(box, history.concat([
               "上传成功 upload succeeded: v" + answer.data.version + ", " + answer.data.rows +
               " rows (+" + answer.data.added + ", ~" + answer.data.updated + ")"
-            ]), true);
+            ], notes), true);
             return true;
           }
           history.push("#" + n + ": echo does not match");
