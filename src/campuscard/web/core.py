@@ -12,6 +12,7 @@ and answers ``render(page, "area/template.html", **context)``.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -82,6 +83,8 @@ env = Environment(
 )
 env.filters["yuan"] = _yuan
 env.filters["localtime"] = _local_time
+# audit details as readable text: Chinese stays Chinese (no \uXXXX escapes); autoescaped
+env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False, default=str)
 
 
 @dataclass
