@@ -75,7 +75,7 @@ async def test_pickup_page_issues_the_card_and_self_service_shows_the_balance(
                     "csrf_token": token,
                 },
             )
-            assert bad.status_code == 422 and "PIN" in bad.text
+            assert bad.status_code == 422 and "支付密码错误" in bad.text  # in the kiosk's language
             ok = await screen.post(
                 "/self/start",
                 data={

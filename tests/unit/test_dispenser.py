@@ -25,7 +25,7 @@ async def test_dispense_writes_the_student_and_reads_the_card_number() -> None:
         driver = SerialDispenser("127.0.0.1", port)
         assert (await driver.status()).stock == 2
         card = await driver.dispense(CARD)
-        assert card.number == "31000001" and len(card.uid) == 8
+        assert card.number == "310000000001" and len(card.uid) == 8
         assert sim.issued[0].written == CARD
         await driver.dispense(CARD)
         with pytest.raises(DispenseError) as err:

@@ -24,6 +24,13 @@ ISSUED = "IC卡已完成发卡 / this card has already been issued"
 EXPIRED = "取卡注册码已过期 / the pickup code has expired"
 LOCKED = "错误次数过多，请稍后再试 / too many wrong codes, try again later"
 FAILED = "发卡失败，请联系卡务中心 / the card could not be issued; please ask the card center"
+_RESULT_KEYS = (
+    (INVALID, "k.result.invalid"),
+    (ISSUED, "k.result.issued"),
+    (EXPIRED, "k.result.expired"),
+    (LOCKED, "k.result.locked"),
+    (FAILED, "k.result.failed"),
+)
 RETRYABLE_DISPENSE = frozenset({"JAM", "LINE_ERROR"})
 
 
@@ -34,6 +41,16 @@ class PickupResult:
     card_number: str | None = None
     student: dict[str, Any] | None = None
     asked_platform: bool = False
+
+    @property
+    def key(self) -> str:
+        """The kiosk page's catalog key for this outcome (the page speaks one language)."""
+        if self.ok:
+            return "k.result.ok"
+        for text, key in _RESULT_KEYS:
+            if self.message.startswith(text):
+                return key
+        return "k.result.failed"
 
 
 @dataclass

@@ -22,7 +22,7 @@ class IssuedCard:
 @dataclass
 class DispenserSimulator:
     stock: int = 20
-    first_number: int = 31000001
+    first_number: int = 310000000001  # 12 digits, like every other card number
     jam_next: int = 0  # the next N dispenses jam (the card is captured)
     garble_next: int = 0  # the next N answers are damaged on the line
     issued: list[IssuedCard] = field(default_factory=list)
@@ -50,7 +50,7 @@ class DispenserSimulator:
         except ValueError:
             return b"ER|WRITE_FAILED"
         number = str(self.first_number + self._next)
-        uid = f"{0xA5000000 + self.first_number + self._next:08X}"
+        uid = f"{0xA5000000 + (self.first_number + self._next) % 0x1000000:08X}"
         self._next += 1
         self.stock -= 1
         if self.jam_next:

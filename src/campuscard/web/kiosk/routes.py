@@ -43,9 +43,12 @@ def _show(page: Page, template: str, *, status: int = 200, **context: Any) -> HT
     return response
 
 
-def _error(data: dict[str, Any]) -> str:
+def _error(page: Page, data: dict[str, Any]) -> str:
+    """The platform's refusal in the kiosk's language (by its code), never a raw code."""
     error = data.get("error") or {}
-    return str(error.get("message") or error.get("code") or "error")
+    return page.err(
+        str(error.get("code") or ""), str(error.get("message") or ""), error.get("field")
+    )
 
 
 def _qr(url: str) -> str:
@@ -60,7 +63,8 @@ def create_kiosk_app(agent: KioskAgent) -> FastAPI:
 
     @app.exception_handler(DomainError)
     async def refused(request: Request, err: DomainError) -> Response:
-        return _show(_page(request), "kiosk/error.html", message=err.message, status=err.status)
+        page = _page(request)
+        return _show(page, "kiosk/error.html", message=page.err(err), status=err.status)
 
     async def form_csrf(request: Request) -> None:
         form = await request.form()
@@ -111,7 +115,8 @@ def create_kiosk_app(agent: KioskAgent) -> FastAPI:
                 "start-card", {"card_number": card_number, "card_uid": card_uid, "pin": pin}
             )
         if status != 200:
-            return _show(_page(request), "kiosk/self_start.html", message=_error(data), status=422)
+            page = _page(request)
+            return _show(page, "kiosk/self_start.html", message=_error(page, data), status=422)
         response = redirect("/self/home")
         response.set_cookie(
             VISIT_COOKIE,
@@ -132,7 +137,8 @@ def create_kiosk_app(agent: KioskAgent) -> FastAPI:
             return redirect("/self")
         status, data = await agent.self_service("overview", {"visit": visit})
         if status != 200:
-            return _show(_page(request), "kiosk/self_start.html", message=_error(data), status=401)
+            page = _page(request)
+            return _show(page, "kiosk/self_start.html", message=_error(page, data), status=401)
         notice = request.query_params.get("notice", "")
         return _show(_page(request), "kiosk/self_home.html", view=data, notice=notice, qr=None)
 
