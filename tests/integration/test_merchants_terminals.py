@@ -8,7 +8,14 @@ import httpx
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from tests.support import login, make_school, make_user
-from tests.support_payments import Device, device_call, make_cardholder, pay
+from tests.support_payments import (
+    Device,
+    device_call,
+    make_cardholder,
+    make_device,
+    make_merchant,
+    pay,
+)
 
 
 async def test_merchant_applies_admin_approves_then_terminal_takes_payments(
@@ -148,3 +155,21 @@ async def test_terminal_key_is_never_stored(
         dump = await conn.fetchval("SELECT row_to_json(t)::text FROM terminals t")
         audit = await conn.fetchval("SELECT string_agg(after::text, '') FROM audit_log")
     assert key not in dump and key not in audit
+
+
+async def test_a_till_that_just_took_a_payment_shows_online_without_a_heartbeat(
+    pool: PgPool, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        await make_user(conn, "boss", "school_admin", school.id)
+        merchant_id, outlet_id = await make_merchant(conn, school.id)
+        dev = await make_device(conn, settings, school.id, merchant_id, outlet_id=outlet_id)
+        _, card = await make_cardholder(conn, school.id, "S001", cash=1000)
+    admin = await login(client, "boss", "TST")
+    before = await client.get("/api/v1/admin/schools/TST/terminals", headers=admin)
+    paid = await pay(client, dev, card, "3.00")
+    after = await client.get("/api/v1/admin/schools/TST/terminals", headers=admin)
+    assert before.json()[0]["online"] is False
+    assert paid.status_code == 200, paid.text
+    assert after.json()[0]["online"] is True

@@ -436,14 +436,21 @@ async def heartbeat(tx: Tx, signed: SignedTerminal, info: dict[str, Any]) -> dic
 
 
 async def list_terminals(conn: Conn, actor: Actor, school_id: int) -> list[dict[str, Any]]:
-    """Every terminal with online/offline (no heartbeat for OFFLINE_AFTER_SECONDS)."""
+    """Every terminal with online/offline: online when it sent a heartbeat or took a payment
+    within OFFLINE_AFTER_SECONDS (a busy till pays instead of beating; today's payments of
+    that window are found through the settlement index)."""
     actor.require("school_admin", "settlement", school_id=school_id)
     rows = await conn.fetch(
         """SELECT t.id, t.sn, t.kind, t.status, t.merchant_id, m.name AS merchant, t.outlet_id,
                   o.name AS outlet, t.location, t.key_version, t.last_seen_at, t.heartbeat,
                   t.blacklist_version,
-                  (t.last_seen_at IS NOT NULL
-                   AND t.last_seen_at > now() - make_interval(secs => $2)) AS online
+                  ((t.last_seen_at IS NOT NULL
+                    AND t.last_seen_at > now() - make_interval(secs => $2))
+                   OR EXISTS (SELECT 1 FROM payments p
+                               WHERE p.school_id = t.school_id
+                                 AND p.business_date = cc_business_date(t.school_id)
+                                 AND p.merchant_id = t.merchant_id AND p.terminal_id = t.id
+                                 AND p.created_at > now() - make_interval(secs => $2))) AS online
              FROM terminals t LEFT JOIN merchants m ON m.id = t.merchant_id
              LEFT JOIN outlets o ON o.id = t.outlet_id
             WHERE t.school_id = $1 ORDER BY t.sn""",

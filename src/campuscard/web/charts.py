@@ -26,9 +26,12 @@ def bar_chart(
     title: str,
     width: int = 640,
     height: int = 220,
+    font: int = 13,
 ) -> Markup:
-    """Grouped bars of money amounts (fen), one group per label."""
-    pad_left, pad_bottom, pad_top = 64, 28, 12
+    """Grouped bars of money amounts (fen), one group per label. ``width`` is the drawing's own
+    width: draw a phone chart about as wide as the phone (360) so its ``font``-sized labels
+    stay readable once scaled to the screen (the CSS caps how far charts grow)."""
+    pad_left, pad_bottom, pad_top = 8 + font * 5, 14 + font, 12
     plot_w, plot_h = width - pad_left - 8, height - pad_bottom - pad_top
     top = max([v for s in series for v in s.values] + [0])
     top = _nice(top)
@@ -46,7 +49,7 @@ def bar_chart(
         parts.append(
             f'<line x1="{pad_left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" '
             'stroke="#d0d7de" stroke-width="1"/>'
-            f'<text x="{pad_left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+            f'<text x="{pad_left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="{font}" '
             f'fill="#57606a">{fmt(value)}</text>'
         )
     for g, label in enumerate(labels):
@@ -63,7 +66,7 @@ def bar_chart(
             )
         parts.append(
             f'<text x="{pad_left + g * group_w + group_w / 2:.1f}" y="{height - 10}" '
-            f'text-anchor="middle" font-size="11" fill="#24292f">{escape(label)}</text>'
+            f'text-anchor="middle" font-size="{font}" fill="#24292f">{escape(label)}</text>'
         )
     parts.append("</svg>")
     if len(series) > 1:

@@ -128,7 +128,8 @@ async def transactions(
         [m["month"].strftime("%Y-%m") for m in months],
         [charts.Series(page.t("m.spent"), [m["fen"] for m in months])],
         title=page.t("m.chart_title"),
-        height=200,
+        height=220,
+        width=360,  # drawn at phone width: its labels stay readable on a 360 px screen
     )
     return render(
         page,
