@@ -11,8 +11,10 @@ from playwright.async_api import BrowserContext, ConsoleMessage, Page, Request, 
 
 from campuscard.cards import lifecycle
 from campuscard.config import Settings
+from campuscard.issuing import applications, production
 from tests.browser.conftest import shot, sign_in
-from tests.support import PASSWORD, ROOT, make_school, make_student, make_user
+from tests.support import PASSWORD, ROOT, fund, make_school, make_student, make_user
+from tests.support_issuing import card_center, make_campus, make_parent
 from tests.support_moneyflows import provider_world
 from tests.support_payments import make_cardholder, make_device, make_merchant, set_pin
 
@@ -188,3 +190,65 @@ async def test_7_reporting_a_card_lost_asks_first(
     await expect(page.get_by_test_id("card-state")).to_have_text("已挂失")
     assert await conn.fetchval("SELECT state FROM cards WHERE id = $1", card["id"]) == "lost"
     await shot(page, "first-hour-7-lost")
+
+
+async def test_11_an_online_replacement_is_handed_out_at_the_card_center(
+    live_url: str, browser: BrowserContext, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    # given a student whose card (12.00 on it) is lost, and whose parent applied online for
+    # a new one that the card center has produced
+    campus = await make_campus(conn)
+    parent = await make_parent(conn, campus, "parent1", "13900000001", guardian_of="2026000001")
+    await make_user(conn, "desk", "card_center", campus.school_id)
+    person = await conn.fetchval("SELECT id FROM persons WHERE number = '2026000001'")
+    lost = await lifecycle.issue_card(
+        conn, card_center(campus), person_id=person, number="550000000001", uid="0A0A0A01"
+    )
+    await fund(conn, campus.school_id, person, cash=1200)
+    await lifecycle.report_loss(conn, card_center(campus), lost["id"], reason="丢失")
+    outcome, _ = await applications.do_apply(
+        conn,
+        settings,
+        parent,
+        applications.ApplicationInput(
+            province="32",
+            school=campus.code,
+            class_name="一年级2班",
+            name="学生1",
+            number="2026000001",
+            delivery="counter",
+        ),
+        client_id="apply-replace-browser",
+    )
+    assert outcome.status == 201, outcome.body
+    await production.do_mark_produced(
+        conn, card_center(campus), campus.school_id, [outcome.body["id"]]
+    )
+    # when the card center hands the new card out on the production page
+    page = await browser.new_page()
+    await page.set_viewport_size({"width": 1366, "height": 900})
+    await sign_in(page, live_url, "desk", campus.code, PASSWORD)
+    await page.click("[data-menu='a.production']")
+    row = page.get_by_test_id("produced")
+    await row.locator("input[name=card_number]").fill("550000000002")
+    await row.locator("input[name=card_uid]").fill("0A0A0A02")
+    await row.locator("button[type=submit]").click()
+    await page.wait_for_load_state("domcontentloaded")
+    # then no refusal: the new card replaces the lost one and keeps the money
+    await expect(page.get_by_test_id("error-page")).to_have_count(0)
+    await shot(page, "first-hour-11-handed-out")
+    states = await conn.fetch("SELECT number, state FROM cards ORDER BY id")
+    assert [(s["number"], s["state"]) for s in states] == [
+        ("550000000001", "replaced"),
+        ("550000000002", "active"),
+    ]
+    assert (
+        await conn.fetchval(
+            "SELECT status FROM card_applications WHERE id = $1", outcome.body["id"]
+        )
+        == "issued"
+    )
+    balance = await conn.fetchval(
+        "SELECT sum(balance) FROM accounts WHERE person_id = $1 AND purse = 'cash'", person
+    )
+    assert balance == 1200
