@@ -4,6 +4,7 @@ digit. Both schemes (phone-generated and server-minted) go through the same chec
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -336,13 +337,17 @@ async def test_guessing_locks_the_token_for_a_while(
     for guess in range(codes.MAX_FAILURES):
         body = good[:13] + f"{guess:06d}"
         forged = body + code_rules.luhn_digit(body)
-        err = await refused(accept(conn, settings, school.id, forged))
+        err = await refused(
+            codes.check_scanned_code(conn, settings, school_id=school.id, code=forged, now=NOW)
+        )
         assert err.code == "PAYCODE_INVALID"
-        await codes.record_failure(conn, forged, reason=err.code)
     # then even the right code is refused until the window passes
     err = await refused(accept(conn, settings, school.id, good))
     assert (err.code, err.status) == ("PAYCODE_LOCKED", 429)
-    await conn.execute("UPDATE paycode_failures SET failed_at = failed_at - interval '11 minutes'")
+    assert await conn.fetchval("SELECT count(*) FROM paycode_failures") == codes.MAX_FAILURES
+    await conn.execute(
+        "UPDATE paycode_throttle SET window_start = window_start - interval '11 minutes'"
+    )
     await accept(conn, settings, school.id, good)
     assert (
         codes.credential_for(
@@ -352,3 +357,46 @@ async def test_guessing_locks_the_token_for_a_while(
         )
         == f"paycode:d:{holder.device.id}:{code_rules.time_step(NOW, 60)}:1"
     )
+
+
+async def test_parallel_wrong_codes_are_evaluated_at_most_up_to_the_limit(
+    pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    """Eight wrong codes at once, each on its own connection: the attempt is counted before the
+    code is checked, so no more than the limit are evaluated; the rest are refused unseen."""
+    school = await make_school(conn)
+    holder = await make_holder(conn, settings, school.id)
+    good = holder.code(NOW)
+    forged = []
+    for guess in range(8):
+        body = good[:13] + f"{guess:06d}"
+        forged.append(body + code_rules.luhn_digit(body))
+
+    async def scan(code: str) -> str:
+        async with pool.acquire() as c:
+            try:
+                await codes.check_scanned_code(c, settings, school_id=school.id, code=code, now=NOW)
+            except DomainError as err:
+                return err.code
+        return "accepted"
+
+    answers = await asyncio.gather(*(scan(code) for code in forged))
+    assert answers.count("PAYCODE_INVALID") == codes.MAX_FAILURES
+    assert answers.count("PAYCODE_LOCKED") == len(forged) - codes.MAX_FAILURES
+    # the right code is refused too until the window passes
+    err = await refused(
+        codes.check_scanned_code(conn, settings, school_id=school.id, code=good, now=NOW)
+    )
+    assert err.code == "PAYCODE_LOCKED"
+
+
+async def test_a_code_that_checks_out_gives_its_attempt_back(
+    conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    school = await make_school(conn)
+    holder = await make_holder(conn, settings, school.id)
+    for counter in range(codes.MAX_FAILURES + 2):
+        await codes.check_scanned_code(
+            conn, settings, school_id=school.id, code=holder.code(NOW, counter), now=NOW
+        )
+    assert await conn.fetchval("SELECT attempts FROM paycode_throttle") == 0

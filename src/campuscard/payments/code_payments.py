@@ -235,12 +235,15 @@ async def do_pay_with_code(
             return _confirmation_answer(conf)
 
         try:
-            verified = await codes.check_code(
-                conn, settings, school_id=signed.school_id, code=code, now=now
+            verified = await codes.check_scanned_code(
+                conn,
+                settings,
+                school_id=signed.school_id,
+                code=code,
+                now=now,
+                terminal_id=signed.id,
             )
         except DomainError as err:
-            if err.code in ("PAYCODE_INVALID", "PAYCODE_UNKNOWN"):
-                await codes.record_failure(conn, code, reason=err.code, terminal_id=signed.id)
             first = await _first_try(conn, settings, signed, err.code, client_id, amount, pin)
             if first is not None:
                 return first

@@ -467,28 +467,66 @@ def credential_for(verified: VerifiedCode) -> str:
     return f"paycode:m:{verified.minted_id}"
 
 
-async def check_not_throttled(conn: Conn, token: str) -> None:
+# outcomes of a checked code that count as a guess; any other outcome gives the place back
+GUESS_CODES = ("PAYCODE_INVALID", "PAYCODE_UNKNOWN")
+
+# Claim a place among the token's attempts: no row comes back once MAX_FAILURES attempts
+# were made in the window. One statement, so parallel attempts are counted one after another.
+_CLAIM_ATTEMPT = """
+INSERT INTO paycode_throttle AS t(school_id, token, attempts) VALUES ($1, $2, 1)
+ON CONFLICT (school_id, token) DO UPDATE SET
+    attempts = CASE WHEN t.window_start <= now() - $4::interval THEN 1 ELSE t.attempts + 1 END,
+    window_start = CASE WHEN t.window_start <= now() - $4::interval THEN now()
+                        ELSE t.window_start END
+ WHERE t.window_start <= now() - $4::interval OR t.attempts < $3
+RETURNING attempts"""
+
+
+def _locked() -> DomainError:
+    return TooManyRequests(
+        "too many wrong codes for this account lately: wait a few minutes, then show a fresh code",
+        code="PAYCODE_LOCKED",
+        field="code",
+    )
+
+
+async def check_not_throttled(conn: Conn, school_id: int, token: str) -> None:
     """Refuse a token that failed too often lately (someone guessing the HMAC digits)."""
-    failures = await conn.fetchval(
-        "SELECT count(*) FROM paycode_failures "
-        "WHERE token = $1 AND failed_at > now() - $2::interval",
+    locked = await conn.fetchval(
+        "SELECT 1 FROM paycode_throttle WHERE school_id = $1 AND token = $2 "
+        "AND attempts >= $3 AND window_start > now() - $4::interval",
+        school_id,
         token,
+        MAX_FAILURES,
         FAILURE_WINDOW,
     )
-    if failures >= MAX_FAILURES:
-        raise TooManyRequests(
-            "too many wrong codes for this account lately: wait a few minutes, then show a "
-            "fresh code",
-            code="PAYCODE_LOCKED",
-            field="code",
-        )
+    if locked:
+        raise _locked()
+
+
+async def claim_attempt(conn: Conn, school_id: int, token: str) -> None:
+    """Count an attempt at ``token`` before its code is checked, or refuse PAYCODE_LOCKED
+    when the window's attempts are used up. Run outside a transaction that may roll back."""
+    claimed = await conn.fetchval(_CLAIM_ATTEMPT, school_id, token, MAX_FAILURES, FAILURE_WINDOW)
+    if claimed is None:
+        raise _locked()
+
+
+async def release_attempt(conn: Conn, school_id: int, token: str) -> None:
+    """Give back the place of an attempt that turned out not to be a guess."""
+    await conn.execute(
+        "UPDATE paycode_throttle SET attempts = attempts - 1 "
+        "WHERE school_id = $1 AND token = $2 AND attempts > 0",
+        school_id,
+        token,
+    )
 
 
 async def record_failure(
     conn: Conn, code: object, *, reason: str, terminal_id: int | None = None
 ) -> None:
-    """Count a code that did not check out (run in its own transaction: the caller's work
-    is rolled back)."""
+    """Log a code that did not check out (run in its own transaction: the caller's work
+    is rolled back). The count that locks the token is claimed by ``check_scanned_code``."""
     if not isinstance(code, str) or len(code.strip()) != code_rules.CODE_LENGTH:
         return
     token = code.strip()[1 : 1 + code_rules.TOKEN_DIGITS]
@@ -500,6 +538,35 @@ async def record_failure(
         terminal_id,
         reason[:64],
     )
+
+
+async def check_scanned_code(
+    conn: Conn,
+    settings: Settings,
+    *,
+    school_id: int,
+    code: object,
+    now: float | None = None,
+    terminal_id: int | None = None,
+) -> VerifiedCode:
+    """``check_code`` for a code a till just scanned, throttled atomically: the attempt is
+    counted first (PAYCODE_LOCKED once the limit is reached), then checked; a wrong code keeps
+    its place and is logged, any other outcome gives the place back. ``conn`` must not be in a
+    transaction (the count must survive the refusal)."""
+    parsed = code_rules.parse(code)
+    await claim_attempt(conn, school_id, parsed.token)
+    try:
+        verified = await check_code(
+            conn, settings, school_id=school_id, code=code, now=now, attempt_claimed=True
+        )
+    except DomainError as err:
+        if err.code in GUESS_CODES:
+            await record_failure(conn, code, reason=err.code, terminal_id=terminal_id)
+        else:
+            await release_attempt(conn, school_id, parsed.token)
+        raise
+    await release_attempt(conn, school_id, parsed.token)
+    return verified
 
 
 def used_error() -> DomainError:
@@ -514,6 +581,7 @@ async def check_code(
     school_id: int,
     code: object,
     now: float | None = None,
+    attempt_claimed: bool = False,
 ) -> VerifiedCode:
     """Who a scanned code belongs to, if it may pay now; otherwise a refusal naming why.
 
@@ -522,7 +590,8 @@ async def check_code(
     code, a code already used, and an account that may not pay (frozen, closed, card lost)."""
     parsed = code_rules.parse(code)
     now = time.time() if now is None else now
-    await check_not_throttled(conn, parsed.token)
+    if not attempt_claimed:  # (check_scanned_code counted this attempt already)
+        await check_not_throttled(conn, school_id, parsed.token)
     scheme = SCHEMES[parsed.scheme]
     verified = await scheme.check(conn, settings, school_id, parsed, now)
     await check_payer(conn, school_id, verified.person_id, credential=credential_for(verified))

@@ -37,6 +37,7 @@ JOB_MODULES: list[str] = [
     "campuscard.issuing.jobs",
     "campuscard.cards.jobs",
     "campuscard.ledger.jobs",
+    "campuscard.payments.jobs",
 ]
 
 
