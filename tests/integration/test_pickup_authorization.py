@@ -179,3 +179,27 @@ async def test_a_silent_kiosk_loses_its_authorization(
     async with conn.transaction():
         assert await pickup.release_stale_authorizations(conn, settings) == 1
     assert await conn.fetchval("SELECT state FROM pickup_codes") == "ready"
+
+
+async def test_kiosk_hashes_are_computed_off_the_event_loop(
+    conn: asyncpg.Connection[Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scrypt stretch of every kiosk's hash runs in the hashing pool, not on the loop that
+    serves payments."""
+    import threading
+
+    threads: list[str] = []
+    real = codes.kiosk_hash
+
+    def recording(key: bytes, code: str) -> str:
+        threads.append(threading.current_thread().name)
+        return real(key, code)
+
+    monkeypatch.setattr(codes, "kiosk_hash", recording)
+    campus = await make_campus(conn)
+    await make_kiosk(conn, campus, "KIOSK-T1")
+    await make_kiosk(conn, campus, "KIOSK-T2")
+    await ready_code(conn, settings, campus)
+    assert len(threads) == 2
+    assert all(name.startswith("argon2") for name in threads), threads
+    assert threading.main_thread().name not in threads
