@@ -104,10 +104,12 @@ class Settings(BaseSettings):
     sms_api_secret: SecretStr = Field(default=SecretStr("dev-only-sms-secret"))
     sms_timeout_seconds: float = 10.0
 
-    # Getting a card (issue 7): pickup codes live this long; a kiosk may type this many wrong
-    # codes per window before it is locked for the window
+    # Getting a card (issue 7): pickup codes live this long; one kiosk session (one person's
+    # visit) or one pickup code takes this many wrong codes per window, a whole kiosk the
+    # higher kiosk limit (so one person cannot lock it for the next; docs/security.md)
     pickup_code_days: int = 7
     pickup_guess_limit: int = 5
+    pickup_kiosk_guess_limit: int = 30
     pickup_guess_window_minutes: int = 10
     # an authorization a kiosk neither completes nor releases is released after this long
     pickup_authorization_minutes: int = 10

@@ -96,25 +96,112 @@ async def test_two_kiosks_racing_for_one_code_yield_exactly_one_authorization(
     assert "IC卡已完成发卡" in err.value.message
 
 
-async def test_wrong_codes_are_invalid_and_guessing_is_limited_per_kiosk(
+async def test_one_persons_wrong_codes_do_not_lock_the_kiosk_for_the_next_person(
     conn: asyncpg.Connection[Any], settings: Settings
 ) -> None:
     campus = await make_campus(conn)
     k1 = await make_kiosk(conn, campus, "KIOSK-G1")
-    k2 = await make_kiosk(conn, campus, "KIOSK-G2")
     code = await ready_code(conn, settings, campus)
     wrong = code[:-1] + str((int(code[-1]) + 1) % 10)
     for attempt in range(settings.pickup_guess_limit):
         with pytest.raises(DomainError) as err:
-            await pickup.do_authorize(conn, settings, k1, wrong if attempt else "12345")
+            await pickup.do_authorize(
+                conn, settings, k1, wrong if attempt else "12345", session_id="visit-1"
+            )
         assert err.value.code == "PICKUP_CODE_INVALID"
         assert "取卡注册码无效" in err.value.message
-    # locked now, even for the right code
+    # that session is locked now, even for the right code
     with pytest.raises(DomainError) as err:
-        await pickup.do_authorize(conn, settings, k1, code)
+        await pickup.do_authorize(conn, settings, k1, code, session_id="visit-1")
     assert err.value.code == "KIOSK_GUESS_LIMIT" and err.value.status == 429
+    assert err.value.field == "session_id"
+    # the next person at the same kiosk is not affected
+    answer = await pickup.do_authorize(conn, settings, k1, code, session_id="visit-2")
+    assert answer["state"] == "authorized"
+    audited = await conn.fetchval(
+        "SELECT after->>'scope' FROM audit_log WHERE action = 'kiosk.guess_limit'"
+    )
+    assert audited == "session"
+
+
+async def test_guesses_at_one_code_are_limited_across_kiosks_and_sessions(
+    conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    campus = await make_campus(conn)
+    kiosks = [await make_kiosk(conn, campus, f"KIOSK-C{i}") for i in range(2)]
+    code = await ready_code(conn, settings, campus)
+    other = await ready_code(conn, settings, campus, "2026000002")
+    target = await conn.fetchval("SELECT id FROM pickup_codes ORDER BY id LIMIT 1")
+    wrong = code[:-1] + str((int(code[-1]) + 1) % 10)
+    for attempt in range(settings.pickup_guess_limit):
+        with pytest.raises(DomainError) as err:
+            await pickup.do_authorize(
+                conn,
+                settings,
+                kiosks[attempt % 2],
+                # another live code is still the wrong code for this pickup
+                other if attempt == 0 else wrong,
+                session_id=f"visit-{attempt}",
+                pickup_id=target,
+            )
+        assert err.value.code == "PICKUP_CODE_INVALID"
+    with pytest.raises(DomainError) as err:
+        await pickup.do_authorize(
+            conn, settings, kiosks[0], code, session_id="fresh", pickup_id=target
+        )
+    assert err.value.code == "KIOSK_GUESS_LIMIT" and err.value.field == "code"
+    # the other pickup is not held back
+    answer = await pickup.do_authorize(conn, settings, kiosks[1], other, session_id="fresh")
+    assert answer["state"] == "authorized"
+
+
+async def test_a_kiosk_without_sessions_is_held_to_the_higher_kiosk_limit(
+    conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    campus = await make_campus(conn)
+    k1 = await make_kiosk(conn, campus, "KIOSK-O1")
+    k2 = await make_kiosk(conn, campus, "KIOSK-O2")
+    code = await ready_code(conn, settings, campus)
+    wrong = code[:-1] + str((int(code[-1]) + 1) % 10)
+    assert settings.pickup_kiosk_guess_limit > settings.pickup_guess_limit
+    # more wrong codes than one person's limit: an old kiosk still takes the right one
+    for _ in range(settings.pickup_guess_limit + 1):
+        with pytest.raises(DomainError):
+            await pickup.do_authorize(conn, settings, k1, wrong)
+    for _ in range(settings.pickup_kiosk_guess_limit - settings.pickup_guess_limit - 1):
+        with pytest.raises(DomainError) as err:
+            await pickup.do_authorize(conn, settings, k1, wrong)
+        assert err.value.code == "PICKUP_CODE_INVALID"
+    # the kiosk ceiling holds, whatever session ids are sent
+    with pytest.raises(DomainError) as err:
+        await pickup.do_authorize(conn, settings, k1, code, session_id="someone-new")
+    assert err.value.code == "KIOSK_GUESS_LIMIT" and err.value.field == "code"
     # another kiosk is not affected
     assert (await pickup.do_authorize(conn, settings, k2, code))["state"] == "authorized"
+
+
+async def test_parallel_wrong_codes_are_counted_before_they_are_checked(
+    pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    campus = await make_campus(conn)
+    kiosk = await make_kiosk(conn, campus, "KIOSK-P1")
+    code = await ready_code(conn, settings, campus)
+    wrong = code[:-1] + str((int(code[-1]) + 1) % 10)
+
+    async def guess() -> str:
+        async with pool.acquire() as c:
+            try:
+                await pickup.do_authorize(c, settings, kiosk, wrong, session_id="one-visit")
+            except DomainError as err:
+                return err.code
+        return "authorized"
+
+    answers = await asyncio.gather(*(guess() for _ in range(12)))
+    assert answers.count("PICKUP_CODE_INVALID") == settings.pickup_guess_limit
+    assert answers.count("KIOSK_GUESS_LIMIT") == 12 - settings.pickup_guess_limit
+    # refused attempts gave their places back: the kiosk counted only the evaluated ones
+    kiosk_count = await conn.fetchval("SELECT attempts FROM pickup_guesses WHERE scope = 'kiosk'")
+    assert kiosk_count == settings.pickup_guess_limit
 
 
 async def test_expired_and_replaced_codes_are_refused(

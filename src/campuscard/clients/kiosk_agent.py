@@ -112,12 +112,19 @@ class KioskAgent:
             codes.legacy_kiosk_hash(self.pickup_key, code)
         )
 
-    async def pickup(self, typed: str) -> PickupResult:
-        if self.check_locally(typed) is None:
+    async def pickup(self, typed: str, session_id: str | None = None) -> PickupResult:
+        """``session_id``: this person's visit (a new one for each person), so that one
+        person's wrong codes do not lock the kiosk for the next."""
+        local = self.check_locally(typed)
+        if local is None:
             await self.sync()  # a code made a moment ago may not be here yet
-            if self.check_locally(typed) is None:
+            local = self.check_locally(typed)
+            if local is None:
                 return PickupResult(False, INVALID)
-        r = await self._call("POST", "/api/v1/kiosk/pickups/authorize", {"code": typed})
+        ask: dict[str, Any] = {"code": typed, "pickup_id": local["pickup_id"]}
+        if session_id is not None:
+            ask["session_id"] = session_id
+        r = await self._call("POST", "/api/v1/kiosk/pickups/authorize", ask)
         if r.status_code != 200:
             message = {409: ISSUED, 410: EXPIRED, 429: LOCKED}.get(r.status_code, INVALID)
             if r.status_code in (409, 410):

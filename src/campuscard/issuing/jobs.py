@@ -28,3 +28,14 @@ async def expire_pickup_codes(pool: PgPool, settings: Settings) -> int:
         expired = await pickup.expire_codes(tx)
         released = await pickup.release_stale_authorizations(tx, settings)
     return expired + released
+
+
+@periodic("forget-pickup-guesses", seconds=3600)
+async def forget_pickup_guesses(pool: PgPool, settings: Settings) -> int:
+    """Counts of wrong pickup codes are kept a day after their window opened, then forgotten
+    (the window itself is pickup_guess_window_minutes)."""
+    async with pool.acquire() as conn:
+        done = await conn.execute(
+            "DELETE FROM pickup_guesses WHERE window_start < now() - interval '1 day'"
+        )
+    return int(done.split()[-1])

@@ -211,51 +211,103 @@ async def kiosk_feed(conn: Conn, kiosk: Kiosk, *, since: int, limit: int = 500) 
 # ---------------------------------------------------------------- authorizing one kiosk
 
 
-async def _check_not_locked(conn: Conn, kiosk: Kiosk) -> None:
-    locked = await conn.fetchval(
-        "SELECT locked_until FROM kiosk_code_guesses "
-        "WHERE terminal_id = $1 AND locked_until > now()",
-        kiosk.terminal_id,
-    )
-    if locked is not None:
-        raise TooManyRequests(
-            f"too many wrong codes on this kiosk; try again after {locked:%H:%M} UTC",
-            code="KIOSK_GUESS_LIMIT",
-            field="code",
-        )
+# Claim a place among the wrong codes of one scope: no row comes back once ``$4`` attempts were
+# made in the window. One statement, so parallel guesses are counted one after another.
+_CLAIM_GUESS = """
+INSERT INTO pickup_guesses AS g(school_id, scope, key, attempts) VALUES ($1, $2, $3, 1)
+ON CONFLICT (school_id, scope, key) DO UPDATE SET
+    attempts = CASE WHEN g.window_start <= now() - $5::interval THEN 1 ELSE g.attempts + 1 END,
+    window_start = CASE WHEN g.window_start <= now() - $5::interval THEN now()
+                        ELSE g.window_start END
+ WHERE g.window_start <= now() - $5::interval OR g.attempts < $4
+RETURNING attempts"""
+
+_LOCKED_WHAT = {
+    "session": "too many wrong codes in this session: start again",
+    "kiosk": "too many wrong codes on this kiosk",
+    "code": "too many wrong tries at this pickup code",
+}
 
 
-async def _count_wrong_code(conn: Conn, settings: Settings, kiosk: Kiosk) -> None:
-    """Counted in its own transaction, so the refusal that follows does not undo it."""
+@dataclass(frozen=True)
+class GuessScope:
+    """One count a pickup attempt is held to: its name, key and limit per window."""
+
+    scope: str  # "session" | "kiosk" | "code"
+    key: str
+    limit: int
+
+
+def guess_scopes(
+    settings: Settings, kiosk: Kiosk, *, session_id: str | None, pickup_id: int | None
+) -> list[GuessScope]:
+    """What an attempt counts against: always the kiosk (a ceiling high enough that one person
+    cannot lock it for everyone, and the only limit of kiosks that send no session id), the
+    kiosk session (one person's visit) when given, and the pickup code aimed at when named."""
+    scopes = [GuessScope("kiosk", str(kiosk.terminal_id), settings.pickup_kiosk_guess_limit)]
+    if session_id is not None:
+        key = f"{kiosk.terminal_id}:{session_id}"
+        scopes.append(GuessScope("session", key, settings.pickup_guess_limit))
+    if pickup_id is not None:
+        scopes.append(GuessScope("code", str(pickup_id), settings.pickup_guess_limit))
+    return scopes
+
+
+async def _claim_guesses(
+    conn: Conn, settings: Settings, kiosk: Kiosk, scopes: list[GuessScope]
+) -> list[int]:
+    """Count this attempt in every scope before the code is checked (each claim commits at
+    once, so the refusal that may follow does not undo it); KIOSK_GUESS_LIMIT when a scope's
+    attempts are used up, with the places already claimed given back."""
     window = timedelta(minutes=settings.pickup_guess_window_minutes)
-    async with transaction(conn) as tx:
-        failures = await tx.fetchval(
-            """INSERT INTO kiosk_code_guesses(terminal_id, window_start, failures)
-               VALUES ($1, now(), 1)
-               ON CONFLICT (terminal_id) DO UPDATE SET
-                   failures = CASE WHEN kiosk_code_guesses.window_start < now() - $2::interval
-                                   THEN 1 ELSE kiosk_code_guesses.failures + 1 END,
-                   window_start = CASE WHEN kiosk_code_guesses.window_start < now() - $2::interval
-                                       THEN now() ELSE kiosk_code_guesses.window_start END
-               RETURNING failures""",
-            kiosk.terminal_id,
-            window,
-        )
-        if failures >= settings.pickup_guess_limit:
-            await tx.execute(
-                "UPDATE kiosk_code_guesses SET locked_until = now() + $2::interval "
-                "WHERE terminal_id = $1",
-                kiosk.terminal_id,
-                window,
+    counts: list[int] = []
+    for i, s in enumerate(scopes):
+        count = await conn.fetchval(_CLAIM_GUESS, kiosk.school_id, s.scope, s.key, s.limit, window)
+        if count is None:
+            await _release_guesses(conn, kiosk, scopes[:i])
+            opened = await conn.fetchval(
+                "SELECT window_start FROM pickup_guesses "
+                "WHERE school_id = $1 AND scope = $2 AND key = $3",
+                kiosk.school_id,
+                s.scope,
+                s.key,
             )
+            until = opened + window
+            raise TooManyRequests(
+                f"{_LOCKED_WHAT[s.scope]}; try again after {until:%H:%M} UTC",
+                code="KIOSK_GUESS_LIMIT",
+                field="session_id" if s.scope == "session" else "code",
+            )
+        counts.append(count)
+    return counts
+
+
+async def _release_guesses(conn: Conn, kiosk: Kiosk, scopes: list[GuessScope]) -> None:
+    """Give back the places of an attempt that was not a wrong guess."""
+    for s in scopes:
+        await conn.execute(
+            "UPDATE pickup_guesses SET attempts = attempts - 1 "
+            "WHERE school_id = $1 AND scope = $2 AND key = $3 AND attempts > 0",
+            kiosk.school_id,
+            s.scope,
+            s.key,
+        )
+
+
+async def _audit_limits(
+    conn: Conn, kiosk: Kiosk, scopes: list[GuessScope], counts: list[int]
+) -> None:
+    """A wrong code that used up a scope's attempts is audited (the next one is refused)."""
+    for s, count in zip(scopes, counts, strict=True):
+        if count >= s.limit:
             await audit.record(
-                tx,
+                conn,
                 kiosk.actor,
                 "kiosk.guess_limit",
                 school_id=kiosk.school_id,
                 target_type="terminal",
                 target_id=kiosk.terminal_id,
-                after={"failures": failures},
+                after={"scope": s.scope, "key": s.key, "failures": count},
             )
 
 
@@ -268,9 +320,23 @@ def _invalid() -> DomainError:
     )
 
 
-async def do_authorize(conn: Conn, settings: Settings, kiosk: Kiosk, typed: str) -> dict[str, Any]:
-    """Authorize this kiosk to issue the card for ``typed``; exactly one kiosk ever wins."""
-    await _check_not_locked(conn, kiosk)
+async def do_authorize(
+    conn: Conn,
+    settings: Settings,
+    kiosk: Kiosk,
+    typed: str,
+    *,
+    session_id: str | None = None,
+    pickup_id: int | None = None,
+) -> dict[str, Any]:
+    """Authorize this kiosk to issue the card for ``typed``; exactly one kiosk ever wins.
+
+    Wrong codes are limited per kiosk session (``session_id``: one person's visit), per pickup
+    code aimed at (``pickup_id``, the entry the kiosk's local check or the person picked) and,
+    with a higher ceiling, per kiosk (see ``guess_scopes``). ``conn`` must not be in a
+    transaction."""
+    scopes = guess_scopes(settings, kiosk, session_id=session_id, pickup_id=pickup_id)
+    counts = await _claim_guesses(conn, settings, kiosk, scopes)
     code = codes.normalize(typed)
     key = codes.platform_key(_master(settings))
     row = None
@@ -281,9 +347,15 @@ async def do_authorize(conn: Conn, settings: Settings, kiosk: Kiosk, typed: str)
             codes.code_hash(key, kiosk.school_id, code),
             kiosk.school_id,
         )
-    if row is None or row["state"] == "revoked":
-        await _count_wrong_code(conn, settings, kiosk)
+    if (
+        row is None
+        or row["state"] == "revoked"
+        or (pickup_id is not None and row["id"] != pickup_id)
+    ):
+        await _audit_limits(conn, kiosk, scopes, counts)
         raise _invalid()
+    # the right code: not a guess, whatever the answer below
+    await _release_guesses(conn, kiosk, scopes)
     async with transaction(conn) as tx:
         won = await tx.fetchrow(
             """UPDATE pickup_codes SET state = 'authorized', terminal_id = $2,

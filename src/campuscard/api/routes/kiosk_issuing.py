@@ -27,6 +27,14 @@ CLIENT_ID = r"^[A-Za-z0-9_.:-]{8,64}$"
 
 class AuthorizeIn(Body):
     code: str = Field(min_length=1, max_length=40, description="the pickup code as typed")
+    session_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="the kiosk's id for this person's visit (new for each person)",
+    )
+    pickup_id: int | None = Field(
+        default=None, ge=1, description="the pickup the typed code is meant for, if known"
+    )
 
 
 class CompleteIn(Body):
@@ -83,7 +91,9 @@ async def authorize(
 ) -> dict[str, Any]:
     kiosk = await kiosk_of(pool, signed)
     async with pool.acquire() as conn:
-        return await pickup.do_authorize(conn, settings, kiosk, body.code)
+        return await pickup.do_authorize(
+            conn, settings, kiosk, body.code, session_id=body.session_id, pickup_id=body.pickup_id
+        )
 
 
 @router.post("/pickups/{pickup_id}/complete")
