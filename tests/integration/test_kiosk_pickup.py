@@ -223,3 +223,24 @@ async def test_a_completion_report_sent_twice_binds_one_card(
     assert first.json() == again.json()
     assert again.headers["Idempotent-Replayed"] == "true"
     assert await pool.fetchval("SELECT count(*) FROM cards") == 1
+
+
+async def test_the_kiosk_protocol_carries_a_session_per_person(
+    client: httpx.AsyncClient, pool: Any, settings: Settings, dispensers: Any
+) -> None:
+    async with pool.acquire() as conn:
+        campus = await make_campus(conn)
+    k1, _ = await agent(client, settings, pool, campus, "KIOSK-S1", dispensers)
+    code = await parent_applies(pool, settings, campus)
+    wrong = code[:-1] + str((int(code[-1]) + 1) % 10)
+    path = "/api/v1/kiosk/pickups/authorize"
+    bad = await k1._call("POST", path, {"code": code, "session_id": "no spaces!"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "session_id"
+    for _ in range(settings.pickup_guess_limit):
+        r = await k1._call("POST", path, {"code": wrong, "session_id": "visit-a"})
+        assert r.json()["error"]["code"] == "PICKUP_CODE_INVALID"
+    locked = await k1._call("POST", path, {"code": code, "session_id": "visit-a"})
+    assert locked.status_code == 429 and locked.json()["error"]["code"] == "KIOSK_GUESS_LIMIT"
+    # the next person, through the kiosk software with a session of their own, gets the card
+    result = await k1.pickup(code, session_id="visit-b")
+    assert result.ok, result.message
