@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import httpx
 from openpyxl import Workbook
 
 from campuscard.config import Settings
@@ -16,7 +17,7 @@ from campuscard.issuing.import_rules import HEADERS_EN, HEADERS_ZH, build_frame
 from campuscard.issuing.pickup import Kiosk
 from campuscard.platform import auth
 from campuscard.platform.actors import Actor, Grant
-from tests.support import PASSWORD, make_school
+from tests.support import PASSWORD, login, make_school
 
 PROVINCE = "江苏省"
 
@@ -128,3 +129,36 @@ def card_center(campus: Campus) -> Actor:
 
 def issuing_settings(settings: Settings, **changes: Any) -> Settings:
     return settings.model_copy(update=changes)
+
+
+async def make_counter_campus(conn: asyncpg.Connection[Any]) -> Campus:
+    """A campus with parent1 (guardian of student 2026000001) and teacher-iss also at the card
+    center, so counter applications can be applied for and produced."""
+    campus = await make_campus(conn)
+    await make_parent(conn, campus, "parent1", "13900000001", guardian_of="2026000001")
+    await conn.execute(
+        "INSERT INTO user_roles(user_id, role, school_id) SELECT id, 'card_center', $1 "
+        "FROM users WHERE username = 'teacher-iss'",
+        campus.school_id,
+    )
+    return campus
+
+
+async def apply_at_counter(
+    client: httpx.AsyncClient, campus: Campus, client_id: str
+) -> httpx.Response:
+    """parent1 applies online for student 2026000001's card, to be collected at the counter."""
+    parent = await login(client, "parent1", None)
+    return await client.post(
+        "/api/v1/card-applications",
+        headers=parent,
+        json={
+            "client_id": client_id,
+            "province": "32",
+            "school": campus.code,
+            "class_name": "一年级2班",
+            "name": "学生1",
+            "number": "2026000001",
+            "delivery": "counter",
+        },
+    )

@@ -17,7 +17,14 @@ from campuscard.issuing.pickup_code import code_hash, platform_key
 from campuscard.platform.errors import Conflict, ValidationFailed
 from campuscard.platform.jobs import message_text
 from tests.support import PASSWORD, fund, login
-from tests.support_issuing import Campus, card_center, make_campus, make_parent
+from tests.support_issuing import (
+    Campus,
+    apply_at_counter,
+    card_center,
+    make_campus,
+    make_counter_campus,
+    make_parent,
+)
 
 _ids = iter(range(10**6))
 
@@ -210,27 +217,8 @@ async def test_counter_applications_go_to_the_production_queue_and_export(
     client: httpx.AsyncClient, pool: Any, settings: Settings
 ) -> None:
     async with pool.acquire() as conn:
-        campus = await make_campus(conn)
-        await make_parent(conn, campus, "parent1", "13900000001", guardian_of="2026000001")
-        await conn.execute(
-            "INSERT INTO user_roles(user_id, role, school_id) SELECT id, 'card_center', $1 "
-            "FROM users WHERE username = 'teacher-iss'",
-            campus.school_id,
-        )
-    parent = await login(client, "parent1", None)
-    r = await client.post(
-        "/api/v1/card-applications",
-        headers=parent,
-        json={
-            "client_id": "apply-counter-1",
-            "province": "32",
-            "school": campus.code,
-            "class_name": "一年级2班",
-            "name": "学生1",
-            "number": "2026000001",
-            "delivery": "counter",
-        },
-    )
+        campus = await make_counter_campus(conn)
+    r = await apply_at_counter(client, campus, "apply-counter-1")
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "in_production" and "pickup_code" not in r.json()
     staff = await login(client, "teacher-iss", campus.code)
@@ -447,13 +435,7 @@ async def test_an_online_replacement_for_a_lost_card_is_handed_out_and_keeps_the
 ) -> None:
     # given a student whose card holds 42.00 and is reported lost
     async with pool.acquire() as conn:
-        campus = await make_campus(conn)
-        await make_parent(conn, campus, "parent1", "13900000001", guardian_of="2026000001")
-        await conn.execute(
-            "INSERT INTO user_roles(user_id, role, school_id) SELECT id, 'card_center', $1 "
-            "FROM users WHERE username = 'teacher-iss'",
-            campus.school_id,
-        )
+        campus = await make_counter_campus(conn)
         person = await conn.fetchval("SELECT id FROM persons WHERE number = '2026000001'")
         lost = await lifecycle.issue_card(
             conn, card_center(campus), person_id=person, number="550000000001", uid="0A0A0A01"
@@ -461,20 +443,7 @@ async def test_an_online_replacement_for_a_lost_card_is_handed_out_and_keeps_the
         await fund(conn, campus.school_id, person, cash=4200)
         await conn.execute("UPDATE cards SET state = 'lost' WHERE id = $1", lost["id"])
     # when the parent applies online (挂失和补卡申请), the card is made and handed out
-    parent = await login(client, "parent1", None)
-    r = await client.post(
-        "/api/v1/card-applications",
-        headers=parent,
-        json={
-            "client_id": "apply-replace-1",
-            "province": "32",
-            "school": campus.code,
-            "class_name": "一年级2班",
-            "name": "学生1",
-            "number": "2026000001",
-            "delivery": "counter",
-        },
-    )
+    r = await apply_at_counter(client, campus, "apply-replace-1")
     assert r.status_code == 201, r.text
     staff = await login(client, "teacher-iss", campus.code)
     base = f"/api/v1/admin/schools/{campus.code}/card-production"

