@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, transaction
-from campuscard.ledger import postings
+from campuscard.ledger import adjustments, postings
+from campuscard.ledger.money import Money
 from campuscard.metering import demo as metering_demo
 from campuscard.platform import auth
 
@@ -84,6 +85,41 @@ class DemoCampus:
     terminal_keys: list[tuple[str, int]] = field(default_factory=list)  # (SN, key version)
 
 
+async def _pending_adjustment(tx: Tx, school_id: int) -> None:
+    """One correction waiting for a second person, so the approvals page shows the four-eyes
+    step: a canteen payment lost in a power cut, found on the till's paper roll."""
+    proposer = await tx.fetchval(
+        "SELECT id FROM users WHERE school_id = $1 AND username = 'settlement'", school_id
+    )
+    person = await tx.fetchval(
+        "SELECT id FROM persons WHERE school_id = $1 AND number = $2",
+        school_id,
+        student_number(2),
+    )
+    merchant_account = await tx.fetchval(
+        "SELECT id FROM accounts WHERE school_id = $1 AND kind = 'merchant' ORDER BY id LIMIT 1",
+        school_id,
+    )
+    purse = (await postings.open_purses(tx, school_id, person))["cash"]
+    memo = "午餐 12.50 断电未上传，按小票补扣 / lunch lost in a power cut, booked from the receipt"
+    await adjustments.propose_adjustment(
+        tx,
+        actor=await auth.load_actor(tx, proposer),
+        school_id=school_id,
+        client_id="demo-adjustment-1",
+        from_account=purse,
+        to_account=merchant_account,
+        amount=Money(1250),
+        memo=memo,
+        payload={
+            "from_account": purse,
+            "to_account": merchant_account,
+            "amount": 1250,
+            "memo": memo,
+        },
+    )
+
+
 def student_number(i: int) -> str:
     return f"2026{i:06d}"
 
@@ -98,6 +134,8 @@ async def load_demo(conn: Conn) -> DemoCampus:
         await _payout_accounts(tx, school_id)
         await _ensure_issuing(tx, school_id)
         await metering_demo.ensure_demo_devices(tx, school_id)
+        if created:
+            await _pending_adjustment(tx, school_id)
     campus = DemoCampus(school_id=school_id, created=created)
     campus.logins = (
         [("platform admin", "", ADMIN_USER)]

@@ -32,7 +32,7 @@ async def _accounts(tx: Tx, school_id: int, from_account: int, to_account: int) 
     return found
 
 
-async def _propose_adjustment(
+async def propose_adjustment(
     tx: Tx,
     *,
     actor: Actor,
@@ -44,6 +44,8 @@ async def _propose_adjustment(
     memo: str,
     payload: dict[str, Any],
 ) -> dict[str, Any]:
+    """Write the adjustment as a pending proposal (caller's transaction); the money moves
+    when a second person approves it (``_approved_adjustment``)."""
     await _accounts(tx, school_id, from_account, to_account)
     return await four_eyes.propose(
         tx,
@@ -165,7 +167,7 @@ async def do_adjustment(
             key=client_id,
             payload=payload,
             success_status=202,
-            work=lambda tx: _propose_adjustment(
+            work=lambda tx: propose_adjustment(
                 tx,
                 actor=actor,
                 school_id=school_id,

@@ -1,0 +1,38 @@
+"""The demo campus has one correction waiting for a second person, so the approvals page shows
+the four-eyes step on first open; approving it moves the money, once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from campuscard import demo
+from campuscard.ledger.checks import check_ledger
+from campuscard.platform import auth, four_eyes
+
+
+async def test_demo_has_an_adjustment_waiting_for_the_second_settlement_operator(
+    pool: Any,
+) -> None:
+    # given the demo campus, loaded twice (the second load adds nothing)
+    async with pool.acquire() as conn:
+        campus = await demo.load_demo(conn)
+        await demo.load_demo(conn)
+        pending = await conn.fetch(
+            "SELECT id, kind, amount FROM approvals WHERE status = 'pending'"
+        )
+        checker = await conn.fetchval(
+            "SELECT id FROM users WHERE school_id = $1 AND username = 'settlement2'",
+            campus.school_id,
+        )
+        actor = await auth.load_actor(conn, checker)
+        before = await conn.fetchval("SELECT count(*) FROM journal_tx WHERE kind = 'adjustment'")
+    assert [(r["kind"], r["amount"]) for r in pending] == [("adjustment", 1250)]
+
+    # when the second settlement operator approves it
+    await four_eyes.do_decide(pool, actor, campus.school_id, pending[0]["id"], approve=True)
+
+    # then the correction is booked once and the ledger holds
+    async with pool.acquire() as conn:
+        after = await conn.fetchval("SELECT count(*) FROM journal_tx WHERE kind = 'adjustment'")
+        assert after == before + 1
+        assert (await check_ledger(conn)).ok
