@@ -22,6 +22,10 @@ from campuscard.db import migrate
 from campuscard.db.embedded import EmbeddedPostgres, free_port
 from campuscard.db.pool import connect, create_pool
 
+# Tests sign in hundreds of times: no pause between password hashes here (the servers they
+# start inherit it). The pause itself is tested in tests/unit/test_hashing_budget.py.
+os.environ.setdefault("CAMPUSCARD_PASSWORD_HASH_CPU_SHARE", "1")
+
 TEMPLATE = "cc_template"
 _counter = itertools.count()
 

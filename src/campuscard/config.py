@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=65536, ge=8192, le=1048576)
     argon2_parallelism: int = Field(default=4, ge=1, le=16)
     password_hash_threads: int = Field(default=0, ge=0, le=64)
+    # the share of wall-clock time one process may spend hashing passwords and pickup codes,
+    # and how many hashes may wait for it before a sign-in is told to come back (auth.py)
+    password_hash_cpu_share: float = Field(default=0.25, gt=0, le=1)
+    password_hash_max_waiting: int = Field(default=32, ge=1, le=10_000)
     # request bodies: at most this many bytes; an upload route declares its own limit
     # (edge/limits.py); the files' byte, row and column limits: docs/security.md
     max_json_body_bytes: int = Field(default=64 * 1024, ge=1024)

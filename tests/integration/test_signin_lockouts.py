@@ -255,3 +255,32 @@ async def test_a_hash_with_old_parameters_is_redone_at_sign_in(
     assert not auth.needs_rehash(stored)
     assert f"m={auth.hasher().memory_cost}" in stored
     await login(client, "clerk", "TST")
+
+
+async def test_a_busy_hashing_queue_refuses_without_counting_the_attempt(
+    pool: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, hash_checks: list[str]
+) -> None:
+    # given a process whose hashing queue is full
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        await make_user(conn, "clerk", "card_center", school.id)
+    full = auth.HashingBudget(share=0.25, max_waiting=1)
+    full.waiting = 1
+    monkeypatch.setattr(auth, "_budget", full)
+    # when the right password arrives, more often than the lock allows
+    answers = [
+        await client.post("/api/v1/auth/login", json=body("clerk", PASSWORD))
+        for _ in range(LIMIT + 2)
+    ]
+    # then each is told to come back, nothing was hashed, and no failure was counted
+    assert {r.status_code for r in answers} == {429}
+    assert {r.json()["error"]["code"] for r in answers} == {"HASHING_BUSY"}
+    assert all(int(r.headers["Retry-After"]) >= 1 for r in answers)
+    assert hash_checks == []
+    row = await pool.fetchrow(
+        "SELECT failed_logins, locked_until FROM users WHERE username = 'clerk'"
+    )
+    assert (row["failed_logins"], row["locked_until"]) == (0, None)
+    # and once the queue has room the same password signs in
+    full.waiting = 0
+    await login(client, "clerk", "TST")

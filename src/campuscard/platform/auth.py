@@ -64,15 +64,81 @@ def _yield_to_payments() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
+class HashingBudget:
+    """At most ``share`` of the wall clock spent hashing in this process, one hash at a time.
+
+    Priority alone is not enough: a hash keeps both cores' caches and memory bus busy, and a
+    payment running beside it takes a millisecond or two longer. So after a hash that took
+    *d* seconds the next one starts no sooner than *d · (1/share − 1)* later: with the default
+    share of 0.25 a flood leaves three quarters of the time free of hashing, whatever its size.
+    A sign-in asks for room (``ensure_room``) before it counts its attempt: with
+    ``max_waiting`` hashes queued it is told to come back (``HASHING_BUSY``, 429 with
+    ``Retry-After``) with nothing done, so a flood cannot lock anyone out either.
+    """
+
+    def __init__(self, share: float, max_waiting: int) -> None:
+        self.share = share
+        self.max_waiting = max_waiting
+        self.waiting = 0
+        self._next_start = 0.0
+        self._last_took = 0.0
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _lock_for(self, loop: asyncio.AbstractEventLoop) -> asyncio.Lock:
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop, self._next_start = asyncio.Lock(), loop, 0.0
+        return self._lock
+
+    def ensure_room(self) -> None:
+        if self.waiting >= self.max_waiting:
+            wait = max(1, round(self.waiting * self._last_took / self.share))
+            raise TooManyRequests(
+                "sign-in is busy; try again in a few seconds",
+                code="HASHING_BUSY",
+                details={"retry_after": wait},
+            )
+
+    async def run(self, executor: ThreadPoolExecutor, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        lock = self._lock_for(loop)
+        self.waiting += 1
+        try:
+            async with lock:
+                delay = self._next_start - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                started = loop.time()
+                try:
+                    return await loop.run_in_executor(executor, fn, *args)
+                finally:
+                    took = loop.time() - started
+                    self._last_took = took
+                    self._next_start = loop.time() + took * (1 / self.share - 1)
+        finally:
+            self.waiting -= 1
+
+
+_budget: HashingBudget | None = None
+
+
+def hashing_budget() -> HashingBudget:
+    global _budget
+    if _budget is None:
+        s = get_settings()
+        _budget = HashingBudget(s.password_hash_cpu_share, s.password_hash_max_waiting)
+    return _budget
+
+
 async def off_loop(fn: Callable[..., T], *args: object) -> T:
-    """Run CPU-heavy ``fn`` in the hashing pool: bounded, so a flood queues instead of taking
-    every core from the payment path."""
+    """Run CPU-heavy ``fn`` (argon2, scrypt) in the hashing pool, within the hashing budget:
+    a flood queues, then is refused, instead of taking the cores from the payment path."""
     global _executor
     if _executor is None:
         _executor = ThreadPoolExecutor(
             hashing_threads(), thread_name_prefix="argon2", initializer=_yield_to_payments
         )
-    return await asyncio.get_running_loop().run_in_executor(_executor, fn, *args)
+    return await hashing_budget().run(_executor, fn, *args)
 
 
 def _check_password_rules(password: str) -> None:
@@ -226,6 +292,7 @@ async def check_sign_in(
     school_key, name = throttle
     known = account.user_id is not None
     key: tuple[object, ...] = (account.user_id,) if known else (school_key, name)
+    hashing_budget().ensure_room()  # before the attempt counts
     async with pool.acquire() as conn:
         claimed = await conn.fetchval(_CLAIM_USER if known else _CLAIM_NAME, *key, limit)
         if claimed is None:
