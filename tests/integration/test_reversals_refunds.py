@@ -107,9 +107,17 @@ async def test_reversal_of_another_terminals_payment_does_not_touch_it(
         other = await make_device(conn, settings, dev.school_id, merchant_id, "POS-0002")
     assert (await pay(client, dev, card, "5.00", client_id="mine-00000001")).status_code == 200
     r = await _reverse(client, other, "mine-00000001")
-    assert r.json()["original"] == "not_received"  # a marker on the other terminal only
+    # not a success-looking "reversed / not_received": the other till is told whose it is
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "PAYMENT_OF_ANOTHER_TERMINAL"
+    assert r.json()["error"]["details"] == {"terminal": dev.sn}
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT status FROM payments") == "booked"
+        # and no marker was left: the other till's own id stays free
+        assert await conn.fetchval("SELECT count(*) FROM payment_reversals") == 0
+    # the till that took it still reverses it
+    mine = await _reverse(client, dev, "mine-00000001")
+    assert mine.json()["result"] == "reversed" and mine.json()["original"] == "booked"
 
 
 async def test_reversal_window_passed_and_refunded_payment_cannot_be_reversed(

@@ -17,6 +17,7 @@ DECLARE
     v_cash_id bigint;
     v_sub_id bigint;
     v_body jsonb;
+    v_other text;
 BEGIN
     IF p_nonce IS NOT NULL THEN
         INSERT INTO terminal_nonces(terminal_id, nonce) VALUES (p_terminal, p_nonce)
@@ -43,6 +44,23 @@ BEGIN
         UPDATE terminals SET prev_key_version = NULL WHERE id = t.id;
     END IF;
     v_day := cc_business_date(t.school_id);
+
+    -- a client id this terminal never used, but another till of the school did within the
+    -- reversal window's days: someone is reversing the wrong till's payment. Refuse plainly
+    -- rather than answer a success-looking "reversed / not_received" that moved nothing.
+    IF NOT EXISTS (SELECT 1 FROM idempotency_keys WHERE scope = v_scope AND key = p_client_id) THEN
+        SELECT o.sn INTO v_other
+          FROM payments p JOIN terminals o ON o.id = p.terminal_id
+         WHERE p.school_id = t.school_id AND p.business_date >= v_day - 1
+           AND p.client_id = p_client_id AND p.terminal_id <> p_terminal
+         LIMIT 1;
+        IF v_other IS NOT NULL THEN
+            RETURN cc_refusal(409, 'PAYMENT_OF_ANOTHER_TERMINAL',
+                              'this payment was taken at another terminal; only that terminal can '
+                              'reverse it (a refund works from any till of the merchant)',
+                              'client_id', jsonb_build_object('terminal', v_other));
+        END IF;
+    END IF;
 
     -- claim the original's slot; waits for an in-flight original to commit first
     INSERT INTO idempotency_keys(scope, key, request_hash, status_code, response)
