@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -25,6 +25,19 @@ PageRenderer = Callable[[Request, int, str, str, str | None], Awaitable[Response
 def is_page_request(request: Request) -> bool:
     """Every path outside /api is a page."""
     return not request.url.path.startswith("/api")
+
+
+def _json_body_sent_as_something_else(request: Request, errors: Sequence[Any]) -> bool:
+    """A JSON route got a body it could not read as an object because the client labelled it
+    as something else (text/plain, a form): say so, instead of "input should be a valid
+    dictionary" with no field."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return False
+    return any(
+        e.get("type") == "model_attributes_type" and tuple(e.get("loc", ())) == ("body",)
+        for e in errors
+    )
 
 
 _HTTP_CODES = {
@@ -124,6 +137,15 @@ def install(app: FastAPI, page_renderer: PageRenderer | None = None) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        if not is_page(request) and _json_body_sent_as_something_else(request, exc.errors()):
+            return JSONResponse(
+                status_code=415,
+                content=error_body(
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    "send the body as JSON with 'Content-Type: application/json'",
+                    "Content-Type",
+                ),
+            )
         response = validation_response(exc.errors())
         if is_page(request):
             err = json.loads(bytes(response.body))["error"]
