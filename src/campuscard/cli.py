@@ -780,12 +780,17 @@ def sim_provider(
 @sim_app.command("bank")
 def sim_bank(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8602,
+    control_port: Annotated[
+        int, typer.Option(help="HTTP controls on 127.0.0.1 (docs/bank-link.md)")
+    ] = 8603,
     accounts: Annotated[
         list[str],
         typer.Option("--account", help="PAN:NAME:BALANCE_FEN, may be repeated"),
     ] = [],  # noqa: B006 - typer reads the default, it is never mutated
 ) -> None:
     """Serve the ISO 8583 bank simulator with the MAC key from the settings."""
+    import uvicorn
+
     from campuscard.adapters.bank.simulator import BankSimulator
 
     settings = _tool_settings()
@@ -797,7 +802,57 @@ def sim_bank(
         pan, name, balance = spec.split(":")
         sim.open_account(pan, name, int(balance))
     typer.echo(f"bank simulator on 127.0.0.1:{port}; accounts: {', '.join(sim.accounts)}")
-    asyncio.run(sim.serve_forever("127.0.0.1", port))
+    typer.echo(f"controls (state, faults, hours, statements) on http://127.0.0.1:{control_port}")
+
+    async def both() -> None:
+        controls = uvicorn.Server(
+            uvicorn.Config(
+                sim.control_app(), host="127.0.0.1", port=control_port, log_level="warning"
+            )
+        )
+        await asyncio.gather(sim.serve_forever("127.0.0.1", port), controls.serve())
+
+    asyncio.run(both())
+
+
+BANK_CONTROL = "http://127.0.0.1:8603"
+
+
+def _bank_control(method: str, url: str, path: str, body: dict[str, object] | None) -> None:
+    import httpx
+
+    try:
+        r = httpx.request(method, url.rstrip("/") + path, json=body, timeout=10)
+    except httpx.HTTPError as err:
+        raise SystemExit(f"the bank simulator's controls at {url} do not answer: {err}") from err
+    if r.status_code != 200:
+        raise SystemExit(f"refused ({r.status_code}): {r.text}")
+    typer.echo(json.dumps(r.json(), ensure_ascii=False, indent=2))
+
+
+@sim_app.command("bank-fault")
+def sim_bank_fault(
+    mti: Annotated[str, typer.Option(help="message type: 0100, 0200, 0400 or 0600")] = "0200",
+    mode: Annotated[
+        str, typer.Option(help="drop (act, never answer), drop_before, or delay:<seconds>")
+    ] = "drop",
+    times: Annotated[int, typer.Option(help="how many of the next requests")] = 1,
+    clear: Annotated[bool, typer.Option(help="remove every pending fault instead")] = False,
+    control: Annotated[str, typer.Option(help="the simulator's control URL")] = BANK_CONTROL,
+) -> None:
+    """Make the running bank simulator misbehave for its next requests (rehearse a timeout)."""
+    if clear:
+        _bank_control("DELETE", control, "/faults", None)
+    else:
+        _bank_control("POST", control, "/faults", {"mti": mti, "mode": mode, "times": times})
+
+
+@sim_app.command("bank-state")
+def sim_bank_state(
+    control: Annotated[str, typer.Option(help="the simulator's control URL")] = BANK_CONTROL,
+) -> None:
+    """What the running bank simulator holds: accounts, transactions, reversals, faults."""
+    _bank_control("GET", control, "/state", None)
 
 
 def main() -> None:

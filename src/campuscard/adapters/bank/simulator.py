@@ -11,6 +11,10 @@ Faults can be injected for the next requests of a message type:
   "drop_before" never answer and do nothing
   "delay:<s>"   answer after <s> seconds
 It can also produce the bank's daily statement file (docs/bank-link.md).
+
+``control_app()`` is a small HTTP interface (loopback only, beside the ISO port) through which
+anyone can see the bank's state and rehearse a fault: ``campuscard sim bank --control-port``,
+``campuscard sim bank-fault`` and ``campuscard sim bank-state`` use it (docs/bank-link.md).
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+
+from fastapi import FastAPI, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from campuscard.adapters.bank import iso
 
@@ -86,6 +94,76 @@ class BankSimulator:
                 if t.reversed_at is None:
                     total += t.amount if t.kind == "LOAD" else -t.amount
             return total
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def state(self) -> dict[str, object]:
+        """What the bank holds, for the control interface: no card numbers in full."""
+        with self._lock:
+            return {
+                "open_now": self._open_now(),
+                "hours": None
+                if self.hours is None
+                else [f"{m // 60:02d}:{m % 60:02d}" for m in self.hours],
+                "held_fen": sum(
+                    (t.amount if t.kind == "LOAD" else -t.amount)
+                    for t in self.txns.values()
+                    if t.reversed_at is None
+                ),
+                "limit_fen": self.limit,
+                "accounts": [
+                    {"pan": iso.mask_pan(a.pan), "name": a.name, "balance_fen": a.balance}
+                    for a in self.accounts.values()
+                ],
+                "transactions": [
+                    {
+                        "rrn": t.rrn,
+                        "stan": t.stan,
+                        "kind": t.kind,
+                        "amount_fen": t.amount,
+                        "auth_code": t.auth_code,
+                        "at": t.at.isoformat(),
+                        "reversed_at": t.reversed_at.isoformat() if t.reversed_at else None,
+                    }
+                    for t in sorted(self.txns.values(), key=lambda t: t.at)
+                ],
+                "refused": dict(self.refused),
+                "reversal_markers": sorted(self.reversal_markers),
+                "faults": {mti: list(q) for mti, q in self.faults.items() if q},
+                "requests": len(self.requests),
+            }
+
+    def control_app(self) -> FastAPI:
+        """State and fault controls over HTTP (see the module docstring)."""
+        app = FastAPI(title="bank simulator controls", docs_url=None, redoc_url=None)
+
+        @app.get("/state")
+        async def state() -> dict[str, object]:
+            return self.state()
+
+        @app.post("/faults")
+        async def add_fault(fault: FaultIn) -> dict[str, object]:
+            self.inject(fault.mti, fault.mode, fault.times)
+            return self.state()
+
+        @app.delete("/faults")
+        async def clear() -> dict[str, object]:
+            self.clear_faults()
+            return self.state()
+
+        @app.put("/hours")
+        async def set_hours(hours: HoursIn) -> dict[str, object]:
+            with self._lock:
+                self.hours = hours.minutes()
+            return self.state()
+
+        @app.get("/statement", response_class=PlainTextResponse)
+        async def statement(day: str = Query(pattern=r"^20[0-9]{6}$")) -> str:
+            return self.statement(day)
+
+        return app
 
     def balance_of(self, pan: str) -> int:
         return self.accounts[pan].balance
@@ -290,3 +368,57 @@ class BankSimulator:
         reply["4"] = f"{t.amount:012d}"
         reply["38"] = t.auth_code
         return iso.REVERSED if t.reversed_at else iso.APPROVED
+
+
+FAULT_MODES = ("drop", "drop_before")
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class FaultIn(BaseModel):
+    """The next ``times`` requests of message type ``mti`` meet ``mode``."""
+
+    model_config = ConfigDict(extra="forbid")
+    mti: str = Field(pattern=r"^0[1246]00$", description="0100, 0200, 0400 or 0600")
+    mode: str = Field(description="drop, drop_before or delay:<seconds up to 60>")
+    times: int = Field(default=1, ge=1, le=100)
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, mode: str) -> str:
+        if mode in FAULT_MODES:
+            return mode
+        if mode.startswith("delay:"):
+            try:
+                seconds = float(mode.split(":", 1)[1])
+            except ValueError:
+                seconds = -1.0
+            if 0 < seconds <= 60:
+                return mode
+        raise ValueError("mode must be drop, drop_before or delay:<seconds, 0-60>")
+
+
+class HoursIn(BaseModel):
+    """Service hours in China time, or ``always`` for a bank open day and night."""
+
+    model_config = ConfigDict(extra="forbid")
+    always: bool = False
+    open: str | None = Field(default=None, pattern=_HHMM)
+    close: str | None = Field(default=None, pattern=_HHMM)
+
+    @model_validator(mode="after")
+    def _open_before_close(self) -> HoursIn:
+        if self.always:
+            return self
+        if self.open is None or self.close is None:
+            raise ValueError("give open and close (HH:MM), or always: true")
+        if self.open >= self.close:
+            raise ValueError("open must be before close")
+        return self
+
+    def minutes(self) -> tuple[int, int] | None:
+        if self.always or self.open is None or self.close is None:
+            return None
+        return (
+            int(self.open[:2]) * 60 + int(self.open[3:]),
+            int(self.close[:2]) * 60 + int(self.close[3:]),
+        )
