@@ -17,9 +17,10 @@ SCHOOL_ROLES = frozenset(
         "merchant_manager",
         "cardholder",
         "guardian",
+        "counsellor",
     }
 )
-OPERATOR_ROLES = frozenset({"school_admin", "card_center", "settlement", "teacher"})
+OPERATOR_ROLES = frozenset({"school_admin", "card_center", "settlement", "teacher", "counsellor"})
 # What a merchant's staff hold while their merchant is not approved (pending, rejected, closed):
 # no merchant role works, the applicant sees only its own application (auth.load_actor)
 MERCHANT_APPLICANT = "merchant_applicant"

@@ -9,6 +9,7 @@ PostgreSQL delivers only on commit; listeners (server-sent events) relay them to
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from campuscard.db.pool import Conn
@@ -23,15 +24,19 @@ async def enqueue(
     *,
     school_id: int | None,
     dedupe_key: str | None = None,
+    available_at: datetime | None = None,
 ) -> bool:
-    """Write a side effect to the outbox; returns False if the dedupe key was already there."""
+    """Write a side effect to the outbox; returns False if the dedupe key was already there.
+    ``available_at`` holds delivery until then (an SMS kept through someone's quiet hours)."""
     inserted = await conn.fetchval(
-        """INSERT INTO outbox(school_id, topic, payload, dedupe_key) VALUES ($1, $2, $3, $4)
+        """INSERT INTO outbox(school_id, topic, payload, dedupe_key, available_at)
+           VALUES ($1, $2, $3, $4, coalesce($5, now()))
            ON CONFLICT (dedupe_key) DO NOTHING RETURNING true""",
         school_id,
         topic,
         payload,
         dedupe_key,
+        available_at,
     )
     return bool(inserted)
 

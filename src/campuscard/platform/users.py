@@ -17,7 +17,15 @@ from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 STAFF_ROLES = frozenset(
-    {"school_admin", "card_center", "settlement", "teacher", "merchant_staff", "merchant_manager"}
+    {
+        "school_admin",
+        "card_center",
+        "settlement",
+        "teacher",
+        "counsellor",
+        "merchant_staff",
+        "merchant_manager",
+    }
 )
 MERCHANT_ROLES = frozenset({"merchant_staff", "merchant_manager"})
 

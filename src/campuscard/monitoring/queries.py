@@ -1,0 +1,128 @@
+"""Named reads of the monitoring package (the pages and routes call these, never SQL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time
+
+from campuscard.db.pool import Conn
+from campuscard.monitoring.rules import Config, config_from_rows
+
+
+@dataclass(frozen=True)
+class SchoolClock:
+    timezone: str
+
+
+async def school_clock(conn: Conn, school_id: int) -> SchoolClock:
+    tz = await conn.fetchval("SELECT timezone FROM schools WHERE id = $1", school_id)
+    return SchoolClock(str(tz or "Asia/Shanghai"))
+
+
+async def config(conn: Conn, school_id: int) -> Config:
+    rows = await conn.fetch(
+        "SELECT rule, enabled, thresholds FROM monitoring_rules WHERE school_id = $1", school_id
+    )
+    return config_from_rows(rows)
+
+
+async def schools_watching(conn: Conn) -> list[int]:
+    """Schools with at least one rule switched on."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT school_id FROM monitoring_rules WHERE enabled ORDER BY school_id"
+    )
+    return [int(r["school_id"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class StudentChannels:
+    phone: str | None
+    sms: bool
+    quiet_start: time | None
+    quiet_end: time | None
+
+
+async def student_channels(conn: Conn, school_id: int, person_id: int) -> StudentChannels:
+    row = await conn.fetchrow(
+        """SELECT p.phone, coalesce(s.sms, true) AS sms, s.quiet_start, s.quiet_end
+             FROM persons p
+             LEFT JOIN monitoring_student_prefs s
+                    ON s.school_id = p.school_id AND s.person_id = p.id
+            WHERE p.school_id = $1 AND p.id = $2""",
+        school_id,
+        person_id,
+    )
+    if row is None:
+        return StudentChannels(None, False, None, None)
+    return StudentChannels(row["phone"], row["sms"], row["quiet_start"], row["quiet_end"])
+
+
+@dataclass(frozen=True)
+class Delivered:
+    rule: str
+    created_at: datetime
+
+
+async def delivered_since(
+    conn: Conn, school_id: int, person_id: int, since: datetime
+) -> list[Delivered]:
+    rows = await conn.fetch(
+        """SELECT rule, created_at FROM monitoring_alerts
+            WHERE school_id = $1 AND person_id = $2 AND created_at > $3
+              AND delivery IN ('sent', 'quiet')""",
+        school_id,
+        person_id,
+        since,
+    )
+    return [Delivered(r["rule"], r["created_at"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class GuardianPrefs:
+    user_id: int
+    phone: str | None
+    rules: tuple[str, ...]
+    low_balance: int | None
+    single_spend: int | None
+    sms: bool
+    quiet_start: time | None
+    quiet_end: time | None
+
+
+async def guardians_listening(
+    conn: Conn, school_id: int, person_id: int, need_consent: bool
+) -> list[GuardianPrefs]:
+    """Parents of the student who opted in, still linked, with consent where it is needed."""
+    rows = await conn.fetch(
+        """SELECT g.user_id, u.phone, g.rules, g.low_balance, g.single_spend, g.sms,
+                  g.quiet_start, g.quiet_end
+             FROM monitoring_guardian_prefs g
+             JOIN guardian_links l ON l.user_id = g.user_id AND l.person_id = g.person_id
+             JOIN users u ON u.id = g.user_id AND u.is_active
+            WHERE g.school_id = $1 AND g.person_id = $2 AND g.enabled
+              AND (NOT $3 OR (g.consent_at IS NOT NULL AND g.consent_revoked_at IS NULL))
+            ORDER BY g.user_id""",
+        school_id,
+        person_id,
+        need_consent,
+    )
+    return [
+        GuardianPrefs(
+            r["user_id"],
+            r["phone"],
+            tuple(r["rules"]),
+            r["low_balance"],
+            r["single_spend"],
+            r["sms"],
+            r["quiet_start"],
+            r["quiet_end"],
+        )
+        for r in rows
+    ]
+
+
+async def person_name(conn: Conn, school_id: int, person_id: int) -> str:
+    name = await conn.fetchval(
+        "SELECT name FROM persons WHERE school_id = $1 AND id = $2", school_id, person_id
+    )
+    return str(name or "")
