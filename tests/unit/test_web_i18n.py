@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -18,6 +19,20 @@ def test_catalogs_have_the_same_keys_and_no_empty_text() -> None:
     zh, en = i18n.catalog("zh-CN"), i18n.catalog("en")
     assert set(zh) == set(en), set(zh) ^ set(en)
     assert all(v.strip() for v in [*zh.values(), *en.values()])
+
+
+def test_no_catalog_defines_a_key_twice() -> None:
+    """A key written twice (easy when two changes add it at the end) silently keeps the last."""
+    for path in sorted((SRC / "i18n").glob("*.json")):
+        seen: list[str] = []
+
+        def pairs(items: list[tuple[str, object]], seen: list[str] = seen) -> dict[str, object]:
+            seen.extend(key for key, _ in items)
+            return dict(items)
+
+        json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=pairs)
+        twice = sorted({key for key in seen if seen.count(key) > 1})
+        assert not twice, f"{path.name} defines {twice} more than once"
 
 
 def test_every_literal_key_used_in_templates_and_code_exists() -> None:

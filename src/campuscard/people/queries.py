@@ -7,7 +7,7 @@ guardian linked to them (guardian_links), or an operator of their school.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from campuscard.db.pool import Conn, PgPool
@@ -180,6 +180,47 @@ async def monthly_spending(conn: Conn, person_id: int, *, months: int = 6) -> li
         months,
     )
     return [{"month": r["month"], "fen": int(r["fen"])} for r in rows]
+
+
+_SPENT_ON_MERCHANTS = """
+    SELECT j.business_date AS day, -sum(p.amount) AS fen
+      FROM accounts a JOIN postings p ON p.account_id = a.id
+      JOIN journal_tx j ON j.id = p.tx_id
+     WHERE a.person_id = $1 AND a.kind = 'purse' AND j.business_date >= $2
+       AND EXISTS (SELECT 1 FROM postings q JOIN accounts b ON b.id = q.account_id
+                    WHERE q.tx_id = p.tx_id AND b.kind = 'merchant')
+     GROUP BY 1"""
+
+
+async def daily_spending(conn: Conn, person_id: int, *, days: int = 7) -> list[dict[str, Any]]:
+    """Money paid to merchants per business day, the last ``days`` days up to the school's
+    business date (zeros kept; refunds count against the day they were booked)."""
+    today = await conn.fetchval(
+        "SELECT cc_business_date(p.school_id) FROM persons p WHERE p.id = $1", person_id
+    )
+    if today is None:
+        return []
+    first = today - timedelta(days=days - 1)
+    rows = await conn.fetch(_SPENT_ON_MERCHANTS, person_id, first)
+    spent = {r["day"]: int(r["fen"]) for r in rows}
+    return [
+        {"day": first + timedelta(days=i), "fen": spent.get(first + timedelta(days=i), 0)}
+        for i in range(days)
+    ]
+
+
+async def spent_today_and_month(conn: Conn, person_id: int) -> dict[str, int]:
+    """Spent at merchants on the school's business day and in its month so far, in fen."""
+    today = await conn.fetchval(
+        "SELECT cc_business_date(p.school_id) FROM persons p WHERE p.id = $1", person_id
+    )
+    if today is None:
+        return {"today": 0, "month": 0}
+    rows = await conn.fetch(_SPENT_ON_MERCHANTS, person_id, today.replace(day=1))
+    return {
+        "today": sum(int(r["fen"]) for r in rows if r["day"] == today),
+        "month": sum(int(r["fen"]) for r in rows),
+    }
 
 
 # Schools and classes: the small look-ups the API and the pages make by name or id.

@@ -64,9 +64,13 @@ def bar_chart(
                 f'fill="{PALETTE[s_index % len(PALETTE)]}"><title>{escape(label)} '
                 f"{escape(s.label)}: {fmt(value)}</title></rect>"
             )
+        centre, anchor = pad_left + g * group_w + group_w / 2, "middle"
+        half = len(label) * font * 0.3  # about half the label's drawn width (digits, dashes)
+        if centre + half > width - 2:  # the last label would be cut at the right edge
+            centre, anchor = width - 2, "end"
         parts.append(
-            f'<text x="{pad_left + g * group_w + group_w / 2:.1f}" y="{height - 10}" '
-            f'text-anchor="middle" font-size="{font}" fill="#24292f">{escape(label)}</text>'
+            f'<text x="{centre:.1f}" y="{height - 10}" '
+            f'text-anchor="{anchor}" font-size="{font}" fill="#24292f">{escape(label)}</text>'
         )
     parts.append("</svg>")
     if len(series) > 1:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Query
 from fastapi.responses import Response
 
 from campuscard.db.pool import PgPool
@@ -19,7 +19,7 @@ from campuscard.people import queries
 from campuscard.platform.errors import DomainError
 from campuscard.web import menu
 from campuscard.web.core import Page, PostPage, UserPage, redirect, render
-from campuscard.web.student.routes import CHOOSE_CHILD, HOLDERS, PersonQ, holder
+from campuscard.web.student.routes import CHOOSE_CHILD, HOLDERS, QUICK_TOPUPS, PersonQ, holder
 
 router = APIRouter(prefix="/m", include_in_schema=False)
 menu.add("student", "m.topup", "/m/topup", HOLDERS, 15)
@@ -32,6 +32,7 @@ async def _view(
     *,
     error: DomainError | None = None,
     notice: str = "",
+    amount: str = "",
 ) -> Response:
     page.require("m.topup")
     async with pool.acquire() as conn:
@@ -60,12 +61,20 @@ async def _view(
         error=error,
         notice=notice,
         client_id=secrets.token_hex(12),
+        amount=amount,
+        quick_topups=QUICK_TOPUPS,
     )
 
 
 @router.get("/topup")
-async def topup_page(page: UserPage, pool: Pool, person: PersonQ = None) -> Response:
-    return await _view(page, pool, person)
+async def topup_page(
+    page: UserPage,
+    pool: Pool,
+    person: PersonQ = None,
+    amount: Annotated[str, Query(max_length=9, pattern=r"^([0-9]{1,6}(\.[0-9]{1,2})?)?$")] = "",
+) -> Response:
+    """``?amount=`` fills the amount in (the home page's quick amounts link here)."""
+    return await _view(page, pool, person, amount=amount)
 
 
 @router.post("/topup/online")

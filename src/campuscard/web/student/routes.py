@@ -3,11 +3,13 @@ filters and a monthly spending chart, notifications, the card, a parent's childr
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Path, Query
 from fastapi.responses import Response
+from markupsafe import Markup
 
 from campuscard.cards import lifecycle
 from campuscard.db.pool import Conn, PgPool
@@ -70,21 +72,92 @@ async def holder(page: Page, conn: Conn, person: int | None) -> dict[str, Any] |
 CHOOSE_CHILD = "/m/children"
 
 
+QUICK_TOPUPS = ("20", "50", "100", "200")  # yuan: the amounts a student tops up most
+CHART_DAYS = (7, 30)
+
+# A small line icon per phone tile (24 × 24, stroke only, drawn in the text colour).
+TILE_ICONS = {
+    "m.topup": '<path d="M12 5v14M5 12h14"/>',
+    "m.paycode": '<path d="M4 4h6v6H4zM14 4h6v6h-6zM4 14h6v6H4zM14 14h2v2h-2zM18 18h2v2h-2z"/>',
+    "m.transactions": '<path d="M5 4h14v16H5zM8 8h8M8 12h8M8 16h5"/>',
+    "m.card": '<path d="M3 6h18v12H3zM3 10h18M7 15h4"/>',
+    "m.card_apply": '<path d="M3 6h18v12H3zM12 9v6M9 12h6"/>',
+    "m.settings": '<path d="M12 8a4 4 0 1 0 0 8 4 4 0 0 0 0-8zM12 2v3M12 19v3M2 12h3M19 12h3"/>',
+    "m.notifications": '<path d="M6 16V11a6 6 0 0 1 12 0v5l2 2H4zM10 20h4"/>',
+    "m.children": (
+        '<path d="M9 11a3 3 0 1 0 0-6 3 3 0 0 0 0 6zM3 20a6 6 0 0 1 12 0'
+        'M17 11a2.5 2.5 0 1 0 0-5M16 14a5 5 0 0 1 5 6"/>'
+    ),
+}
+
+
+def tile_icon(key: str) -> Markup:
+    path = TILE_ICONS.get(key, '<path d="M5 12h14M13 6l6 6-6 6"/>')
+    return Markup(  # noqa: S704 - constant markup from TILE_ICONS above, no user text
+        '<svg class="icon" viewBox="0 0 24 24" width="28" height="28" aria-hidden="true" '
+        'fill="none" stroke="currentColor" stroke-width="1.8" stroke-linecap="round" '
+        f'stroke-linejoin="round">{path}</svg>'
+    )
+
+
+def by_day(page: Page, rows: list[dict[str, Any]], today: date | None) -> list[dict[str, Any]]:
+    """Statement rows grouped by business day, newest first: 今天 / 昨天 / the date."""
+    groups: list[dict[str, Any]] = []
+    for row in rows:
+        day = row["business_date"]
+        if not groups or groups[-1]["day"] != day:
+            if today is not None and day == today:
+                label = page.t("m.today")
+            elif today is not None and day == today - timedelta(days=1):
+                label = page.t("m.yesterday")
+            else:
+                label = day.isoformat()
+            groups.append({"day": day, "label": label, "rows": []})
+        groups[-1]["rows"].append(row)
+    return groups
+
+
+def spending_chart(page: Page, days: list[dict[str, Any]]) -> Markup:
+    last = len(days) - 1
+    every = 1 if len(days) <= 7 else 5  # 30 bars: a date under every fifth one and the last
+    labels = [
+        d["day"].strftime("%m-%d") if i == last or (i % every == 0 and last - i >= every) else ""
+        for i, d in enumerate(days)
+    ]
+    return charts.bar_chart(
+        labels,
+        [charts.Series(page.t("m.spent"), [d["fen"] for d in days])],
+        title=page.t("m.daily_chart_title", days=len(days)),
+        height=200,
+        width=360,
+    )
+
+
 @router.get("/")
-async def home(page: UserPage, pool: Pool, person: PersonQ = None) -> Response:
+async def home(
+    page: UserPage,
+    pool: Pool,
+    person: PersonQ = None,
+    days: Annotated[str, Query(max_length=2)] = "7",
+) -> Response:
+    if days not in {str(n) for n in CHART_DAYS}:
+        raise ValidationFailed("days must be 7 or 30", field="days")
     async with pool.acquire() as conn:
         subject = await holder(page, conn, person)
         if subject is None:
             return redirect(CHOOSE_CHILD)
         balances = await queries.purses(conn, subject["id"])
         held = await queries.held(conn, subject["id"])
-        recent = await queries.statement(conn, subject["id"], queries.StatementFilter(), limit=5)
+        recent = await queries.statement(conn, subject["id"], queries.StatementFilter(), limit=6)
         card_rows = await queries.cards(conn, subject["id"])
+        spent = await queries.spent_today_and_month(conn, subject["id"])
+        daily = await queries.daily_spending(conn, subject["id"], days=int(days))
         unread = await notifications.unread_count(
             conn,
             person_id=subject["id"],
             user_id=page.user.user_id if page.user else None,
         )
+    today = daily[-1]["day"] if daily else None
     return render(
         page,
         "student/home.html",
@@ -92,9 +165,16 @@ async def home(page: UserPage, pool: Pool, person: PersonQ = None) -> Response:
         balances=balances,
         total=sum(balances.values()),
         held=held,
-        recent=recent,
+        groups=by_day(page, recent, today),
         cards=card_rows,
         unread=unread,
+        spent=spent,
+        days=int(days),
+        chart_days=CHART_DAYS,
+        chart=spending_chart(page, daily),
+        quick_topups=QUICK_TOPUPS,
+        tile_icon=tile_icon,
+        person_qs=f"&person={subject['id']}" if page.extra.get("on_behalf") else "",
     )
 
 
@@ -122,6 +202,7 @@ async def transactions(
         if subject is None:
             return redirect(CHOOSE_CHILD)
         rows = await queries.statement(conn, subject["id"], flt, limit=PAGE_SIZE + 1, offset=offset)
+        today = await queries.business_date(conn, subject["school_id"])
         kinds = await queries.statement_kinds(conn, subject["id"])
         months = await queries.monthly_spending(conn, subject["id"], months=6)
     chart = charts.bar_chart(
@@ -135,7 +216,7 @@ async def transactions(
         page,
         "student/transactions.html",
         subject=subject,
-        rows=rows[:PAGE_SIZE],
+        groups=by_day(page, rows[:PAGE_SIZE], today),
         more=len(rows) > PAGE_SIZE,
         offset=offset,
         page_size=PAGE_SIZE,
