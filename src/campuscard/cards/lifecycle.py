@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from campuscard.bills import holds as bill_holds
 from campuscard.cards import rules
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction, savepoint
@@ -428,6 +429,9 @@ async def replace_card(
         raise NotFound("no such card", field="card_id")
     target = rules.next_state(old["state"], "replace")
     school_id = old["school_id"]
+    if not fee_settled:
+        # an online application for a replacement was checked when it was made
+        await bill_holds.check_none(tx, school_id, old["person_id"], "card_replacement")
     await tx.execute(
         "UPDATE cards SET state = $2, state_changed_at = now(), updated_at = now(), "
         "closed_at = now() WHERE id = $1",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from campuscard.bills import holds as bill_holds
 from campuscard.config import Settings
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction, transaction
@@ -295,6 +296,9 @@ async def _file(
             code="CARD_ALREADY_ISSUED",
             field="number",
         )
+    if await tx.fetchval("SELECT 1 FROM cards WHERE person_id = $1 AND state = 'lost'", person_id):
+        # a replacement of a lost card waits while the school holds it for unpaid fees
+        await bill_holds.check_none(tx, school_id, person_id, "card_replacement")
     school = await tx.fetchrow(
         "SELECT settings, cc_business_date(id) AS today FROM schools WHERE id = $1", school_id
     )

@@ -28,11 +28,12 @@ from campuscard.platform import audit
 from campuscard.platform.actors import Actor, Grant
 from campuscard.platform.errors import Conflict, DomainError, NotFound, ValidationFailed
 
-KINDS = ("adjustment", "counter_op", "payout_account", "drawer_float")
+KINDS = ("adjustment", "counter_op", "payout_account", "drawer_float", "bill_adjustment")
 EXECUTOR_MODULES = (
     "campuscard.ledger.adjustments",
     "campuscard.moneyflows.counter",
     "campuscard.settlement.clearing",
+    "campuscard.bills.adjustments",
 )
 APPROVER_ROLES = ("settlement", "school_admin")
 

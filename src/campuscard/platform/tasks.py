@@ -38,6 +38,7 @@ JOB_MODULES: list[str] = [
     "campuscard.cards.jobs",
     "campuscard.ledger.jobs",
     "campuscard.payments.jobs",
+    "campuscard.bills.jobs",
 ]
 
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from campuscard.bills import payments as bill_payments
 from campuscard.db.pool import Conn, PgPool
-from campuscard.db.tx import transaction
+from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import postings
 from campuscard.ledger.money import fmt
 from campuscard.platform import audit, notifications
@@ -150,6 +151,12 @@ async def _reconcile(
     clearing = await postings.system_account(conn, school_id, CLEARING[source])
     settled = await postings.system_account(conn, school_id, SETTLED[source])
     suspense = await postings.system_account(conn, school_id, "suspense")
+    if source == "bank":
+        # transfers quoting a student's payment reference pay that student's bills now, so
+        # they are on our side below and match (bills/payments.py)
+        await bill_payments.claim_bank_lines(
+            cast(Tx, conn), school_id, rules.net_by_reference(st.lines)
+        )
     ours_rows = await conn.fetch(
         _OURS_SQL, school_id, st.statement_date, clearing, LOOKBACK_DAYS, list(OWN_KINDS)
     )
