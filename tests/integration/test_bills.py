@@ -11,8 +11,18 @@ from typing import Any
 import asyncpg
 import pytest
 
-from campuscard.bills import adjustments, arrears, billing, holds, payments, queries, rules
+from campuscard.bills import (
+    adjustments,
+    arrears,
+    billing,
+    holds,
+    payments,
+    queries,
+    rules,
+    sheets,
+)
 from campuscard.config import Settings
+from campuscard.issuing import import_rules
 from campuscard.ledger import checks
 from campuscard.ledger.money import Money
 from campuscard.moneyflows import provider_orders
@@ -400,3 +410,94 @@ def test_payment_references_carry_a_check_digit() -> None:
     ) == [(rules.Instalment(2, date(2026, 10, 1), 500), 500)]
     assert rules.bucket_of(45) == "d31_60" and rules.bucket_of(0) is None
     assert date(2026, 9, 1) + timedelta(days=0) == date(2026, 9, 1)
+
+
+async def test_a_bad_bill_sheet_is_refused_whole_with_every_bad_row_listed(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    async with pool.acquire() as conn:
+        w = await bills_world(conn, students=2)
+        await tuition_and_dorm(conn, w, due=date(2026, 9, 1))
+        await billing.do_create_item(
+            conn,
+            w.finance,
+            w.school_id,
+            term=TERM,
+            kind="textbooks",
+            name="教材费",
+            amount=None,
+            due_date=date(2026, 9, 15),
+        )
+    lines_before = await pool.fetchval("SELECT count(*) FROM bill_lines")
+    bad = (
+        "学号,姓名,收费项目,金额\n"
+        "S001,学生1,教材费,320.50\n"  # good
+        "S0 1,学生1,教材费,10.00\n"  # a number that cannot be
+        "S999,某某,教材费,10.00\n"  # nobody
+        "S002,学生2,体检费,10.00\n"  # no such item this term
+        "S002,学生2,教材费,12.345\n"  # three decimals
+        "S001,学生1,教材费,320.50\n"  # the same student and item twice
+        "S002,学生2,学费,4000.00\n"  # already billed at 5,000
+        "S002,王五,教材费,1.00\n"  # the name is not the student's
+    ).encode()
+    with pytest.raises(ValidationFailed) as err:
+        await sheets.do_import_sheet(
+            pool,
+            w.finance,
+            w.school_id,
+            term=TERM,
+            frame=import_rules.build_frame(bad),
+            filename="教材费.csv",
+        )
+    assert err.value.code == "IMPORT_ROWS_INVALID"
+    problems = [(e["row"], e["field"]) for e in err.value.details["errors"]]
+    assert problems == [
+        (3, "number"),
+        (4, "number"),
+        (5, "item"),
+        (6, "amount"),
+        (7, "item"),
+        (8, "amount"),
+        (9, "name"),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM bill_lines") == lines_before
+
+    # a frame damaged in transit is refused before it is read
+    frame = bytearray(import_rules.build_frame(b"x" + bad))
+    frame[40] ^= 1
+    with pytest.raises(ValidationFailed) as damaged:
+        await sheets.do_import_sheet(
+            pool, w.finance, w.school_id, term=TERM, frame=bytes(frame), filename="x.csv"
+        )
+    assert damaged.value.code == "DIGEST_MISMATCH"
+
+    # the good sheet is applied and echoed; sent again, it changes nothing
+    good = "学号,收费项目,金额\nS001,教材费,320.50\nS002,教材费,298.00\nS002,学费,5000.00\n"
+    first = await sheets.do_import_sheet(
+        pool,
+        w.finance,
+        w.school_id,
+        term=TERM,
+        frame=import_rules.build_frame(good.encode()),
+        filename="教材费.csv",
+    )
+    assert (first.added, first.unchanged, first.amount) == (2, 1, "618.50")
+    assert first.canonical == [
+        "S001\t教材费\t320.50",
+        "S002\t教材费\t298.00",
+        "S002\t学费\t5000.00",
+    ]
+    again = await sheets.do_import_sheet(
+        pool,
+        w.finance,
+        w.school_id,
+        term=TERM,
+        frame=import_rules.build_frame(good.encode()),
+        filename="教材费.csv",
+    )
+    assert again.replayed and (again.added, again.unchanged) == (0, 3)
+    assert await _owed(pool, w.school_id, await bill_of(pool, w.school_id, w.students[0])) == (
+        652_050,
+        0,
+        "open",
+    )

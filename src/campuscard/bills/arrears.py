@@ -13,6 +13,7 @@ from campuscard.bills import books, holds, rules
 from campuscard.db.pool import PgPool
 from campuscard.db.tx import Tx, transaction
 from campuscard.ledger.money import fmt
+from campuscard.monitoring import signals
 from campuscard.platform import notifications
 
 REMIND_BEFORE_DAYS = 3
@@ -91,6 +92,8 @@ async def _one_bill(
         for kind in hold_kinds:
             if await holds.place(tx, school_id, bill["person_id"], bill_id, kind):
                 out.holds_placed += 1
+    if not deferred and overdue > 0:
+        await _tell_monitoring(tx, school_id, bill["person_id"], today)
     bucket = (
         rules.bucket_of(overdue)
         if overdue > 0
@@ -98,6 +101,24 @@ async def _one_bill(
     )
     if bucket is not None and await _remind(tx, bill, bucket, due):
         out.reminders += 1
+
+
+async def _tell_monitoring(tx: Tx, school_id: int, person_id: int, today: date) -> None:
+    """The person's whole overdue total and oldest due date, for the arrears alert rule."""
+    row = await tx.fetchrow(
+        """SELECT coalesce(sum(total - paid), 0)::bigint AS owed, min(due_date) AS oldest,
+                  string_agg(DISTINCT term, ', ') AS terms
+             FROM bills WHERE school_id = $1 AND person_id = $2 AND status = 'open'
+              AND greatest(due_date, coalesce(deferred_until, due_date)) < $3""",
+        school_id,
+        person_id,
+        today,
+    )
+    if row is None or not row["owed"]:
+        return
+    await signals.arrears(
+        tx, school_id, person_id, int(row["owed"]), row["oldest"], f"学杂费 fees {row['terms']}"
+    )
 
 
 async def arrears_due(tx: Tx, bill: dict[str, Any]) -> date:

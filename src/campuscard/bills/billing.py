@@ -50,7 +50,8 @@ async def do_create_item(
     due_date: date,
     rates: Sequence[Rate] = (),
 ) -> dict[str, Any]:
-    """A fee item of a term, with its amount for everyone and/or per class, major or dorm."""
+    """A fee item of a term, with its amount for everyone and/or per class, major or dorm
+    (neither: the item is billed from sheets, student by student)."""
     actor.require(*FINANCE, school_id=school_id)
     rules.check_term(term)
     if kind not in rules.ITEM_KINDS:
@@ -58,10 +59,7 @@ async def do_create_item(
     name = name.strip()
     if not 1 <= len(name) <= 64:
         raise ValidationFailed("name must be 1-64 characters", field="name")
-    if amount is None and not rates:
-        raise ValidationFailed(
-            "give an amount for everyone, or rates per class, major or dorm", field="amount"
-        )
+    # no amount and no rates: an item billed only from bill sheets (bills/sheets.py)
     seen: set[tuple[str, str]] = set()
     class_ids: dict[str, int] = {}
     for i, rate in enumerate(rates):
