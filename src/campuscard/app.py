@@ -37,6 +37,7 @@ from campuscard.api.routes import counter as counter_routes
 from campuscard.api.routes import live as live_routes
 from campuscard.api.routes import meters as meter_routes
 from campuscard.api.routes import metrics as metrics_routes
+from campuscard.api.routes import offline as offline_routes
 from campuscard.api.routes import paycode_pay as paycode_pay_routes
 from campuscard.api.routes import paycodes as paycode_routes
 from campuscard.api.routes import subsidies as subsidy_routes
@@ -124,7 +125,12 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(HttpsHardening)  # HSTS and Secure cookies when served over HTTPS
     # the device routes first: routing tries routers in order, and payments are the busiest
-    for router in (terminal.router, paycode_pay_routes.router, meter_routes.router):
+    for router in (
+        terminal.router,
+        paycode_pay_routes.router,
+        meter_routes.router,
+        offline_routes.router,
+    ):
         app.include_router(router)
     for router in (health.router, metrics_routes.router, auth.router, admin.router, users.router):
         app.include_router(router)

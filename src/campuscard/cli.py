@@ -747,6 +747,85 @@ def pos_blacklist(
     _pos_run(lambda t: t.blacklist(since))
 
 
+pos_offline_app = typer.Typer(
+    help="The till's offline mode: sell within the last list's limits, store, upload later.",
+    no_args_is_help=True,
+)
+pos_app.add_typer(pos_offline_app, name="offline")
+_POS_OFFLINE: dict[str, Path] = {}
+
+
+@pos_offline_app.callback()
+def pos_offline_options(
+    state: Annotated[
+        Path | None,
+        typer.Option(help="the till's offline store; default ~/.campuscard/pos-offline-SN.json"),
+    ] = None,
+) -> None:
+    _, sn, _, _ = _POS["terminal"]
+    _POS_OFFLINE["state"] = state or Path.home() / ".campuscard" / f"pos-offline-{sn}.json"
+
+
+def _offline_run(work: Any) -> None:
+    from campuscard.clients.pos_terminal import OfflineTill, PosTerminal
+
+    base, sn, key, version = _POS["terminal"]
+    till = OfflineTill.load(
+        PosTerminal(base_url=base, sn=sn, key=key, key_version=version), _POS_OFFLINE["state"]
+    )
+    ok, result = asyncio.run(work(till))
+    typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    if not ok:
+        raise typer.Exit(1)
+
+
+@pos_offline_app.command("refresh")
+def pos_offline_refresh() -> None:
+    """Fetch the blacklist and the offline limits (do this while online)."""
+
+    async def work(till: Any) -> tuple[bool, Any]:
+        answer = await till.refresh_list()
+        return answer.ok, till.status() if answer.ok else answer.body
+
+    _offline_run(work)
+
+
+@pos_offline_app.command("sell")
+def pos_offline_sell(
+    card: Annotated[str, typer.Option(help="card number")],
+    uid: Annotated[str, typer.Option(help="chip UID (hex)")],
+    amount: Annotated[str, typer.Option(help='yuan, e.g. "12.50"')],
+) -> None:
+    """Sell without the server: approve within the limits, sign and store the record."""
+
+    async def work(till: Any) -> tuple[bool, Any]:
+        sale = till.sell_offline(card, uid, amount)
+        return sale.approved, {"approved": sale.approved, "code": sale.code, "record": sale.record}
+
+    _offline_run(work)
+
+
+@pos_offline_app.command("upload")
+def pos_offline_upload() -> None:
+    """Send the stored records (batches of 200); prints the server's answers."""
+
+    async def work(till: Any) -> tuple[bool, Any]:
+        answers = await till.upload()
+        return all(a.ok for a in answers), [a.body for a in answers]
+
+    _offline_run(work)
+
+
+@pos_offline_app.command("status")
+def pos_offline_status() -> None:
+    """What the till holds: records not uploaded, the list version, the limits."""
+
+    async def work(till: Any) -> tuple[bool, Any]:
+        return True, till.status()
+
+    _offline_run(work)
+
+
 @pos_app.command("heartbeat")
 def pos_heartbeat() -> None:
     """Tell the server this terminal is alive."""

@@ -57,6 +57,22 @@ ACTORS = (
 # before the role check could run; keyed by "METHOD /path".
 BODIES: dict[str, dict[str, Any]] = {
     "POST /api/v1/auth/login": {"username": "teacher", "password": PASSWORD, "school": "TST"},
+    "POST /api/v1/terminal/offline/upload": {
+        "records": [
+            {
+                "seq": 1,
+                "card_number": "880000000001",
+                "card_uid": "04A10001",
+                "amount": "1.00",
+                "made_at": 1_795_000_000,
+                "card_counter": 1,
+                "total_before": "0",
+                "total_after": "1.00",
+                "key_version": 1,
+                "signature": "0" * 64,
+            }
+        ]
+    },
     "POST /api/v1/admin/schools": {"province": "32", "code": "NEW", "name": "新学校"},
     # validated before the holder check: a body that passes, so the gate itself is probed
     "PUT /api/v1/persons/{person_id}/auto-topup": {

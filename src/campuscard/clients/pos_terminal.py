@@ -1,17 +1,22 @@
 """A POS terminal that signs like a real device (``campuscard sim pos ...``): check, pay,
-reverse, refund, blacklist, heartbeat, key rotation. Tests drive it over HTTP, and device makers
-can read it as the reference implementation of docs/terminal-protocol.md."""
+reverse, refund, blacklist, heartbeat, key rotation, and the offline mode (store and forward:
+approve within the risk limits of the last blacklist, sign and number each record, upload when
+the server answers again). Tests drive it over HTTP, and device makers can read it as the
+reference implementation of docs/terminal-protocol.md."""
 
 from __future__ import annotations
 
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from campuscard.ledger.money import Money, fmt
+from campuscard.offline import rules as offline_rules
 from campuscard.platform import signing
 
 
@@ -161,3 +166,194 @@ class PosTerminal:
         if r.status_code != 200:
             raise RuntimeError(f"sign-in refused: {r.text[:200]}")
         return str(r.json()["token"])
+
+
+# -- offline mode ---------------------------------------------------------------------------
+
+
+@dataclass
+class CardArea:
+    """The offline area a till writes on the card (docs/terminal-protocol.md §10). The
+    simulator has no card, so it keeps the areas of the cards it saw; tills sharing one dict
+    behave like tills sharing the physical cards."""
+
+    counter: int = 0
+    count: int = 0
+    total: int = 0
+
+
+@dataclass
+class OfflineState:
+    """What the till keeps across restarts: its next sequence number, the last list and limits,
+    and the records not uploaded yet."""
+
+    next_seq: int = 1
+    blacklist_version: int | None = None
+    listed: dict[str, str] = field(default_factory=dict)  # card number -> reason
+    limits: dict[str, Any] = field(default_factory=dict)
+    queue: list[dict[str, Any]] = field(default_factory=list)
+    cards: dict[str, CardArea] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OfflineState:
+        cards = {k: CardArea(**v) for k, v in data.get("cards", {}).items()}
+        return cls(**{**data, "cards": cards})
+
+
+@dataclass
+class OfflineSale:
+    approved: bool
+    code: str | None = None  # why not
+    record: dict[str, Any] | None = None
+
+
+@dataclass
+class OfflineTill:
+    """A till's offline mode over a ``PosTerminal``; ``path`` keeps its state on disk."""
+
+    terminal: PosTerminal
+    state: OfflineState = field(default_factory=OfflineState)
+    path: Path | None = None
+    online: bool = True
+
+    @classmethod
+    def load(cls, terminal: PosTerminal, path: Path) -> OfflineTill:
+        state = OfflineState()
+        if path.exists():
+            state = OfflineState.from_json(json.loads(path.read_text()))
+        return cls(terminal, state, path)
+
+    def save(self) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.state.to_json(), indent=1))
+
+    async def refresh_list(self) -> DeviceAnswer:
+        """Fetch the blacklist changes and the offline limits while the server answers."""
+        answer = await self.terminal.blacklist(self.state.blacklist_version)
+        if answer.ok:
+            body = answer.body
+            if body.get("full"):
+                self.state.listed = {c["number"]: c["reason"] for c in body["cards"]}
+            for c in body.get("added", []):
+                self.state.listed[c["number"]] = c["reason"]
+            for c in body.get("removed", []):
+                self.state.listed.pop(c["number"], None)
+            self.state.blacklist_version = int(body["version"])
+            self.state.limits = dict(body["offline_limits"])
+            self.save()
+        return answer
+
+    def _refusal(self, card_number: str, area: CardArea, fen: int) -> str | None:
+        limits = self.state.limits
+        if not limits:
+            return "NO_OFFLINE_LIMITS"  # never fetched a list: a till does not guess
+        if card_number in self.state.listed:
+            return "CARD_LISTED"
+        if fen > Money.parse(limits["per_tx_limit"], allow_zero=True).fen:
+            return "OFFLINE_AMOUNT_LIMIT"
+        if area.count + 1 > int(limits["max_consecutive"]):
+            return "OFFLINE_COUNT_LIMIT"
+        if area.total + fen > Money.parse(limits["max_total"], allow_zero=True).fen:
+            return "OFFLINE_TOTAL_LIMIT"
+        if len(self.state.queue) >= int(limits["max_stored"]):
+            return "OFFLINE_STORE_FULL"
+        return None
+
+    def sell_offline(
+        self, card_number: str, uid: str, amount: str, *, made_at: int | None = None
+    ) -> OfflineSale:
+        """Approve within the limits, write the card's area, sign and store the record."""
+        fen = Money.parse(amount).fen
+        area = self.state.cards.setdefault(card_number, CardArea())
+        refusal = self._refusal(card_number, area, fen)
+        if refusal is not None:
+            return OfflineSale(False, refusal)
+        t = self.terminal
+        record = offline_rules.Record(
+            seq=self.state.next_seq,
+            card_number=card_number,
+            card_uid=uid.upper(),
+            amount=fen,
+            made_at=int(time.time()) if made_at is None else made_at,
+            card_counter=area.counter + 1,
+            total_before=area.total,
+            total_after=area.total + fen,
+            key_version=t.key_version,
+            signature="",
+        )
+        body = {
+            "seq": record.seq,
+            "card_number": card_number,
+            "card_uid": record.card_uid,
+            "amount": fmt(fen),
+            "made_at": record.made_at,
+            "card_counter": record.card_counter,
+            "total_before": fmt(record.total_before),
+            "total_after": fmt(record.total_after),
+            "key_version": t.key_version,
+            "signature": offline_rules.sign_record(t.key, t.sn, record),
+        }
+        # the record is stored before the customer goes: the card and the queue move together
+        area.counter, area.count, area.total = (
+            record.card_counter,
+            area.count + 1,
+            record.total_after,
+        )
+        self.state.next_seq += 1
+        self.state.queue.append(body)
+        self.save()
+        return OfflineSale(True, record=body)
+
+    def card_seen_online(self, card_number: str) -> None:
+        """An online payment with the card: its offline count and total start again."""
+        area = self.state.cards.setdefault(card_number, CardArea())
+        area.count, area.total = 0, 0
+        self.save()
+
+    async def pay(
+        self, card_number: str, uid: str, amount: str, *, made_at: int | None = None
+    ) -> tuple[str, DeviceAnswer | OfflineSale]:
+        """Pay online; when the server cannot be reached, sell offline. Returns ("online",
+        answer) or ("offline", sale)."""
+        if self.online:
+            try:
+                _, answer = await self.terminal.pay(card_number, uid, amount)
+            except httpx.TransportError:
+                self.online = False
+            else:
+                if answer.ok:
+                    self.card_seen_online(card_number)
+                return "online", answer
+        return "offline", self.sell_offline(card_number, uid, amount, made_at=made_at)
+
+    async def upload(self) -> list[DeviceAnswer]:
+        """Send the queue in batches; drop every record an answer names (accepted, duplicate or
+        refused). A lost answer leaves the queue as it was: the resend is a duplicate."""
+        answers: list[DeviceAnswer] = []
+        while self.state.queue:
+            batch = self.state.queue[: offline_rules.MAX_BATCH]
+            answer = await self.terminal.request(
+                "POST", "/api/v1/terminal/offline/upload", {"records": batch}
+            )
+            answers.append(answer)
+            if not answer.ok:
+                break
+            self.online = True
+            done = {r["seq"] for r in batch}
+            self.state.queue = [r for r in self.state.queue if r["seq"] not in done]
+            self.save()
+        return answers
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "online": self.online,
+            "next_seq": self.state.next_seq,
+            "stored": len(self.state.queue),
+            "stored_amount": fmt(sum(Money.parse(r["amount"]).fen for r in self.state.queue)),
+            "blacklist_version": self.state.blacklist_version,
+            "limits": self.state.limits,
+        }

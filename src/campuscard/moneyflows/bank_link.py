@@ -32,6 +32,7 @@ from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import postings
 from campuscard.ledger.money import Money, fmt
+from campuscard.offline import overdraft
 from campuscard.platform import audit, idempotency, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, DomainError, NotFound, ValidationFailed
@@ -392,7 +393,9 @@ async def settle_answer(
                     answer.auth_code,
                     tx_id,
                 )
-                await _after_posted(tx, dict(t) | {"balance": balance + t["amount"]})
+                # a top-up repays the holder's offline overdraft first
+                repaid = await overdraft.repay_overdraft(tx, t["school_id"], t["person_id"])
+                await _after_posted(tx, dict(t) | {"balance": balance + t["amount"] - repaid})
     if must_reverse:
         return await reverse_transfer(pool, settings, transfer_id)
     return await _get(pool, transfer_id)

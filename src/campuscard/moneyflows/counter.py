@@ -23,6 +23,7 @@ from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import limits, postings
 from campuscard.ledger.money import Money, fmt
 from campuscard.ledger.queries import person_total, school_limits
+from campuscard.offline import overdraft
 from campuscard.platform import audit, four_eyes, idempotency, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, DomainError, NotFound, ValidationFailed
@@ -243,6 +244,8 @@ async def _book_counter_op(
         actor=actor.name,
         meta={"operator_id": actor.user_id, "purse": purse},
     )
+    if kind == "deposit":  # a top-up repays the holder's offline overdraft first
+        await overdraft.repay_overdraft(tx, school_id, person["id"])
     if kind in ("deposit", "subsidy_grant"):
         caps = await school_limits(tx, school_id)
         limits.check_purse_cap(caps, await person_total(tx, person["id"]))

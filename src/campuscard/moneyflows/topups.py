@@ -14,6 +14,7 @@ from campuscard.db.tx import Tx
 from campuscard.ledger import postings
 from campuscard.ledger.money import Money, fmt
 from campuscard.moneyflows import provider_orders
+from campuscard.offline import overdraft
 from campuscard.platform import idempotency, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -31,7 +32,9 @@ async def _topup_refund(conn: Conn, order: provider_orders.Order) -> list[postin
     return [postings.Leg(purses["cash"], -order["amount"])]
 
 
-async def _topup_paid(conn: Conn, order: provider_orders.Order, tx_id: int) -> None:
+async def _topup_paid(conn: Tx, order: provider_orders.Order, tx_id: int) -> None:
+    # a top-up repays the holder's offline overdraft first
+    await overdraft.repay_overdraft(conn, order["school_id"], order["person_id"])
     balance = await conn.fetchval(
         "SELECT balance FROM accounts WHERE person_id = $1 AND kind = 'purse' AND purse = 'cash'",
         order["person_id"],

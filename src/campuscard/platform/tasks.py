@@ -39,6 +39,7 @@ JOB_MODULES: list[str] = [
     "campuscard.ledger.jobs",
     "campuscard.payments.jobs",
     "campuscard.bills.jobs",
+    "campuscard.offline.jobs",
 ]
 
 

@@ -15,6 +15,7 @@ from campuscard.cards import lifecycle
 from campuscard.db.tx import transaction
 from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
+from campuscard.offline import queries as offline_queries
 from campuscard.payments import booking, terminals
 from campuscard.platform import auth, metrics
 from campuscard.platform.errors import Unauthorized
@@ -146,7 +147,10 @@ async def blacklist(
     """Cards to refuse: changes since version ``since``, or the full list."""
     async with transaction(pool) as tx:
         await terminals.record_nonce(tx, device)
-        return await lifecycle.blacklist(tx, device.school_id, since=since)
+        listed = await lifecycle.blacklist(tx, device.school_id, since=since)
+        limits = await offline_queries.risk_limits(tx, device.school_id)
+    # the limits a till approves within while offline come with the list it refuses by
+    return listed | {"offline_limits": limits.to_json()}
 
 
 @router.post("/heartbeat")

@@ -1,0 +1,561 @@
+"""Where offline sales come in: a till's upload is stored exactly once by (device, sequence), and
+every card it touched is settled along its chain (offline/rules.py), in one transaction per
+upload.
+
+- A record whose signature does not verify is refused and not stored. A sequence number seen
+  before is a duplicate (nothing happens again); the same number with another record is refused
+  (``SEQUENCE_REUSED``) and the stored one stands.
+- A record for an unknown card, another card's UID, or a card that was reported lost, replaced,
+  cancelled or expired before the sale is stored as refused (the till's list was out of date;
+  the holder does not pay).
+- The others wait on their card's chain and settle in counter order as soon as the counter
+  before them has arrived, from whichever device, in this upload or a later one; a record
+  that waited longer than the school's ``chain_wait_hours`` settles with the gap named
+  (``settle_overdue``, a periodic job).
+- A settled record is paid by the purses in the school's order as far as their available money
+  goes; the rest is booked to the school's offline_receivable and owed by the holder
+  (offline_debts), repaid first by the next top-up (offline/overdraft.py).
+- Each device's journal transaction is one per upload (purses → merchant shard, receivable →
+  merchant shard), with the device's serial as the actor, so clearing counts it for the till.
+
+Lock order: card chain heads (card id order), then the holders' purses (id order), then debts,
+then the receivable and merchant shards (cc_post, id order). A top-up locks purse then debt.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from campuscard.config import Settings
+from campuscard.db.pool import PgPool
+from campuscard.db.tx import Tx, owns_transaction
+from campuscard.ledger import postings
+from campuscard.ledger.purse_order import policy_of
+from campuscard.offline import rules
+from campuscard.payments import terminals
+from campuscard.payments.terminals import SignedTerminal
+from campuscard.platform import signing
+
+BLOCKED_BEFORE_SALE = ("lost", "replaced", "cancelled", "expired")
+
+
+@dataclass(frozen=True)
+class RecordRefusal:
+    seq: int
+    code: str
+    message: str
+
+
+@dataclass
+class UploadAnswer:
+    upload_id: int
+    received: int
+    accepted: int
+    duplicates: int
+    refused: list[RecordRefusal]
+    settled: int
+    waiting: int
+    chain_breaks: int
+    overdrafts: int
+    contiguous_seq: int  # every sequence number up to this one has arrived
+    missing: list[list[int]]  # [first, last] ranges above it not seen yet: send them again
+
+
+@dataclass
+class Settled:
+    count: int = 0
+    chain_breaks: int = 0
+    overdrafts: int = 0
+    overdraft_fen: int = 0
+    seqs: set[tuple[int, int]] = field(default_factory=set)  # (terminal, seq) settled
+
+
+def _key_for(settings: Settings, device: SignedTerminal, version: int) -> bytes | None:
+    t = device.terminal
+    if version not in (t.key_version, t.prev_key_version):
+        return None
+    return signing.derive_terminal_key(settings.master_key.get_secret_value(), t.sn, version)
+
+
+def verify_records(
+    settings: Settings, device: SignedTerminal, records: list[rules.Record]
+) -> tuple[list[rules.Record], list[RecordRefusal]]:
+    """The records whose signature holds, and a refusal for each other one."""
+    good: list[rules.Record] = []
+    bad: list[RecordRefusal] = []
+    seen: set[int] = set()
+    for r in records:
+        if r.seq in seen:
+            bad.append(
+                RecordRefusal(r.seq, "SEQUENCE_REPEATED", "this upload has the number twice")
+            )
+            continue
+        seen.add(r.seq)
+        key = _key_for(settings, device, r.key_version)
+        if key is None:
+            bad.append(
+                RecordRefusal(r.seq, "RECORD_KEY_RETIRED", "signed with a retired key version")
+            )
+        elif not rules.signature_ok(key, device.terminal.sn, r):
+            bad.append(
+                RecordRefusal(r.seq, "RECORD_SIGNATURE_INVALID", "the record's signature is wrong")
+            )
+        else:
+            good.append(r)
+    return good, bad
+
+
+async def upload(
+    pool: PgPool, settings: Settings, device: SignedTerminal, records: list[rules.Record]
+) -> UploadAnswer:
+    """A till's batch: signatures checked here, everything else in one transaction."""
+    good, refused = verify_records(settings, device, records)
+    return await do_ingest(pool, device, good, refused, len(records))
+
+
+@owns_transaction
+async def do_ingest(
+    tx: Tx,
+    device: SignedTerminal,
+    good: list[rules.Record],
+    refused: list[RecordRefusal],
+    received: int,
+) -> UploadAnswer:
+    await terminals.record_nonce(tx, device)
+    return await ingest_verified(tx, device.school_id, device.id, good, refused, received)
+
+
+async def ingest_verified(
+    tx: Tx,
+    school_id: int,
+    terminal_id: int,
+    good: list[rules.Record],
+    refused: list[RecordRefusal],
+    received: int,
+) -> UploadAnswer:
+    """Store and settle records whose signatures were checked (the benchmark calls this)."""
+    refused = list(refused)
+    upload_id: int = await tx.fetchval(
+        """INSERT INTO offline_uploads(school_id, terminal_id, business_date, received, accepted,
+                  duplicates, rejected, settled, waiting, chain_breaks, overdrafts,
+                  overdraft_fen, missing)
+           VALUES ($1, $2, cc_business_date($1), $3, 0, 0, 0, 0, 0, 0, 0, 0, 0) RETURNING id""",
+        school_id,
+        terminal_id,
+        received,
+    )
+    cards = {
+        r["number"]: r
+        for r in await tx.fetch(
+            """SELECT id, number, uid, person_id, state, state_changed_at FROM cards
+                WHERE school_id = $1 AND number = ANY($2::text[])""",
+            school_id,
+            list({r.card_number for r in good}),
+        )
+    }
+    rows: list[tuple[Any, ...]] = []
+    refusal_of: dict[int, tuple[str, str]] = {}
+    for r in good:
+        card = cards.get(r.card_number)
+        made_at = datetime.fromtimestamp(r.made_at, UTC)
+        state = "waiting"
+        refusal: tuple[str, str] | None = None
+        if card is None:
+            refusal = ("CARD_UNKNOWN", "no such card in this school")
+        elif card["uid"] is not None and card["uid"] != r.card_uid.upper():
+            refusal = ("CARD_UID_MISMATCH", "the chip does not belong to this card number")
+        elif card["state"] in BLOCKED_BEFORE_SALE and card["state_changed_at"] <= made_at:
+            refusal = ("CARD_BLOCKED_BEFORE_SALE", f"the card was {card['state']} before the sale")
+        if refusal is not None:
+            state = "refused"
+            refusal_of[r.seq] = refusal
+        rows.append(
+            (
+                r.seq,
+                r.signature,
+                r.card_number,
+                r.card_uid.upper(),
+                None if card is None else card["id"],
+                None if card is None else card["person_id"],
+                r.amount,
+                made_at,
+                r.card_counter,
+                r.total_before,
+                r.total_after,
+                state,
+                None if refusal is None else refusal[0],
+            )
+        )
+    columns = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(13)]
+    inserted = {
+        row["seq"]
+        for row in await tx.fetch(
+            """INSERT INTO offline_records(school_id, terminal_id, upload_id, seq, signature,
+                      card_number, card_uid, card_id, person_id, amount, made_at, card_counter,
+                      total_before, total_after, state, refusal)
+               SELECT $1, $2, $3, u.* FROM unnest($4::bigint[], $5::text[], $6::text[],
+                      $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::timestamptz[],
+                      $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[]) AS u
+               ON CONFLICT (school_id, terminal_id, seq) DO NOTHING
+               RETURNING seq""",
+            school_id,
+            terminal_id,
+            upload_id,
+            *columns,
+        )
+    }
+    duplicates = 0
+    others = [r for r in good if r.seq not in inserted]
+    if others:
+        stored = {
+            row["seq"]: row["signature"]
+            for row in await tx.fetch(
+                """SELECT seq, signature FROM offline_records
+                    WHERE school_id = $1 AND terminal_id = $2 AND seq = ANY($3::bigint[])""",
+                school_id,
+                terminal_id,
+                [r.seq for r in others],
+            )
+        }
+        for r in others:
+            if stored.get(r.seq) == r.signature:
+                duplicates += 1
+            else:
+                refused.append(
+                    RecordRefusal(
+                        r.seq, "SEQUENCE_REUSED", "another record was stored under this number"
+                    )
+                )
+    for seq, (code, message) in sorted(refusal_of.items()):
+        if seq in inserted:
+            refused.append(RecordRefusal(seq, code, message))
+    touched = sorted(
+        {cards[r.card_number]["id"] for r in good if r.seq in inserted and r.seq not in refusal_of}
+    )
+    settled = await settle_cards(tx, school_id, touched, give_up_before=None)
+    waiting = sum(
+        1
+        for r in good
+        if r.seq in inserted
+        and r.seq not in refusal_of
+        and (terminal_id, r.seq) not in settled.seqs
+    )
+    contiguous, missing = await _advance_device(tx, school_id, terminal_id, inserted)
+    accepted = len(inserted) - sum(1 for s in refusal_of if s in inserted)
+    await tx.execute(
+        """UPDATE offline_uploads SET accepted = $3, duplicates = $4, rejected = $5, settled = $6,
+                  waiting = $7, chain_breaks = $8, overdrafts = $9, overdraft_fen = $10,
+                  missing = $11
+            WHERE school_id = $1 AND id = $2""",
+        school_id,
+        upload_id,
+        accepted,
+        duplicates,
+        len(refused),
+        settled.count,
+        waiting,
+        settled.chain_breaks,
+        settled.overdrafts,
+        settled.overdraft_fen,
+        rules.count_missing(missing),
+    )
+    return UploadAnswer(
+        upload_id=upload_id,
+        received=received,
+        accepted=accepted,
+        duplicates=duplicates,
+        refused=sorted(refused, key=lambda x: x.seq),
+        settled=settled.count,
+        waiting=waiting,
+        chain_breaks=settled.chain_breaks,
+        overdrafts=settled.overdrafts,
+        contiguous_seq=contiguous,
+        missing=missing,
+    )
+
+
+async def _advance_device(
+    tx: Tx, school_id: int, terminal_id: int, inserted: set[int]
+) -> tuple[int, list[list[int]]]:
+    row = await tx.fetchrow(
+        """INSERT INTO offline_devices(school_id, terminal_id) VALUES ($1, $2)
+           ON CONFLICT (school_id, terminal_id) DO UPDATE SET last_upload_at = now()
+           RETURNING contiguous_seq, max_seq""",
+        school_id,
+        terminal_id,
+    )
+    assert row is not None
+    contiguous, max_seq = int(row["contiguous_seq"]), int(row["max_seq"])
+    max_seq = max([max_seq, *inserted])
+    above: list[int] = []
+    if max_seq > contiguous:
+        above = [
+            int(s)
+            for s in await tx.fetchval(
+                """SELECT coalesce(array_agg(seq), '{}') FROM offline_records
+                    WHERE school_id = $1 AND terminal_id = $2 AND seq > $3""",
+                school_id,
+                terminal_id,
+                contiguous,
+            )
+        ]
+    contiguous = rules.advance_contiguous(contiguous, above)
+    missing = rules.missing_ranges(contiguous, [s for s in above if s > contiguous])
+    await tx.execute(
+        """UPDATE offline_devices SET contiguous_seq = $3, max_seq = $4, records = records + $5,
+                  last_upload_at = now()
+            WHERE school_id = $1 AND terminal_id = $2""",
+        school_id,
+        terminal_id,
+        contiguous,
+        max_seq,
+        len(inserted),
+    )
+    return contiguous, missing
+
+
+async def settle_cards(
+    tx: Tx, school_id: int, card_ids: list[int], *, give_up_before: datetime | None
+) -> Settled:
+    """Settle what can settle on these cards' chains (see the module docstring)."""
+    done = Settled()
+    if not card_ids:
+        return done
+    school = await tx.fetchrow("SELECT settings FROM schools WHERE id = $1", school_id)
+    assert school is not None
+    settings = school["settings"]
+    settings = json.loads(settings) if isinstance(settings, str) else dict(settings or {})
+    limits = rules.risk_limits(settings)
+    order = policy_of(settings)
+    now = datetime.now(UTC)
+    cutoff = give_up_before or now - timedelta(hours=limits.chain_wait_hours)
+    # heads first, in card id order: two uploads touching one card settle one after the other
+    await tx.execute(
+        """INSERT INTO offline_card_chains(school_id, card_id, last_counter, last_total,
+                  last_made_at)
+           SELECT $1, c, 0, 0, NULL FROM unnest($2::bigint[]) c ORDER BY c
+           ON CONFLICT (school_id, card_id) DO NOTHING""",
+        school_id,
+        card_ids,
+    )
+    heads = {
+        r["card_id"]: r
+        for r in await tx.fetch(
+            """SELECT card_id, last_counter, last_total, last_made_at FROM offline_card_chains
+                WHERE school_id = $1 AND card_id = ANY($2::bigint[]) ORDER BY card_id FOR UPDATE""",
+            school_id,
+            card_ids,
+        )
+    }
+    waiting_rows = await tx.fetch(
+        """SELECT terminal_id, seq, card_id, person_id, amount, made_at, received_at,
+                  card_counter, total_before, total_after
+             FROM offline_records
+            WHERE school_id = $1 AND card_id = ANY($2::bigint[]) AND state = 'waiting'
+            ORDER BY card_id, card_counter""",
+        school_id,
+        card_ids,
+    )
+    if not waiting_rows:
+        return done
+    by_card: dict[int, list[rules.Pending]] = defaultdict(list)
+    person_of: dict[int, int] = {}
+    for w in waiting_rows:
+        person_of[w["card_id"]] = w["person_id"]
+        by_card[w["card_id"]].append(
+            rules.Pending(
+                terminal_id=w["terminal_id"],
+                seq=w["seq"],
+                amount=w["amount"],
+                made_at=w["made_at"],
+                received_at=w["received_at"],
+                card_counter=w["card_counter"],
+                total_before=w["total_before"],
+                total_after=w["total_after"],
+            )
+        )
+    persons = sorted(set(person_of.values()))
+    purses: dict[int, dict[str, tuple[int, int]]] = defaultdict(
+        dict
+    )  # person -> purse -> (id, avail)
+    for p in await tx.fetch(
+        """SELECT id, person_id, purse, balance - held - coalesce(floor, 0) AS available
+             FROM accounts WHERE kind = 'purse' AND person_id = ANY($1::bigint[])
+            ORDER BY id FOR UPDATE""",
+        persons,
+    ):
+        purses[p["person_id"]][p["purse"]] = (p["id"], p["available"])
+    online = {
+        r["card_id"]: r["at"]
+        for r in await tx.fetch(
+            """SELECT card_id, max(created_at) AS at FROM payments
+                WHERE person_id = ANY($1::bigint[]) AND card_id = ANY($2::bigint[])
+                GROUP BY card_id""",
+            persons,
+            list(by_card),
+        )
+    }
+    available: dict[int, dict[str, int]] = {
+        person: {purse: avail for purse, (_, avail) in ps.items()} for person, ps in purses.items()
+    }
+    updates: list[tuple[int, int, str | None, int, int, int]] = []
+    new_heads: list[tuple[int, int, int, datetime]] = []
+    owed: dict[int, int] = defaultdict(int)
+    # per terminal: purse account -> fen (negative), overdraft fen, total fen
+    legs: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    overdraft_by_terminal: dict[int, int] = defaultdict(int)
+    for card_id in sorted(by_card):
+        h = heads[card_id]
+        head = rules.ChainHead(
+            last_counter=h["last_counter"],
+            last_total=h["last_total"],
+            last_made_at=h["last_made_at"],
+        )
+        walk = rules.walk_chain(
+            head, by_card[card_id], last_online_at=online.get(card_id), give_up_before=cutoff
+        )
+        if not walk.settle:
+            continue
+        person = person_of[card_id]
+        for pending, broke in walk.settle:
+            split = rules.split_offline(order, available.setdefault(person, {}), pending.amount)
+            for purse in ("cash", "subsidy"):
+                if split[purse]:
+                    legs[pending.terminal_id][purses[person][purse][0]] -= split[purse]
+            if split["overdraft"]:
+                overdraft_by_terminal[pending.terminal_id] += split["overdraft"]
+                owed[person] += split["overdraft"]
+                done.overdrafts += 1
+                done.overdraft_fen += split["overdraft"]
+            done.chain_breaks += broke is not None
+            done.count += 1
+            done.seqs.add((pending.terminal_id, pending.seq))
+            updates.append(
+                (
+                    pending.terminal_id,
+                    pending.seq,
+                    broke,
+                    split["cash"],
+                    split["subsidy"],
+                    split["overdraft"],
+                )
+            )
+        assert walk.head is not None
+        assert walk.head.last_made_at is not None
+        new_heads.append(
+            (card_id, walk.head.last_counter, walk.head.last_total, walk.head.last_made_at)
+        )
+    if not updates:
+        return done
+    tx_of = await _book(tx, school_id, legs, overdraft_by_terminal)
+    await tx.execute(
+        """UPDATE offline_records o SET state = 'settled', chain_break = u.broke,
+                  from_cash = u.cash, from_subsidy = u.subsidy, overdraft = u.overdraft,
+                  tx_id = u.tx_id, business_date = cc_business_date($1), settled_at = now()
+             FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[],
+                         $7::bigint[], $8::bigint[])
+                  AS u(terminal_id, seq, broke, cash, subsidy, overdraft, tx_id)
+            WHERE o.school_id = $1 AND o.terminal_id = u.terminal_id AND o.seq = u.seq""",
+        school_id,
+        [u[0] for u in updates],
+        [u[1] for u in updates],
+        [u[2] for u in updates],
+        [u[3] for u in updates],
+        [u[4] for u in updates],
+        [u[5] for u in updates],
+        [tx_of[u[0]] for u in updates],
+    )
+    await tx.execute(
+        """UPDATE offline_card_chains h SET last_counter = u.counter, last_total = u.total,
+                  last_made_at = u.made_at, updated_at = now()
+             FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[])
+                  AS u(card_id, counter, total, made_at)
+            WHERE h.school_id = $1 AND h.card_id = u.card_id""",
+        school_id,
+        [h[0] for h in new_heads],
+        [h[1] for h in new_heads],
+        [h[2] for h in new_heads],
+        [h[3] for h in new_heads],
+    )
+    if owed:
+        people = sorted(owed)
+        await tx.execute(
+            """INSERT INTO offline_debts(school_id, person_id, owed, overdrawn_total)
+               SELECT $1, p, f, f FROM unnest($2::bigint[], $3::bigint[]) AS u(p, f) ORDER BY p
+               ON CONFLICT (school_id, person_id) DO UPDATE
+                  SET owed = offline_debts.owed + EXCLUDED.owed,
+                      overdrawn_total = offline_debts.overdrawn_total + EXCLUDED.owed,
+                      updated_at = now()""",
+            school_id,
+            people,
+            [owed[p] for p in people],
+        )
+    return done
+
+
+async def _book(
+    tx: Tx,
+    school_id: int,
+    legs: dict[int, dict[int, int]],
+    overdraft_by_terminal: dict[int, int],
+) -> dict[int, int]:
+    """One journal transaction per device: its purse legs and overdraft to its merchant shard."""
+    terminal_ids = sorted(set(legs) | set(overdraft_by_terminal))
+    shard_of = {
+        r["id"]: (r["sn"], r["account_id"], r["merchant_name"])
+        for r in await tx.fetch(
+            """SELECT t.id, t.sn, a.id AS account_id, m.name AS merchant_name
+                 FROM terminals t JOIN merchants m ON m.id = t.merchant_id
+                 JOIN accounts a ON a.merchant_id = t.merchant_id AND a.kind = 'merchant'
+                                AND a.shard = t.id % m.shards
+                WHERE t.school_id = $1 AND t.id = ANY($2::bigint[])""",
+            school_id,
+            terminal_ids,
+        )
+    }
+    receivable = await postings.system_account(tx, school_id, "offline_receivable")
+    out: dict[int, int] = {}
+    for terminal_id in terminal_ids:
+        sn, merchant_account, merchant_name = shard_of[terminal_id]
+        tx_legs = [postings.Leg(acc, fen) for acc, fen in sorted(legs[terminal_id].items()) if fen]
+        if overdraft_by_terminal.get(terminal_id):
+            tx_legs.append(postings.Leg(receivable, -overdraft_by_terminal[terminal_id]))
+        total = -sum(leg.amount for leg in tx_legs)
+        tx_legs.append(postings.Leg(merchant_account, total))
+        out[terminal_id] = await postings.post(
+            tx,
+            school_id=school_id,
+            kind="offline_payment",
+            legs=tx_legs,
+            ref=f"offline:{terminal_id}",
+            memo=merchant_name,
+            actor=sn,
+            meta={"terminal_id": terminal_id},
+        )
+    return out
+
+
+@owns_transaction
+async def do_settle_overdue_school(tx: Tx, school_id: int) -> int:
+    """Records that waited too long for a missing card counter settle with the gap named."""
+    cards = [
+        int(r["card_id"])
+        for r in await tx.fetch(
+            """SELECT DISTINCT card_id FROM offline_records
+                WHERE school_id = $1 AND state = 'waiting'""",
+            school_id,
+        )
+    ]
+    settled = await settle_cards(tx, school_id, cards, give_up_before=None)
+    return settled.count
+
+
+async def schools_with_waiting_records(pool: PgPool) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT DISTINCT school_id FROM offline_records WHERE state = 'waiting'"
+    )
+    return [int(r["school_id"]) for r in rows]

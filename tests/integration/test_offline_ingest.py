@@ -1,0 +1,293 @@
+"""Offline POS, store and forward: uploads are stored once by (device, sequence) whatever the
+order and however often they are sent, each card's chain is checked and settled in counter
+order, an overdraft is owed and repaid by the next top-up, and the blacklist carries the cards a
+till must refuse offline (above the overdraft limit, frozen or closed accounts)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from campuscard.config import Settings
+from campuscard.db.pool import PgPool
+from campuscard.ledger.checks import check_ledger
+from campuscard.offline import ingest, rules
+from tests.support import make_school
+from tests.support_moneyflows import (
+    balances,
+    cid,
+    counter_setup,
+    open_drawer,
+    system_balance,
+)
+from tests.support_offline import UPLOAD, CardArea, record, upload
+from tests.support_payments import Device, device_call, make_cardholder, make_device, make_merchant
+
+
+async def _till(pool: PgPool, settings: Settings, school_id: int, sn: str = "POS-OFF-1") -> Device:
+    async with pool.acquire() as conn:
+        merchant_id = await conn.fetchval(
+            "SELECT id FROM merchants WHERE school_id = $1 ORDER BY id LIMIT 1", school_id
+        )
+        if merchant_id is None:
+            merchant_id, _ = await make_merchant(conn, school_id)
+        return await make_device(conn, settings, school_id, merchant_id, sn)
+
+
+async def _setup(
+    pool: PgPool, settings: Settings, *, cash: int = 10_000
+) -> tuple[int, Device, int, dict[str, Any]]:
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        person, card = await make_cardholder(conn, school.id, "S1", cash=cash)
+    dev = await _till(pool, settings, school.id)
+    return school.id, dev, person, card
+
+
+async def _blacklist(client: httpx.AsyncClient, dev: Device) -> dict[str, Any]:
+    r = await device_call(client, dev, "GET", "/api/v1/terminal/blacklist")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def _merchant_total(pool: PgPool, dev: Device) -> int:
+    total: int = await pool.fetchval(
+        "SELECT coalesce(sum(balance), 0) FROM accounts WHERE merchant_id = $1", dev.merchant_id
+    )
+    return total
+
+
+async def test_reordered_partial_and_resent_uploads_book_each_record_once(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    # given four offline sales on one card, numbered 1-4 by the till
+    _, dev, person, card = await _setup(pool, settings)
+    area = CardArea()
+    recs = [record(dev, card, area, seq, 500 + seq) for seq in range(1, 5)]
+
+    # when the last two arrive first: they wait for the card's counters 1 and 2
+    first = await upload(client, dev, [recs[3], recs[2]])
+    assert (first["accepted"], first["settled"], first["waiting"]) == (2, 0, 2)
+    assert first["missing"] == [[1, 2]]
+    assert first["contiguous_seq"] == 0
+    assert await balances(pool, person) == {"cash": 10_000, "subsidy": 0}
+
+    # when a partial batch brings 1-3 (3 again): everything settles in counter order
+    second = await upload(client, dev, recs[:3])
+    assert (second["accepted"], second["duplicates"], second["settled"]) == (2, 1, 4)
+    assert (second["missing"], second["contiguous_seq"]) == ([], 4)
+
+    # when the whole queue is resent: nothing happens again
+    third = await upload(client, dev, recs)
+    assert (third["accepted"], third["duplicates"], third["settled"]) == (0, 4, 0)
+    spent = sum(500 + s for s in range(1, 5))
+    assert await balances(pool, person) == {"cash": 10_000 - spent, "subsidy": 0}
+    assert await _merchant_total(pool, dev) == spent
+    assert (await check_ledger(pool)).ok
+
+    # a different record under a stored number is refused; the stored one stands
+    other = record(dev, card, CardArea(counter=9, total=0), 2, 999)
+    fourth = await upload(client, dev, [other])
+    assert fourth["refused"] == [
+        {
+            "seq": 2,
+            "code": "SEQUENCE_REUSED",
+            "message": "another record was stored under this number",
+        }
+    ]
+    assert await _merchant_total(pool, dev) == spent
+
+
+async def test_bad_signatures_and_unknown_cards_are_refused_and_change_nothing(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    _, dev, person, card = await _setup(pool, settings)
+    good = record(dev, card, CardArea(), 1, 300)
+    forged = dict(record(dev, card, CardArea(counter=1, total=300), 2, 300), amount="0.03")
+    stranger = record(dev, {"number": "990000000001", "uid": "0BADCAFE"}, CardArea(), 3, 300)
+    answer = await upload(client, dev, [good, forged, stranger])
+    assert (answer["accepted"], answer["settled"]) == (1, 1)
+    assert [(r["seq"], r["code"]) for r in answer["refused"]] == [
+        (2, "RECORD_SIGNATURE_INVALID"),
+        (3, "CARD_UNKNOWN"),
+    ]
+    # the forged record was not stored: the till may send the true one under its number
+    assert answer["missing"] == [[2, 2]]
+    assert await balances(pool, person) == {"cash": 9_700, "subsidy": 0}
+
+    # bad input names the field and changes nothing
+    bad = dict(good, amount="1.005")
+    r = await device_call(client, dev, "POST", UPLOAD, {"records": [bad]})
+    assert r.status_code == 422
+    assert "amount" in json.dumps(r.json()["error"])
+    r = await device_call(client, dev, "POST", UPLOAD, {"records": []})
+    assert r.status_code == 422
+    assert await balances(pool, person) == {"cash": 9_700, "subsidy": 0}
+
+
+async def test_chain_breaks_are_booked_and_named(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    school_id, dev, person, card = await _setup(pool, settings)
+    area = CardArea()
+    one = record(dev, card, area, 1, 400)
+    # the card's total says 0 again, though the card was not used online in between
+    two = record(dev, card, area, 2, 200, total_before=0)
+    # a cloned card: counter 2 used again
+    three = record(dev, card, area, 3, 100, counter=2)
+    answer = await upload(client, dev, [one, two, three])
+    assert (answer["settled"], answer["chain_breaks"]) == (3, 2)
+    rows = await pool.fetch(
+        "SELECT seq, chain_break FROM offline_records WHERE school_id = $1 ORDER BY seq",
+        school_id,
+    )
+    assert rows[0]["chain_break"] is None
+    assert rows[1]["chain_break"] == "total before 0, the card's last was 400"
+    assert rows[2]["chain_break"].startswith("counter 2 already used")
+    # the holder still pays what the till sold (the device signed it)
+    assert await balances(pool, person) == {"cash": 10_000 - 700, "subsidy": 0}
+
+
+async def test_a_missing_counter_from_another_till_settles_the_waiting_record(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    school_id, dev, person, card = await _setup(pool, settings)
+    other = await _till(pool, settings, school_id, "POS-OFF-2")
+    area = CardArea()
+    at_other = record(other, card, area, 1, 250)  # counter 1, at the second till
+    here = record(dev, card, area, 1, 350)  # counter 2, at the first
+    waiting = await upload(client, dev, [here])
+    assert (waiting["settled"], waiting["waiting"]) == (0, 1)
+    arrived = await upload(client, other, [at_other])
+    assert arrived["settled"] == 2
+    assert await balances(pool, person) == {"cash": 10_000 - 600, "subsidy": 0}
+    # each till's own journal transaction, with the till as the actor (clearing per terminal)
+    actors = await pool.fetch(
+        "SELECT actor, kind FROM journal_tx WHERE kind = 'offline_payment' ORDER BY actor"
+    )
+    assert [r["actor"] for r in actors] == ["POS-OFF-1", "POS-OFF-2"]
+
+    # a counter that never comes: after the school's wait the record settles with the gap
+    late = record(dev, card, CardArea(counter=3, total=600), 2, 100)  # counter 4, 3 missing
+    assert (await upload(client, dev, [late]))["waiting"] == 1
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE offline_records SET received_at = $1 WHERE state = 'waiting'",
+            datetime.now(UTC) - timedelta(days=4),
+        )
+        assert await ingest.do_settle_overdue_school(conn, school_id) == 1
+    gap = await pool.fetchval("SELECT chain_break FROM offline_records WHERE seq = 2")
+    assert gap == "counter 3 missing"
+
+
+async def test_overdraft_is_owed_blacklisted_above_the_limit_and_repaid_by_the_next_top_up(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    # given a student with 10.00 and a school tolerating 5.00 of offline overdraft
+    headers, school_id, person = await counter_setup(pool, client, cash=1_000)
+    await pool.execute(
+        """UPDATE schools SET settings = settings || '{"offline": {"overdraft_limit": 500}}'
+            WHERE id = $1""",
+        school_id,
+    )
+    dev = await _till(pool, settings, school_id)
+    card = {"number": "20260001", "uid": "04A10001"}
+    area = CardArea()
+    listed_before = await _blacklist(client, dev)
+    assert listed_before["offline_limits"] == {
+        "per_tx_limit": "20.00",
+        "max_consecutive": 10,
+        "max_total": "100.00",
+        "max_stored": 5000,
+    }
+
+    # when an offline sale of 12.00 comes in: 10.00 from the purse, 2.00 owed (within the limit)
+    first = await upload(client, dev, [record(dev, card, area, 1, 1_200)])
+    assert first["overdrafts"] == 1
+    assert await balances(pool, person) == {"cash": 0, "subsidy": 0}
+    assert await system_balance(pool, school_id, "offline_receivable") == -200
+    assert (await _blacklist(client, dev))["cards"] == []
+
+    # when another 8.00 comes: 10.00 owed, above the limit: the card goes on the list
+    await upload(client, dev, [record(dev, card, area, 2, 800)])
+    listed = await _blacklist(client, dev)
+    assert [(c["number"], c["reason"]) for c in listed["cards"]] == [("20260001", "overdrawn")]
+
+    # when the student tops up 15.00 at the counter: the 10.00 owed is repaid first
+    assert (await open_drawer(pool, client, headers, school_id, "0.00")).status_code == 201
+    r = await client.post(
+        "/api/v1/counter/TST/deposits",
+        json={"client_id": cid(), "person_number": "S001", "amount": "15.00"},
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+    assert await balances(pool, person) == {"cash": 500, "subsidy": 0}
+    assert await system_balance(pool, school_id, "offline_receivable") == 0
+    owed = await pool.fetchrow("SELECT owed, repaid_total FROM offline_debts")
+    assert (owed["owed"], owed["repaid_total"]) == (0, 1_000)
+    after = await _blacklist(client, dev)
+    assert after["cards"] == []
+    delta = await device_call(
+        client, dev, "GET", f"/api/v1/terminal/blacklist?since={listed['version']}"
+    )
+    assert [c["number"] for c in delta.json()["removed"]] == ["20260001"]
+    assert (await check_ledger(pool)).ok
+
+
+async def test_frozen_and_closed_accounts_are_listed_for_offline_devices(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    school_id, dev, person, card = await _setup(pool, settings)
+    async with pool.acquire() as conn:
+        other, other_card = await make_cardholder(conn, school_id, "S2")
+    await pool.execute("UPDATE persons SET account_status = 'frozen' WHERE id = $1", person)
+    await pool.execute("UPDATE persons SET account_status = 'closed' WHERE id = $1", other)
+    listed = await _blacklist(client, dev)
+    assert sorted((c["number"], c["reason"]) for c in listed["cards"]) == sorted(
+        [(card["number"], "account_frozen"), (other_card["number"], "account_closed")]
+    )
+    await pool.execute("UPDATE persons SET account_status = 'active' WHERE id = $1", person)
+    listed = await _blacklist(client, dev)
+    assert [c["number"] for c in listed["cards"]] == [other_card["number"]]
+
+
+async def test_sales_after_a_card_was_reported_lost_are_refused(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    school_id, dev, person, card = await _setup(pool, settings)
+    await pool.execute(
+        "UPDATE cards SET state = 'lost', state_changed_at = $2 WHERE id = $1",
+        card["id"],
+        datetime.fromtimestamp(1_795_000_000, UTC) - timedelta(hours=1),
+    )
+    answer = await upload(client, dev, [record(dev, card, CardArea(), 1, 300)])
+    assert [r["code"] for r in answer["refused"]] == ["CARD_BLOCKED_BEFORE_SALE"]
+    assert await balances(pool, person) == {"cash": 10_000, "subsidy": 0}
+    assert school_id
+
+
+async def test_the_protocol_documents_the_answers_and_the_signature_example(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    from tests.integration.test_protocol_document import DOC, check
+
+    _, dev, _, card = await _setup(pool, settings)
+    area = CardArea()
+    records = [
+        record(dev, card, area, 1, 300),
+        record(dev, {"number": "990000000001", "uid": "0BADCAFE"}, CardArea(), 3, 100),
+        record(dev, card, area, 5, 200),
+    ]
+    check("offline-upload", await device_call(client, dev, "POST", UPLOAD, {"records": records}))
+    check("blacklist", await device_call(client, dev, "GET", "/api/v1/terminal/blacklist"))
+
+    # the worked example of §10, with the example key of §2
+    key = bytes.fromhex("d4b4b4e2adbefb2101d00021f2706bd2ec357c1c7412fe5c245c6e5804ecbb9d")
+    example = rules.Record(41, "880000000001", "04A10001", 1250, 1795000000, 3, 800, 2050, 1, "")
+    line = rules.record_message("POS-DEMO-001", example).decode()
+    text = DOC.read_text()
+    assert f"{line}\nsignature {rules.sign_record(key, 'POS-DEMO-001', example)}" in text
