@@ -335,6 +335,7 @@ def start_server(url: str, port: int, workers: int, log: Path) -> subprocess.Pop
         "CAMPUSCARD_PROVIDER_KEY": "bench-provider-key-" + "0" * 16,
         "CAMPUSCARD_BANK_MAC_KEY": "bench-bank-mac-key-" + "0" * 16,
         "CAMPUSCARD_SMS_API_SECRET": "bench-sms-secret-" + "0" * 16,
+        "CAMPUSCARD_UTILITY_SECRET": "bench-utility-secret-" + "0" * 16,
         "CAMPUSCARD_WORKERS": str(workers),
     }
     campuscard = Path(sys.executable).with_name("campuscard")

@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     sms_api_secret: SecretStr = Field(default=SecretStr("dev-only-sms-secret"))
     sms_timeout_seconds: float = 10.0
 
+    # Dorm utility vendor (prepaid electricity and water meters; adapters/utility): empty URL =
+    # the simulator the demo mounts at /dev/utility
+    utility_url: str = ""
+    utility_key_id: str = "campuscard"
+    utility_secret: SecretStr = Field(default=SecretStr("dev-only-utility-secret"))
+    utility_timeout_seconds: float = 5.0
+    # a top-up whose answer was lost is asked about again after this long
+    utility_retry_seconds: int = 30
+
     # Getting a card (issue 7): pickup codes live this long; one kiosk session (one person's
     # visit) or one pickup code takes this many wrong codes per window, a whole kiosk the
     # higher kiosk limit (so one person cannot lock it for the next; docs/security.md)
@@ -123,13 +132,23 @@ class Settings(BaseSettings):
         return self.sms_gateway_url or self.public_url.rstrip("/") + "/dev/sms"
 
     @property
+    def utility_base_url(self) -> str:
+        return self.utility_url or self.public_url.rstrip("/") + "/dev/utility"
+
+    @property
     def pgdata(self) -> Path:
         return self.data_dir.resolve() / "pgdata"
 
 
 # The secrets `campuscard serve` refuses to start with while they hold a development default
 # or are shorter than MIN_SECRET_LENGTH (docs/security.md says how to generate them).
-SECRETS = ("master_key", "provider_key", "bank_mac_key", "sms_api_secret")
+SECRETS = (
+    "master_key",
+    "provider_key",
+    "bank_mac_key",
+    "sms_api_secret",
+    "utility_secret",
+)
 DEVELOPMENT_PREFIX = "dev-only-"
 MIN_SECRET_LENGTH = 32
 

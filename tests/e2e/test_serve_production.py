@@ -17,6 +17,7 @@ REAL_SECRETS = {
     "CAMPUSCARD_PROVIDER_KEY": "e2e-provider-key-0123456789abcdefgh",
     "CAMPUSCARD_BANK_MAC_KEY": "e2e-bank-mac-key-0123456789abcdefgh",
     "CAMPUSCARD_SMS_API_SECRET": "e2e-sms-secret-0123456789abcdefghij",
+    "CAMPUSCARD_UTILITY_SECRET": "e2e-utility-secret-0123456789abcdefg",
 }
 
 

@@ -27,6 +27,7 @@ PRODUCTION_SECRETS = {
     "CAMPUSCARD_PROVIDER_KEY": "reliability-provider-key-0123456789",
     "CAMPUSCARD_BANK_MAC_KEY": "reliability-bank-mac-key-0123456789",
     "CAMPUSCARD_SMS_API_SECRET": "reliability-sms-secret-0123456789ab",
+    "CAMPUSCARD_UTILITY_SECRET": "reliability-utility-secret-0123456789",
 }
 
 

@@ -36,7 +36,11 @@ def test_every_development_default_is_named() -> None:
 def test_short_secrets_are_named_with_their_length() -> None:
     problems = unsafe_secrets(
         _settings(
-            master_key="x" * 31, provider_key=STRONG, bank_mac_key=STRONG, sms_api_secret=STRONG
+            master_key="x" * 31,
+            provider_key=STRONG,
+            bank_mac_key=STRONG,
+            sms_api_secret=STRONG,
+            utility_secret=STRONG,
         )
     )
     assert problems == ["CAMPUSCARD_MASTER_KEY is too short (31 characters, at least 32)"]

@@ -1,0 +1,1 @@
+"""The dorm utility vendor (prepaid electricity and water meters): client and simulator."""
