@@ -187,8 +187,8 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
 def mount_simulators(app: FastAPI, settings: Settings) -> FastAPI:
     """Put the SMS gateway's simulator at /dev/sms (its inbox shows pickup codes in plain
     text, to anyone) and the utility vendor's at /dev/utility. Only the demo and the tests
-    call this: the production app (``create_app``) never has a simulator; the provider and bank simulators run apart
-    (``campuscard sim provider`` / ``sim bank``)."""
+    call this: the production app (``create_app``) never has a simulator; the provider and
+    bank simulators run apart (``campuscard sim provider`` / ``sim bank``)."""
     from campuscard.adapters.sms.simulator import create_sms_simulator
 
     sms_keys = {settings.sms_key_id: settings.sms_api_secret.get_secret_value().encode()}
