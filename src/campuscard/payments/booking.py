@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
 from campuscard.ledger.money import Money, fmt
@@ -44,20 +46,68 @@ class VerifiedPayer:
 Payer = CardPayer | VerifiedPayer
 
 
-@dataclass(frozen=True)
 class PaymentAnswer:
-    """What the terminal is told: an HTTP status and a body (receipt or error)."""
+    """What the terminal is told: an HTTP status and a body (receipt or error).
 
-    status: int
-    body: dict[str, Any]
-    replayed: bool = False
+    An answer of the booking function keeps its body as the JSON text PostgreSQL wrote
+    (``raw``): a till's request sends it on as it is, and it is decoded only when read."""
+
+    __slots__ = ("_body", "_raw", "replayed", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: dict[str, Any] | None = None,
+        replayed: bool = False,
+        *,
+        raw: str | None = None,
+    ) -> None:
+        if body is None and raw is None:
+            raise ValueError("an answer needs a body")
+        self.status = status
+        self.replayed = replayed
+        self._body = body
+        self._raw = raw
+
+    @property
+    def body(self) -> dict[str, Any]:
+        if self._body is None:
+            assert self._raw is not None
+            self._body = orjson.loads(self._raw)
+        return self._body
+
+    @property
+    def raw(self) -> bytes:
+        """The body as JSON bytes, without decoding and encoding it again when it came as text."""
+        if self._raw is not None:
+            return self._raw.encode()
+        return orjson.dumps(self._body, default=str)
+
+    @property
+    def error_code(self) -> str | None:
+        if self.status == 200:
+            return None
+        error = self.body.get("error")
+        return str(error.get("code")) if isinstance(error, dict) else None
 
     @property
     def ok(self) -> bool:
         return self.status == 200
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PaymentAnswer):
+            return NotImplemented
+        return (self.status, self.body, self.replayed) == (other.status, other.body, other.replayed)
 
-_PAY_SQL = "SELECT cc_pay($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PaymentAnswer({self.status}, {self.body!r}, replayed={self.replayed})"
+
+
+# The answer's parts: the body stays JSON text (sent on as it is), the event is decoded.
+_PARTS = "(r ->> 'status')::int, (r -> 'body')::text, r -> 'event', (r ->> 'replayed')::bool"
+_PAY_SQL = f"SELECT {_PARTS} FROM cc_pay($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS r"
 _PAY_ARGS = 12
 
 
@@ -73,7 +123,10 @@ class Prelude:
     def statement(self) -> str:
         n = len(self.args)
         params = ", ".join(f"${n + i}" for i in range(1, _PAY_ARGS + 1))
-        return f"WITH {self.sql} SELECT cc_pay({params}) FROM prelude"
+        return (
+            f"WITH {self.sql}, pay AS (SELECT cc_pay({params}) AS r FROM prelude) "
+            f"SELECT {_PARTS} FROM pay"
+        )
 
 
 def _payer_args(payer: Payer) -> tuple[str | None, str | None, int | None, str | None]:
@@ -94,6 +147,11 @@ def _answer(result: dict[str, Any]) -> PaymentAnswer:
     return PaymentAnswer(int(result["status"]), result["body"], bool(result.get("replayed")))
 
 
+def _answer_row(row: Any) -> PaymentAnswer:
+    """A row of ``_PARTS``: status, body as text, event, replayed."""
+    return PaymentAnswer(row[0], replayed=bool(row[3]), raw=row[1])
+
+
 async def check_payment(
     conn: Conn, signed: SignedTerminal, *, payer: Payer, amount: Money, record_nonce: bool = True
 ) -> PaymentAnswer:
@@ -101,7 +159,7 @@ async def check_payment(
     Moves nothing; the nonce is recorded, unless ``record_nonce`` is false (a preview inside a
     request whose booking records it), and then it writes nothing at all."""
     number, uid, person_id, credential = _payer_args(payer)
-    result = await conn.fetchval(
+    row = await conn.fetchrow(
         _PAY_SQL,
         "check",
         signed.id,
@@ -116,7 +174,7 @@ async def check_payment(
         amount.fen,
         None,
     )
-    return _answer(result)
+    return _answer_row(row)
 
 
 async def book_payment(
@@ -153,7 +211,7 @@ async def book_payment(
         else None
     )
     sql, first = (_PAY_SQL, ()) if prelude is None else (prelude.statement(), prelude.args)
-    result = await conn.fetchval(
+    row = await conn.fetchrow(
         sql,
         *first,
         "book",
@@ -169,7 +227,8 @@ async def book_payment(
         amount.fen,
         token,
     )
-    event = result.get("event")
+    assert row is not None
+    event = row[2]
     if event is not None:
         if events is not None and not conn.is_in_transaction():
             events.publish(event)  # committed already: batched NOTIFY, off the commit path
@@ -178,7 +237,7 @@ async def book_payment(
         else:
             # inside the caller's transaction: sent when (and only if) it commits
             await notifications.publish_event(conn, event)
-    return _answer(result)
+    return _answer_row(row)
 
 
 async def reverse_payment(conn: Conn, signed: SignedTerminal, *, client_id: str) -> PaymentAnswer:

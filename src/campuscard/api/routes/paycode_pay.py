@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import Field
 
 from campuscard.api.admission import Limiter
 from campuscard.api.deps import Body, CurrentActor, live_events
+from campuscard.api.routes.terminal import answer
 from campuscard.api.terminal_auth import SignedDevice
 from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
@@ -45,7 +46,7 @@ async def pay_with_code(
     pool: Pool,
     settings: AppSettings,
     limiter: Limiter,
-) -> JSONResponse:
+) -> Response:
     """Pay with a scanned payment code: 200 receipt, 202 waiting for the phone (repeat the
     same request), or an error. Same limits, PIN rule and channel admission as a card."""
     channel = await limiter.channel_of(pool, device.terminal.merchant_id)
@@ -60,12 +61,8 @@ async def pay_with_code(
             pin=body.pin,
             events=live_events(request),
         )
-    metrics.count_payment(channel, result.body, result.status)
-    return JSONResponse(
-        result.body,
-        status_code=result.status,
-        headers={"Idempotent-Replayed": "true" if result.replayed else "false"},
-    )
+    metrics.count_payment(channel, {} if result.ok else result.body, result.status)
+    return answer(result)
 
 
 @router.post("/terminal/display/pending")

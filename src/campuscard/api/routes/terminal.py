@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
 from campuscard.api.admission import Limiter
@@ -55,16 +55,19 @@ class HeartbeatIn(Body):
     offline_queue: int = Field(default=0, ge=0, description="transactions waiting to upload")
 
 
-def answer(result: booking.PaymentAnswer) -> JSONResponse:
-    return JSONResponse(
-        result.body,
+def answer(result: booking.PaymentAnswer) -> Response:
+    """The engine's answer as it came from the database: its JSON text is not decoded and
+    encoded again on the way out."""
+    return Response(
+        result.raw,
         status_code=result.status,
+        media_type="application/json",
         headers={"Idempotent-Replayed": "true" if result.replayed else "false"},
     )
 
 
 @router.post("/pay/check")
-async def check_payment(body: PayCheckIn, device: SignedDevice, pool: Pool) -> JSONResponse:
+async def check_payment(body: PayCheckIn, device: SignedDevice, pool: Pool) -> Response:
     """Preview: would this card pay this amount, is a PIN needed, what is left after."""
     async with pool.acquire() as conn:
         result = await booking.check_payment(
@@ -84,7 +87,7 @@ async def pay(
     pool: Pool,
     settings: AppSettings,
     limiter: Limiter,
-) -> JSONResponse:
+) -> Response:
     """Book a card payment once per client_id; a retry replays the first answer. Each channel
     (tuition, canteen, supermarket, other) has its own admission limit: when it is full the
     answer is 429 CHANNEL_BUSY with Retry-After (docs/channels.md)."""
@@ -100,12 +103,12 @@ async def pay(
             pin=body.pin,
             events=live_events(request),
         )
-    metrics.count_payment(channel, result.body, result.status)
+    metrics.count_payment(channel, {} if result.ok else result.body, result.status)
     return answer(result)
 
 
 @router.post("/pay/reverse")
-async def reverse(body: ReverseIn, device: SignedDevice, pool: Pool) -> JSONResponse:
+async def reverse(body: ReverseIn, device: SignedDevice, pool: Pool) -> Response:
     """冲正 a payment this terminal sent (also one that has not arrived yet)."""
     async with pool.acquire() as conn:
         result = await booking.reverse_payment(conn, device, client_id=body.client_id)

@@ -44,6 +44,8 @@ BEGIN
         UPDATE terminals SET prev_key_version = NULL WHERE id = t.id;
     END IF;
     v_day := cc_business_date(t.school_id);
+    -- the payment's own lock (cc_pay): an original still booking commits before we look
+    PERFORM pg_advisory_xact_lock(cc_client_id_lock(p_terminal, p_client_id));
 
     -- a client id this terminal never used, but another till of the school did within the
     -- reversal window's days: someone is reversing the wrong till's payment. Refuse plainly
