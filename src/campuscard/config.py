@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     # open live-event streams one user may hold (pages reconnect; a tab holds one)
     live_streams_per_user: int = Field(default=5, ge=1)
 
+    # group commit of card payments (payments/batching.py, decision 0170): at most this many
+    # bookings in one database call and commit (1: every payment alone), and at most this
+    # many such calls in flight per process; a payment arriving while all are busy waits for
+    # the next call with the others that arrived meanwhile (no timer: a lone payment books
+    # at once)
+    payment_batch_max: int = Field(default=32, ge=1, le=200)
+    payment_batch_lanes: int = Field(default=2, ge=1, le=32)
+
     # per-channel admission limits of the payment API (api/admission.py, docs/channels.md):
     # JSON like {"tuition": {"concurrent": 3, "queue": 30, "wait_seconds": 2}}
     channel_limits: dict[str, dict[str, float]] = Field(default_factory=dict)

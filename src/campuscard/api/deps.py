@@ -16,6 +16,7 @@ from campuscard.edge.session import (
     resolve_cookie_session,
     session_token,
 )
+from campuscard.payments.batching import PaymentBatcher
 from campuscard.platform import auth
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Unauthorized
@@ -35,6 +36,21 @@ def live_events(request: Request) -> EventBatcher:
     if batcher is None:
         batcher = EventBatcher(lambda: app.state.pool)
         app.state.payment_events = batcher
+    return batcher
+
+
+def payment_batcher(request: Request) -> PaymentBatcher:
+    """The app's group commit of card payments (one per app, booking through its pool)."""
+    app = request.app
+    batcher: PaymentBatcher | None = getattr(app.state, "payment_batcher", None)
+    if batcher is None:
+        settings = app.state.settings
+        batcher = PaymentBatcher(
+            lambda: app.state.pool,
+            max_batch=settings.payment_batch_max,
+            lanes=settings.payment_batch_lanes,
+        )
+        app.state.payment_batcher = batcher
     return batcher
 
 

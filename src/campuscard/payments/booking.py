@@ -23,7 +23,7 @@ import orjson
 from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
 from campuscard.ledger.money import Money, fmt
-from campuscard.payments import rules
+from campuscard.payments import batching, rules
 from campuscard.payments.terminals import SignedTerminal, record_nonce
 from campuscard.platform import audit, idempotency, notifications
 from campuscard.platform.actors import Actor
@@ -105,10 +105,9 @@ class PaymentAnswer:
         return f"PaymentAnswer({self.status}, {self.body!r}, replayed={self.replayed})"
 
 
-# The answer's parts: the body stays JSON text (sent on as it is), the event is decoded.
-_PARTS = "(r ->> 'status')::int, (r -> 'body')::text, r -> 'event', (r ->> 'replayed')::bool"
-_PAY_SQL = f"SELECT {_PARTS} FROM cc_pay($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS r"
-_PAY_ARGS = 12
+_PARTS = batching.PARTS
+_PAY_SQL = batching.PAY_SQL
+_PAY_ARGS = batching.PAY_ARGS
 
 
 @dataclass(frozen=True)
@@ -177,6 +176,64 @@ async def check_payment(
     return _answer_row(row)
 
 
+def _book_args(
+    settings: Settings,
+    signed: SignedTerminal,
+    *,
+    client_id: str,
+    payer: Payer,
+    amount: Money,
+    pin: str | None,
+) -> batching.BookArgs:
+    """cc_pay's book arguments after the mode; a malformed client id or PIN is refused here."""
+    client_id = idempotency.check_client_id(client_id)
+    number, uid, person_id, credential = _payer_args(payer)
+    if pin is not None and (len(pin) != rules.PIN_LENGTH or not pin.isdigit()):
+        raise ValidationFailed(
+            f"pin must be {rules.PIN_LENGTH} digits", code="PIN_FORMAT", field="pin"
+        )
+    digest = idempotency.request_hash({"op": "pay", "amount": amount.fen, **_payer_payload(payer)})
+    token = (
+        rules.pin_token(rules.pin_pepper(settings.master_key.get_secret_value()), pin)
+        if pin is not None
+        else None
+    )
+    return (
+        signed.id,
+        signed.key_version,
+        signed.nonce,
+        client_id,
+        digest,
+        number,
+        uid,
+        person_id,
+        credential,
+        amount.fen,
+        token,
+    )
+
+
+async def book_payment_batched(
+    batcher: batching.PaymentBatcher,
+    settings: Settings,
+    signed: SignedTerminal,
+    *,
+    client_id: str,
+    payer: Payer,
+    amount: Money,
+    pin: str | None = None,
+    events: EventBatcher,
+) -> PaymentAnswer:
+    """``book_payment`` for a request of its own (no caller's transaction, no prelude),
+    booked with the other payments arriving at the same time in one call and one commit
+    (payments/batching.py). The same answer, records and live event as ``book_payment``."""
+    args = _book_args(settings, signed, client_id=client_id, payer=payer, amount=amount, pin=pin)
+    booked = await batcher.book(args)
+    if booked.event is not None:
+        events.publish(booked.event)  # committed already
+    return PaymentAnswer(booked.status, replayed=booked.replayed, raw=booked.body)
+
+
 async def book_payment(
     conn: Conn,
     settings: Settings,
@@ -198,35 +255,9 @@ async def book_payment(
     transaction it is appended to ``deferred`` when given (the caller sends it once it has
     committed), else published in that transaction (sent when, and only if, it commits).
     A ``prelude`` runs in the same statement as the booking: both happen or neither."""
-    client_id = idempotency.check_client_id(client_id)
-    number, uid, person_id, credential = _payer_args(payer)
-    if pin is not None and (len(pin) != rules.PIN_LENGTH or not pin.isdigit()):
-        raise ValidationFailed(
-            f"pin must be {rules.PIN_LENGTH} digits", code="PIN_FORMAT", field="pin"
-        )
-    digest = idempotency.request_hash({"op": "pay", "amount": amount.fen, **_payer_payload(payer)})
-    token = (
-        rules.pin_token(rules.pin_pepper(settings.master_key.get_secret_value()), pin)
-        if pin is not None
-        else None
-    )
+    args = _book_args(settings, signed, client_id=client_id, payer=payer, amount=amount, pin=pin)
     sql, first = (_PAY_SQL, ()) if prelude is None else (prelude.statement(), prelude.args)
-    row = await conn.fetchrow(
-        sql,
-        *first,
-        "book",
-        signed.id,
-        signed.key_version,
-        signed.nonce,
-        client_id,
-        digest,
-        number,
-        uid,
-        person_id,
-        credential,
-        amount.fen,
-        token,
-    )
+    row = await conn.fetchrow(sql, *first, "book", *args)
     assert row is not None
     event = row[2]
     if event is not None:

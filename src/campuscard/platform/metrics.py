@@ -44,6 +44,15 @@ REQUEST_SECONDS = Histogram(
     ["group"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+PAYMENT_BATCH_SIZE = Histogram(
+    "campuscard_payment_batch_size",
+    "Card payments booked per database call and commit (group commit, payments/batching.py)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+PAYMENT_BATCH_FALLBACKS = Counter(
+    "campuscard_payment_batch_fallbacks",
+    "Batches of payments the database refused as a whole, booked again one by one",
+)
 ADMISSION_WAITING = Gauge(
     "campuscard_admission_queue_depth",
     "Payments waiting for a slot of their channel (sampled)",

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
 from campuscard.api.admission import Limiter
-from campuscard.api.deps import Body, bearer_token, live_events
+from campuscard.api.deps import Body, bearer_token, live_events, payment_batcher
 from campuscard.api.terminal_auth import SignedDevice
 from campuscard.cards import lifecycle
 from campuscard.db.tx import transaction
@@ -92,9 +92,9 @@ async def pay(
     (tuition, canteen, supermarket, other) has its own admission limit: when it is full the
     answer is 429 CHANNEL_BUSY with Retry-After (docs/channels.md)."""
     channel = await limiter.channel_of(pool, device.terminal.merchant_id)
-    async with limiter.admit(channel), pool.acquire() as conn:
-        result = await booking.book_payment(
-            conn,
+    async with limiter.admit(channel):
+        result = await booking.book_payment_batched(
+            payment_batcher(request),
             settings,
             device,
             client_id=body.client_id,

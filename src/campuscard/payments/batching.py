@@ -1,0 +1,163 @@
+"""Group commit of payments: the bookings that arrive together in one process are booked in
+one database call and one commit (``cc_pay_batch``), docs/decisions/0170-group-commit.md.
+
+A commit per payment costs a round trip, a transaction and a WAL flush each; at a busy
+canteen most of what PostgreSQL does per payment is that overhead, not the booking. So a
+process keeps at most ``lanes`` booking calls in flight. A payment that finds a lane free and
+nobody waiting books alone at once, exactly as before (a lone payment at low load never
+waits for a window); one that arrives while every lane is busy waits, and when a lane comes
+free everyone waiting (up to ``max_batch``) goes in the next call. The busier the process,
+the larger the batches; there is no timer.
+
+Inside the call the batch's locks are taken up front in one global order (client ids, purses
+by id, merchant shards by id) and the members book one after the other, so each member's
+answer, idempotency record, nonce, receipt and live event are those a single booking gives;
+a member refused for its own reason is refused alone. If the database refuses the call as a
+whole (a deadlock with some other work, a constraint), nothing of it was committed and every
+member is booked again on its own. A lost connection is reported to every member, as it
+would be to a single payment (the till resends; its client id makes that safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from campuscard.db.pool import Conn, PgPool
+from campuscard.platform import metrics
+
+# An answer of the payment engine, in parts: the body stays JSON text (sent on as it is).
+PARTS = "(r ->> 'status')::int, (r -> 'body')::text, r -> 'event', (r ->> 'replayed')::bool"
+PAY_SQL = f"SELECT {PARTS} FROM cc_pay($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS r"
+PAY_ARGS = 12
+BATCH_SQL = "SELECT status, body, event, replayed FROM cc_pay_batch($1)"
+
+# cc_pay's book arguments after the mode, in order, and their names in a batch member
+MEMBER_FIELDS = (
+    "terminal",
+    "key_version",
+    "nonce",
+    "client_id",
+    "request_hash",
+    "card_number",
+    "card_uid",
+    "person",
+    "credential",
+    "amount",
+    "pin_token",
+)
+BookArgs = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Booked:
+    """What the engine answered one payment: status, body (JSON text), event, replayed."""
+
+    status: int
+    body: str
+    event: dict[str, Any] | None
+    replayed: bool
+
+
+def _booked(row: Any) -> Booked:
+    return Booked(int(row[0]), row[1], row[2], bool(row[3]))
+
+
+async def book_one(conn: Conn, args: BookArgs) -> Booked:
+    """One payment, one call: ``cc_pay`` in book mode."""
+    return _booked(await conn.fetchrow(PAY_SQL, "book", *args))
+
+
+def _whole_batch_refused(err: BaseException) -> bool:
+    """The database answered the call with an error: it rolled back, nothing was committed.
+    (A connection that broke may have committed: that is not retried here.)"""
+    return isinstance(err, asyncpg.PostgresError) and not isinstance(
+        err, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError
+    )
+
+
+class PaymentBatcher:
+    """One per process (``api.deps.payment_batcher``); see the module's docstring."""
+
+    def __init__(self, pool: Callable[[], PgPool], *, max_batch: int, lanes: int) -> None:
+        if max_batch < 1 or lanes < 1:
+            raise ValueError("max_batch and lanes must be at least 1")
+        self._pool = pool
+        self._max_batch = max_batch
+        self._lanes = lanes
+        self._busy = 0
+        self._waiting: list[tuple[BookArgs, asyncio.Future[Booked]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def book(self, args: BookArgs) -> Booked:
+        """Book one payment (``args``: cc_pay's book arguments after the mode)."""
+        if self._busy < self._lanes and not self._waiting:
+            self._busy += 1
+            try:
+                metrics.PAYMENT_BATCH_SIZE.observe(1)
+                async with self._pool().acquire() as conn:
+                    return await book_one(conn, args)
+            finally:
+                self._busy -= 1
+                self._start_waiting()
+        future: asyncio.Future[Booked] = asyncio.get_running_loop().create_future()
+        self._waiting.append((args, future))
+        return await future
+
+    def _start_waiting(self) -> None:
+        while self._waiting and self._busy < self._lanes:
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: self._max_batch]
+            self._busy += 1
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[BookArgs, asyncio.Future[Booked]]]) -> None:
+        try:
+            metrics.PAYMENT_BATCH_SIZE.observe(len(batch))
+            async with self._pool().acquire() as conn:
+                try:
+                    if len(batch) == 1:
+                        results = [await book_one(conn, batch[0][0])]
+                    else:
+                        members = [dict(zip(MEMBER_FIELDS, args, strict=True)) for args, _ in batch]
+                        results = [_booked(r) for r in await conn.fetch(BATCH_SQL, members)]
+                except Exception as err:
+                    if len(batch) == 1 or not _whole_batch_refused(err):
+                        raise
+                    metrics.PAYMENT_BATCH_FALLBACKS.inc()
+                    await self._one_by_one(conn, batch)
+                    return
+            for (_, future), booked in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(booked)
+        except BaseException as err:
+            for _, future in batch:
+                if future.done():
+                    continue
+                if isinstance(err, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(err)
+            if not isinstance(err, Exception):
+                raise
+        finally:
+            self._busy -= 1
+            self._start_waiting()
+
+    @staticmethod
+    async def _one_by_one(conn: Conn, batch: list[tuple[BookArgs, asyncio.Future[Booked]]]) -> None:
+        for args, future in batch:
+            try:
+                booked = await book_one(conn, args)
+            except Exception as err:
+                if not future.done():
+                    future.set_exception(err)
+            else:
+                if not future.done():
+                    future.set_result(booked)

@@ -1,0 +1,253 @@
+"""Group commit (payments/batching.py, decision 0170): payments arriving together book in one
+call and one commit, and each gets what a single booking would have given it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from campuscard.config import Settings
+from campuscard.db.pool import PgPool
+from campuscard.ledger import postings
+from campuscard.ledger.checks import check_ledger
+from campuscard.ledger.money import Money
+from campuscard.payments import booking
+from campuscard.payments.batching import PaymentBatcher
+from campuscard.payments.terminals import SignedTerminal, TerminalRow
+from tests.support import make_school
+from tests.support_payments import Device, make_cardholder, make_device, make_merchant, nonce
+
+# what differs between two bookings of the same payment: ids, clock, numbers of the campus
+_OWN = {"payment_id", "receipt_no", "booked_at", "card_number", "terminal", "business_date"}
+
+
+class _Events:
+    """Stands in for the app's live-event batcher: keeps what was published, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.sent.append(event)
+
+
+def _signed(dev: Device, terminal_id: int | None = None) -> SignedTerminal:
+    row = TerminalRow(
+        id=terminal_id or dev.id,
+        sn=dev.sn,
+        school_id=dev.school_id,
+        kind="pos",
+        status="active",
+        merchant_id=dev.merchant_id,
+        outlet_id=None,
+        key_version=dev.key_version,
+        prev_key_version=None,
+    )
+    return SignedTerminal(
+        terminal=row, key_version=dev.key_version, nonce=nonce(), timestamp=0, body=b""
+    )
+
+
+async def _campus(pool: PgPool, settings: Settings, code: str) -> dict[str, Any]:
+    """A till and four students: A (50.00), B (1.00), C (20.00, whose code is spent), D (lost card)."""
+    async with pool.acquire() as conn:
+        school = await make_school(conn, code)
+        merchant_id, outlet_id = await make_merchant(conn, school.id)
+        dev = await make_device(
+            conn, settings, school.id, merchant_id, sn=f"POS-{code}", outlet_id=outlet_id
+        )
+        people = {}
+        for name, cash in (("A", 5_000), ("B", 100), ("C", 2_000), ("D", 2_000)):
+            people[name] = await make_cardholder(conn, school.id, f"{code}{name}", cash=cash)
+        await conn.execute("UPDATE cards SET state = 'lost' WHERE id = $1", people["D"][1]["id"])
+    # the one-time credential of C's payment code (credentials are unique platform-wide)
+    return {"dev": dev, "people": people, "code": f"paycode:m:{school.id}"}
+
+
+def _card(campus: dict[str, Any], name: str) -> booking.CardPayer:
+    card = campus["people"][name][1]
+    return booking.CardPayer(card["number"], card["uid"])
+
+
+def _requests(campus: dict[str, Any]) -> list[tuple[str, booking.Payer, str]]:
+    """(client id, payer, amount) of the payments sent together, after A's first payment."""
+    c_person = campus["people"]["C"][0]
+    return [
+        ("pos-000002", _card(campus, "A"), "20.00"),  # A again: sees the first payment
+        ("pos-000003", _card(campus, "A"), "25.00"),  # and this one sees both (50 - 1 - 20)
+        ("pos-000004", _card(campus, "B"), "5.00"),  # B has 1.00: refused alone
+        ("pos-000001", _card(campus, "A"), "1.00"),  # a resend of the first: replayed
+        ("pos-000001", _card(campus, "A"), "9.00"),  # the first's id, another payment: 409
+        ("pos-000005", booking.VerifiedPayer(c_person, campus["code"]), "2.00"),  # spent code
+        ("pos-000006", _card(campus, "D"), "3.00"),  # lost card
+        ("pos-000007", _card(campus, "C"), "4.00"),  # C by card: books
+    ]
+
+
+async def _scenario(
+    pool: PgPool,
+    settings: Settings,
+    campus: dict[str, Any],
+    book: Callable[[str, booking.Payer, str], Awaitable[booking.PaymentAnswer]],
+    *,
+    together: bool,
+) -> list[booking.PaymentAnswer]:
+    dev: Device = campus["dev"]
+    async with pool.acquire() as conn:
+        # C's code was used for an earlier payment
+        await booking.book_payment(
+            conn,
+            settings,
+            _signed(dev),
+            client_id="pos-000000",
+            payer=booking.VerifiedPayer(campus["people"]["C"][0], campus["code"]),
+            amount=Money.parse("1.00"),
+        )
+    first = book("pos-000001", _card(campus, "A"), "1.00")
+    rest = [book(cid, payer, amount) for cid, payer, amount in _requests(campus)]
+    if together:
+        return list(await asyncio.gather(first, *rest))
+    return [await first] + [await r for r in rest]
+
+
+def _comparable(answer: booking.PaymentAnswer) -> tuple[int, bool, dict[str, Any]]:
+    return answer.status, answer.replayed, {k: v for k, v in answer.body.items() if k not in _OWN}
+
+
+async def test_one_batch_of_approvals_refusals_a_resend_a_spent_code_and_one_purse_twice(
+    pool: PgPool, settings: Settings
+) -> None:
+    batched_campus = await _campus(pool, settings, "BAT")
+    single_campus = await _campus(pool, settings, "ONE")
+    batcher = PaymentBatcher(lambda: pool, max_batch=32, lanes=1)
+    batched_events, single_events = _Events(), _Events()
+
+    async def batched(cid: str, payer: booking.Payer, amount: str) -> booking.PaymentAnswer:
+        return await booking.book_payment_batched(
+            batcher,
+            settings,
+            _signed(batched_campus["dev"]),
+            client_id=cid,
+            payer=payer,
+            amount=Money.parse(amount),
+            events=batched_events,  # type: ignore[arg-type]
+        )
+
+    async def single(cid: str, payer: booking.Payer, amount: str) -> booking.PaymentAnswer:
+        async with pool.acquire() as conn:
+            return await booking.book_payment(
+                conn,
+                settings,
+                _signed(single_campus["dev"]),
+                client_id=cid,
+                payer=payer,
+                amount=Money.parse(amount),
+                events=single_events,  # type: ignore[arg-type]
+            )
+
+    # when the first payment holds the only lane, the eight after it go in one call
+    got = await _scenario(pool, settings, batched_campus, batched, together=True)
+    want = await _scenario(pool, settings, single_campus, single, together=False)
+
+    # then each answer is the one a single booking gives
+    assert [_comparable(a) for a in got] == [_comparable(a) for a in want]
+    codes = [a.status if a.ok else a.body["error"]["code"] for a in got]
+    assert codes == [
+        200,
+        200,
+        200,
+        "INSUFFICIENT_FUNDS",
+        200,
+        "IDEMPOTENCY_KEY_REUSED",
+        "CREDENTIAL_USED",
+        "CARD_LOST",
+        200,
+    ]
+    assert got[4].replayed and got[4].body == got[0].body
+    assert got[2].body["balance"] == "4.00"  # 50.00 - 1.00 - 20.00 - 25.00, in order
+    assert [_event(e) for e in batched_events.sent] == [_event(e) for e in single_events.sent]
+    assert len(batched_events.sent) == 4  # the four bookings; refusals and the resend send none
+
+    async with pool.acquire() as conn:
+        # one commit: the batch's payments share their transaction's clock, the first does not
+        stamps = await conn.fetch(
+            "SELECT client_id, created_at FROM payments WHERE terminal_id = $1 ORDER BY id",
+            batched_campus["dev"].id,
+        )
+        by_id = {r["client_id"]: r["created_at"] for r in stamps}
+        assert by_id["pos-000002"] == by_id["pos-000003"] == by_id["pos-000007"]
+        assert by_id["pos-000001"] != by_id["pos-000002"]
+        # the same records as single bookings: an idempotency key with its answer, a nonce each
+        for campus in (batched_campus, single_campus):
+            keys = await conn.fetch(
+                "SELECT key, status_code FROM idempotency_keys WHERE scope = $1 ORDER BY key",
+                f"terminal:{campus['dev'].id}",
+            )
+            assert [(k["key"], k["status_code"]) for k in keys] == [
+                ("pos-000000", 200),
+                ("pos-000001", 200),
+                ("pos-000002", 200),
+                ("pos-000003", 200),
+                ("pos-000004", 409),
+                ("pos-000005", 409),
+                ("pos-000006", 403),
+                ("pos-000007", 200),
+            ]
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM terminal_nonces WHERE terminal_id = $1", campus["dev"].id
+                )
+                == 10
+            )
+        a_person = batched_campus["people"]["A"][0]
+        assert await postings.purse_balances(conn, a_person) == {"cash": 400, "subsidy": 0}
+        assert (await check_ledger(conn)).ok
+
+
+def _event(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in ("school_id", "person_id", "payment_id")}
+
+
+async def test_a_batch_the_database_refuses_is_booked_again_one_by_one(
+    pool: PgPool, settings: Settings
+) -> None:
+    campus = await _campus(pool, settings, "FBK")
+    batcher = PaymentBatcher(lambda: pool, max_batch=32, lanes=1)
+    events = _Events()
+    dev: Device = campus["dev"]
+
+    async def book(cid: str, name: str, signed: SignedTerminal) -> booking.PaymentAnswer:
+        return await booking.book_payment_batched(
+            batcher,
+            settings,
+            signed,
+            client_id=cid,
+            payer=_card(campus, name),
+            amount=Money.parse("1.00"),
+            events=events,  # type: ignore[arg-type]
+        )
+
+    # a till removed while its payment waited: its nonce cannot be recorded (foreign key),
+    # which fails the batch's call as a whole
+    gone = _signed(dev, terminal_id=dev.id + 10_000)
+    results = await asyncio.gather(
+        book("pos-100001", "A", _signed(dev)),
+        book("pos-100002", "A", _signed(dev)),
+        book("pos-100003", "C", gone),
+        book("pos-100004", "C", _signed(dev)),
+        return_exceptions=True,
+    )
+    ok = [r.status if isinstance(r, booking.PaymentAnswer) else type(r).__name__ for r in results]
+    assert ok == [200, 200, "ForeignKeyViolationError", 200]
+    async with pool.acquire() as conn:
+        assert await postings.purse_balances(conn, campus["people"]["A"][0]) == {
+            "cash": 4_800,
+            "subsidy": 0,
+        }
+        assert await postings.purse_balances(conn, campus["people"]["C"][0]) == {
+            "cash": 1_900,
+            "subsidy": 0,
+        }
+        assert (await check_ledger(conn)).ok
+    assert len(events.sent) == 3
