@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from campuscard.bills import demo as bills_demo
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import adjustments, postings
@@ -134,6 +135,9 @@ async def load_demo(conn: Conn) -> DemoCampus:
         await _payout_accounts(tx, school_id)
         await _ensure_issuing(tx, school_id)
         await metering_demo.ensure_demo_devices(tx, school_id)
+        await bills_demo.ensure_demo_bills(
+            tx, school_id, [student_number(i) for i in range(1, bills_demo.BILLED + 1)]
+        )
         if created:
             await _pending_adjustment(tx, school_id)
     campus = DemoCampus(school_id=school_id, created=created)

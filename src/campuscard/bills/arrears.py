@@ -64,12 +64,12 @@ async def run_school(pool: PgPool, school_id: int, *, today: date | None = None)
     hold_kinds, hold_after = rules.school_holds(settings or {})
     for r in ids:
         async with transaction(pool) as tx:
-            await _one_bill(tx, school_id, r["id"], today, fee_rule, hold_kinds, hold_after, out)
+            await one_bill(tx, school_id, r["id"], today, fee_rule, hold_kinds, hold_after, out)
         out.bills += 1
     return out
 
 
-async def _one_bill(
+async def one_bill(
     tx: Tx,
     school_id: int,
     bill_id: int,

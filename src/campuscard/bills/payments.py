@@ -58,9 +58,11 @@ async def _bill_of(
     return await books.lock_bill(tx, school_id, bill_id), who
 
 
-async def _pay_from_card(
+async def book_card_payment(
     tx: Tx, actor: Actor, school_id: int, bill_id: int, amount: int, client_id: str
 ) -> dict[str, Any]:
+    """The card payment's work in the caller's transaction (``do_pay_from_card`` wraps it in
+    the client id's idempotency)."""
     bill, who = await _bill_of(tx, actor, school_id, bill_id)
     if who != "holder":
         raise Forbidden(
@@ -136,7 +138,7 @@ async def do_pay_from_card(
             scope=f"bill_pay:{actor.user_id}",
             key=client_id,
             payload={"bill_id": bill_id, "amount": amount.fen, "school_id": school_id},
-            work=lambda tx: _pay_from_card(tx, actor, school_id, bill_id, amount.fen, client_id),
+            work=lambda tx: book_card_payment(tx, actor, school_id, bill_id, amount.fen, client_id),
             success_status=201,
         )
 

@@ -57,8 +57,11 @@ class SimRecharge:
 
 
 class UtilitySimulator:
-    def __init__(self, keys: dict[str, bytes]) -> None:
+    def __init__(self, keys: dict[str, bytes], *, known_meters: bool = False) -> None:
+        """``known_meters``: every well-formed meter number exists (E… electricity, W…
+        water), as at a real vendor that has all the campus's meters; else only those added."""
         self.keys = keys
+        self.known_meters = known_meters
         self.meters: dict[str, SimMeter] = {}
         self.recharges: dict[str, SimRecharge] = {}
         self.nonces: set[str] = set()
@@ -75,6 +78,13 @@ class UtilitySimulator:
             m.kind, m.balance = kind, balance
             self.meters[meter_no] = m
             return m
+
+    def _find(self, meter_no: str) -> SimMeter | None:
+        m = self.meters.get(meter_no)
+        if m is None and self.known_meters and meter_no[:1] in ("E", "W") and len(meter_no) <= 32:
+            kind = "electricity" if meter_no.startswith("E") else "water"
+            m = self.meters[meter_no] = SimMeter(meter_no, kind, 3_000)
+        return m
 
     def _use(self, m: SimMeter, day: date) -> int:
         """A room's use on a day, in 1/100 units: the same every time it is asked."""
@@ -187,7 +197,7 @@ class UtilitySimulator:
                 if old.status == "CANCELLED":
                     return self._answer(key, 409, path, nonce, {"code": "REQUEST_CANCELLED"})
                 return self._answer(key, 200, path, nonce, self._view(old))
-            m = self.meters.get(meter_no)
+            m = self._find(meter_no)
             if m is None:
                 return self._answer(key, 404, path, nonce, {"code": "METER_NOT_FOUND"})
             self._catch_up(m, datetime.now(CHINA).date())
@@ -237,7 +247,7 @@ class UtilitySimulator:
         except ValueError:
             return self._answer(key, 400, path, nonce, {"code": "MONTH_INVALID"})
         with self._lock:
-            m = self.meters.get(request.path_params["meter_no"])
+            m = self._find(request.path_params["meter_no"])
             if m is None:
                 return self._answer(key, 404, path, nonce, {"code": "METER_NOT_FOUND"})
             self._catch_up(m, today)
@@ -300,5 +310,7 @@ class UtilitySimulator:
             )
 
 
-def create_utility_simulator(keys: dict[str, bytes]) -> UtilitySimulator:
-    return UtilitySimulator(keys)
+def create_utility_simulator(
+    keys: dict[str, bytes], *, known_meters: bool = True
+) -> UtilitySimulator:
+    return UtilitySimulator(keys, known_meters=known_meters)
