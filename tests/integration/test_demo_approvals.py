@@ -18,7 +18,7 @@ async def test_demo_has_an_adjustment_waiting_for_the_second_settlement_operator
         campus = await demo.load_demo(conn)
         await demo.load_demo(conn)
         pending = await conn.fetch(
-            "SELECT id, kind, amount FROM approvals WHERE status = 'pending'"
+            "SELECT id, kind, amount FROM approvals WHERE status = 'pending' AND kind = 'adjustment'"
         )
         checker = await conn.fetchval(
             "SELECT id FROM users WHERE school_id = $1 AND username = 'settlement2'",
