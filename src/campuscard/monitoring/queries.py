@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time
 
-from campuscard.db.pool import Conn
+from campuscard.db.pool import Conn, PgPool
 from campuscard.monitoring.rules import Config, config_from_rows
 
 
@@ -26,7 +26,7 @@ async def config(conn: Conn, school_id: int) -> Config:
     return config_from_rows(rows)
 
 
-async def schools_watching(conn: Conn) -> list[int]:
+async def schools_watching(conn: Conn | PgPool) -> list[int]:
     """Schools with at least one rule switched on."""
     rows = await conn.fetch(
         "SELECT DISTINCT school_id FROM monitoring_rules WHERE enabled ORDER BY school_id"
@@ -126,3 +126,24 @@ async def person_name(conn: Conn, school_id: int, person_id: int) -> str:
         "SELECT name FROM persons WHERE school_id = $1 AND id = $2", school_id, person_id
     )
     return str(name or "")
+
+
+async def available(conn: Conn, person_id: int) -> int:
+    """What the student can spend: balance less money on hold, over their purses."""
+    total = await conn.fetchval(
+        "SELECT coalesce(sum(balance - held), 0) FROM accounts "
+        "WHERE person_id = $1 AND kind = 'purse'",
+        person_id,
+    )
+    return int(total)
+
+
+async def last_money_in(conn: Conn, person_id: int) -> int:
+    """The id of the last posting that put money into the student's purses (0: none yet)."""
+    last = await conn.fetchval(
+        """SELECT max(p.id) FROM postings p
+             JOIN accounts a ON a.id = p.account_id
+            WHERE a.person_id = $1 AND a.kind = 'purse' AND p.amount > 0""",
+        person_id,
+    )
+    return int(last or 0)

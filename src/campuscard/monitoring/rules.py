@@ -248,6 +248,21 @@ def big_spend(cfg: Config, pay: Spend, baseline: Sequence[int]) -> Finding | Non
     )
 
 
+def guardian_spend(pay: Spend, amount: int) -> Finding | None:
+    """A parent's own large-spend amount (told to that parent only)."""
+    if pay.amount < amount:
+        return None
+    return Finding(
+        "big_spend",
+        {
+            "zh-CN": f"单笔消费 {fmt(pay.amount)} 元，达到您设定的 {fmt(amount)} 元",
+            "en": f"One payment of {fmt(pay.amount)} yuan, at or above your {fmt(amount)} yuan",
+        },
+        {"amount": pay.amount, "absolute": amount, "payment_id": pay.id},
+        f"payment:{pay.id}",
+    )
+
+
 def _in_window(clock: time, start: time, end: time) -> bool:
     return start <= clock < end if start <= end else clock >= start or clock < end
 

@@ -40,6 +40,7 @@ JOB_MODULES: list[str] = [
     "campuscard.payments.jobs",
     "campuscard.bills.jobs",
     "campuscard.offline.jobs",
+    "campuscard.monitoring.jobs",
 ]
 
 
