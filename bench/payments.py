@@ -358,9 +358,13 @@ def describe_batches(before: dict[float, float], after: dict[float, float]) -> s
         n = diff[edge] - below
         below = diff[edge]
         if n:
-            label = f"{low}" if low >= edge else f"{low}-{edge:g}"
+            if edge == float("inf"):
+                label = f"{low}+"
+            else:
+                label = f"{low}" if low >= edge else f"{low}-{edge:g}"
             parts.append(f"{label}: {n / calls:.0%}")
-        low = int(edge) + 1
+        if edge != float("inf"):
+            low = int(edge) + 1
     alone = diff.get(1.0, 0.0)
     return (
         f"          batches: {calls:,.0f} calls, mean {booked / calls:.1f} bookings per call, "
