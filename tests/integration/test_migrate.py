@@ -44,7 +44,10 @@ async def _functions(conn: Any) -> dict[str, str]:
              JOIN pg_namespace n ON n.oid = p.pronamespace
             WHERE n.nspname = 'public'"""
     )
-    return {r["proname"]: r["prosrc"] for r in rows}
+    # procrastinate's functions come from the installed library (migrate.vendor_schemas)
+    return {
+        r["proname"]: r["prosrc"] for r in rows if not r["proname"].startswith("procrastinate_")
+    }
 
 
 async def _triggers(conn: Any) -> dict[str, tuple[str, str]]:
@@ -55,7 +58,11 @@ async def _triggers(conn: Any) -> dict[str, tuple[str, str]]:
              JOIN pg_proc p ON p.oid = t.tgfoid
             WHERE n.nspname = 'public' AND NOT t.tgisinternal"""
     )
-    return {r["tgname"]: (r["relname"], r["proname"]) for r in rows}
+    return {
+        r["tgname"]: (r["relname"], r["proname"])
+        for r in rows
+        if not r["tgname"].startswith("procrastinate_")
+    }
 
 
 async def _assert_database_code_is_the_files(conn: Any) -> None:
@@ -275,12 +282,15 @@ async def test_an_empty_database_is_all_pending_then_upgraded_once_by_racing_pro
         assert state.applied == [] and not state.up_to_date
         assert len(state.pending) == len(migrate.load_migrations())
         assert len(state.code_new) == len(migrate.load_code())
+        assert state.vendor_pending == ["procrastinate"]
 
         results = await asyncio.gather(*(migrate.upgrade(c) for c in conns))
 
         assert sorted(len(r) for r in results) == [
             0,
-            len(migrate.load_migrations()) + len(migrate.load_code()),
+            len(migrate.load_migrations())
+            + len(migrate.load_code())
+            + len(migrate.vendor_schemas()),
         ]
         await _assert_database_code_is_the_files(conns[0])
         assert (await migrate.status(conns[1])).up_to_date

@@ -97,6 +97,8 @@ async def test_failed_delivery_is_retried_later(
     async with pool.acquire() as conn:
         row = await conn.fetchrow("SELECT attempts, last_error FROM outbox")
         assert row["attempts"] == 1 and "gateway down" in row["last_error"]
-        await conn.execute("UPDATE outbox SET available_at = now()")  # skip the back-off
+        await conn.execute(
+            "UPDATE procrastinate_jobs SET scheduled_at = now()"
+        )  # skip the back-off
     assert await outbox.deliver_batch(pool, settings) == 1
     assert len(sms_sent) == 2

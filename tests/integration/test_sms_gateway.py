@@ -90,7 +90,7 @@ async def test_outbox_sms_is_delivered_to_the_simulator_and_retried_when_busy(
     # when the worker runs: the first try fails and is rescheduled
     assert await outbox.deliver_batch(pool, sms_settings) == 0
     async with pool.acquire() as conn:
-        await conn.execute("UPDATE outbox SET available_at = now()")
+        await conn.execute("UPDATE procrastinate_jobs SET scheduled_at = now()")
     assert await outbox.deliver_batch(pool, sms_settings) == 1
     # then exactly one message arrived
     assert [m.text for m in sim.inbox("13911112222")] == ["余额不足提醒"]

@@ -9,16 +9,22 @@
   first, then views, then triggers, with ``check_function_bodies`` off so functions may come in
   any order. docs/decisions/0100-database-code-in-files.md
 
-One upgrade is one transaction under an advisory lock: the pending migrations, then the code
-files that changed. Several processes starting at once apply each exactly once, and an upgrade
-that fails leaves the database as it was.
+- Schemas that come with a library (procrastinate's job tables and functions) are applied from
+  the installed library, once, before the migrations, and recorded with the library's version
+  in ``schema_vendor``; a newer library brings its own migration files, applied in order on
+  upgrade. Decision 0240.
+
+One upgrade is one transaction under an advisory lock: the library schemas, the pending
+migrations, then the code files that changed. Several processes starting at once apply each
+exactly once, and an upgrade that fails leaves the database as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -60,6 +66,38 @@ _OBJECT = re.compile(
     r"\bCREATE\s+(OR\s+REPLACE\s+)?(CONSTRAINT\s+)?(FUNCTION|PROCEDURE|VIEW|TRIGGER)\s+(\w+)",
     re.I,
 )
+
+
+@dataclass(frozen=True)
+class VendorSchema:
+    """A schema a library ships: created from ``schema_sql`` when absent; brought from the
+    recorded version to ``version`` by the library's migration files (named after the version
+    that introduced them, ``03.04.00_01_name.sql``)."""
+
+    name: str
+    version: str
+    schema_sql: Path
+    migrations_dir: Path
+
+    def migrations_after(self, recorded: str) -> list[Path]:
+        low, high = _version_key(recorded), _version_key(self.version)
+        return [
+            p
+            for p in sorted(self.migrations_dir.glob("*.sql"))
+            if low < _version_key(p.name.split("_", 1)[0]) <= high
+        ]
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+def vendor_schemas() -> list[VendorSchema]:
+    import procrastinate
+
+    root = Path(procrastinate.__file__).parent / "sql"
+    version = importlib.metadata.version("procrastinate")
+    return [VendorSchema("procrastinate", version, root / "schema.sql", root / "migrations")]
 
 
 def _checksum(sql: str) -> str:
@@ -166,11 +204,17 @@ class SchemaStatus:
     code_changed: list[CodeFile]  # checksum differs from the one recorded
     code_new: list[CodeFile]  # never applied
     code_removed: list[str]  # recorded, no longer in the tree
+    vendor_pending: list[str] = field(default_factory=list)  # library schemas absent or older
 
     @property
     def up_to_date(self) -> bool:
         return not (
-            self.pending or self.changed or self.code_changed or self.code_new or self.code_removed
+            self.pending
+            or self.changed
+            or self.code_changed
+            or self.code_new
+            or self.code_removed
+            or self.vendor_pending
         )
 
 
@@ -188,6 +232,41 @@ async def _create_bookkeeping(conn: Conn) -> None:
                checksum text NOT NULL,
                applied_at timestamptz NOT NULL DEFAULT now())"""
     )
+    await conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_vendor (
+               name text PRIMARY KEY,
+               version text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())"""
+    )
+
+
+async def _vendor_recorded(conn: Conn) -> dict[str, str]:
+    if not await conn.fetchval("SELECT to_regclass('schema_vendor') IS NOT NULL"):
+        return {}
+    return {r["name"]: r["version"] for r in await conn.fetch("SELECT * FROM schema_vendor")}
+
+
+async def _apply_vendor(conn: Conn, schema: VendorSchema, recorded: str | None) -> list[str]:
+    if recorded is None:
+        await conn.execute(schema.schema_sql.read_text(encoding="utf-8"))
+        applied = [f"{schema.name} {schema.version}"]
+    else:
+        if _version_key(recorded) > _version_key(schema.version):
+            raise RuntimeError(
+                f"the database holds {schema.name} {recorded}'s schema; this version installs "
+                f"{schema.version}, which is older: install the newer one"
+            )
+        applied = []
+        for path in schema.migrations_after(recorded):
+            await conn.execute(path.read_text(encoding="utf-8"))
+            applied.append(f"{schema.name} {path.name}")
+    await conn.execute(
+        """INSERT INTO schema_vendor(name, version) VALUES ($1, $2)
+           ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, applied_at = now()""",
+        schema.name,
+        schema.version,
+    )
+    return applied
 
 
 async def status(
@@ -210,7 +289,9 @@ async def _status(conn: Conn, migrations: list[Migration], code: list[CodeFile])
     if await conn.fetchval("SELECT to_regclass('schema_code') IS NOT NULL"):
         recorded = await _recorded(conn)
     paths = {f.path for f in code}
+    vendor = await _vendor_recorded(conn)
     return SchemaStatus(
+        vendor_pending=[v.name for v in vendor_schemas() if vendor.get(v.name) != v.version],
         applied=applied,
         pending=[m for m in migrations if m.version not in done],
         changed=[m for m in migrations if m.version in done and not m.accepts(done[m.version])],
@@ -253,6 +334,10 @@ async def upgrade(
                     f"migration {state.changed[0].label} changed after it was applied; "
                     "write a new migration instead"
                 )
+            vendor = await _vendor_recorded(conn)
+            for schema in vendor_schemas():
+                if vendor.get(schema.name) != schema.version:
+                    applied_now += await _apply_vendor(conn, schema, vendor.get(schema.name))
             await conn.execute("SET LOCAL check_function_bodies = off")
             by_path = {f.path: f for f in code}
             for mig in state.pending:

@@ -1,9 +1,10 @@
 """Telling people things: the in-app inbox, SMS through the outbox, and live events.
 
 ``notify`` runs inside the caller's transaction, so a notification exists exactly when the
-change it reports was committed. SMS goes to the outbox and is delivered by the worker
-(at least once, deduplicated by key). Live events go through PostgreSQL NOTIFY, which
-PostgreSQL delivers only on commit; listeners (server-sent events) relay them to pages.
+change it reports was committed. SMS goes to the outbox with its delivery job (procrastinate,
+deferred by the same statement) and is delivered by the worker (at least once, deduplicated by
+key). Live events go through PostgreSQL NOTIFY, which PostgreSQL delivers only on commit;
+listeners (server-sent events) relay them to pages.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from campuscard.db.pool import Conn
+from campuscard.platform import queue
 
 EVENTS_CHANNEL = "cc_events"
 
@@ -26,19 +28,14 @@ async def enqueue(
     dedupe_key: str | None = None,
     available_at: datetime | None = None,
 ) -> bool:
-    """Write a side effect to the outbox; returns False if the dedupe key was already there.
-    ``available_at`` holds delivery until then (an SMS kept through someone's quiet hours)."""
-    inserted = await conn.fetchval(
-        """INSERT INTO outbox(school_id, topic, payload, dedupe_key, available_at)
-           VALUES ($1, $2, $3, $4, coalesce($5, now()))
-           ON CONFLICT (dedupe_key) DO NOTHING RETURNING true""",
-        school_id,
-        topic,
-        payload,
-        dedupe_key,
-        available_at,
+    """Write a side effect to the outbox and defer its delivery job, in one statement on the
+    caller's connection (so in the caller's transaction); returns False if the dedupe key was
+    already there. ``available_at`` holds delivery until then (an SMS kept through someone's
+    quiet hours): the job is scheduled for that time."""
+    inserted = await conn.fetchrow(
+        queue.ENQUEUE_SQL, school_id, topic, payload, dedupe_key, available_at
     )
-    return bool(inserted)
+    return inserted is not None
 
 
 async def publish_event(conn: Conn, event: dict[str, Any]) -> None:

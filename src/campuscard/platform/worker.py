@@ -1,56 +1,62 @@
-"""The worker loop: outbox delivery every second, periodic jobs on their own intervals."""
+"""The job worker: procrastinate runs outbox deliveries and periodic jobs (``platform/queue.py``);
+beside it, this process records a heartbeat that ``/api/ready`` reads."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 from datetime import UTC, datetime
+from typing import Any
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool, create_pool_when_ready
-from campuscard.platform import heartbeats, outbox
+from campuscard.platform import heartbeats, queue
 from campuscard.platform.jobs import reseal_sms_outbox
-from campuscard.platform.tasks import PERIODIC, load_job_modules
+from campuscard.platform.tasks import load_job_modules
 
 log = logging.getLogger("campuscard.worker")
 
 HEARTBEAT_SECONDS = 5.0  # how often a worker records that it is alive (/api/ready reads it)
 
 
-async def run_once(pool: PgPool, settings: Settings, due: dict[str, float] | None = None) -> None:
-    """One pass: deliver the outbox, then run every periodic job that is due."""
-    await outbox.deliver_batch(pool, settings)
-    now = time.monotonic()
-    for job in PERIODIC.values():
-        if due is not None and due.get(job.name, 0.0) > now:
-            continue
+async def _beat(pool: PgPool, name: str, started_at: datetime) -> None:
+    while True:
         try:
-            await job.run(pool, settings)
+            await heartbeats.record_heartbeat(pool, name, started_at)
         except Exception:
-            log.exception("periodic job %s failed", job.name)
-        if due is not None:
-            due[job.name] = now + job.seconds
+            log.exception("could not record the worker's heartbeat")
+        await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
 async def run_forever(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run jobs until ``stop`` is set (or the task is cancelled); a running job gets up to
+    ten seconds to finish, and one that does not is run again by another worker."""
     load_job_modules()
     # started with the web process: outlive a database that is restarting at that moment
     pool = await create_pool_when_ready(settings.database_url, min_size=1, max_size=5, wait=600)
-    due: dict[str, float] = {}
     name, started_at = heartbeats.worker_name(), datetime.now(UTC)
-    next_beat = 0.0
+    beat = asyncio.create_task(_beat(pool, name, started_at))
     try:
         # text sealed by the former scheme is sealed again with AES-GCM once, before delivery
         await reseal_sms_outbox(pool, settings)
-        while stop is None or not stop.is_set():
-            if time.monotonic() >= next_beat:
-                try:
-                    await heartbeats.record_heartbeat(pool, name, started_at)
-                except Exception:
-                    log.exception("could not record the worker's heartbeat")
-                next_beat = time.monotonic() + HEARTBEAT_SECONDS
-            await run_once(pool, settings, due)
-            await asyncio.sleep(1.0)
+        app = queue.build_app(settings, pool)
+        async with app.open_async():
+            jobs = asyncio.create_task(queue.run_worker(app, wait=True, name=name))
+            waits: list[asyncio.Task[Any]] = [jobs]
+            if stop is not None:
+                waits.append(asyncio.create_task(stop.wait()))
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in waits[1:]:
+                    task.cancel()
+                if not jobs.done():
+                    jobs.cancel()  # procrastinate stops fetching and lets running jobs end
+                with contextlib.suppress(asyncio.CancelledError):
+                    await jobs
     finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
         await pool.close()
