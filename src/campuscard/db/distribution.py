@@ -7,7 +7,9 @@ of three kinds, declared here:
   worker heartbeats). Citus copies a reference table to every worker. Listed in
   ``REFERENCE_TABLES``.
 - **coordinator**: the migrator's own records, read only by the process that upgrades the
-  schema. Listed in ``COORDINATOR_TABLES``.
+  schema, and procrastinate's job queue (decision 0240), whose row locks, SKIP LOCKED fetches
+  and NOTIFY wake-ups need one node; job workers connect to the coordinator. Listed in
+  ``COORDINATOR_TABLES``.
 - **distributed**: every other table. It is sharded by ``school_id`` and all of them are
   co-located, so everything of one school is on one worker. For Citus to keep the rules the
   database keeps today, such a table must:
@@ -41,8 +43,19 @@ DISTRIBUTION_COLUMN = "school_id"
 # Platform-wide data, copied to every worker.
 REFERENCE_TABLES: frozenset[str] = frozenset({"provinces", "schools", "worker_heartbeats"})
 
-# The migrator's records: they stay on the coordinator, which runs every migration.
-COORDINATOR_TABLES: frozenset[str] = frozenset({"schema_migrations", "schema_code"})
+# The migrator's records: they stay on the coordinator, which runs every migration. The job
+# queue's tables (procrastinate's schema, decision 0240) stay there too: plain local tables.
+COORDINATOR_TABLES: frozenset[str] = frozenset(
+    {
+        "schema_migrations",
+        "schema_code",
+        "schema_vendor",
+        "procrastinate_jobs",
+        "procrastinate_events",
+        "procrastinate_periodic_defers",
+        "procrastinate_workers",
+    }
+)
 
 # What the tables that predate the rules still break, one per line of known_violations.txt,
 # exactly as schema_violations words it. Never add to it: a new table or constraint follows
