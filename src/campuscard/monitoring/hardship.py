@@ -1,0 +1,221 @@
+"""Hidden hardship, opt-in per school: a month's candidates found by the school's preset, and
+a quiet subsidy proposed by one person as a subsidy batch that a second person approves
+(moneyflows.subsidies.do_approve_batch refuses its maker). Nothing is ever paid automatically.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from campuscard.db.tx import Tx, owns_transaction
+from campuscard.ledger.money import fmt
+from campuscard.monitoring import hardship_rules, queries
+from campuscard.monitoring.rules import DEFAULTS
+from campuscard.platform import audit
+from campuscard.platform.actors import Actor
+from campuscard.platform.errors import Conflict, Forbidden, ValidationFailed
+
+REVIEWERS = ("counsellor", "school_admin", "settlement")
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    id: int
+    person_id: int
+    method: str
+    amount: str
+    reasons: list[dict[str, str]]
+    what_would_change: list[dict[str, str]]
+    status: str
+
+
+def _next_month(month: date) -> date:
+    return date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+
+
+@owns_transaction
+async def do_find_candidates(
+    tx: Tx, actor: Actor, school_id: int, month: date
+) -> list[CandidateView]:
+    """Run the school's preset over ``month`` (a first of the month, already over) and store
+    the candidates; running it again keeps what was stored and decided."""
+    actor.require(*REVIEWERS, school_id=school_id)
+    if month.day != 1:
+        raise ValidationFailed("give the first day of a month", field="month")
+    end = _next_month(month)
+    today = await tx.fetchval("SELECT cc_business_date($1)", school_id)
+    if end > today:
+        raise ValidationFailed("the month is not over yet", field="month")
+    cfg = await queries.config(tx, school_id)
+    if not cfg.on("hardship"):
+        raise Conflict("the school has not switched hidden-hardship help on", code="RULE_OFF")
+    values = DEFAULTS["hardship"] | dict(cfg.values.get("hardship", {}))
+    method = str(values["preset"])
+    if method not in ("njust", "xidian"):
+        raise Conflict("only the njust and xidian presets propose candidates", code="RULE_OFF")
+    tz = ZoneInfo((await queries.school_clock(tx, school_id)).timezone)
+    rows = await tx.fetch(
+        """SELECT p.person_id, p.created_at, p.amount, p.channel, p.business_date
+             FROM payments p JOIN persons s ON s.id = p.person_id
+            WHERE p.school_id = $1 AND p.business_date >= $2 AND p.business_date < $3
+              AND p.status = 'booked' AND s.kind = 'student' AND s.status = 'enrolled'
+              AND s.account_status = 'active'""",
+        school_id,
+        month,
+        end,
+    )
+    canteen: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    last_use: dict[int, date] = {}
+    for r in rows:
+        pid = r["person_id"]
+        last_use[pid] = max(last_use.get(pid, r["business_date"]), r["business_date"])
+        if r["channel"] == "canteen":
+            canteen[pid].append((r["created_at"].astimezone(tz), r["amount"]))
+    excluded: dict[int, list[str]] = defaultdict(list)
+    for r in await tx.fetch(
+        "SELECT person_id, kind FROM monitoring_exclusions WHERE school_id = $1", school_id
+    ):
+        excluded[r["person_id"]].append(r["kind"])
+    days = (end - month).days
+    for pid, meals in canteen.items():
+        idle = (end - last_use[pid]).days - 1
+        m = hardship_rules.month_of(pid, meals, days, idle)
+        c = hardship_rules.preset(method, m, values, excluded.get(pid, []))
+        if c is None:
+            continue
+        await tx.execute(
+            """INSERT INTO hardship_candidates(school_id, month, person_id, method, facts,
+                                               reasons, what_would_change, amount)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+               ON CONFLICT (school_id, month, person_id) DO NOTHING""",
+            school_id,
+            month,
+            pid,
+            method,
+            {"meals": m.meals, "canteen_spend": m.canteen_spend, "days": m.days},
+            c.reasons,
+            c.what_would_change,
+            c.amount,
+        )
+    await audit.record(
+        tx,
+        actor,
+        "hardship.find",
+        school_id=school_id,
+        target_type="hardship_month",
+        target_id=month.isoformat(),
+        after={"method": method},
+    )
+    return await _candidates(tx, school_id, month)
+
+
+async def _candidates(tx: Tx, school_id: int, month: date) -> list[CandidateView]:
+    rows = await tx.fetch(
+        "SELECT * FROM hardship_candidates WHERE school_id = $1 AND month = $2 ORDER BY id",
+        school_id,
+        month,
+    )
+    return [_view(r) for r in rows]
+
+
+def _view(r: Any) -> CandidateView:
+    return CandidateView(
+        r["id"],
+        r["person_id"],
+        r["method"],
+        fmt(r["amount"]),
+        list(r["reasons"]),
+        list(r["what_would_change"]),
+        r["status"],
+    )
+
+
+@owns_transaction
+async def do_exclude(tx: Tx, actor: Actor, school_id: int, person_id: int, kind: str) -> None:
+    """Record an exclusion: the student's own declared diet, or living off campus (staff)."""
+    if kind not in ("diet", "off_campus"):
+        raise ValidationFailed("must be diet or off_campus", field="kind")
+    if not (actor.person_id == person_id or actor.has(*REVIEWERS, school_id=school_id)):
+        raise Forbidden("only the student or a reviewer records this", code="ROLE_REQUIRED")
+    await tx.execute(
+        """INSERT INTO monitoring_exclusions(school_id, person_id, kind, set_by)
+           VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
+        school_id,
+        person_id,
+        kind,
+        actor.name,
+    )
+    await audit.record(
+        tx,
+        actor,
+        "hardship.exclude",
+        school_id=school_id,
+        target_type="person",
+        target_id=person_id,
+        after={"kind": kind},
+    )
+
+
+@owns_transaction
+async def do_propose_quiet_subsidy(
+    tx: Tx, actor: Actor, school_id: int, candidate_ids: list[int], *, name: str
+) -> int:
+    """A reviewer proposes help for open candidates: one subsidy batch, pending a second
+    person's approval. ``name`` is what the students see on their statement, so a neutral
+    name ("伙食补贴") keeps the help quiet. Returns the batch id."""
+    actor.require(*REVIEWERS, school_id=school_id)
+    if actor.user_id is None:
+        raise Forbidden("sign in as a person", field="actor")
+    if not candidate_ids:
+        raise ValidationFailed("choose at least one candidate", field="candidate_ids")
+    if not 1 <= len(name) <= 64:
+        raise ValidationFailed("must be 1 to 64 characters", field="name")
+    rows = await tx.fetch(
+        """SELECT id, person_id, amount, status FROM hardship_candidates
+            WHERE school_id = $1 AND id = ANY($2::bigint[]) ORDER BY id FOR UPDATE""",
+        school_id,
+        candidate_ids,
+    )
+    if len(rows) != len(set(candidate_ids)):
+        raise ValidationFailed("unknown candidate", field="candidate_ids")
+    if any(r["status"] != "open" for r in rows):
+        raise Conflict("a candidate was already decided", code="CANDIDATE_DECIDED")
+    if len({r["person_id"] for r in rows}) != len(rows):
+        raise ValidationFailed("one candidate per student in a batch", field="candidate_ids")
+    total = sum(r["amount"] for r in rows)
+    batch_id: int = await tx.fetchval(
+        """INSERT INTO subsidy_batches(school_id, name, source, rule, total, lines, created_by)
+           VALUES ($1, $2, 'hardship', $3, $4, $5, $6) RETURNING id""",
+        school_id,
+        name,
+        {"candidates": [r["id"] for r in rows]},
+        total,
+        len(rows),
+        actor.user_id,
+    )
+    await tx.executemany(
+        "INSERT INTO subsidy_lines(batch_id, person_id, amount, memo) VALUES ($1, $2, $3, '')",
+        [(batch_id, r["person_id"], r["amount"]) for r in rows],
+    )
+    await tx.execute(
+        """UPDATE hardship_candidates SET status = 'proposed', batch_id = $3, decided_by = $4
+            WHERE school_id = $1 AND id = ANY($2::bigint[])""",
+        school_id,
+        [r["id"] for r in rows],
+        batch_id,
+        actor.name,
+    )
+    await audit.record(
+        tx,
+        actor,
+        "hardship.propose",
+        school_id=school_id,
+        target_type="subsidy_batch",
+        target_id=batch_id,
+        after={"candidates": len(rows), "total": fmt(total)},
+    )
+    return batch_id
