@@ -33,6 +33,7 @@ from campuscard.api.routes import (
     users,
 )
 from campuscard.api.routes import banklink as banklink_routes
+from campuscard.api.routes import bills as bill_routes
 from campuscard.api.routes import counter as counter_routes
 from campuscard.api.routes import live as live_routes
 from campuscard.api.routes import meters as meter_routes
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         app.include_router(router)
     # four eyes on money: proposals, decisions, the school's money limits
     app.include_router(approvals.router)
+    app.include_router(bill_routes.router)  # bills and fees (docs/bills.md)
     # money in and out (counter, top-up, bank link, subsidies)
     for router in (
         counter_routes.router,

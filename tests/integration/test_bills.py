@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from campuscard.bills import (
@@ -30,7 +31,7 @@ from campuscard.platform import four_eyes
 from campuscard.platform.errors import DomainError, ValidationFailed
 from campuscard.settlement import reconciliation
 from tests.integration.test_reconciliation import bank_file
-from tests.support import make_user
+from tests.support import login, make_user
 from tests.support_bills import TERM, bill_of, bills_world, holder_actor, tuition_and_dorm
 from tests.support_moneyflows import balances, cid
 
@@ -501,3 +502,40 @@ async def test_a_bad_bill_sheet_is_refused_whole_with_every_bad_row_listed(
         0,
         "open",
     )
+
+
+async def test_paying_over_the_api_in_the_tuition_channel(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient
+) -> None:
+    async with pool.acquire() as conn:
+        w = await bills_world(conn, students=2, cash=100_000)
+        await tuition_and_dorm(conn, w, due=date(2026, 9, 1))
+        await make_user(conn, "s001", "cardholder", w.school_id, person_id=w.students[0])
+        await make_user(conn, "s002", "cardholder", w.school_id, person_id=w.students[1])
+    me = await login(client, "s001", w.code)
+    other = await login(client, "s002", w.code)
+    bill_id = await bill_of(pool, w.school_id, w.students[0])
+    url = f"/api/v1/schools/{w.code}/bills/{bill_id}"
+
+    body = {"client_id": cid("api"), "amount": "500.00"}
+    r = await client.post(f"{url}/card-payments", json=body, headers=me)
+    again = await client.post(f"{url}/card-payments", json=body, headers=me)
+    assert r.status_code == 201 and again.json() == r.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    bad = await client.post(
+        f"{url}/card-payments", json={"client_id": cid("api"), "amount": "5.001"}, headers=me
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["field"].endswith("amount")
+    detail = (await client.get(url, headers=me)).json()
+    assert detail["paid"] == "500.00" and detail["payment_reference"].startswith("JF")
+    receipt = await client.get(
+        f"/api/v1/schools/{w.code}/receipts/{r.json()['receipt_no']}", headers=me
+    )
+    assert receipt.status_code == 200 and receipt.json()["lines"][0]["amount"] == "500.00"
+    # another student sees neither the bill nor the receipt
+    assert (await client.get(url, headers=other)).status_code == 404
+    assert (
+        await client.get(
+            f"/api/v1/schools/{w.code}/receipts/{r.json()['receipt_no']}", headers=other
+        )
+    ).status_code == 404

@@ -1,0 +1,208 @@
+"""Bills: a student's (or a linked parent's) bills, a bill with its lines, paying from the card
+through the tuition channel's admission limit, a receipt; arrears for the finance office and
+teachers. docs/bills.md"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from campuscard.api.admission import Limiter
+from campuscard.api.deps import Body, CurrentActor
+from campuscard.bills import payments, views
+from campuscard.edge.deps import Pool, school_id_for
+from campuscard.ledger.money import Money
+from campuscard.platform.idempotency import check_client_id
+
+router = APIRouter(prefix="/api/v1/schools/{school}", tags=["bills"])
+Id = Annotated[int, Path(ge=1, le=2**62)]
+
+
+class BillOut(BaseModel):
+    id: int
+    person_id: int
+    term: str
+    due_date: str
+    total: str
+    paid: str
+    owed: str
+    status: str
+    deferred_until: str | None
+    deferral_reason: str | None
+    days_overdue: int
+    bucket: str | None
+
+
+class LineOut(BaseModel):
+    id: int
+    kind: str
+    name: str
+    original: str
+    amount: str
+    paid: str
+    owed: str
+    due_date: str
+
+
+class InstalmentOut(BaseModel):
+    seq: int
+    due_date: str
+    amount: str
+    late_fee_charged: bool
+
+
+class PaymentOut(BaseModel):
+    id: int
+    bill_id: int | None
+    person_id: int
+    method: str
+    amount: str
+    applied: str
+    returned: str
+    reference: str
+    receipt_no: str
+    payer_name: str
+    created_at: str
+
+
+class AdjustmentOut(BaseModel):
+    line_id: int
+    kind: str
+    before: str
+    after: str
+    reason: str
+    returned: str
+    created_at: str
+
+
+class BillDetailOut(BillOut):
+    person_name: str
+    person_number: str
+    class_name: str | None
+    payment_reference: str = Field(description="quote it on a bank transfer to pay by itself")
+    lines: list[LineOut]
+    instalments: list[InstalmentOut]
+    payments: list[PaymentOut]
+    adjustments: list[AdjustmentOut]
+    holds: list[str]
+
+
+class ReceiptLineOut(BaseModel):
+    name: str
+    kind: str
+    amount: str
+
+
+class ReceiptOut(PaymentOut):
+    school_name: str
+    school_name_en: str
+    person_name: str
+    person_number: str
+    term: str | None
+    lines: list[ReceiptLineOut]
+
+
+class BucketOut(BaseModel):
+    bucket: str
+    bills: int
+    owed: str
+
+
+class CountOut(BaseModel):
+    bills: int
+    owed: str
+
+
+class ClassArrearsOut(BaseModel):
+    class_id: int | None
+    class_name: str
+    bills: int
+    owed: str
+
+
+class ArrearsOut(BaseModel):
+    as_of: str
+    buckets: list[BucketOut]
+    not_yet_due: CountOut
+    deferred: CountOut
+    by_class: list[ClassArrearsOut]
+    active_holds: int
+
+
+class CardPaymentIn(Body):
+    client_id: str = Field(description="client-generated id; a retry returns the same payment")
+    amount: Money
+
+
+@router.get("/persons/{person_id}/bills", response_model=list[BillOut])
+async def bills_of(school: str, person_id: Id, pool: Pool, actor: CurrentActor) -> list[BillOut]:
+    """The student's bills, newest term first (the student, a linked parent, finance)."""
+    school_id = await school_id_for(pool, actor, school)
+    return [BillOut(**b) for b in await views.bills_of(pool, actor, school_id, person_id)]
+
+
+@router.get("/bills/{bill_id}", response_model=BillDetailOut)
+async def bill(school: str, bill_id: Id, pool: Pool, actor: CurrentActor) -> BillDetailOut:
+    school_id = await school_id_for(pool, actor, school)
+    return BillDetailOut(**await views.bill(pool, actor, school_id, bill_id))
+
+
+@router.post(
+    "/bills/{bill_id}/card-payments",
+    status_code=201,
+    response_model=PaymentOut,
+    responses={
+        409: {
+            "description": "the purse lacks the amount, the bill is paid, or the channel is busy"
+        },
+        422: {"description": "the amount is more than the bill asks for"},
+        429: {"description": "CHANNEL_BUSY: retry with the same client_id after Retry-After"},
+    },
+)
+async def pay_from_card(
+    school: str,
+    bill_id: Id,
+    body: CardPaymentIn,
+    pool: Pool,
+    actor: CurrentActor,
+    limiter: Limiter,
+) -> JSONResponse:
+    """The student pays all or part of the bill from the card's cash purse, inside the tuition
+    channel's admission limit (docs/channels.md)."""
+    school_id = await school_id_for(pool, actor, school)
+    async with limiter.admit("tuition"):
+        outcome = await payments.do_pay_from_card(
+            pool,
+            actor,
+            school_id,
+            bill_id,
+            amount=body.amount,
+            client_id=check_client_id(body.client_id),
+        )
+    return JSONResponse(
+        outcome.body,
+        status_code=outcome.status,
+        headers={"Idempotent-Replayed": str(outcome.replayed).lower()},
+    )
+
+
+@router.get("/receipts/{receipt_no}", response_model=ReceiptOut)
+async def receipt(
+    school: str,
+    receipt_no: Annotated[str, Path(max_length=48)],
+    pool: Pool,
+    actor: CurrentActor,
+) -> ReceiptOut:
+    """A payment's electronic receipt (printable)."""
+    school_id = await school_id_for(pool, actor, school)
+    return ReceiptOut(**await views.receipt(pool, actor, school_id, receipt_no))
+
+
+@router.get("/arrears", response_model=ArrearsOut)
+async def arrears(school: str, pool: Pool, actor: CurrentActor) -> ArrearsOut:
+    """Arrears by age bucket and by class: the finance office and teachers."""
+    school_id = await school_id_for(pool, actor, school)
+    return ArrearsOut(**await views.arrears(pool, actor, school_id))
