@@ -15,6 +15,8 @@ from fastapi import FastAPI
 
 from campuscard import __version__
 from campuscard.api.admission import ChannelLimiter
+from campuscard.api.routes import access as access_routes
+from campuscard.api.routes import access_terminal as access_terminal_routes
 from campuscard.api.routes import (
     admin,
     approvals,
@@ -131,6 +133,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         paycode_pay_routes.router,
         meter_routes.router,
         offline_routes.router,
+        access_terminal_routes.router,
     ):
         app.include_router(router)
     for router in (health.router, metrics_routes.router, auth.router, admin.router, users.router):
@@ -163,6 +166,8 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         kiosk_self_service.router,
     ):
         app.include_router(router)
+    # doors, schedules, grants, visitors (access)
+    app.include_router(access_routes.router)
     # pages (web/): one module per audience; static files and page error handlers
     install_web(app)
     for router in (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -940,3 +941,132 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+door_app = typer.Typer(
+    help="A door controller (docs/terminal-protocol.md, Door controllers): it keeps its list, "
+    "anti-passback memory and unsent events in a state file, decides offline, syncs when online.",
+    no_args_is_help=True,
+)
+sim_app.add_typer(door_app, name="door")
+
+
+def _door(sn: str, key: str, key_version: int, url: str, state: str) -> Any:
+    from campuscard.clients.door_reader import DoorController
+    from campuscard.payments.terminals import terminal_key_hex
+
+    settings = _tool_settings()
+    door = DoorController(
+        base_url=(url or settings.public_url).rstrip("/"),
+        sn=sn,
+        key=bytes.fromhex(key or terminal_key_hex(settings, sn, key_version)),
+        key_version=key_version,
+        state_path=Path(state or f".campuscard/doors/{sn}.json"),
+    )
+    door.load()
+    return door
+
+
+_SN = Annotated[str, typer.Option(help="the controller's terminal SN")]
+_KEY = Annotated[str, typer.Option(help="terminal key (64 hex); default: derived")]
+_KV = Annotated[int, typer.Option(help="key version")]
+_URL = Annotated[str, typer.Option(help="server URL; default CAMPUSCARD_PUBLIC_URL")]
+_STATE = Annotated[str, typer.Option(help="state file; default .campuscard/doors/SN.json")]
+
+
+@door_app.command("sync")
+def door_sync(
+    sn: _SN, key: _KEY = "", key_version: _KV = 1, url: _URL = "", state: _STATE = ""
+) -> None:
+    """Upload unsent events, then fetch the list (delta or snapshot) if the server has news."""
+    import httpx
+
+    from campuscard.clients.door_reader import SyncFailed
+
+    door = _door(sn, key, key_version, url, state)
+    try:
+        mode = asyncio.run(door.tick())
+    except (SyncFailed, OSError, httpx.HTTPError) as err:
+        typer.echo(f"offline: {err}; keeping list version {door.held.version}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(
+        json.dumps(
+            {
+                "mode": mode or "current",
+                "version": door.held.version,
+                "cards": len(door.held.entries),
+            }
+        )
+    )
+
+
+@door_app.command("swipe")
+def door_swipe(
+    sn: _SN,
+    card: Annotated[str, typer.Option(help="card number")],
+    direction: Annotated[str, typer.Option(help="in (entry reader) or out (exit reader)")] = "in",
+    key: _KEY = "",
+    key_version: _KV = 1,
+    url: _URL = "",
+    state: _STATE = "",
+) -> None:
+    """A card at the door, decided from the held list alone (works offline); the event waits
+    for the next sync."""
+    if direction not in ("in", "out"):
+        raise typer.BadParameter("in or out", param_hint="--direction")
+    door = _door(sn, key, key_version, url, state)
+    decision = door.present(card, direction)
+    typer.echo(
+        json.dumps({"granted": decision.granted, "reason": decision.reason, "flag": decision.flag})
+    )
+    if not decision.granted:
+        raise typer.Exit(1)
+
+
+@door_app.command("alarm")
+def door_alarm(
+    sn: _SN,
+    kind: Annotated[str, typer.Option(help="forced or held_open")],
+    key: _KEY = "",
+    key_version: _KV = 1,
+    url: _URL = "",
+    state: _STATE = "",
+) -> None:
+    """The door was forced, or held open too long: an event for the next sync."""
+    if kind not in ("forced", "held_open"):
+        raise typer.BadParameter("forced or held_open", param_hint="--kind")
+    door = _door(sn, key, key_version, url, state)
+    door.alarm(kind)
+    typer.echo(json.dumps({"pending": len(door.pending)}))
+
+
+@door_app.command("run")
+def door_run(
+    sn: _SN,
+    key: _KEY = "",
+    key_version: _KV = 1,
+    url: _URL = "",
+    state: _STATE = "",
+    every: Annotated[float, typer.Option(help="seconds between version polls")] = 2.0,
+) -> None:
+    """Stay online: poll the version every few seconds, sync and upload; survives outages."""
+    import httpx
+
+    from campuscard.clients.door_reader import SyncFailed
+
+    door = _door(sn, key, key_version, url, state)
+
+    async def loop() -> None:
+        while True:
+            try:
+                mode = await door.tick()
+                if mode:
+                    typer.echo(
+                        f"list {mode}: version {door.held.version}, {len(door.held.entries)} cards"
+                    )
+            except (SyncFailed, OSError, httpx.HTTPError) as err:
+                typer.echo(f"offline ({err}); deciding from version {door.held.version}", err=True)
+            await asyncio.sleep(every)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(loop())

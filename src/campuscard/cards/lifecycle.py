@@ -638,6 +638,25 @@ async def expire_due_cards(tx: Tx, actor: Actor, *, limit: int = 500) -> int:
     return done
 
 
+async def expire_card(tx: Tx, actor: Actor, card_id: int, *, reason: str) -> bool:
+    """Expire one card that is still live (a visitor's card at the end of its window); False
+    when it was no longer live (returned, lost and replaced…)."""
+    row = await tx.fetchrow(
+        f"""SELECT {CARD_COLUMNS} FROM cards c WHERE c.id = $1
+              AND c.state IN ('issued', 'active', 'lost', 'frozen') FOR UPDATE""",
+        card_id,
+    )
+    if row is None:
+        return False
+    await tx.execute(
+        "UPDATE cards SET state = 'expired', state_changed_at = now(), updated_at = now() "
+        "WHERE id = $1",
+        card_id,
+    )
+    await _record(tx, actor, dict(row), "expire", "expired", channel="system", reason=reason)
+    return True
+
+
 async def get_card(conn: Conn, actor: Actor, card_id: int) -> dict[str, Any]:
     card = await _card_row(conn, card_id)
     _check_holder_or_operator(actor, card)

@@ -41,6 +41,7 @@ JOB_MODULES: list[str] = [
     "campuscard.bills.jobs",
     "campuscard.offline.jobs",
     "campuscard.monitoring.jobs",
+    "campuscard.access.jobs",
 ]
 
 

@@ -1,0 +1,2 @@
+CREATE OR REPLACE TRIGGER access_doors_touch AFTER INSERT OR UPDATE OR DELETE ON access_doors
+    FOR EACH ROW EXECUTE FUNCTION cc_access_touch();

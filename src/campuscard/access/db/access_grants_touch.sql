@@ -1,0 +1,2 @@
+CREATE OR REPLACE TRIGGER access_grants_touch AFTER INSERT OR UPDATE OR DELETE ON access_grants
+    FOR EACH ROW EXECUTE FUNCTION cc_access_touch();
