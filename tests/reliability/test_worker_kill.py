@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 from pydantic import SecretStr
 
 from campuscard.adapters.sms.simulator import create_sms_simulator
-from campuscard.config import Settings
+from campuscard.config import SECRETS, Settings, env_name
 from campuscard.db.pool import PgPool
 from campuscard.platform import notifications, outbox, queue
 from campuscard.platform.tasks import load_job_modules
@@ -71,15 +72,27 @@ def gateway() -> Iterator[tuple[str, HoldingGateway]]:
 
 
 def _worker_env(settings: Settings, url: str) -> dict[str, str]:
-    return os.environ | {
-        "CAMPUSCARD_DATABASE_URL": settings.database_url,
-        "CAMPUSCARD_SMS_GATEWAY_URL": url,
-        "CAMPUSCARD_SMS_API_SECRET": SECRET,
-        "CAMPUSCARD_MASTER_KEY": "master-key-for-the-worker-kill-test-0123",
-        "CAMPUSCARD_PROVIDER_KEY": "provider-key-for-the-worker-kill-test-01",
-        "CAMPUSCARD_BANK_MAC_KEY": "bank-mac-key-for-the-worker-kill-test-01",
-        "CAMPUSCARD_LOG_JSON": "true",
-    }
+    # production secrets (every one `serve` and `worker` check), the SMS one the gateway's
+    secrets = {env_name(name): f"{name}-for-the-worker-kill-test-0123456789" for name in SECRETS}
+    return (
+        os.environ
+        | secrets
+        | {
+            "CAMPUSCARD_DATABASE_URL": settings.database_url,
+            "CAMPUSCARD_SMS_GATEWAY_URL": url,
+            "CAMPUSCARD_SMS_API_SECRET": SECRET,
+            "CAMPUSCARD_LOG_JSON": "true",
+        }
+    )
+
+
+def _reached(holding: HoldingGateway, worker: subprocess.Popen[bytes]) -> bool:
+    """Wait for the gateway to hold the send; give up early if the worker exited."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and worker.poll() is None:
+        if holding.received.wait(0.5):
+            return True
+    return False
 
 
 async def test_a_worker_killed_in_a_delivery_leaves_one_message(
@@ -101,8 +114,8 @@ async def test_a_worker_killed_in_a_delivery_leaves_one_message(
     )
     try:
         # when: the gateway has the message and the worker waits for its answer
-        reached = await asyncio.to_thread(holding.received.wait, 120)
-        assert reached, "the worker never reached the gateway"
+        reached = await asyncio.to_thread(_reached, holding, worker)
+        assert reached, f"the worker never reached the gateway (exit {worker.poll()})"
         status = await pool.fetchval(
             "SELECT status::text FROM procrastinate_jobs WHERE task_name = 'outbox.deliver'"
         )
