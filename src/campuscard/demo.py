@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from campuscard.access import demo as access_demo
 from campuscard.bills import demo as bills_demo
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, transaction
@@ -137,6 +138,9 @@ async def load_demo(conn: Conn) -> DemoCampus:
         await metering_demo.ensure_demo_devices(tx, school_id)
         await bills_demo.ensure_demo_bills(
             tx, school_id, [student_number(i) for i in range(1, bills_demo.BILLED + 1)]
+        )
+        await access_demo.ensure_demo_access(
+            tx, school_id, [student_number(i) for i in range(1, access_demo.RESIDENTS + 1)]
         )
         if created:
             await _pending_adjustment(tx, school_id)

@@ -88,7 +88,10 @@ def test_demo_loads_the_campus_serves_and_stops_its_database(tmp_path: Path) -> 
             timeout=10,
         ).json()
         # the enrolled students with cards, plus the new ones waiting for self-service issuing
-        assert len(people) == demo.STUDENTS + demo.NEW_STUDENTS
+        students = [p for p in people if p["kind"] == "student"]
+        assert len(students) == demo.STUDENTS + demo.NEW_STUDENTS
+        # and the visiting scholar with a temporary card
+        assert [p["number"] for p in people if p["kind"] == "visitor"] == ["V2026001"]
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)

@@ -1,0 +1,35 @@
+"""The demo campus has gates, a dormitory and a library with grants, residents, a visitor, a
+week of door events, and lists its door controllers can fetch; loading it twice changes
+nothing."""
+
+from __future__ import annotations
+
+from campuscard import demo
+from campuscard.access import lists
+from campuscard.db.pool import Conn, PgPool
+
+
+async def test_demo_doors_residents_visitor_and_a_week_of_events(conn: Conn, pool: PgPool) -> None:
+    campus = await demo.load_demo(conn)
+    await demo.load_demo(conn)  # idempotent
+    doors = await conn.fetchval(
+        "SELECT count(*) FROM access_doors WHERE school_id = $1", campus.school_id
+    )
+    assert doors == 4
+    residents = await conn.fetchval("SELECT count(*) FROM access_dorm_assignments")
+    assert residents == 20
+    days = await conn.fetchval(
+        "SELECT count(DISTINCT occurred_at::date) FROM access_events WHERE kind = 'granted'"
+    )
+    assert days >= 7
+    await lists.do_refresh(pool, campus.school_id)
+    # every resident is on the dormitory list; the visitor is on the gates' list
+    per_group = dict(
+        await conn.fetch(
+            """SELECT g.name, count(*) FROM access_entries e
+                 JOIN access_door_groups g ON g.school_id = e.school_id AND g.id = e.group_id
+                GROUP BY g.name"""
+        )
+    )
+    assert per_group["7号楼 Building 7"] == 20
+    assert await conn.fetchval("SELECT 1 FROM access_entries WHERE card_number = '990000000001'")
