@@ -9,6 +9,10 @@ waits for a window); one that arrives while every lane is busy waits, and when a
 free everyone waiting (up to ``max_batch``) goes in the next call. The busier the process,
 the larger the batches; there is no timer.
 
+Lanes and queues are kept per channel (tuition, canteen, supermarket, other): a tuition
+booking that hangs on a locked purse holds only the tuition lanes, and a canteen payment never
+waits behind it or shares a batch with it (seed 001, docs/channels.md).
+
 Inside the call the batch's locks are taken up front in one global order (client ids, purses
 by id, merchant shards by id) and the members book one after the other, so each member's
 answer, idempotency record, nonce, receipt and live event are those a single booking gives;
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -80,6 +84,14 @@ def _whole_batch_refused(err: BaseException) -> bool:
     )
 
 
+@dataclass
+class _Channel:
+    """One channel's lanes in flight and the payments waiting for one."""
+
+    busy: int = 0
+    waiting: list[tuple[BookArgs, asyncio.Future[Booked]]] = field(default_factory=list)
+
+
 class PaymentBatcher:
     """One per process (``api.deps.payment_batcher``); see the module's docstring."""
 
@@ -89,35 +101,38 @@ class PaymentBatcher:
         self._pool = pool
         self._max_batch = max_batch
         self._lanes = lanes
-        self._busy = 0
-        self._waiting: list[tuple[BookArgs, asyncio.Future[Booked]]] = []
+        self._channels: dict[str, _Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def book(self, args: BookArgs) -> Booked:
-        """Book one payment (``args``: cc_pay's book arguments after the mode)."""
-        if self._busy < self._lanes and not self._waiting:
-            self._busy += 1
+    async def book(self, args: BookArgs, channel: str = "other") -> Booked:
+        """Book one payment (``args``: cc_pay's book arguments after the mode) in the lanes of
+        its merchant's ``channel``."""
+        lanes = self._channels.setdefault(channel, _Channel())
+        if lanes.busy < self._lanes and not lanes.waiting:
+            lanes.busy += 1
             try:
                 metrics.PAYMENT_BATCH_SIZE.observe(1)
                 async with self._pool().acquire() as conn:
                     return await book_one(conn, args)
             finally:
-                self._busy -= 1
-                self._start_waiting()
+                lanes.busy -= 1
+                self._start_waiting(lanes)
         future: asyncio.Future[Booked] = asyncio.get_running_loop().create_future()
-        self._waiting.append((args, future))
+        lanes.waiting.append((args, future))
         return await future
 
-    def _start_waiting(self) -> None:
-        while self._waiting and self._busy < self._lanes:
-            batch = self._waiting[: self._max_batch]
-            del self._waiting[: self._max_batch]
-            self._busy += 1
-            task = asyncio.get_running_loop().create_task(self._run(batch))
+    def _start_waiting(self, lanes: _Channel) -> None:
+        while lanes.waiting and lanes.busy < self._lanes:
+            batch = lanes.waiting[: self._max_batch]
+            del lanes.waiting[: self._max_batch]
+            lanes.busy += 1
+            task = asyncio.get_running_loop().create_task(self._run(lanes, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[tuple[BookArgs, asyncio.Future[Booked]]]) -> None:
+    async def _run(
+        self, lanes: _Channel, batch: list[tuple[BookArgs, asyncio.Future[Booked]]]
+    ) -> None:
         try:
             metrics.PAYMENT_BATCH_SIZE.observe(len(batch))
             async with self._pool().acquire() as conn:
@@ -147,8 +162,8 @@ class PaymentBatcher:
             if not isinstance(err, Exception):
                 raise
         finally:
-            self._busy -= 1
-            self._start_waiting()
+            lanes.busy -= 1
+            self._start_waiting(lanes)
 
     @staticmethod
     async def _one_by_one(conn: Conn, batch: list[tuple[BookArgs, asyncio.Future[Booked]]]) -> None:

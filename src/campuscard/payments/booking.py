@@ -223,12 +223,13 @@ async def book_payment_batched(
     amount: Money,
     pin: str | None = None,
     events: EventBatcher,
+    channel: str = "other",
 ) -> PaymentAnswer:
     """``book_payment`` for a request of its own (no caller's transaction, no prelude),
     booked with the other payments arriving at the same time in one call and one commit
     (payments/batching.py). The same answer, records and live event as ``book_payment``."""
     args = _book_args(settings, signed, client_id=client_id, payer=payer, amount=amount, pin=pin)
-    booked = await batcher.book(args)
+    booked = await batcher.book(args, channel)
     if booked.event is not None:
         events.publish(booked.event)  # committed already
     return PaymentAnswer(booked.status, replayed=booked.replayed, raw=booked.body)

@@ -102,6 +102,7 @@ async def pay(
             amount=body.amount,
             pin=body.pin,
             events=live_events(request),
+            channel=channel,
         )
     metrics.count_payment(channel, {} if result.ok else result.body, result.status)
     return answer(result)
