@@ -5,6 +5,7 @@ till must refuse offline (above the overdraft limit, frozen or closed accounts).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +15,9 @@ import httpx
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.ledger.checks import check_ledger
+from campuscard.monitoring import school_rules
 from campuscard.offline import ingest, rules
+from campuscard.platform.actors import Actor, Grant
 from tests.support import make_school
 from tests.support_moneyflows import (
     balances,
@@ -291,3 +294,73 @@ async def test_the_protocol_documents_the_answers_and_the_signature_example(
     line = rules.record_message("POS-DEMO-001", example).decode()
     text = DOC.read_text()
     assert f"{line}\nsignature {rules.sign_record(key, 'POS-DEMO-001', example)}" in text
+
+
+ROUNDS = 3
+
+
+async def test_two_tills_uploading_the_same_cards_in_opposite_orders_do_not_deadlock(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    # given six holders, two of them short of money (their sales overdraw), a school watching
+    # offline overdrafts, and two tills whose queues touch the same cards in opposite orders
+    school_id, dev, _, _ = await _setup(pool, settings)
+    admin = Actor(
+        "admin", school_id=school_id, grants=frozenset({Grant("school_admin", school_id)})
+    )
+    async with pool.acquire() as conn:
+        await school_rules.do_set_rule(
+            conn, admin, school_id, "offline_overdraft", enabled=True, thresholds={}
+        )
+        await school_rules.do_set_rule(
+            conn,
+            admin,
+            school_id,
+            "delivery",
+            enabled=True,
+            thresholds={"quiet_start": "00:00", "quiet_end": "00:00"},
+        )
+    other = await _till(pool, settings, school_id, "POS-OFF-2")
+    cards: list[dict[str, Any]] = []
+    async with pool.acquire() as conn:
+        for i in range(6):
+            _, card = await make_cardholder(conn, school_id, f"D{i}", cash=300 if i < 2 else 5_000)
+            cards.append(card)
+    areas = {c["number"]: CardArea() for c in cards}
+    seq = {dev.sn: 0, other.sn: 0}
+
+    def batch(till: Device, order: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for card in order:
+            seq[till.sn] += 1
+            out.append(record(till, card, areas[card["number"]], seq[till.sn], 200))
+        return out
+
+    # when three rounds of both uploads run at once (each card's counters alternate between
+    # the tills, so either upload may settle records of the other)
+    for _ in range(ROUNDS):
+        a, b = batch(dev, cards), batch(other, cards[::-1])
+        answers = await asyncio.gather(upload(client, dev, a), upload(client, other, b))
+        assert [x["accepted"] for x in answers] == [6, 6]
+
+    # then every record settled once, the two short holders owe the rest, the ledger holds
+    states = await pool.fetch(
+        "SELECT state, count(*) AS n FROM offline_records WHERE school_id = $1 GROUP BY state",
+        school_id,
+    )
+    assert [(r["state"], r["n"]) for r in states] == [("settled", 12 * ROUNDS)]
+    owed = await pool.fetchval(
+        "SELECT sum(owed) FROM offline_debts WHERE school_id = $1", school_id
+    )
+    assert owed == 2 * (2 * ROUNDS * 200 - 300)  # the others still have money
+    assert await system_balance(pool, school_id, "offline_receivable") == -owed
+    assert (await check_ledger(pool)).ok
+    # and each overdrawing record raised one alert; each holder was told once (the cooldown)
+    alerts = await pool.fetch(
+        """SELECT person_id, count(*) AS n, count(*) FILTER (WHERE delivery = 'sent') AS sent
+             FROM monitoring_alerts WHERE rule = 'offline_overdraft' GROUP BY person_id"""
+    )
+    short = ROUNDS * 2 - 1  # the first 2.00 sale is covered, the second by half
+    assert sorted((r["n"], r["sent"]) for r in alerts) == [(short, 1), (short, 1)]
+    reason = await pool.fetchval("SELECT reason->>'zh-CN' FROM monitoring_alerts LIMIT 1")
+    assert "离线设备 POS-OFF-" in reason

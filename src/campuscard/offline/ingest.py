@@ -17,9 +17,12 @@ upload.
   (offline_debts), repaid first by the next top-up (offline/overdraft.py).
 - Each device's journal transaction is one per upload (purses → merchant shard, receivable →
   merchant shard), with the device's serial as the actor, so clearing counts it for the till.
+- Every record that overdrew is told to monitoring (``offline_overdraft``: the holder hears of it
+  at once, in words, if the school watches that rule), one alert per record.
 
-Lock order: card chain heads (card id order), then the holders' purses (id order), then debts,
-then the receivable and merchant shards (cc_post, id order). A top-up locks purse then debt.
+Lock order: card chain heads (card id order), then the holders' purses (id order), then the
+receivable and merchant shards (cc_post, id order), then debts (holder order) and the blacklist
+head, then monitoring's rows (holder order). A top-up locks purse, debt, then the receivable.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from campuscard.db.pool import PgPool
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.ledger import postings
 from campuscard.ledger.purse_order import policy_of
+from campuscard.monitoring import signals
 from campuscard.offline import rules
 from campuscard.payments import terminals
 from campuscard.payments.terminals import SignedTerminal
@@ -72,6 +76,18 @@ class Settled:
     overdrafts: int = 0
     overdraft_fen: int = 0
     seqs: set[tuple[int, int]] = field(default_factory=set)  # (terminal, seq) settled
+
+
+@dataclass(frozen=True)
+class Overdrawn:
+    """A settled record the purses could not cover in full (monitoring hears of each)."""
+
+    person_id: int
+    terminal_id: int
+    seq: int
+    amount: int
+    shortfall: int
+    made_at: datetime
 
 
 def _key_for(settings: Settings, device: SignedTerminal, version: int) -> bytes | None:
@@ -408,6 +424,7 @@ async def settle_cards(
     # per terminal: purse account -> fen (negative), overdraft fen, total fen
     legs: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     overdraft_by_terminal: dict[int, int] = defaultdict(int)
+    overdrawn: list[Overdrawn] = []
     for card_id in sorted(by_card):
         h = heads[card_id]
         head = rules.ChainHead(
@@ -429,6 +446,16 @@ async def settle_cards(
             if split["overdraft"]:
                 overdraft_by_terminal[pending.terminal_id] += split["overdraft"]
                 owed[person] += split["overdraft"]
+                overdrawn.append(
+                    Overdrawn(
+                        person,
+                        pending.terminal_id,
+                        pending.seq,
+                        pending.amount,
+                        split["overdraft"],
+                        pending.made_at,
+                    )
+                )
                 done.overdrafts += 1
                 done.overdraft_fen += split["overdraft"]
             done.chain_breaks += broke is not None
@@ -451,7 +478,7 @@ async def settle_cards(
         )
     if not updates:
         return done
-    tx_of = await _book(tx, school_id, legs, overdraft_by_terminal)
+    tx_of, sn_of = await _book(tx, school_id, legs, overdraft_by_terminal)
     await tx.execute(
         """UPDATE offline_records o SET state = 'settled', chain_break = u.broke,
                   from_cash = u.cash, from_subsidy = u.subsidy, overdraft = u.overdraft,
@@ -494,6 +521,18 @@ async def settle_cards(
             people,
             [owed[p] for p in people],
         )
+    # last, in holder order: alerts write rows of their own (alerts, notifications) per holder
+    for o in sorted(overdrawn, key=lambda x: (x.person_id, x.terminal_id, x.seq)):
+        await signals.offline_overdraft(
+            tx,
+            school_id,
+            o.person_id,
+            device=sn_of[o.terminal_id],
+            amount=o.amount,
+            shortfall=o.shortfall,
+            occurred_at=o.made_at,
+            ref=f"{sn_of[o.terminal_id]}:{o.seq}",
+        )
     return done
 
 
@@ -502,8 +541,9 @@ async def _book(
     school_id: int,
     legs: dict[int, dict[int, int]],
     overdraft_by_terminal: dict[int, int],
-) -> dict[int, int]:
-    """One journal transaction per device: its purse legs and overdraft to its merchant shard."""
+) -> tuple[dict[int, int], dict[int, str]]:
+    """One journal transaction per device: its purse legs and overdraft to its merchant shard.
+    Returns each device's journal transaction and its serial number."""
     terminal_ids = sorted(set(legs) | set(overdraft_by_terminal))
     shard_of = {
         r["id"]: (r["sn"], r["account_id"], r["merchant_name"])
@@ -536,7 +576,7 @@ async def _book(
             actor=sn,
             meta={"terminal_id": terminal_id},
         )
-    return out
+    return out, {t: shard_of[t][0] for t in terminal_ids}
 
 
 @owns_transaction
