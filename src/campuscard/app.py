@@ -59,6 +59,7 @@ from campuscard.web import install as install_web
 from campuscard.web.admin import approvals as web_admin_approvals
 from campuscard.web.admin import issuing as web_issuing
 from campuscard.web.admin import money as web_admin_money
+from campuscard.web.admin import monitoring as web_admin_monitoring
 from campuscard.web.admin import routes as web_admin
 from campuscard.web.admin import settlement as web_settlement
 from campuscard.web.errors import error_page
@@ -188,6 +189,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     for router in (web_student_money.router, web_admin_money.router):
         app.include_router(router)
     app.include_router(web_admin_approvals.router)  # four eyes on money
+    app.include_router(web_admin_monitoring.router)  # watching over students (docs/monitoring.md)
     return app
 
 

@@ -13,7 +13,7 @@ from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Forbidden
 
 AREAS = ("student", "merchant", "kiosk", "admin")
-OPERATORS = frozenset({"school_admin", "card_center", "settlement", "teacher"})
+OPERATORS = frozenset({"school_admin", "card_center", "settlement", "teacher", "counsellor"})
 
 
 @dataclass(frozen=True)
