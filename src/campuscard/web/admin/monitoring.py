@@ -19,6 +19,7 @@ from campuscard.edge.deps import Pool
 from campuscard.monitoring import supervision
 from campuscard.monitoring.rules import ALERT_RULES, RULE_NAMES, TIER_NAMES, TIERS
 from campuscard.platform.errors import DomainError
+from campuscard.settlement import dashboard
 from campuscard.web import menu
 from campuscard.web.admin.routes import BASE, SchoolCode, enter
 from campuscard.web.core import Page, PostPage, UserPage, opt_date, render
@@ -47,8 +48,8 @@ def reason_text(page: Page, reason: dict[str, str]) -> str:
 async def _span(pool: PgPool, school_id: int, since: str, until: str) -> tuple[date, date]:
     end = opt_date(until, "until")
     if end is None:
-        end = await pool.fetchval("SELECT cc_business_date($1)", school_id)
-        assert end is not None
+        async with pool.acquire() as conn:
+            end = await dashboard.business_date(conn, school_id)
     start = opt_date(since, "since") or end - timedelta(days=DEFAULT_DAYS - 1)
     return start, end
 
