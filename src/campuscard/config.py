@@ -61,8 +61,15 @@ class Settings(BaseSettings):
     # a slow client must send its request headers within this; idle keep-alive closes after
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     keep_alive_seconds: int = Field(default=5, ge=1)
-    # open live-event streams one user may hold (pages reconnect; a tab holds one)
+    # open live-event streams one user may hold (pages reconnect; a tab holds one); a comment
+    # line this often keeps proxies from closing a quiet stream; a client that takes no data
+    # for this long is dropped (api/routes/live.py)
     live_streams_per_user: int = Field(default=5, ge=1)
+    live_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    live_send_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # `serve` at SIGTERM: live streams end at once; requests still running after this many
+    # seconds are cancelled (their transactions roll back, clients retry with the same id)
+    shutdown_timeout_seconds: float = Field(default=4.0, gt=0, le=120)
 
     # group commit of card payments (payments/batching.py, decision 0170): at most this many
     # bookings in one database call and commit (1: every payment alone), and at most this

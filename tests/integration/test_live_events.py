@@ -7,14 +7,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
 from campuscard.app import create_app
-from campuscard.config import Settings
+from campuscard.config import SECRETS, Settings, env_name
+from campuscard.db.embedded import free_port
 from campuscard.platform import notifications
 from tests.servers import serve_in_thread
 from tests.support import login, make_school, make_student, make_user
@@ -41,11 +48,19 @@ async def make_till(conn: asyncpg.Connection[Any], school_id: int) -> tuple[int,
     return merchant_id, terminal_id
 
 
+SSE = {"Accept": "text/event-stream"}
+
+
 class Stream:
-    """An open SSE connection whose events are collected in the background."""
+    """An open SSE connection whose events (and heartbeat comments) are collected in the
+    background."""
 
     def __init__(self) -> None:
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.beats: asyncio.Queue[str] = asyncio.Queue()
+
+    async def beat(self, timeout: float = 10) -> str:
+        return await asyncio.wait_for(self.beats.get(), timeout)
 
     async def next(self, kind: str, timeout: float = 10) -> dict[str, Any]:
         async def wait() -> dict[str, Any]:
@@ -70,7 +85,9 @@ async def open_stream(
             assert response.status_code == 200, await response.aread()
             assert response.headers["content-type"].startswith("text/event-stream")
             async for line in response.aiter_lines():
-                if line.startswith("data: "):
+                if line.startswith(":"):
+                    await stream.beats.put(line)
+                elif line.startswith("data: "):
                     event = json.loads(line[6:])
                     if event["type"] == "ready":
                         ready.set()
@@ -209,3 +226,77 @@ async def test_display_and_stream_refusals(
     # a plain call (no event-stream Accept) is told what the endpoint is instead of hanging
     r = await client.get("/api/v1/me/events", headers=student)
     assert r.status_code == 406 and r.json()["error"]["field"] == "accept"
+
+
+async def test_served_streams_beat_close_cleanly_and_do_not_hold_a_stop(
+    conn: asyncpg.Connection[Any], settings: Settings, tmp_path: Path
+) -> None:
+    """`campuscard serve` as production runs it: quiet streams get a heartbeat, a closed page
+    gives its slot back, SIGTERM with streams open stops the server within 5 s, and none of
+    it writes a warning or an error line."""
+    school = await make_school(conn)
+    person_id = await make_student(conn, school.id, "S1")
+    await make_user(conn, "uS1", "cardholder", school.id, person_id=person_id)
+    port = free_port()
+    env = (
+        os.environ
+        | {env_name(name): f"{name}-for-the-serve-stop-test-0123456789" for name in SECRETS}
+        | {
+            "CAMPUSCARD_DATABASE_URL": settings.database_url,
+            "CAMPUSCARD_PORT": str(port),
+            "CAMPUSCARD_DATA_DIR": str(tmp_path),
+            "CAMPUSCARD_LOG_JSON": "true",
+            "CAMPUSCARD_LIVE_HEARTBEAT_SECONDS": "0.3",
+            "CAMPUSCARD_LIVE_STREAMS_PER_USER": "2",
+        }
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log_file = tmp_path / "serve.log"
+    with log_file.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "campuscard.cli", "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                assert server.poll() is None, log_file.read_text()
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/api/health")).status_code == 200:
+                        break
+                assert time.monotonic() < deadline, "serve did not start"
+                await asyncio.sleep(0.1)
+            me = await login(client, "uS1", school.code)
+            url = "/api/v1/me/events"
+            async with open_stream(client, url, me) as phone:
+                # a quiet stream still gets a comment line every heartbeat
+                await phone.beat()
+                await phone.beat()
+                async with open_stream(client, url, me):
+                    pass  # the page closes: its slot comes back without an error line
+                for _ in range(100):  # the server notices at once; this waits for it
+                    async with client.stream("GET", url, headers=me | SSE) as again:
+                        if again.status_code == 200:
+                            break
+                    await asyncio.sleep(0.05)
+                assert again.status_code == 200, "a closed page kept its stream slot"
+                async with open_stream(client, url, me):
+                    # when: the server is told to stop with two streams open
+                    stopping = time.monotonic()
+                    server.send_signal(signal.SIGTERM)
+                    code = await asyncio.to_thread(server.wait, 15)
+                    stopped_in = time.monotonic() - stopping
+        # uvicorn ends by raising the signal it caught again, as a stopped process should
+        assert code in (0, -signal.SIGTERM), log_file.read_text()
+        assert stopped_in < 5, f"serve took {stopped_in:.1f} s to stop with streams open"
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    lines = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    loud = [line for line in lines if line.get("level") not in ("debug", "info")]
+    assert not loud, loud

@@ -74,4 +74,10 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
 def serve_options(settings: Settings) -> dict[str, Any]:
     """uvicorn options of ``campuscard serve``."""
-    return {"http": HeaderTimeoutProtocol, "timeout_keep_alive": settings.keep_alive_seconds}
+    return {
+        "http": HeaderTimeoutProtocol,
+        "timeout_keep_alive": settings.keep_alive_seconds,
+        # live-event streams end by themselves at shutdown (sse-starlette); anything else still
+        # running after this is cancelled, so a stop never waits on a client
+        "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
+    }

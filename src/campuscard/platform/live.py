@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from sse_starlette import ServerSentEvent
 
 from campuscard.db.pool import PgPool
 from campuscard.platform.notifications import EVENTS_CHANNEL
@@ -155,8 +156,8 @@ class EventHub:
                     log.warning("live events: LISTEN failed; retrying", exc_info=True)
 
 
-def sse_format(event: Event) -> str:
+def server_sent(event: Event, *, retry_ms: int | None = None) -> ServerSentEvent:
     """One server-sent event: its type as the event name, the JSON as data."""
-    name = str(event.get("type", "message")).replace("\n", " ")
+    name = str(event.get("type", "message")).replace("\n", " ").replace("\r", " ")
     data = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
-    return f"event: {name}\ndata: {data}\n\n"
+    return ServerSentEvent(data=data, event=name, retry=retry_ms, sep="\n")

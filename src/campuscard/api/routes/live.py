@@ -8,13 +8,15 @@ amount the cashier typed and the result of each code payment at that till.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import StreamingResponse
 from pydantic import Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from campuscard.api.deps import Body, CurrentActor
 from campuscard.config import Settings
@@ -24,12 +26,10 @@ from campuscard.ledger.money import Money
 from campuscard.payments import codes, display
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import DomainError, TooManyRequests
-from campuscard.platform.live import Event, EventHub, Match, sse_format
+from campuscard.platform.live import Event, EventHub, Match, server_sent
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
-
-HEARTBEAT_SECONDS = 15.0
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+log = logging.getLogger(__name__)
 
 
 def event_hub(request: Request) -> EventHub:
@@ -93,58 +93,68 @@ def stream_counter(request: Request) -> StreamCounter:
     return counter
 
 
+class LiveEventResponse(EventSourceResponse):
+    """sse-starlette's stream (a heartbeat comment, the end of the stream when the client goes
+    or the server stops, a deadline for each send) that also gives the user's stream slot back
+    however it ends, and takes a client that stopped reading as the ordinary event it is."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[ServerSentEvent],
+        settings: Settings,
+        release: Callable[[], None],
+        status_code: int = 200,  # FastAPI reads the default for the OpenAPI document
+    ) -> None:
+        super().__init__(
+            content,
+            status_code=status_code,
+            ping=settings.live_heartbeat_seconds,
+            ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep="\n"),
+            send_timeout=settings.live_send_timeout_seconds,
+            sep="\n",
+            headers={"Cache-Control": "no-cache"},
+        )
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+            if self.active:
+                # the server is stopping and cut the stream: end the response properly, so the
+                # page reconnects (to another process) and the server logs no broken response
+                self.active = False
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except SendTimeoutError:
+            log.info("live events: the client took nothing for a while; stream closed")
+        finally:
+            self._release()
+
+
 def sse_response(
     request: Request, actor: Actor, match: Match, first: list[Event]
-) -> StreamingResponse:
+) -> LiveEventResponse:
     hub = event_hub(request)
     settings: Settings = request.app.state.settings
     streams = stream_counter(request)
     who = f"user:{actor.user_id}" if actor.user_id is not None else f"actor:{actor.name}"
     streams.claim(who, settings.live_streams_per_user)
 
-    async def until_disconnected() -> None:
-        # the server only notices a closed tab when told; without this a stream (and its
-        # subscription) would linger until the next heartbeat failed to send
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    async def stream() -> AsyncIterator[str]:
-        try:
-            async for chunk in relay():
-                yield chunk
-        finally:
-            streams.release(who)
-
-    async def relay() -> AsyncIterator[str]:
+    async def relay() -> AsyncIterator[ServerSentEvent]:
+        # a closed page or a stopping server cancels this generator where it waits; the
+        # subscription's clean-up is shielded, so the LISTEN connection still goes back
         async with hub.subscription(match) as sub:
-            gone = asyncio.create_task(until_disconnected())
-            try:
-                yield "retry: 3000\n\n"
-                # "ready": nothing published from now on is missed (pages and tests wait for it)
-                yield sse_format({"type": "ready"})
-                for event in first:
-                    yield sse_format(event)
-                while True:
-                    got = asyncio.create_task(sub.queue.get())
-                    done, _ = await asyncio.wait(
-                        {got, gone}, timeout=HEARTBEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if gone in done:
-                        got.cancel()
-                        return
-                    if got in done:
-                        yield sse_format(got.result())
-                    else:
-                        got.cancel()
-                        yield ": keep-alive\n\n"
-            finally:
-                gone.cancel()
+            # "ready": nothing published from now on is missed (pages and tests wait for it)
+            yield server_sent({"type": "ready"}, retry_ms=3000)
+            for event in first:
+                yield server_sent(event)
+            while True:
+                yield server_sent(await sub.queue.get())
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return LiveEventResponse(relay(), settings, lambda: streams.release(who))
 
 
-@router.get("/me/events", response_class=StreamingResponse)
-async def my_events(request: Request, actor: CurrentActor) -> StreamingResponse:
+@router.get("/me/events", response_class=LiveEventResponse)
+async def my_events(request: Request, actor: CurrentActor) -> LiveEventResponse:
     """The signed-in cardholder's live events (payments, refunds, codes scanned, notices)."""
     require_event_stream(request)
     person_id = codes.require_cardholder(actor)
@@ -155,10 +165,10 @@ async def my_events(request: Request, actor: CurrentActor) -> StreamingResponse:
     return sse_response(request, actor, mine, [])
 
 
-@router.get("/terminals/{terminal_id}/display/events", response_class=StreamingResponse)
+@router.get("/terminals/{terminal_id}/display/events", response_class=LiveEventResponse)
 async def display_events(
     terminal_id: int, request: Request, pool: Pool, actor: CurrentActor
-) -> StreamingResponse:
+) -> LiveEventResponse:
     """A till's customer display: the amount to pay, then the result."""
     require_event_stream(request)
     async with pool.acquire() as conn:
