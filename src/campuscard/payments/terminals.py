@@ -26,7 +26,7 @@ from campuscard.platform.errors import (
     ValidationFailed,
 )
 
-KINDS = ("pos", "kiosk", "door")
+KINDS = ("pos", "kiosk", "door", "shop")
 # A terminal that has not sent a heartbeat for this long is shown as offline.
 OFFLINE_AFTER_SECONDS = 180
 # Nonces are kept long enough to cover every timestamp the skew window accepts.
@@ -229,8 +229,8 @@ async def register_terminal(
     actor.require("school_admin", "settlement", school_id=school_id)
     if kind not in KINDS:
         raise ValidationFailed(f"kind must be one of {', '.join(KINDS)}", field="kind")
-    if kind == "pos" and merchant_id is None:
-        raise ValidationFailed("a POS terminal belongs to a merchant", field="merchant_id")
+    if kind in ("pos", "shop") and merchant_id is None:
+        raise ValidationFailed(f"a {kind} terminal belongs to a merchant", field="merchant_id")
     if outlet_id is not None:
         ok = await tx.fetchval(
             "SELECT 1 FROM outlets WHERE id = $1 AND school_id = $2 AND merchant_id = $3",

@@ -28,12 +28,20 @@ from campuscard.platform import audit
 from campuscard.platform.actors import Actor, Grant
 from campuscard.platform.errors import Conflict, DomainError, NotFound, ValidationFailed
 
-KINDS = ("adjustment", "counter_op", "payout_account", "drawer_float", "bill_adjustment")
+KINDS = (
+    "adjustment",
+    "counter_op",
+    "payout_account",
+    "drawer_float",
+    "bill_adjustment",
+    "order_dispute",
+)
 EXECUTOR_MODULES = (
     "campuscard.ledger.adjustments",
     "campuscard.moneyflows.counter",
     "campuscard.settlement.clearing",
     "campuscard.bills.adjustments",
+    "campuscard.orders.disputes",
 )
 APPROVER_ROLES = ("settlement", "school_admin")
 

@@ -42,6 +42,7 @@ JOB_MODULES: list[str] = [
     "campuscard.offline.jobs",
     "campuscard.monitoring.jobs",
     "campuscard.access.jobs",
+    "campuscard.orders.jobs",
 ]
 
 

@@ -68,7 +68,7 @@ class RefundPermissionIn(Body):
 
 class TerminalIn(Body):
     sn: str = Field(pattern=r"^[A-Za-z0-9_-]{4,40}$")
-    kind: Literal["pos", "kiosk", "door"]
+    kind: Literal["pos", "kiosk", "door", "shop"]
     merchant_id: int | None = Field(default=None, gt=0)
     outlet_id: int | None = Field(default=None, gt=0)
     location: str = Field(default="", max_length=128)

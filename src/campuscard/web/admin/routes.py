@@ -481,8 +481,8 @@ async def terminal_register(
     school_id = await enter(page, pool, code, "a.merchants")
     assert page.user is not None
     try:
-        if kind not in ("pos", "kiosk", "door"):
-            raise DomainError("kind must be pos, kiosk or door", field="kind", status=422)
+        if kind not in ("pos", "kiosk", "door", "shop"):
+            raise DomainError("kind must be pos, kiosk, door or shop", field="kind", status=422)
         async with pool.acquire() as conn:
             answer = await terminals_svc.register_terminal(
                 conn,

@@ -1,0 +1,187 @@
+"""The buyer's side of an escrowed order: pay it (the money goes into a hold, not to the shop),
+confirm the goods (all, or the part that arrived), open a dispute, see the order with its
+one-time delivery code for the courier."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from campuscard.config import Settings
+from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import Tx
+from campuscard.ledger.money import Money
+from campuscard.orders import books, queries, rules
+from campuscard.platform import audit, notifications
+from campuscard.platform.actors import Actor
+from campuscard.platform.errors import NotFound
+from campuscard.platform.idempotency import Outcome, check_client_id, run_idempotent
+
+
+def _check_buyer(actor: Actor, order: dict[str, Any]) -> None:
+    """Only the buyer acts on an order; anyone else is told it does not exist."""
+    if actor.person_id is None or actor.person_id != order["person_id"]:
+        raise NotFound("no such order", code="ORDER_UNKNOWN", field="order_id")
+
+
+async def get_my_order(
+    conn: Conn, settings: Settings, actor: Actor, school_id: int, order_id: int
+) -> dict[str, Any]:
+    """The order as its buyer sees it, with the delivery code while goods are awaited."""
+    row = await queries.order_row(conn, school_id, order_id)
+    _check_buyer(actor, row)
+    view = queries.view(row)
+    if row["state"] in ("wait_seller_send", "wait_buyer_confirm") and row["code_used_at"] is None:
+        view["delivery_code"] = rules.delivery_code(
+            settings.master_key.get_secret_value(), school_id, order_id
+        )
+    view["history"] = await queries.history(conn, school_id, order_id)
+    return view
+
+
+async def list_my_orders(conn: Conn, actor: Actor, school_id: int) -> list[dict[str, Any]]:
+    if actor.person_id is None:
+        return []
+    return await queries.orders_of_person(conn, school_id, actor.person_id)
+
+
+async def pay_in_tx(
+    tx: Tx, actor: Actor, school_id: int, order_id: int, *, via: str, by: str
+) -> dict[str, Any]:
+    """The payment's work in the caller's transaction: the whole order into a hold."""
+    order = await books.lock_order(tx, school_id, order_id)
+    if via == "phone":
+        _check_buyer(actor, order)
+    books.check_state(order, "wait_buyer_pay", doing="pay")
+    if order["pay_by"] < datetime.now(UTC):
+        raise books.expired_unpaid()
+    await books.place_first_hold(tx, order, by)
+    now = datetime.now(UTC)
+    await books.set_state(
+        tx, order, "wait_seller_send", paid_at=now, ship_by=now + order["ship_within"], paid_via=via
+    )
+    await books.event(tx, order, "paid", by, amount=order["amount"], detail={"via": via})
+    await audit.record(
+        tx,
+        actor,
+        "order.pay",
+        school_id=school_id,
+        target_type="order",
+        target_id=order_id,
+        after={"amount": str(Money(order["amount"])), "via": via},
+    )
+    return await queries.order_view(tx, school_id, order_id)
+
+
+async def do_pay(
+    pool: PgPool, actor: Actor, school_id: int, order_id: int, *, client_id: str
+) -> Outcome:
+    """Pay on the phone, once per client id: the money is held until a release condition."""
+    check_client_id(client_id)
+
+    async def work(tx: Tx) -> dict[str, Any]:
+        return await pay_in_tx(tx, actor, school_id, order_id, via="phone", by=actor.name)
+
+    return await run_idempotent(
+        pool,
+        scope=f"order-pay:{school_id}:{actor.person_id}",
+        key=client_id,
+        payload={"order_id": order_id},
+        work=work,
+    )
+
+
+async def do_confirm(
+    pool: PgPool,
+    actor: Actor,
+    school_id: int,
+    order_id: int,
+    *,
+    client_id: str,
+    amount: int | None = None,
+) -> Outcome:
+    """The goods arrived: release what is held (or the part given) to the merchant."""
+    check_client_id(client_id)
+
+    async def work(tx: Tx) -> dict[str, Any]:
+        order = await books.lock_order(tx, school_id, order_id)
+        _check_buyer(actor, order)
+        books.check_state(order, "wait_seller_send", "wait_buyer_confirm", doing="confirm")
+        part = rules.check_part(amount, rules.remaining(order))
+        await books.release(tx, order, part, actor.name, "buyer_confirmed")
+        await audit.record(
+            tx,
+            actor,
+            "order.confirm",
+            school_id=school_id,
+            target_type="order",
+            target_id=order_id,
+            after={"released": str(Money(part)), "state": order["state"]},
+        )
+        return await queries.order_view(tx, school_id, order_id)
+
+    return await run_idempotent(
+        pool,
+        scope=f"order-confirm:{school_id}:{actor.person_id}",
+        key=client_id,
+        payload={"order_id": order_id, "amount": amount},
+        work=work,
+    )
+
+
+async def do_dispute(
+    pool: PgPool,
+    actor: Actor,
+    school_id: int,
+    order_id: int,
+    *,
+    client_id: str,
+    reason: str,
+) -> Outcome:
+    """Something is wrong: the timers stop and the settlement center decides (two people)."""
+    check_client_id(client_id)
+    why = rules.check_reason(reason)
+
+    async def work(tx: Tx) -> dict[str, Any]:
+        order = await books.lock_order(tx, school_id, order_id)
+        _check_buyer(actor, order)
+        books.check_state(order, "wait_seller_send", "wait_buyer_confirm", doing="dispute")
+        before = order["state"]
+        await books.renew_hold(tx, order, actor.name)
+        await books.set_state(
+            tx, order, "disputed", dispute_reason=why, dispute_state_before=before
+        )
+        await books.event(tx, order, "disputed", actor.name, detail={"reason": why})
+        await notifications.notify(
+            tx,
+            school_id=school_id,
+            person_id=order["person_id"],
+            kind="order_disputed",
+            title={"zh-CN": "争议已提交", "en": "Dispute received"},
+            body={
+                "zh-CN": f"{order['title']}：款项继续冻结，结算中心将由两人复核后处理。",
+                "en": f"{order['title']}: the money stays held; the settlement center decides "
+                "with a second person.",
+            },
+            data={"order_id": order_id},
+            dedupe_key=f"order:{school_id}:{order_id}:disputed",
+        )
+        await audit.record(
+            tx,
+            actor,
+            "order.dispute",
+            school_id=school_id,
+            target_type="order",
+            target_id=order_id,
+            before={"state": before},
+            after={"state": "disputed", "reason": why},
+        )
+        return await queries.order_view(tx, school_id, order_id)
+
+    return await run_idempotent(
+        pool,
+        scope=f"order-dispute:{school_id}:{actor.person_id}",
+        key=client_id,
+        payload={"order_id": order_id, "reason": why},
+        work=work,
+    )
