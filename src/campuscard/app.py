@@ -195,9 +195,10 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
 
 def mount_simulators(app: FastAPI, settings: Settings) -> FastAPI:
     """Put the SMS gateway's simulator at /dev/sms (its inbox shows pickup codes in plain
-    text, to anyone) and the utility vendor's at /dev/utility. Only the demo and the tests
-    call this: the production app (``create_app``) never has a simulator; the provider and
-    bank simulators run apart (``campuscard sim provider`` / ``sim bank``)."""
+    text, to anyone), the utility vendor's at /dev/utility and the payment provider's at
+    /dev/provider (the demo points ``provider_url`` there, so online top-ups and the card fee
+    work without a second process). Only the demo and the tests call this: the production app
+    (``create_app``) never has a simulator; the bank simulator runs apart (``sim bank``)."""
     from campuscard.adapters.sms.simulator import create_sms_simulator
 
     sms_keys = {settings.sms_key_id: settings.sms_api_secret.get_secret_value().encode()}
@@ -209,6 +210,14 @@ def mount_simulators(app: FastAPI, settings: Settings) -> FastAPI:
     )
     app.state.utility_simulator = utility
     app.mount("/dev/utility", utility.app)
+    from campuscard.adapters.provider.simulator import ProviderSimulator
+
+    provider = ProviderSimulator(
+        {settings.provider_mch_id: settings.provider_key.get_secret_value()},
+        app_id=settings.provider_app_id,
+    )
+    app.state.provider_simulator = provider
+    app.mount("/dev/provider", provider.app)
     return app
 
 

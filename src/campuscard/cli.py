@@ -17,6 +17,7 @@ import typer
 from campuscard.config import (
     DEMO_SECRETS_FILE,
     Settings,
+    env_name,
     get_settings,
     unsafe_secrets,
     with_demo_secrets,
@@ -471,19 +472,30 @@ def worker() -> None:
 @app.command("demo")
 def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+    history_days: Annotated[
+        int,
+        typer.Option(
+            min=0, max=90, help="finished days of campus life to book when the campus is created"
+        ),
+    ] = 30,
 ) -> None:
-    """Load the demo campus (once) and serve it, with its own random secrets (kept in the data
-    directory) and the SMS simulator at /dev/sms."""
+    """Load the demo campus (once, with a month of history) and serve it, with its own random
+    secrets (kept in the data directory) and the SMS, utility and provider simulators under
+    /dev/."""
     from campuscard import demo as demo_data
     from campuscard.payments.terminals import terminal_key_hex
 
     settings = with_demo_secrets(_settings())
+    if env_name("provider_url") not in os.environ:  # the provider simulator the demo mounts
+        provider_url = settings.public_url.rstrip("/") + "/dev/provider"
+        os.environ[env_name("provider_url")] = provider_url  # for the server processes too
+        settings = settings.model_copy(update={"provider_url": provider_url})
     with runtime.database(settings) as url:
 
         async def load() -> demo_data.DemoCampus:
             conn = await connect(url)
             try:
-                return await demo_data.load_demo(conn)
+                return await demo_data.load_demo(conn, history_days=history_days)
             finally:
                 await conn.close()
 
@@ -492,6 +504,15 @@ def demo(
         lines = [
             "",
             "CampusCard demo campus " + ("created" if campus.created else "found"),
+        ]
+        if campus.history is not None:
+            h = campus.history
+            lines.append(
+                f"  History:        {h.days} days closed: {h.payments} payments, {h.topups} "
+                f"online top-ups, {h.refunds} refunds, {h.reversals} reversal, "
+                f"{h.subsidy_batches} subsidy batch"
+            )
+        lines += [
             f"  API docs:       {base}/api/docs",
             f"  Health:         {base}/api/health",
             f"  Web pages:      {base}/",

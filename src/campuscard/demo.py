@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
+from campuscard import demo_history
 from campuscard.access import demo as access_demo
 from campuscard.bills import demo as bills_demo
 from campuscard.db.pool import Conn
@@ -85,6 +87,7 @@ class DemoCampus:
     logins: list[tuple[str, str, str]] = field(default_factory=list)  # (who, school, user)
     terminals: list[str] = field(default_factory=list)
     terminal_keys: list[tuple[str, int]] = field(default_factory=list)  # (SN, key version)
+    history: demo_history.History | None = None  # what the past month booked, when created
 
 
 async def _pending_adjustment(tx: Tx, school_id: int) -> None:
@@ -126,13 +129,18 @@ def student_number(i: int) -> str:
     return f"2026{i:06d}"
 
 
-async def load_demo(conn: Conn) -> DemoCampus:
+async def load_demo(conn: Conn, *, history_days: int = 0) -> DemoCampus:
+    """Create the demo campus once (later calls find it). ``history_days``: how many finished
+    days of campus life to book before today when it is created (``campuscard demo``: 30)."""
     async with transaction(conn) as tx:
         await tx.execute("SELECT pg_advisory_xact_lock(4242)")
         school_id = await tx.fetchval("SELECT id FROM schools WHERE code = $1", SCHOOL_CODE)
         created = school_id is None
+        history = None
         if created:
-            school_id = await _create(tx)
+            school_id = await _create(tx, history_days)
+            if history_days:
+                history = await demo_history.book_history(tx, school_id, days=history_days)
         await _payout_accounts(tx, school_id)
         await _ensure_issuing(tx, school_id)
         await metering_demo.ensure_demo_devices(tx, school_id)
@@ -144,7 +152,7 @@ async def load_demo(conn: Conn) -> DemoCampus:
         )
         if created:
             await _pending_adjustment(tx, school_id)
-    campus = DemoCampus(school_id=school_id, created=created)
+    campus = DemoCampus(school_id=school_id, created=created, history=history)
     campus.logins = (
         [("platform admin", "", ADMIN_USER)]
         + [(label, SCHOOL_CODE, username) for username, _, label in STAFF]
@@ -163,7 +171,7 @@ async def load_demo(conn: Conn) -> DemoCampus:
     return campus
 
 
-async def _create(conn: Conn) -> int:
+async def _create(conn: Tx, history_days: int) -> int:
     await conn.executemany(
         "INSERT INTO provinces(code, name, name_en) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         PROVINCES,
@@ -205,6 +213,12 @@ async def _create(conn: Conn) -> int:
         )
 
     opening = await postings.system_account(conn, school_id, "opening_balances")
+    if history_days:  # the balances were there before the history starts
+        today = await conn.fetchval("SELECT cc_business_date($1, now())", school_id)
+        zone = ZoneInfo(
+            await conn.fetchval("SELECT timezone FROM schools WHERE id = $1", school_id)
+        )
+        await demo_history.set_clock(conn, demo_history.opening_instant(today, zone, history_days))
     # one hash for every demo student
     student_hash = await auth.make_password_hash(STUDENT_PASSWORD)
     for i in range(1, STUDENTS + 1):
@@ -264,6 +278,7 @@ async def _create(conn: Conn) -> int:
             f"{0x04A10000 + i:08X}",
         )
 
+    await demo_history.set_clock(conn, None)
     seq = 0
     for name, name_en, channel, commission, outlets in MERCHANTS:
         merchant_id = await conn.fetchval(
@@ -378,6 +393,7 @@ async def _payout_accounts(conn: Conn, school_id: int) -> None:
 NEW_STUDENT_CLASS = "新生2609班"
 NEW_STUDENT_PARENT_PHONE = "13700000001"
 NEW_STUDENTS = 12
+CARD_FEE = "20.00"
 
 
 def new_student_number(i: int) -> str:
@@ -392,6 +408,15 @@ async def _ensure_issuing(tx: Tx, school_id: int) -> None:
         return
     from campuscard.issuing import imports
     from campuscard.issuing.import_rules import HEADERS_ZH, build_frame
+
+    # the card fee (工本费) a parent pays online when applying; waived for students in hardship
+    await tx.execute(
+        """UPDATE schools SET settings = jsonb_set(coalesce(settings, '{}'), '{issuing}',
+                  coalesce(settings -> 'issuing', '{}') || $2::jsonb)
+            WHERE id = $1""",
+        school_id,
+        {"card_fee": CARD_FEE, "fee_waived_categories": ["hardship"]},
+    )
 
     school = await tx.fetchrow(
         """SELECT s.name, p.name AS province FROM schools s

@@ -61,7 +61,11 @@ def test_demo_loads_the_campus_serves_and_stops_its_database(tmp_path: Path) -> 
     }
     env.pop("CAMPUSCARD_DATABASE_URL", None)
     proc = subprocess.Popen(
-        [*CLI, "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*CLI, "demo", "--history-days", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 180
@@ -96,6 +100,7 @@ def test_demo_loads_the_campus_serves_and_stops_its_database(tmp_path: Path) -> 
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
     assert "CampusCard demo campus created" in out
+    assert "History:        2 days closed" in out
     assert "/api/docs" in out
     # the database stops with the demo (pg_ctl -w waits; allow for a loaded machine)
     pid_file = tmp_path / "data" / "pgdata" / "postmaster.pid"

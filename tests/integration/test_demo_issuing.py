@@ -42,7 +42,19 @@ async def test_demo_parent_can_apply_for_a_new_student_and_get_a_code(
         ),
         client_id="demo-apply-0001",
     )
-    assert outcome.status == 201 and outcome.body["status"] == "ready" and code
+    # the demo school charges its card fee: the application waits for it, then gives the code
+    assert outcome.status == 201 and code is None
+    assert (outcome.body["status"], outcome.body["fee"], outcome.body["fee_status"]) == (
+        "awaiting_payment",
+        demo.CARD_FEE,
+        "due",
+    )
+    async with conn.transaction():
+        paid = await apps.do_mark_fee_paid(
+            conn, settings, outcome.body["id"], fee_ref="demo-fee-1", paid_fen=2000
+        )
+    assert (paid["status"], paid["fee_status"]) == ("ready", "paid")
+    assert await conn.fetchval("SELECT count(*) FROM pickup_codes") == 1
     kiosk_hashes = await conn.fetchval("SELECT count(*) FROM pickup_kiosk_hashes")
     assert kiosk_hashes == await conn.fetchval(
         "SELECT count(*) FROM terminals WHERE kind = 'kiosk'"

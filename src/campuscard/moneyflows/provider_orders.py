@@ -93,8 +93,8 @@ async def create_order(
     purpose_for(purpose)
     row = await conn.fetchrow(
         """INSERT INTO provider_orders(school_id, out_trade_no, purpose, person_id, payer_user_id,
-                                       amount, description, meta, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9) RETURNING *""",
+                                       amount, description, meta, created_at, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, cc_clock(), cc_clock() + $9) RETURNING *""",
         school_id,
         f"CC{school_id:04d}{secrets.token_hex(10).upper()}",
         purpose,
@@ -201,7 +201,7 @@ async def settle_paid(
     )
     await tx.execute(
         """UPDATE provider_orders SET status = 'paid', provider_txn_id = $2, tx_id = $3,
-                  paid_via = $4, paid_at = now() WHERE id = $1""",
+                  paid_via = $4, paid_at = cc_clock() WHERE id = $1""",
         o["id"],
         transaction_id,
         tx_id,

@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any
 
 from campuscard.db.pool import Conn, PgPool
-from campuscard.db.tx import transaction
+from campuscard.db.tx import Tx, owns_transaction, transaction
 from campuscard.ledger import postings, purse_order
 from campuscard.ledger.money import Money, fmt
 from campuscard.platform import audit, notifications, uploads
@@ -320,85 +320,80 @@ async def _locked_batch(conn: Conn, school_id: int, batch_id: int) -> dict[str, 
     return dict(row)
 
 
-async def do_approve_batch(
-    pool: PgPool, actor: Actor, school_id: int, batch_id: int
-) -> dict[str, Any]:
+@owns_transaction
+async def do_approve_batch(tx: Tx, actor: Actor, school_id: int, batch_id: int) -> dict[str, Any]:
     """A second person approves; the batch is issued at once from the subsidy fund."""
     actor.require("settlement", school_id=school_id)
-    async with transaction(pool) as tx:
-        batch = await _locked_batch(tx, school_id, batch_id)
-        if batch["created_by"] == actor.user_id:
-            raise Forbidden(
-                "a second person must approve the batch, not its maker",
-                code="SECOND_PERSON_REQUIRED",
-            )
-        if batch["status"] != "pending_approval":
-            raise Conflict(f"the batch is {batch['status']}", code="BATCH_NOT_PENDING")
-        lines = await tx.fetch(
-            "SELECT person_id, amount FROM subsidy_lines WHERE batch_id = $1 ORDER BY person_id",
-            batch_id,
+    batch = await _locked_batch(tx, school_id, batch_id)
+    if batch["created_by"] == actor.user_id:
+        raise Forbidden(
+            "a second person must approve the batch, not its maker",
+            code="SECOND_PERSON_REQUIRED",
         )
-        legs = [
-            postings.Leg(
-                await postings.system_account(tx, school_id, "subsidy_fund"), -batch["total"]
-            )
-        ]
-        purse_ids = {
-            r["person_id"]: r["id"]
-            for r in await tx.fetch(
-                "SELECT person_id, id FROM accounts WHERE kind = 'purse' AND purse = 'subsidy' "
-                "AND person_id = ANY($1::bigint[])",
-                [r["person_id"] for r in lines],
-            )
-        }
-        for r in lines:
-            pid = purse_ids.get(r["person_id"])
-            if pid is None:
-                pid = (await postings.open_purses(tx, school_id, r["person_id"]))["subsidy"]
-            legs.append(postings.Leg(pid, r["amount"]))
-        tx_id = await postings.post(
+    if batch["status"] != "pending_approval":
+        raise Conflict(f"the batch is {batch['status']}", code="BATCH_NOT_PENDING")
+    lines = await tx.fetch(
+        "SELECT person_id, amount FROM subsidy_lines WHERE batch_id = $1 ORDER BY person_id",
+        batch_id,
+    )
+    legs = [
+        postings.Leg(await postings.system_account(tx, school_id, "subsidy_fund"), -batch["total"])
+    ]
+    purse_ids = {
+        r["person_id"]: r["id"]
+        for r in await tx.fetch(
+            "SELECT person_id, id FROM accounts WHERE kind = 'purse' AND purse = 'subsidy' "
+            "AND person_id = ANY($1::bigint[])",
+            [r["person_id"] for r in lines],
+        )
+    }
+    for r in lines:
+        pid = purse_ids.get(r["person_id"])
+        if pid is None:
+            pid = (await postings.open_purses(tx, school_id, r["person_id"]))["subsidy"]
+        legs.append(postings.Leg(pid, r["amount"]))
+    tx_id = await postings.post(
+        tx,
+        school_id=school_id,
+        kind="subsidy_issue",
+        legs=legs,
+        ref=f"subsidy_batch:{batch_id}",
+        memo=batch["name"],
+        actor=actor.name,
+    )
+    row = await tx.fetchrow(
+        """UPDATE subsidy_batches SET status = 'issued', approved_by = $2, issued_at = cc_clock()
+            WHERE id = $1 RETURNING *""",
+        batch_id,
+        actor.user_id,
+    )
+    expiry = f"，{batch['expires_on']} 到期" if batch["expires_on"] else ""
+    expiry_en = f"; expires {batch['expires_on']}" if batch["expires_on"] else ""
+    for r in lines:
+        await notifications.notify(
             tx,
             school_id=school_id,
-            kind="subsidy_issue",
-            legs=legs,
-            ref=f"subsidy_batch:{batch_id}",
-            memo=batch["name"],
-            actor=actor.name,
+            person_id=r["person_id"],
+            kind="subsidy_issued",
+            title={"zh-CN": "补助到账", "en": "Subsidy received"},
+            body={
+                "zh-CN": f"{batch['name']} {fmt(r['amount'])} 元已发放到补助钱包{expiry}",
+                "en": f"{batch['name']}: {fmt(r['amount'])} yuan in your subsidy purse{expiry_en}",
+            },
+            data={"batch_id": batch_id},
+            dedupe_key=f"subsidy_issued:{batch_id}:{r['person_id']}",
         )
-        row = await tx.fetchrow(
-            """UPDATE subsidy_batches SET status = 'issued', approved_by = $2, issued_at = now()
-                WHERE id = $1 RETURNING *""",
-            batch_id,
-            actor.user_id,
-        )
-        expiry = f"，{batch['expires_on']} 到期" if batch["expires_on"] else ""
-        expiry_en = f"; expires {batch['expires_on']}" if batch["expires_on"] else ""
-        for r in lines:
-            await notifications.notify(
-                tx,
-                school_id=school_id,
-                person_id=r["person_id"],
-                kind="subsidy_issued",
-                title={"zh-CN": "补助到账", "en": "Subsidy received"},
-                body={
-                    "zh-CN": f"{batch['name']} {fmt(r['amount'])} 元已发放到补助钱包{expiry}",
-                    "en": f"{batch['name']}: {fmt(r['amount'])} yuan in your subsidy purse"
-                    f"{expiry_en}",
-                },
-                data={"batch_id": batch_id},
-                dedupe_key=f"subsidy_issued:{batch_id}:{r['person_id']}",
-            )
-        await audit.record(
-            tx,
-            actor,
-            "subsidy_batch.approve",
-            school_id=school_id,
-            target_type="subsidy_batch",
-            target_id=batch_id,
-            before={"status": "pending_approval"},
-            after={"status": "issued", "tx_id": tx_id, "total": fmt(batch["total"])},
-        )
-        return batch_view(row)
+    await audit.record(
+        tx,
+        actor,
+        "subsidy_batch.approve",
+        school_id=school_id,
+        target_type="subsidy_batch",
+        target_id=batch_id,
+        before={"status": "pending_approval"},
+        after={"status": "issued", "tx_id": tx_id, "total": fmt(batch["total"])},
+    )
+    return batch_view(row)
 
 
 async def do_reject_batch(

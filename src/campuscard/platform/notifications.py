@@ -63,8 +63,8 @@ async def notify(
     None when ``dedupe_key`` was already used."""
     notification_id: int | None = await conn.fetchval(
         """INSERT INTO notifications(school_id, person_id, user_id, kind, title, body, data,
-                                     dedupe_key)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                     dedupe_key, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, cc_clock())
            ON CONFLICT (dedupe_key) DO NOTHING RETURNING id""",
         school_id,
         person_id,

@@ -19,7 +19,7 @@ from datetime import date
 from typing import Any
 
 from campuscard.db.pool import Conn, PgPool
-from campuscard.db.tx import Tx, transaction
+from campuscard.db.tx import Tx, owns_transaction, transaction
 from campuscard.ledger import postings
 from campuscard.ledger.money import fmt
 from campuscard.platform import audit, four_eyes, notifications
@@ -114,22 +114,22 @@ def check_may_read(actor: Actor, school_id: int, merchant_id: int | None = None)
     raise Forbidden("this needs the role settlement in this school", code="ROLE_REQUIRED")
 
 
+@owns_transaction
 async def do_close_day(
-    pool: PgPool, actor: Actor, school_id: int, business_date: date, *, early: bool = False
+    tx: Tx, actor: Actor, school_id: int, business_date: date, *, early: bool = False
 ) -> dict[str, Any]:
     """Close ``business_date``; returns the day's figures (the stored ones if already closed)."""
     check_may_settle(actor, school_id)
-    async with transaction(pool) as tx:
-        # one closer per school at a time; the loser then finds the day closed
-        await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", _LOCK_NAMESPACE, school_id)
-        if await _day_row(tx, school_id, business_date) is not None:
-            view = await day_view(tx, school_id, business_date)
-            return view | {"replayed": True}
-        await _check_closable(tx, school_id, business_date, early=early)
-        started = time.perf_counter()
-        await tx.execute(_CLEAR_SQL, school_id, business_date)
-        await _settle(tx, actor, school_id, business_date, started)
+    # one closer per school at a time; the loser then finds the day closed
+    await tx.execute("SELECT pg_advisory_xact_lock($1, $2)", _LOCK_NAMESPACE, school_id)
+    if await _day_row(tx, school_id, business_date) is not None:
         view = await day_view(tx, school_id, business_date)
+        return view | {"replayed": True}
+    await _check_closable(tx, school_id, business_date, early=early)
+    started = time.perf_counter()
+    await tx.execute(_CLEAR_SQL, school_id, business_date)
+    await _settle(tx, actor, school_id, business_date, started)
+    view = await day_view(tx, school_id, business_date)
     return view | {"replayed": False}
 
 

@@ -6,17 +6,18 @@ CREATE OR REPLACE FUNCTION cc_post(
 ) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_tx bigint;
+    v_at timestamptz := cc_clock();
 BEGIN
     IF array_length(p_accounts, 1) IS DISTINCT FROM array_length(p_amounts, 1)
        OR coalesce(array_length(p_accounts, 1), 0) < 2 THEN
         RAISE EXCEPTION 'a journal transaction needs at least two legs' USING ERRCODE = 'check_violation';
     END IF;
-    INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta)
+    INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta, created_at)
     VALUES (p_school, p_kind, p_ref, coalesce(p_memo, ''), coalesce(p_actor, 'system'),
-            cc_business_date(p_school), coalesce(p_meta, '{}'::jsonb))
+            cc_business_date(p_school, v_at), coalesce(p_meta, '{}'::jsonb), v_at)
     RETURNING id INTO v_tx;
-    INSERT INTO postings(tx_id, account_id, amount)
-    SELECT v_tx, l.account_id, l.amount
+    INSERT INTO postings(tx_id, account_id, amount, created_at)
+    SELECT v_tx, l.account_id, l.amount, v_at
       FROM (SELECT a AS account_id, sum(m) AS amount
               FROM unnest(p_accounts, p_amounts) AS u(a, m) GROUP BY a) l
      WHERE l.amount <> 0

@@ -27,7 +27,7 @@ DECLARE
     v_merchant_acc bigint;
     v_tx bigint;
     v_payment bigint;
-    v_now timestamptz := now();
+    v_now timestamptz := cc_clock();
     v_receipt jsonb;
     v_card_id bigint;
     v_card_no text;
@@ -193,12 +193,12 @@ BEGIN
     -- book: purses already locked; the merchant shard is chosen by terminal
     SELECT id INTO v_merchant_acc FROM accounts
      WHERE merchant_id = t.merchant_id AND kind = 'merchant' AND shard = t.id % t.shards;
-    INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta)
+    INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta, created_at)
     VALUES (t.school_id, 'payment', 'payment:' || t.id || ':' || p_client_id,
-            t.merchant_name, t.sn, v_day, jsonb_build_object('channel', t.channel))
+            t.merchant_name, t.sn, v_day, jsonb_build_object('channel', t.channel), v_now)
     RETURNING id INTO v_tx;
-    INSERT INTO postings(tx_id, account_id, amount)
-    SELECT v_tx, a, m FROM (VALUES (v_cash_id, -v_from_cash), (v_sub_id, -v_from_sub),
+    INSERT INTO postings(tx_id, account_id, amount, created_at)
+    SELECT v_tx, a, m, v_now FROM (VALUES (v_cash_id, -v_from_cash), (v_sub_id, -v_from_sub),
                                    (v_merchant_acc, p_amount)) AS l(a, m)
      WHERE m <> 0 ORDER BY a;
     INSERT INTO payments(school_id, terminal_id, client_id, merchant_id, outlet_id, channel, method,

@@ -13,6 +13,7 @@ DECLARE
     v_day date;
     v_refund bigint;
     v_balance bigint;
+    v_at timestamptz := cc_clock();
 BEGIN
     SELECT * INTO pay FROM payments WHERE id = p_payment FOR UPDATE;
     IF pay.id IS NULL THEN
@@ -37,12 +38,12 @@ BEGIN
       INTO v_cash_id, v_sub_id
       FROM (SELECT id, purse FROM accounts WHERE person_id = pay.person_id AND kind = 'purse'
              ORDER BY id FOR UPDATE) a;
-    INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta)
+    INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta, created_at)
     VALUES (pay.school_id, 'refund', 'payment:' || pay.id, coalesce(p_reason, ''), p_actor, v_day,
-            jsonb_build_object('channel', pay.channel))
+            jsonb_build_object('channel', pay.channel), v_at)
     RETURNING id INTO v_tx;
-    INSERT INTO postings(tx_id, account_id, amount)
-    SELECT v_tx, a, m FROM (VALUES (v_cash_id, v_to_cash), (v_sub_id, v_to_sub),
+    INSERT INTO postings(tx_id, account_id, amount, created_at)
+    SELECT v_tx, a, m, v_at FROM (VALUES (v_cash_id, v_to_cash), (v_sub_id, v_to_sub),
                                    (pay.merchant_account_id, -p_amount)) AS l(a, m)
      WHERE m <> 0 ORDER BY a;
     UPDATE payments SET refunded = refunded + p_amount, refunded_cash = refunded_cash + v_to_cash,
@@ -51,9 +52,9 @@ BEGIN
     UPDATE daily_spend SET spent = greatest(spent - p_amount, 0)
      WHERE person_id = pay.person_id AND business_date = pay.business_date;
     INSERT INTO refunds(school_id, payment_id, merchant_id, terminal_id, amount, to_cash, to_subsidy,
-                        reason, actor, tx_id, business_date)
+                        reason, actor, tx_id, business_date, created_at)
     VALUES (pay.school_id, pay.id, pay.merchant_id, p_terminal, p_amount, v_to_cash, v_to_sub,
-            coalesce(p_reason, ''), p_actor, v_tx, v_day)
+            coalesce(p_reason, ''), p_actor, v_tx, v_day, v_at)
     RETURNING id INTO v_refund;
     SELECT sum(balance) INTO v_balance FROM accounts WHERE person_id = pay.person_id AND kind = 'purse';
     PERFORM pg_notify('cc_events', jsonb_build_object(

@@ -74,9 +74,10 @@ BEGIN
     IF FOUND THEN
         v_body := jsonb_build_object('result', 'reversed', 'client_id', p_client_id,
                                      'original', 'not_received', 'amount', '0.00',
-                                     'reversed_at', now());
-        INSERT INTO payment_reversals(terminal_id, client_id, school_id, response, business_date)
-        VALUES (p_terminal, p_client_id, t.school_id, v_body, v_day);
+                                     'reversed_at', cc_clock());
+        INSERT INTO payment_reversals(terminal_id, client_id, school_id, response, business_date,
+                                      created_at)
+        VALUES (p_terminal, p_client_id, t.school_id, v_body, v_day, cc_clock());
         RETURN jsonb_build_object('status', 200, 'body', v_body, 'replayed', false);
     END IF;
 
@@ -109,7 +110,7 @@ BEGIN
                           'client_id');
     END IF;
     r := cc_payment_rules(t.school_id);
-    IF now() - pay.created_at > make_interval(mins => (r ->> 'reversal_minutes')::int) THEN
+    IF cc_clock() - pay.created_at > make_interval(mins => (r ->> 'reversal_minutes')::int) THEN
         RETURN cc_refusal(409, 'REVERSAL_WINDOW_PASSED',
                           'a payment can be reversed only within ' || (r ->> 'reversal_minutes')
                           || ' minutes; ask the merchant for a refund', 'client_id');
@@ -119,15 +120,15 @@ BEGIN
       INTO v_cash_id, v_sub_id
       FROM (SELECT id, purse FROM accounts WHERE person_id = pay.person_id AND kind = 'purse'
              ORDER BY id FOR UPDATE) a;
-    INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta)
+    INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta, created_at)
     VALUES (pay.school_id, 'payment_reversal', 'payment:' || pay.id, 'reversal (冲正)',
-            coalesce(p_actor, t.sn), v_day, jsonb_build_object('channel', pay.channel))
+            coalesce(p_actor, t.sn), v_day, jsonb_build_object('channel', pay.channel), cc_clock())
     RETURNING id INTO v_tx;
-    INSERT INTO postings(tx_id, account_id, amount)
-    SELECT v_tx, a, m FROM (VALUES (v_cash_id, pay.from_cash), (v_sub_id, pay.from_subsidy),
+    INSERT INTO postings(tx_id, account_id, amount, created_at)
+    SELECT v_tx, a, m, cc_clock() FROM (VALUES (v_cash_id, pay.from_cash), (v_sub_id, pay.from_subsidy),
                                    (pay.merchant_account_id, -pay.amount)) AS l(a, m)
      WHERE m <> 0 ORDER BY a;
-    UPDATE payments SET status = 'reversed', reversed_at = now() WHERE id = pay.id;
+    UPDATE payments SET status = 'reversed', reversed_at = cc_clock() WHERE id = pay.id;
     UPDATE daily_spend SET spent = greatest(spent - pay.amount, 0)
      WHERE person_id = pay.person_id AND business_date = pay.business_date;
     v_body := jsonb_build_object(
@@ -137,10 +138,10 @@ BEGIN
                                           'subsidy', cc_fmt(pay.from_subsidy)),
         'balance', (SELECT cc_fmt(sum(balance)::bigint) FROM accounts
                      WHERE person_id = pay.person_id AND kind = 'purse'),
-        'reversed_at', now());
+        'reversed_at', cc_clock());
     INSERT INTO payment_reversals(terminal_id, client_id, school_id, payment_id, tx_id, response,
-                                  business_date)
-    VALUES (p_terminal, p_client_id, pay.school_id, pay.id, v_tx, v_body, v_day);
+                                  business_date, created_at)
+    VALUES (p_terminal, p_client_id, pay.school_id, pay.id, v_tx, v_body, v_day, cc_clock());
     PERFORM pg_notify('cc_events', jsonb_build_object(
         'type', 'payment_reversed', 'school_id', pay.school_id, 'person_id', pay.person_id,
         'payment_id', pay.id, 'amount', cc_fmt(pay.amount), 'balance', v_body ->> 'balance')::text);
