@@ -42,3 +42,27 @@ def test_a_meal_is_one_visit_per_meal_time() -> None:
     dinner = [(datetime(2026, 3, 2, 17, 40), 450)]
     m = h.month_of(1, two_windows + dinner, 30, 0)
     assert (m.meals, m.canteen_spend) == (2, 1000)
+
+
+def test_the_scored_model_shows_its_inputs_weights_and_what_would_change() -> None:
+    assert abs(sum(i.weight for i in h.SCORE_INPUTS) - 1.0) < 1e-9
+    found = h.scored(month(62, 36000), V)  # 5.81 yuan a meal, 12.00 yuan a day
+    assert found is not None
+    c, score = found
+    assert score == 0.764 and c.method == "score" and c.amount == V["score_amount"]
+    assert c.reasons[0]["en"] == "score 0.76 (at least 0.65)"
+    assert "average spent per meal 5.81 yuan: weight 0.45, contributes 0.31" in c.reasons[2]["en"]
+    # each single change it names is the smallest that brings the score under the line
+    assert c.what_would_change[0]["en"] == (
+        "23 fewer canteen meals at the same price a meal would end the candidacy"
+    )
+    assert h.scored(month(39, round(36000 / 62 * 39)), V) is None  # under score_min_meals
+    assert h.scored(month(40, round(36000 / 62 * 40)), V) is not None
+    assert c.what_would_change[1]["en"] == "0.91 yuan more a meal would end the candidacy"
+    assert h.score_of(month(62, 36000 + 91 * 62))[0] < 0.65
+    assert h.score_of(month(62, 36000 + 90 * 62))[0] >= 0.65
+    # not a candidate: a higher spender, a light user, the exclusions
+    assert h.scored(month(60, 42000), V) is None
+    assert h.scored(month(20, 7000), V) is None
+    assert h.scored(month(62, 21000), V, ["diet"]) is None
+    assert h.scored(month(62, 21000, idle=14), V) is None

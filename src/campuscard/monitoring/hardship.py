@@ -11,13 +11,14 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.ledger.money import fmt
 from campuscard.monitoring import hardship_rules, queries
 from campuscard.monitoring.rules import DEFAULTS
 from campuscard.platform import audit
 from campuscard.platform.actors import Actor
-from campuscard.platform.errors import Conflict, Forbidden, ValidationFailed
+from campuscard.platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 REVIEWERS = ("counsellor", "school_admin", "settlement")
 
@@ -55,8 +56,6 @@ async def do_find_candidates(
         raise Conflict("the school has not switched hidden-hardship help on", code="RULE_OFF")
     values = DEFAULTS["hardship"] | dict(cfg.values.get("hardship", {}))
     method = str(values["preset"])
-    if method not in ("njust", "xidian"):
-        raise Conflict("only the njust and xidian presets propose candidates", code="RULE_OFF")
     tz = ZoneInfo((await queries.school_clock(tx, school_id)).timezone)
     rows = await tx.fetch(
         """SELECT p.person_id, p.created_at, p.amount, p.channel, p.business_date
@@ -84,18 +83,24 @@ async def do_find_candidates(
     for pid, meals in canteen.items():
         idle = (end - last_use[pid]).days - 1
         m = hardship_rules.month_of(pid, meals, days, idle)
-        c = hardship_rules.preset(method, m, values, excluded.get(pid, []))
+        score: float | None = None
+        if method == "score":
+            found = hardship_rules.scored(m, values, excluded.get(pid, []))
+            c, score = found if found is not None else (None, None)
+        else:
+            c = hardship_rules.preset(method, m, values, excluded.get(pid, []))
         if c is None:
             continue
         await tx.execute(
-            """INSERT INTO hardship_candidates(school_id, month, person_id, method, facts,
+            """INSERT INTO hardship_candidates(school_id, month, person_id, method, score, facts,
                                                reasons, what_would_change, amount)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                ON CONFLICT (school_id, month, person_id) DO NOTHING""",
             school_id,
             month,
             pid,
             method,
+            score,
             {"meals": m.meals, "canteen_spend": m.canteen_spend, "days": m.days},
             c.reasons,
             c.what_would_change,
@@ -219,3 +224,109 @@ async def do_propose_quiet_subsidy(
         after={"candidates": len(rows), "total": fmt(total)},
     )
     return batch_id
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    """A candidate as the review page lists it."""
+
+    id: int
+    person_id: int
+    number: str
+    name: str
+    class_name: str
+    method: str
+    score: float | None
+    amount: int
+    reasons: list[dict[str, str]]
+    what_would_change: list[dict[str, str]]
+    status: str
+    batch_id: int | None
+
+
+async def candidates(conn: Conn, actor: Actor, school_id: int, month: date) -> list[CandidateRow]:
+    """The month's candidates with who they are, for the reviewers."""
+    actor.require(*REVIEWERS, school_id=school_id)
+    rows = await conn.fetch(
+        """SELECT h.*, p.number, p.name, coalesce(c.name, '') AS class_name
+             FROM hardship_candidates h
+             JOIN persons p ON p.school_id = h.school_id AND p.id = h.person_id
+             LEFT JOIN classes c ON c.id = p.class_id
+            WHERE h.school_id = $1 AND h.month = $2 ORDER BY h.status, p.number""",
+        school_id,
+        month,
+    )
+    return [
+        CandidateRow(
+            r["id"],
+            r["person_id"],
+            r["number"],
+            r["name"],
+            r["class_name"],
+            r["method"],
+            float(r["score"]) if r["score"] is not None else None,
+            r["amount"],
+            list(r["reasons"]),
+            list(r["what_would_change"]),
+            r["status"],
+            r["batch_id"],
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One class in the month's report: shown only when it has at least ``min_group``
+    students, so no count points at a handful of people."""
+
+    class_name: str
+    students: int
+    candidates: int | None  # None: the group is too small to report
+    proposed: int | None
+
+
+async def report(conn: Conn, actor: Actor, school_id: int, month: date) -> list[GroupRow]:
+    actor.require(*REVIEWERS, school_id=school_id)
+    cfg = await queries.config(conn, school_id)
+    min_group = int(cfg.get("hardship", "min_group"))
+    rows = await conn.fetch(
+        """SELECT coalesce(c.name, '') AS class_name, count(*) AS students,
+                  count(h.id) AS candidates,
+                  count(h.id) FILTER (WHERE h.status = 'proposed') AS proposed
+             FROM persons p
+             LEFT JOIN classes c ON c.id = p.class_id
+             LEFT JOIN hardship_candidates h
+                    ON h.school_id = p.school_id AND h.person_id = p.id AND h.month = $2
+            WHERE p.school_id = $1 AND p.kind = 'student' AND p.status = 'enrolled'
+            GROUP BY 1 ORDER BY 1""",
+        school_id,
+        month,
+    )
+    return [
+        GroupRow(
+            r["class_name"],
+            r["students"],
+            r["candidates"] if r["students"] >= min_group else None,
+            r["proposed"] if r["students"] >= min_group else None,
+        )
+        for r in rows
+    ]
+
+
+async def student_by_number(conn: Conn, school_id: int, number: str) -> int:
+    person_id = await conn.fetchval(
+        "SELECT id FROM persons WHERE school_id = $1 AND number = $2 AND kind = 'student'",
+        school_id,
+        number.strip(),
+    )
+    if person_id is None:
+        raise NotFound("no student with this number", field="number")
+    return int(person_id)
+
+
+async def method_of(conn: Conn, school_id: int) -> tuple[bool, str, dict[str, Any]]:
+    """Whether the school switched hidden-hardship help on, its method and its values."""
+    cfg = await queries.config(conn, school_id)
+    values = DEFAULTS["hardship"] | dict(cfg.values.get("hardship", {}))
+    return cfg.on("hardship"), str(values["preset"]), values

@@ -1,5 +1,6 @@
-"""Hidden hardship, pure: a month of one student's canteen use, the two published presets, the
-exclusions, and what would change the outcome. No I/O.
+"""Hidden hardship, pure: a month of one student's canteen use, the two published presets, a
+transparent scored model (``SCORE_INPUTS``: inputs, weights and scales shown to the reviewer),
+the exclusions, and what would change the outcome. No I/O.
 
 - ``njust``: at least 60 canteen meals in the month and under 420 yuan spent in canteens.
 - ``xidian``: at least 60 canteen meals in the month and under 8 yuan a day on average (canteen
@@ -12,7 +13,7 @@ before 16:00, later) count once, so a tray paid at two windows is one meal.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time
 from typing import Any
 
@@ -104,3 +105,143 @@ def preset(
         },
     ]
     return Candidate(m.person_id, method, amount, reasons, change)
+
+
+# ---- the transparent scored model -------------------------------------------------------
+@dataclass(frozen=True)
+class ScoreInput:
+    """One input of the scored model: its weight, and the values between which its level runs
+    from 0 (no sign of hardship) to 1 (a strong sign), straight in between."""
+
+    name: str
+    label: dict[str, str]
+    weight: float
+    zero_at: float  # the level is 0 at or beyond this value
+    one_at: float  # the level is 1 at or beyond this value
+    unit: dict[str, str]
+
+    def level(self, value: float) -> float:
+        span = self.one_at - self.zero_at
+        return min(1.0, max(0.0, (value - self.zero_at) / span))
+
+
+# The weights sum to 1, so the score is between 0 and 1; a score at or above the school's
+# ``score_threshold`` (0.65) makes a candidate. Shown to the reviewer as it is here.
+SCORE_INPUTS = (
+    ScoreInput(
+        "meals",
+        {"zh-CN": "本月食堂就餐次数", "en": "canteen meals this month"},
+        0.35,
+        20,
+        60,
+        {"zh-CN": "次", "en": "meals"},
+    ),
+    ScoreInput(
+        "per_meal",
+        {"zh-CN": "每餐平均消费", "en": "average spent per meal"},
+        0.45,
+        10.0,
+        4.0,
+        {"zh-CN": "元", "en": "yuan"},
+    ),
+    ScoreInput(
+        "per_day",
+        {"zh-CN": "每天平均食堂消费", "en": "average canteen spend a day"},
+        0.20,
+        16.0,
+        8.0,
+        {"zh-CN": "元", "en": "yuan"},
+    ),
+)
+
+
+def score_values(m: Month) -> dict[str, float]:
+    per_meal = m.canteen_spend / m.meals / 100 if m.meals else 0.0
+    return {
+        "meals": float(m.meals),
+        "per_meal": round(per_meal, 2),
+        "per_day": round(m.canteen_spend / max(m.days, 1) / 100, 2),
+    }
+
+
+def score_of(m: Month) -> tuple[float, list[tuple[ScoreInput, float, float]]]:
+    """The score and, per input, (input, value, contribution = weight x level)."""
+    values = score_values(m)
+    parts = [(i, values[i.name], i.weight * i.level(values[i.name])) for i in SCORE_INPUTS]
+    return round(sum(c for _, _, c in parts), 3), parts
+
+
+def _fmt_value(i: ScoreInput, value: float, lang: str) -> str:
+    text = f"{int(value)}" if i.name == "meals" else f"{value:.2f}"
+    return f"{text} {i.unit[lang]}"
+
+
+def _what_would_change(m: Month, threshold: float, min_meals: int) -> list[dict[str, str]]:
+    """The smallest single change that brings the score under the line, found by trying: fewer
+    meals at the same price a meal, or more spent a meal over the same meals."""
+    out = []
+    per_meal = m.canteen_spend / m.meals
+    for fewer in range(1, m.meals + 1):
+        left = m.meals - fewer
+        fewer_month = replace(m, meals=left, canteen_spend=round(per_meal * left))
+        if left < min_meals or score_of(fewer_month)[0] < threshold:
+            out.append(
+                {
+                    "zh-CN": f"按同样的每餐金额少 {fewer} 次食堂就餐即不再列入",
+                    "en": f"{fewer} fewer canteen meals at the same price a meal would end "
+                    "the candidacy",
+                }
+            )
+            break
+    for more in range(1, 2001):  # fen a meal, up to 20 yuan
+        if score_of(replace(m, canteen_spend=m.canteen_spend + more * m.meals))[0] < threshold:
+            out.append(
+                {
+                    "zh-CN": f"每餐多花 {fmt(more)} 元即不再列入",
+                    "en": f"{fmt(more)} yuan more a meal would end the candidacy",
+                }
+            )
+            break
+    return out
+
+
+def scored(
+    m: Month, values: Mapping[str, Any], excluded: Iterable[str] = ()
+) -> tuple[Candidate, float] | None:
+    """The scored model's verdict on one month: the candidate and its score, or None. The
+    same exclusions as the presets apply; each candidate lists every input with its value,
+    weight and contribution, and which single input would end the candidacy, by how much."""
+    if set(excluded) & set(EXCLUSIONS):
+        return None
+    if m.last_use_days_ago >= int(values["inactive_days"]):
+        return None
+    if m.meals < max(int(values["score_min_meals"]), 1):
+        return None  # seldom in the canteen: the card says nothing of how the student eats
+    threshold = float(values["score_threshold"])
+    score, parts = score_of(m)
+    if score < threshold:
+        return None
+    reasons = [
+        {
+            "zh-CN": f"得分 {score:.2f}（不低于 {threshold:.2f}）",
+            "en": f"score {score:.2f} (at least {threshold:.2f})",
+        }
+    ] + [
+        {
+            "zh-CN": f"{i.label['zh-CN']} {_fmt_value(i, v, 'zh-CN')}：权重 {i.weight:.2f}，"
+            f"贡献 {c:.2f}",
+            "en": f"{i.label['en']} {_fmt_value(i, v, 'en')}: weight {i.weight:.2f}, "
+            f"contributes {c:.2f}",
+        }
+        for i, v, c in parts
+    ]
+    change = _what_would_change(m, threshold, int(values["score_min_meals"]))
+    if not change:
+        change.append(
+            {
+                "zh-CN": "需多项同时变化才会不再列入",
+                "en": "several inputs would have to change together to end the candidacy",
+            }
+        )
+    candidate = Candidate(m.person_id, "score", int(values["score_amount"]), reasons, change)
+    return candidate, score

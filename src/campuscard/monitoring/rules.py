@@ -71,6 +71,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "xidian_daily_below": 800,
         "xidian_daily_amount": 600,
         "score_threshold": 0.65,
+        "score_min_meals": 40,  # fewer canteen meals: the student eats elsewhere, no score
         "score_amount": 20000,
         "inactive_days": 14,
         "min_group": 10,

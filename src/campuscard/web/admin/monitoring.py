@@ -16,13 +16,13 @@ from fastapi.responses import Response
 from campuscard.db.pool import PgPool
 from campuscard.documents.exports import safe_row
 from campuscard.edge.deps import Pool
-from campuscard.monitoring import supervision
+from campuscard.monitoring import hardship, hardship_rules, supervision
 from campuscard.monitoring.rules import ALERT_RULES, RULE_NAMES, TIER_NAMES, TIERS
-from campuscard.platform.errors import DomainError
+from campuscard.platform.errors import DomainError, ValidationFailed
 from campuscard.settlement import dashboard
 from campuscard.web import menu
 from campuscard.web.admin.routes import BASE, SchoolCode, enter
-from campuscard.web.core import Page, PostPage, UserPage, opt_date, render
+from campuscard.web.core import Page, PostPage, UserPage, opt_date, redirect, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 menu.add("admin", "a.monitoring", BASE + "/monitoring", set(supervision.SUPERVISORS), 70)
@@ -184,3 +184,128 @@ async def monitoring_export(
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": f'attachment; filename="{name}.csv"'},
     )
+
+
+# ---- hidden hardship --------------------------------------------------------------------
+menu.add("admin", "a.hardship", BASE + "/hardship", set(hardship.REVIEWERS), 72)
+
+
+def _month(value: str, today: date) -> date:
+    value = (value or "").strip()
+    if not value:
+        return (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    try:
+        return date.fromisoformat(value + "-01" if len(value) == 7 else value).replace(day=1)
+    except ValueError as err:
+        raise ValidationFailed("must be a month like 2026-03", field="month") from err
+
+
+async def _hardship_view(
+    page: Page,
+    pool: PgPool,
+    school_id: int,
+    month_text: str,
+    *,
+    error: DomainError | None = None,
+    proposed: int | None = None,
+) -> Response:
+    assert page.user is not None
+    lang = "en" if page.locale == "en" else "zh-CN"
+    async with pool.acquire() as conn:
+        today = await dashboard.business_date(conn, school_id)
+        month = _month(month_text, today)
+        on, method, values = await hardship.method_of(conn, school_id)
+        rows = await hardship.candidates(conn, page.user, school_id, month)
+        groups = await hardship.report(conn, page.user, school_id, month)
+    return render(
+        page,
+        "admin/hardship.html",
+        status=error.status if error else 200,
+        month=month.strftime("%Y-%m"),
+        on=on,
+        method=method,
+        values=values,
+        inputs=hardship_rules.SCORE_INPUTS,
+        exclusions=hardship_rules.EXCLUSIONS,
+        rows=rows,
+        groups=groups,
+        lk=lang,
+        error=error,
+        proposed=proposed,
+    )
+
+
+@router.get("/s/{code}/hardship")
+async def hardship_page(
+    page: UserPage,
+    pool: Pool,
+    code: SchoolCode,
+    month: Annotated[str, Query(max_length=10)] = "",
+    proposed: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> Response:
+    school_id = await enter(page, pool, code, "a.hardship")
+    return await _hardship_view(page, pool, school_id, month, proposed=proposed)
+
+
+@router.post("/s/{code}/hardship/find")
+async def hardship_find(
+    page: PostPage,
+    pool: Pool,
+    code: SchoolCode,
+    month: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Run the school's method over a finished month and store its candidates."""
+    school_id = await enter(page, pool, code, "a.hardship")
+    assert page.user is not None
+    try:
+        async with pool.acquire() as conn:
+            first = _month(month, await dashboard.business_date(conn, school_id))
+        await hardship.do_find_candidates(pool, page.user, school_id, first)
+    except DomainError as err:
+        return await _hardship_view(page, pool, school_id, month, error=err)
+    return redirect(f"/admin/s/{code}/hardship?month={first:%Y-%m}", request=page.request)
+
+
+@router.post("/s/{code}/hardship/propose")
+async def hardship_propose(
+    page: PostPage,
+    pool: Pool,
+    code: SchoolCode,
+    month: Annotated[str, Form(max_length=10)] = "",
+    name: Annotated[str, Form(max_length=64)] = "",
+    candidate: Annotated[list[int] | None, Form()] = None,
+) -> Response:
+    """A reviewer proposes quiet help for the chosen candidates: one subsidy batch that a
+    second person approves on the subsidies page; nothing is paid here."""
+    school_id = await enter(page, pool, code, "a.hardship")
+    assert page.user is not None
+    try:
+        batch_id = await hardship.do_propose_quiet_subsidy(
+            pool, page.user, school_id, candidate or [], name=name.strip()
+        )
+    except DomainError as err:
+        return await _hardship_view(page, pool, school_id, month, error=err)
+    return redirect(
+        f"/admin/s/{code}/hardship?month={month}&proposed={batch_id}", request=page.request
+    )
+
+
+@router.post("/s/{code}/hardship/exclude")
+async def hardship_exclude(
+    page: PostPage,
+    pool: Pool,
+    code: SchoolCode,
+    month: Annotated[str, Form(max_length=10)] = "",
+    number: Annotated[str, Form(max_length=32)] = "",
+    kind: Annotated[str, Form(max_length=16)] = "",
+) -> Response:
+    """Record that a student lives off campus or declared a diet (told to staff)."""
+    school_id = await enter(page, pool, code, "a.hardship")
+    assert page.user is not None
+    try:
+        async with pool.acquire() as conn:
+            person_id = await hardship.student_by_number(conn, school_id, number)
+        await hardship.do_exclude(pool, page.user, school_id, person_id, kind)
+    except DomainError as err:
+        return await _hardship_view(page, pool, school_id, month, error=err)
+    return redirect(f"/admin/s/{code}/hardship?month={month}", request=page.request)
