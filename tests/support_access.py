@@ -3,6 +3,7 @@ door, door groups, schedules, door controllers that speak the real protocol."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from campuscard.access import model
 from campuscard.clients.door_reader import DoorController
 from campuscard.config import Settings
 from campuscard.db.pool import Conn
+from campuscard.platform import auth
 from tests.support import ROOT, make_school
 from tests.support_payments import make_device
 
@@ -74,3 +76,15 @@ async def make_campus(
 
 def controller(client: httpx.AsyncClient, sn: str, key: bytes, **extra: Any) -> DoorController:
     return DoorController(base_url=str(client.base_url), sn=sn, key=key, client=client, **extra)
+
+
+async def bearer(conn: Conn, user_id: int) -> dict[str, str]:
+    """A signed-in API session for ``user_id`` without the password hash's cost."""
+    token = secrets.token_urlsafe(24)
+    await conn.execute(
+        """INSERT INTO auth_sessions(token_hash, user_id, kind, csrf_token, expires_at)
+           VALUES ($1, $2, 'api', 'x', now() + interval '1 hour')""",
+        auth.token_digest(token),
+        user_id,
+    )
+    return {"Authorization": f"Bearer {token}"}

@@ -34,6 +34,7 @@ from campuscard.api.routes import (
     terminal,
     users,
 )
+from campuscard.api.routes import attendance as attendance_routes
 from campuscard.api.routes import banklink as banklink_routes
 from campuscard.api.routes import bills as bill_routes
 from campuscard.api.routes import counter as counter_routes
@@ -169,6 +170,9 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         app.include_router(router)
     # doors, schedules, grants, visitors (access)
     app.include_router(access_routes.router)
+    # attendance: periods, daily sheets, leave requests
+    app.include_router(attendance_routes.router)
+    app.include_router(attendance_routes.persons)
     # pages (web/): one module per audience; static files and page error handlers
     install_web(app)
     for router in (

@@ -43,6 +43,7 @@ JOB_MODULES: list[str] = [
     "campuscard.monitoring.jobs",
     "campuscard.access.jobs",
     "campuscard.orders.jobs",
+    "campuscard.attendance.jobs",
 ]
 
 
