@@ -67,6 +67,7 @@ from campuscard.web.errors import error_page
 from campuscard.web.merchant import display as web_display
 from campuscard.web.merchant import routes as web_merchant
 from campuscard.web.student import apply as web_apply
+from campuscard.web.student import bills as web_student_bills
 from campuscard.web.student import money as web_student_money
 from campuscard.web.student import paycode as web_paycode
 from campuscard.web.student import routes as web_student
@@ -194,6 +195,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         app.include_router(router)
     app.include_router(web_admin_approvals.router)  # four eyes on money
     app.include_router(web_admin_monitoring.router)  # watching over students (docs/monitoring.md)
+    app.include_router(web_student_bills.router)  # bills and fees (docs/bills.md)
     return app
 
 

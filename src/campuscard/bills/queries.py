@@ -9,6 +9,7 @@ from typing import Any
 from campuscard.bills import books, rules
 from campuscard.db.pool import Conn, PgPool
 from campuscard.ledger.money import fmt
+from campuscard.platform.actors import Actor
 from campuscard.platform.errors import NotFound
 
 
@@ -354,3 +355,33 @@ async def daily_by_item(conn: Conn | PgPool, school_id: int, day: date) -> list[
         }
         for r in rows
     ]
+
+
+def _schools_of(actor: Actor) -> list[int]:
+    return sorted({g.school_id for g in actor.grants if g.school_id is not None})
+
+
+async def school_of_bill_for(conn: Conn | PgPool, actor: Actor, bill_id: int) -> int:
+    """The school of a bill among the schools the actor acts in (pages carry no school code;
+    whether the actor may see the bill is checked after, by ``views.bill``)."""
+    school_id: int | None = await conn.fetchval(
+        "SELECT school_id FROM bills WHERE school_id = ANY($1::bigint[]) AND id = $2 "
+        "ORDER BY school_id LIMIT 1",
+        _schools_of(actor),
+        bill_id,
+    )
+    if school_id is None:
+        raise NotFound("no such bill", field="bill_id")
+    return school_id
+
+
+async def school_of_receipt_for(conn: Conn | PgPool, actor: Actor, receipt_no: str) -> int:
+    school_id: int | None = await conn.fetchval(
+        "SELECT school_id FROM bill_payments WHERE school_id = ANY($1::bigint[]) "
+        "AND receipt_no = $2 ORDER BY school_id LIMIT 1",
+        _schools_of(actor),
+        receipt_no,
+    )
+    if school_id is None:
+        raise NotFound("no such receipt", field="receipt_no")
+    return school_id

@@ -66,9 +66,11 @@ def _yuan(fen: int | None) -> str:
     return fmt(int(fen or 0))
 
 
-def _local_time(value: datetime | None, tz: str = "Asia/Shanghai") -> str:
-    if value is None:
+def _local_time(value: datetime | str | None, tz: str = "Asia/Shanghai") -> str:
+    if value is None or value == "":
         return ""
+    if isinstance(value, str):  # a view's ISO text (an API-shaped dict)
+        value = datetime.fromisoformat(value)
     from zoneinfo import ZoneInfo
 
     return value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")

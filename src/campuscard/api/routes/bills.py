@@ -1,6 +1,6 @@
 """Bills: a student's (or a linked parent's) bills, a bill with its lines, paying from the card
-through the tuition channel's admission limit, a receipt; arrears for the finance office and
-teachers. docs/bills.md"""
+through the tuition channel's admission limit or online through the provider (the student or
+a linked parent), a receipt; arrears for the finance office and teachers. docs/bills.md"""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from campuscard.api.admission import Limiter
 from campuscard.api.deps import Body, CurrentActor
 from campuscard.bills import payments, views
-from campuscard.edge.deps import Pool, school_id_for
+from campuscard.edge.deps import AppSettings, Pool, school_id_for
 from campuscard.ledger.money import Money
 from campuscard.platform.idempotency import check_client_id
 
@@ -187,6 +187,57 @@ async def pay_from_card(
         status_code=outcome.status,
         headers={"Idempotent-Replayed": str(outcome.replayed).lower()},
     )
+
+
+class OnlinePaymentIn(Body):
+    client_id: str = Field(description="client-generated id; a retry returns the same order")
+    amount: Money
+
+
+class OrderOut(BaseModel):
+    id: int
+    out_trade_no: str
+    purpose: str
+    person_id: int
+    amount: str
+    status: str
+    pay_url: str | None = Field(description="the provider's cashier page: send the payer there")
+    paid_via: str | None
+    created_at: str
+    expires_at: str
+    paid_at: str | None
+
+
+@router.post(
+    "/bills/{bill_id}/online-payments",
+    status_code=201,
+    response_model=OrderOut,
+    responses={
+        409: {"description": "the bill is paid, or the provider refused the order"},
+        422: {"description": "the amount is more than the bill asks for"},
+    },
+)
+async def pay_online(
+    school: str,
+    bill_id: Id,
+    body: OnlinePaymentIn,
+    pool: Pool,
+    settings: AppSettings,
+    actor: CurrentActor,
+) -> JSONResponse:
+    """The student or a linked parent opens a provider order for all or part of the bill; the
+    payer pays at ``pay_url`` and the bill is paid when the provider says so."""
+    school_id = await school_id_for(pool, actor, school)
+    status, view = await payments.do_pay_online(
+        pool,
+        settings,
+        actor,
+        school_id,
+        bill_id,
+        amount=body.amount,
+        client_id=check_client_id(body.client_id),
+    )
+    return JSONResponse(view, status_code=status)
 
 
 @router.get("/receipts/{receipt_no}", response_model=ReceiptOut)
