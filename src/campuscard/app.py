@@ -71,6 +71,7 @@ from campuscard.web.student import bills as web_student_bills
 from campuscard.web.student import money as web_student_money
 from campuscard.web.student import paycode as web_paycode
 from campuscard.web.student import routes as web_student
+from campuscard.web.student import utilities as web_student_utilities
 
 
 def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> FastAPI:
@@ -196,6 +197,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.include_router(web_admin_approvals.router)  # four eyes on money
     app.include_router(web_admin_monitoring.router)  # watching over students (docs/monitoring.md)
     app.include_router(web_student_bills.router)  # bills and fees (docs/bills.md)
+    app.include_router(web_student_utilities.router)  # dorm meters
     return app
 
 

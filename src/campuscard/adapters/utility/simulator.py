@@ -122,7 +122,7 @@ class UtilitySimulator:
         h = request.headers
         key = self.keys.get(h.get("x-vendor-key", ""))
         nonce, ts = h.get("x-vendor-nonce", ""), h.get("x-vendor-timestamp", "")
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        path = _own_path(request) + (f"?{request.url.query}" if request.url.query else "")
         if key is None:
             return JSONResponse({"code": "KEY_UNKNOWN"}, status_code=401)
         expected = signing.request_signature(key, request.method, path, ts, nonce, body)
@@ -308,6 +308,14 @@ class UtilitySimulator:
                     "recharges": {k: self._view(r) for k, r in self.recharges.items()},
                 }
             )
+
+
+def _own_path(request: Request) -> str:
+    """The path as the vendor's API names it (``/v1/…``): mounted under a prefix (the demo's
+    ``/dev/utility``), the request's path starts with the mount's root path, which the client
+    neither knows nor signs."""
+    path, root = request.url.path, request.scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root + "/") else path
 
 
 def create_utility_simulator(
