@@ -90,8 +90,8 @@ async def generate(url: str, payments: int) -> tuple[int, object]:
             n_terms,
         )
         await conn.execute(
-            """INSERT INTO postings(tx_id, account_id, amount, balance_after, version)
-               SELECT $1 + g, leg.account_id, leg.amount, 0, g
+            """INSERT INTO postings(school_id, tx_id, account_id, amount, balance_after, version)
+               SELECT $4, $1 + g, leg.account_id, leg.amount, 0, g
                  FROM generate_series(1, $2::int) g
                  JOIN bench_terms t ON t.idx = g % $3
                  JOIN bench_purses p ON p.idx = g % 20000
@@ -103,6 +103,7 @@ async def generate(url: str, payments: int) -> tuple[int, object]:
             base,
             payments,
             n_terms,
+            school_id,
         )
         # make the cached balances and versions what the postings say (as the triggers would)
         await conn.execute(

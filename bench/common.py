@@ -119,14 +119,15 @@ async def _open_balances(conn: Conn, school_id: int, opening_fen: int) -> None:
             school_id,
         )
         await conn.execute(
-            """INSERT INTO postings(tx_id, account_id, amount, balance_after, version)
-               SELECT c.tx_id, o.account_id, $1::bigint, $1::bigint, 1
+            """INSERT INTO postings(school_id, tx_id, account_id, amount, balance_after, version)
+               SELECT $3, c.tx_id, o.account_id, $1::bigint, $1::bigint, 1
                  FROM bench_open o JOIN bench_chunks c USING (chunk)
                UNION ALL
-               SELECT tx_id, $2, -$1::bigint * n, -$1::bigint * running, chunk + 1
+               SELECT $3, tx_id, $2, -$1::bigint * n, -$1::bigint * running, chunk + 1
                  FROM bench_chunks""",
             opening_fen,
             opening,
+            school_id,
         )
         await conn.execute(
             """UPDATE accounts a SET balance = s.total, version = s.last

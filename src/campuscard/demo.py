@@ -372,8 +372,9 @@ async def _money_demo(conn: Conn, school_id: int, class_id: int) -> None:
         maker,
     )
     await conn.executemany(
-        "INSERT INTO subsidy_lines(batch_id, person_id, amount) VALUES ($1, $2, 2000)",
-        [(batch, r["id"]) for r in people],
+        "INSERT INTO subsidy_lines(school_id, batch_id, person_id, amount) "
+        "VALUES ($1, $2, $3, 2000)",
+        [(school_id, batch, r["id"]) for r in people],
     )
 
 
@@ -385,7 +386,7 @@ async def _payout_accounts(conn: Conn, school_id: int) -> None:
                                                 account_name)
            SELECT id, school_id, 'ICBC', '62220202' || lpad(id::text, 8, '0'), name
              FROM merchants WHERE school_id = $1
-           ON CONFLICT (merchant_id) DO NOTHING""",
+           ON CONFLICT (school_id, merchant_id) DO NOTHING""",
         school_id,
     )
 

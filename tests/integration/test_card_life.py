@@ -384,10 +384,11 @@ async def test_worker_expires_cards_and_purges_old_nonces(pool: PgPool, settings
             "UPDATE cards SET expires_on = current_date - 3 WHERE id = $1", card["id"]
         )
         await conn.execute(
-            "INSERT INTO terminal_nonces(terminal_id, nonce, seen_at) VALUES "
-            "($1, 'old-nonce-000000001', now() - interval '1 hour'), "
-            "($1, 'new-nonce-000000001', now())",
+            "INSERT INTO terminal_nonces(school_id, terminal_id, nonce, seen_at) VALUES "
+            "($2, $1, 'old-nonce-000000001', now() - interval '1 hour'), "
+            "($2, $1, 'new-nonce-000000001', now())",
             dev.id,
+            school.id,
         )
     assert await card_jobs.expire_cards(pool, settings) == 1
     assert await card_jobs.purge_nonces(pool, settings) == 1

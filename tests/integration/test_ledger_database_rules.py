@@ -31,7 +31,8 @@ async def _raw_tx(conn: Conn, school_id: int, legs: list[tuple[int, int]]) -> in
 
 async def _raw_postings(conn: Conn, tx: int, legs: list[tuple[int, int]]) -> None:
     await conn.executemany(
-        "INSERT INTO postings(tx_id, account_id, amount) VALUES ($1, $2, $3)",
+        "INSERT INTO postings(school_id, tx_id, account_id, amount) "
+        "SELECT school_id, id, $2, $3 FROM journal_tx WHERE id = $1",
         [(tx, account, amount) for account, amount in legs],
     )
 
@@ -125,7 +126,8 @@ async def test_transaction_cannot_span_schools(conn: Conn) -> None:
     school_id, purses, _ = await _setup(conn)
     other = await make_school(conn, "OTH")
     other_bank = await postings.system_account(conn, other.id, "bank_clearing")
-    with pytest.raises(asyncpg.CheckViolationError, match="spans schools"):
+    # a posting's account is in the posting's school (the composite foreign key, decision 0231)
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="postings_account_id_fkey"):
         async with conn.transaction():
             await postings.post(
                 conn,

@@ -126,7 +126,7 @@ async def test_the_card_limits_apply_to_codes(
     school, holder, device = await setup(conn, settings, cash=500_000)
     await conn.execute(
         "INSERT INTO pay_settings(person_id, school_id, per_tx_limit) VALUES ($1, $2, 3000) "
-        "ON CONFLICT (person_id) DO UPDATE SET per_tx_limit = 3000",
+        "ON CONFLICT (school_id, person_id) DO UPDATE SET per_tx_limit = 3000",
         holder.person_id,
         school.id,
     )

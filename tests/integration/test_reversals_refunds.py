@@ -145,7 +145,10 @@ async def _staff(
         user_id = await make_user(conn, name, "merchant_staff", school_id, merchant_id=merchant_id)
         if refund:
             await conn.execute(
-                "INSERT INTO merchant_permissions VALUES ($1, $2, 'refund')", user_id, merchant_id
+                "INSERT INTO merchant_permissions(school_id, user_id, merchant_id, permission) "
+                "SELECT school_id, $1, id, 'refund' FROM merchants WHERE id = $2",
+                user_id,
+                merchant_id,
             )
     return await login(client, name, "TST")
 
@@ -244,7 +247,10 @@ async def test_a_refund_resent_after_a_cashier_change_replays_the_first_answer(
             conn, "cashier-r2", "merchant_staff", dev.school_id, merchant_id=merchant_id
         )
         await conn.execute(
-            "INSERT INTO merchant_permissions VALUES ($1, $2, 'refund')", second_id, merchant_id
+            "INSERT INTO merchant_permissions(school_id, user_id, merchant_id, permission) "
+            "SELECT school_id, $1, id, 'refund' FROM merchants WHERE id = $2",
+            second_id,
+            merchant_id,
         )
     second_cashier = await login(client, "cashier-r2", "TST")
     paid = (await pay(client, dev, card, "10.00")).json()

@@ -689,7 +689,7 @@ class CardMachine(RuleBasedStateMachine):
                                   sum(a.balance) FILTER (WHERE a.purse = 'cash') AS cash,
                                   sum(a.balance) FILTER (WHERE a.purse = 'subsidy') AS subsidy
                              FROM persons p JOIN accounts a ON a.person_id = p.id
-                            WHERE p.school_id = $1 GROUP BY p.id""",
+                            WHERE p.school_id = $1 GROUP BY p.school_id, p.id""",
                         self.school_id,
                     )
                 }

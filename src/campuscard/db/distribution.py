@@ -54,6 +54,7 @@ COORDINATOR_TABLES: frozenset[str] = frozenset(
         "procrastinate_events",
         "procrastinate_periodic_defers",
         "procrastinate_workers",
+        "provider_callbacks",
     }
 )
 

@@ -80,7 +80,7 @@ async def do_bind_card(
         )
     await tx.execute(
         """INSERT INTO student_records(person_id, school_id, ic_card_no) VALUES ($1, $2, $3)
-           ON CONFLICT (person_id) DO UPDATE SET ic_card_no = EXCLUDED.ic_card_no,
+           ON CONFLICT (school_id, person_id) DO UPDATE SET ic_card_no = EXCLUDED.ic_card_no,
                                                  updated_at = now()""",
         person_id,
         school_id,

@@ -204,7 +204,7 @@ async def do_import_students(
         """INSERT INTO student_records(person_id, school_id, ic_card_no, imported_by)
            SELECT p.id, $1, s.card_no, $2
              FROM import_staging s JOIN persons p ON p.school_id = $1 AND p.number = s.number
-           ON CONFLICT (person_id) DO UPDATE
+           ON CONFLICT (school_id, person_id) DO UPDATE
               SET ic_card_no = coalesce(EXCLUDED.ic_card_no, student_records.ic_card_no),
                   imported_by = EXCLUDED.imported_by, updated_at = now()""",
         school_id,

@@ -113,8 +113,9 @@ async def issue_code(tx: Tx, settings: Settings, app_id: int) -> str:
     # for a class does not stall payments on the event loop
     hashes = await off_loop(_kiosk_hashes, master, [k["sn"] for k in kiosks], code)
     await tx.executemany(
-        "INSERT INTO pickup_kiosk_hashes(pickup_id, terminal_id, kiosk_hash) VALUES ($1, $2, $3)",
-        [(pickup_id, k["id"], h) for k, h in zip(kiosks, hashes, strict=True)],
+        "INSERT INTO pickup_kiosk_hashes(school_id, pickup_id, terminal_id, kiosk_hash) "
+        "VALUES ($1, $2, $3, $4)",
+        [(app["school_id"], pickup_id, k["id"], h) for k, h in zip(kiosks, hashes, strict=True)],
     )
     phones = await _parent_phones(tx, app)
     text = (

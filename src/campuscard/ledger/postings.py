@@ -103,7 +103,7 @@ async def open_purses(conn: Conn, school_id: int, person_id: int) -> dict[str, i
     await conn.execute(
         """INSERT INTO accounts(school_id, kind, purse, person_id, floor)
            SELECT $1, 'purse', p, $2, 0 FROM unnest($3::text[]) AS p
-           ON CONFLICT (person_id, purse) WHERE kind = 'purse' DO NOTHING""",
+           ON CONFLICT (school_id, person_id, purse) WHERE kind = 'purse' DO NOTHING""",
         school_id,
         person_id,
         list(PURSES),

@@ -463,7 +463,7 @@ async def do_open_drawer(
         row = await tx.fetchrow(
             """INSERT INTO cash_desk_sessions(school_id, operator_id, business_date, opening_float)
                VALUES ($1, $2, cc_business_date($1), $3)
-               ON CONFLICT (operator_id, business_date) DO NOTHING RETURNING id""",
+               ON CONFLICT (school_id, operator_id, business_date) DO NOTHING RETURNING id""",
             school_id,
             actor.user_id,
             carried,

@@ -160,8 +160,9 @@ async def _insert_batch(
     )
     assert row is not None
     await conn.executemany(
-        "INSERT INTO subsidy_lines(batch_id, person_id, amount, memo) VALUES ($1, $2, $3, $4)",
-        [(row["id"], p, a, m) for p, a, m in lines],
+        "INSERT INTO subsidy_lines(school_id, batch_id, person_id, amount, memo) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        [(school_id, row["id"], p, a, m) for p, a, m in lines],
     )
     await audit.record(
         conn,

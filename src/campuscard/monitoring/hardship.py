@@ -203,8 +203,9 @@ async def do_propose_quiet_subsidy(
         actor.user_id,
     )
     await tx.executemany(
-        "INSERT INTO subsidy_lines(batch_id, person_id, amount, memo) VALUES ($1, $2, $3, '')",
-        [(batch_id, r["person_id"], r["amount"]) for r in rows],
+        "INSERT INTO subsidy_lines(school_id, batch_id, person_id, amount, memo) "
+        "VALUES ($1, $2, $3, $4, '')",
+        [(school_id, batch_id, r["person_id"], r["amount"]) for r in rows],
     )
     await tx.execute(
         """UPDATE hardship_candidates SET status = 'proposed', batch_id = $3, decided_by = $4

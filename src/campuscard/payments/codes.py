@@ -523,7 +523,7 @@ async def release_attempt(conn: Conn, school_id: int, token: str) -> None:
 
 
 async def record_failure(
-    conn: Conn, code: object, *, reason: str, terminal_id: int | None = None
+    conn: Conn, school_id: int, code: object, *, reason: str, terminal_id: int | None = None
 ) -> None:
     """Log a code that did not check out (run in its own transaction: the caller's work
     is rolled back). The count that locks the token is claimed by ``check_scanned_code``."""
@@ -533,10 +533,12 @@ async def record_failure(
     if not token.isdigit():
         return
     await conn.execute(
-        "INSERT INTO paycode_failures(token, terminal_id, reason) VALUES ($1, $2, $3)",
+        "INSERT INTO paycode_failures(school_id, token, terminal_id, reason) "
+        "VALUES ($4, $1, $2, $3)",
         token,
         terminal_id,
         reason[:64],
+        school_id,
     )
 
 
@@ -561,7 +563,7 @@ async def check_scanned_code(
         )
     except DomainError as err:
         if err.code in GUESS_CODES:
-            await record_failure(conn, code, reason=err.code, terminal_id=terminal_id)
+            await record_failure(conn, school_id, code, reason=err.code, terminal_id=terminal_id)
         else:
             await release_attempt(conn, school_id, parsed.token)
         raise

@@ -65,7 +65,7 @@ async def do_set_pending_amount(
     await tx.execute(
         """INSERT INTO pos_pending_amounts(terminal_id, school_id, amount, set_by)
            VALUES ($1, $2, $3, $4)
-           ON CONFLICT (terminal_id) DO UPDATE
+           ON CONFLICT (school_id, terminal_id) DO UPDATE
               SET amount = EXCLUDED.amount, set_by = EXCLUDED.set_by, set_at = now()""",
         terminal["id"],
         terminal["school_id"],

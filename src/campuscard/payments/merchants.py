@@ -298,8 +298,9 @@ async def add_staff(
         )
         if can_refund and not manager:
             await tx.execute(
-                "INSERT INTO merchant_permissions(user_id, merchant_id, permission) "
-                "VALUES ($1, $2, 'refund')",
+                "INSERT INTO merchant_permissions(school_id, user_id, merchant_id, permission) "
+                "VALUES ($1, $2, $3, 'refund')",
+                school_id,
                 user_id,
                 merchant_id,
             )
@@ -346,7 +347,9 @@ async def set_refund_permission(
         raise NotFound("this user is not staff of the merchant", field="user_id")
     if allowed:
         await tx.execute(
-            "INSERT INTO merchant_permissions VALUES ($1, $2, 'refund') ON CONFLICT DO NOTHING",
+            "INSERT INTO merchant_permissions(school_id, user_id, merchant_id, permission) "
+            "VALUES ($1, $2, $3, 'refund') ON CONFLICT DO NOTHING",
+            m["school_id"],
             user_id,
             merchant_id,
         )

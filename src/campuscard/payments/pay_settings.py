@@ -128,7 +128,7 @@ async def set_pin(
     await tx.execute(
         """INSERT INTO pay_settings(person_id, school_id, pin_hash, pin_failures, pin_set_at)
            VALUES ($1, $2, $3, 0, now())
-           ON CONFLICT (person_id) DO UPDATE SET pin_hash = EXCLUDED.pin_hash,
+           ON CONFLICT (school_id, person_id) DO UPDATE SET pin_hash = EXCLUDED.pin_hash,
                pin_failures = 0, pin_set_at = now(), updated_at = now()""",
         person_id,
         school_id,
@@ -194,7 +194,7 @@ async def set_limits(
     await tx.execute(
         """INSERT INTO pay_settings(person_id, school_id, per_tx_limit, daily_limit)
            VALUES ($1, $2, $3, $4)
-           ON CONFLICT (person_id) DO UPDATE SET per_tx_limit = EXCLUDED.per_tx_limit,
+           ON CONFLICT (school_id, person_id) DO UPDATE SET per_tx_limit = EXCLUDED.per_tx_limit,
                daily_limit = EXCLUDED.daily_limit, updated_at = now()""",
         person_id,
         school_id,

@@ -181,10 +181,11 @@ async def verify_request(
 async def record_nonce(conn: Conn, signed: SignedTerminal) -> None:
     """Refuse a reused nonce; also retire the previous key once the new one is in use."""
     inserted = await conn.fetchval(
-        "INSERT INTO terminal_nonces(terminal_id, nonce) VALUES ($1, $2) "
+        "INSERT INTO terminal_nonces(school_id, terminal_id, nonce) VALUES ($3, $1, $2) "
         "ON CONFLICT DO NOTHING RETURNING true",
         signed.id,
         signed.nonce,
+        signed.terminal.school_id,
     )
     if not inserted:
         raise _refuse("NONCE_REUSED", "this nonce was already used", signing.HEADER_NONCE)

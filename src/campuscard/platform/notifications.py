@@ -65,7 +65,7 @@ async def notify(
         """INSERT INTO notifications(school_id, person_id, user_id, kind, title, body, data,
                                      dedupe_key, created_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, cc_clock())
-           ON CONFLICT (dedupe_key) DO NOTHING RETURNING id""",
+           ON CONFLICT (school_id, dedupe_key) DO NOTHING RETURNING id""",
         school_id,
         person_id,
         user_id,

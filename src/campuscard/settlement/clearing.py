@@ -299,8 +299,8 @@ async def _settle(conn: Conn, actor: Actor, school_id: int, day: date, started: 
         await conn.executemany(
             """INSERT INTO settlement_lines(settlement_id, terminal_id, channel, sales_count,
                    gross, reversal_count, reversals, refund_count, refunds, other, net_sales,
-                   commission, payout, carried_count)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
+                   commission, payout, carried_count, school_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
             [
                 (
                     settlement_id,
@@ -317,6 +317,7 @@ async def _settle(conn: Conn, actor: Actor, school_id: int, day: date, started: 
                     ln["commission"],
                     ln["payout"],
                     ln["carried_count"],
+                    school_id,
                 )
                 for ln in data["lines"]
             ],
@@ -559,7 +560,7 @@ async def _write_payout_account(
         """INSERT INTO merchant_payout_accounts(merchant_id, school_id, bank_code,
                                                 account_no, account_name)
            VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (merchant_id) DO UPDATE SET bank_code = EXCLUDED.bank_code,
+           ON CONFLICT (school_id, merchant_id) DO UPDATE SET bank_code = EXCLUDED.bank_code,
                account_no = EXCLUDED.account_no, account_name = EXCLUDED.account_name,
                updated_at = now()""",
         merchant_id,

@@ -69,7 +69,7 @@ SELECT j.id AS tx_id,
    AND j.business_date BETWEEN $2::date - $4::int AND $2::date
    AND j.kind <> ALL($5::text[])
    AND NOT EXISTS (SELECT 1 FROM recon_our_items r WHERE r.tx_id = j.id)
- GROUP BY j.id, br.rrn, pr.ref
+ GROUP BY j.school_id, j.id, br.rrn, pr.ref
 """
 
 
@@ -231,10 +231,20 @@ async def _reconcile(
         actor.name,
     )
     await conn.executemany(
-        """INSERT INTO recon_lines(import_id, line_no, reference, kind, amount, occurred_at, raw)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        """INSERT INTO recon_lines(school_id, import_id, line_no, reference, kind, amount,
+                                   occurred_at, raw)
+           VALUES ($8, $1, $2, $3, $4, $5, $6, $7)""",
         [
-            (import_id, ln.line_no, ln.reference, ln.kind, ln.amount, ln.occurred_at, ln.raw)
+            (
+                import_id,
+                ln.line_no,
+                ln.reference,
+                ln.kind,
+                ln.amount,
+                ln.occurred_at,
+                ln.raw,
+                school_id,
+            )
             for ln in st.lines
         ],
     )

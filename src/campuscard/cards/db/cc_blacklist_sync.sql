@@ -44,7 +44,7 @@ BEGIN
         RETURNING version INTO v_version;
         INSERT INTO blacklist_entries(card_id, school_id, number, uid, reason, permanent, version)
         VALUES (c.id, c.school_id, c.number, c.uid, v_reason, v_permanent, v_version)
-        ON CONFLICT (card_id) DO UPDATE SET reason = EXCLUDED.reason,
+        ON CONFLICT (school_id, card_id) DO UPDATE SET reason = EXCLUDED.reason,
             permanent = EXCLUDED.permanent, version = EXCLUDED.version;
         INSERT INTO blacklist_changes(school_id, version, card_id, number, uid, op, reason)
         VALUES (c.school_id, v_version, c.id, c.number, c.uid, 'add', v_reason);

@@ -44,8 +44,8 @@ BEGIN
             coalesce(p_actor, 'system'), cc_business_date(p_school),
             jsonb_build_object('hold', h.hold_key, 'kind', h.kind,
                                'owner_kind', h.owner_kind, 'owner_id', h.owner_id));
-    INSERT INTO postings(tx_id, account_id, amount)
-    SELECT v_tx, a, m FROM (VALUES (h.account_id, -p_amount), (h.payee_account_id, p_amount)) AS l(a, m)
+    INSERT INTO postings(school_id, tx_id, account_id, amount)
+    SELECT p_school, v_tx, a, m FROM (VALUES (h.account_id, -p_amount), (h.payee_account_id, p_amount)) AS l(a, m)
      ORDER BY a;
     RETURN jsonb_build_object('status', 200, 'body', cc_hold_view(h));
 END $$;

@@ -16,8 +16,8 @@ BEGIN
     VALUES (p_school, p_kind, p_ref, coalesce(p_memo, ''), coalesce(p_actor, 'system'),
             cc_business_date(p_school, v_at), coalesce(p_meta, '{}'::jsonb), v_at)
     RETURNING id INTO v_tx;
-    INSERT INTO postings(tx_id, account_id, amount, created_at)
-    SELECT v_tx, l.account_id, l.amount, v_at
+    INSERT INTO postings(school_id, tx_id, account_id, amount, created_at)
+    SELECT p_school, v_tx, l.account_id, l.amount, v_at
       FROM (SELECT a AS account_id, sum(m) AS amount
               FROM unnest(p_accounts, p_amounts) AS u(a, m) GROUP BY a) l
      WHERE l.amount <> 0

@@ -15,7 +15,8 @@ DECLARE
     v_out jsonb;
 BEGIN
     IF p_nonce IS NOT NULL THEN
-        INSERT INTO terminal_nonces(terminal_id, nonce) VALUES (p_terminal, p_nonce)
+        INSERT INTO terminal_nonces(school_id, terminal_id, nonce)
+        VALUES ((SELECT school_id FROM terminals WHERE id = p_terminal), p_terminal, p_nonce)
         ON CONFLICT DO NOTHING;
         IF NOT FOUND THEN
             RETURN cc_refusal(401, 'NONCE_REUSED', 'this nonce was already used', 'X-CC-Nonce');

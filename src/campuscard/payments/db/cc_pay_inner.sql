@@ -197,8 +197,8 @@ BEGIN
     VALUES (t.school_id, 'payment', 'payment:' || t.id || ':' || p_client_id,
             t.merchant_name, t.sn, v_day, jsonb_build_object('channel', t.channel), v_now)
     RETURNING id INTO v_tx;
-    INSERT INTO postings(tx_id, account_id, amount, created_at)
-    SELECT v_tx, a, m, v_now FROM (VALUES (v_cash_id, -v_from_cash), (v_sub_id, -v_from_sub),
+    INSERT INTO postings(school_id, tx_id, account_id, amount, created_at)
+    SELECT t.school_id, v_tx, a, m, v_now FROM (VALUES (v_cash_id, -v_from_cash), (v_sub_id, -v_from_sub),
                                    (v_merchant_acc, p_amount)) AS l(a, m)
      WHERE m <> 0 ORDER BY a;
     INSERT INTO payments(school_id, terminal_id, client_id, merchant_id, outlet_id, channel, method,
@@ -209,8 +209,9 @@ BEGIN
             p_credential, p_amount, v_from_cash, v_from_sub, v_pin_ok, v_merchant_acc, v_tx,
             v_day, v_now)
     RETURNING id INTO v_payment;
-    INSERT INTO daily_spend(person_id, business_date, spent) VALUES (v_person, v_day, p_amount)
-    ON CONFLICT (person_id, business_date) DO UPDATE SET spent = daily_spend.spent + p_amount;
+    INSERT INTO daily_spend(school_id, person_id, business_date, spent)
+    VALUES (t.school_id, v_person, v_day, p_amount)
+    ON CONFLICT (school_id, person_id, business_date) DO UPDATE SET spent = daily_spend.spent + p_amount;
 
     v_receipt := jsonb_build_object(
         'result', 'approved', 'payment_id', v_payment, 'client_id', p_client_id,

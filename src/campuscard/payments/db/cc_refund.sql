@@ -42,8 +42,8 @@ BEGIN
     VALUES (pay.school_id, 'refund', 'payment:' || pay.id, coalesce(p_reason, ''), p_actor, v_day,
             jsonb_build_object('channel', pay.channel), v_at)
     RETURNING id INTO v_tx;
-    INSERT INTO postings(tx_id, account_id, amount, created_at)
-    SELECT v_tx, a, m, v_at FROM (VALUES (v_cash_id, v_to_cash), (v_sub_id, v_to_sub),
+    INSERT INTO postings(school_id, tx_id, account_id, amount, created_at)
+    SELECT pay.school_id, v_tx, a, m, v_at FROM (VALUES (v_cash_id, v_to_cash), (v_sub_id, v_to_sub),
                                    (pay.merchant_account_id, -p_amount)) AS l(a, m)
      WHERE m <> 0 ORDER BY a;
     UPDATE payments SET refunded = refunded + p_amount, refunded_cash = refunded_cash + v_to_cash,

@@ -20,7 +20,8 @@ DECLARE
     v_other text;
 BEGIN
     IF p_nonce IS NOT NULL THEN
-        INSERT INTO terminal_nonces(terminal_id, nonce) VALUES (p_terminal, p_nonce)
+        INSERT INTO terminal_nonces(school_id, terminal_id, nonce)
+        VALUES ((SELECT school_id FROM terminals WHERE id = p_terminal), p_terminal, p_nonce)
         ON CONFLICT DO NOTHING;
         IF NOT FOUND THEN
             RETURN cc_refusal(401, 'NONCE_REUSED', 'this nonce was already used', 'X-CC-Nonce');
@@ -124,8 +125,8 @@ BEGIN
     VALUES (pay.school_id, 'payment_reversal', 'payment:' || pay.id, 'reversal (冲正)',
             coalesce(p_actor, t.sn), v_day, jsonb_build_object('channel', pay.channel), cc_clock())
     RETURNING id INTO v_tx;
-    INSERT INTO postings(tx_id, account_id, amount, created_at)
-    SELECT v_tx, a, m, cc_clock() FROM (VALUES (v_cash_id, pay.from_cash), (v_sub_id, pay.from_subsidy),
+    INSERT INTO postings(school_id, tx_id, account_id, amount, created_at)
+    SELECT pay.school_id, v_tx, a, m, cc_clock() FROM (VALUES (v_cash_id, pay.from_cash), (v_sub_id, pay.from_subsidy),
                                    (pay.merchant_account_id, -pay.amount)) AS l(a, m)
      WHERE m <> 0 ORDER BY a;
     UPDATE payments SET status = 'reversed', reversed_at = cc_clock() WHERE id = pay.id;
