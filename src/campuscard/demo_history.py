@@ -413,8 +413,9 @@ async def _subsidy_batch(
         maker,
     )
     await tx.executemany(
-        "INSERT INTO subsidy_lines(batch_id, person_id, amount) VALUES ($1, $2, 5000)",
-        [(batch, r["id"]) for r in people],
+        "INSERT INTO subsidy_lines(school_id, batch_id, person_id, amount) "
+        "VALUES ($1, $2, $3, 5000)",
+        [(school_id, batch, r["id"]) for r in people],
     )
     await set_clock(tx, datetime.combine(day, time(14, 5), zone))
     checker_actor = await auth.load_actor(tx, checker)
