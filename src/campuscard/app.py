@@ -42,6 +42,7 @@ from campuscard.api.routes import live as live_routes
 from campuscard.api.routes import meters as meter_routes
 from campuscard.api.routes import metrics as metrics_routes
 from campuscard.api.routes import offline as offline_routes
+from campuscard.api.routes import orders as order_routes
 from campuscard.api.routes import paycode_pay as paycode_pay_routes
 from campuscard.api.routes import paycodes as paycode_routes
 from campuscard.api.routes import subsidies as subsidy_routes
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         meter_routes.router,
         offline_routes.router,
         access_terminal_routes.router,
+        order_routes.shop_router,
     ):
         app.include_router(router)
     for router in (health.router, metrics_routes.router, auth.router, admin.router, users.router):
@@ -148,6 +150,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     # four eyes on money: proposals, decisions, the school's money limits
     app.include_router(approvals.router)
     app.include_router(bill_routes.router)  # bills and fees (docs/bills.md)
+    app.include_router(order_routes.router)  # escrowed orders (docs/orders.md)
     # money in and out (counter, top-up, bank link, subsidies)
     for router in (
         counter_routes.router,

@@ -25,7 +25,7 @@ def _check_buyer(actor: Actor, order: dict[str, Any]) -> None:
 
 
 async def get_my_order(
-    conn: Conn, settings: Settings, actor: Actor, school_id: int, order_id: int
+    conn: Conn | PgPool, settings: Settings, actor: Actor, school_id: int, order_id: int
 ) -> dict[str, Any]:
     """The order as its buyer sees it, with the delivery code while goods are awaited."""
     row = await queries.order_row(conn, school_id, order_id)
@@ -39,7 +39,7 @@ async def get_my_order(
     return view
 
 
-async def list_my_orders(conn: Conn, actor: Actor, school_id: int) -> list[dict[str, Any]]:
+async def list_my_orders(conn: Conn | PgPool, actor: Actor, school_id: int) -> list[dict[str, Any]]:
     if actor.person_id is None:
         return []
     return await queries.orders_of_person(conn, school_id, actor.person_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.ledger.money import Money
 from campuscard.orders import books, queries, rules
@@ -133,3 +134,9 @@ async def execute_decision(tx: Tx, approver: Actor, proposal: four_eyes.Proposal
         after={"to_merchant": str(Money(to_merchant)), "approval_id": proposal.id},
     )
     return {"order": await queries.order_view(tx, school_id, order_id)}
+
+
+async def list_disputes(conn: Conn | PgPool, actor: Actor, school_id: int) -> list[dict[str, Any]]:
+    """Disputed orders waiting for a decision, oldest first (the settlement center)."""
+    actor.require("settlement", "school_admin", school_id=school_id)
+    return await queries.disputes(conn, school_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from campuscard.db.pool import Conn
+from campuscard.db.pool import Conn, PgPool
 from campuscard.ledger.money import fmt
 from campuscard.orders import rules
 from campuscard.platform.errors import NotFound
@@ -52,7 +52,7 @@ def view(row: Any) -> dict[str, Any]:
     }
 
 
-async def order_row(conn: Conn, school_id: int, order_id: int) -> dict[str, Any]:
+async def order_row(conn: Conn | PgPool, school_id: int, order_id: int) -> dict[str, Any]:
     row = await conn.fetchrow(
         _SELECT + " WHERE o.school_id = $1 AND o.id = $2", school_id, order_id
     )
@@ -61,11 +61,13 @@ async def order_row(conn: Conn, school_id: int, order_id: int) -> dict[str, Any]
     return dict(row)
 
 
-async def order_view(conn: Conn, school_id: int, order_id: int) -> dict[str, Any]:
+async def order_view(conn: Conn | PgPool, school_id: int, order_id: int) -> dict[str, Any]:
     return view(await order_row(conn, school_id, order_id))
 
 
-async def shop_order(conn: Conn, school_id: int, merchant_id: int, order_no: str) -> dict[str, Any]:
+async def shop_order(
+    conn: Conn | PgPool, school_id: int, merchant_id: int, order_no: str
+) -> dict[str, Any]:
     row = await conn.fetchrow(
         _SELECT + " WHERE o.school_id = $1 AND o.merchant_id = $2 AND o.order_no = $3",
         school_id,
@@ -78,7 +80,7 @@ async def shop_order(conn: Conn, school_id: int, merchant_id: int, order_no: str
 
 
 async def orders_of_person(
-    conn: Conn, school_id: int, person_id: int, *, limit: int = 50
+    conn: Conn | PgPool, school_id: int, person_id: int, *, limit: int = 50
 ) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         _SELECT + " WHERE o.school_id = $1 AND o.person_id = $2 ORDER BY o.id DESC LIMIT $3",
@@ -90,7 +92,12 @@ async def orders_of_person(
 
 
 async def orders_of_merchant(
-    conn: Conn, school_id: int, merchant_id: int, *, state: str | None = None, limit: int = 100
+    conn: Conn | PgPool,
+    school_id: int,
+    merchant_id: int,
+    *,
+    state: str | None = None,
+    limit: int = 100,
 ) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         _SELECT
@@ -104,7 +111,9 @@ async def orders_of_merchant(
     return [view(r) for r in rows]
 
 
-async def disputes(conn: Conn, school_id: int, *, limit: int = 100) -> list[dict[str, Any]]:
+async def disputes(
+    conn: Conn | PgPool, school_id: int, *, limit: int = 100
+) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         _SELECT + " WHERE o.school_id = $1 AND o.state = 'disputed' ORDER BY o.id LIMIT $2",
         school_id,
@@ -113,7 +122,7 @@ async def disputes(conn: Conn, school_id: int, *, limit: int = 100) -> list[dict
     return [view(r) for r in rows]
 
 
-async def history(conn: Conn, school_id: int, order_id: int) -> list[dict[str, Any]]:
+async def history(conn: Conn | PgPool, school_id: int, order_id: int) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """SELECT kind, amount, actor, detail, at FROM order_events
             WHERE school_id = $1 AND order_id = $2 ORDER BY id""",
