@@ -27,8 +27,19 @@ from campuscard.platform.errors import (
 )
 
 KINDS = ("pos", "kiosk", "door", "shop")
-# A terminal that has not sent a heartbeat for this long is shown as offline.
+# A terminal that has neither sent a heartbeat nor taken a payment for this long is offline.
 OFFLINE_AFTER_SECONDS = 180
+# Whether terminal ``t`` is online, as an SQL expression: a heartbeat or a payment within
+# OFFLINE_AFTER_SECONDS (a busy till pays instead of beating; today's payments of that window
+# are found through the settlement index). Every page and answer that says online uses it.
+ONLINE_SQL = f"""((t.last_seen_at IS NOT NULL
+                   AND t.last_seen_at > now() - make_interval(secs => {OFFLINE_AFTER_SECONDS}))
+                  OR EXISTS (SELECT 1 FROM payments p
+                              WHERE p.school_id = t.school_id
+                                AND p.business_date = cc_business_date(t.school_id)
+                                AND p.merchant_id = t.merchant_id AND p.terminal_id = t.id
+                                AND p.created_at
+                                    > now() - make_interval(secs => {OFFLINE_AFTER_SECONDS})))"""
 # Nonces are kept long enough to cover every timestamp the skew window accepts.
 NONCE_RETENTION_SECONDS = 3 * signing.MAX_SKEW_SECONDS
 _CACHE_SECONDS = 5.0
@@ -437,26 +448,16 @@ async def heartbeat(tx: Tx, signed: SignedTerminal, info: dict[str, Any]) -> dic
 
 
 async def list_terminals(conn: Conn, actor: Actor, school_id: int) -> list[dict[str, Any]]:
-    """Every terminal with online/offline: online when it sent a heartbeat or took a payment
-    within OFFLINE_AFTER_SECONDS (a busy till pays instead of beating; today's payments of
-    that window are found through the settlement index)."""
+    """Every terminal with online/offline (``ONLINE_SQL``)."""
     actor.require("school_admin", "settlement", school_id=school_id)
     rows = await conn.fetch(
-        """SELECT t.id, t.sn, t.kind, t.status, t.merchant_id, m.name AS merchant, t.outlet_id,
-                  o.name AS outlet, t.location, t.key_version, t.last_seen_at, t.heartbeat,
-                  t.blacklist_version,
-                  ((t.last_seen_at IS NOT NULL
-                    AND t.last_seen_at > now() - make_interval(secs => $2))
-                   OR EXISTS (SELECT 1 FROM payments p
-                               WHERE p.school_id = t.school_id
-                                 AND p.business_date = cc_business_date(t.school_id)
-                                 AND p.merchant_id = t.merchant_id AND p.terminal_id = t.id
-                                 AND p.created_at > now() - make_interval(secs => $2))) AS online
-             FROM terminals t LEFT JOIN merchants m ON m.id = t.merchant_id
-             LEFT JOIN outlets o ON o.id = t.outlet_id
-            WHERE t.school_id = $1 ORDER BY t.sn""",
+        f"""SELECT t.id, t.sn, t.kind, t.status, t.merchant_id, m.name AS merchant, t.outlet_id,
+                   o.name AS outlet, t.location, t.key_version, t.last_seen_at, t.heartbeat,
+                   t.blacklist_version, {ONLINE_SQL} AS online
+              FROM terminals t LEFT JOIN merchants m ON m.id = t.merchant_id
+              LEFT JOIN outlets o ON o.id = t.outlet_id
+             WHERE t.school_id = $1 ORDER BY t.sn""",
         school_id,
-        OFFLINE_AFTER_SECONDS,
     )
     return [dict(r) for r in rows]
 

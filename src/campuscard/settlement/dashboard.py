@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from campuscard.db.pool import Conn
+from campuscard.payments.terminals import ONLINE_SQL
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import ValidationFailed
 
@@ -125,15 +126,15 @@ async def volume_by_merchant(
 async def counts(conn: Conn, actor: Actor, school_id: int) -> dict[str, int]:
     actor.require(*READERS, school_id=school_id)
     row = await conn.fetchrow(
-        """SELECT
+        f"""SELECT
              (SELECT count(*) FROM persons WHERE school_id = $1 AND status = 'enrolled') AS people,
              (SELECT count(*) FROM cards WHERE school_id = $1 AND state = 'active') AS cards,
              (SELECT count(*) FROM merchants WHERE school_id = $1 AND status = 'approved')
                  AS merchants,
              (SELECT count(*) FROM terminals WHERE school_id = $1 AND status = 'active')
                  AS terminals,
-             (SELECT count(*) FROM terminals WHERE school_id = $1 AND status = 'active'
-                 AND last_seen_at > now() - interval '5 minutes') AS online""",
+             (SELECT count(*) FROM terminals t WHERE t.school_id = $1 AND t.status = 'active'
+                 AND {ONLINE_SQL}) AS online""",
         school_id,
     )
     assert row is not None  # a SELECT of scalar subqueries always answers one row
@@ -141,12 +142,13 @@ async def counts(conn: Conn, actor: Actor, school_id: int) -> dict[str, int]:
 
 
 async def terminals(conn: Conn, actor: Actor, school_id: int) -> list[dict[str, Any]]:
-    """Terminals with their merchant and whether they were seen in the last five minutes."""
+    """Terminals with their merchant and whether they are online (``ONLINE_SQL``: a heartbeat
+    or a payment within the last few minutes)."""
     actor.require(*READERS, school_id=school_id)
     rows = await conn.fetch(
-        """SELECT t.id, t.sn, t.kind, t.location, t.status, t.key_version, t.last_seen_at,
+        f"""SELECT t.id, t.sn, t.kind, t.location, t.status, t.key_version, t.last_seen_at,
                   m.name AS merchant, m.name_en AS merchant_en, o.name AS outlet,
-                  coalesce(t.last_seen_at > now() - interval '5 minutes', false) AS online
+                  {ONLINE_SQL} AS online
              FROM terminals t LEFT JOIN merchants m ON m.id = t.merchant_id
              LEFT JOIN outlets o ON o.id = t.outlet_id
             WHERE t.school_id = $1 ORDER BY t.sn""",
