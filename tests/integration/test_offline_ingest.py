@@ -364,3 +364,31 @@ async def test_two_tills_uploading_the_same_cards_in_opposite_orders_do_not_dead
     assert sorted((r["n"], r["sent"]) for r in alerts) == [(short, 1), (short, 1)]
     reason = await pool.fetchval("SELECT reason->>'zh-CN' FROM monitoring_alerts LIMIT 1")
     assert "离线设备 POS-OFF-" in reason
+
+
+async def test_uploads_settling_records_of_two_tills_take_the_shards_in_one_order(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    # given three tills of a merchant with two account shards: till b's shard lies between
+    # a's and c's in id order, so a and c share one shard and b has the other
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        merchant_id, _ = await make_merchant(conn, school.id, shards=2)
+        a, b, c = [
+            await make_device(conn, settings, school.id, merchant_id, f"POS-SH-{n}") for n in "abc"
+        ]
+        _, x = await make_cardholder(conn, school.id, "X1", cash=10_000)
+        _, y = await make_cardholder(conn, school.id, "Y1", cash=10_000)
+    area_x, area_y = CardArea(), CardArea()
+    for r in range(1, 6):
+        # b's records wait for the counters a and c bring: a's upload settles a's and b's,
+        # c's upload settles c's and b's, each in one transaction, at the same time
+        at_a = record(a, x, area_x, r, 100)
+        b_x = record(b, x, area_x, 2 * r - 1, 100)
+        at_c = record(c, y, area_y, r, 100)
+        b_y = record(b, y, area_y, 2 * r, 100)
+        assert (await upload(client, b, [b_x, b_y]))["waiting"] == 2
+        answers = await asyncio.gather(upload(client, a, [at_a]), upload(client, c, [at_c]))
+        assert [ans["settled"] for ans in answers] == [2, 2]
+    assert await balances(pool, x["person_id"]) == {"cash": 9_000, "subsidy": 0}
+    assert (await check_ledger(pool)).ok

@@ -252,7 +252,7 @@ async def ingest_verified(
     touched = sorted(
         {cards[r.card_number]["id"] for r in good if r.seq in inserted and r.seq not in refusal_of}
     )
-    settled = await settle_cards(tx, school_id, touched, give_up_before=None)
+    settled = await settle_cards(tx, school_id, touched, give_up_before=None, via=terminal_id)
     waiting = sum(
         1
         for r in good
@@ -335,9 +335,15 @@ async def _advance_device(
 
 
 async def settle_cards(
-    tx: Tx, school_id: int, card_ids: list[int], *, give_up_before: datetime | None
+    tx: Tx,
+    school_id: int,
+    card_ids: list[int],
+    *,
+    give_up_before: datetime | None,
+    via: int | None = None,
 ) -> Settled:
-    """Settle what can settle on these cards' chains (see the module docstring)."""
+    """Settle what can settle on these cards' chains (see the module docstring). ``via``: the
+    device whose upload this is (its merchant shards take the credits, see ``_book``)."""
     done = Settled()
     if not card_ids:
         return done
@@ -478,7 +484,7 @@ async def settle_cards(
         )
     if not updates:
         return done
-    tx_of, sn_of = await _book(tx, school_id, legs, overdraft_by_terminal)
+    tx_of, sn_of = await _book(tx, school_id, legs, overdraft_by_terminal, via)
     await tx.execute(
         """UPDATE offline_records o SET state = 'settled', chain_break = u.broke,
                   from_cash = u.cash, from_subsidy = u.subsidy, overdraft = u.overdraft,
@@ -541,9 +547,15 @@ async def _book(
     school_id: int,
     legs: dict[int, dict[int, int]],
     overdraft_by_terminal: dict[int, int],
+    via: int | None,
 ) -> tuple[dict[int, int], dict[int, str]]:
-    """One journal transaction per device: its purse legs and overdraft to its merchant shard.
-    Returns each device's journal transaction and its serial number."""
+    """One journal transaction per device: its purse legs and overdraft to its merchant.
+    Returns each device's journal transaction and its serial number.
+
+    The merchant's shard is the one of the uploading device ``via`` (of the record's own device
+    when there is none): an upload settles records of many tills (their counters waited for
+    this one), and crediting each till's own shard would make every upload lock most shards
+    of every canteen. Shards only spread locks; clearing sums them per merchant."""
     terminal_ids = sorted(set(legs) | set(overdraft_by_terminal))
     shard_of = {
         r["id"]: (r["sn"], r["account_id"], r["merchant_name"])
@@ -551,13 +563,25 @@ async def _book(
             """SELECT t.id, t.sn, a.id AS account_id, m.name AS merchant_name
                  FROM terminals t JOIN merchants m ON m.id = t.merchant_id
                  JOIN accounts a ON a.merchant_id = t.merchant_id AND a.kind = 'merchant'
-                                AND a.shard = t.id % m.shards
+                                AND a.shard = coalesce($3, t.id) % m.shards
                 WHERE t.school_id = $1 AND t.id = ANY($2::bigint[])""",
             school_id,
             terminal_ids,
+            via,
         )
     }
     receivable = await postings.system_account(tx, school_id, "offline_receivable")
+    # Each cc_post locks its own legs in id order, but one device's shard may have a higher id
+    # than the next device's: two uploads settling the same two devices' records would take
+    # the shards in opposite orders. So every shard (and the receivable, when owed) is locked first,
+    # in id order, after the purses (already locked), as an online payment takes them.
+    await tx.execute(
+        "SELECT 1 FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+        sorted(
+            {acc for _, acc, _ in shard_of.values()}
+            | ({receivable} if any(overdraft_by_terminal.values()) else set())
+        ),
+    )
     out: dict[int, int] = {}
     for terminal_id in terminal_ids:
         sn, merchant_account, merchant_name = shard_of[terminal_id]
