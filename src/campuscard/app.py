@@ -59,6 +59,7 @@ from campuscard.platform.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
 from campuscard.web.admin import approvals as web_admin_approvals
+from campuscard.web.admin import devices as web_admin_devices
 from campuscard.web.admin import issuing as web_issuing
 from campuscard.web.admin import money as web_admin_money
 from campuscard.web.admin import monitoring as web_admin_monitoring
@@ -198,6 +199,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     for router in (web_student_money.router, web_admin_money.router):
         app.include_router(router)
     app.include_router(web_admin_approvals.router)  # four eyes on money
+    app.include_router(web_admin_devices.router)  # metered devices, holds, offline tills
     app.include_router(web_admin_monitoring.router)  # watching over students (docs/monitoring.md)
     app.include_router(web_student_bills.router)  # bills and fees (docs/bills.md)
     app.include_router(web_student_utilities.router)  # dorm meters

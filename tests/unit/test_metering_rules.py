@@ -140,3 +140,37 @@ def test_a_hold_request_is_checked_before_it_reaches_the_database() -> None:
     with pytest.raises(ValidationFailed) as err:
         HoldRequest("hold-0001", 1, 100, "shower", "device_session", "x" * 65, 1)
     assert err.value.field == "owner_id"
+
+
+def test_the_console_shows_rates_as_yuan_per_unit() -> None:
+    from campuscard.web.admin.devices import price_text, tariff_view
+
+    assert [price_text(r) for r in (500, 1000, 2000, 400_000, 50_000, 1)] == [
+        "0.005",
+        "0.01",
+        "0.02",
+        "4.00",
+        "0.50",
+        "0.00001",
+    ]
+    view = tariff_view(
+        {
+            "kind": "bus",
+            "ladders": {"student": [{"upto": 2, "rate": 100_000}, {"upto": None, "rate": 50_000}]},
+            "session_cap": 200,
+            "daily_amount_cap": 1000,
+            "daily_count_cap": 10,
+            "min_gap_seconds": 0,
+            "max_session_units": 1,
+        }
+    )
+    assert view["unit"] == "trip"
+    assert view["ladders"] == [
+        {
+            "card_kind": "student",
+            "tiers": [
+                {"from": 0, "upto": 2, "price": "1.00"},
+                {"from": 2, "upto": None, "price": "0.50"},
+            ],
+        }
+    ]

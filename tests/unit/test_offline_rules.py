@@ -132,3 +132,24 @@ def test_a_record_signature_covers_every_field() -> None:
     tampered = rules.Record(**{**signed.__dict__, "amount": 125})
     assert not rules.signature_ok(key, "POS-1", tampered)
     assert not rules.signature_ok(key, "POS-2", signed)
+
+
+def test_a_chain_break_is_described_part_by_part_for_the_page() -> None:
+    walk = rules.walk_chain(
+        rules.ChainHead(last_counter=1, last_total=300, last_made_at=T0),
+        [pending(1, 200, 0)],
+        last_online_at=None,
+        give_up_before=LONG_AGO,
+    )
+    text = walk.settle[0][1]
+    assert rules.describe_break(text) == [
+        ("reused", {"counter": "1"}),
+        ("total", {"before": "0.00", "last": "3.00"}),
+    ]
+    assert rules.describe_break("counters 3-5 missing; total 100 + 50 is not 120") == [
+        ("missing_many", {"first": "3", "to": "5"}),
+        ("sum", {"before": "1.00", "amount": "0.50", "after": "1.20"}),
+    ]
+    assert rules.describe_break("counter 7 missing") == [("missing_one", {"first": "7"})]
+    assert rules.describe_break(None) == []
+    assert rules.describe_break("something new") == [("other", {"text": "something new"})]

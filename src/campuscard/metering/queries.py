@@ -50,3 +50,40 @@ async def sessions(conn: Conn, school_id: int, *, limit: int = 100) -> list[dict
         limit,
     )
     return [dict(r) for r in rows]
+
+
+async def devices(conn: Conn, school_id: int) -> list[dict[str, Any]]:
+    """Every metered device with its tariff, what it did today and its sessions running now."""
+    rows = await conn.fetch(
+        """SELECT m.kind, m.tariff, t.sn, t.location, t.status, mc.name AS merchant,
+                  (SELECT count(*) FROM meter_sessions s
+                    WHERE s.school_id = m.school_id AND s.terminal_id = m.terminal_id
+                      AND s.business_date = cc_business_date(m.school_id)) AS sessions_today,
+                  (SELECT coalesce(sum(s.amount), 0) FROM meter_sessions s
+                    WHERE s.school_id = m.school_id AND s.terminal_id = m.terminal_id
+                      AND s.business_date = cc_business_date(m.school_id)) AS taken_today,
+                  (SELECT count(*) FROM meter_sessions s
+                    WHERE s.school_id = m.school_id AND s.terminal_id = m.terminal_id
+                      AND s.state = 'open') AS running
+             FROM meters m JOIN terminals t ON t.id = m.terminal_id
+             LEFT JOIN merchants mc ON mc.id = t.merchant_id
+            WHERE m.school_id = $1 ORDER BY m.kind, t.sn""",
+        school_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def open_holds(conn: Conn, school_id: int, *, limit: int = 200) -> list[dict[str, Any]]:
+    """Money on hold now, every kind (metered sessions, orders, utility top-ups), oldest first."""
+    rows = await conn.fetch(
+        """SELECT h.hold_key, h.kind, h.owner_kind, h.owner_id, h.amount, h.placed_at,
+                  h.expires_at, h.expires_at < now() AS overdue, p.name AS holder,
+                  p.number AS holder_number, a.purse
+             FROM holds h JOIN persons p ON p.id = h.person_id
+             JOIN accounts a ON a.id = h.account_id
+            WHERE h.school_id = $1 AND h.state = 'pending'
+            ORDER BY h.placed_at, h.id LIMIT $2""",
+        school_id,
+        limit,
+    )
+    return [dict(r) for r in rows]

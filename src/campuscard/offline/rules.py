@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -248,3 +249,40 @@ def missing_ranges(contiguous: int, seen_above: Iterable[int]) -> list[list[int]
 
 def count_missing(ranges: Iterable[Sequence[int]]) -> int:
     return sum(b - a + 1 for a, b in ranges)
+
+
+# -- words for people -----------------------------------------------------------------------
+
+_BREAKS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("reused", re.compile(r"counter (?P<counter>\d+) already used")),
+    ("missing_one", re.compile(r"counter (?P<first>\d+) missing")),
+    ("missing_many", re.compile(r"counters (?P<first>\d+)-(?P<to>\d+) missing")),
+    ("sum", re.compile(r"total (?P<before>\d+) \+ (?P<amount>\d+) is not (?P<after>\d+)")),
+    ("total", re.compile(r"total before (?P<before>\d+), the card's last was (?P<last>\d+)")),
+)
+_FEN_PARTS = {"before", "amount", "after", "last"}
+
+
+def describe_break(text: str | None) -> list[tuple[str, dict[str, str]]]:
+    """A stored chain break (``walk_chain``'s words) as (kind, figures) pairs a page translates;
+    amounts as yuan. An unknown part comes back as ("other", {"text": part})."""
+    out: list[tuple[str, dict[str, str]]] = []
+    for part in (text or "").split("; "):
+        if not part:
+            continue
+        for kind, pattern in _BREAKS:
+            m = pattern.fullmatch(part)
+            if m:
+                out.append(
+                    (
+                        kind,
+                        {
+                            k: fmt(int(v)) if k in _FEN_PARTS else v
+                            for k, v in m.groupdict().items()
+                        },
+                    )
+                )
+                break
+        else:
+            out.append(("other", {"text": part}))
+    return out

@@ -1,0 +1,101 @@
+"""Console page of devices that work on their own: metered devices (showers, water, laundry,
+computer labs, the campus bus) by kind with their tariffs and limits, the money on hold now,
+and the offline tills with their uploads per day (duplicates, gaps, chain breaks, overdrafts),
+in words a canteen manager can read. Read only; the same queries as the reports."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from campuscard.edge.deps import Pool
+from campuscard.metering import queries as metering_queries
+from campuscard.metering import rules as metering_rules
+from campuscard.offline import queries as offline_queries
+from campuscard.offline import rules as offline_rules
+from campuscard.people import queries as people_queries
+from campuscard.web import menu
+from campuscard.web.admin.routes import BASE, SchoolCode, enter
+from campuscard.web.core import Page, UserPage, opt_date, render
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+menu.add("admin", "a.devices", BASE + "/devices", {"school_admin", "settlement"}, 55)
+
+
+def price_text(rate: int) -> str:
+    """A rate in thousandths of a fen per unit as yuan, at least two decimals (0.005, 4.00)."""
+    yuan = Decimal(rate) / 100_000
+    text = f"{yuan:f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
+
+
+def tariff_view(raw: Any) -> dict[str, Any]:
+    """A stored tariff as rows a page shows: per card kind, each tier with its range and price."""
+    data = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    tariff = metering_rules.parse_tariff(data)
+    ladders = []
+    for card_kind, ladder in tariff.ladders.items():
+        tiers, start = [], 0
+        for tier in ladder:
+            tiers.append({"from": start, "upto": tier.upto, "price": price_text(tier.rate)})
+            start = tier.upto or start
+        ladders.append({"card_kind": card_kind, "tiers": tiers})
+    return {
+        "unit": tariff.unit,
+        "ladders": ladders,
+        "session_cap": tariff.session_cap,
+        "daily_amount_cap": tariff.daily_amount_cap,
+        "daily_count_cap": tariff.daily_count_cap,
+        "min_gap_seconds": tariff.min_gap_seconds,
+        "max_session_units": tariff.max_session_units,
+    }
+
+
+def _break_text(page: Page, text: str | None) -> str:
+    return page.t("dev.sep").join(
+        page.t("dev.break." + kind, **figures)
+        for kind, figures in offline_rules.describe_break(text)
+    )
+
+
+@router.get("/s/{code}/devices")
+async def devices_page(page: UserPage, pool: Pool, code: SchoolCode, day: str = "") -> Response:
+    school_id = await enter(page, pool, code, "a.devices")
+    wanted = opt_date(day, "day")
+    async with pool.acquire() as conn:
+        meters = await metering_queries.devices(conn, school_id)
+        held = await metering_queries.open_holds(conn, school_id)
+        limits = await offline_queries.risk_limits(conn, school_id)
+        days = await offline_queries.days(conn, school_id)
+        tills = await offline_queries.devices(conn, school_id)
+        debts = await offline_queries.debts(conn, school_id)
+        today: date = await people_queries.business_date(conn, school_id)
+        shown: date | None = wanted or (days[0]["business_date"] if days else None)
+        day_devices = await offline_queries.day_devices(conn, school_id, shown) if shown else []
+        notable = await offline_queries.notable_records(conn, school_id, shown) if shown else []
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for m in meters:
+        kinds.setdefault(m["kind"], []).append({**m, "tariff": tariff_view(m["tariff"])})
+    for r in notable:
+        r["break_text"] = _break_text(page, r["chain_break"])
+    return render(
+        page,
+        "admin/devices.html",
+        kinds=kinds,
+        held=held,
+        held_total=sum(h["amount"] for h in held),
+        limits=limits,
+        days=days,
+        shown=shown,
+        today=today,
+        day_devices=day_devices,
+        notable=notable,
+        tills=tills,
+        debts=debts,
+    )
