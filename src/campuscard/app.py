@@ -67,6 +67,7 @@ from campuscard.web.admin import routes as web_admin
 from campuscard.web.admin import settlement as web_settlement
 from campuscard.web.errors import error_page
 from campuscard.web.merchant import display as web_display
+from campuscard.web.merchant import orders as web_merchant_orders
 from campuscard.web.merchant import routes as web_merchant
 from campuscard.web.student import apply as web_apply
 from campuscard.web.student import bills as web_student_bills
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.include_router(approvals.router)
     app.include_router(bill_routes.router)  # bills and fees (docs/bills.md)
     app.include_router(order_routes.router)  # escrowed orders (docs/orders.md)
+    app.include_router(order_routes.events_router)
     # money in and out (counter, top-up, bank link, subsidies)
     for router in (
         counter_routes.router,
@@ -187,6 +189,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         web_admin.router,
         web_settlement.router,
         web_merchant.router,
+        web_merchant_orders.router,
     ):
         app.include_router(router)
     # the payment-code screen (issue 4)

@@ -11,9 +11,11 @@ from campuscard.ledger.money import fmt
 from campuscard.orders import rules
 from campuscard.platform.errors import NotFound
 
-_SELECT = """SELECT o.*, m.name AS merchant_name, p.name AS buyer_name, p.number AS buyer_number
+_SELECT = """SELECT o.*, m.name AS merchant_name, p.name AS buyer_name, p.number AS buyer_number,
+                    s.timezone
                FROM orders o JOIN merchants m ON m.school_id = o.school_id AND m.id = o.merchant_id
-               JOIN persons p ON p.school_id = o.school_id AND p.id = o.person_id"""
+               JOIN persons p ON p.school_id = o.school_id AND p.id = o.person_id
+               JOIN schools s ON s.id = o.school_id"""
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -49,6 +51,7 @@ def view(row: Any) -> dict[str, Any]:
         "paid_at": _iso(o["paid_at"]),
         "shipped_at": _iso(o["shipped_at"]),
         "ended_at": _iso(o["ended_at"]),
+        "timezone": o["timezone"],  # the school's, for pages and slips
     }
 
 

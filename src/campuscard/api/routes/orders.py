@@ -6,22 +6,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from campuscard.api.deps import Body, CurrentActor
+from campuscard.api.routes.live import LiveEventResponse, require_event_stream, sse_response
 from campuscard.api.terminal_auth import SignedDevice
 from campuscard.db.tx import transaction
 from campuscard.edge.deps import AppSettings, Pool, school_id_for
 from campuscard.ledger.money import Money
-from campuscard.orders import buying, disputes, queries, shop
+from campuscard.orders import buying, disputes, merchant, queries, shop
 from campuscard.payments import terminals
 from campuscard.platform.actors import Actor
 from campuscard.platform.idempotency import Outcome
+from campuscard.platform.live import Event
 
 shop_router = APIRouter(prefix="/api/v1/terminal/shop", tags=["terminal"])
 router = APIRouter(prefix="/api/v1/schools/{school}", tags=["orders"])
+events_router = APIRouter(prefix="/api/v1/merchants", tags=["live"])
 Id = Annotated[int, Path(ge=1, le=2**62)]
 OrderNo = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{4,64}$")]
 
@@ -327,3 +330,15 @@ async def propose_decision(
             pool, actor, school_id, order_id, to_merchant=body.to_merchant.fen, note=body.note
         )
     )
+
+
+@events_router.get("/{merchant_id}/order-events", response_class=LiveEventResponse)
+async def order_events(merchant_id: Id, request: Request, actor: CurrentActor) -> LiveEventResponse:
+    """The merchant's orders, live: every step of every order of this merchant (its staff)."""
+    require_event_stream(request)
+    merchant.check_staff(actor, merchant_id)
+
+    def of_this_merchant(event: Event) -> bool:
+        return event.get("type") == "order" and event.get("merchant_id") == merchant_id
+
+    return sse_response(request, actor, of_this_merchant, [])
