@@ -13,6 +13,7 @@ from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import adjustments, postings
 from campuscard.ledger.money import Money
 from campuscard.metering import demo as metering_demo
+from campuscard.orders import demo as orders_demo
 from campuscard.platform import auth
 
 SCHOOL_CODE = "DEMO"
@@ -150,6 +151,9 @@ async def load_demo(conn: Conn, *, history_days: int = 0) -> DemoCampus:
         await access_demo.ensure_demo_access(
             tx, school_id, [student_number(i) for i in range(1, access_demo.RESIDENTS + 1)]
         )
+        await orders_demo.ensure_demo_orders(
+            tx, school_id, [student_number(i) for i in range(1, 20)], DEMO_PASSWORD
+        )
         if created:
             await _pending_adjustment(tx, school_id)
     campus = DemoCampus(school_id=school_id, created=created, history=history)
@@ -158,6 +162,7 @@ async def load_demo(conn: Conn, *, history_days: int = 0) -> DemoCampus:
         + [(label, SCHOOL_CODE, username) for username, _, label in STAFF]
         + [
             ("merchant 食堂", SCHOOL_CODE, "canteen1"),
+            ("online store 网店", SCHOOL_CODE, orders_demo.SHOP_USER),
             ("parent 家长", SCHOOL_CODE, "parent1"),
             ("student 学生", SCHOOL_CODE, student_number(1)),
             ("parent of a new student 新生家长", SCHOOL_CODE, NEW_STUDENT_PARENT_PHONE),

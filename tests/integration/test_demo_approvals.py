@@ -1,5 +1,7 @@
 """The demo campus has one correction waiting for a second person, so the approvals page shows
-the four-eyes step on first open; approving it moves the money, once."""
+the four-eyes step on first open; approving it moves the money, once. Its online campus store
+has an order in every state and a dispute whose decision waits for the same second person
+(checked here too: one demo load serves both)."""
 
 from __future__ import annotations
 
@@ -35,4 +37,29 @@ async def test_demo_has_an_adjustment_waiting_for_the_second_settlement_operator
     async with pool.acquire() as conn:
         after = await conn.fetchval("SELECT count(*) FROM journal_tx WHERE kind = 'adjustment'")
         assert after == before + 1
+        assert (await check_ledger(conn)).ok
+
+    # the online store: an order in every state, the dispute settled once when approved
+    async with pool.acquire() as conn:
+        states = await conn.fetch(
+            "SELECT order_no, state, close_reason, released, refunded FROM orders ORDER BY order_no"
+        )
+        dispute = await conn.fetchrow(
+            "SELECT id, amount FROM approvals WHERE kind = 'order_dispute' AND status = 'pending'"
+        )
+    assert [(r["order_no"], r["state"]) for r in states] == [
+        ("SO-DEMO-0001", "wait_buyer_pay"),
+        ("SO-DEMO-0002", "wait_seller_send"),
+        ("SO-DEMO-0003", "wait_buyer_confirm"),
+        ("SO-DEMO-0004", "finished"),
+        ("SO-DEMO-0005", "closed"),
+        ("SO-DEMO-0006", "disputed"),
+    ]
+    assert (states[3]["released"], states[3]["refunded"]) == (4_500, 1_500)
+    assert states[4]["close_reason"] == "not_shipped"
+    assert dispute is not None and dispute["amount"] == 6_000
+    assert ("online store 网店", "DEMO", "shop1") in campus.logins
+    decided = await four_eyes.do_decide(pool, actor, campus.school_id, dispute["id"], approve=True)
+    assert decided["result"]["order"]["state"] == "finished"
+    async with pool.acquire() as conn:
         assert (await check_ledger(conn)).ok

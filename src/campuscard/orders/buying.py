@@ -91,6 +91,27 @@ async def do_pay(
     )
 
 
+async def confirm_in_tx(
+    tx: Tx, actor: Actor, school_id: int, order_id: int, *, amount: int | None = None
+) -> dict[str, Any]:
+    """The confirmation's work in the caller's transaction."""
+    order = await books.lock_order(tx, school_id, order_id)
+    _check_buyer(actor, order)
+    books.check_state(order, "wait_seller_send", "wait_buyer_confirm", doing="confirm")
+    part = rules.check_part(amount, rules.remaining(order))
+    await books.release(tx, order, part, actor.name, "buyer_confirmed")
+    await audit.record(
+        tx,
+        actor,
+        "order.confirm",
+        school_id=school_id,
+        target_type="order",
+        target_id=order_id,
+        after={"released": str(Money(part)), "state": order["state"]},
+    )
+    return await queries.order_view(tx, school_id, order_id)
+
+
 async def do_confirm(
     pool: PgPool,
     actor: Actor,
@@ -104,21 +125,7 @@ async def do_confirm(
     check_client_id(client_id)
 
     async def work(tx: Tx) -> dict[str, Any]:
-        order = await books.lock_order(tx, school_id, order_id)
-        _check_buyer(actor, order)
-        books.check_state(order, "wait_seller_send", "wait_buyer_confirm", doing="confirm")
-        part = rules.check_part(amount, rules.remaining(order))
-        await books.release(tx, order, part, actor.name, "buyer_confirmed")
-        await audit.record(
-            tx,
-            actor,
-            "order.confirm",
-            school_id=school_id,
-            target_type="order",
-            target_id=order_id,
-            after={"released": str(Money(part)), "state": order["state"]},
-        )
-        return await queries.order_view(tx, school_id, order_id)
+        return await confirm_in_tx(tx, actor, school_id, order_id, amount=amount)
 
     return await run_idempotent(
         pool,
@@ -127,6 +134,45 @@ async def do_confirm(
         payload={"order_id": order_id, "amount": amount},
         work=work,
     )
+
+
+async def dispute_in_tx(
+    tx: Tx, actor: Actor, school_id: int, order_id: int, *, reason: str
+) -> dict[str, Any]:
+    """The dispute's work in the caller's transaction."""
+    why = rules.check_reason(reason)
+    order = await books.lock_order(tx, school_id, order_id)
+    _check_buyer(actor, order)
+    books.check_state(order, "wait_seller_send", "wait_buyer_confirm", doing="dispute")
+    before = order["state"]
+    await books.renew_hold(tx, order, actor.name)
+    await books.set_state(tx, order, "disputed", dispute_reason=why, dispute_state_before=before)
+    await books.event(tx, order, "disputed", actor.name, detail={"reason": why})
+    await notifications.notify(
+        tx,
+        school_id=school_id,
+        person_id=order["person_id"],
+        kind="order_disputed",
+        title={"zh-CN": "争议已提交", "en": "Dispute received"},
+        body={
+            "zh-CN": f"{order['title']}：款项继续冻结，结算中心将由两人复核后处理。",
+            "en": f"{order['title']}: the money stays held; the settlement center decides "
+            "with a second person.",
+        },
+        data={"order_id": order_id},
+        dedupe_key=f"order:{school_id}:{order_id}:disputed",
+    )
+    await audit.record(
+        tx,
+        actor,
+        "order.dispute",
+        school_id=school_id,
+        target_type="order",
+        target_id=order_id,
+        before={"state": before},
+        after={"state": "disputed", "reason": why},
+    )
+    return await queries.order_view(tx, school_id, order_id)
 
 
 async def do_dispute(
@@ -143,40 +189,7 @@ async def do_dispute(
     why = rules.check_reason(reason)
 
     async def work(tx: Tx) -> dict[str, Any]:
-        order = await books.lock_order(tx, school_id, order_id)
-        _check_buyer(actor, order)
-        books.check_state(order, "wait_seller_send", "wait_buyer_confirm", doing="dispute")
-        before = order["state"]
-        await books.renew_hold(tx, order, actor.name)
-        await books.set_state(
-            tx, order, "disputed", dispute_reason=why, dispute_state_before=before
-        )
-        await books.event(tx, order, "disputed", actor.name, detail={"reason": why})
-        await notifications.notify(
-            tx,
-            school_id=school_id,
-            person_id=order["person_id"],
-            kind="order_disputed",
-            title={"zh-CN": "争议已提交", "en": "Dispute received"},
-            body={
-                "zh-CN": f"{order['title']}：款项继续冻结，结算中心将由两人复核后处理。",
-                "en": f"{order['title']}: the money stays held; the settlement center decides "
-                "with a second person.",
-            },
-            data={"order_id": order_id},
-            dedupe_key=f"order:{school_id}:{order_id}:disputed",
-        )
-        await audit.record(
-            tx,
-            actor,
-            "order.dispute",
-            school_id=school_id,
-            target_type="order",
-            target_id=order_id,
-            before={"state": before},
-            after={"state": "disputed", "reason": why},
-        )
-        return await queries.order_view(tx, school_id, order_id)
+        return await dispute_in_tx(tx, actor, school_id, order_id, reason=why)
 
     return await run_idempotent(
         pool,
