@@ -69,6 +69,7 @@ from campuscard.web.errors import error_page
 from campuscard.web.merchant import display as web_display
 from campuscard.web.merchant import orders as web_merchant_orders
 from campuscard.web.merchant import routes as web_merchant
+from campuscard.web.student import alerts as web_student_alerts
 from campuscard.web.student import apply as web_apply
 from campuscard.web.student import bills as web_student_bills
 from campuscard.web.student import money as web_student_money
@@ -203,7 +204,9 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         app.include_router(router)
     app.include_router(web_admin_approvals.router)  # four eyes on money
     app.include_router(web_admin_devices.router)  # metered devices, holds, offline tills
-    app.include_router(web_admin_monitoring.router)  # watching over students (docs/monitoring.md)
+    # watching over students (docs/monitoring.md): supervision, quiet help, alert settings
+    for router in (web_admin_monitoring.router, web_student_alerts.router):
+        app.include_router(router)
     app.include_router(web_student_bills.router)  # bills and fees (docs/bills.md)
     app.include_router(web_student_utilities.router)  # dorm meters
     return app

@@ -15,6 +15,7 @@ from typing import Any
 
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
+from campuscard.monitoring import queries
 from campuscard.monitoring.rules import ALERT_RULES
 from campuscard.platform import audit
 from campuscard.platform.actors import Actor
@@ -219,3 +220,49 @@ async def guardian_prefs_of(conn: Conn, actor: Actor, person_id: int) -> Guardia
         actor.user_id,
     )
     return _guardian_view(row) if row else None
+
+
+async def student_prefs_of(conn: Conn, actor: Actor) -> StudentPrefs:
+    """The signed-in student's own choices (SMS on and the school's quiet hours by default)."""
+    if actor.person_id is None:
+        raise NotFound("no cardholder is linked to this sign-in", field="person")
+    row = await conn.fetchrow(
+        "SELECT sms, quiet_start, quiet_end FROM monitoring_student_prefs WHERE person_id = $1",
+        actor.person_id,
+    )
+    if row is None:
+        return StudentPrefs(actor.person_id, True, None, None)
+    return StudentPrefs(actor.person_id, row["sms"], _hm(row["quiet_start"]), _hm(row["quiet_end"]))
+
+
+@dataclass(frozen=True)
+class ParentConsent:
+    user_id: int
+    name: str
+    opted_in: bool  # the parent subscribed to alerts
+    consent: bool  # the student agreed
+
+
+async def parents_of(conn: Conn, actor: Actor) -> list[ParentConsent]:
+    """The parents linked to the signed-in student, whether each subscribed to alerts and
+    whether the student consented."""
+    if actor.person_id is None:
+        raise NotFound("no cardholder is linked to this sign-in", field="person")
+    rows = await conn.fetch(
+        """SELECT l.user_id, coalesce(nullif(u.display_name, ''), u.username) AS name,
+                  coalesce(g.enabled, false) AS enabled,
+                  g.consent_at IS NOT NULL AND g.consent_revoked_at IS NULL AS consent
+             FROM guardian_links l
+             JOIN users u ON u.id = l.user_id
+             LEFT JOIN monitoring_guardian_prefs g
+                    ON g.school_id = l.school_id AND g.person_id = l.person_id
+                   AND g.user_id = l.user_id
+            WHERE l.person_id = $1 ORDER BY l.user_id""",
+        actor.person_id,
+    )
+    return [ParentConsent(r["user_id"], r["name"], r["enabled"], bool(r["consent"])) for r in rows]
+
+
+async def consent_needed(conn: Conn, school_id: int) -> bool:
+    """Whether parents hear only with the student's consent (the school's setting)."""
+    return bool((await queries.config(conn, school_id)).get("delivery", "guardian_consent"))

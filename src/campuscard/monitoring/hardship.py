@@ -331,3 +331,36 @@ async def method_of(conn: Conn, school_id: int) -> tuple[bool, str, dict[str, An
     cfg = await queries.config(conn, school_id)
     values = DEFAULTS["hardship"] | dict(cfg.values.get("hardship", {}))
     return cfg.on("hardship"), str(values["preset"]), values
+
+
+@owns_transaction
+async def do_withdraw_diet(tx: Tx, actor: Actor, school_id: int, person_id: int) -> None:
+    """The student takes back their own declared diet."""
+    if actor.person_id != person_id:
+        raise Forbidden("only the student withdraws this", code="ROLE_REQUIRED")
+    await tx.execute(
+        "DELETE FROM monitoring_exclusions WHERE school_id = $1 AND person_id = $2 "
+        "AND kind = 'diet'",
+        school_id,
+        person_id,
+    )
+    await audit.record(
+        tx,
+        actor,
+        "hardship.exclude.withdraw",
+        school_id=school_id,
+        target_type="person",
+        target_id=person_id,
+        after={"kind": "diet"},
+    )
+
+
+async def declared_diet(conn: Conn, school_id: int, person_id: int) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT 1 FROM monitoring_exclusions WHERE school_id = $1 AND person_id = $2 "
+            "AND kind = 'diet'",
+            school_id,
+            person_id,
+        )
+    )
