@@ -495,7 +495,11 @@ def demo(
         async def load() -> demo_data.DemoCampus:
             conn = await connect(url)
             try:
-                return await demo_data.load_demo(conn, history_days=history_days)
+                return await demo_data.load_demo(
+                    conn,
+                    history_days=history_days,
+                    master_key=settings.master_key.get_secret_value(),
+                )
             finally:
                 await conn.close()
 

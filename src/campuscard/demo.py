@@ -13,6 +13,7 @@ from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import adjustments, postings
 from campuscard.ledger.money import Money
 from campuscard.metering import demo as metering_demo
+from campuscard.offline import demo as offline_demo
 from campuscard.orders import demo as orders_demo
 from campuscard.platform import auth
 
@@ -130,9 +131,13 @@ def student_number(i: int) -> str:
     return f"2026{i:06d}"
 
 
-async def load_demo(conn: Conn, *, history_days: int = 0) -> DemoCampus:
+async def load_demo(
+    conn: Conn, *, history_days: int = 0, master_key: str | None = None
+) -> DemoCampus:
     """Create the demo campus once (later calls find it). ``history_days``: how many finished
-    days of campus life to book before today when it is created (``campuscard demo``: 30)."""
+    days of campus life to book before today when it is created (``campuscard demo``: 30).
+    ``master_key``: the server's, so the offline till's uploaded records carry the till's real
+    signatures (without it the demo has no offline till)."""
     async with transaction(conn) as tx:
         await tx.execute("SELECT pg_advisory_xact_lock(4242)")
         school_id = await tx.fetchval("SELECT id FROM schools WHERE code = $1", SCHOOL_CODE)
@@ -145,6 +150,8 @@ async def load_demo(conn: Conn, *, history_days: int = 0) -> DemoCampus:
         await _payout_accounts(tx, school_id)
         await _ensure_issuing(tx, school_id)
         await metering_demo.ensure_demo_devices(tx, school_id)
+        if master_key is not None:
+            await offline_demo.ensure_demo_offline_till(tx, school_id, master_key)
         await bills_demo.ensure_demo_bills(
             tx, school_id, [student_number(i) for i in range(1, bills_demo.BILLED + 1)]
         )

@@ -104,3 +104,21 @@ async def debts(conn: Conn, school_id: int) -> dict[str, int]:
     )
     assert row is not None
     return {k: int(row[k]) for k in ("holders", "owed", "repaid")}
+
+
+async def device_state(conn: Conn, school_id: int, terminal_id: int) -> dict[str, Any] | None:
+    """One till's offline store as the server sees it (None: it never uploaded): records
+    received, sequence numbers still missing, records waiting on a card's chain, last upload."""
+    row = await conn.fetchrow(
+        """SELECT d.records, d.contiguous_seq, d.max_seq, d.last_upload_at,
+                  (SELECT u.missing FROM offline_uploads u
+                    WHERE u.school_id = d.school_id AND u.terminal_id = d.terminal_id
+                    ORDER BY u.id DESC LIMIT 1) AS missing,
+                  (SELECT count(*) FROM offline_records r
+                    WHERE r.school_id = d.school_id AND r.terminal_id = d.terminal_id
+                      AND r.state = 'waiting') AS waiting
+             FROM offline_devices d WHERE d.school_id = $1 AND d.terminal_id = $2""",
+        school_id,
+        terminal_id,
+    )
+    return dict(row) if row else None

@@ -15,6 +15,7 @@ from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
+from campuscard.offline import queries as offline_queries
 from campuscard.payments import booking, browser_pos, code_payments
 from campuscard.payments import queries as payments_queries
 from campuscard.payments.terminals import TerminalRow
@@ -53,6 +54,7 @@ def _till(page: Page, terminal: TerminalRow, recent: list[dict[str, Any]], **ctx
     ctx.setdefault("pin_for", None)
     ctx.setdefault("keep", "")
     ctx.setdefault("waiting", None)
+    ctx.setdefault("offline", None)
     template = (
         "merchant/_till.html" if page.request.headers.get("hx-request") else "merchant/pos.html"
     )
@@ -74,7 +76,8 @@ async def till(page: UserPage, pool: Pool, settings: AppSettings) -> Response:
         return redirect("/pos/setup")
     async with pool.acquire() as conn:
         recent = await browser_pos.recent_payments(conn, terminal.id)
-    return _till(page, terminal, recent)
+        offline = await offline_queries.device_state(conn, terminal.school_id, terminal.id)
+    return _till(page, terminal, recent, offline=offline)
 
 
 @router.post("/pay")
