@@ -59,6 +59,8 @@ from campuscard.platform.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
 from campuscard.web.admin import approvals as web_admin_approvals
+from campuscard.web.admin import bill_books as web_admin_bill_books
+from campuscard.web.admin import bills as web_admin_bills
 from campuscard.web.admin import devices as web_admin_devices
 from campuscard.web.admin import issuing as web_issuing
 from campuscard.web.admin import money as web_admin_money
@@ -209,6 +211,8 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         app.include_router(router)
     app.include_router(web_student_bills.router)  # bills and fees (docs/bills.md)
     app.include_router(web_student_utilities.router)  # dorm meters
+    app.include_router(web_admin_bills.router)  # the finance console for bills
+    app.include_router(web_admin_bill_books.router)  # its reports, ledgers, exports, sheets
     return app
 
 

@@ -385,3 +385,131 @@ async def school_of_receipt_for(conn: Conn | PgPool, actor: Actor, receipt_no: s
     if school_id is None:
         raise NotFound("no such receipt", field="receipt_no")
     return school_id
+
+
+async def terms(conn: Conn | PgPool, school_id: int) -> list[str]:
+    """The terms the school has fee items for, newest first."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT term FROM fee_items WHERE school_id = $1 ORDER BY term DESC", school_id
+    )
+    return [r["term"] for r in rows]
+
+
+async def line_of_bill(conn: Conn | PgPool, school_id: int, bill_id: int, line_id: int) -> bool:
+    found: bool | None = await conn.fetchval(
+        "SELECT true FROM bill_lines WHERE school_id = $1 AND bill_id = $2 AND id = $3",
+        school_id,
+        bill_id,
+        line_id,
+    )
+    return bool(found)
+
+
+async def pending_adjustments(conn: Conn | PgPool, school_id: int) -> int:
+    """Adjustments and waivers waiting for the second person."""
+    n: int = await conn.fetchval(
+        "SELECT count(*) FROM approvals WHERE school_id = $1 AND kind = 'bill_adjustment' "
+        "AND status = 'pending'",
+        school_id,
+    )
+    return n
+
+
+async def daily_reconciliation(
+    conn: Conn | PgPool, school_id: int, day: date
+) -> list[dict[str, Any]]:
+    """A business day's receipts per fee item and method, with how much of it the bank's and
+    the provider's statements have matched so far (``recon_our_items``); card payments are
+    internal and need no statement. A last row per method gives what went back to cards."""
+    rows = await conn.fetch(
+        """WITH day_pays AS (
+               SELECT bp.* FROM bill_payments bp JOIN journal_tx j ON j.id = bp.tx_id
+                WHERE bp.school_id = $1 AND j.business_date = $2)
+           SELECT coalesce(i.name, l.name) AS item, p.method,
+                  sum(a.amount)::bigint AS amount, count(DISTINCT p.id) AS payments,
+                  coalesce(sum(a.amount) FILTER (WHERE r.tx_id IS NOT NULL), 0)::bigint
+                    AS matched
+             FROM day_pays p
+             JOIN bill_allocations a ON a.school_id = p.school_id AND a.payment_id = p.id
+             JOIN bill_lines l ON l.school_id = a.school_id AND l.id = a.line_id
+             LEFT JOIN fee_items i ON i.school_id = l.school_id AND i.id = l.item_id
+             LEFT JOIN recon_our_items r ON r.tx_id = p.tx_id
+            GROUP BY 1, 2
+           UNION ALL
+           SELECT NULL, p.method, sum(p.returned)::bigint, count(*),
+                  coalesce(sum(p.returned) FILTER (WHERE r.tx_id IS NOT NULL), 0)::bigint
+             FROM day_pays p LEFT JOIN recon_our_items r ON r.tx_id = p.tx_id
+            WHERE p.returned > 0 GROUP BY 2
+            ORDER BY 1 NULLS LAST, 2""",
+        school_id,
+        day,
+    )
+    return [
+        {
+            "item": r["item"],
+            "method": r["method"],
+            "amount": fmt(r["amount"]),
+            "payments": int(r["payments"]),
+            "matched": fmt(r["matched"]) if r["method"] != "card" else None,
+            "waiting": fmt(r["amount"] - r["matched"]) if r["method"] != "card" else None,
+        }
+        for r in rows
+    ]
+
+
+async def item_ledger(
+    conn: Conn | PgPool, school_id: int, item_id: int, *, limit: int = 500
+) -> dict[str, Any]:
+    """One fee item's ledger: every amount paid to it or given back, newest first."""
+    item = await conn.fetchrow(
+        "SELECT id, term, kind, name FROM fee_items WHERE school_id = $1 AND id = $2",
+        school_id,
+        item_id,
+    )
+    if item is None:
+        raise NotFound("no such fee item", field="item_id")
+    rows = await conn.fetch(
+        """SELECT a.amount, j.business_date, j.created_at, p.name AS person_name,
+                  p.number AS person_number, bp.receipt_no, bp.method, j.kind AS tx_kind
+             FROM bill_allocations a
+             JOIN bill_lines l ON l.school_id = a.school_id AND l.id = a.line_id
+             JOIN journal_tx j ON j.id = a.tx_id
+             JOIN bills b ON b.school_id = l.school_id AND b.id = l.bill_id
+             JOIN persons p ON p.school_id = b.school_id AND p.id = b.person_id
+             LEFT JOIN bill_payments bp ON bp.school_id = a.school_id AND bp.id = a.payment_id
+            WHERE a.school_id = $1 AND l.item_id = $2
+            ORDER BY a.tx_id DESC LIMIT $3""",
+        school_id,
+        item_id,
+        limit,
+    )
+    return {
+        "id": item["id"],
+        "term": item["term"],
+        "kind": item["kind"],
+        "name": item["name"],
+        "entries": [
+            {
+                "day": r["business_date"].isoformat(),
+                "created_at": r["created_at"].isoformat(),
+                "person_name": r["person_name"],
+                "person_number": r["person_number"],
+                "receipt_no": r["receipt_no"],
+                "method": r["method"] or "refund",
+                "amount": fmt(r["amount"]),
+            }
+            for r in rows
+        ],
+    }
+
+
+async def sheet_imports(
+    conn: Conn | PgPool, school_id: int, limit: int = 50
+) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT id, term, sha256, filename, rows, added, unchanged, imported_by, imported_at
+             FROM bill_sheet_imports WHERE school_id = $1 ORDER BY id DESC LIMIT $2""",
+        school_id,
+        limit,
+    )
+    return [dict(r) | {"imported_at": r["imported_at"].isoformat()} for r in rows]

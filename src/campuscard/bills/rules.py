@@ -26,6 +26,14 @@ BUCKETS: tuple[tuple[str, int, int | None], ...] = (
 REFERENCE = re.compile(r"^JF([0-9]{4})([0-9]{10})([0-9])$")
 
 
+def term_of(today: date) -> str:
+    """The term a day falls in: the autumn term from August, the spring term from February
+    (before August; January still belongs to the autumn term)."""
+    year = today.year if today.month >= 8 else today.year - 1
+    half = 2 if 2 <= today.month < 8 else 1
+    return f"{year}-{year + 1}-{half}"
+
+
 def check_term(term: str, field: str = "term") -> str:
     m = TERM.match(term)
     if m is None or int(m.group(2)) != int(m.group(1)) + 1:

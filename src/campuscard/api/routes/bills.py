@@ -5,16 +5,20 @@ a linked parent), a receipt; arrears for the finance office and teachers. docs/b
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import unquote
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from campuscard.api.admission import Limiter
 from campuscard.api.deps import Body, CurrentActor
-from campuscard.bills import payments, views
+from campuscard.bills import payments, sheets, views
 from campuscard.edge.deps import AppSettings, Pool, school_id_for
+from campuscard.edge.limits import accepts_upload
+from campuscard.issuing.import_rules import MAX_FILE_BYTES
 from campuscard.ledger.money import Money
+from campuscard.platform.errors import ValidationFailed
 from campuscard.platform.idempotency import check_client_id
 
 router = APIRouter(prefix="/api/v1/schools/{school}", tags=["bills"])
@@ -257,3 +261,49 @@ async def arrears(school: str, pool: Pool, actor: CurrentActor) -> ArrearsOut:
     """Arrears by age bucket and by class: the finance office and teachers."""
     school_id = await school_id_for(pool, actor, school)
     return ArrearsOut(**await views.arrears(pool, actor, school_id))
+
+
+class SheetOut(BaseModel):
+    import_id: int
+    term: str
+    sha256: str = Field(description="of the file inside the frame, as the server received it")
+    rows: int
+    added: int
+    unchanged: int
+    amount: str
+    canonical: list[str] = Field(description="the stored lines, 学号\\t项目\\t金额")
+    canonical_sha256: str
+    replayed: bool
+
+
+@router.post(
+    "/bill-sheets",
+    response_model=SheetOut,
+    responses={422: {"description": "IMPORT_ROWS_INVALID with details.errors: every bad row"}},
+)
+@accepts_upload(MAX_FILE_BYTES)
+async def import_bill_sheet(
+    school: str,
+    request: Request,
+    pool: Pool,
+    actor: CurrentActor,
+    term: Annotated[str, Query(max_length=11, description="e.g. 2026-2027-1")],
+) -> SheetOut:
+    """Body: the frame ``CCIMPORT/1 START <length>\\n<file>\\nCCIMPORT/1 END <sha256>\\n``
+    around a CSV or xlsx with 学号, 收费项目, 金额 (and optionally 姓名); header
+    ``X-Filename`` (URL-encoded). All rows or none; the same file again changes nothing."""
+    school_id = await school_id_for(pool, actor, school)
+    frame = bytearray()
+    async for chunk in request.stream():
+        frame += chunk
+        if len(frame) > MAX_FILE_BYTES + 1024:
+            raise ValidationFailed("the file is too large", code="FILE_TOO_LARGE", field="file")
+    result = await sheets.do_import_sheet(
+        pool,
+        actor,
+        school_id,
+        term=term,
+        frame=bytes(frame),
+        filename=unquote(request.headers.get("x-filename", "")),
+    )
+    return SheetOut(**result.as_dict())

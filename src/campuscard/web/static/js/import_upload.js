@@ -29,6 +29,12 @@
     return out;
   }
 
+  function fill(text, values) {
+    return text.replace(/\{(\w+)\}/g, function (_, key) {
+      return values[key] === undefined ? "" : String(values[key]);
+    });
+  }
+
   function show(box, lines, ok) {
     box.textContent = "";
     box.className = "result " + (ok ? "ok" : "error");
@@ -60,17 +66,18 @@
         return sha256(enc.encode(echo)).then(function (echoDigest) {
           if (answer.data.sha256 === digest && echoDigest === answer.data.canonical_sha256 &&
               (answer.data.canonical || []).length === answer.data.rows) {
-            history.push("#" + n + ": OK v" + answer.data.version);
+            history.push("#" + n + ": OK" + (answer.data.version ? " v" + answer.data.version : ""));
             // what was done to read the file (encoding, sheet, characters), in the page's words
             var notes = (answer.data.notes || []).map(function (note) {
               var text = form.dataset["note" + note.code.charAt(0).toUpperCase() + note.code.slice(1)];
               if (!text) return note.message;
               return text.replace("{value}", note.value || "").replace("{rows}", (note.rows || []).join(", "));
             });
-            show(box, history.concat([
+            // a page may word the success itself (data-ok-text="… {rows} … {added} …")
+            var ok = form.dataset.okText ? fill(form.dataset.okText, answer.data) :
               "上传成功 upload succeeded: v" + answer.data.version + ", " + answer.data.rows +
-              " rows (+" + answer.data.added + ", ~" + answer.data.updated + ")"
-            ], notes), true);
+              " rows (+" + answer.data.added + ", ~" + answer.data.updated + ")";
+            show(box, history.concat([ok], notes), true);
             return true;
           }
           history.push("#" + n + ": echo does not match");
@@ -81,6 +88,10 @@
       history.push("#" + n + ": " + (error.code || answer.status) + " " + (error.message || ""));
       if (RETRYABLE[error.code] || answer.status >= 500) return false;
       var rows = ((error.details || {}).errors || []).map(function (e) {
+        if (form.dataset.rowText) {  // the page's words, with its label for the field
+          var label = form.dataset["field" + e.field.charAt(0).toUpperCase() + e.field.slice(1)];
+          return fill(form.dataset.rowText, { row: e.row, field: label || e.field, reason: e.reason });
+        }
         return "row " + e.row + " · " + e.field + " · " + e.reason;
       });
       show(box, history.concat(rows), false);
