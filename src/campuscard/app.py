@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         offline_routes.router,
         access_terminal_routes.router,
         order_routes.shop_router,
+        order_routes.reader_router,
     ):
         app.include_router(router)
     for router in (health.router, metrics_routes.router, auth.router, admin.router, users.router):
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.include_router(bill_routes.router)  # bills and fees (docs/bills.md)
     app.include_router(order_routes.router)  # escrowed orders (docs/orders.md)
     app.include_router(order_routes.events_router)
+    app.include_router(order_routes.admin_router)
     # money in and out (counter, top-up, bank link, subsidies)
     for router in (
         counter_routes.router,

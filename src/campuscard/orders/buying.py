@@ -11,7 +11,7 @@ from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx
 from campuscard.ledger.money import Money
-from campuscard.orders import books, queries, rules
+from campuscard.orders import books, checkout, queries, rules
 from campuscard.platform import audit, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import NotFound
@@ -46,15 +46,25 @@ async def list_my_orders(conn: Conn | PgPool, actor: Actor, school_id: int) -> l
 
 
 async def pay_in_tx(
-    tx: Tx, actor: Actor, school_id: int, order_id: int, *, via: str, by: str
+    tx: Tx,
+    actor: Actor,
+    school_id: int,
+    order_id: int,
+    *,
+    via: str,
+    by: str,
+    pin_checked: bool = False,
 ) -> dict[str, Any]:
-    """The payment's work in the caller's transaction: the whole order into a hold."""
+    """The payment's work in the caller's transaction: the checkout checks, then the whole
+    order into a hold."""
     order = await books.lock_order(tx, school_id, order_id)
-    if via == "phone":
-        _check_buyer(actor, order)
+    _check_buyer(actor, order)  # on the phone the signed-in buyer, at a reader its card's holder
     books.check_state(order, "wait_buyer_pay", doing="pay")
     if order["pay_by"] < datetime.now(UTC):
         raise books.expired_unpaid()
+    await checkout.check_address(
+        tx, school_id, order["person_id"], order["delivery_address"], pin_checked=pin_checked
+    )
     await books.place_first_hold(tx, order, by)
     now = datetime.now(UTC)
     await books.set_state(
@@ -74,13 +84,32 @@ async def pay_in_tx(
 
 
 async def do_pay(
-    pool: PgPool, actor: Actor, school_id: int, order_id: int, *, client_id: str
+    pool: PgPool,
+    actor: Actor,
+    school_id: int,
+    order_id: int,
+    *,
+    client_id: str,
+    pin: str | None = None,
+    settings: Settings | None = None,
 ) -> Outcome:
-    """Pay on the phone, once per client id: the money is held until a release condition."""
+    """Pay on the phone, once per client id: the money is held until a release condition.
+    ``pin`` (with the settings that pepper it) is needed for an address not on file; a wrong
+    PIN is counted in a transaction of its own before anything else."""
     check_client_id(client_id)
+    pin_checked = False
+    if pin is not None and actor.person_id is not None:
+        if settings is None:
+            raise ValueError("checking a PIN needs the settings")
+        refusal = await checkout.do_check_pin(pool, settings, school_id, actor.person_id, pin)
+        if refusal is not None:
+            raise refusal
+        pin_checked = True
 
     async def work(tx: Tx) -> dict[str, Any]:
-        return await pay_in_tx(tx, actor, school_id, order_id, via="phone", by=actor.name)
+        return await pay_in_tx(
+            tx, actor, school_id, order_id, via="phone", by=actor.name, pin_checked=pin_checked
+        )
 
     return await run_idempotent(
         pool,

@@ -16,7 +16,7 @@ from campuscard.api.terminal_auth import SignedDevice
 from campuscard.db.tx import transaction
 from campuscard.edge.deps import AppSettings, Pool, school_id_for
 from campuscard.ledger.money import Money
-from campuscard.orders import buying, disputes, merchant, queries, shop
+from campuscard.orders import buying, disputes, merchant, queries, readers, shop
 from campuscard.payments import terminals
 from campuscard.platform.actors import Actor
 from campuscard.platform.idempotency import Outcome
@@ -25,6 +25,8 @@ from campuscard.platform.live import Event
 shop_router = APIRouter(prefix="/api/v1/terminal/shop", tags=["terminal"])
 router = APIRouter(prefix="/api/v1/schools/{school}", tags=["orders"])
 events_router = APIRouter(prefix="/api/v1/merchants", tags=["live"])
+reader_router = APIRouter(prefix="/api/v1/terminal/reader", tags=["terminal"])
+admin_router = APIRouter(prefix="/api/v1/admin/schools/{school}", tags=["admin"])
 Id = Annotated[int, Path(ge=1, le=2**62)]
 OrderNo = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{4,64}$")]
 
@@ -117,6 +119,11 @@ class RefundIn(Body):
 
 class PayIn(Body):
     client_id: str = Field(description="client-generated id; a retry returns the same answer")
+    pin: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{6}$",
+        description="needed when the order goes to an address other than the one on file",
+    )
 
 
 class ConfirmIn(Body):
@@ -342,3 +349,78 @@ async def order_events(merchant_id: Id, request: Request, actor: CurrentActor) -
         return event.get("type") == "order" and event.get("merchant_id") == merchant_id
 
     return sse_response(request, actor, of_this_merchant, [])
+
+
+class ReaderIn(Body):
+    sn: str = Field(pattern=r"^[A-Za-z0-9_-]{4,40}$")
+    card_number: str = Field(pattern=r"^[0-9]{6,20}$", description="the one card it serves")
+    location: str = Field(default="", max_length=100)
+
+
+class ReaderOut(BaseModel):
+    id: int
+    sn: str
+    kind: str
+    card_number: str
+    key_version: int
+    key: str = Field(description="shown only in this answer")
+
+
+class ReaderPayIn(Body):
+    card_number: str = Field(pattern=r"^[0-9]{6,20}$")
+    card_uid: str = Field(pattern=r"^[0-9A-Fa-f]{8,20}$")
+    pin: str = Field(pattern=r"^[0-9]{6}$")
+
+
+@admin_router.post("/personal-readers", status_code=201, response_model=ReaderOut)
+async def register_reader(
+    school: str, body: ReaderIn, pool: Pool, actor: CurrentActor, settings: AppSettings
+) -> ReaderOut:
+    """Register a personal reader bound to one card (the card center); its key, once."""
+    school_id = await _school(pool, actor, school)
+    return ReaderOut(
+        **await readers.do_register_personal_reader(
+            pool,
+            actor,
+            settings,
+            school_id,
+            sn=body.sn,
+            card_number=body.card_number,
+            location=body.location,
+        )
+    )
+
+
+@reader_router.get("/orders", response_model=list[OrderOut])
+async def reader_orders(device: SignedDevice, pool: Pool) -> list[OrderOut]:
+    """The reader's cardholder's orders waiting for payment."""
+    reader = await readers.reader_of(pool, device.terminal)
+    await terminals.do_record_nonce(pool, device)
+    return [OrderOut(**o) for o in await readers.orders_to_pay(pool, reader)]
+
+
+@reader_router.post(
+    "/orders/{order_id}/pay",
+    response_model=OrderOut,
+    responses={403: {"description": "CARD_NOT_BOUND, PIN_WRONG, PIN_LOCKED or PIN_NOT_SET"}},
+)
+async def reader_pay(
+    order_id: Id, body: ReaderPayIn, device: SignedDevice, pool: Pool, settings: AppSettings
+) -> JSONResponse:
+    """The reader's card and the cardholder's PIN pay the order: the money is held."""
+    reader = await readers.reader_of(pool, device.terminal)
+    async with transaction(pool) as tx:
+        await terminals.record_nonce(tx, device)
+        answer = await readers.do_pay_order.in_tx(
+            tx,
+            settings,
+            reader,
+            order_id,
+            card_number=body.card_number,
+            card_uid=body.card_uid,
+            pin=body.pin,
+        )
+    if answer.refusal is not None:
+        raise answer.refusal
+    assert answer.view is not None
+    return _order(answer.view)
