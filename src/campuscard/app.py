@@ -38,6 +38,7 @@ from campuscard.api.routes import attendance as attendance_routes
 from campuscard.api.routes import banklink as banklink_routes
 from campuscard.api.routes import bills as bill_routes
 from campuscard.api.routes import counter as counter_routes
+from campuscard.api.routes import credit as credit_routes
 from campuscard.api.routes import live as live_routes
 from campuscard.api.routes import meters as meter_routes
 from campuscard.api.routes import metrics as metrics_routes
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.include_router(order_routes.router)  # escrowed orders (docs/orders.md)
     app.include_router(order_routes.events_router)
     app.include_router(order_routes.admin_router)
+    app.include_router(credit_routes.router)  # credit lines (docs/credit.md)
     # money in and out (counter, top-up, bank link, subsidies)
     for router in (
         counter_routes.router,

@@ -8,10 +8,12 @@ offline/db/cc_offline_repay.sql books it).
 
 from __future__ import annotations
 
+from campuscard.credit import lines as credit_lines
 from campuscard.db.tx import Tx
 
 
 async def repay_overdraft(tx: Tx, school_id: int, person_id: int) -> int:
     """Repay the holder's offline debt from the cash purse as far as it now allows; fen repaid."""
     repaid: int = await tx.fetchval("SELECT cc_offline_repay($1, $2)", school_id, person_id)
+    await credit_lines.after_topup(tx, school_id, person_id)  # an overdue credit line's stop
     return repaid

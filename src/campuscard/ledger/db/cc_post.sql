@@ -22,5 +22,14 @@ BEGIN
               FROM unnest(p_accounts, p_amounts) AS u(a, m) GROUP BY a) l
      WHERE l.amount <> 0
      ORDER BY l.account_id;
+    -- a credit line (a purse floor below zero) pays for purchases and bills only (an offline
+    -- sale's debt repaid from a top-up is a purchase): nothing else (a withdrawal, a transfer, a
+    -- payout) may take such a purse below zero
+    IF p_kind NOT IN ('bill_payment', 'offline_repayment') AND EXISTS (
+        SELECT 1 FROM accounts a JOIN unnest(p_accounts, p_amounts) AS u(id, m) ON a.id = u.id
+         WHERE u.m < 0 AND a.kind = 'purse' AND a.floor < 0 AND a.balance - a.held < 0) THEN
+        RAISE EXCEPTION 'a credit line pays for purchases and bills only'
+              USING ERRCODE = 'check_violation', CONSTRAINT = 'accounts_floor';
+    END IF;
     RETURN v_tx;
 END $$;

@@ -20,6 +20,7 @@ DECLARE
     v_pin_needed boolean;
     v_pin_ok boolean := false;
     v_cash_id bigint; v_cash bigint := 0;
+    v_cash_floor bigint := 0;  -- below zero only for a credit line (credit/), else 0
     v_sub_id bigint; v_sub bigint := 0;
     v_from_cash bigint := 0; v_from_sub bigint := 0;
     v_left bigint;
@@ -99,12 +100,13 @@ BEGIN
     -- lock the purses first (always person before merchant), then read what they hold
     -- v_cash / v_sub are what each purse can spend: its balance less its open holds
     FOR r IN SELECT jsonb_build_object('id', id, 'purse', purse, 'balance', balance - held,
-                                       'held', held) AS j
+                                       'held', held, 'floor', coalesce(floor, 0)) AS j
                FROM accounts WHERE person_id = v_person AND kind = 'purse' ORDER BY id FOR UPDATE
     LOOP
         v_held := v_held + (r ->> 'held')::bigint;
         IF r ->> 'purse' = 'cash' THEN
             v_cash_id := (r ->> 'id')::bigint; v_cash := (r ->> 'balance')::bigint;
+            v_cash_floor := least((r ->> 'floor')::bigint, 0);
         ELSE
             v_sub_id := (r ->> 'id')::bigint; v_sub := (r ->> 'balance')::bigint;
         END IF;
@@ -170,7 +172,8 @@ BEGIN
         IF v_purse = 'subsidy' AND v_sub_id IS NOT NULL THEN
             v_from_sub := least(v_left, greatest(v_sub, 0)); v_left := v_left - v_from_sub;
         ELSIF v_purse = 'cash' THEN
-            v_from_cash := least(v_left, greatest(v_cash, 0)); v_left := v_left - v_from_cash;
+            v_from_cash := least(v_left, greatest(v_cash - v_cash_floor, 0));
+            v_left := v_left - v_from_cash;
         END IF;
     END LOOP;
     IF v_left > 0 THEN
