@@ -72,6 +72,41 @@ def db_upgrade() -> None:
     typer.echo("\n".join(f"applied {name}" for name in applied) or "database is up to date")
 
 
+@db_app.command("citus")
+def db_citus(
+    shard_count: Annotated[
+        int | None,
+        typer.Option(min=1, max=4096, help="shards per table (default: Citus' own setting)"),
+    ] = None,
+) -> None:
+    """Turn a Citus coordinator's database (CAMPUSCARD_DATABASE_URL, with the citus extension
+    and its workers added) into a CampusCard database: every migration, then every table
+    distributed by school or copied to every worker, and the booking functions delegated to the
+    worker holding their school. Running it again places only what is new."""
+    from campuscard.db import citus
+
+    settings = _settings()
+    if not settings.database_url:
+        typer.echo(
+            "set CAMPUSCARD_DATABASE_URL to the database on the Citus coordinator "
+            "(docs/scale-out.md)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        applied, placed = asyncio.run(
+            runtime.set_up_citus(settings.database_url, shard_count=shard_count)
+        )
+    except citus.NotCitus as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from err
+    for name in applied:
+        typer.echo(f"applied {name}")
+    for line in placed.lines():
+        typer.echo(line)
+    typer.echo("the database is a CampusCard database on Citus")
+
+
 @db_app.command("status")
 def db_status() -> None:
     """List applied and pending migrations and the database code files that changed; exit 1

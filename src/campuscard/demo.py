@@ -15,6 +15,7 @@ from campuscard.ledger.money import Money
 from campuscard.metering import demo as metering_demo
 from campuscard.offline import demo as offline_demo
 from campuscard.orders import demo as orders_demo
+from campuscard.people import directory
 from campuscard.platform import auth
 
 SCHOOL_CODE = "DEMO"
@@ -194,6 +195,7 @@ async def _create(conn: Tx, history_days: int) -> int:
            RETURNING id""",
         SCHOOL_CODE,
     )
+    await directory.open_school_accounts(conn, school_id)
     class_ids = [
         await conn.fetchval(
             "INSERT INTO classes(school_id, name, grade) VALUES ($1, $2, $3) RETURNING id",

@@ -153,9 +153,11 @@ async def test_posting_records_balance_after_and_version(conn: Conn) -> None:
 
 async def test_idempotency_keys_are_unique(conn: Conn) -> None:
     await conn.execute(
-        "INSERT INTO idempotency_keys(scope, key, request_hash) VALUES ('t', 'abcdefgh', 'h')"
+        "INSERT INTO idempotency_keys(school_id, scope, key, request_hash) "
+        "VALUES (0, 't', 'abcdefgh', 'h')"
     )
     with pytest.raises(asyncpg.UniqueViolationError):
         await conn.execute(
-            "INSERT INTO idempotency_keys(scope, key, request_hash) VALUES ('t', 'abcdefgh', 'h2')"
+            "INSERT INTO idempotency_keys(school_id, scope, key, request_hash) "
+            "VALUES (0, 't', 'abcdefgh', 'h2')"
         )

@@ -5,7 +5,9 @@ distributed table includes school_id, and no foreign key crosses schools."""
 
 from __future__ import annotations
 
-from campuscard.db import distribution
+import pytest
+
+from campuscard.db import citus, distribution
 from campuscard.db.pool import connect
 
 RULES = (
@@ -60,6 +62,7 @@ async def test_the_rules_catch_each_kind_of_mistake(db_url: str) -> None:
             );
             CREATE UNIQUE INDEX bad_child_parent ON bad_child(parent_id) WHERE token IS NULL;
             CREATE TABLE keyless (school_id int NOT NULL);
+            ALTER TABLE good_child ADD COLUMN session_id bigint REFERENCES auth_sessions(id);
             ALTER TABLE provinces ADD COLUMN parent_id bigint;
             ALTER TABLE provinces ADD CONSTRAINT provinces_parent
                 FOREIGN KEY (parent_id) REFERENCES no_school(id);
@@ -87,6 +90,8 @@ async def test_the_rules_catch_each_kind_of_mistake(db_url: str) -> None:
             "does not pair school_id with school_id",
             "provinces: reference table has foreign key provinces_parent (parent_id) "
             "-> no_school(id)",
+            "good_child: foreign key good_child_session_id_fkey (session_id) "
+            "-> auth_sessions(id) points at a coordinator table",
         ]
     )
 
@@ -96,3 +101,13 @@ def test_each_table_has_one_place() -> None:
     assert distribution.placement("schools") == "reference"
     assert distribution.placement("schema_migrations") == "coordinator"
     assert distribution.placement("payments") == "distributed"
+
+
+async def test_db_citus_refuses_a_database_without_citus(db_url: str) -> None:
+    conn = await connect(db_url)
+    try:
+        with pytest.raises(citus.NotCitus, match="no citus extension"):
+            await citus.check_cluster(conn)
+        assert not await citus.is_citus(conn)
+    finally:
+        await conn.close()

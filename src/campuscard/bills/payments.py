@@ -135,6 +135,7 @@ async def do_pay_from_card(
     async with pool.acquire() as conn:
         return await idempotency.run_idempotent(
             conn,
+            school_id=school_id,
             scope=f"bill_pay:{actor.user_id}",
             key=client_id,
             payload={"bill_id": bill_id, "amount": amount.fen, "school_id": school_id},
@@ -237,6 +238,7 @@ async def do_pay_online(
     async with pool.acquire() as conn:
         outcome = await idempotency.run_idempotent(
             conn,
+            school_id=school_id,
             scope=f"bill_order:{actor.user_id}",
             key=client_id,
             payload={"bill_id": bill_id, "amount": amount.fen, "school_id": school_id},

@@ -274,6 +274,7 @@ async def do_top_up(
     async with pool.acquire() as conn:
         outcome = await idempotency.run_idempotent(
             conn,
+            school_id=school_id,
             scope=f"utility_topup:{actor.user_id}",
             key=client_id,
             payload={"meter_id": meter_id, "amount": amount.fen, "school_id": school_id},

@@ -21,7 +21,8 @@ of three kinds, declared here:
      table's ``school_id`` (no foreign key crosses schools); a foreign key to a reference
      table (``school_id -> schools(id)``) is fine.
 
-  A reference or coordinator table has no foreign key to a distributed table.
+  A reference or coordinator table has no foreign key to a distributed table, and a
+  distributed table none to a coordinator table (the workers do not have it).
 
 ``schema_violations`` reads these rules off the catalog of a migrated database; the normal test
 suite runs it on a freshly migrated database (tests/integration/test_schema_distribution.py),
@@ -41,7 +42,9 @@ from campuscard.db.pool import Conn
 DISTRIBUTION_COLUMN = "school_id"
 
 # Platform-wide data, copied to every worker.
-REFERENCE_TABLES: frozenset[str] = frozenset({"provinces", "schools", "worker_heartbeats"})
+REFERENCE_TABLES: frozenset[str] = frozenset(
+    {"provinces", "schools", "worker_heartbeats", "users", "user_roles"}
+)
 
 # The migrator's records: they stay on the coordinator, which runs every migration. The job
 # queue's tables (procrastinate's schema, decision 0240) stay there too: plain local tables.
@@ -55,6 +58,9 @@ COORDINATOR_TABLES: frozenset[str] = frozenset(
         "procrastinate_periodic_defers",
         "procrastinate_workers",
         "provider_callbacks",
+        "auth_sessions",
+        "audit_log",
+        "outbox",
     }
 )
 
@@ -179,6 +185,9 @@ async def schema_violations(conn: Conn) -> list[str]:
         if name not in distributed:
             if ref in distributed:
                 found.append(f"{name}: {placement(name)} table has foreign key {fk}")
+            continue
+        if placement(ref) == "coordinator":
+            found.append(f"{name}: foreign key {fk} points at a coordinator table")
             continue
         if ref not in distributed:
             continue  # to a reference table: every worker has it

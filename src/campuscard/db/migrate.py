@@ -317,6 +317,65 @@ async def _apply_code(conn: Conn, f: CodeFile) -> None:
     )
 
 
+# One SQL statement of a migration: quoted text, dollar-quoted bodies and comments are skipped
+# over whole, so a ';' inside them does not end the statement.
+_STATEMENT_PART = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|(\$[A-Za-z_0-9]*\$).*?\1|--[^\n]*|/\*.*?\*/|[^'"$;/-]+|.""",
+    re.S,
+)
+_NEW_TABLE = re.compile(r"\s*CREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?", re.I)
+_ON_TABLE = re.compile(
+    r"\s*(?:ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?"
+    r"|CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?"
+    r"(?:\w+\s+)?ON\s+(?:ONLY\s+)?)(?:public\.)?\"?(\w+)\"?",
+    re.I,
+)
+
+
+def split_statements(sql: str) -> list[str]:
+    """The statements of a migration, in order, comments kept with the statement they precede."""
+    statements: list[str] = []
+    current: list[str] = []
+    for m in _STATEMENT_PART.finditer(sql):
+        if m.group(0) == ";":
+            statements.append("".join(current))
+            current = []
+        else:
+            current.append(m.group(0))
+    statements.append("".join(current))
+    return [s for s in statements if _COMMENT.sub("", s).strip()]
+
+
+async def _execute_on_citus(conn: Conn, sql: str) -> None:
+    """Run a migration on a Citus coordinator. Statements on existing tables run as usual (Citus
+    changes their shards too); a new table, and what a later statement of the migration does to
+    it, is made on the coordinator only, foreign keys to distributed tables included, which
+    Citus would refuse for a table it does not know yet. ``campuscard.db.citus.distribute``
+    places it after the upgrade, with those keys (docs/scale-out.md)."""
+    new: set[str] = set()
+    for statement in split_statements(sql):
+        bare = _COMMENT.sub("", statement)
+        on = _ON_TABLE.match(bare)
+        local = _NEW_TABLE.match(bare) is not None or (
+            on is not None
+            and (
+                on.group(1) in new
+                or not await conn.fetchval(
+                    "SELECT 1 FROM pg_dist_partition WHERE logicalrelid::text = $1", on.group(1)
+                )
+            )
+        )
+        if _NEW_TABLE.match(bare):
+            name = re.match(r"\s*(?:public\.)?\"?(\w+)", bare[_NEW_TABLE.match(bare).end() :])  # type: ignore[union-attr]
+            if name:
+                new.add(name.group(1))
+        if local:
+            await conn.execute("SET LOCAL citus.enable_ddl_propagation = off")
+        await conn.execute(statement)
+        if local:
+            await conn.execute("SET LOCAL citus.enable_ddl_propagation = on")
+
+
 async def upgrade(
     conn: Conn, *, migrations_dir: Path = MIGRATIONS_DIR, code_root: Path = CODE_ROOT
 ) -> list[str]:
@@ -339,6 +398,9 @@ async def upgrade(
                 if vendor.get(schema.name) != schema.version:
                     applied_now += await _apply_vendor(conn, schema, vendor.get(schema.name))
             await conn.execute("SET LOCAL check_function_bodies = off")
+            on_citus = bool(
+                await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'citus'")
+            )
             by_path = {f.path: f for f in code}
             for mig in state.pending:
                 for path in mig.requires:
@@ -350,7 +412,10 @@ async def upgrade(
                         applied_now.append(path)
                 if _COMMENT.sub("", mig.sql).strip(" \n\t;"):
                     # (a migration whose code moved to a code file may hold comments only)
-                    await conn.execute(mig.sql)
+                    if on_citus:
+                        await _execute_on_citus(conn, mig.sql)
+                    else:
+                        await conn.execute(mig.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations(version, name, checksum) VALUES ($1, $2, $3)",
                     mig.version,

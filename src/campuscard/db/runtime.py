@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import asyncpg
 
 from campuscard.config import Settings
-from campuscard.db import migrate
+from campuscard.db import citus, migrate
 from campuscard.db.embedded import EmbeddedPostgres
 from campuscard.db.pool import Conn, connect
 
@@ -29,9 +29,27 @@ async def _create_database(admin_url: str, name: str) -> None:
 
 
 async def upgrade(url: str) -> list[str]:
+    """Apply pending migrations and changed code files; on a Citus coordinator already set up
+    by ``campuscard db citus``, also place the tables the migrations created."""
     conn = await connect(url)
     try:
-        return await migrate.upgrade(conn)
+        applied = await migrate.upgrade(conn)
+        if await citus.is_citus(conn) and await citus.is_set_up(conn):
+            applied += citus.Placed.labels(await citus.distribute(conn))
+        return applied
+    finally:
+        await conn.close()
+
+
+async def set_up_citus(
+    url: str, *, shard_count: int | None = None
+) -> tuple[list[str], citus.Placed]:
+    """``campuscard db citus``: migrate a coordinator's database and place every table."""
+    conn = await connect(url)
+    try:
+        await citus.check_cluster(conn)
+        applied = await migrate.upgrade(conn)
+        return applied, await citus.distribute(conn, shard_count=shard_count)
     finally:
         await conn.close()
 

@@ -239,6 +239,7 @@ async def do_apply(
     }
     outcome = await run_idempotent(
         conn,
+        school_id=school_id,
         scope=f"card-application:{actor.user_id}",
         key=client_id,
         payload=payload,

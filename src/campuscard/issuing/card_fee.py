@@ -100,6 +100,10 @@ async def do_start_fee_payment(
     async with pool.acquire() as conn:
         outcome = await idempotency.run_idempotent(
             conn,
+            school_id=await conn.fetchval(
+                "SELECT coalesce((SELECT school_id FROM card_applications WHERE id = $1), 0)",
+                app_id,
+            ),
             scope=f"card_fee:{actor.user_id}",
             key=client_id,
             payload={"application_id": app_id},

@@ -494,6 +494,7 @@ async def do_complete(
 
     return await run_idempotent(
         conn,
+        school_id=kiosk.school_id,
         scope=f"kiosk-pickup:{kiosk.terminal_id}",
         key=client_id,
         payload={"pickup_id": pickup_id, "card_number": card_number, "card_uid": card_uid},

@@ -163,6 +163,7 @@ async def do_adjustment(
     async with pool.acquire() as conn:
         return await idempotency.run_idempotent(
             conn,
+            school_id=school_id,
             scope=f"user:{actor.user_id}",
             key=client_id,
             payload=payload,

@@ -641,6 +641,7 @@ async def do_load(
     async with pool.acquire() as conn:
         outcome = await idempotency.run_idempotent(
             conn,
+            school_id=await idempotency.school_of_person(conn, person_id),
             scope=f"bank_load:{actor.user_id}",
             key=client_id,
             payload={"person_id": person_id, "amount": amount.fen},

@@ -369,6 +369,7 @@ async def do_counter_op(
 
         return await idempotency.run_idempotent(
             conn,
+            school_id=school_id,
             scope=f"counter:{actor.user_id}",
             key=client_id,
             payload=payload,

@@ -221,6 +221,7 @@ async def do_leave(
     async with pool.acquire() as conn:
         outcome = await idempotency.run_idempotent(
             conn,
+            school_id=school_id,
             scope=f"leaving:{actor.user_id}",
             key=client_id,
             payload={"person_number": person_number, "method": method},

@@ -152,6 +152,7 @@ async def do_create_topup(
     async with pool.acquire() as conn:
         outcome = await idempotency.run_idempotent(
             conn,
+            school_id=await idempotency.school_of_person(conn, person_id),
             scope=f"topup:{actor.user_id}",
             key=client_id,
             payload={"person_id": person_id, "amount": amount.fen},

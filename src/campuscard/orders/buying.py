@@ -113,6 +113,7 @@ async def do_pay(
 
     return await run_idempotent(
         pool,
+        school_id=school_id,
         scope=f"order-pay:{school_id}:{actor.person_id}",
         key=client_id,
         payload={"order_id": order_id},
@@ -158,6 +159,7 @@ async def do_confirm(
 
     return await run_idempotent(
         pool,
+        school_id=school_id,
         scope=f"order-confirm:{school_id}:{actor.person_id}",
         key=client_id,
         payload={"order_id": order_id, "amount": amount},
@@ -222,6 +224,7 @@ async def do_dispute(
 
     return await run_idempotent(
         pool,
+        school_id=school_id,
         scope=f"order-dispute:{school_id}:{actor.person_id}",
         key=client_id,
         payload={"order_id": order_id, "reason": why},

@@ -382,6 +382,7 @@ async def refund_payment(
 
         return await idempotency.run_idempotent(
             conn,
+            school_id=pay["school_id"],
             # a device's client id belongs to the device: a resend after a cashier change
             # replays the first answer instead of refunding again
             scope=(

@@ -30,6 +30,16 @@ class PersonData:
     category: str = "regular"
 
 
+async def open_school_accounts(conn: Conn | Tx, school_id: int) -> None:
+    """Open the system accounts a new school needs, in the transaction that creates it: the
+    ledger's, settlement's and the offline receivable (decision 0232: no trigger on schools)."""
+    await conn.execute(
+        "SELECT cc_create_system_accounts($1), cc_create_settlement_accounts($1), "
+        "cc_create_offline_accounts($1)",
+        school_id,
+    )
+
+
 @owns_transaction
 async def create_school(
     tx: Tx,
@@ -55,6 +65,7 @@ async def create_school(
             name_en,
             timezone,
         )
+        await open_school_accounts(tx, school_id)
         await audit.record(
             tx,
             actor,

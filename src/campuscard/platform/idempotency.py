@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from campuscard.db.pool import Conn
 from campuscard.db.tx import Source, Tx, savepoint, transaction
 from campuscard.platform.errors import Conflict, DomainError, ValidationFailed
 
@@ -42,6 +43,15 @@ def request_hash(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+async def school_of_person(conn: Conn, person_id: int) -> int:
+    """The school whose key guards work on ``person_id``: 0 for no such person (the work then
+    refuses the request, and the refusal is kept under school 0)."""
+    school_id: int = await conn.fetchval(
+        "SELECT coalesce((SELECT school_id FROM persons WHERE id = $1), 0)", person_id
+    )
+    return school_id
+
+
 Work = Callable[[Tx], Awaitable[dict[str, Any]]]
 """The work of one request, in the key's transaction: a named function of the use case."""
 
@@ -49,6 +59,7 @@ Work = Callable[[Tx], Awaitable[dict[str, Any]]]
 async def run_idempotent(
     source: Source,
     *,
+    school_id: int,
     scope: str,
     key: str,
     payload: Mapping[str, Any],
@@ -56,22 +67,26 @@ async def run_idempotent(
     success_status: int = 200,
     field: str = "client_id",
 ) -> Outcome:
-    """Run ``work`` once per (scope, key) in one transaction it opens on ``source``."""
+    """Run ``work`` once per (scope, key) in one transaction it opens on ``source``. The key
+    belongs to ``school_id``, the school whose work it guards (0 when the request named no
+    school we know: the work refuses it)."""
     digest = request_hash(payload)
     async with transaction(source) as tx:
         inserted = await tx.fetchval(
-            """INSERT INTO idempotency_keys(scope, key, request_hash) VALUES ($1, $2, $3)
-               ON CONFLICT DO NOTHING RETURNING true""",
+            """INSERT INTO idempotency_keys(school_id, scope, key, request_hash)
+               VALUES ($4, $1, $2, $3) ON CONFLICT DO NOTHING RETURNING true""",
             scope,
             key,
             digest,
+            school_id,
         )
         if not inserted:
             row = await tx.fetchrow(
                 "SELECT request_hash, status_code, response FROM idempotency_keys "
-                "WHERE scope = $1 AND key = $2",
+                "WHERE school_id = $3 AND scope = $1 AND key = $2",
                 scope,
                 key,
+                school_id,
             )
             assert row is not None
             if row["request_hash"] != digest:
@@ -89,10 +104,11 @@ async def run_idempotent(
             status, body = err.status, {"error": err.to_dict()}
         await tx.execute(
             "UPDATE idempotency_keys SET status_code = $3, response = $4 "
-            "WHERE scope = $1 AND key = $2",
+            "WHERE school_id = $5 AND scope = $1 AND key = $2",
             scope,
             key,
             status,
             body,
+            school_id,
         )
     return Outcome(status, body, replayed=False)

@@ -30,7 +30,7 @@ BEGIN
         RETURN jsonb_build_object('status', 200, 'body', cc_hold_view(h), 'replayed', true);
     END IF;
     SELECT request_hash, status_code, response INTO k FROM idempotency_keys
-     WHERE scope = v_scope AND key = p_key;
+     WHERE school_id = p_school AND scope = v_scope AND key = p_key;
     IF k.request_hash IS NOT NULL THEN
         IF k.request_hash <> v_hash THEN
             RETURN cc_refusal(409, 'IDEMPOTENCY_KEY_REUSED',
@@ -88,8 +88,8 @@ BEGIN
     END IF;
     IF v_answer IS NOT NULL THEN
         -- a refusal is stored too: a resent request gets it back, not a second try
-        INSERT INTO idempotency_keys(scope, key, request_hash, status_code, response)
-        VALUES (v_scope, p_key, v_hash, (v_answer ->> 'status')::int, v_answer -> 'body')
+        INSERT INTO idempotency_keys(school_id, scope, key, request_hash, status_code, response)
+        VALUES (p_school, v_scope, p_key, v_hash, (v_answer ->> 'status')::int, v_answer -> 'body')
         ON CONFLICT DO NOTHING;
         RETURN v_answer;
     END IF;

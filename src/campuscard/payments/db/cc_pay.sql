@@ -55,7 +55,8 @@ BEGIN
         -- the answer (no early row updated afterwards); cc_reverse takes the same lock.
         PERFORM pg_advisory_xact_lock(cc_client_id_lock(p_terminal, p_client_id));
         SELECT request_hash, status_code, response INTO v_key
-          FROM idempotency_keys WHERE scope = v_scope AND key = p_client_id;
+          FROM idempotency_keys
+         WHERE school_id = t.school_id AND scope = v_scope AND key = p_client_id;
         IF FOUND THEN
             IF v_key.request_hash = 'reversal-marker' OR v_key.request_hash = p_request_hash THEN
                 RETURN jsonb_build_object('status', v_key.status_code, 'body', v_key.response,
@@ -71,8 +72,8 @@ BEGIN
                           p_credential, p_amount, p_pin_token);
 
     IF p_mode = 'book' THEN
-        INSERT INTO idempotency_keys(scope, key, request_hash, status_code, response)
-        VALUES (v_scope, p_client_id, p_request_hash, (v_out ->> 'status')::int, v_out -> 'body');
+        INSERT INTO idempotency_keys(school_id, scope, key, request_hash, status_code, response)
+        VALUES (t.school_id, v_scope, p_client_id, p_request_hash, (v_out ->> 'status')::int, v_out -> 'body');
     END IF;
     RETURN v_out || jsonb_build_object('replayed', false);
 END $$;

@@ -51,7 +51,8 @@ BEGIN
     -- a client id this terminal never used, but another till of the school did within the
     -- reversal window's days: someone is reversing the wrong till's payment. Refuse plainly
     -- rather than answer a success-looking "reversed / not_received" that moved nothing.
-    IF NOT EXISTS (SELECT 1 FROM idempotency_keys WHERE scope = v_scope AND key = p_client_id) THEN
+    IF NOT EXISTS (SELECT 1 FROM idempotency_keys
+                    WHERE school_id = t.school_id AND scope = v_scope AND key = p_client_id) THEN
         SELECT o.sn INTO v_other
           FROM payments p JOIN terminals o ON o.id = p.terminal_id
          WHERE p.school_id = t.school_id AND p.business_date >= v_day - 1
@@ -66,8 +67,8 @@ BEGIN
     END IF;
 
     -- claim the original's slot; waits for an in-flight original to commit first
-    INSERT INTO idempotency_keys(scope, key, request_hash, status_code, response)
-    VALUES (v_scope, p_client_id, 'reversal-marker', 409,
+    INSERT INTO idempotency_keys(school_id, scope, key, request_hash, status_code, response)
+    VALUES (t.school_id, v_scope, p_client_id, 'reversal-marker', 409,
             cc_refusal(409, 'PAYMENT_REVERSED',
                        'this payment was reversed by the terminal before it arrived',
                        'client_id') -> 'body')
@@ -99,7 +100,8 @@ BEGIN
     END IF;
     IF pay.id IS NULL THEN
         -- the original was refused: nothing moved, nothing to undo
-        SELECT response INTO v_key FROM idempotency_keys WHERE scope = v_scope AND key = p_client_id;
+        SELECT response INTO v_key FROM idempotency_keys
+         WHERE school_id = t.school_id AND scope = v_scope AND key = p_client_id;
         v_body := jsonb_build_object('result', 'nothing_to_reverse', 'client_id', p_client_id,
                                      'original', 'refused', 'amount', '0.00',
                                      'original_error', v_key.response #>> '{error,code}');

@@ -1,10 +1,11 @@
 -- Three more system accounts per school: the school's own bank account and its balance at the
 -- payment provider (where reconciled money lands), and reconciliation write-offs (差错损益).
-CREATE OR REPLACE FUNCTION cc_create_settlement_accounts() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Opened with the school (campuscard.people.directory.open_school_accounts).
+CREATE OR REPLACE FUNCTION cc_create_settlement_accounts(p_school int) RETURNS void
+LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO accounts(school_id, kind, system_code, floor)
-    SELECT NEW.id, 'system', c, NULL
+    SELECT p_school, 'system', c, NULL
       FROM unnest(ARRAY['bank_account', 'provider_account', 'recon_writeoff']) AS c
     ON CONFLICT DO NOTHING;
-    RETURN NEW;
 END $$;
