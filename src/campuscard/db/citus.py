@@ -174,7 +174,6 @@ async def distribute(conn: Conn, *, shard_count: int | None = None) -> Placed:
     database = await conn.fetchval("SELECT quote_ident(current_database())")
     await conn.execute(setting.format(database))
     await conn.execute("SELECT run_command_on_workers($1)", setting.format(database))
-    await conn.execute("SET citus.allow_nested_distributed_execution = on")
     for signature, arg in DELEGATED_FUNCTIONS.items():
         if await conn.fetchval("SELECT to_regprocedure($1)", signature) is None:
             raise RuntimeError(f"no function {signature}")
