@@ -37,6 +37,7 @@ from campuscard.api.routes import (
 from campuscard.api.routes import attendance as attendance_routes
 from campuscard.api.routes import banklink as banklink_routes
 from campuscard.api.routes import bills as bill_routes
+from campuscard.api.routes import bills_finance as bill_finance_routes
 from campuscard.api.routes import counter as counter_routes
 from campuscard.api.routes import credit as credit_routes
 from campuscard.api.routes import live as live_routes
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     # four eyes on money: proposals, decisions, the school's money limits
     app.include_router(approvals.router)
     app.include_router(bill_routes.router)  # bills and fees (docs/bills.md)
+    app.include_router(bill_finance_routes.router)  # the finance office's bills
     app.include_router(order_routes.router)  # escrowed orders (docs/orders.md)
     app.include_router(order_routes.events_router)
     app.include_router(order_routes.admin_router)

@@ -74,6 +74,15 @@ BODIES: dict[str, dict[str, Any]] = {
         ]
     },
     "POST /api/v1/admin/schools": {"province": "32", "code": "NEW", "name": "新学校"},
+    # a term is a pattern no plain candidate meets; the item exists before the bills are issued
+    "POST /api/v1/schools/{school}/fee-items": {
+        "term": "2026-2027-1",
+        "kind": "tuition",
+        "name": "学费",
+        "amount": "1.00",
+        "due_date": "2026-09-01",
+    },
+    "POST /api/v1/schools/{school}/bill-issues": {"term": "2026-2027-1"},
     # validated before the holder check: a body that passes, so the gate itself is probed
     "PUT /api/v1/persons/{person_id}/auto-topup": {
         "threshold": "10.00",

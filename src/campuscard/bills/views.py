@@ -44,3 +44,36 @@ async def arrears(pool: PgPool, actor: Actor, school_id: int) -> dict[str, Any]:
     """Arrears by age and by class: the finance office, and teachers (supervision view)."""
     actor.require("settlement", "teacher", school_id=school_id)
     return await queries.arrears_summary(pool, school_id)
+
+
+async def items(
+    pool: PgPool, actor: Actor, school_id: int, term: str | None
+) -> list[dict[str, Any]]:
+    """The fee items with their books (the finance office)."""
+    actor.require("settlement", school_id=school_id)
+    return await queries.items(pool, school_id, term)
+
+
+async def school_bills(
+    pool: PgPool,
+    actor: Actor,
+    school_id: int,
+    *,
+    term: str | None,
+    status: str | None,
+    class_id: int | None,
+    overdue_only: bool,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    actor.require("settlement", school_id=school_id)
+    return await queries.bills_list(
+        pool,
+        school_id,
+        term=term,
+        status=status,
+        class_id=class_id,
+        overdue_only=overdue_only,
+        limit=limit,
+        offset=offset,
+    )
