@@ -236,6 +236,13 @@ async def test_a_dispute_is_decided_by_two_people_and_its_hold_outlives_no_timeo
     assert await postings.merchant_balance(conn, s.merchant_id) == 4_000
     assert await conn.fetchval("SELECT count(*) FROM holds WHERE state = 'pending'") == 0
     await _ledger_clean(conn)
+    # the ledger check proves the escrow tier: an order claiming more than its holds captured
+    # is caught
+    await conn.execute("UPDATE orders SET released = released + 1, refunded = refunded - 1")
+    report = await check_ledger(conn)
+    assert [v.split(":")[0] for v in report.violations] == [
+        "O3 an order released other than its holds captured"
+    ]
 
 
 async def test_bad_orders_are_refused_by_field_and_nothing_is_written(

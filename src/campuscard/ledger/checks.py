@@ -4,7 +4,11 @@ I1 the sum over all accounts is zero; I2 every transaction nets to zero; I3 no a
 its floor; I4 cached balance = sum of postings, versions run 1..n without gaps, and each
 posting's balance_after is the running sum. Holds: every account's ``held`` is the sum of its
 pending holds, no available balance (balance - held) is below the floor, and no hold stays
-open more than two expiry periods past its expiry (the expiry job runs).
+open more than two expiry periods past its expiry (the expiry job runs). Escrowed orders (the
+tier between the buyer's purse and the merchant): an open order's current hold is pending and
+holds exactly what is neither released nor refunded, an ended order holds nothing, and what an
+order released is what its holds captured. Credit lines are purse floors below zero, so I3
+covers them.
 """
 
 from __future__ import annotations
@@ -80,6 +84,36 @@ _CHECKS: list[tuple[str, str]] = [
              WHERE state = 'pending'
                AND expires_at < now() - interval '{2 * EXPIRY_PERIOD_SECONDS} seconds'
              LIMIT 20""",
+    ),
+    (
+        "O1 an open order's hold differs from what it still holds",
+        """SELECT 'order ' || o.school_id || '/' || o.id || ' holds '
+                  || (o.amount - o.released - o.refunded) || ', its hold '
+                  || coalesce(h.state || ' ' || h.amount, 'missing')
+             FROM orders o
+             LEFT JOIN holds h ON h.school_id = o.school_id
+                  AND h.hold_key = 'order-' || o.school_id || '-' || o.id || '-' || o.hold_seq
+            WHERE o.state IN ('wait_seller_send', 'wait_buyer_confirm', 'disputed')
+              AND (h.id IS NULL OR h.state <> 'pending'
+                   OR h.amount <> o.amount - o.released - o.refunded)
+            LIMIT 20""",
+    ),
+    (
+        "O2 an ended or unpaid order still holds money",
+        """SELECT 'order ' || o.school_id || '/' || o.id || ' ' || o.state || ' hold ' || h.hold_key
+             FROM orders o JOIN holds h ON h.school_id = o.school_id AND h.owner_kind = 'order'
+                  AND h.owner_id = o.id::text AND h.state = 'pending'
+            WHERE o.state IN ('wait_buyer_pay', 'finished', 'closed') LIMIT 20""",
+    ),
+    (
+        "O3 an order released other than its holds captured",
+        """SELECT 'order ' || o.school_id || '/' || o.id || ' released ' || o.released
+                  || ' captured ' || coalesce(c.total, 0)
+             FROM orders o
+             LEFT JOIN (SELECT school_id, owner_id, sum(captured) AS total FROM holds
+                         WHERE owner_kind = 'order' GROUP BY school_id, owner_id) c
+                    ON c.school_id = o.school_id AND c.owner_id = o.id::text
+            WHERE o.released <> coalesce(c.total, 0) LIMIT 20""",
     ),
 ]
 
