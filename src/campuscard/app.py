@@ -74,6 +74,7 @@ from campuscard.web.merchant import display as web_display
 from campuscard.web.merchant import orders as web_merchant_orders
 from campuscard.web.merchant import routes as web_merchant
 from campuscard.web.student import alerts as web_student_alerts
+from campuscard.web.student import analysis as web_student_analysis
 from campuscard.web.student import apply as web_apply
 from campuscard.web.student import bills as web_student_bills
 from campuscard.web.student import money as web_student_money
@@ -195,6 +196,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     for router in (
         web_common.router,
         web_student.router,
+        web_student_analysis.router,
         web_admin.router,
         web_settlement.router,
         web_merchant.router,
