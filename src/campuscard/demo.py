@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from campuscard import demo_history
 from campuscard.access import demo as access_demo
 from campuscard.bills import demo as bills_demo
+from campuscard.credit import demo as credit_demo
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import adjustments, postings
@@ -162,6 +163,7 @@ async def load_demo(
         await orders_demo.ensure_demo_orders(
             tx, school_id, [student_number(i) for i in range(1, 20)], DEMO_PASSWORD
         )
+        await credit_demo.ensure_demo_credit(tx, school_id, DEMO_PASSWORD)
         if created:
             await _pending_adjustment(tx, school_id)
     campus = DemoCampus(school_id=school_id, created=created, history=history)
@@ -171,6 +173,7 @@ async def load_demo(
         + [
             ("merchant 食堂", SCHOOL_CODE, "canteen1"),
             ("online store 网店", SCHOOL_CODE, orders_demo.SHOP_USER),
+            ("staff with credit 教职工（信用额度）", SCHOOL_CODE, credit_demo.STAFF_NUMBER),
             ("parent 家长", SCHOOL_CODE, "parent1"),
             ("student 学生", SCHOOL_CODE, student_number(1)),
             ("parent of a new student 新生家长", SCHOOL_CODE, NEW_STUDENT_PARENT_PHONE),

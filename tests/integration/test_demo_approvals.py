@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from campuscard import demo
+from campuscard.credit import lines
 from campuscard.ledger.checks import check_ledger
 from campuscard.platform import auth, four_eyes
 
@@ -59,6 +60,15 @@ async def test_demo_has_an_adjustment_waiting_for_the_second_settlement_operator
     assert states[4]["close_reason"] == "not_shipped"
     assert dispute is not None and dispute["amount"] == 6_000
     assert ("online store 网店", "DEMO", "shop1") in campus.logins
+    # a staff member with credit in use: 20.00 on the card, a 48.00 dinner
+    async with pool.acquire() as conn:
+        staff = await conn.fetchval("SELECT id FROM persons WHERE number = 'T0001'")
+        credit = await lines.statement_of(conn, campus.school_id, staff)
+    assert (credit.credit_limit, credit.credit_used, credit.balance) == (
+        "300.00",
+        "28.00",
+        "-28.00",
+    )
     decided = await four_eyes.do_decide(pool, actor, campus.school_id, dispute["id"], approve=True)
     assert decided["result"]["order"]["state"] == "finished"
     async with pool.acquire() as conn:

@@ -23,7 +23,7 @@ class CreditTick:
     repaid: int = 0
 
 
-async def _one(tx: Tx, school_id: int, person_id: int, tick: CreditTick) -> None:
+async def check_line(tx: Tx, school_id: int, person_id: int, tick: CreditTick) -> None:
     cash = await tx.fetchrow(
         """SELECT id, balance - held AS available, floor FROM accounts
             WHERE school_id = $1 AND person_id = $2 AND kind = 'purse' AND purse = 'cash'
@@ -115,7 +115,7 @@ async def run_credit_pass(pool: PgPool) -> CreditTick:
     )
     for r in rows:
         async with transaction(pool) as tx:
-            await _one(tx, r["school_id"], r["person_id"], tick)
+            await check_line(tx, r["school_id"], r["person_id"], tick)
     return tick
 
 
