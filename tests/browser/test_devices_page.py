@@ -1,7 +1,8 @@
 """The console's devices page, as a school's finance office reads it: a shower with its tier
 ladder and limits and a session running (money on hold), and a day of offline uploads from a
 till with a resend, a gap, a refusal, a chain break, an overdraft and a record still waiting,
-each said in words, in Chinese and in English."""
+each said in words, in Chinese and in English; the canteen's manager reads the same report for
+the canteen's own tills."""
 
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ async def test_a_finance_office_reads_devices_holds_and_offline_uploads(
             card_uid=b["uid"],
         )
     await make_user(conn, "ops", "school_admin", school.id)
+    await make_user(conn, "boss", "merchant_manager", school.id, merchant_id=merchant_id)
 
     # ... and a till's day offline: A spends 5.00 then 8.00 with 10.00 (3.00 overdrawn), a
     # stranger's card, record 3 never sent, B's counter 1 used twice, B's sale no. 5 waiting;
@@ -128,3 +130,12 @@ async def test_a_finance_office_reads_devices_holds_and_offline_uploads(
         "Holders still owing offline overdraft: 1, ¥3.00 in all"
     )
     await shot(page, "console-devices-en")
+
+    # the canteen's manager reads the same report for the canteen's own tills (no debts)
+    await page.click("button.link")  # sign out
+    await sign_in(page, live_url, "boss", school.code, PASSWORD)
+    await page.goto(f"{live_url}/pos/offline")
+    await expect(page.get_by_test_id("day-till-POS-OFF-T1")).to_contain_text("1 still missing")
+    await expect(page.get_by_test_id("overdraft-POS-OFF-T1-2")).to_contain_text("¥3.00 overdrawn")
+    await expect(page.get_by_test_id("offline-debts")).to_have_count(0)
+    await shot(page, "pos-offline-report-en")

@@ -17,8 +17,11 @@ async def risk_limits(conn: Conn, school_id: int) -> rules.RiskLimits:
     return rules.risk_limits(settings)
 
 
-async def days(conn: Conn, school_id: int, *, limit: int = 14) -> list[dict[str, Any]]:
-    """Uploads per business day, newest first: what came in and what became of it."""
+async def days(
+    conn: Conn, school_id: int, *, merchant_id: int | None = None, limit: int = 14
+) -> list[dict[str, Any]]:
+    """Uploads per business day, newest first: what came in and what became of it (of one
+    merchant's tills when ``merchant_id`` is given)."""
     rows = await conn.fetch(
         """SELECT business_date, count(*) AS uploads, count(DISTINCT terminal_id) AS devices,
                   sum(received) AS received, sum(accepted) AS accepted,
@@ -26,14 +29,19 @@ async def days(conn: Conn, school_id: int, *, limit: int = 14) -> list[dict[str,
                   sum(chain_breaks) AS chain_breaks, sum(overdrafts) AS overdrafts,
                   sum(overdraft_fen) AS overdraft_fen
              FROM offline_uploads WHERE school_id = $1
+              AND ($3::bigint IS NULL OR terminal_id IN
+                   (SELECT id FROM terminals WHERE school_id = $1 AND merchant_id = $3))
             GROUP BY business_date ORDER BY business_date DESC LIMIT $2""",
         school_id,
         limit,
+        merchant_id,
     )
     return [dict(r) for r in rows]
 
 
-async def day_devices(conn: Conn, school_id: int, day: date) -> list[dict[str, Any]]:
+async def day_devices(
+    conn: Conn, school_id: int, day: date, *, merchant_id: int | None = None
+) -> list[dict[str, Any]]:
     """Each till's uploads of one day, with its sequence numbers still missing now."""
     rows = await conn.fetch(
         """SELECT t.sn, t.location, m.name AS merchant, count(*) AS uploads,
@@ -48,14 +56,18 @@ async def day_devices(conn: Conn, school_id: int, day: date) -> list[dict[str, A
              FROM offline_uploads u JOIN terminals t ON t.id = u.terminal_id
              LEFT JOIN merchants m ON m.id = t.merchant_id
             WHERE u.school_id = $1 AND u.business_date = $2
+              AND ($3::bigint IS NULL OR t.merchant_id = $3)
             GROUP BY u.school_id, u.terminal_id, t.sn, t.location, m.name ORDER BY t.sn""",
         school_id,
         day,
+        merchant_id,
     )
     return [dict(r) for r in rows]
 
 
-async def devices(conn: Conn, school_id: int) -> list[dict[str, Any]]:
+async def devices(
+    conn: Conn, school_id: int, *, merchant_id: int | None = None
+) -> list[dict[str, Any]]:
     """Every till that has uploaded: its sequence numbers, records and last upload."""
     rows = await conn.fetch(
         """SELECT t.sn, t.location, m.name AS merchant, d.contiguous_seq, d.max_seq, d.records,
@@ -65,14 +77,16 @@ async def devices(conn: Conn, school_id: int) -> list[dict[str, Any]]:
                       AND r.state = 'waiting') AS waiting
              FROM offline_devices d JOIN terminals t ON t.id = d.terminal_id
              LEFT JOIN merchants m ON m.id = t.merchant_id
-            WHERE d.school_id = $1 ORDER BY t.sn""",
+            WHERE d.school_id = $1 AND ($2::bigint IS NULL OR t.merchant_id = $2)
+            ORDER BY t.sn""",
         school_id,
+        merchant_id,
     )
     return [dict(r) for r in rows]
 
 
 async def notable_records(
-    conn: Conn, school_id: int, day: date, *, limit: int = 100
+    conn: Conn, school_id: int, day: date, *, merchant_id: int | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     """The records of a day that a person should look at: a broken chain, an overdraft, a
     refusal, or still waiting for a missing counter (day = the upload's day)."""
@@ -86,10 +100,12 @@ async def notable_records(
              LEFT JOIN persons p ON p.id = r.person_id
             WHERE r.school_id = $1 AND u.business_date = $2
               AND (r.state <> 'settled' OR r.chain_break IS NOT NULL OR r.overdraft > 0)
+              AND ($4::bigint IS NULL OR t.merchant_id = $4)
             ORDER BY t.sn, r.seq LIMIT $3""",
         school_id,
         day,
         limit,
+        merchant_id,
     )
     return [dict(r) for r in rows]
 

@@ -13,12 +13,12 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from campuscard.db.pool import Conn
 from campuscard.edge.deps import Pool
 from campuscard.metering import queries as metering_queries
 from campuscard.metering import rules as metering_rules
 from campuscard.offline import queries as offline_queries
 from campuscard.offline import rules as offline_rules
-from campuscard.people import queries as people_queries
 from campuscard.web import menu
 from campuscard.web.admin.routes import BASE, SchoolCode, enter
 from campuscard.web.core import Page, UserPage, opt_date, render
@@ -64,6 +64,36 @@ def _break_text(page: Page, text: str | None) -> str:
     )
 
 
+async def offline_report(
+    page: Page, conn: Conn, school_id: int, wanted: date | None, *, merchant_id: int | None = None
+) -> dict[str, Any]:
+    """What ``_offline_report.html`` shows: the school's limits, uploads per day, the chosen
+    day's tills and records to look at, each till's numbers (one merchant's tills when given;
+    then without the holders' debts, which are the school's business)."""
+    days = await offline_queries.days(conn, school_id, merchant_id=merchant_id)
+    shown: date | None = wanted or (days[0]["business_date"] if days else None)
+    notable = (
+        await offline_queries.notable_records(conn, school_id, shown, merchant_id=merchant_id)
+        if shown
+        else []
+    )
+    for r in notable:
+        r["break_text"] = _break_text(page, r["chain_break"])
+    return {
+        "limits": await offline_queries.risk_limits(conn, school_id),
+        "days": days,
+        "shown": shown,
+        "day_devices": (
+            await offline_queries.day_devices(conn, school_id, shown, merchant_id=merchant_id)
+            if shown
+            else []
+        ),
+        "notable": notable,
+        "tills": await offline_queries.devices(conn, school_id, merchant_id=merchant_id),
+        "debts": None if merchant_id else await offline_queries.debts(conn, school_id),
+    }
+
+
 @router.get("/s/{code}/devices")
 async def devices_page(page: UserPage, pool: Pool, code: SchoolCode, day: str = "") -> Response:
     school_id = await enter(page, pool, code, "a.devices")
@@ -71,31 +101,15 @@ async def devices_page(page: UserPage, pool: Pool, code: SchoolCode, day: str = 
     async with pool.acquire() as conn:
         meters = await metering_queries.devices(conn, school_id)
         held = await metering_queries.open_holds(conn, school_id)
-        limits = await offline_queries.risk_limits(conn, school_id)
-        days = await offline_queries.days(conn, school_id)
-        tills = await offline_queries.devices(conn, school_id)
-        debts = await offline_queries.debts(conn, school_id)
-        today: date = await people_queries.business_date(conn, school_id)
-        shown: date | None = wanted or (days[0]["business_date"] if days else None)
-        day_devices = await offline_queries.day_devices(conn, school_id, shown) if shown else []
-        notable = await offline_queries.notable_records(conn, school_id, shown) if shown else []
+        report = await offline_report(page, conn, school_id, wanted)
     kinds: dict[str, list[dict[str, Any]]] = {}
     for m in meters:
         kinds.setdefault(m["kind"], []).append({**m, "tariff": tariff_view(m["tariff"])})
-    for r in notable:
-        r["break_text"] = _break_text(page, r["chain_break"])
     return render(
         page,
         "admin/devices.html",
         kinds=kinds,
         held=held,
         held_total=sum(h["amount"] for h in held),
-        limits=limits,
-        days=days,
-        shown=shown,
-        today=today,
-        day_devices=day_devices,
-        notable=notable,
-        tills=tills,
-        debts=debts,
+        **report,
     )

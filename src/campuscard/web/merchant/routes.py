@@ -22,7 +22,8 @@ from campuscard.payments.terminals import TerminalRow
 from campuscard.people import queries as people_queries
 from campuscard.platform.errors import DomainError, NotFound
 from campuscard.web import menu
-from campuscard.web.core import Page, PostPage, UserPage, redirect, render
+from campuscard.web.admin import devices as devices_page
+from campuscard.web.core import Page, PostPage, UserPage, opt_date, redirect, render
 
 router = APIRouter(prefix="/pos", include_in_schema=False)
 
@@ -30,6 +31,7 @@ POS_COOKIE = "cc_pos"
 STAFF = {"merchant_staff", "merchant_manager"}
 menu.add("merchant", "p.till", "/pos/", STAFF, 10)
 menu.add("merchant", "p.takings", "/pos/takings", STAFF, 20)
+menu.add("merchant", "p.offline", "/pos/offline", {"merchant_manager"}, 30)
 menu.add("merchant", "p.setup", "/pos/setup", {"merchant_manager"}, 90)
 
 PaymentId = Annotated[int, Path(ge=1, le=2**62)]
@@ -263,6 +265,26 @@ async def takings(page: UserPage, pool: Pool, settings: AppSettings) -> Response
         total=sum(r["net"] for r in rows),
         count=sum(int(r["payments"]) for r in rows),
     )
+
+
+@router.get("/offline")
+async def offline_report(page: UserPage, pool: Pool, day: str = "") -> Response:
+    """The merchant's tills that sold offline: uploads per day, gaps, resends, refusals, chain
+    breaks and overdrafts, in the words of the console's report."""
+    actor = page.require("p.offline")
+    grant = min(
+        (g for g in actor.grants if g.role == "merchant_manager" and g.merchant_id and g.school_id),
+        key=lambda g: g.merchant_id or 0,
+        default=None,
+    )
+    if grant is None or grant.merchant_id is None or grant.school_id is None:
+        raise NotFound("no merchant is linked to this sign-in", field="merchant")
+    async with pool.acquire() as conn:
+        report = await devices_page.offline_report(
+            page, conn, grant.school_id, opt_date(day, "day"), merchant_id=grant.merchant_id
+        )
+        name = await payments_queries.merchant_name(conn, grant.merchant_id)
+    return render(page, "merchant/offline.html", merchant=name, **report)
 
 
 @router.get("/setup")
