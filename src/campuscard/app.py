@@ -40,6 +40,7 @@ from campuscard.api.routes import bills as bill_routes
 from campuscard.api.routes import bills_finance as bill_finance_routes
 from campuscard.api.routes import counter as counter_routes
 from campuscard.api.routes import credit as credit_routes
+from campuscard.api.routes import jobs as job_routes
 from campuscard.api.routes import live as live_routes
 from campuscard.api.routes import meters as meter_routes
 from campuscard.api.routes import metrics as metrics_routes
@@ -65,6 +66,7 @@ from campuscard.web.admin import bill_books as web_admin_bill_books
 from campuscard.web.admin import bills as web_admin_bills
 from campuscard.web.admin import devices as web_admin_devices
 from campuscard.web.admin import issuing as web_issuing
+from campuscard.web.admin import jobs as web_admin_jobs
 from campuscard.web.admin import money as web_admin_money
 from campuscard.web.admin import monitoring as web_admin_monitoring
 from campuscard.web.admin import routes as web_admin
@@ -191,6 +193,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     # attendance: periods, daily sheets, leave requests
     app.include_router(attendance_routes.router)
     app.include_router(attendance_routes.persons)
+    app.include_router(job_routes.router)  # failed background jobs: list, retry, cancel
     # pages (web/): one module per audience; static files and page error handlers
     install_web(app)
     for router in (
@@ -221,6 +224,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.include_router(web_student_utilities.router)  # dorm meters
     app.include_router(web_admin_bills.router)  # the finance console for bills
     app.include_router(web_admin_bill_books.router)  # its reports, ledgers, exports, sheets
+    app.include_router(web_admin_jobs.router)  # failed background jobs (platform admins)
     return app
 
 
