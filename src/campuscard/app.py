@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from campuscard import __version__
+from campuscard.api import openapi
 from campuscard.api.admission import ChannelLimiter
 from campuscard.api.routes import access as access_routes
 from campuscard.api.routes import access_terminal as access_terminal_routes
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         redoc_url=None,
         lifespan=lifespan,
     )
+    openapi.install(app)  # every operation's answers, the one error format included
     app.state.settings = settings
     if pool is not None:
         app.state.pool = pool

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from pydantic import Field
+from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
@@ -153,7 +152,26 @@ def sse_response(
     return LiveEventResponse(relay(), settings, lambda: streams.release(who))
 
 
-@router.get("/me/events", response_class=LiveEventResponse)
+STREAM = {
+    200: {
+        "description": "a server-sent event stream: `ready` first, then one event per change, "
+        "each `data:` line one JSON object whose `type` is the event's name; a `: keep-alive` "
+        "comment while nothing happens",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+class DisplayEventOut(BaseModel):
+    type: str = Field(description='"pos.pending" (an amount to pay) or "pos.cleared"')
+    school_id: int
+    terminal_id: int
+    merchant: str
+    outlet: str
+    amount: str | None = Field(default=None, description='the amount typed, e.g. "12.50"')
+
+
+@router.get("/me/events", response_class=LiveEventResponse, responses=STREAM)
 async def my_events(request: Request, actor: CurrentActor) -> LiveEventResponse:
     """The signed-in cardholder's live events (payments, refunds, codes scanned, notices)."""
     require_event_stream(request)
@@ -165,7 +183,9 @@ async def my_events(request: Request, actor: CurrentActor) -> LiveEventResponse:
     return sse_response(request, actor, mine, [])
 
 
-@router.get("/terminals/{terminal_id}/display/events", response_class=LiveEventResponse)
+@router.get(
+    "/terminals/{terminal_id}/display/events", response_class=LiveEventResponse, responses=STREAM
+)
 async def display_events(
     terminal_id: int, request: Request, pool: Pool, actor: CurrentActor
 ) -> LiveEventResponse:
@@ -193,15 +213,17 @@ class PendingIn(Body):
 @router.put("/terminals/{terminal_id}/display/pending")
 async def set_pending(
     terminal_id: int, body: PendingIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> DisplayEventOut:
     """The POS page shows the typed amount on the customer display."""
     async with pool.acquire() as conn:
         terminal = await display.access_terminal(conn, actor, terminal_id)
-        return await display.do_set_pending_amount(conn, terminal, body.amount, by=actor.name)
+        event = await display.do_set_pending_amount(conn, terminal, body.amount, by=actor.name)
+    return DisplayEventOut.model_validate(event)
 
 
 @router.delete("/terminals/{terminal_id}/display/pending")
-async def clear_pending(terminal_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def clear_pending(terminal_id: int, pool: Pool, actor: CurrentActor) -> DisplayEventOut:
     async with pool.acquire() as conn:
         terminal = await display.access_terminal(conn, actor, terminal_id)
-        return await display.do_clear_pending_amount(conn, terminal)
+        event = await display.do_clear_pending_amount(conn, terminal)
+    return DisplayEventOut.model_validate(event)
