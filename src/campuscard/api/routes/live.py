@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, Field
@@ -152,7 +153,7 @@ def sse_response(
     return LiveEventResponse(relay(), settings, lambda: streams.release(who))
 
 
-STREAM = {
+STREAM: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "a server-sent event stream: `ready` first, then one event per change, "
         "each `data:` line one JSON object whose `type` is the event's name; a `: keep-alive` "

@@ -11,7 +11,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from campuscard.api.deps import Body, CurrentActor
-from campuscard.api.routes.live import LiveEventResponse, require_event_stream, sse_response
+from campuscard.api.routes.live import (
+    STREAM,
+    LiveEventResponse,
+    require_event_stream,
+    sse_response,
+)
 from campuscard.api.terminal_auth import SignedDevice
 from campuscard.db.tx import transaction
 from campuscard.edge.deps import AppSettings, Pool, school_id_for
@@ -339,7 +344,9 @@ async def propose_decision(
     )
 
 
-@events_router.get("/{merchant_id}/order-events", response_class=LiveEventResponse)
+@events_router.get(
+    "/{merchant_id}/order-events", response_class=LiveEventResponse, responses=STREAM
+)
 async def order_events(merchant_id: Id, request: Request, actor: CurrentActor) -> LiveEventResponse:
     """The merchant's orders, live: every step of every order of this merchant (its staff)."""
     require_event_stream(request)

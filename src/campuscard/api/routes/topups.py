@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from campuscard.api.deps import Body, CurrentActor
 from campuscard.edge.deps import AppSettings, Pool
@@ -27,7 +25,21 @@ class RefundIn(Body):
     reason: str = Field(min_length=1, max_length=200)
 
 
-@router.post("/api/v1/topups", status_code=201)
+class ProviderOrderOut(BaseModel):
+    id: int
+    out_trade_no: str = Field(description="the order number the provider knows")
+    purpose: str = Field(description='what it pays for, e.g. "topup"')
+    person_id: int | None
+    amount: str = Field(description='yuan, e.g. "50.00"')
+    status: str = Field(description='"pending", "paid", "expired", "failed" or "refunded"')
+    pay_url: str | None = Field(description="where the payer pays it")
+    paid_via: str | None
+    created_at: str
+    expires_at: str
+    paid_at: str | None
+
+
+@router.post("/api/v1/topups", status_code=201, response_model=ProviderOrderOut)
 async def create_topup(
     body: TopupIn, pool: Pool, settings: AppSettings, actor: CurrentActor
 ) -> JSONResponse:
@@ -46,21 +58,23 @@ async def create_topup(
 
 
 @router.get("/api/v1/topups/{order_id}")
-async def get_topup(order_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
-    return await topups.get_topup(pool, actor, order_id)
+async def get_topup(order_id: int, pool: Pool, actor: CurrentActor) -> ProviderOrderOut:
+    return ProviderOrderOut.model_validate(await topups.get_topup(pool, actor, order_id))
 
 
 @router.get("/api/v1/persons/{person_id}/topups")
-async def list_topups(person_id: int, pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
-    return await topups.list_topups(pool, actor, person_id)
+async def list_topups(person_id: int, pool: Pool, actor: CurrentActor) -> list[ProviderOrderOut]:
+    orders = await topups.list_topups(pool, actor, person_id)
+    return [ProviderOrderOut.model_validate(o) for o in orders]
 
 
 @router.post("/api/v1/admin/provider-orders/{order_id}/refund")
 async def refund_order(
     order_id: int, body: RefundIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> ProviderOrderOut:
     """Refund a paid order (settlement center): booked now, sent to the provider after."""
-    return await provider_orders.do_refund(pool, actor, order_id, reason=body.reason)
+    order = await provider_orders.do_refund(pool, actor, order_id, reason=body.reason)
+    return ProviderOrderOut.model_validate(order)
 
 
 @router.post("/api/v1/providers/notify", include_in_schema=False)

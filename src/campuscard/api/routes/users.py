@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Request
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from campuscard.api.deps import Body, CurrentActor, bearer_token
 from campuscard.edge.deps import Pool, school_id_for
@@ -48,17 +48,46 @@ class ChangePasswordIn(Body):
     new_password: str = Field(min_length=8, max_length=256)
 
 
+class UserRoleOut(BaseModel):
+    role: str
+    merchant_id: int | None
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    display_name: str | None
+    person_id: int | None
+    is_active: bool
+    locked: bool = Field(description="locked after failed sign-ins, until an admin unlocks it")
+    roles: list[UserRoleOut]
+
+
+class UserCreated(BaseModel):
+    id: int
+    username: str
+
+
+class LoginCreated(BaseModel):
+    id: int = Field(description="the new login's user id")
+
+
+class Done(BaseModel):
+    ok: bool
+
+
 @router.get("/admin/schools/{school}/users")
-async def list_users(school: str, pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
+async def list_users(school: str, pool: Pool, actor: CurrentActor) -> list[UserOut]:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
-        return await users.list_users(conn, actor, school_id)
+        rows = await users.list_users(conn, actor, school_id)
+    return [UserOut.model_validate(r) for r in rows]
 
 
 @router.post("/admin/schools/{school}/users", status_code=201)
 async def create_staff_user(
     school: str, body: StaffUserIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> UserCreated:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
         user_id = await users.do_create_staff_user(
@@ -71,24 +100,24 @@ async def create_staff_user(
             phone=body.phone,
             roles=[(r.role, r.merchant_id) for r in body.roles],
         )
-    return {"id": user_id, "username": body.username}
+    return UserCreated(id=user_id, username=body.username)
 
 
 @router.post("/admin/persons/{person_id}/login", status_code=201)
 async def create_cardholder_login(
     person_id: int, body: PasswordIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> LoginCreated:
     async with pool.acquire() as conn:
         user_id = await users.do_create_cardholder_login(
             conn, actor, person_id, password=body.password
         )
-    return {"id": user_id}
+    return LoginCreated(id=user_id)
 
 
 @router.post("/admin/persons/{person_id}/guardian-login", status_code=201)
 async def link_guardian_login(
     person_id: int, body: GuardianLoginIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> LoginCreated:
     async with pool.acquire() as conn:
         user_id = await users.do_link_guardian_login(
             conn,
@@ -98,43 +127,41 @@ async def link_guardian_login(
             password=body.password,
             display_name=body.display_name,
         )
-    return {"id": user_id}
+    return LoginCreated(id=user_id)
 
 
 @router.post("/admin/users/{user_id}/unlock")
-async def unlock_user(user_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def unlock_user(user_id: int, pool: Pool, actor: CurrentActor) -> Done:
     async with pool.acquire() as conn:
         await users.do_unlock(conn, actor, user_id)
-    return {"ok": True}
+    return Done(ok=True)
 
 
 @router.post("/admin/users/{user_id}/deactivate")
-async def deactivate_user(user_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def deactivate_user(user_id: int, pool: Pool, actor: CurrentActor) -> Done:
     async with pool.acquire() as conn:
         await users.do_set_active(conn, actor, user_id, active=False)
-    return {"ok": True}
+    return Done(ok=True)
 
 
 @router.post("/admin/users/{user_id}/activate")
-async def activate_user(user_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def activate_user(user_id: int, pool: Pool, actor: CurrentActor) -> Done:
     async with pool.acquire() as conn:
         await users.do_set_active(conn, actor, user_id, active=True)
-    return {"ok": True}
+    return Done(ok=True)
 
 
 @router.post("/admin/users/{user_id}/password")
-async def reset_password(
-    user_id: int, body: PasswordIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+async def reset_password(user_id: int, body: PasswordIn, pool: Pool, actor: CurrentActor) -> Done:
     async with pool.acquire() as conn:
         await users.do_reset_password(conn, actor, user_id, password=body.password)
-    return {"ok": True}
+    return Done(ok=True)
 
 
 @router.post("/auth/password")
 async def change_own_password(
     body: ChangePasswordIn, request: Request, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> Done:
     """Change one's own password; one's other sessions are signed out."""
     await users.do_change_own_password(
         pool,
@@ -143,4 +170,4 @@ async def change_own_password(
         new=body.new_password,
         session_token=bearer_token(request) or session_token(request),
     )
-    return {"ok": True}
+    return Done(ok=True)
