@@ -8,9 +8,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from campuscard.api.deps import Body, CurrentActor
+from campuscard.api.routes.approvals import ApprovalOut
 from campuscard.documents import statements
 from campuscard.edge.deps import Pool, school_id_for
 from campuscard.settlement import clearing
@@ -34,12 +35,72 @@ class PayoutAccountIn(Body):
     account_name: str = Field(min_length=1, max_length=64)
 
 
+class DaySummaryOut(BaseModel):
+    business_date: str
+    closed_at: str
+    closed_by: str
+    item_count: int = Field(description="ledger postings cleared into the day")
+    carried_count: int
+    gross: str = Field(description="yuan")
+    commission: str
+    payout: str
+
+
+class MerchantDayOut(BaseModel):
+    settlement_id: int
+    merchant_id: int
+    merchant: str
+    channel: str
+    commission_bp: int = Field(description="commission in basis points (1/100 of a percent)")
+    sales_count: int
+    gross: str = Field(description="yuan, as every amount here")
+    reversal_count: int
+    reversals: str
+    refund_count: int
+    refunds: str
+    other: str
+    net_sales: str
+    commission: str
+    payout: str
+    carried_count: int
+    carried_amount: str
+    tx_id: int | None
+    payout_status: str | None
+
+
+class DayOut(BaseModel):
+    business_date: str
+    closed_at: str
+    closed_by: str
+    item_count: int
+    carried_count: int
+    carried_amount: str
+    gross: str
+    commission: str
+    payout: str
+    merchants: list[MerchantDayOut]
+
+
+class ClosedDayOut(DayOut):
+    replayed: bool = Field(description="the day was closed before: these are its stored figures")
+
+
+class PayoutAccountOut(BaseModel):
+    merchant_id: int
+    status: str = Field(description='"set", "unchanged", or "pending_approval" (a second person)')
+    bank_code: str
+    account_no: str
+    account_name: str
+    approval: ApprovalOut | None = Field(default=None, description="the proposal waiting")
+
+
 @router.post("/days/{business_date}/close")
 async def close_day(
     school: str, business_date: date, body: CloseIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> ClosedDayOut:
     school_id = await school_id_for(pool, actor, school)
-    return await clearing.do_close_day(pool, actor, school_id, business_date, early=body.early)
+    day = await clearing.do_close_day(pool, actor, school_id, business_date, early=body.early)
+    return ClosedDayOut.model_validate(day)
 
 
 @router.get("/days")
@@ -48,21 +109,20 @@ async def list_days(
     pool: Pool,
     actor: CurrentActor,
     limit: Annotated[int, Query(ge=1, le=366)] = 60,
-) -> list[dict[str, Any]]:
+) -> list[DaySummaryOut]:
     school_id = await school_id_for(pool, actor, school)
     clearing.check_may_read(actor, school_id)
     async with pool.acquire() as conn:
-        return await clearing.list_days(conn, school_id, limit=limit)
+        days = await clearing.list_days(conn, school_id, limit=limit)
+    return [DaySummaryOut.model_validate(d) for d in days]
 
 
 @router.get("/days/{business_date}")
-async def get_day(
-    school: str, business_date: date, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+async def get_day(school: str, business_date: date, pool: Pool, actor: CurrentActor) -> DayOut:
     school_id = await school_id_for(pool, actor, school)
     clearing.check_may_read(actor, school_id)
     async with pool.acquire() as conn:
-        return await clearing.day_view(conn, school_id, business_date)
+        return DayOut.model_validate(await clearing.day_view(conn, school_id, business_date))
 
 
 @router.get("/days/{business_date}/merchants/{merchant_id}/statement", response_model=None)
@@ -90,7 +150,16 @@ async def get_statement(
     return st
 
 
-@router.get("/days/{business_date}/payout.csv")
+@router.get(
+    "/days/{business_date}/payout.csv",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the bank's payout file for the day (CSV, UTF-8)",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def get_payout_file(
     school: str, business_date: date, pool: Pool, actor: CurrentActor
 ) -> Response:
@@ -110,8 +179,9 @@ async def get_payout_file(
 @router.put("/merchants/{merchant_id}/payout-account")
 async def set_payout_account(
     school: str, merchant_id: int, body: PayoutAccountIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> PayoutAccountOut:
     school_id = await school_id_for(pool, actor, school)
-    return await clearing.do_set_payout_account(
+    answer = await clearing.do_set_payout_account(
         pool, actor, school_id, merchant_id, **body.model_dump()
     )
+    return PayoutAccountOut.model_validate(answer)
