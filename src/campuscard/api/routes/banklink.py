@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from campuscard.api.deps import Body, CurrentActor
 from campuscard.api.routes.counter import IdentityIn
@@ -42,6 +42,47 @@ class LeaveIn(Body):
     identity: IdentityIn | None = None
 
 
+class BankCardOut(BaseModel):
+    id: int
+    bank_name: str
+    masked_pan: str = Field(description='e.g. "6222 **** **** 0001"')
+    holder_name: str
+    status: str = Field(description='"active", or "unbound" once taken off')
+    created_at: str
+
+
+class BankCardHolderOut(BaseModel):
+    bank_card: BankCardOut | None = Field(description="none while no card is bound")
+
+
+class BankTransferOut(BaseModel):
+    id: int
+    direction: str = Field(description='"load" (bank to card) or "payout" (card to bank)')
+    origin: str = Field(description='"holder", "guardian", "auto" or "leaving"')
+    person_id: int
+    amount: str = Field(description="yuan")
+    status: str = Field(description='"pending" until the bank answers, then "posted", "failed" …')
+    rrn: str = Field(description="the retrieval reference number the bank knows it by")
+    response_code: str | None
+    note: str
+    created_at: str
+    resolved_at: str | None
+
+
+class AutoTopupOut(BaseModel):
+    person_id: int
+    threshold: str = Field(description="yuan: below this the card is topped up")
+    target: str = Field(description="yuan: topped up to this")
+    enabled: bool
+    armed: bool = Field(description="false after a top-up until the balance rises again")
+    last_fired_at: str | None
+    last_result: str | None
+
+
+class AutoTopupHolderOut(BaseModel):
+    auto_topup: AutoTopupOut | None
+
+
 def _answer(status: int, body: dict[str, Any], replayed: bool) -> JSONResponse:
     return JSONResponse(
         body, status_code=status, headers={"Idempotent-Replayed": str(replayed).lower()}
@@ -49,19 +90,21 @@ def _answer(status: int, body: dict[str, Any], replayed: bool) -> JSONResponse:
 
 
 @router.get("/api/v1/persons/{person_id}/bank-card")
-async def get_bank_card(person_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def get_bank_card(person_id: int, pool: Pool, actor: CurrentActor) -> BankCardHolderOut:
     async with pool.acquire() as conn:
         await bank_link.check_holder(conn, actor, person_id)
         card = await bank_link.bound_card(conn, person_id)
-    return {"bank_card": bank_link.card_view(card) if card else None}
+    return BankCardHolderOut.model_validate(
+        {"bank_card": bank_link.card_view(card) if card else None}
+    )
 
 
 @router.post("/api/v1/persons/{person_id}/bank-card", status_code=201)
 async def bind_bank_card(
     person_id: int, body: BindIn, pool: Pool, settings: AppSettings, actor: CurrentActor
-) -> dict[str, Any]:
+) -> BankCardOut:
     """Bind a bank card: the bank verifies number and name; only a masked number is kept."""
-    return await bank_link.do_bind_card(
+    card = await bank_link.do_bind_card(
         pool,
         settings,
         actor,
@@ -70,14 +113,19 @@ async def bind_bank_card(
         holder_name=body.holder_name,
         bank_name=body.bank_name,
     )
+    return BankCardOut.model_validate(card)
 
 
 @router.delete("/api/v1/persons/{person_id}/bank-card")
-async def unbind_bank_card(person_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
-    return await bank_link.do_unbind_card(pool, actor, person_id=person_id)
+async def unbind_bank_card(person_id: int, pool: Pool, actor: CurrentActor) -> BankCardOut:
+    return BankCardOut.model_validate(
+        await bank_link.do_unbind_card(pool, actor, person_id=person_id)
+    )
 
 
-@router.post("/api/v1/persons/{person_id}/bank-loads", status_code=201)
+@router.post(
+    "/api/v1/persons/{person_id}/bank-loads", status_code=201, response_model=BankTransferOut
+)
 async def bank_load(
     person_id: int, body: LoadIn, pool: Pool, settings: AppSettings, actor: CurrentActor
 ) -> JSONResponse:
@@ -94,21 +142,23 @@ async def bank_load(
 
 
 @router.get("/api/v1/persons/{person_id}/bank-transfers")
-async def bank_transfers(person_id: int, pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
-    return await bank_link.list_transfers(pool, actor, person_id)
+async def bank_transfers(person_id: int, pool: Pool, actor: CurrentActor) -> list[BankTransferOut]:
+    transfers = await bank_link.list_transfers(pool, actor, person_id)
+    return [BankTransferOut.model_validate(t) for t in transfers]
 
 
 @router.get("/api/v1/persons/{person_id}/auto-topup")
-async def get_auto_topup(person_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
-    return {"auto_topup": await autotopup.get_auto_topup(pool, actor, person_id)}
+async def get_auto_topup(person_id: int, pool: Pool, actor: CurrentActor) -> AutoTopupHolderOut:
+    setting = await autotopup.get_auto_topup(pool, actor, person_id)
+    return AutoTopupHolderOut.model_validate({"auto_topup": setting})
 
 
 @router.put("/api/v1/persons/{person_id}/auto-topup")
 async def set_auto_topup(
     person_id: int, body: AutoTopupIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> AutoTopupOut:
     """Below ``threshold``, load up to ``target`` from the bound bank card."""
-    return await autotopup.do_set_auto_topup(
+    setting = await autotopup.do_set_auto_topup(
         pool,
         actor,
         person_id=person_id,
@@ -116,6 +166,7 @@ async def set_auto_topup(
         target=body.target,
         enabled=body.enabled,
     )
+    return AutoTopupOut.model_validate(setting)
 
 
 @router.post("/api/v1/counter/{school}/leavings", status_code=201)
