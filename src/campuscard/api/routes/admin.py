@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from campuscard.api.deps import Body, CurrentActor
 from campuscard.edge.deps import Pool, school_id_for
@@ -69,8 +70,48 @@ class AdjustmentIn(Body):
     memo: str = Field(min_length=1, max_length=200)
 
 
+class SchoolCreated(BaseModel):
+    id: int
+    code: str
+
+
+class Created(BaseModel):
+    id: int = Field(description="the new record's id")
+
+
+class ClassOut(BaseModel):
+    id: int
+    name: str
+    kind: str = Field(description='"class" or "department"')
+    grade: str
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    actor: str = Field(description="username, terminal SN or 'system'")
+    action: str = Field(description='e.g. "card.report_lost", "job.retry"')
+    target_type: str
+    target_id: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    request_id: str | None = Field(description="the request that did it (also in the logs)")
+    created_at: datetime
+
+
+class AccountOut(BaseModel):
+    id: int
+    kind: str = Field(description='"purse", "merchant" or "system"')
+    purse: str | None = Field(description='a person\'s purse: "cash" or "subsidy"')
+    person_id: int | None
+    merchant_id: int | None
+    shard: int = Field(description="a merchant account's shard (0 otherwise)")
+    system_code: str | None
+    balance: str = Field(description="yuan")
+    version: int
+
+
 @router.post("/schools", status_code=201)
-async def create_school(body: SchoolIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def create_school(body: SchoolIn, pool: Pool, actor: CurrentActor) -> SchoolCreated:
     async with pool.acquire() as conn:
         school_id = await directory.create_school(
             conn,
@@ -81,26 +122,26 @@ async def create_school(body: SchoolIn, pool: Pool, actor: CurrentActor) -> dict
             name_en=body.name_en,
             timezone=body.timezone,
         )
-    return {"id": school_id, "code": body.code}
+    return SchoolCreated(id=school_id, code=body.code)
 
 
 @router.get("/schools/{school}/classes")
-async def list_classes(school: str, pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
+async def list_classes(school: str, pool: Pool, actor: CurrentActor) -> list[ClassOut]:
     school_id = await school_id_for(pool, actor, school)
     actor.require("school_admin", "card_center", "settlement", "teacher", school_id=school_id)
-    return await people_queries.school_classes(pool, school_id)
+    return [
+        ClassOut.model_validate(c) for c in await people_queries.school_classes(pool, school_id)
+    ]
 
 
 @router.post("/schools/{school}/classes", status_code=201)
-async def create_class(
-    school: str, body: ClassIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+async def create_class(school: str, body: ClassIn, pool: Pool, actor: CurrentActor) -> Created:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
         class_id = await directory.create_class(
             conn, actor, school_id, name=body.name, kind=body.kind, grade=body.grade
         )
-    return {"id": class_id}
+    return Created(id=class_id)
 
 
 @router.get("/schools/{school}/persons")
@@ -156,12 +197,12 @@ async def update_person(
 @router.post("/persons/{person_id}/guardians", status_code=201)
 async def add_guardian(
     person_id: int, body: GuardianIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> Created:
     async with pool.acquire() as conn:
         guardian_id = await directory.add_guardian(
             conn, actor, person_id, name=body.name, phone=body.phone, relation=body.relation
         )
-    return {"id": guardian_id}
+    return Created(id=guardian_id)
 
 
 @router.get("/schools/{school}/audit")
@@ -172,12 +213,13 @@ async def audit_log(
     action: Annotated[str, Query(max_length=64)] = "",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before_id: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[AuditEntryOut]:
     school_id = await school_id_for(pool, actor, school)
     actor.require("school_admin", school_id=school_id)
-    return await platform_queries.audit_entries(
+    entries = await platform_queries.audit_entries(
         pool, school_id, action_prefix=action, before_id=before_id, limit=limit
     )
+    return [AuditEntryOut.model_validate(e) for e in entries]
 
 
 @router.post("/schools/{school}/ledger/adjustments")
@@ -210,8 +252,8 @@ async def list_accounts(
     actor: CurrentActor,
     kind: Literal["purse", "merchant", "system"] | None = None,
     person_id: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[AccountOut]:
     school_id = await school_id_for(pool, actor, school)
     actor.require("settlement", school_id=school_id)
     rows = await ledger_queries.school_accounts(pool, school_id, kind=kind, person_id=person_id)
-    return [r | {"balance": str(Money(r["balance"]))} for r in rows]
+    return [AccountOut.model_validate(r | {"balance": str(Money(r["balance"]))}) for r in rows]
