@@ -154,6 +154,17 @@ def operations() -> list[Any]:
     return [result.ok() for result in schema.get_all_operations()]
 
 
+def event_streams(doc: dict[str, Any]) -> set[str]:
+    """Operations that answer an endless event stream: fuzzed as a plain call (Accept JSON,
+    answered 406); the streams themselves are tested in tests/integration/test_live_events.py."""
+    return {
+        f"{method.upper()} {path}"
+        for path, operations in doc["paths"].items()
+        for method, operation in operations.items()
+        if "text/event-stream" in operation["responses"].get("200", {}).get("content", {})
+    }
+
+
 def nonconformance(case: Any, response: requests.Response) -> str | None:
     """None if the answer is what the document says the operation answers."""
     try:
@@ -164,9 +175,16 @@ def nonconformance(case: Any, response: requests.Response) -> str | None:
 
 
 def fuzz_operation(
-    box: Sandbox, operation: Any, mode: GenerationMode, examples: int, *, conform: bool
+    box: Sandbox,
+    operation: Any,
+    mode: GenerationMode,
+    examples: int,
+    *,
+    conform: bool,
+    stream: bool = False,
 ) -> list[str]:
     problems: list[str] = []
+    accept = {"Accept": "application/json"} if stream else {}
     touches_users = "/users" in operation.path or "/auth/" in operation.path
 
     # password endpoints hash with argon2 (about half a second each here): fewer examples
@@ -187,7 +205,10 @@ def fuzz_operation(
             box.worker_alive()
         try:
             response = case.call(
-                base_url=box.base_url, session=box.session, headers=box.headers(), timeout=15
+                base_url=box.base_url,
+                session=box.session,
+                headers=box.headers() | accept,
+                timeout=15,
             )
         except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, ValueError):
             return  # a request the HTTP client itself cannot send; not the server's concern
@@ -217,14 +238,21 @@ def test_no_5xx_and_every_error_is_documented_format(sandbox: Sandbox) -> None:
     failures: dict[str, list[str]] = {}
     timings: dict[str, float] = {}
     ops = operations()
-    not_typed = untyped(document())
+    doc = document()
+    not_typed = untyped(doc)
+    streams = event_streams(doc)
     examples = max(5, min(25, BUDGET // (2 * len(ops))))
     for operation in ops:
         label = f"{operation.method.upper()} {operation.path}"
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             started = time.monotonic()
             problems = fuzz_operation(
-                sandbox, operation, mode, examples, conform=label not in not_typed
+                sandbox,
+                operation,
+                mode,
+                examples,
+                conform=label not in not_typed,
+                stream=label in streams,
             )
             if problems and label not in KNOWN_FAILURES:
                 failures.setdefault(label, []).extend(problems)

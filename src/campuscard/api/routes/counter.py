@@ -7,9 +7,10 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from campuscard.api.deps import Body, CurrentActor
+from campuscard.api.routes.approvals import ApprovalOut
 from campuscard.db.pool import PgPool
 from campuscard.edge.deps import Pool, school_id_for
 from campuscard.ledger.money import Money
@@ -161,28 +162,58 @@ async def zeroing(school: str, body: ZeroingIn, pool: Pool, actor: CurrentActor)
     )
 
 
+class KindTotalOut(BaseModel):
+    count: int
+    amount: str = Field(description="yuan")
+    cash: str = Field(description="yuan into (+) or out of (-) the drawer")
+
+
+class DrawerOut(BaseModel):
+    operator_id: int
+    operator: str | None
+    business_date: str
+    status: str = Field(description='"open", "closed" or "not_opened"')
+    opening_float: str = Field(description="yuan, as every amount here")
+    cash_in: str
+    cash_out: str
+    expected_cash: str = Field(description="float + cash in - cash out")
+    expected_cash_fen: int
+    counted_cash: str | None = Field(description="counted at the close")
+    difference: str | None = Field(description="counted minus expected")
+    note: str | None
+    by_kind: dict[str, KindTotalOut] = Field(description="the day's counter operations by kind")
+
+
+class DrawerOpenedOut(DrawerOut):
+    float_approval: ApprovalOut | None = Field(
+        description="a float other than the last close's waits for a second person"
+    )
+
+
 @router.post("/{school}/drawer/open", status_code=201)
 async def open_drawer(
     school: str, body: DrawerOpenIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> DrawerOpenedOut:
     school_id = await school_id_for(pool, actor, school)
     amount = (
         None
         if body.opening_float is None
         else Money.parse(body.opening_float, field="opening_float", allow_zero=True)
     )
-    return await counter.do_open_drawer(pool, actor, school_id, opening_float=amount)
+    opened = await counter.do_open_drawer(pool, actor, school_id, opening_float=amount)
+    return DrawerOpenedOut.model_validate(opened)
 
 
 @router.post("/{school}/drawer/close")
 async def close_drawer(
     school: str, body: DrawerCloseIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> DrawerOut:
     school_id = await school_id_for(pool, actor, school)
     amount = Money.parse(body.counted_cash, field="counted_cash", allow_zero=True)
-    return await counter.do_close_drawer(
+    closed = await counter.do_close_drawer(
         pool, actor, school_id, counted_cash=amount, note=body.note
     )
+    return DrawerOut.model_validate(closed)
 
 
 @router.get("/{school}/drawer")
@@ -192,18 +223,20 @@ async def drawer_summary(
     actor: CurrentActor,
     operator_id: int | None = None,
     day: date | None = None,
-) -> dict[str, Any]:
+) -> DrawerOut:
     """One operator's day (default: mine, today): float + cash in - cash out = expected."""
     school_id = await school_id_for(pool, actor, school)
-    return await counter.get_drawer_summary(
+    summary = await counter.get_drawer_summary(
         pool, actor, school_id, operator_id=operator_id, day=day
     )
+    return DrawerOut.model_validate(summary)
 
 
 @router.get("/{school}/drawers")
 async def drawers(
     school: str, pool: Pool, actor: CurrentActor, day: date | None = None
-) -> list[dict[str, Any]]:
+) -> list[DrawerOut]:
     """Every operator's drawer for the day."""
     school_id = await school_id_for(pool, actor, school)
-    return await counter.list_drawers(pool, actor, school_id, day=day)
+    summaries = await counter.list_drawers(pool, actor, school_id, day=day)
+    return [DrawerOut.model_validate(d) for d in summaries]
