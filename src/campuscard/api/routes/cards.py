@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from campuscard.api.deps import Body, CurrentActor
 from campuscard.cards import lifecycle
@@ -90,23 +90,65 @@ def _fen(value: Money | None) -> int | None:
 # --- card center ------------------------------------------------------------------------
 
 
+class CardOut(BaseModel):
+    id: int
+    school_id: int
+    person_id: int | None
+    number: str = Field(description="the printed card number")
+    uid: str | None = Field(description="the chip's UID, once known")
+    kind: str = Field(description='"student", "staff" or "temporary"')
+    state: str = Field(description='"issued", "active", "lost", "frozen", "replaced", …')
+    deposit: str = Field(description="yuan held as the card's deposit")
+    expires_on: dt.date | None
+    replaced_by: int | None
+    created_at: dt.datetime
+    state_changed_at: dt.datetime | None
+    activated_at: dt.datetime | None
+    closed_at: dt.datetime | None
+
+
+class CardEventOut(BaseModel):
+    action: str
+    from_state: str | None
+    to_state: str | None
+    actor: str
+    channel: str | None
+    reason: str | None
+    created_at: dt.datetime
+
+
+class CardDetailOut(CardOut):
+    events: list[CardEventOut] = Field(description="the card's life, oldest first")
+
+
+class ReplacementOut(CardOut):
+    replaces: int = Field(description="the card this one replaces")
+    fee: str = Field(description="yuan charged for the replacement")
+
+
+class CancelledCardOut(CardOut):
+    payout: dict[str, Any] | None = Field(description="what was paid back, and how")
+
+
 @router.post("/api/v1/admin/schools/{school}/cards", status_code=201)
-async def issue_card(school: str, body: IssueIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def issue_card(school: str, body: IssueIn, pool: Pool, actor: CurrentActor) -> CardOut:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
         if not await people_queries.person_in_school(conn, body.person_id, school_id):
             raise NotFound("no such person in this school", field="person_id")
-        return await lifecycle.issue_card(
-            conn,
-            actor,
-            person_id=body.person_id,
-            number=body.number,
-            uid=body.uid,
-            kind=body.kind,
-            deposit_fen=_fen(body.deposit) or 0,
-            expires_on=body.expires_on,
-            deposit_source=body.deposit_source,
-            activate=body.activate,
+        return CardOut.model_validate(
+            await lifecycle.issue_card(
+                conn,
+                actor,
+                person_id=body.person_id,
+                number=body.number,
+                uid=body.uid,
+                kind=body.kind,
+                deposit_fen=_fen(body.deposit) or 0,
+                expires_on=body.expires_on,
+                deposit_source=body.deposit_source,
+                activate=body.activate,
+            )
         )
 
 
@@ -120,76 +162,91 @@ async def list_cards(
     state: Literal["issued", "active", "lost", "frozen", "replaced", "cancelled", "expired"]
     | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[dict[str, Any]]:
+) -> list[CardOut]:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
-        return await lifecycle.list_cards(
-            conn, actor, school_id, person_id=person_id, number=number, state=state, limit=limit
-        )
+        return [
+            CardOut.model_validate(c)
+            for c in (
+                await lifecycle.list_cards(
+                    conn,
+                    actor,
+                    school_id,
+                    person_id=person_id,
+                    number=number,
+                    state=state,
+                    limit=limit,
+                )
+            )
+        ]
 
 
 @router.get("/api/v1/admin/cards/{card_id}")
-async def get_card(card_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def get_card(card_id: int, pool: Pool, actor: CurrentActor) -> CardDetailOut:
     async with pool.acquire() as conn:
-        return await lifecycle.get_card(conn, actor, card_id)
+        return CardDetailOut.model_validate(await lifecycle.get_card(conn, actor, card_id))
 
 
 @router.post("/api/v1/admin/cards/{card_id}/activate")
-async def activate(card_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def activate(card_id: int, pool: Pool, actor: CurrentActor) -> CardOut:
     async with pool.acquire() as conn:
-        return await lifecycle.activate_card(conn, actor, card_id)
+        return CardOut.model_validate(await lifecycle.activate_card(conn, actor, card_id))
 
 
 @router.post("/api/v1/admin/cards/{card_id}/report-loss")
-async def report_loss(
-    card_id: int, body: ReasonIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+async def report_loss(card_id: int, body: ReasonIn, pool: Pool, actor: CurrentActor) -> CardOut:
     async with pool.acquire() as conn:
-        return await lifecycle.report_loss(
-            conn, actor, card_id, channel="counter", reason=body.reason
+        return CardOut.model_validate(
+            await lifecycle.report_loss(conn, actor, card_id, channel="counter", reason=body.reason)
         )
 
 
 @router.post("/api/v1/admin/cards/{card_id}/unblock")
-async def unblock(card_id: int, body: UnblockIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def unblock(card_id: int, body: UnblockIn, pool: Pool, actor: CurrentActor) -> CardOut:
     async with pool.acquire() as conn:
-        return await lifecycle.unblock_card(conn, actor, card_id, verification=body.verification)
+        return CardOut.model_validate(
+            await lifecycle.unblock_card(conn, actor, card_id, verification=body.verification)
+        )
 
 
 @router.post("/api/v1/admin/cards/{card_id}/freeze")
-async def freeze(
-    card_id: int, body: RequiredReasonIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+async def freeze(card_id: int, body: RequiredReasonIn, pool: Pool, actor: CurrentActor) -> CardOut:
     async with pool.acquire() as conn:
-        return await lifecycle.freeze_card(conn, actor, card_id, reason=body.reason)
+        return CardOut.model_validate(
+            await lifecycle.freeze_card(conn, actor, card_id, reason=body.reason)
+        )
 
 
 @router.post("/api/v1/admin/cards/{card_id}/unfreeze")
-async def unfreeze(card_id: int, body: ReasonIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def unfreeze(card_id: int, body: ReasonIn, pool: Pool, actor: CurrentActor) -> CardOut:
     async with pool.acquire() as conn:
-        return await lifecycle.unfreeze_card(conn, actor, card_id, reason=body.reason)
+        return CardOut.model_validate(
+            await lifecycle.unfreeze_card(conn, actor, card_id, reason=body.reason)
+        )
 
 
 @router.post("/api/v1/admin/cards/{card_id}/replace", status_code=201)
-async def replace(card_id: int, body: ReplaceIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def replace(card_id: int, body: ReplaceIn, pool: Pool, actor: CurrentActor) -> ReplacementOut:
     async with pool.acquire() as conn:
-        return await lifecycle.replace_card(
-            conn,
-            actor,
-            card_id,
-            number=body.number,
-            uid=body.uid,
-            fee_source=body.fee_source,
-            expires_on=body.expires_on,
-            reason=body.reason,
+        return ReplacementOut.model_validate(
+            await lifecycle.replace_card(
+                conn,
+                actor,
+                card_id,
+                number=body.number,
+                uid=body.uid,
+                fee_source=body.fee_source,
+                expires_on=body.expires_on,
+                reason=body.reason,
+            )
         )
 
 
 @router.post("/api/v1/admin/cards/{card_id}/cancel")
-async def cancel(card_id: int, body: CancelIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def cancel(card_id: int, body: CancelIn, pool: Pool, actor: CurrentActor) -> CancelledCardOut:
     async with pool.acquire() as conn:
-        return await lifecycle.cancel_card(
-            conn, actor, card_id, route=body.route, reason=body.reason
+        return CancelledCardOut.model_validate(
+            await lifecycle.cancel_card(conn, actor, card_id, route=body.route, reason=body.reason)
         )
 
 
@@ -265,19 +322,20 @@ def _holder(actor: Any) -> int:
 
 
 @router.get("/api/v1/me/cards")
-async def my_cards(pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
+async def my_cards(pool: Pool, actor: CurrentActor) -> list[CardOut]:
     async with pool.acquire() as conn:
-        return await lifecycle.cards_of_person(conn, _holder(actor))
+        return [
+            CardOut.model_validate(c)
+            for c in (await lifecycle.cards_of_person(conn, _holder(actor)))
+        ]
 
 
 @router.post("/api/v1/me/cards/{card_id}/report-loss")
-async def my_card_lost(
-    card_id: int, body: ReasonIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+async def my_card_lost(card_id: int, body: ReasonIn, pool: Pool, actor: CurrentActor) -> CardOut:
     _holder(actor)
     async with pool.acquire() as conn:
-        return await lifecycle.report_loss(
-            conn, actor, card_id, channel="online", reason=body.reason
+        return CardOut.model_validate(
+            await lifecycle.report_loss(conn, actor, card_id, channel="online", reason=body.reason)
         )
 
 
