@@ -6,6 +6,8 @@ join it)."""
 
 from __future__ import annotations
 
+import functools
+
 from campuscard.app import create_app
 from campuscard.config import Settings
 from tests.openapi_types import ERROR_REF, untyped
@@ -107,6 +109,7 @@ NOT_YET_TYPED = frozenset(
 )
 
 
+@functools.cache
 def document() -> dict[str, object]:
     app = create_app(Settings(database_url="postgresql://unused/none", _env_file=None))  # type: ignore[call-arg]
     return app.openapi()
