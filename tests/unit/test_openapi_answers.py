@@ -15,6 +15,9 @@ from tests.openapi_types import ERROR_REF, untyped
 # typed router by router; each entry is one operation whose answer is still a bare dict
 NOT_YET_TYPED = frozenset(
     {
+        "POST /api/v1/schools/{school}/bills/{bill_id}/deferral",
+        "POST /api/v1/schools/{school}/bills/{bill_id}/plan",
+        "POST /api/v1/schools/{school}/fee-items",
         "GET /api/v1/admin/persons/{person_id}",
         "GET /api/v1/admin/persons/{person_id}/pay-settings",
         "GET /api/v1/admin/persons/{person_id}/paycode/devices",
