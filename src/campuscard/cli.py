@@ -551,6 +551,14 @@ def demo(
                 f"online top-ups, {h.refunds} refunds, {h.reversals} reversal, "
                 f"{h.subsidy_batches} subsidy batch"
             )
+        if campus.watched is not None:
+            w = campus.watched
+            median = sorted(w.per_student_week)[len(w.per_student_week) // 2]
+            lines.append(
+                f"  Watched over:   {w.alerts} alerts from {w.evaluated} payments read at their "
+                f"instants (median {median:.2f} a student a week), {w.candidates} quiet-help "
+                "candidates"
+            )
         lines += [
             f"  API docs:       {base}/api/docs",
             f"  Health:         {base}/api/health",

@@ -14,6 +14,7 @@ from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import adjustments, postings
 from campuscard.ledger.money import Money
 from campuscard.metering import demo as metering_demo
+from campuscard.monitoring import demo as monitoring_demo
 from campuscard.offline import demo as offline_demo
 from campuscard.orders import demo as orders_demo
 from campuscard.people import directory
@@ -92,6 +93,7 @@ class DemoCampus:
     terminals: list[str] = field(default_factory=list)
     terminal_keys: list[tuple[str, int]] = field(default_factory=list)  # (SN, key version)
     history: demo_history.History | None = None  # what the past month booked, when created
+    watched: monitoring_demo.Watched | None = None  # what monitoring found in it
 
 
 async def _pending_adjustment(tx: Tx, school_id: int) -> None:
@@ -145,10 +147,25 @@ async def load_demo(
         school_id = await tx.fetchval("SELECT id FROM schools WHERE code = $1", SCHOOL_CODE)
         created = school_id is None
         history = None
+        month: monitoring_demo.Month | None = None
+        watched: monitoring_demo.Watched | None = None
         if created:
             school_id = await _create(tx, history_days)
+            classes = [
+                r["id"]
+                for r in await tx.fetch(
+                    "SELECT id FROM classes WHERE school_id = $1 ORDER BY id", school_id
+                )
+            ]
+            await monitoring_demo.switch_on(tx, school_id, DEMO_PASSWORD, classes)
             if history_days:
-                history = await demo_history.book_history(tx, school_id, days=history_days)
+                month = monitoring_demo.Month(
+                    tx, school_id, demo_history.ACTIVE_STUDENTS, history_days
+                )
+                await month.start()
+                history = await demo_history.book_history(
+                    tx, school_id, days=history_days, each_day=month.day
+                )
         await _payout_accounts(tx, school_id)
         await _ensure_issuing(tx, school_id)
         await metering_demo.ensure_demo_devices(tx, school_id)
@@ -166,7 +183,12 @@ async def load_demo(
         await credit_demo.ensure_demo_credit(tx, school_id, DEMO_PASSWORD)
         if created:
             await _pending_adjustment(tx, school_id)
-    campus = DemoCampus(school_id=school_id, created=created, history=history)
+        if month is not None:  # after the bills' arrears pass told monitoring
+            settlement_user = await tx.fetchval(
+                "SELECT id FROM users WHERE school_id = $1 AND username = 'settlement'", school_id
+            )
+            watched = await month.finish(await auth.load_actor(tx, settlement_user))
+    campus = DemoCampus(school_id=school_id, created=created, history=history, watched=watched)
     campus.logins = (
         [("platform admin", "", ADMIN_USER)]
         + [(label, SCHOOL_CODE, username) for username, _, label in STAFF]
@@ -175,6 +197,7 @@ async def load_demo(
             ("online store 网店", SCHOOL_CODE, orders_demo.SHOP_USER),
             ("staff with credit 教职工（信用额度）", SCHOOL_CODE, credit_demo.STAFF_NUMBER),
             ("parent 家长", SCHOOL_CODE, "parent1"),
+            ("counsellor 辅导员", SCHOOL_CODE, monitoring_demo.COUNSELLOR),
             ("student 学生", SCHOOL_CODE, student_number(1)),
             ("parent of a new student 新生家长", SCHOOL_CODE, NEW_STUDENT_PARENT_PHONE),
         ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -94,7 +95,12 @@ async def set_clock(conn: Tx, at: datetime | None) -> None:
 
 
 async def book_history(
-    tx: Tx, school_id: int, *, days: int = HISTORY_DAYS, students: int = ACTIVE_STUDENTS
+    tx: Tx,
+    school_id: int,
+    *,
+    days: int = HISTORY_DAYS,
+    students: int = ACTIVE_STUDENTS,
+    each_day: Callable[[date], Awaitable[None]] | None = None,
 ) -> History:
     """Book ``days`` finished days of campus life for the first ``students`` cardholders, then
     close those days. Call once, right after the campus was created (opening balances booked
@@ -131,6 +137,8 @@ async def book_history(
             await _top_up_low_purses(
                 tx, rng, school_id, day, zone, people, children, parent, history
             )
+            if each_day is not None:  # more of the day (monitoring's), before it is closed
+                await each_day(day)
             history.days += 1
     finally:
         await set_clock(tx, None)

@@ -18,7 +18,7 @@ student hears, of the rules they chose, on their own channels and quiet hours.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -52,13 +52,14 @@ async def raise_alert(
 ) -> Raised:
     """Store ``finding`` as an alert of ``person_id`` and deliver it as the module doc says."""
     school = await queries.school_clock(tx, school_id)
-    now_utc = datetime.now(UTC)
+    now_utc = await queries.clock(tx)
     local = now_utc.astimezone(ZoneInfo(school.timezone))
     delivery = await _delivery(tx, cfg, school_id, person_id, finding, local)
     alert_id: int | None = await tx.fetchval(
         """INSERT INTO monitoring_alerts(school_id, person_id, rule, severity, reason, facts,
-                                         source, dedupe_key, delivery, business_date, occurred_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, cc_business_date($1), $10)
+                                         source, dedupe_key, delivery, business_date, occurred_at,
+                                         created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, cc_business_date($1), $10, $11)
            ON CONFLICT (school_id, dedupe_key) DO NOTHING RETURNING id""",
         school_id,
         person_id,
@@ -70,6 +71,7 @@ async def raise_alert(
         _full_key(person_id, finding),
         delivery.kind,
         occurred_at or now_utc,
+        now_utc,
     )
     if alert_id is None:
         return Raised(None, "duplicate")

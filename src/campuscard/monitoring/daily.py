@@ -58,12 +58,17 @@ async def run_school(pool: PgPool, school_id: int, *, today: date | None = None)
         day = today or (await tx.fetchval("SELECT cc_business_date($1)", school_id)) - timedelta(
             days=1
         )
-        if not await _claim(tx, school_id, day):
-            return 0
-        cfg = await queries.config(tx, school_id)
-        if not cfg.on("no_meal"):
-            return 0
-        return await _no_meal(tx, cfg, school_id, day)
+        return await run_day(tx, school_id, day)
+
+
+async def run_day(tx: Tx, school_id: int, day: date) -> int:
+    """The daily pass over ``day`` in the caller's transaction, once per school and day."""
+    if not await _claim(tx, school_id, day):
+        return 0
+    cfg = await queries.config(tx, school_id)
+    if not cfg.on("no_meal"):
+        return 0
+    return await _no_meal(tx, cfg, school_id, day)
 
 
 async def _claim(tx: Tx, school_id: int, day: date) -> bool:

@@ -15,7 +15,7 @@ outbox, live events on commit); nothing here calls the network.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -197,7 +197,7 @@ async def _balance_rules(
     lows = [g.low_balance for g in parents if g.low_balance]
     school_low = int(cfg.get("low_balance", "below")) if cfg.on("low_balance") else 0
     raised = 0
-    local = datetime.now(pay.local.tzinfo)
+    local = (await queries.clock(tx)).astimezone(pay.local.tzinfo)
     for g in parents:
         if g.single_spend and pay.amount >= g.single_spend:
             finding = rules.guardian_spend(pay, g.single_spend)

@@ -129,10 +129,15 @@ async def person_name(conn: Conn, school_id: int, person_id: int) -> str:
 
 
 async def available(conn: Conn, person_id: int) -> int:
-    """What the student can spend: balance less money on hold, over their purses."""
+    """What the student can spend: balance less money on hold, over their purses, as at the
+    engine's clock (``cc_clock()``: now, or the instant the demo's past is replayed at): each
+    purse's balance after its last posting by then."""
     total = await conn.fetchval(
-        "SELECT coalesce(sum(balance - held), 0) FROM accounts "
-        "WHERE person_id = $1 AND kind = 'purse'",
+        """SELECT coalesce(sum(coalesce((SELECT p.balance_after FROM postings p
+                                          WHERE p.account_id = a.id
+                                            AND p.created_at <= cc_clock()
+                                          ORDER BY p.version DESC LIMIT 1), 0) - a.held), 0)
+             FROM accounts a WHERE a.person_id = $1 AND a.kind = 'purse'""",
         person_id,
     )
     return int(total)
@@ -143,7 +148,14 @@ async def last_money_in(conn: Conn, person_id: int) -> int:
     last = await conn.fetchval(
         """SELECT max(p.id) FROM postings p
              JOIN accounts a ON a.id = p.account_id
-            WHERE a.person_id = $1 AND a.kind = 'purse' AND p.amount > 0""",
+            WHERE a.person_id = $1 AND a.kind = 'purse' AND p.amount > 0
+              AND p.created_at <= cc_clock()""",
         person_id,
     )
     return int(last or 0)
+
+
+async def clock(conn: Conn) -> datetime:
+    """The engine's clock: now, or the past instant the demo campus replays its month at."""
+    at: datetime = await conn.fetchval("SELECT cc_clock()")
+    return at

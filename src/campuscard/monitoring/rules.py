@@ -403,7 +403,7 @@ def no_meal(
             "last_meal": last_meal.isoformat() if last_meal else None,
             "other_uses": other_uses,
         },
-        f"since:{start.isoformat()}",
+        f"since:{last_meal.isoformat() if last_meal else 'none'}",
     )
 
 
