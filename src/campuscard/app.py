@@ -63,6 +63,7 @@ from campuscard.platform.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
 from campuscard.web.admin import approvals as web_admin_approvals
+from campuscard.web.admin import attendance as web_attendance
 from campuscard.web.admin import bill_books as web_admin_bill_books
 from campuscard.web.admin import bills as web_admin_bills
 from campuscard.web.admin import devices as web_admin_devices
@@ -222,6 +223,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     # watching over students (docs/monitoring.md): supervision, quiet help, alert settings
     for router in (web_admin_monitoring.router, web_student_alerts.router):
         app.include_router(router)
+    app.include_router(web_attendance.router)  # the teacher's attendance pages
     app.include_router(web_student_bills.router)  # bills and fees (docs/bills.md)
     app.include_router(web_student_utilities.router)  # dorm meters
     app.include_router(web_admin_bills.router)  # the finance console for bills

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from campuscard import demo_history
 from campuscard.access import demo as access_demo
+from campuscard.attendance import demo as attendance_demo
 from campuscard.bills import demo as bills_demo
 from campuscard.credit import demo as credit_demo
 from campuscard.db.pool import Conn
@@ -181,6 +182,7 @@ async def load_demo(
             tx, school_id, [student_number(i) for i in range(1, 20)], DEMO_PASSWORD
         )
         await credit_demo.ensure_demo_credit(tx, school_id, DEMO_PASSWORD)
+        await attendance_demo.ensure_demo_attendance(tx, school_id)
         if created:
             await _pending_adjustment(tx, school_id)
         if month is not None:  # after the bills' arrears pass told monitoring
