@@ -50,6 +50,7 @@ from campuscard.api.routes import orders as order_routes
 from campuscard.api.routes import paycode_pay as paycode_pay_routes
 from campuscard.api.routes import paycodes as paycode_routes
 from campuscard.api.routes import subsidies as subsidy_routes
+from campuscard.api.routes import systems as system_routes
 from campuscard.api.routes import topups as topup_routes
 from campuscard.config import Settings, get_settings, unsafe_secrets
 from campuscard.db.pool import PgPool, create_pool_when_ready
@@ -62,6 +63,7 @@ from campuscard.platform.logs import setup_logging
 from campuscard.platform.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
+from campuscard.web.admin import access as web_access
 from campuscard.web.admin import approvals as web_admin_approvals
 from campuscard.web.admin import attendance as web_attendance
 from campuscard.web.admin import bill_books as web_admin_bill_books
@@ -197,6 +199,9 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.include_router(attendance_routes.router)
     app.include_router(attendance_routes.persons)
     app.include_router(job_routes.router)  # failed background jobs: list, retry, cancel
+    # the library, lab and exam systems: card identity by system token, lab sign-in
+    app.include_router(system_routes.admin)
+    app.include_router(system_routes.campus)
     # pages (web/): one module per audience; static files and page error handlers
     install_web(app)
     for router in (
@@ -229,6 +234,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.include_router(web_admin_bills.router)  # the finance console for bills
     app.include_router(web_admin_bill_books.router)  # its reports, ledgers, exports, sheets
     app.include_router(web_admin_jobs.router)  # failed background jobs (platform admins)
+    app.include_router(web_access.router)  # doors, grants, the school's days, door events
     return app
 
 

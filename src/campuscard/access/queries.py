@@ -133,3 +133,22 @@ async def recent_events(
         door_id,
     )
     return [dict(r) for r in rows]
+
+
+async def person_by_number(conn: Conn, school_id: int, number: str) -> int | None:
+    """The id of the person with this student or staff number (a grant's form names it)."""
+    person_id: int | None = await conn.fetchval(
+        "SELECT id FROM persons WHERE school_id = $1 AND number = $2", school_id, number.strip()
+    )
+    return person_id
+
+
+async def choices(conn: Conn, school_id: int) -> dict[str, list[dict[str, Any]]]:
+    """What the console's forms choose from: classes and doors."""
+    classes = await conn.fetch(
+        "SELECT id, name FROM classes WHERE school_id = $1 ORDER BY name", school_id
+    )
+    doors = await conn.fetch(
+        "SELECT id, name FROM access_doors WHERE school_id = $1 ORDER BY name", school_id
+    )
+    return {"classes": [dict(r) for r in classes], "doors": [dict(r) for r in doors]}
