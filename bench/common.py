@@ -120,10 +120,10 @@ async def _open_balances(conn: Conn, school_id: int, opening_fen: int) -> None:
         )
         await conn.execute(
             """INSERT INTO postings(school_id, tx_id, account_id, amount, balance_after, version)
-               SELECT $3, c.tx_id, o.account_id, $1::bigint, $1::bigint, 1
+               SELECT $3::int, c.tx_id, o.account_id, $1::bigint, $1::bigint, 1
                  FROM bench_open o JOIN bench_chunks c USING (chunk)
                UNION ALL
-               SELECT $3, tx_id, $2, -$1::bigint * n, -$1::bigint * running, chunk + 1
+               SELECT $3::int, tx_id, $2, -$1::bigint * n, -$1::bigint * running, chunk + 1
                  FROM bench_chunks""",
             opening_fen,
             opening,

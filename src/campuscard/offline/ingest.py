@@ -406,8 +406,10 @@ async def settle_cards(
     )  # person -> purse -> (id, avail)
     for p in await tx.fetch(
         """SELECT id, person_id, purse, balance - held - coalesce(floor, 0) AS available
-             FROM accounts WHERE kind = 'purse' AND person_id = ANY($1::bigint[])
+             FROM accounts
+            WHERE school_id = $1 AND kind = 'purse' AND person_id = ANY($2::bigint[])
             ORDER BY id FOR UPDATE""",
+        school_id,
         persons,
     ):
         purses[p["person_id"]][p["purse"]] = (p["id"], p["available"])
@@ -415,8 +417,10 @@ async def settle_cards(
         r["card_id"]: r["at"]
         for r in await tx.fetch(
             """SELECT card_id, max(created_at) AS at FROM payments
-                WHERE person_id = ANY($1::bigint[]) AND card_id = ANY($2::bigint[])
+                WHERE school_id = $1 AND person_id = ANY($2::bigint[])
+                  AND card_id = ANY($3::bigint[])
                 GROUP BY card_id""",
+            school_id,
             persons,
             list(by_card),
         )
@@ -561,9 +565,10 @@ async def _book(
         r["id"]: (r["sn"], r["account_id"], r["merchant_name"])
         for r in await tx.fetch(
             """SELECT t.id, t.sn, a.id AS account_id, m.name AS merchant_name
-                 FROM terminals t JOIN merchants m ON m.id = t.merchant_id
-                 JOIN accounts a ON a.merchant_id = t.merchant_id AND a.kind = 'merchant'
-                                AND a.shard = coalesce($3, t.id) % m.shards
+                 FROM terminals t
+                 JOIN merchants m ON m.school_id = t.school_id AND m.id = t.merchant_id
+                 JOIN accounts a ON a.school_id = t.school_id AND a.merchant_id = t.merchant_id
+                                AND a.kind = 'merchant' AND a.shard = coalesce($3, t.id) % m.shards
                 WHERE t.school_id = $1 AND t.id = ANY($2::bigint[])""",
             school_id,
             terminal_ids,
@@ -576,7 +581,9 @@ async def _book(
     # the shards in opposite orders. So every shard (and the receivable, when owed) is locked first,
     # in id order, after the purses (already locked), as an online payment takes them.
     await tx.execute(
-        "SELECT 1 FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+        """SELECT 1 FROM accounts WHERE school_id = $1 AND id = ANY($2::bigint[])
+            ORDER BY id FOR UPDATE""",
+        school_id,
         sorted(
             {acc for _, acc, _ in shard_of.values()}
             | ({receivable} if any(overdraft_by_terminal.values()) else set())

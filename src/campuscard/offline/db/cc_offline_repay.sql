@@ -16,7 +16,8 @@ BEGIN
         RETURN 0;
     END IF;
     SELECT id, balance - held - coalesce(floor, 0) INTO v_cash, v_available FROM accounts
-     WHERE person_id = p_person AND kind = 'purse' AND purse = 'cash' FOR UPDATE;
+     WHERE school_id = p_school AND person_id = p_person AND kind = 'purse' AND purse = 'cash'
+       FOR UPDATE;
     SELECT owed INTO v_owed FROM offline_debts
      WHERE school_id = p_school AND person_id = p_person FOR UPDATE;
     v_repay := least(coalesce(v_owed, 0), greatest(coalesce(v_available, 0), 0));
