@@ -92,3 +92,4 @@ async def test_a_parent_hears_a_childs_alerts_only_after_the_student_consents(
     await expect(page.get_by_test_id("child-consent")).to_have_text(
         "Your child consented to your hearing the alerts."
     )
+    await page.close()  # ends the page's live stream, so the server stops at once
