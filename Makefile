@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo serve test test-fast lint format browsers citus bench clean
+.PHONY: install demo serve test test-fast lint format i18n browsers citus bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,14 @@ lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+# The message keys the templates and the code use, extracted by Babel (babel.cfg) into
+# build/messages.pot for translators; the catalogs are src/campuscard/web/locale/*/LC_MESSAGES/
+# messages.po, and tests/unit/test_web_i18n.py fails on a key used but missing from them.
+i18n: install
+	mkdir -p build
+	$(BIN)/pybabel extract -F babel.cfg -k t -k tn:1 --no-location --sort-output -o build/messages.pot .
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_web_i18n.py
 
 format: install
 	$(BIN)/ruff format src tests bench

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
+from babel.messages.extract import extract_from_dir
 
 from campuscard.web import charts, i18n
-from campuscard.web.core import TEMPLATE_DIR, safe_next
+from campuscard.web.core import safe_next
 
-LITERAL_KEY = re.compile(r"""\bt\(\s*["']([A-Za-z0-9_.]+)["']\s*[,)]""")
-SRC = Path(i18n.__file__).parent
+SRC = Path(i18n.__file__).parents[1]  # src/campuscard
+KEYWORDS = {"t": None, "tn": (1,)}  # t("key", ...), tn("key", count, ...)
+METHODS = [("**.py", "python"), ("web/templates/**.html", "jinja2")]  # as babel.cfg
 
 
 def test_catalogs_have_the_same_keys_and_no_empty_text() -> None:
@@ -21,28 +22,39 @@ def test_catalogs_have_the_same_keys_and_no_empty_text() -> None:
     assert all(v.strip() for v in [*zh.values(), *en.values()])
 
 
+def test_plural_messages_have_every_form_their_language_needs() -> None:
+    # CLDR: Chinese has one plural form, English two (one, other)
+    for locale, forms in (("zh-CN", 1), ("en", 2)):
+        po = i18n.read_catalog(locale)
+        assert po.num_plurals == forms
+        plurals = [m for m in po if m.id and m.pluralizable]
+        assert plurals, "the catalogs have plural messages"
+        for message in plurals:
+            assert len(message.string) == forms and all(f.strip() for f in message.string)
+    assert i18n.translate_plural("en", "bill.overdue_days", 1, days=1) == "1 day overdue"
+    assert i18n.translate_plural("en", "bill.overdue_days", 3, days=3) == "3 days overdue"
+    assert i18n.translate_plural("zh-CN", "bill.overdue_days", 1, days=1) == "已逾期 1 天"
+
+
 def test_no_catalog_defines_a_key_twice() -> None:
-    """A key written twice (easy when two changes add it at the end) silently keeps the last."""
-    for path in sorted((SRC / "i18n").glob("*.json")):
-        seen: list[str] = []
-
-        def pairs(items: list[tuple[str, object]], seen: list[str] = seen) -> dict[str, object]:
-            seen.extend(key for key, _ in items)
-            return dict(items)
-
-        json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=pairs)
-        twice = sorted({key for key in seen if seen.count(key) > 1})
-        assert not twice, f"{path.name} defines {twice} more than once"
+    """A key written twice (easy when two changes add it at the end) silently keeps one."""
+    for locale in i18n.LOCALES:
+        path = i18n.catalog_path(locale)
+        ids = re.findall(r'^msgid "(.+)"$', path.read_text(encoding="utf-8"), flags=re.M)
+        twice = sorted({key for key in ids if ids.count(key) > 1})
+        assert not twice, f"{path} defines {twice} more than once"
 
 
 def test_every_literal_key_used_in_templates_and_code_exists() -> None:
-    zh = i18n.catalog("zh-CN")
-    used: set[str] = set()
-    for path in [*TEMPLATE_DIR.rglob("*.html"), *SRC.rglob("*.py")]:
-        used |= set(LITERAL_KEY.findall(path.read_text("utf-8")))
-    for path in SRC.rglob("*.py"):
+    """Babel extracts the keys the code and the templates use (as ``make i18n`` does); each
+    is in the catalogs."""
+    extracted = extract_from_dir(SRC, METHODS, keywords=KEYWORDS)
+    used = {key for _, _, key, _, _ in extracted if key}
+    assert len(used) > 500  # the extraction sees the templates and the code
+    for path in (SRC / "web").rglob("*.py"):
         used |= set(re.findall(r'menu\.add\(\s*"[a-z]+",\s*"([a-z0-9_.]+)"', path.read_text()))
-    missing = sorted(k for k in used if k not in zh)
+    zh = i18n.catalog("zh-CN")
+    missing = sorted(str(k) for k in used if k not in zh)
     assert not missing, missing
 
 

@@ -105,6 +105,15 @@ class Page:
     def t(self, key: str, **params: Any) -> str:
         return i18n.translate(self.locale, key, **params)
 
+    def t_value(self, family: str, value: str) -> str:
+        """The text of one value of a family of keys (``channel`` + ``canteen``: 食堂); a key
+        made at run time, so message extraction does not take it for a literal one."""
+        return self.t(f"{family}.{value}")
+
+    def tn(self, key: str, count: int, **params: Any) -> str:
+        """A plural message: the form the locale's CLDR rule picks for ``count``."""
+        return i18n.translate_plural(self.locale, key, count, **params)
+
     def err(
         self, error: DomainError | str | None, message: str = "", field: str | None = None
     ) -> str:
@@ -196,6 +205,7 @@ def render(
     html = env.get_template(template).render(
         page=page,
         t=page.t,
+        tn=page.tn,
         err_text=page.err,
         lang=page.locale,
         user=user,

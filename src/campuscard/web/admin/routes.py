@@ -87,7 +87,7 @@ async def dashboard_page(page: UserPage, pool: Pool, code: SchoolCode) -> Respon
         )
         counts = await dashboard.counts(conn, actor, school_id)
     channel_chart = charts.bar_chart(
-        [page.t("channel." + c["channel"]) for c in channels],
+        [page.t_value("channel", c["channel"]) for c in channels],
         [charts.Series(page.t("a.net"), [c["net"] for c in channels])],
         title=page.t("a.today_by_channel"),
         height=200,
@@ -108,7 +108,10 @@ async def dashboard_page(page: UserPage, pool: Pool, code: SchoolCode) -> Respon
 def _days_chart(page: Page, days: list[dict[str, Any]]) -> Any:
     return charts.bar_chart(
         [d["day"].strftime("%m-%d") for d in days],
-        [charts.Series(page.t("channel." + c), [d[c] for d in days]) for c in dashboard.CHANNELS],
+        [
+            charts.Series(page.t_value("channel", c), [d[c] for d in days])
+            for c in dashboard.CHANNELS
+        ],
         title=page.t("a.daily_volume"),
         height=240,
     )
@@ -598,7 +601,7 @@ async def reports_page(
         height=200,
     )
     channel_chart = charts.bar_chart(
-        [page.t("channel." + c["channel"]) for c in data["channels"]],
+        [page.t_value("channel", c["channel"]) for c in data["channels"]],
         [charts.Series(page.t("a.net"), [c["net"] for c in data["channels"]])],
         title=page.t("a.by_channel"),
         height=200,
@@ -619,7 +622,7 @@ def _table(page: Page, kind: str, data: dict[str, Any]) -> tuple[list[str], list
     from campuscard.ledger.money import fmt
 
     if kind == "daily":
-        head = [page.t("a.day")] + [page.t("channel." + c) for c in dashboard.CHANNELS]
+        head = [page.t("a.day")] + [page.t_value("channel", c) for c in dashboard.CHANNELS]
         head += [page.t("a.payments"), page.t("a.total")]
         body = [
             [str(d["day"])]
@@ -639,7 +642,7 @@ def _table(page: Page, kind: str, data: dict[str, Any]) -> tuple[list[str], list
         body = [
             [
                 m["name"],
-                page.t("channel." + m["channel"]),
+                page.t_value("channel", m["channel"]),
                 m["payments"],
                 fmt(m["gross"]),
                 fmt(m["refunds"]),
@@ -657,7 +660,7 @@ def _table(page: Page, kind: str, data: dict[str, Any]) -> tuple[list[str], list
         ]
         body = [
             [
-                page.t("channel." + c["channel"]),
+                page.t_value("channel", c["channel"]),
                 c["payments"],
                 fmt(c["gross"]),
                 fmt(c["refunds"]),
