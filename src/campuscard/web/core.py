@@ -105,6 +105,10 @@ class Page:
     def t(self, key: str, **params: Any) -> str:
         return i18n.translate(self.locale, key, **params)
 
+    def day(self, value: date, skeleton: str = "MMMEd") -> str:
+        """A date in this page's language (``i18n.format_day``)."""
+        return i18n.format_day(self.locale, value, skeleton)
+
     def t_value(self, family: str, value: str) -> str:
         """The text of one value of a family of keys (``channel`` + ``canteen``: 食堂); a key
         made at run time, so message extraction does not take it for a literal one."""

@@ -16,10 +16,12 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from babel.dates import format_skeleton
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -107,6 +109,12 @@ def error_text(locale: str, code: str | None, message: str, field: str | None = 
     if label:
         return texts["err.field_generic"].format(field=label)
     return texts["err.generic"]
+
+
+def format_day(locale: str, day: date, skeleton: str = "MMMEd") -> str:
+    """A date as the locale writes it (CLDR): ``MMMEd`` 12月3日周四 / Thu, Dec 3; ``Md`` 12/3;
+    ``yMMM`` 2026年12月 / Dec 2026."""
+    return format_skeleton(skeleton, day, locale=BABEL_LOCALES[locale])
 
 
 def translator(locale: str) -> Translator:

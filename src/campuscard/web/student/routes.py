@@ -101,7 +101,8 @@ def tile_icon(key: str) -> Markup:
 
 
 def by_day(page: Page, rows: list[dict[str, Any]], today: date | None) -> list[dict[str, Any]]:
-    """Statement rows grouped by business day, newest first: 今天 / 昨天 / the date."""
+    """Statement rows grouped by business day, newest first: 今天 / 昨天 / the date as the
+    page's language writes it (12月3日周四 / Thu, Dec 3)."""
     groups: list[dict[str, Any]] = []
     for row in rows:
         day = row["business_date"]
@@ -111,7 +112,7 @@ def by_day(page: Page, rows: list[dict[str, Any]], today: date | None) -> list[d
             elif today is not None and day == today - timedelta(days=1):
                 label = page.t("m.yesterday")
             else:
-                label = day.isoformat()
+                label = page.day(day)
             groups.append({"day": day, "label": label, "rows": []})
         groups[-1]["rows"].append(row)
     return groups
@@ -121,7 +122,7 @@ def spending_chart(page: Page, days: list[dict[str, Any]]) -> Markup:
     last = len(days) - 1
     every = 1 if len(days) <= 7 else 5  # 30 bars: a date under every fifth one and the last
     labels = [
-        d["day"].strftime("%m-%d") if i == last or (i % every == 0 and last - i >= every) else ""
+        page.day(d["day"], "Md") if i == last or (i % every == 0 and last - i >= every) else ""
         for i, d in enumerate(days)
     ]
     return charts.bar_chart(
@@ -206,7 +207,7 @@ async def transactions(
         kinds = await queries.statement_kinds(conn, subject["id"])
         months = await queries.monthly_spending(conn, subject["id"], months=6)
     chart = charts.bar_chart(
-        [m["month"].strftime("%Y-%m") for m in months],
+        [page.day(m["month"], "MMM") for m in months],
         [charts.Series(page.t("m.spent"), [m["fen"] for m in months])],
         title=page.t("m.chart_title"),
         height=220,
