@@ -57,7 +57,7 @@ def receipt_text(order: dict[str, Any], t: Callable[..., str], *, width: int = W
     rule = "-" * width
     lines = [*wrap(order["merchant_name"], width), rule]
     lines.append(pair(t("o.order_no"), order["order_no"], width))
-    lines.append(pair(t("o.state"), t("o.state." + order["state"]), width))
+    lines.append(pair(t("o.state"), t(f"o.state.{order['state']}"), width))
     if order.get("paid_at"):
         paid = local_minute(order["paid_at"], order["timezone"])
         lines.append(pair(t("o.paid_at"), paid, width))

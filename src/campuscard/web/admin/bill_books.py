@@ -130,13 +130,13 @@ async def _rows(
     if kind == "items":
         chosen, _ = await term_shown(pool, school_id, term)
         items = await bill_queries.items(pool, school_id, chosen)
-        return chosen, [i | {"kind_text": t("bill.kind." + i["kind"])} for i in items]
+        return chosen, [i | {"kind_text": t(f"bill.kind.{i['kind']}")} for i in items]
     if kind == "bills":
         chosen, _ = await term_shown(pool, school_id, term)
         bills = await bill_queries.bills_list(pool, school_id, term=chosen, limit=EXPORT_LIMIT)
         return chosen, [
             b
-            | {"status_text": t("bill.status." + b["status"]), "class_name": b["class_name"] or ""}
+            | {"status_text": t(f"bill.status.{b['status']}"), "class_name": b["class_name"] or ""}
             for b in bills
         ]
     if kind == "daily":
@@ -146,7 +146,7 @@ async def _rows(
             r
             | {
                 "item": r["item"] or t("a.bl.returned"),
-                "method_text": t("bill.method." + r["method"]),
+                "method_text": t(f"bill.method.{r['method']}"),
                 "matched": r["matched"] or "",
                 "waiting": r["waiting"] or "",
             }

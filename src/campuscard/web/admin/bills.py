@@ -90,7 +90,7 @@ async def bills_home(
     page: UserPage, pool: Pool, code: SchoolCode, term: TermQ = "", done: str = ""
 ) -> Response:
     school_id = await enter(page, pool, code, "a.bills")
-    notice = page.t("a.bl.done." + done) if done in ("item", "issued") else ""
+    notice = page.t(f"a.bl.done.{done}") if done in ("item", "issued") else ""
     return await _items_view(page, pool, school_id, term, notice=notice)
 
 
@@ -235,7 +235,7 @@ async def bill_page(
     page: UserPage, pool: Pool, code: SchoolCode, bill_id: BillId, done: str = ""
 ) -> Response:
     school_id = await enter(page, pool, code, "a.bills")
-    notice = page.t("a.bl.done." + done) if done in ("plan", "defer", "proposed") else ""
+    notice = page.t(f"a.bl.done.{done}") if done in ("plan", "defer", "proposed") else ""
     return await _bill_view(page, pool, school_id, bill_id, notice=notice)
 
 

@@ -59,7 +59,7 @@ def tariff_view(raw: Any) -> dict[str, Any]:
 
 def _break_text(page: Page, text: str | None) -> str:
     return page.t("dev.sep").join(
-        page.t("dev.break." + kind, **figures)
+        page.t(f"dev.break.{kind}", **figures)
         for kind, figures in offline_rules.describe_break(text)
     )
 
