@@ -6,6 +6,7 @@ item's ledger."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -157,6 +158,13 @@ async def test_finance_imports_a_bill_sheet_and_reads_the_books(
     await expect(result).to_contain_text("第 2 行 · 金额")
     await expect(result).to_contain_text("第 3 行 · 学号")
     await expect(result).to_contain_text("第 4 行 · 项目")
+    # each reason in the page's language, without the server's English or an error code
+    await expect(result).to_contain_text("表格有错误，一行也没有导入")
+    await expect(result).to_contain_text("“abc”不是有效金额")
+    await expect(result).to_contain_text("本校没有学号为 S999 的学生")
+    await expect(result).to_contain_text("没有收费项目“没有的项目”")
+    worded = re.sub(r"“[^”]*”", "", await result.inner_text())  # the sheet's own cells aside
+    assert not re.search(r"[A-Za-z]{3,}", worded), worded
     await page.reload()
     await expect(page.get_by_test_id("sheet-imports")).to_contain_text("暂无")
     # then the good sheet is applied, and echoed for the uploader to compare

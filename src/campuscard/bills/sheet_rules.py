@@ -91,20 +91,38 @@ def parse_sheet(content: bytes) -> tuple[list[SheetRow], list[RowError]]:
         number, item, amount_text = cell(r, "number"), cell(r, "item"), cell(r, "amount")
         bad = False
         if not import_rules.NUMBER.match(number):
-            errors.append(RowError(line, "number", "学号 must be 1-32 letters, digits, _ or -"))
+            errors.append(
+                RowError(
+                    line,
+                    "number",
+                    "学号 must be 1-32 letters, digits, _ or -",
+                    "NUMBER_FORMAT",
+                    {"value": number},
+                )
+            )
             bad = True
         if not 1 <= len(item) <= 64:
-            errors.append(RowError(line, "item", "收费项目 must be 1-64 characters"))
+            errors.append(RowError(line, "item", "收费项目 must be 1-64 characters", "ITEM_LENGTH"))
             bad = True
         amount = 0
         try:
             amount = Money.parse(amount_text, field="amount", allow_zero=True).fen
         except DomainError as err:
-            errors.append(RowError(line, "amount", f"金额 {err.message}"))
+            errors.append(
+                RowError(
+                    line, "amount", f"金额 {err.message}", "AMOUNT_INVALID", {"value": amount_text}
+                )
+            )
             bad = True
         if not bad and (number, item) in seen:
             errors.append(
-                RowError(line, "item", f"this student's {item} is also on row {seen[number, item]}")
+                RowError(
+                    line,
+                    "item",
+                    f"this student's {item} is also on row {seen[number, item]}",
+                    "DUPLICATE_ROW",
+                    {"item": item, "first": str(seen[number, item])},
+                )
             )
             bad = True
         if not bad:

@@ -102,17 +102,45 @@ async def do_import_sheet(
         person = people.get(row.number)
         item = items.get(row.item)
         if person is None or person["kind"] != "student":
-            errors.append(RowError(row.row, "number", f"no student {row.number} in this school"))
+            errors.append(
+                RowError(
+                    row.row,
+                    "number",
+                    f"no student {row.number} in this school",
+                    "NO_STUDENT",
+                    {"number": row.number},
+                )
+            )
         elif person["status"] != "enrolled":
-            errors.append(RowError(row.row, "number", f"student {row.number} has left"))
+            errors.append(
+                RowError(
+                    row.row,
+                    "number",
+                    f"student {row.number} has left",
+                    "STUDENT_LEFT",
+                    {"number": row.number},
+                )
+            )
         elif row.name and row.name != person["name"]:
             errors.append(
                 RowError(
-                    row.row, "name", f"student {row.number} is {person['name']}, not {row.name}"
+                    row.row,
+                    "name",
+                    f"student {row.number} is {person['name']}, not {row.name}",
+                    "NAME_MISMATCH",
+                    {"number": row.number, "name": person["name"], "given": row.name},
                 )
             )
         if item is None:
-            errors.append(RowError(row.row, "item", f"term {term} has no item {row.item!r}"))
+            errors.append(
+                RowError(
+                    row.row,
+                    "item",
+                    f"term {term} has no item {row.item!r}",
+                    "NO_ITEM",
+                    {"term": term, "item": row.item},
+                )
+            )
         if person is None or item is None:
             continue
         before = existing.get((person["id"], item["id"]))
@@ -127,6 +155,8 @@ async def do_import_sheet(
                     "amount",
                     f"{row.number}'s {row.item} is already billed at {fmt(before)}; "
                     "change it by an adjustment",
+                    "ALREADY_BILLED",
+                    {"number": row.number, "item": row.item, "amount": fmt(before)},
                 )
             )
     if errors:

@@ -8,6 +8,7 @@ looks at the payload; the client compares the server's canonical echo with its o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import re
@@ -86,12 +87,20 @@ class ImportRow:
 
 @dataclass(frozen=True)
 class RowError:
+    """A bad row: its number, the field, the reason in English, and (where a page words it
+    in its own language) a code with the values the wording names."""
+
     row: int
     field: str
     reason: str
+    code: str = ""
+    params: dict[str, str] = dataclasses.field(default_factory=dict)  # `field` is a column here
 
     def as_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "field": self.field, "reason": self.reason}
+        answer: dict[str, Any] = {"row": self.row, "field": self.field, "reason": self.reason}
+        if self.code:
+            answer |= {"code": self.code, "params": self.params}
+        return answer
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,12 @@
     });
   }
 
+  function camel(code) {  // NO_STUDENT -> NoStudent, the dataset name of data-reason-no-student
+    return code.toLowerCase().split("_").map(function (part) {
+      return part.charAt(0).toUpperCase() + part.slice(1);
+    }).join("");
+  }
+
   function show(box, lines, ok) {
     box.textContent = "";
     box.className = "result " + (ok ? "ok" : "error");
@@ -90,11 +96,16 @@
       var rows = ((error.details || {}).errors || []).map(function (e) {
         if (form.dataset.rowText) {  // the page's words, with its label for the field
           var label = form.dataset["field" + e.field.charAt(0).toUpperCase() + e.field.slice(1)];
-          return fill(form.dataset.rowText, { row: e.row, field: label || e.field, reason: e.reason });
+          // and its words for the reason, by the row's code (data-reason-no-student="…{number}…")
+          var worded = e.code && form.dataset["reason" + camel(e.code)];
+          var reason = worded ? fill(worded, e.params || {}) : e.reason;
+          return fill(form.dataset.rowText, { row: e.row, field: label || e.field, reason: reason });
         }
         return "row " + e.row + " · " + e.field + " · " + e.reason;
       });
-      show(box, history.concat(rows), false);
+      // a page that words the refusal says so in its language instead of the attempt log
+      var head = form.dataset.refusedText && rows.length ? [form.dataset.refusedText] : history;
+      show(box, head.concat(rows), false);
       return null; // refused for a reason a retry will not fix
     }, function (err) {
       history.push("#" + n + ": network error " + err);
