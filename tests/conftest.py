@@ -25,6 +25,13 @@ from campuscard.db.pool import connect, create_pool
 # Tests sign in hundreds of times: no pause between password hashes here (the servers they
 # start inherit it). The pause itself is tested in tests/unit/test_hashing_budget.py.
 os.environ.setdefault("CAMPUSCARD_PASSWORD_HASH_CPU_SHARE", "1")
+# ... and cheap argon2 parameters: thousands of hashes are made and checked, and production's
+# (config.py; about 0.2 s a hash here) would be most of the suite's time. A stored hash
+# carries its own parameters, so every path runs the same; the production cost is measured
+# by bench/signin_flood.py.
+os.environ.setdefault("CAMPUSCARD_ARGON2_TIME_COST", "1")
+os.environ.setdefault("CAMPUSCARD_ARGON2_MEMORY_KIB", "16384")
+os.environ.setdefault("CAMPUSCARD_ARGON2_PARALLELISM", "1")
 
 TEMPLATE = "cc_template"
 _counter = itertools.count()
