@@ -63,6 +63,24 @@ async def _campus(pool: PgPool, settings: Settings, cash: int = 100_000) -> dict
     }
 
 
+async def _worker_settled(pool: PgPool, *, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        scanned = await pool.fetchval(
+            """SELECT count(*) FROM procrastinate_jobs
+                WHERE task_name = 'periodic.monitoring-events' AND status = 'succeeded'"""
+        )
+        busy = await pool.fetchval(
+            """SELECT count(*) FROM procrastinate_jobs
+                WHERE status IN ('todo', 'doing') AND scheduled_at IS NULL
+                  AND task_name <> 'periodic.monitoring-events'"""
+        )
+        if scanned and not busy:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the worker did not finish its start-up jobs")
+
+
 async def _alerts(pool: PgPool) -> list[tuple[str, str]]:
     rows = await pool.fetch("SELECT rule, reason FROM monitoring_alerts ORDER BY id")
     return [(r["rule"], r["reason"]["zh-CN"]) for r in rows]
@@ -84,6 +102,9 @@ async def test_an_alert_reaches_the_phone_within_60_seconds_of_the_payment(
         stop = asyncio.Event()
         running = asyncio.create_task(worker.run_forever(live, stop=stop))
         try:
+            # a worker that has started: its first burst of periodic jobs (every job is due at
+            # start) is behind it and the monitoring scan has run once, as on a running campus
+            await _worker_settled(pool)
             with serve_in_thread(create_app(live)) as base:
                 async with httpx.AsyncClient(base_url=base, timeout=20) as client:
                     me = await login(client, "phone-S1", c["school"].code)
