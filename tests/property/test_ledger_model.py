@@ -63,9 +63,17 @@ class Model:
         return {a: m for a, m in out.items() if m != 0}
 
     def allows(self, legs: list[tuple[int, int]]) -> bool:
-        for account, amount in self.nets(legs).items():
+        nets = self.nets(legs)
+        for account, amount in nets.items():
             floor = self.floor[account]
             if floor is not None and self.balance[account] - self.held[account] + amount < floor:
+                return False
+        # a credit line pays for purchases and bills only: any other booking that debits a
+        # credit-line purse may not leave it below zero (ledger/db/cc_post.sql)
+        for account, amount in legs:
+            floor = self.floor[account]
+            after = self.balance[account] + nets.get(account, 0) - self.held[account]
+            if amount < 0 and floor is not None and floor < 0 and after < 0:
                 return False
         return True
 
