@@ -109,11 +109,6 @@ class Page:
         """A date in this page's language (``i18n.format_day``)."""
         return i18n.format_day(self.locale, value, skeleton)
 
-    def t_value(self, family: str, value: str) -> str:
-        """The text of one value of a family of keys (``channel`` + ``canteen``: 食堂); a key
-        made at run time, so message extraction does not take it for a literal one."""
-        return self.t(f"{family}.{value}")
-
     def tn(self, key: str, count: int, **params: Any) -> str:
         """A plural message: the form the locale's CLDR rule picks for ``count``."""
         return i18n.translate_plural(self.locale, key, count, **params)

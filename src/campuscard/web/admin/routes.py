@@ -87,7 +87,7 @@ async def dashboard_page(page: UserPage, pool: Pool, code: SchoolCode) -> Respon
         )
         counts = await dashboard.counts(conn, actor, school_id)
     channel_chart = charts.bar_chart(
-        [page.t_value("channel", c["channel"]) for c in channels],
+        [page.t(f"channel.{c['channel']}") for c in channels],
         [charts.Series(page.t("a.net"), [c["net"] for c in channels])],
         title=page.t("a.today_by_channel"),
         height=200,
@@ -108,10 +108,7 @@ async def dashboard_page(page: UserPage, pool: Pool, code: SchoolCode) -> Respon
 def _days_chart(page: Page, days: list[dict[str, Any]]) -> Any:
     return charts.bar_chart(
         [d["day"].strftime("%m-%d") for d in days],
-        [
-            charts.Series(page.t_value("channel", c), [d[c] for d in days])
-            for c in dashboard.CHANNELS
-        ],
+        [charts.Series(page.t(f"channel.{c}"), [d[c] for d in days]) for c in dashboard.CHANNELS],
         title=page.t("a.daily_volume"),
         height=240,
     )
@@ -601,7 +598,7 @@ async def reports_page(
         height=200,
     )
     channel_chart = charts.bar_chart(
-        [page.t_value("channel", c["channel"]) for c in data["channels"]],
+        [page.t(f"channel.{c['channel']}") for c in data["channels"]],
         [charts.Series(page.t("a.net"), [c["net"] for c in data["channels"]])],
         title=page.t("a.by_channel"),
         height=200,
@@ -622,7 +619,7 @@ def _table(page: Page, kind: str, data: dict[str, Any]) -> tuple[list[str], list
     from campuscard.ledger.money import fmt
 
     if kind == "daily":
-        head = [page.t("a.day")] + [page.t_value("channel", c) for c in dashboard.CHANNELS]
+        head = [page.t("a.day")] + [page.t(f"channel.{c}") for c in dashboard.CHANNELS]
         head += [page.t("a.payments"), page.t("a.total")]
         body = [
             [str(d["day"])]
@@ -642,7 +639,7 @@ def _table(page: Page, kind: str, data: dict[str, Any]) -> tuple[list[str], list
         body = [
             [
                 m["name"],
-                page.t_value("channel", m["channel"]),
+                page.t(f"channel.{m['channel']}"),
                 m["payments"],
                 fmt(m["gross"]),
                 fmt(m["refunds"]),
@@ -660,7 +657,7 @@ def _table(page: Page, kind: str, data: dict[str, Any]) -> tuple[list[str], list
         ]
         body = [
             [
-                page.t_value("channel", c["channel"]),
+                page.t(f"channel.{c['channel']}"),
                 c["payments"],
                 fmt(c["gross"]),
                 fmt(c["refunds"]),

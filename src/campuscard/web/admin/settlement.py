@@ -212,7 +212,7 @@ async def consumption_page(
     chart = charts.bar_chart(
         groups,
         [
-            charts.Series(page.t_value("channel", ch), [by.get((g, ch), 0) for g in groups])
+            charts.Series(page.t(f"channel.{ch}"), [by.get((g, ch), 0) for g in groups])
             for ch in channels
         ],
         title=page.t("a.consumption"),

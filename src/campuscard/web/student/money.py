@@ -179,7 +179,7 @@ async def bank_load(
             raise DomainError(view["error"]["message"], code=view["error"]["code"], status=status)
     except DomainError as err:
         return await _view(page, pool, person, error=err)
-    return await _view(page, pool, person, notice=page.t_value("m.transfer_status", view["status"]))
+    return await _view(page, pool, person, notice=page.t(f"m.transfer_status.{view['status']}"))
 
 
 @router.post("/topup/auto")

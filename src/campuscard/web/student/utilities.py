@@ -47,7 +47,7 @@ def _chart(page: Page, state: dict[str, Any]) -> Markup:
     return charts.bar_chart(
         [d["date"][8:] if i == last or i % 5 == 0 else "" for i, d in enumerate(days)],
         [charts.Series(page.t("m.ut.cost"), [Money.parse(d["cost"]).fen for d in days])],
-        title=page.t("m.ut.chart", kind=page.t_value("m.ut.kind", state["kind"])),
+        title=page.t("m.ut.chart", kind=page.t(f"m.ut.kind.{state['kind']}")),
         height=180,
         width=360,
     )
@@ -106,7 +106,7 @@ async def utilities_page(
     done: Annotated[str, Query(max_length=10, pattern=r"^[a-z]*$")] = "",
 ) -> Response:
     """``?month=2026-09`` shows that month's use and top-ups (the monthly summary)."""
-    notice = page.t_value("m.ut.done", done) if done in ("done", "pending", "auto") else ""
+    notice = page.t(f"m.ut.done.{done}") if done in ("done", "pending", "auto") else ""
     return await _view(page, pool, settings, month=month, notice=notice)
 
 
