@@ -45,6 +45,7 @@ from campuscard.api.routes import jobs as job_routes
 from campuscard.api.routes import live as live_routes
 from campuscard.api.routes import meters as meter_routes
 from campuscard.api.routes import metrics as metrics_routes
+from campuscard.api.routes import monitoring as monitoring_routes
 from campuscard.api.routes import offline as offline_routes
 from campuscard.api.routes import orders as order_routes
 from campuscard.api.routes import paycode_pay as paycode_pay_routes
@@ -73,6 +74,7 @@ from campuscard.web.admin import issuing as web_issuing
 from campuscard.web.admin import jobs as web_admin_jobs
 from campuscard.web.admin import money as web_admin_money
 from campuscard.web.admin import monitoring as web_admin_monitoring
+from campuscard.web.admin import monitoring_rules as web_admin_monitoring_rules
 from campuscard.web.admin import routes as web_admin
 from campuscard.web.admin import settlement as web_settlement
 from campuscard.web.errors import error_page
@@ -171,6 +173,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.include_router(order_routes.events_router)
     app.include_router(order_routes.admin_router)
     app.include_router(credit_routes.router)  # credit lines (docs/credit.md)
+    app.include_router(monitoring_routes.router)  # monitoring rules (docs/monitoring.md)
     # money in and out (counter, top-up, bank link, subsidies)
     for router in (
         counter_routes.router,
@@ -226,7 +229,11 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.include_router(web_admin_approvals.router)  # four eyes on money
     app.include_router(web_admin_devices.router)  # metered devices, holds, offline tills
     # watching over students (docs/monitoring.md): supervision, quiet help, alert settings
-    for router in (web_admin_monitoring.router, web_student_alerts.router):
+    for router in (
+        web_admin_monitoring.router,
+        web_admin_monitoring_rules.router,
+        web_student_alerts.router,
+    ):
         app.include_router(router)
     app.include_router(web_attendance.router)  # the teacher's attendance pages
     app.include_router(web_student_bills.router)  # bills and fees (docs/bills.md)

@@ -7,7 +7,7 @@ from datetime import date, datetime, time
 
 import pytest
 
-from campuscard.monitoring import rules
+from campuscard.monitoring import rules, threshold_rules
 from campuscard.monitoring.rules import Config, Spend, all_on
 from campuscard.platform.errors import ValidationFailed
 
@@ -202,11 +202,11 @@ def test_risk_tiers() -> None:
 
 
 def test_thresholds_are_checked_by_name_type_and_range() -> None:
-    assert rules.check_thresholds("big_spend", {"z": 4, "absolute": 30000}) == {
+    assert threshold_rules.check("big_spend", {"z": 4, "absolute": 30000}) == {
         "z": 4.0,
         "absolute": 30000,
     }
-    assert rules.check_thresholds("delivery", {"quiet_start": "23:00"}) == {"quiet_start": "23:00"}
+    assert threshold_rules.check("delivery", {"quiet_start": "23:00"}) == {"quiet_start": "23:00"}
     for rule, values, where in (
         ("big_spend", {"zz": 1}, "thresholds.zz"),
         ("big_spend", {"absolute": "300"}, "thresholds.absolute"),
@@ -218,5 +218,5 @@ def test_thresholds_are_checked_by_name_type_and_range() -> None:
         ("nope", {}, "rule"),
     ):
         with pytest.raises(ValidationFailed) as err:
-            rules.check_thresholds(rule, values)
+            threshold_rules.check(rule, values)
         assert err.value.field == where

@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 
 from campuscard.db.tx import Tx
 from campuscard.monitoring import daily, events, hardship, queries
-from campuscard.monitoring.rules import ALERT_RULES, check_thresholds
+from campuscard.monitoring.rules import ALERT_RULES
+from campuscard.monitoring.threshold_rules import check as check_thresholds
 from campuscard.payments import batching
 from campuscard.platform import auth, idempotency
 from campuscard.platform.actors import Actor

@@ -155,7 +155,7 @@ def all_on(**overrides: Mapping[str, Any]) -> Config:
     )
 
 
-# ---- thresholds as a school sets them ---------------------------------------------------
+# ---- clock thresholds (validated with the others in threshold_rules.py) -----------------
 def _parse_clock(value: object, field_name: str) -> time:
     if not isinstance(value, str):
         raise ValidationFailed("must be a time like 22:30", field=field_name)
@@ -163,38 +163,6 @@ def _parse_clock(value: object, field_name: str) -> time:
         return time.fromisoformat(value)
     except ValueError:
         raise ValidationFailed("must be a time like 22:30", field=field_name) from None
-
-
-def check_thresholds(rule: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a school's overrides for ``rule``: known names, the default's type, sane ranges."""
-    if rule not in DEFAULTS:
-        raise ValidationFailed(f"unknown rule {rule!r}", field="rule")
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        where = f"thresholds.{name}"
-        if name not in DEFAULTS[rule]:
-            raise ValidationFailed(f"{rule} has no threshold {name!r}", field=where)
-        default = DEFAULTS[rule][name]
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ValidationFailed("must be true or false", field=where)
-        elif isinstance(default, int):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValidationFailed("must be a whole number (fen for amounts)", field=where)
-            if not 0 <= value <= 100_000_000:
-                raise ValidationFailed("must be between 0 and 100000000", field=where)
-        elif isinstance(default, float):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValidationFailed("must be a number", field=where)
-            if not 0 < float(value) <= 1000:
-                raise ValidationFailed("must be above 0 and at most 1000", field=where)
-            value = float(value)
-        elif name in ("start", "end", "quiet_start", "quiet_end"):
-            value = _parse_clock(value, where).strftime("%H:%M")
-        elif name == "preset" and value not in HARDSHIP_METHODS:
-            raise ValidationFailed(f"must be one of {', '.join(HARDSHIP_METHODS)}", field=where)
-        out[name] = value
-    return out
 
 
 HARDSHIP_METHODS = ("njust", "xidian", "score")
