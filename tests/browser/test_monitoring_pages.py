@@ -1,14 +1,17 @@
 """Watching over students in a real browser: a counsellor sees the alerts of their classes by
 rule, class and day and the risk tiers, not the payments; opening one student's alerts asks why
-and is audited; the counts export as CSV; the page speaks English too."""
+and is audited; the counts export as CSV and, with the tiers, as a workbook (each export
+audited); the page speaks English too."""
 
 from __future__ import annotations
 
+import io
 from datetime import date, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+from openpyxl import load_workbook
 from playwright.async_api import BrowserContext, expect
 
 from campuscard.db.tx import transaction
@@ -78,6 +81,18 @@ async def test_a_counsellor_watches_the_classes_and_opens_one_students_alerts(
         await page.click("[data-testid=mon-export]")
     text = (await (await info.value).path()).read_text(encoding="utf-8-sig")
     assert "欠费未缴,计算机2601班,1" in text and "韩梅梅" not in text
+    # the workbook: the counts and the tiers of the counsellor's class only, no amounts
+    async with page.expect_download() as info:
+        await page.click("[data-testid=mon-export-xlsx]")
+    book = load_workbook(io.BytesIO((await (await info.value).path()).read_bytes()))
+    counts, tiers = (list(ws.iter_rows(values_only=True)) for ws in book.worksheets)
+    assert counts[1:] == [(counts[1][0], "欠费未缴", "计算机2601班", 1)]
+    assert tiers[1:] == [("S501", "韩梅梅", "计算机2601班", "低")]
+    assert "5200" not in str(counts + tiers)
+    exported = await conn.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'monitoring.export'"
+    )
+    assert exported == 2
     # and the page speaks English
     await page.goto(f"{live_url}/lang/en?next=/admin/s/{school.code}/monitoring")
     await expect(page.locator("h1")).to_have_text("Watching over students")

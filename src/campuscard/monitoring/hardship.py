@@ -14,13 +14,22 @@ from zoneinfo import ZoneInfo
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.ledger.money import fmt
-from campuscard.monitoring import hardship_rules, queries
+from campuscard.monitoring import hardship_rules, queries, supervision
 from campuscard.monitoring.rules import DEFAULTS
 from campuscard.platform import audit
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 REVIEWERS = ("counsellor", "school_admin", "settlement")
+# Who sees the candidates of the whole school: the school's supervision and the settlement
+# office that pays quiet help; a counsellor sees (and proposes for) their own classes only.
+SCHOOL_WIDE = ("school_admin", "settlement")
+
+
+async def _scope(conn: Conn, actor: Actor, school_id: int) -> list[int] | None:
+    """The classes ``actor`` reviews (None: the whole school)."""
+    actor.require(*REVIEWERS, school_id=school_id)
+    return await supervision.classes_in_scope(conn, actor, school_id, school_wide=SCHOOL_WIDE)
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,10 @@ async def do_find_candidates(
     tx: Tx, actor: Actor, school_id: int, month: date
 ) -> list[CandidateView]:
     """Run the school's preset over ``month`` (a first of the month, already over) and store
-    the candidates; running it again keeps what was stored and decided."""
-    actor.require(*REVIEWERS, school_id=school_id)
+    the candidates; running it again keeps what was stored and decided. The month is run for
+    the whole school (the stored candidates are the school's); a counsellor is shown those of
+    their own classes."""
+    classes = await _scope(tx, actor, school_id)
     if month.day != 1:
         raise ValidationFailed("give the first day of a month", field="month")
     end = _next_month(month)
@@ -115,14 +126,21 @@ async def do_find_candidates(
         target_id=month.isoformat(),
         after={"method": method},
     )
-    return await _candidates(tx, school_id, month)
+    return await _candidates(tx, school_id, month, classes)
 
 
-async def _candidates(tx: Tx, school_id: int, month: date) -> list[CandidateView]:
+async def _candidates(
+    tx: Tx, school_id: int, month: date, classes: list[int] | None
+) -> list[CandidateView]:
     rows = await tx.fetch(
-        "SELECT * FROM hardship_candidates WHERE school_id = $1 AND month = $2 ORDER BY id",
+        """SELECT h.* FROM hardship_candidates h
+             JOIN persons p ON p.school_id = h.school_id AND p.id = h.person_id
+            WHERE h.school_id = $1 AND h.month = $2
+              AND ($3::bigint[] IS NULL OR p.class_id = ANY($3))
+            ORDER BY h.id""",
         school_id,
         month,
+        classes,
     )
     return [_view(r) for r in rows]
 
@@ -144,8 +162,15 @@ async def do_exclude(tx: Tx, actor: Actor, school_id: int, person_id: int, kind:
     """Record an exclusion: the student's own declared diet, or living off campus (staff)."""
     if kind not in ("diet", "off_campus"):
         raise ValidationFailed("must be diet or off_campus", field="kind")
-    if not (actor.person_id == person_id or actor.has(*REVIEWERS, school_id=school_id)):
-        raise Forbidden("only the student or a reviewer records this", code="ROLE_REQUIRED")
+    if actor.person_id != person_id:
+        if not actor.has(*REVIEWERS, school_id=school_id):
+            raise Forbidden("only the student or a reviewer records this", code="ROLE_REQUIRED")
+        classes = await _scope(tx, actor, school_id)
+        class_id = await tx.fetchval(
+            "SELECT class_id FROM persons WHERE school_id = $1 AND id = $2", school_id, person_id
+        )
+        if classes is not None and class_id not in classes:
+            raise NotFound("no student with this number in your classes", field="number")
     await tx.execute(
         """INSERT INTO monitoring_exclusions(school_id, person_id, kind, set_by)
            VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
@@ -172,7 +197,7 @@ async def do_propose_quiet_subsidy(
     """A reviewer proposes help for open candidates: one subsidy batch, pending a second
     person's approval. ``name`` is what the students see on their statement, so a neutral
     name ("伙食补贴") keeps the help quiet. Returns the batch id."""
-    actor.require(*REVIEWERS, school_id=school_id)
+    classes = await _scope(tx, actor, school_id)
     if actor.user_id is None:
         raise Forbidden("sign in as a person", field="actor")
     if not candidate_ids:
@@ -180,10 +205,14 @@ async def do_propose_quiet_subsidy(
     if not 1 <= len(name) <= 64:
         raise ValidationFailed("must be 1 to 64 characters", field="name")
     rows = await tx.fetch(
-        """SELECT id, person_id, amount, status FROM hardship_candidates
-            WHERE school_id = $1 AND id = ANY($2::bigint[]) ORDER BY id FOR UPDATE""",
+        """SELECT h.id, h.person_id, h.amount, h.status FROM hardship_candidates h
+             JOIN persons p ON p.school_id = h.school_id AND p.id = h.person_id
+            WHERE h.school_id = $1 AND h.id = ANY($2::bigint[])
+              AND ($3::bigint[] IS NULL OR p.class_id = ANY($3))
+            ORDER BY h.id FOR UPDATE OF h""",
         school_id,
         candidate_ids,
+        classes,
     )
     if len(rows) != len(set(candidate_ids)):
         raise ValidationFailed("unknown candidate", field="candidate_ids")
@@ -246,16 +275,20 @@ class CandidateRow:
 
 
 async def candidates(conn: Conn, actor: Actor, school_id: int, month: date) -> list[CandidateRow]:
-    """The month's candidates with who they are, for the reviewers."""
-    actor.require(*REVIEWERS, school_id=school_id)
+    """The month's candidates with who they are, for the reviewers (a counsellor: those of
+    their own classes)."""
+    classes = await _scope(conn, actor, school_id)
     rows = await conn.fetch(
         """SELECT h.*, p.number, p.name, coalesce(c.name, '') AS class_name
              FROM hardship_candidates h
              JOIN persons p ON p.school_id = h.school_id AND p.id = h.person_id
              LEFT JOIN classes c ON c.id = p.class_id
-            WHERE h.school_id = $1 AND h.month = $2 ORDER BY h.status, p.number""",
+            WHERE h.school_id = $1 AND h.month = $2
+              AND ($3::bigint[] IS NULL OR p.class_id = ANY($3))
+            ORDER BY h.status, p.number""",
         school_id,
         month,
+        classes,
     )
     return [
         CandidateRow(
@@ -288,7 +321,8 @@ class GroupRow:
 
 
 async def report(conn: Conn, actor: Actor, school_id: int, month: date) -> list[GroupRow]:
-    actor.require(*REVIEWERS, school_id=school_id)
+    """Candidates and proposals by class (a counsellor: their own classes)."""
+    classes = await _scope(conn, actor, school_id)
     cfg = await queries.config(conn, school_id)
     min_group = int(cfg.get("hardship", "min_group"))
     rows = await conn.fetch(
@@ -300,9 +334,11 @@ async def report(conn: Conn, actor: Actor, school_id: int, month: date) -> list[
              LEFT JOIN hardship_candidates h
                     ON h.school_id = p.school_id AND h.person_id = p.id AND h.month = $2
             WHERE p.school_id = $1 AND p.kind = 'student' AND p.status = 'enrolled'
+              AND ($3::bigint[] IS NULL OR p.class_id = ANY($3))
             GROUP BY 1 ORDER BY 1""",
         school_id,
         month,
+        classes,
     )
     return [
         GroupRow(

@@ -16,6 +16,7 @@ from campuscard.platform.actors import Actor
 from campuscard.platform.errors import NotFound, ValidationFailed
 
 SUPERVISORS = ("counsellor", "school_admin")
+SCHOOL_WIDE = ("school_admin",)  # the school's own supervision; a counsellor sees their classes
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,14 @@ class Tier:
     tier: str
 
 
-async def _classes(conn: Conn, actor: Actor, school_id: int) -> list[int] | None:
-    """The classes a counsellor looks after; None: every class (a school admin)."""
-    actor.require(*SUPERVISORS, school_id=school_id)
-    if actor.has("school_admin", school_id=school_id) and not any(
-        g.role == "counsellor" for g in actor.grants
+async def classes_in_scope(
+    conn: Conn, actor: Actor, school_id: int, *, school_wide: tuple[str, ...]
+) -> list[int] | None:
+    """The classes whose students ``actor`` may see: None for the whole school (a role in
+    ``school_wide`` in this school, or a platform admin), else the classes the counsellor
+    looks after (``monitoring_counsellor_classes``; none: an empty list)."""
+    if actor.is_platform_admin or any(
+        g.role in school_wide and g.school_id == school_id for g in actor.grants
     ):
         return None
     rows = await conn.fetch(
@@ -48,6 +52,12 @@ async def _classes(conn: Conn, actor: Actor, school_id: int) -> list[int] | None
         actor.user_id,
     )
     return [int(r["class_id"]) for r in rows]
+
+
+async def _classes(conn: Conn, actor: Actor, school_id: int) -> list[int] | None:
+    """The classes a counsellor looks after; None: every class (a school admin)."""
+    actor.require(*SUPERVISORS, school_id=school_id)
+    return await classes_in_scope(conn, actor, school_id, school_wide=SCHOOL_WIDE)
 
 
 async def dashboard(

@@ -12,13 +12,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Query
 from fastapi.responses import Response
+from openpyxl import Workbook
+from openpyxl.styles import Font
 
 from campuscard.db.pool import PgPool
-from campuscard.documents.exports import safe_row
+from campuscard.documents.exports import safe_row, workbook_bytes
 from campuscard.edge.deps import Pool
-from campuscard.monitoring import hardship, hardship_rules, supervision
+from campuscard.monitoring import exports, hardship, hardship_rules, supervision
 from campuscard.monitoring.rules import ALERT_RULES, RULE_NAMES, TIER_NAMES, TIERS
-from campuscard.platform.errors import DomainError, ValidationFailed
+from campuscard.platform.errors import DomainError, NotFound, ValidationFailed
 from campuscard.settlement import dashboard
 from campuscard.web import menu
 from campuscard.web.admin.routes import BASE, SchoolCode, enter
@@ -28,6 +30,7 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 menu.add("admin", "a.monitoring", BASE + "/monitoring", set(supervision.SUPERVISORS), 70)
 
 DEFAULT_DAYS = 14
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def rule_name(page: Page, rule: str) -> str:
@@ -141,46 +144,101 @@ async def monitoring_drill_down(
     return await _view(page, pool, school_id, since, until, drill=(person_id, rows))
 
 
-@router.get("/s/{code}/monitoring/export.csv")
+def _count_rows(page: Page, sheet: exports.SupervisionSheet) -> list[list[Any]]:
+    return [
+        [
+            c.business_date.isoformat(),
+            rule_name(page, c.rule),
+            c.class_name or page.t("a.mon_no_class"),
+            c.alerts,
+        ]
+        for c in sheet.counts
+    ]
+
+
+def _tier_rows(page: Page, sheet: exports.SupervisionSheet) -> list[list[Any]]:
+    return [
+        [t.number, t.name, t.class_name or page.t("a.mon_no_class"), tier_name(page, t.tier)]
+        for t in sheet.tiers
+    ]
+
+
+def _count_head(page: Page) -> list[str]:
+    return [
+        page.t("a.mon_day"),
+        page.t("a.mon_rule"),
+        page.t("a.mon_class"),
+        page.t("a.mon_alerts"),
+    ]
+
+
+def _tier_head(page: Page) -> list[str]:
+    return [
+        page.t("a.hs_number"),
+        page.t("a.mon_student"),
+        page.t("a.mon_class"),
+        page.t("a.mon_tier"),
+    ]
+
+
+def _csv(head: list[str], rows: list[list[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for row in (head, *rows):
+        writer.writerow(safe_row(row))
+    return "\ufeff" + out.getvalue()
+
+
+@router.get("/s/{code}/monitoring/{what}.{kind}")
 async def monitoring_export(
     page: UserPage,
     pool: Pool,
     code: SchoolCode,
+    what: Annotated[str, Path(pattern="^(export|export-tiers)$")],
+    kind: Annotated[str, Path(pattern="^(csv|xlsx)$")],
     since: Annotated[str, Query(max_length=10)] = "",
     until: Annotated[str, Query(max_length=10)] = "",
 ) -> Response:
-    """Alerts counted by day, rule and class (no names, no amounts): for the school's report."""
+    """The supervision exports, with the page's scope (a counsellor: their own classes) and in
+    the audit log: alerts counted by day, rule and class (no names, no amounts) as
+    ``export.csv``; the risk tiers (number, name, class, tier; no payments) as
+    ``export-tiers.csv``; both as the sheets of ``export.xlsx``."""
     school_id = await enter(page, pool, code, "a.monitoring")
     assert page.user is not None
+    if what == "export-tiers" and kind == "xlsx":
+        raise NotFound("the workbook is export.xlsx", field="path")
     start, end = await _span(pool, school_id, since, until)
-    async with pool.acquire() as conn:
-        counts = await supervision.dashboard(conn, page.user, school_id, since=start, until=end)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        safe_row(
-            [
-                page.t("a.mon_day"),
-                page.t("a.mon_rule"),
-                page.t("a.mon_class"),
-                page.t("a.mon_alerts"),
-            ]
-        )
+    sheet = await exports.do_export_supervision(
+        pool, page.user, school_id, since=start, until=end, kind=kind
     )
-    for c in counts:
-        writer.writerow(
-            safe_row(
-                [
-                    c.business_date.isoformat(),
-                    rule_name(page, c.rule),
-                    c.class_name or page.t("a.mon_no_class"),
-                    c.alerts,
-                ]
-            )
-        )
     name = f"{code}-alerts-{start.isoformat()}-{end.isoformat()}"
+    if kind == "xlsx":
+        book = Workbook()
+        counts = book.active
+        assert counts is not None
+        counts.title = page.t("a.mon_by_day")[:31]
+        tiers = book.create_sheet(page.t("a.mon_tiers")[:31])
+        for ws, head, rows in (
+            (counts, _count_head(page), _count_rows(page, sheet)),
+            (tiers, _tier_head(page), _tier_rows(page, sheet)),
+        ):
+            ws.append(head)
+            for cell in ws[1]:
+                cell.font = Font(bold=True)
+            for row in rows:
+                ws.append(row)
+        return Response(
+            workbook_bytes(book),
+            media_type=XLSX,
+            headers={"content-disposition": f'attachment; filename="{name}.xlsx"'},
+        )
+    if what == "export-tiers":
+        body = _csv(_tier_head(page), _tier_rows(page, sheet))
+        name = f"{code}-risk-tiers-{end.isoformat()}"
+    else:
+        body = _csv(_count_head(page), _count_rows(page, sheet))
     return Response(
-        "\ufeff" + out.getvalue(),
+        body,
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": f'attachment; filename="{name}.csv"'},
     )
