@@ -35,6 +35,14 @@ def to_minute(at: datetime | None, field: str) -> datetime | None:
     return at.astimezone(UTC)
 
 
+def check_name(name: str) -> str:
+    """A name as the console and the API take it: trimmed, 1 to 64 characters."""
+    name = name.strip()
+    if not 1 <= len(name) <= 64:
+        raise ValidationFailed("name: 1 to 64 characters", field="name")
+    return name
+
+
 def _unique(err: asyncpg.UniqueViolationError, what: str) -> Conflict:
     return Conflict(f"a {what} of this name already exists", field="name")
 
@@ -47,15 +55,20 @@ async def _exists(conn: Conn, table: str, school_id: int, row_id: int, field: st
         raise NotFound(f"no such {field.removesuffix('_id')} in this school", field=field)
 
 
+def _check_zone(name: str, antipassback: str, reset_hour: int) -> str:
+    if antipassback not in ("off", "hard", "soft"):
+        raise ValidationFailed("antipassback is off, hard or soft", field="antipassback")
+    if not 0 <= reset_hour <= 23:
+        raise ValidationFailed("reset_hour is a local hour 0-23", field="reset_hour")
+    return check_name(name)
+
+
 @owns_transaction
 async def create_zone(
     tx: Tx, actor: Actor, school_id: int, *, name: str, antipassback: str, reset_hour: int
 ) -> int:
     actor.require(*MODEL_ROLES, school_id=school_id)
-    if antipassback not in ("off", "hard", "soft"):
-        raise ValidationFailed("antipassback is off, hard or soft", field="antipassback")
-    if not 0 <= reset_hour <= 23:
-        raise ValidationFailed("reset_hour is a local hour 0-23", field="reset_hour")
+    name = _check_zone(name, antipassback, reset_hour)
     try:
         zone_id: int = await tx.fetchval(
             """INSERT INTO access_zones(school_id, name, antipassback, reset_hour)
@@ -80,20 +93,63 @@ async def create_zone(
 
 
 @owns_transaction
-async def create_door(
+async def update_zone(
     tx: Tx,
     actor: Actor,
+    school_id: int,
+    zone_id: int,
+    *,
+    name: str,
+    antipassback: str,
+    reset_hour: int,
+) -> None:
+    """Rename a zone or change its anti-passback; its doors' readers get it with their list."""
+    actor.require(*MODEL_ROLES, school_id=school_id)
+    name = _check_zone(name, antipassback, reset_hour)
+    before = await tx.fetchrow(
+        """SELECT name, antipassback, reset_hour FROM access_zones
+            WHERE school_id = $1 AND id = $2 FOR UPDATE""",
+        school_id,
+        zone_id,
+    )
+    if before is None:
+        raise NotFound("no such zone in this school", field="zone_id")
+    try:
+        await tx.execute(
+            """UPDATE access_zones SET name = $3, antipassback = $4, reset_hour = $5
+                WHERE school_id = $1 AND id = $2""",
+            school_id,
+            zone_id,
+            name,
+            antipassback,
+            reset_hour,
+        )
+    except asyncpg.UniqueViolationError as err:
+        raise _unique(err, "zone") from err
+    await audit.record(
+        tx,
+        actor,
+        "access.zone.update",
+        school_id=school_id,
+        target_type="access_zone",
+        target_id=zone_id,
+        before=dict(before),
+        after={"name": name, "antipassback": antipassback, "reset_hour": reset_hour},
+    )
+
+
+async def _door_fields(
+    tx: Tx,
     school_id: int,
     *,
     name: str,
     terminal_sn: str | None,
-    zone_id: int | None = None,
-    exit_reader: bool = False,
-    apb_seconds: int = 0,
-    held_open_seconds: int = 30,
-) -> int:
-    """A door and its controller (a registered terminal of kind 'door' of this school)."""
-    actor.require(*MODEL_ROLES, school_id=school_id)
+    zone_id: int | None,
+    apb_seconds: int,
+    held_open_seconds: int,
+) -> tuple[str, int | None]:
+    """The door's checked name and its controller's terminal id."""
+    name = check_name(name)
     terminal_id = None
     if terminal_sn is not None:
         row = await tx.fetchrow(
@@ -114,6 +170,39 @@ async def create_door(
         raise ValidationFailed("apb_seconds is 0 (until the reset) to 86400", field="apb_seconds")
     if not 5 <= held_open_seconds <= 3600:
         raise ValidationFailed("held_open_seconds is 5 to 3600", field="held_open_seconds")
+    return name, terminal_id
+
+
+def _door_conflict(err: asyncpg.UniqueViolationError) -> Conflict:
+    if "terminal" in str(err.constraint_name or ""):
+        return Conflict("this terminal already controls another door", field="terminal_sn")
+    return _unique(err, "door")
+
+
+@owns_transaction
+async def create_door(
+    tx: Tx,
+    actor: Actor,
+    school_id: int,
+    *,
+    name: str,
+    terminal_sn: str | None,
+    zone_id: int | None = None,
+    exit_reader: bool = False,
+    apb_seconds: int = 0,
+    held_open_seconds: int = 30,
+) -> int:
+    """A door and its controller (a registered terminal of kind 'door' of this school)."""
+    actor.require(*MODEL_ROLES, school_id=school_id)
+    name, terminal_id = await _door_fields(
+        tx,
+        school_id,
+        name=name,
+        terminal_sn=terminal_sn,
+        zone_id=zone_id,
+        apb_seconds=apb_seconds,
+        held_open_seconds=held_open_seconds,
+    )
     try:
         door_id: int = await tx.fetchval(
             """INSERT INTO access_doors(school_id, name, zone_id, terminal_id, exit_reader,
@@ -128,11 +217,7 @@ async def create_door(
             held_open_seconds,
         )
     except asyncpg.UniqueViolationError as err:
-        if "terminal" in str(err.constraint_name or ""):
-            raise Conflict(
-                "this terminal already controls another door", field="terminal_sn"
-            ) from err
-        raise _unique(err, "door") from err
+        raise _door_conflict(err) from err
     await audit.record(
         tx,
         actor,
@@ -143,6 +228,78 @@ async def create_door(
         after={"name": name, "terminal_sn": terminal_sn, "zone_id": zone_id},
     )
     return door_id
+
+
+@owns_transaction
+async def update_door(
+    tx: Tx,
+    actor: Actor,
+    school_id: int,
+    door_id: int,
+    *,
+    name: str,
+    terminal_sn: str | None,
+    zone_id: int | None = None,
+    exit_reader: bool = False,
+    apb_seconds: int = 0,
+    held_open_seconds: int = 30,
+) -> None:
+    """Change a door: its name, controller (a replaced controller takes over the door's list),
+    readers, zone and timings."""
+    actor.require(*MODEL_ROLES, school_id=school_id)
+    before = await tx.fetchrow(
+        """SELECT d.name, t.sn AS terminal_sn, d.zone_id, d.exit_reader, d.apb_seconds,
+                  d.held_open_seconds
+             FROM access_doors d
+             LEFT JOIN terminals t ON t.school_id = d.school_id AND t.id = d.terminal_id
+            WHERE d.school_id = $1 AND d.id = $2 FOR UPDATE OF d""",
+        school_id,
+        door_id,
+    )
+    if before is None:
+        raise NotFound("no such door in this school", field="door_id")
+    name, terminal_id = await _door_fields(
+        tx,
+        school_id,
+        name=name,
+        terminal_sn=terminal_sn,
+        zone_id=zone_id,
+        apb_seconds=apb_seconds,
+        held_open_seconds=held_open_seconds,
+    )
+    try:
+        await tx.execute(
+            """UPDATE access_doors SET name = $3, zone_id = $4, terminal_id = $5,
+                      exit_reader = $6, apb_seconds = $7, held_open_seconds = $8
+                WHERE school_id = $1 AND id = $2""",
+            school_id,
+            door_id,
+            name,
+            zone_id,
+            terminal_id,
+            exit_reader,
+            apb_seconds,
+            held_open_seconds,
+        )
+    except asyncpg.UniqueViolationError as err:
+        raise _door_conflict(err) from err
+    await audit.record(
+        tx,
+        actor,
+        "access.door.update",
+        school_id=school_id,
+        target_type="access_door",
+        target_id=door_id,
+        before=dict(before),
+        after={
+            "name": name,
+            "terminal_sn": terminal_sn,
+            "zone_id": zone_id,
+            "exit_reader": exit_reader,
+            "apb_seconds": apb_seconds,
+            "held_open_seconds": held_open_seconds,
+        },
+    )
 
 
 async def _check_doors(conn: Conn, school_id: int, door_ids: list[int]) -> None:
@@ -160,6 +317,7 @@ async def create_group(
     tx: Tx, actor: Actor, school_id: int, *, name: str, door_ids: list[int]
 ) -> int:
     actor.require(*MODEL_ROLES, school_id=school_id)
+    name = check_name(name)
     await _check_doors(tx, school_id, door_ids)
     try:
         group_id: int = await tx.fetchval(
@@ -195,6 +353,45 @@ async def _set_doors(tx: Tx, school_id: int, group_id: int, door_ids: list[int])
            ON CONFLICT DO NOTHING""",
         [(school_id, group_id, d) for d in sorted(set(door_ids))],
     )
+
+
+@owns_transaction
+async def update_group(
+    tx: Tx, actor: Actor, school_id: int, group_id: int, *, name: str, door_ids: list[int]
+) -> None:
+    """Rename a door group and set its doors in one change."""
+    actor.require(*MODEL_ROLES, school_id=school_id)
+    name = check_name(name)
+    before = await tx.fetchval(
+        "SELECT name FROM access_door_groups WHERE school_id = $1 AND id = $2 FOR UPDATE",
+        school_id,
+        group_id,
+    )
+    if before is None:
+        raise NotFound("no such group in this school", field="group_id")
+    await _check_doors(tx, school_id, door_ids)
+    if before != name:
+        try:
+            await tx.execute(
+                "UPDATE access_door_groups SET name = $3 WHERE school_id = $1 AND id = $2",
+                school_id,
+                group_id,
+                name,
+            )
+        except asyncpg.UniqueViolationError as err:
+            raise _unique(err, "door group") from err
+    await set_group_doors.in_tx(tx, actor, school_id, group_id, door_ids=door_ids)
+    if before != name:
+        await audit.record(
+            tx,
+            actor,
+            "access.group.rename",
+            school_id=school_id,
+            target_type="access_group",
+            target_id=group_id,
+            before={"name": before},
+            after={"name": name},
+        )
 
 
 @owns_transaction
@@ -236,6 +433,7 @@ async def save_schedule(
 ) -> int:
     """Create a schedule, or replace one's intervals (``schedule_id``)."""
     actor.require(*MODEL_ROLES, school_id=school_id)
+    name = check_name(name)
     parsed = rules.parse_schedule(week, holiday)
     wire_week = {str(d): [_hhmm(iv) for iv in ivs] for d, ivs in sorted(parsed.week.items())}
     wire_holiday = [_hhmm(iv) for iv in parsed.holiday]
@@ -492,6 +690,7 @@ async def create_building(
 ) -> int:
     """A dormitory building: its residents may open its door group on its schedule."""
     actor.require(*MODEL_ROLES, school_id=school_id)
+    name = check_name(name)
     await _exists(tx, "access_door_groups", school_id, group_id, "group_id")
     await _exists(tx, "access_schedules", school_id, schedule_id, "schedule_id")
     try:
@@ -515,6 +714,54 @@ async def create_building(
         after={"name": name, "group_id": group_id, "schedule_id": schedule_id},
     )
     return building_id
+
+
+@owns_transaction
+async def update_building(
+    tx: Tx,
+    actor: Actor,
+    school_id: int,
+    building_id: int,
+    *,
+    name: str,
+    group_id: int,
+    schedule_id: int,
+) -> None:
+    """Rename a building or change the doors and hours its residents get."""
+    actor.require(*MODEL_ROLES, school_id=school_id)
+    name = check_name(name)
+    before = await tx.fetchrow(
+        """SELECT name, group_id, schedule_id FROM access_buildings
+            WHERE school_id = $1 AND id = $2 FOR UPDATE""",
+        school_id,
+        building_id,
+    )
+    if before is None:
+        raise NotFound("no such building in this school", field="building_id")
+    await _exists(tx, "access_door_groups", school_id, group_id, "group_id")
+    await _exists(tx, "access_schedules", school_id, schedule_id, "schedule_id")
+    try:
+        await tx.execute(
+            """UPDATE access_buildings SET name = $3, group_id = $4, schedule_id = $5
+                WHERE school_id = $1 AND id = $2""",
+            school_id,
+            building_id,
+            name,
+            group_id,
+            schedule_id,
+        )
+    except asyncpg.UniqueViolationError as err:
+        raise _unique(err, "building") from err
+    await audit.record(
+        tx,
+        actor,
+        "access.building.update",
+        school_id=school_id,
+        target_type="access_building",
+        target_id=building_id,
+        before=dict(before),
+        after={"name": name, "group_id": group_id, "schedule_id": schedule_id},
+    )
 
 
 @owns_transaction

@@ -65,11 +65,10 @@ async def my_classes(conn: Conn, actor: Actor, school_id: int) -> list[dict[str,
     return [dict(r) for r in rows]
 
 
-@owns_transaction
-async def create_point(
-    tx: Tx, actor: Actor, school_id: int, *, name: str, kind: str, door_ids: list[int]
-) -> int:
-    actor.require(*ADMIN_ROLES, school_id=school_id)
+async def _check_point(tx: Tx, school_id: int, name: str, kind: str, door_ids: list[int]) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 64:
+        raise ValidationFailed("name: 1 to 64 characters", field="name")
     if kind not in rules.POINT_KINDS:
         raise ValidationFailed(f"kind is one of {', '.join(rules.POINT_KINDS)}", field="kind")
     if not door_ids:
@@ -81,6 +80,15 @@ async def create_point(
     )
     if found != len(set(door_ids)):
         raise NotFound("a door in door_ids is not a door of this school", field="door_ids")
+    return name
+
+
+@owns_transaction
+async def create_point(
+    tx: Tx, actor: Actor, school_id: int, *, name: str, kind: str, door_ids: list[int]
+) -> int:
+    actor.require(*ADMIN_ROLES, school_id=school_id)
+    name = await _check_point(tx, school_id, name, kind, door_ids)
     try:
         point_id: int = await tx.fetchval(
             "INSERT INTO attendance_points(school_id, name, kind) VALUES ($1, $2, $3) RETURNING id",
@@ -107,6 +115,69 @@ async def create_point(
 
 
 @owns_transaction
+async def update_point(
+    tx: Tx,
+    actor: Actor,
+    school_id: int,
+    point_id: int,
+    *,
+    name: str,
+    kind: str,
+    door_ids: list[int],
+) -> None:
+    """Rename a point or change its doors; sheets are worked out when read, so a changed
+    door counts for the days still to be read (decision 0181)."""
+    actor.require(*ADMIN_ROLES, school_id=school_id)
+    before = await tx.fetchrow(
+        """SELECT name, kind, ARRAY(SELECT door_id FROM attendance_point_doors d
+                                     WHERE d.school_id = p.school_id AND d.point_id = p.id
+                                     ORDER BY door_id) AS door_ids
+             FROM attendance_points p WHERE school_id = $1 AND id = $2 FOR UPDATE""",
+        school_id,
+        point_id,
+    )
+    if before is None:
+        raise NotFound("no such attendance point in this school", field="point_id")
+    name = await _check_point(tx, school_id, name, kind, door_ids)
+    try:
+        await tx.execute(
+            "UPDATE attendance_points SET name = $3, kind = $4 WHERE school_id = $1 AND id = $2",
+            school_id,
+            point_id,
+            name,
+            kind,
+        )
+    except asyncpg.UniqueViolationError as err:
+        raise Conflict("an attendance point of this name already exists", field="name") from err
+    await tx.execute(
+        """DELETE FROM attendance_point_doors WHERE school_id = $1 AND point_id = $2
+              AND door_id <> ALL($3::bigint[])""",
+        school_id,
+        point_id,
+        door_ids,
+    )
+    await tx.executemany(
+        """INSERT INTO attendance_point_doors(school_id, point_id, door_id) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING""",
+        [(school_id, point_id, d) for d in sorted(set(door_ids))],
+    )
+    await audit.record(
+        tx,
+        actor,
+        "attendance.point.update",
+        school_id=school_id,
+        target_type="attendance_point",
+        target_id=point_id,
+        before={
+            "name": before["name"],
+            "kind": before["kind"],
+            "door_ids": list(before["door_ids"]),
+        },
+        after={"name": name, "kind": kind, "door_ids": sorted(set(door_ids))},
+    )
+
+
+@owns_transaction
 async def create_rule(
     tx: Tx,
     actor: Actor,
@@ -125,6 +196,9 @@ async def create_rule(
 ) -> int:
     """A period the class signs in for at a point."""
     actor.require(*ADMIN_ROLES, school_id=school_id)
+    name = name.strip()
+    if not 1 <= len(name) <= 64:
+        raise ValidationFailed("name: 1 to 64 characters", field="name")
     rules.check_period(weekdays, opens_at, on_time_until, closes_at)
     if direction not in (None, "in", "out"):
         raise ValidationFailed("direction is in, out or null (either)", field="direction")

@@ -199,6 +199,23 @@ async def create_zone(school: str, body: ZoneIn, pool: Pool, actor: CurrentActor
     )
 
 
+@router.put("/zones/{zone_id}", response_model=Done, responses=ERRORS)
+async def update_zone(
+    school: str, zone_id: int, body: ZoneIn, pool: Pool, actor: CurrentActor
+) -> Done:
+    school_id = await school_id_for(pool, actor, school)
+    await model.update_zone(
+        pool,
+        actor,
+        school_id,
+        zone_id,
+        name=body.name,
+        antipassback=body.antipassback,
+        reset_hour=body.reset_hour,
+    )
+    return Done()
+
+
 @router.post("/doors", status_code=201, response_model=Created, responses=ERRORS)
 async def create_door(school: str, body: DoorIn, pool: Pool, actor: CurrentActor) -> Created:
     school_id = await school_id_for(pool, actor, school)
@@ -217,12 +234,45 @@ async def create_door(school: str, body: DoorIn, pool: Pool, actor: CurrentActor
     )
 
 
+@router.put("/doors/{door_id}", response_model=Done, responses=ERRORS)
+async def update_door(
+    school: str, door_id: int, body: DoorIn, pool: Pool, actor: CurrentActor
+) -> Done:
+    """Every field of the door is sent again; a controller left out is taken off the door."""
+    school_id = await school_id_for(pool, actor, school)
+    await model.update_door(
+        pool,
+        actor,
+        school_id,
+        door_id,
+        name=body.name,
+        terminal_sn=body.terminal_sn,
+        zone_id=body.zone_id,
+        exit_reader=body.exit_reader,
+        apb_seconds=body.apb_seconds,
+        held_open_seconds=body.held_open_seconds,
+    )
+    return Done()
+
+
 @router.post("/groups", status_code=201, response_model=Created, responses=ERRORS)
 async def create_group(school: str, body: GroupIn, pool: Pool, actor: CurrentActor) -> Created:
     school_id = await school_id_for(pool, actor, school)
     return Created(
         id=await model.create_group(pool, actor, school_id, name=body.name, door_ids=body.door_ids)
     )
+
+
+@router.put("/groups/{group_id}", response_model=Done, responses=ERRORS)
+async def update_group(
+    school: str, group_id: int, body: GroupIn, pool: Pool, actor: CurrentActor
+) -> Done:
+    """Rename the group and set its doors."""
+    school_id = await school_id_for(pool, actor, school)
+    await model.update_group(
+        pool, actor, school_id, group_id, name=body.name, door_ids=body.door_ids
+    )
+    return Done()
 
 
 @router.put("/groups/{group_id}/doors", response_model=Done, responses=ERRORS)
@@ -340,6 +390,23 @@ async def create_building(
             schedule_id=body.schedule_id,
         )
     )
+
+
+@router.put("/buildings/{building_id}", response_model=Done, responses=ERRORS)
+async def update_building(
+    school: str, building_id: int, body: BuildingIn, pool: Pool, actor: CurrentActor
+) -> Done:
+    school_id = await school_id_for(pool, actor, school)
+    await model.update_building(
+        pool,
+        actor,
+        school_id,
+        building_id,
+        name=body.name,
+        group_id=body.group_id,
+        schedule_id=body.schedule_id,
+    )
+    return Done()
 
 
 @router.put("/dorm/{person_id}", response_model=Done, responses=ERRORS)

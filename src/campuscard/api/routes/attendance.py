@@ -227,6 +227,17 @@ async def create_point(school: str, body: PointIn, pool: Pool, actor: CurrentAct
     )
 
 
+@router.put("/points/{point_id}", response_model=Done, responses=ERRORS)
+async def update_point(
+    school: str, point_id: int, body: PointIn, pool: Pool, actor: CurrentActor
+) -> Done:
+    school_id = await school_id_for(pool, actor, school)
+    await model.update_point(
+        pool, actor, school_id, point_id, name=body.name, kind=body.kind, door_ids=body.door_ids
+    )
+    return Done()
+
+
 @router.post("/rules", status_code=201, response_model=Created, responses=ERRORS)
 async def create_rule(school: str, body: RuleIn, pool: Pool, actor: CurrentActor) -> Created:
     """A period a class signs in for: present until on_time_until, late until closes_at."""
