@@ -65,6 +65,7 @@ from campuscard.platform.worker import run_forever
 from campuscard.web import common as web_common
 from campuscard.web import install as install_web
 from campuscard.web.admin import access as web_access
+from campuscard.web.admin import access_forms as web_access_forms
 from campuscard.web.admin import approvals as web_admin_approvals
 from campuscard.web.admin import attendance as web_attendance
 from campuscard.web.admin import bill_books as web_admin_bill_books
@@ -85,6 +86,7 @@ from campuscard.web.student import alerts as web_student_alerts
 from campuscard.web.student import analysis as web_student_analysis
 from campuscard.web.student import apply as web_apply
 from campuscard.web.student import bills as web_student_bills
+from campuscard.web.student import leave as web_student_leave
 from campuscard.web.student import money as web_student_money
 from campuscard.web.student import paycode as web_paycode
 from campuscard.web.student import routes as web_student
@@ -238,10 +240,12 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.include_router(web_attendance.router)  # the teacher's attendance pages
     app.include_router(web_student_bills.router)  # bills and fees (docs/bills.md)
     app.include_router(web_student_utilities.router)  # dorm meters
+    app.include_router(web_student_leave.router)  # asking for leave on the phone
     app.include_router(web_admin_bills.router)  # the finance console for bills
     app.include_router(web_admin_bill_books.router)  # its reports, ledgers, exports, sheets
     app.include_router(web_admin_jobs.router)  # failed background jobs (platform admins)
     app.include_router(web_access.router)  # doors, grants, the school's days, door events
+    app.include_router(web_access_forms.router)  # the access and attendance model's forms
     return app
 
 

@@ -152,3 +152,80 @@ async def choices(conn: Conn, school_id: int) -> dict[str, list[dict[str, Any]]]
         "SELECT id, name FROM access_doors WHERE school_id = $1 ORDER BY name", school_id
     )
     return {"classes": [dict(r) for r in classes], "doors": [dict(r) for r in doors]}
+
+
+async def door_terminals(conn: Conn, school_id: int) -> list[dict[str, Any]]:
+    """The school's door controllers (terminals of kind 'door') and the door each controls."""
+    rows = await conn.fetch(
+        """SELECT t.sn, d.name AS door FROM terminals t
+             LEFT JOIN access_doors d ON d.school_id = t.school_id AND d.terminal_id = t.id
+            WHERE t.school_id = $1 AND t.kind = 'door' ORDER BY t.sn""",
+        school_id,
+    )
+    return [dict(r) for r in rows]
+
+
+_EDITABLE = {
+    "zone": "SELECT id, name, antipassback, reset_hour FROM access_zones "
+    "WHERE school_id = $1 AND id = $2",
+    "door": """SELECT d.id, d.name, coalesce(t.sn, '') AS terminal_sn, d.zone_id, d.exit_reader,
+                      d.apb_seconds, d.held_open_seconds
+                 FROM access_doors d
+                 LEFT JOIN terminals t ON t.school_id = d.school_id AND t.id = d.terminal_id
+                WHERE d.school_id = $1 AND d.id = $2""",
+    "group": """SELECT g.id, g.name,
+                       ARRAY(SELECT door_id FROM access_group_doors gd
+                              WHERE gd.school_id = g.school_id AND gd.group_id = g.id
+                              ORDER BY door_id) AS door_ids
+                  FROM access_door_groups g WHERE g.school_id = $1 AND g.id = $2""",
+    "schedule": "SELECT id, name, week, holiday FROM access_schedules "
+    "WHERE school_id = $1 AND id = $2",
+    "building": "SELECT id, name, group_id, schedule_id FROM access_buildings "
+    "WHERE school_id = $1 AND id = $2",
+    "point": """SELECT p.id, p.name, p.kind,
+                       ARRAY(SELECT door_id FROM attendance_point_doors pd
+                              WHERE pd.school_id = p.school_id AND pd.point_id = p.id
+                              ORDER BY door_id) AS door_ids
+                  FROM attendance_points p WHERE p.school_id = $1 AND p.id = $2""",
+    "teachers": """SELECT c.id, c.name,
+                          ARRAY(SELECT user_id FROM attendance_class_teachers t
+                                 WHERE t.school_id = c.school_id AND t.class_id = c.id
+                                 ORDER BY user_id) AS user_ids
+                     FROM classes c WHERE c.school_id = $1 AND c.id = $2""",
+}
+
+
+async def editable(
+    conn: Conn, actor: Actor, school_id: int, kind: str, row_id: int
+) -> dict[str, Any] | None:
+    """One row of the access or attendance model as its console form edits it."""
+    actor.require(*READ_ROLES, school_id=school_id)
+    row = await conn.fetchrow(_EDITABLE[kind], school_id, row_id)
+    return dict(row) if row is not None else None
+
+
+async def school_teachers(conn: Conn, school_id: int) -> list[dict[str, Any]]:
+    """Users of the school with the teacher role (who may keep a class's attendance)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT u.id, u.username,
+                  coalesce(nullif(u.display_name, ''), u.username) AS name
+             FROM users u JOIN user_roles r ON r.user_id = u.id
+            WHERE r.school_id = $1 AND r.role = 'teacher' ORDER BY u.username""",
+        school_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def list_state(conn: Conn, school_id: int) -> dict[str, Any]:
+    """The readers' list version, and whether a change made since is still to be compiled into
+    the next one (the worker's tick or the first reader that asks does it, within seconds)."""
+    row = await conn.fetchrow(
+        """SELECT coalesce(v.version, 0) AS version, v.refreshed_at,
+                  coalesce(h.seq, 0) > coalesce(v.refreshed_seq, 0) AS pending
+             FROM schools s
+             LEFT JOIN access_heads h ON h.school_id = s.id
+             LEFT JOIN access_versions v ON v.school_id = s.id
+            WHERE s.id = $1""",
+        school_id,
+    )
+    return dict(row) if row is not None else {"version": 0, "refreshed_at": None, "pending": False}

@@ -368,3 +368,18 @@ async def leaves_of(conn: Conn, school_id: int, person_id: int, *, limit: int = 
         limit,
     )
     return [Leave(**dict(r)) for r in rows]
+
+
+async def periods_of(conn: Conn, school_id: int, person_id: int) -> list[dict[str, Any]]:
+    """The periods the student's class keeps, for choosing which ones a leave covers (the
+    caller has checked who may read them)."""
+    rows = await conn.fetch(
+        """SELECT r.id, r.name, r.weekdays, r.opens_at, r.closes_at
+             FROM attendance_rules r
+             JOIN persons p ON p.school_id = r.school_id AND p.class_id = r.class_id
+            WHERE r.school_id = $1 AND p.id = $2 AND r.active
+            ORDER BY r.opens_at, r.name""",
+        school_id,
+        person_id,
+    )
+    return [dict(r) | {"weekdays": list(r["weekdays"])} for r in rows]

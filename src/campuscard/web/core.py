@@ -254,6 +254,21 @@ def is_secure(request: Request) -> bool:
 
 # Forms send empty strings for untouched fields ("?class=&from="): page queries take text and
 # parse it here, so an empty field means "no filter" and a bad one names itself.
+def field_error(page: Page, error: DomainError | None, prefix: str) -> str:
+    """A refusal as a form shows it beside its field: the server's own words on an English page;
+    on a Chinese page the form's own text for this code and field when it has one
+    (``<prefix>.err.<CODE>.<field>``: a taken name says so, not "a conflict"), else
+    ``page.err``. A field such as ``week.3`` looks up ``week``."""
+    if error is None:
+        return ""
+    if page.locale != "en" and error.field:
+        key = f"{prefix}.err.{error.code}.{error.field.split('.', 1)[0]}"
+        text = page.t(key)
+        if text != key.rsplit(".", 1)[-1]:
+            return text
+    return page.err(error)
+
+
 def opt_int(value: str | None, field: str) -> int | None:
     value = (value or "").strip()
     if not value:

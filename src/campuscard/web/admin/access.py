@@ -47,9 +47,11 @@ async def _access_page(
             else None
         )
         today, tz = await school_today(conn, school_id)
+        lists = await queries.list_state(conn, school_id)
     return render(
         page,
         "admin/access.html",
+        lists=lists,
         status=error.status if error else 200,
         o=overview,
         classes=classes,

@@ -135,6 +135,17 @@
   function init(root) { sounds(root); keypads(root); scanFocus(root); live(root); }
   document.addEventListener("click", function (ev) {
     if (ev.target.closest && ev.target.closest("[data-print]")) window.print();
+    // The schedule editor: Monday's intervals copied to Tuesday-Friday.
+    if (ev.target.closest && ev.target.closest("[data-copy-monday]")) {
+      var form = ev.target.closest("form");
+      ["from", "to"].forEach(function (end) {
+        var monday = form.querySelectorAll("input[name='d1_" + end + "']");
+        for (var day = 2; day <= 5; day++) {
+          var inputs = form.querySelectorAll("input[name='d" + day + "_" + end + "']");
+          for (var i = 0; i < inputs.length; i++) inputs[i].value = monday[i] ? monday[i].value : "";
+        }
+      });
+    }
   });
   document.addEventListener("DOMContentLoaded", function () { init(document); });
   document.addEventListener("htmx:load", function (ev) { init(ev.target); });

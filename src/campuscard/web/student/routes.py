@@ -84,6 +84,7 @@ TILE_ICONS = {
     "m.card_apply": '<path d="M3 6h18v12H3zM12 9v6M9 12h6"/>',
     "m.settings": '<path d="M12 8a4 4 0 1 0 0 8 4 4 0 0 0 0-8zM12 2v3M12 19v3M2 12h3M19 12h3"/>',
     "m.notifications": '<path d="M6 16V11a6 6 0 0 1 12 0v5l2 2H4zM10 20h4"/>',
+    "m.leave": '<path d="M4 6h16v14H4zM4 10h16M8 3v5M16 3v5M9 15l2 2 4-4"/>',
     "m.children": (
         '<path d="M9 11a3 3 0 1 0 0-6 3 3 0 0 0 0 6zM3 20a6 6 0 0 1 12 0'
         'M17 11a2.5 2.5 0 1 0 0-5M16 14a5 5 0 0 1 5 6"/>'
