@@ -50,6 +50,7 @@ from campuscard.api.routes import offline as offline_routes
 from campuscard.api.routes import orders as order_routes
 from campuscard.api.routes import paycode_pay as paycode_pay_routes
 from campuscard.api.routes import paycodes as paycode_routes
+from campuscard.api.routes import payroll as payroll_routes
 from campuscard.api.routes import subsidies as subsidy_routes
 from campuscard.api.routes import systems as system_routes
 from campuscard.api.routes import topups as topup_routes
@@ -76,6 +77,7 @@ from campuscard.web.admin import jobs as web_admin_jobs
 from campuscard.web.admin import money as web_admin_money
 from campuscard.web.admin import monitoring as web_admin_monitoring
 from campuscard.web.admin import monitoring_rules as web_admin_monitoring_rules
+from campuscard.web.admin import payroll as web_admin_payroll
 from campuscard.web.admin import routes as web_admin
 from campuscard.web.admin import settlement as web_settlement
 from campuscard.web.errors import error_page
@@ -176,6 +178,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.include_router(order_routes.admin_router)
     app.include_router(credit_routes.router)  # credit lines (docs/credit.md)
     app.include_router(monitoring_routes.router)  # monitoring rules (docs/monitoring.md)
+    app.include_router(payroll_routes.router)  # payroll (docs/payroll.md)
     # money in and out (counter, top-up, bank link, subsidies)
     for router in (
         counter_routes.router,
@@ -243,6 +246,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.include_router(web_student_leave.router)  # asking for leave on the phone
     app.include_router(web_admin_bills.router)  # the finance console for bills
     app.include_router(web_admin_bill_books.router)  # its reports, ledgers, exports, sheets
+    app.include_router(web_admin_payroll.router)  # payroll: upload, approval, report
     app.include_router(web_admin_jobs.router)  # failed background jobs (platform admins)
     app.include_router(web_access.router)  # doors, grants, the school's days, door events
     app.include_router(web_access_forms.router)  # the access and attendance model's forms

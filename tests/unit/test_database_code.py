@@ -62,7 +62,7 @@ def test_every_code_file_loads_in_kind_order() -> None:
     assert {f.path.split("/")[0] for f in code} <= {
         "platform", "ledger", "people", "cards", "payments", "issuing", "moneyflows", "settlement",
         "offline",
-        "access",
+        "access", "payroll",
     }  # fmt: skip
     post = next(f for f in code if f.name == "cc_post")
     assert (post.path, post.kind) == ("ledger/db/cc_post.sql", "function")

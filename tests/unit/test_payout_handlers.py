@@ -1,5 +1,6 @@
 """A bank payout started by another use case reports back through a handler registered by
-origin, so the bank link never imports its callers (leaving school closes the account)."""
+origin, so the bank link never imports its callers (leaving school closes the account; a payroll
+payout tells the staff member their salary is paid)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,24 @@ import pytest
 from campuscard.moneyflows import bank_link
 
 
-@pytest.mark.parametrize("entry", ["campuscard.moneyflows.jobs", "campuscard.app"])
-def test_every_process_that_can_post_a_payout_knows_the_leaving_handler(entry: str) -> None:
-    # the worker runs the jobs; the app serves the routes: either alone registers 'leaving'
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "from campuscard.platform.tasks import load_job_modules; load_job_modules()",
+        "import campuscard.app",
+    ],
+)
+def test_every_process_that_can_post_a_payout_knows_the_payout_handlers(entry: str) -> None:
+    # the worker loads the job modules; the app serves the routes: either alone registers them
     code = (
-        f"import {entry}\n"
+        f"{entry}\n"
         "from campuscard.moneyflows import bank_link\n"
         "print(sorted(bank_link.PAYOUT_POSTED))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
-    assert out.strip() == "['leaving']"
+    assert out.strip() == "['leaving', 'payroll']"
 
 
 def test_a_payout_of_an_unknown_origin_is_not_posted_half_done(

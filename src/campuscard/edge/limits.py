@@ -13,9 +13,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campuscard.edge.errors import error_body
+from campuscard.platform.errors import ValidationFailed
 
 # room for the multipart framing and the form's other fields around an uploaded file
 UPLOAD_OVERHEAD = 64 * 1024
@@ -37,6 +39,21 @@ def accepts_upload(file_bytes: int) -> Callable[[F], F]:
         return endpoint
 
     return mark
+
+
+# the framed-upload handshake's start and end fields around the file (issuing/import_rules.py)
+FRAME_OVERHEAD = 1024
+
+
+async def read_framed_upload(request: Request, file_bytes: int) -> bytes:
+    """The body of a framed-upload route (student import, bill sheet, payroll sheet), read as
+    it streams in and refused as soon as it is more than the file and its frame."""
+    frame = bytearray()
+    async for chunk in request.stream():
+        frame += chunk
+        if len(frame) > file_bytes + FRAME_OVERHEAD:
+            raise ValidationFailed("the file is too large", code="FILE_TOO_LARGE", field="file")
+    return bytes(frame)
 
 
 def too_large_message(limit: int) -> str:

@@ -33,6 +33,8 @@ SYSTEM_CODES = (
     "recon_writeoff",
     # offline sales the purses could not cover (db/migrations/0600_offline.sql)
     "offline_receivable",
+    # payroll lines are paid from it (db/migrations/0660_payroll.sql)
+    "payroll_clearing",
 )
 PURSES = ("cash", "subsidy")
 

@@ -50,11 +50,21 @@ PayoutPosted = Callable[[Tx, dict[str, Any]], Awaitable[None]]
 PAYOUT_POSTED: dict[str, PayoutPosted] = {}
 # origins whose posted payout needs nothing more than the notice below
 NOTHING_MORE = frozenset({"holder", "guardian", "auto", "card_cancel"})
+# origins whose handler tells the holder itself, in its own words (payroll: "salary paid"); the
+# bank link's notices about the card ("paid to your bank card", "nothing was taken") are not sent
+OWN_NOTICE: set[str] = set()
+# where a payout that did not happen goes back to, when not to the holder's cash purse: the
+# account the payout's hold took it from (a cancelled card's purse is closed: suspense)
+RETURNS_TO = {"card_cancel": "suspense", "payroll": "payroll_clearing"}
 
 
-def on_payout_posted(origin: str, handler: PayoutPosted) -> PayoutPosted:
+def on_payout_posted(
+    origin: str, handler: PayoutPosted, *, own_notice: bool = False
+) -> PayoutPosted:
     """Register what a posted payout of ``origin`` also does (in the caller's transaction)."""
     PAYOUT_POSTED[origin] = handler
+    if own_notice:
+        OWN_NOTICE.add(origin)
     return handler
 
 
@@ -263,8 +273,11 @@ async def create_transfer(
     requested_by: int | None,
     target: int | None = None,
     actor_name: str = "system",
+    source: int | None = None,
+    memo: str = "",
 ) -> dict[str, Any]:
-    """Write a pending transfer (caller's transaction). A payout holds the money at once."""
+    """Write a pending transfer (caller's transaction). A payout holds the money at once: it
+    moves from ``source`` (default: the holder's cash purse) to bank_clearing."""
     rrn, stan = await next_trace(conn)
     row = await conn.fetchrow(
         """INSERT INTO bank_transfers(school_id, direction, origin, person_id, bank_card_id,
@@ -283,15 +296,16 @@ async def create_transfer(
     )
     assert row is not None
     if direction == "payout":
-        purses = await postings.open_purses(conn, school_id, person_id)
+        if source is None:
+            source = (await postings.open_purses(conn, school_id, person_id))["cash"]
         clearing = await postings.system_account(conn, school_id, "bank_clearing")
         hold = await postings.post(
             conn,
             school_id=school_id,
             kind="bank_payout",
-            legs=postings.legs_move(purses["cash"], clearing, amount),
+            legs=postings.legs_move(source, clearing, amount),
             ref=f"bank_transfer:{row['id']}",
-            memo=f"to bank card {card['masked_pan']}",
+            memo=memo or f"to bank card {card['masked_pan']}",
             actor=actor_name,
             meta={"rrn": rrn},
         )
@@ -442,9 +456,10 @@ async def _finish_failed(pool: PgPool, transfer_id: int, code: str, status: str)
         release = None
         if t["direction"] == "payout" and t["hold_tx_id"] is not None:
             clearing = await postings.system_account(tx, t["school_id"], "bank_clearing")
-            if t["origin"] == "card_cancel":
-                # the account is closed: the money waits in suspense for the counter
-                back_to = await postings.system_account(tx, t["school_id"], "suspense")
+            if t["origin"] in RETURNS_TO:
+                # a cancelled card's account is closed: the money waits in suspense for the
+                # counter; a payroll line's goes back to the payroll account
+                back_to = await postings.system_account(tx, t["school_id"], RETURNS_TO[t["origin"]])
             else:
                 back_to = (await postings.open_purses(tx, t["school_id"], t["person_id"]))["cash"]
             release = await postings.post(
@@ -494,6 +509,8 @@ async def _after_posted(tx: Tx, t: dict[str, Any]) -> None:
         elif t["origin"] not in NOTHING_MORE:
             # a caller's payout whose handler was never registered must not post half-done
             raise RuntimeError(f"no payout handler registered for origin {t['origin']!r}")
+        if t["origin"] in OWN_NOTICE:
+            return
     await notifications.notify(
         tx,
         school_id=t["school_id"],
@@ -513,6 +530,8 @@ async def _after_failed(conn: Conn, t: dict[str, Any]) -> None:
             t["person_id"],
             f"{t['status']} {t['response_code'] or ''}".strip(),
         )
+    if t["origin"] in OWN_NOTICE:
+        return
     if t["origin"] == "auto" or t["status"] == "failed":
         what = "自动充值" if t["origin"] == "auto" else "银行卡转账"
         what_en = "Automatic top-up" if t["origin"] == "auto" else "Bank transfer"

@@ -32,10 +32,11 @@ class PersonData:
 
 async def open_school_accounts(conn: Conn | Tx, school_id: int) -> None:
     """Open the system accounts a new school needs, in the transaction that creates it: the
-    ledger's, settlement's and the offline receivable (decision 0232: no trigger on schools)."""
+    ledger's, settlement's, the offline receivable and payroll's (decision 0232: no trigger
+    on schools)."""
     await conn.execute(
         "SELECT cc_create_system_accounts($1), cc_create_settlement_accounts($1), "
-        "cc_create_offline_accounts($1)",
+        "cc_create_offline_accounts($1), cc_create_payroll_accounts($1)",
         school_id,
     )
 

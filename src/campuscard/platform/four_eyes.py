@@ -35,6 +35,7 @@ KINDS = (
     "drawer_float",
     "bill_adjustment",
     "order_dispute",
+    "payroll_batch",
 )
 EXECUTOR_MODULES = (
     "campuscard.ledger.adjustments",
@@ -42,6 +43,7 @@ EXECUTOR_MODULES = (
     "campuscard.settlement.clearing",
     "campuscard.bills.adjustments",
     "campuscard.orders.disputes",
+    "campuscard.payroll.batches",
 )
 APPROVER_ROLES = ("settlement", "school_admin")
 

@@ -44,6 +44,7 @@ JOB_MODULES: list[str] = [
     "campuscard.access.jobs",
     "campuscard.orders.jobs",
     "campuscard.attendance.jobs",
+    "campuscard.payroll.jobs",
 ]
 
 

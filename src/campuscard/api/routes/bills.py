@@ -15,10 +15,9 @@ from campuscard.api.admission import Limiter
 from campuscard.api.deps import Body, CurrentActor
 from campuscard.bills import payments, sheets, views
 from campuscard.edge.deps import AppSettings, Pool, school_id_for
-from campuscard.edge.limits import accepts_upload
+from campuscard.edge.limits import accepts_upload, read_framed_upload
 from campuscard.issuing.import_rules import MAX_FILE_BYTES
 from campuscard.ledger.money import Money
-from campuscard.platform.errors import ValidationFailed
 from campuscard.platform.idempotency import check_client_id
 
 router = APIRouter(prefix="/api/v1/schools/{school}", tags=["bills"])
@@ -293,17 +292,13 @@ async def import_bill_sheet(
     around a CSV or xlsx with 学号, 收费项目, 金额 (and optionally 姓名); header
     ``X-Filename`` (URL-encoded). All rows or none; the same file again changes nothing."""
     school_id = await school_id_for(pool, actor, school)
-    frame = bytearray()
-    async for chunk in request.stream():
-        frame += chunk
-        if len(frame) > MAX_FILE_BYTES + 1024:
-            raise ValidationFailed("the file is too large", code="FILE_TOO_LARGE", field="file")
+    frame = await read_framed_upload(request, MAX_FILE_BYTES)
     result = await sheets.do_import_sheet(
         pool,
         actor,
         school_id,
         term=term,
-        frame=bytes(frame),
+        frame=frame,
         filename=unquote(request.headers.get("x-filename", "")),
     )
     return SheetOut(**result.as_dict())

@@ -10,10 +10,9 @@ from fastapi.responses import Response
 
 from campuscard.api.deps import CurrentActor
 from campuscard.edge.deps import Pool, school_id_for
-from campuscard.edge.limits import accepts_upload
+from campuscard.edge.limits import accepts_upload, read_framed_upload
 from campuscard.issuing import imports
 from campuscard.issuing.import_rules import MAX_FILE_BYTES
-from campuscard.platform.errors import ValidationFailed
 
 router = APIRouter(prefix="/api/v1/admin/schools/{school}/student-imports", tags=["enrollment"])
 
@@ -26,17 +25,13 @@ async def import_students(
     """Body: the frame ``CCIMPORT/1 START <length>\\n<file>\\nCCIMPORT/1 END <sha256>\\n``
     (see clients/import_uploader.py); header ``X-Filename`` (URL-encoded)."""
     school_id = await school_id_for(pool, actor, school)
-    frame = bytearray()
-    async for chunk in request.stream():
-        frame += chunk
-        if len(frame) > MAX_FILE_BYTES + 1024:
-            raise ValidationFailed("the file is too large", code="FILE_TOO_LARGE", field="file")
+    frame = await read_framed_upload(request, MAX_FILE_BYTES)
     async with pool.acquire() as conn:
         result = await imports.do_import_students(
             conn,
             actor,
             school_id,
-            frame=bytes(frame),
+            frame=frame,
             filename=unquote(request.headers.get("x-filename", "")),
         )
     return result.as_dict()

@@ -51,9 +51,19 @@
     });
   }
 
+  function target(form) {  // the upload URL, with the form's other fields (a pay month) as query
+    var params = new URLSearchParams();
+    form.querySelectorAll("input[name]:not([type=file])").forEach(function (input) {
+      params.append(input.name, input.value);
+    });
+    var query = params.toString();
+    var url = form.dataset.importUpload;
+    return query ? url + (url.indexOf("?") < 0 ? "?" : "&") + query : url;
+  }
+
   function attempt(form, box, bytes, digest, name, n, history) {
     var body = frame(bytes, digest);
-    return fetch(form.dataset.importUpload, {
+    return fetch(target(form), {
       method: "POST",
       credentials: "same-origin",
       headers: {
@@ -84,6 +94,8 @@
               "上传成功 upload succeeded: v" + answer.data.version + ", " + answer.data.rows +
               " rows (+" + answer.data.added + ", ~" + answer.data.updated + ")";
             show(box, history.concat([ok], notes), true);
+            // a page may go on to what the upload made (data-ok-redirect="…/{batch_id}")
+            if (form.dataset.okRedirect) window.location.assign(fill(form.dataset.okRedirect, answer.data));
             return true;
           }
           history.push("#" + n + ": echo does not match");

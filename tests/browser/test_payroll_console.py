@@ -1,0 +1,97 @@
+"""Payroll in the finance console: a sheet with bad rows is refused whole and every row is
+named in the page's language; the corrected sheet becomes a batch its uploader cannot approve;
+a second person approves it, the report shows every line paid and exports it; the staff member
+finds the salary in their history and their notices."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import asyncpg
+import pytest
+from playwright.async_api import BrowserContext, expect
+
+from campuscard.people import directory
+from tests.browser.conftest import shot, sign_in
+from tests.support import PASSWORD, ROOT, make_school, make_student, make_user
+
+pytestmark = pytest.mark.browser
+
+HEAD = "工号,姓名,实发金额,发放方式,备注\n"
+
+
+async def test_finance_uploads_a_payroll_a_colleague_approves_it_and_staff_are_paid(
+    browser: BrowserContext, conn: asyncpg.Connection[Any], live_url: str
+) -> None:
+    # given: two staff members, a student, and two finance operators
+    school = await make_school(conn)
+    staff = []
+    for number, name in (("T1", "王老师"), ("T2", "李老师")):
+        person = await directory.create_person(
+            conn,
+            ROOT,
+            school.id,
+            directory.PersonData(kind="staff", number=number, name=name),
+            open_account=True,
+        )
+        staff.append(person)
+    await make_student(conn, school.id, "S1")
+    await make_user(conn, "finance1", "settlement", school.id)
+    await make_user(conn, "finance2", "settlement", school.id)
+    await make_user(conn, "T1", "cardholder", school.id, person_id=staff[0])
+    page = await browser.new_page()
+    await page.set_viewport_size({"width": 1366, "height": 900})
+    await sign_in(page, live_url, "finance1", school.code, PASSWORD)
+    await page.click("[data-menu='a.payroll']")
+    await page.get_by_test_id("payroll-period").fill("2026-11")
+
+    # when: a sheet with a student, an unknown number and a wrong total is sent
+    bad = HEAD + "T1,王老师,5000.00,校园卡,\nS1,,100.00,,\nT9,,100.00,,\n合计,,5000.00,,\n"
+    await page.get_by_test_id("payroll-file").set_input_files(
+        files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": bad.encode()}]
+    )
+    await page.get_by_test_id("payroll-send").click()
+    # then: refused whole, every bad row named in Chinese
+    result = page.get_by_test_id("payroll-result")
+    await expect(result).to_contain_text("工资表有错误，未接收任何一行")
+    await expect(result).to_contain_text("第 3 行 · 工号 · S1 不是教职工")
+    await expect(result).to_contain_text("第 4 行 · 工号 · 本校没有工号为 T9 的教职工")
+    assert not re.search(r"[A-Za-z]{3,}", await result.inner_text())
+    await shot(page, "payroll-refused")
+
+    # when: the corrected sheet is sent, it becomes a batch waiting for a second person
+    good = HEAD + "T1,王老师,5000.00,校园卡,十一月\nT2,李老师,4200.50,,\n合计,,9200.50,,\n"
+    await page.get_by_test_id("payroll-file").set_input_files(
+        files=[{"name": "11月工资.csv", "mimeType": "text/csv", "buffer": good.encode()}]
+    )
+    await page.get_by_test_id("payroll-send").click()
+    await expect(page.get_by_test_id("batch-state")).to_have_text("待复核")
+    await expect(page.get_by_test_id("own-batch")).to_be_visible()
+    await expect(page.get_by_test_id("approve")).to_have_count(0)
+    batch_url = page.url
+
+    # when: a second person signs in and approves it
+    await page.context.clear_cookies()
+    await sign_in(page, live_url, "finance2", school.code, PASSWORD)
+    await page.goto(batch_url)
+    await page.get_by_test_id("approve").click()
+    # then: every line is paid, and the report says so and exports it
+    await expect(page.get_by_test_id("batch-state")).to_have_text("已全部发放")
+    await expect(page.get_by_test_id("sum-paid")).to_contain_text("¥9200.50")
+    await expect(page.get_by_test_id("line-state-2")).to_have_text("已发放")
+    await shot(page, "payroll-report")
+    csv = await page.request.get(batch_url + "/export.csv")
+    text = await csv.text()
+    assert csv.ok and "王老师" in text and "5000.00" in text and "已发放" in text
+    xlsx = await page.request.get(batch_url + "/export.xlsx")
+    assert xlsx.ok and (await xlsx.body())[:2] == b"PK"
+
+    # and the staff member sees the salary in their history, labelled, and was told
+    await page.context.clear_cookies()
+    await sign_in(page, live_url, "T1", school.code, PASSWORD)
+    await page.goto(f"{live_url}/m/transactions")
+    await expect(page.locator("main")).to_contain_text("工资")
+    await expect(page.locator("main")).to_contain_text("5000.00")
+    await page.goto(f"{live_url}/m/notifications")
+    await expect(page.locator("main")).to_contain_text("工资已发放")
