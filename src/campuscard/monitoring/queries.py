@@ -159,3 +159,16 @@ async def clock(conn: Conn) -> datetime:
     """The engine's clock: now, or the past instant the demo campus replays its month at."""
     at: datetime = await conn.fetchval("SELECT cc_clock()")
     return at
+
+
+async def spent_since(conn: Conn, person_id: int, since: datetime) -> int:
+    """What the student paid at merchants (booked payments) after ``since``, by the engine's
+    clock."""
+    total = await conn.fetchval(
+        """SELECT coalesce(sum(amount), 0) FROM payments
+            WHERE person_id = $1 AND status = 'booked' AND created_at > $2
+              AND created_at <= cc_clock()""",
+        person_id,
+        since,
+    )
+    return int(total)

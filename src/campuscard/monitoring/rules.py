@@ -125,6 +125,12 @@ class Spend:
     channel: str
     place: tuple[int, int] | None = None
     place_name: str = ""
+    ref: str = ""  # an offline sale: "offline:<device>:<sequence>" (it has no payment id)
+
+    @property
+    def tag(self) -> str:
+        """What names this spend in an alert's key: the payment id, or the offline record."""
+        return self.ref or str(self.id)
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,7 @@ def big_spend(cfg: Config, pay: Spend, baseline: Sequence[int]) -> Finding | Non
                 "en": f"One payment of {amount} yuan, above the school's {fmt(absolute)} yuan",
             },
             {"amount": pay.amount, "absolute": absolute, "payment_id": pay.id},
-            f"payment:{pay.id}",
+            f"payment:{pay.tag}",
         )
     if pay.amount < int(cfg.get("big_spend", "min_amount")):
         return None
@@ -213,7 +219,7 @@ def big_spend(cfg: Config, pay: Spend, baseline: Sequence[int]) -> Finding | Non
             f"payment over the last {days} days ({fmt(median)} yuan)",
         },
         {"amount": pay.amount, "median": median, "z": round(z, 2), "payment_id": pay.id},
-        f"payment:{pay.id}",
+        f"payment:{pay.tag}",
     )
 
 
@@ -228,7 +234,7 @@ def guardian_spend(pay: Spend, amount: int) -> Finding | None:
             "en": f"One payment of {fmt(pay.amount)} yuan, at or above your {fmt(amount)} yuan",
         },
         {"amount": pay.amount, "absolute": amount, "payment_id": pay.id},
-        f"payment:{pay.id}",
+        f"payment:{pay.tag}",
     )
 
 
@@ -277,7 +283,7 @@ def rapid_payments(cfg: Config, pay: Spend, recent: Sequence[Spend]) -> Finding 
             "en": f"{len(window)} payments within {minutes} minutes, {fmt(total)} yuan in all",
         },
         {"count": len(window), "total": total, "payment_ids": [p.id for p in window]},
-        f"burst:{first.id}",
+        f"burst:{first.tag}",
     )
 
 
@@ -309,7 +315,7 @@ def far_apart(cfg: Config, pay: Spend, previous: Spend | None) -> Finding | None
             "check the card is still with its holder",
         },
         {"metres": metres, "seconds": int(seconds), "payment_ids": [previous.id, pay.id]},
-        f"pair:{previous.id}:{pay.id}",
+        f"pair:{previous.tag}:{pay.tag}",
     )
 
 
