@@ -169,7 +169,19 @@ async def set_auto_topup(
     return AutoTopupOut.model_validate(setting)
 
 
-@router.post("/api/v1/counter/{school}/leavings", status_code=201)
+class LeavingOut(BaseModel):
+    person_id: int
+    method: str = Field(description='"bank" or "counter"')
+    cash: str = Field(description="yuan of the cash purse paid out")
+    subsidy_returned: str = Field(description="yuan of the subsidy purse returned to the fund")
+    status: str = Field(
+        description='"closed"; "paying_out" while the bank has not answered; "payout_failed"'
+    )
+    transfer_id: int | None = Field(default=None, description="the bank payout (bank only)")
+    transfer: BankTransferOut | None = Field(default=None, description="... and its state")
+
+
+@router.post("/api/v1/counter/{school}/leavings", status_code=201, response_model=LeavingOut)
 async def leave(
     school: str, body: LeaveIn, pool: Pool, settings: AppSettings, actor: CurrentActor
 ) -> JSONResponse:

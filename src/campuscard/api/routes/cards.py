@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from campuscard.api.answers import BlacklistOut, PaymentRowOut
 from campuscard.api.deps import Body, CurrentActor
 from campuscard.cards import lifecycle
 from campuscard.edge.deps import AppSettings, Pool, school_id_for
@@ -250,66 +251,106 @@ async def cancel(card_id: int, body: CancelIn, pool: Pool, actor: CurrentActor) 
         )
 
 
-@router.get("/api/v1/admin/schools/{school}/blacklist")
+# --- blacklist, payment settings and rules ----------------------------------------------
+
+
+class PaymentRulesOut(BaseModel):
+    per_tx_limit: str = Field(description="yuan a payment may be at most")
+    daily_limit: str = Field(description="yuan a business day's payments may be at most")
+    pin_over_per_tx: str = Field(description="a payment above this many yuan needs the PIN")
+    pin_over_daily: str = Field(description="... and so does one taking the day above this")
+    pin_max_failures: int = Field(description="wrong PINs before the PIN is locked")
+    purse_order: list[str] = Field(description="the purses a payment takes from, in order")
+    reversal_minutes: int = Field(description="a terminal may reverse its payment this long")
+
+
+class PaySettingsOut(BaseModel):
+    person_id: int
+    pin_set: bool
+    pin_locked: bool = Field(description="too many wrong PINs; the holder sets a new one")
+    pin_failures: int
+    per_tx_limit: str = Field(description="yuan: the person's own limit, else the school's")
+    daily_limit: str = Field(description="yuan: the person's own limit, else the school's")
+    spent_today: str = Field(description="yuan paid this business day")
+    school: PaymentRulesOut = Field(description="the school's rules")
+
+
+class PinSetOut(BaseModel):
+    person_id: int
+    pin_set: bool
+
+
+@router.get("/api/v1/admin/schools/{school}/blacklist", response_model_exclude_unset=True)
 async def school_blacklist(
     school: str,
     pool: Pool,
     actor: CurrentActor,
     since: Annotated[int | None, Query(ge=0)] = None,
-) -> dict[str, Any]:
+) -> BlacklistOut:
+    """The full list, or the changes since version ``since`` (``since`` only in a delta)."""
     school_id = await school_id_for(pool, actor, school)
     actor.require("card_center", "settlement", school_id=school_id)
     async with pool.acquire() as conn:
-        return await lifecycle.blacklist(conn, school_id, since=since)
+        return BlacklistOut.model_validate(await lifecycle.blacklist(conn, school_id, since=since))
 
 
 @router.get("/api/v1/admin/persons/{person_id}/pay-settings")
-async def person_pay_settings(person_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def person_pay_settings(person_id: int, pool: Pool, actor: CurrentActor) -> PaySettingsOut:
     async with pool.acquire() as conn:
-        return await pay_settings.get_settings(conn, actor, person_id)
+        return PaySettingsOut.model_validate(
+            await pay_settings.get_settings(conn, actor, person_id)
+        )
 
 
 @router.put("/api/v1/admin/persons/{person_id}/limits")
 async def person_limits(
     person_id: int, body: LimitsIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> PaySettingsOut:
     async with pool.acquire() as conn:
-        return await pay_settings.set_limits(
-            conn,
-            actor,
-            person_id=person_id,
-            per_tx_limit=_fen(body.per_tx_limit),
-            daily_limit=_fen(body.daily_limit),
+        return PaySettingsOut.model_validate(
+            await pay_settings.set_limits(
+                conn,
+                actor,
+                person_id=person_id,
+                per_tx_limit=_fen(body.per_tx_limit),
+                daily_limit=_fen(body.daily_limit),
+            )
         )
 
 
 @router.put("/api/v1/admin/persons/{person_id}/pin")
 async def reset_pin(
     person_id: int, body: PinIn, pool: Pool, actor: CurrentActor, settings: AppSettings
-) -> dict[str, Any]:
+) -> PinSetOut:
     """Card center resets a holder's PIN at the counter (after checking their ID)."""
     async with pool.acquire() as conn:
-        return await pay_settings.set_pin(
-            conn, actor, settings, person_id=person_id, new_pin=body.new_pin
+        return PinSetOut.model_validate(
+            await pay_settings.set_pin(
+                conn, actor, settings, person_id=person_id, new_pin=body.new_pin
+            )
         )
 
 
 @router.get("/api/v1/admin/schools/{school}/payment-rules")
-async def get_rules(school: str, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def get_rules(school: str, pool: Pool, actor: CurrentActor) -> PaymentRulesOut:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
-        return pay_settings.rules_view(await pay_settings.school_rules(conn, school_id))
+        return PaymentRulesOut.model_validate(
+            pay_settings.rules_view(await pay_settings.school_rules(conn, school_id))
+        )
 
 
 @router.put("/api/v1/admin/schools/{school}/payment-rules")
-async def put_rules(school: str, body: RulesIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def put_rules(school: str, body: RulesIn, pool: Pool, actor: CurrentActor) -> PaymentRulesOut:
     school_id = await school_id_for(pool, actor, school)
     changes: dict[str, Any] = {}
     for key in body.model_fields_set:
         value = getattr(body, key)
         changes[key] = value.fen if isinstance(value, Money) else value
     async with pool.acquire() as conn:
-        return await pay_settings.set_school_rules(conn, actor, school_id, changes)
+        return PaymentRulesOut.model_validate(
+            await pay_settings.set_school_rules(conn, actor, school_id, changes)
+        )
 
 
 # --- the cardholder ---------------------------------------------------------------------
@@ -340,35 +381,39 @@ async def my_card_lost(card_id: int, body: ReasonIn, pool: Pool, actor: CurrentA
 
 
 @router.put("/api/v1/me/pin")
-async def my_pin(
-    body: PinIn, pool: Pool, actor: CurrentActor, settings: AppSettings
-) -> dict[str, Any]:
+async def my_pin(body: PinIn, pool: Pool, actor: CurrentActor, settings: AppSettings) -> PinSetOut:
     async with pool.acquire() as conn:
-        return await pay_settings.set_pin(
-            conn,
-            actor,
-            settings,
-            person_id=_holder(actor),
-            new_pin=body.new_pin,
-            password=body.password or "",
+        return PinSetOut.model_validate(
+            await pay_settings.set_pin(
+                conn,
+                actor,
+                settings,
+                person_id=_holder(actor),
+                new_pin=body.new_pin,
+                password=body.password or "",
+            )
         )
 
 
 @router.get("/api/v1/me/pay-settings")
-async def my_pay_settings(pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def my_pay_settings(pool: Pool, actor: CurrentActor) -> PaySettingsOut:
     async with pool.acquire() as conn:
-        return await pay_settings.get_settings(conn, actor, _holder(actor))
+        return PaySettingsOut.model_validate(
+            await pay_settings.get_settings(conn, actor, _holder(actor))
+        )
 
 
 @router.put("/api/v1/me/limits")
-async def my_limits(body: LimitsIn, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+async def my_limits(body: LimitsIn, pool: Pool, actor: CurrentActor) -> PaySettingsOut:
     async with pool.acquire() as conn:
-        return await pay_settings.set_limits(
-            conn,
-            actor,
-            person_id=_holder(actor),
-            per_tx_limit=_fen(body.per_tx_limit),
-            daily_limit=_fen(body.daily_limit),
+        return PaySettingsOut.model_validate(
+            await pay_settings.set_limits(
+                conn,
+                actor,
+                person_id=_holder(actor),
+                per_tx_limit=_fen(body.per_tx_limit),
+                daily_limit=_fen(body.daily_limit),
+            )
         )
 
 
@@ -378,12 +423,13 @@ async def my_payments(
     actor: CurrentActor,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before_id: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[PaymentRowOut]:
     person_id = _holder(actor)
     async with pool.acquire() as conn:
         school_id = await people_queries.person_school_id(conn, person_id)
         if school_id is None:  # the signed-in holder's person row is gone
             raise NotFound("person not found", field="person")
-        return await booking.list_payments(
+        rows = await booking.list_payments(
             conn, actor, school_id, person_id=person_id, limit=limit, before_id=before_id
         )
+    return [PaymentRowOut.model_validate(r) for r in rows]

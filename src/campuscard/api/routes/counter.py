@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from campuscard.api.answers import PENDING_APPROVAL, BalancesOut
 from campuscard.api.deps import Body, CurrentActor
 from campuscard.api.routes.approvals import ApprovalOut
 from campuscard.db.pool import PgPool
@@ -111,13 +112,33 @@ async def _counter_op(
     )
 
 
-@router.post("/{school}/deposits", status_code=201)
+class CounterOpOut(BaseModel):
+    op_id: int
+    kind: str = Field(
+        description='"deposit", "withdrawal", "subsidy_grant", "subsidy_deduct" or "zeroing"'
+    )
+    tx_id: int = Field(description="the ledger transaction that booked it")
+    person_id: int
+    person_number: str
+    amount: str = Field(description="yuan moved")
+    cash_effect: str = Field(description="yuan into (+) or out of (-) the operator's drawer")
+    balances: BalancesOut = Field(description="the holder's purses after it")
+
+
+@router.post(
+    "/{school}/deposits", status_code=201, response_model=CounterOpOut, responses=PENDING_APPROVAL
+)
 async def deposit(school: str, body: DepositIn, pool: Pool, actor: CurrentActor) -> JSONResponse:
     """Cash handed over the counter into the holder's cash purse."""
     return await _counter_op(pool, actor, school, "deposit", body, amount=body.amount)
 
 
-@router.post("/{school}/withdrawals", status_code=201)
+@router.post(
+    "/{school}/withdrawals",
+    status_code=201,
+    response_model=CounterOpOut,
+    responses=PENDING_APPROVAL,
+)
 async def withdrawal(
     school: str, body: WithdrawalIn, pool: Pool, actor: CurrentActor
 ) -> JSONResponse:
@@ -133,21 +154,33 @@ async def withdrawal(
     )
 
 
-@router.post("/{school}/subsidy-grants", status_code=201)
+@router.post(
+    "/{school}/subsidy-grants",
+    status_code=201,
+    response_model=CounterOpOut,
+    responses=PENDING_APPROVAL,
+)
 async def subsidy_grant(
     school: str, body: SubsidyOpIn, pool: Pool, actor: CurrentActor
 ) -> JSONResponse:
     return await _counter_op(pool, actor, school, "subsidy_grant", body, amount=body.amount)
 
 
-@router.post("/{school}/subsidy-deductions", status_code=201)
+@router.post(
+    "/{school}/subsidy-deductions",
+    status_code=201,
+    response_model=CounterOpOut,
+    responses=PENDING_APPROVAL,
+)
 async def subsidy_deduct(
     school: str, body: SubsidyOpIn, pool: Pool, actor: CurrentActor
 ) -> JSONResponse:
     return await _counter_op(pool, actor, school, "subsidy_deduct", body, amount=body.amount)
 
 
-@router.post("/{school}/zeroings", status_code=201)
+@router.post(
+    "/{school}/zeroings", status_code=201, response_model=CounterOpOut, responses=PENDING_APPROVAL
+)
 async def zeroing(school: str, body: ZeroingIn, pool: Pool, actor: CurrentActor) -> JSONResponse:
     """Empty one purse: cash is paid out at the desk, a subsidy returns to the subsidy fund."""
     return await _counter_op(

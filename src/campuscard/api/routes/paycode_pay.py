@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from campuscard.api.admission import Limiter
+from campuscard.api.answers import ReceiptOut
 from campuscard.api.deps import Body, CurrentActor, live_events
+from campuscard.api.routes.live import DisplayEventOut
 from campuscard.api.routes.terminal import answer
 from campuscard.api.terminal_auth import SignedDevice
 from campuscard.edge.deps import AppSettings, Pool
@@ -38,7 +40,40 @@ class ConfirmIn(Body):
     pin: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
 
 
-@router.post("/terminal/paycode/pay")
+class ConfirmOnPhoneOut(BaseModel):
+    result: str = Field(description='"confirm_on_phone"')
+    confirmation_id: int
+    message: str = Field(description="what the till shows meanwhile")
+    expires_at: dt.datetime = Field(description="the student confirms before this")
+
+
+class ConfirmationOut(BaseModel):
+    id: int
+    amount: str = Field(description="yuan the till asks")
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    terminal_id: int
+    merchant: str
+    outlet: str
+
+
+class ConfirmationAnswerOut(BaseModel):
+    """Declined; or paid or refused, with the till's answer: the receipt's fields
+    (as /terminal/paycode/pay answers them) or its ``error``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str = Field(description='"declined", "paid" or "refused"')
+    http_status: int | None = Field(
+        default=None, description="the status the till's answer had (paid or refused)"
+    )
+
+
+@router.post(
+    "/terminal/paycode/pay",
+    response_model=ReceiptOut,
+    responses={202: {"model": ConfirmOnPhoneOut, "description": "waiting for the phone"}},
+)
 async def pay_with_code(
     body: CodePayIn,
     request: Request,
@@ -66,27 +101,31 @@ async def pay_with_code(
 
 
 @router.post("/terminal/display/pending")
-async def terminal_pending(body: PendingIn, device: SignedDevice, pool: Pool) -> dict[str, Any]:
+async def terminal_pending(body: PendingIn, device: SignedDevice, pool: Pool) -> DisplayEventOut:
     """The till shows the typed amount on its customer display (seed 000)."""
     async with pool.acquire() as conn:
         await terminals.do_record_nonce(conn, device)
         terminal = await code_payments.terminal_view(conn, device.id)
-        return await display.do_set_pending_amount(
+        event = await display.do_set_pending_amount(
             conn, terminal, body.amount, by=f"terminal:{device.terminal.sn}"
         )
+    return DisplayEventOut.model_validate(event)
 
 
 @router.get("/me/paycode/confirmations")
-async def my_confirmations(pool: Pool, actor: CurrentActor) -> list[dict[str, Any]]:
+async def my_confirmations(pool: Pool, actor: CurrentActor) -> list[ConfirmationOut]:
     async with pool.acquire() as conn:
-        return await code_payments.list_confirmations(conn, actor)
+        rows = await code_payments.list_confirmations(conn, actor)
+    return [ConfirmationOut.model_validate(r) for r in rows]
 
 
-@router.post("/me/paycode/confirmations/{confirmation_id}")
+@router.post("/me/paycode/confirmations/{confirmation_id}", response_model_exclude_unset=True)
 async def answer_confirmation(
     confirmation_id: int, body: ConfirmIn, pool: Pool, settings: AppSettings, actor: CurrentActor
-) -> dict[str, Any]:
+) -> ConfirmationAnswerOut:
     """Confirm (with the PIN) or decline a payment a till is waiting on."""
-    return await code_payments.do_answer_confirmation(
-        pool, settings, actor, confirmation_id, accept=body.accept, pin=body.pin
+    return ConfirmationAnswerOut.model_validate(
+        await code_payments.do_answer_confirmation(
+            pool, settings, actor, confirmation_id, accept=body.accept, pin=body.pin
+        )
     )

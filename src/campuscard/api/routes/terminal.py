@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import datetime as dt
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from campuscard.api.admission import Limiter
+from campuscard.api.answers import BlacklistOut, PaidFromOut, ReceiptOut
 from campuscard.api.deps import Body, bearer_token, live_events, payment_batcher
+from campuscard.api.routes.merchants import RefundOut
 from campuscard.api.terminal_auth import SignedDevice
 from campuscard.cards import lifecycle
 from campuscard.db.tx import transaction
@@ -55,6 +58,61 @@ class HeartbeatIn(Body):
     offline_queue: int = Field(default=0, ge=0, description="transactions waiting to upload")
 
 
+# --- answers ------------------------------------------------------------------------------
+
+
+class PayCheckOut(BaseModel):
+    result: str = Field(description='"ok": the card would pay this amount')
+    amount: str
+    pin_required: bool
+    holder: str = Field(description="the holder's name, masked")
+    balance: str = Field(description="yuan in the purses now, held money included")
+    balance_after: str
+    available: str = Field(description="yuan that may be spent now")
+    available_after: str
+    paid_from: PaidFromOut = Field(description="the purses it would take from")
+    merchant: str
+    outlet: str | None
+    spent_today: str = Field(description="yuan the holder paid this business day")
+    daily_limit: str
+
+
+class ReversalOut(BaseModel):
+    result: str = Field(description='"reversed", or "nothing_to_reverse" (it was refused)')
+    client_id: str
+    original: str = Field(
+        description='"booked", "not_received" (reversed before it arrived) or "refused"'
+    )
+    amount: str = Field(description="yuan given back")
+    payment_id: int | None = Field(default=None, description="a booked original only")
+    returned_to: PaidFromOut | None = Field(default=None, description="a booked original only")
+    balance: str | None = Field(default=None, description="a booked original only")
+    reversed_at: dt.datetime | None = Field(default=None, description="when it was reversed")
+    original_error: str | None = Field(default=None, description="a refused original's code")
+
+
+class OfflineLimitsOut(BaseModel):
+    per_tx_limit: str = Field(description="yuan one offline sale may be at most")
+    max_consecutive: int = Field(description="offline sales of one card since last online")
+    max_total: str = Field(description="yuan those sales may add up to")
+    max_stored: int = Field(description="records a till keeps before it refuses offline sales")
+
+
+class TerminalBlacklistOut(BlacklistOut):
+    offline_limits: OfflineLimitsOut = Field(description="what the till approves offline")
+
+
+class HeartbeatOut(BaseModel):
+    server_time: int = Field(description="the server's clock, Unix seconds")
+    blacklist_version: int = Field(description="the school's blacklist version now")
+    next_heartbeat_seconds: int
+
+
+class DeviceKeyOut(BaseModel):
+    key_version: int
+    key: str = Field(description="the new signing key (hex)")
+
+
 def answer(result: booking.PaymentAnswer) -> Response:
     """The engine's answer as it came from the database: its JSON text is not decoded and
     encoded again on the way out."""
@@ -66,7 +124,7 @@ def answer(result: booking.PaymentAnswer) -> Response:
     )
 
 
-@router.post("/pay/check")
+@router.post("/pay/check", response_model=PayCheckOut)
 async def check_payment(body: PayCheckIn, device: SignedDevice, pool: Pool) -> Response:
     """Preview: would this card pay this amount, is a PIN needed, what is left after."""
     async with pool.acquire() as conn:
@@ -79,7 +137,7 @@ async def check_payment(body: PayCheckIn, device: SignedDevice, pool: Pool) -> R
     return answer(result)
 
 
-@router.post("/pay")
+@router.post("/pay", response_model=ReceiptOut)
 async def pay(
     body: PayIn,
     request: Request,
@@ -108,7 +166,7 @@ async def pay(
     return answer(result)
 
 
-@router.post("/pay/reverse")
+@router.post("/pay/reverse", response_model=ReversalOut)
 async def reverse(body: ReverseIn, device: SignedDevice, pool: Pool) -> Response:
     """冲正 a payment this terminal sent (also one that has not arrived yet)."""
     async with pool.acquire() as conn:
@@ -116,7 +174,7 @@ async def reverse(body: ReverseIn, device: SignedDevice, pool: Pool) -> Response
     return answer(result)
 
 
-@router.post("/refunds")
+@router.post("/refunds", response_model=RefundOut)
 async def refund(
     body: RefundIn, request: Request, device: SignedDevice, pool: Pool, settings: AppSettings
 ) -> JSONResponse:
@@ -144,28 +202,32 @@ async def refund(
     )
 
 
-@router.get("/blacklist")
+@router.get("/blacklist", response_model_exclude_unset=True)
 async def blacklist(
     device: SignedDevice, pool: Pool, since: Annotated[int | None, Query(ge=0)] = None
-) -> dict[str, Any]:
+) -> TerminalBlacklistOut:
     """Cards to refuse: changes since version ``since``, or the full list."""
     async with transaction(pool) as tx:
         await terminals.record_nonce(tx, device)
         listed = await lifecycle.blacklist(tx, device.school_id, since=since)
         limits = await offline_queries.risk_limits(tx, device.school_id)
     # the limits a till approves within while offline come with the list it refuses by
-    return listed | {"offline_limits": limits.to_json()}
+    return TerminalBlacklistOut.model_validate(listed | {"offline_limits": limits.to_json()})
 
 
 @router.post("/heartbeat")
-async def heartbeat(body: HeartbeatIn, device: SignedDevice, pool: Pool) -> dict[str, Any]:
+async def heartbeat(body: HeartbeatIn, device: SignedDevice, pool: Pool) -> HeartbeatOut:
     async with pool.acquire() as conn:
-        return await terminals.heartbeat(conn, device, body.model_dump())
+        return HeartbeatOut.model_validate(
+            await terminals.heartbeat(conn, device, body.model_dump())
+        )
 
 
 @router.post("/key/rotate")
-async def rotate_key(device: SignedDevice, pool: Pool, settings: AppSettings) -> dict[str, Any]:
+async def rotate_key(device: SignedDevice, pool: Pool, settings: AppSettings) -> DeviceKeyOut:
     """Ask for a new key (signed with the current one); the old key works until the new one is
     first used."""
     async with pool.acquire() as conn:
-        return await terminals.rotate_key_by_device(conn, settings, device)
+        return DeviceKeyOut.model_validate(
+            await terminals.rotate_key_by_device(conn, settings, device)
+        )
