@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from campuscard.api.answers import PendingApprovalOut, PersonBalancesOut
 from campuscard.api.deps import Body, CurrentActor
 from campuscard.edge.deps import Pool, school_id_for
 from campuscard.ledger import adjustments, postings
@@ -110,6 +111,35 @@ class AccountOut(BaseModel):
     version: int
 
 
+class PersonRowOut(BaseModel):
+    id: int
+    school_id: int
+    kind: str = Field(description='"student", "staff" or "visitor"')
+    number: str = Field(description="the school's number for the person")
+    name: str
+    class_id: int | None
+    class_name: str | None
+    phone: str | None
+    category: str = Field(description='e.g. "regular"; subsidy rules and fees go by it')
+    account_status: str = Field(description='the card account: "active", "closed", …')
+    status: str = Field(description="the person's own status at the school")
+
+
+class GuardianOut(BaseModel):
+    id: int
+    name: str
+    phone: str
+    relation: str = Field(description='e.g. "parent"')
+
+
+class PersonOut(PersonRowOut):
+    guardians: list[GuardianOut]
+
+
+class PersonDetailOut(PersonOut):
+    balances: PersonBalancesOut
+
+
 @router.post("/schools", status_code=201)
 async def create_school(body: SchoolIn, pool: Pool, actor: CurrentActor) -> SchoolCreated:
     async with pool.acquire() as conn:
@@ -153,44 +183,46 @@ async def search_persons(
     class_id: int | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> list[dict[str, Any]]:
+) -> list[PersonRowOut]:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
-        return await directory.search_persons(
+        rows = await directory.search_persons(
             conn, actor, school_id, query=q, class_id=class_id, limit=limit, offset=offset
         )
+    return [PersonRowOut.model_validate(r) for r in rows]
 
 
 @router.post("/schools/{school}/persons", status_code=201)
-async def create_person(
-    school: str, body: PersonIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+async def create_person(school: str, body: PersonIn, pool: Pool, actor: CurrentActor) -> PersonOut:
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
         person_id = await directory.create_person(
             conn, actor, school_id, directory.PersonData(**body.model_dump())
         )
-        return await directory.get_person(conn, actor, person_id)
+        return PersonOut.model_validate(await directory.get_person(conn, actor, person_id))
 
 
-@router.get("/persons/{person_id}")
-async def get_person(person_id: int, pool: Pool, actor: CurrentActor) -> dict[str, Any]:
+@router.get("/persons/{person_id}", response_model_exclude_unset=True)
+async def get_person(person_id: int, pool: Pool, actor: CurrentActor) -> PersonDetailOut:
+    """The person, guardians and balances (a purse not yet opened is left out)."""
     async with pool.acquire() as conn:
         person = await directory.get_person(conn, actor, person_id)
         person["balances"] = postings.balances_view(
             await postings.purse_balances(conn, person_id),
             await postings.purse_held(conn, person_id),
         )
-        return person
+        return PersonDetailOut.model_validate(person)
 
 
 @router.patch("/persons/{person_id}")
 async def update_person(
     person_id: int, body: PersonPatch, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> PersonOut:
     async with pool.acquire() as conn:
-        return await directory.update_person(
-            conn, actor, person_id, body.model_dump(exclude_unset=True)
+        return PersonOut.model_validate(
+            await directory.update_person(
+                conn, actor, person_id, body.model_dump(exclude_unset=True)
+            )
         )
 
 
@@ -222,7 +254,9 @@ async def audit_log(
     return [AuditEntryOut.model_validate(e) for e in entries]
 
 
-@router.post("/schools/{school}/ledger/adjustments")
+@router.post(
+    "/schools/{school}/ledger/adjustments", status_code=202, response_model=PendingApprovalOut
+)
 async def create_adjustment(
     school: str, body: AdjustmentIn, pool: Pool, actor: CurrentActor
 ) -> JSONResponse:

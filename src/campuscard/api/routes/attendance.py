@@ -354,7 +354,13 @@ async def month_summary(
 
 @router.get(
     "/classes/{class_id}/export",
-    responses=ERRORS | {200: {"content": {XLSX: {}}, "description": "the month's workbook"}},
+    responses=ERRORS
+    | {
+        200: {
+            "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
+            "description": "the month's workbook",
+        }
+    },
     response_class=Response,
 )
 async def month_export(

@@ -43,6 +43,33 @@ class FeeItemOut(BaseModel):
     owed: str
 
 
+class FeeItemCreated(BaseModel):
+    id: int
+    term: str
+    kind: str
+    name: str
+    amount: str | None = Field(description="yuan for everyone; none: by rate or sheet only")
+    due_date: str
+    rates: list[RateOut] = Field(description="the amounts per class, major or dorm building")
+
+
+class InstalmentOut(BaseModel):
+    seq: int
+    due_date: str
+    amount: str = Field(description="yuan")
+
+
+class PlanOut(BaseModel):
+    bill_id: int
+    instalments: list[InstalmentOut]
+
+
+class DeferralOut(BaseModel):
+    bill_id: int
+    deferred_until: str
+    holds_lifted: int = Field(description="holds the bill had placed that are lifted now")
+
+
 class RateIn(Body):
     scope: Literal["class", "major", "dorm"]
     value: str = Field(min_length=1, max_length=64, description="class name, major or dorm")
@@ -113,20 +140,22 @@ async def fee_items(
 @router.post("/fee-items", status_code=201)
 async def create_fee_item(
     school: str, body: FeeItemIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> FeeItemCreated:
     """A fee item of a term: an amount for everyone and/or rates per class, major or dorm
     building (the most specific wins); neither: billed from sheets only."""
     school_id = await school_id_for(pool, actor, school)
-    return await billing.do_create_item(
-        pool,
-        actor,
-        school_id,
-        term=body.term,
-        kind=body.kind,
-        name=body.name,
-        amount=body.amount,
-        due_date=body.due_date,
-        rates=[billing.Rate(r.scope, r.value, r.amount) for r in body.rates],
+    return FeeItemCreated.model_validate(
+        await billing.do_create_item(
+            pool,
+            actor,
+            school_id,
+            term=body.term,
+            kind=body.kind,
+            name=body.name,
+            amount=body.amount,
+            due_date=body.due_date,
+            rates=[billing.Rate(r.scope, r.value, r.amount) for r in body.rates],
+        )
     )
 
 
@@ -169,28 +198,32 @@ async def school_bills(
 @router.post("/bills/{bill_id}/plan")
 async def set_plan(
     school: str, bill_id: Id, body: PlanIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> PlanOut:
     """Split what is left of the bill's items into instalments (分期)."""
     school_id = await school_id_for(pool, actor, school)
-    return await billing.do_set_plan(
-        pool,
-        actor,
-        school_id,
-        bill_id,
-        instalments=body.instalments,
-        first_due=body.first_due,
-        every_days=body.every_days,
+    return PlanOut.model_validate(
+        await billing.do_set_plan(
+            pool,
+            actor,
+            school_id,
+            bill_id,
+            instalments=body.instalments,
+            first_due=body.first_due,
+            every_days=body.every_days,
+        )
     )
 
 
 @router.post("/bills/{bill_id}/deferral")
 async def defer(
     school: str, bill_id: Id, body: DeferIn, pool: Pool, actor: CurrentActor
-) -> dict[str, Any]:
+) -> DeferralOut:
     """Green channel (绿色通道): no late fee or hold until ``until``; holds placed are lifted."""
     school_id = await school_id_for(pool, actor, school)
-    return await billing.do_defer(
-        pool, actor, school_id, bill_id, until=body.until, reason=body.reason
+    return DeferralOut.model_validate(
+        await billing.do_defer(
+            pool, actor, school_id, bill_id, until=body.until, reason=body.reason
+        )
     )
 
 

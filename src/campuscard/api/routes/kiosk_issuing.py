@@ -3,11 +3,11 @@ kiosk (a terminal of kind 'kiosk', see docs/terminal-protocol.md); the school is
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from campuscard.api.deps import Body
 from campuscard.api.terminal_auth import SignedDevice
@@ -48,6 +48,73 @@ class FailureIn(Body):
     release: bool = Field(description="false: retry on this kiosk; true: free the code")
 
 
+# --- answers ------------------------------------------------------------------------------
+
+
+class ScryptOut(BaseModel):
+    salt: str
+    n: int
+    r: int
+    p: int
+    length: int = Field(description="bytes of output")
+
+
+class PickupKeyOut(BaseModel):
+    algorithm: str = Field(description='"HMAC-SHA256(key, scrypt(code))"')
+    key: str = Field(description="this kiosk's key (hex)")
+    scrypt: ScryptOut = Field(description="the scrypt parameters")
+
+
+class StudentOut(BaseModel):
+    name: str
+    number: str
+    class_: str | None = Field(alias="class", description="the student's class")
+
+
+class PickupItemOut(BaseModel):
+    pickup_id: int
+    version: int
+    state: str = Field(description='"ready", "authorized", "issued", "expired" or "revoked"')
+    live: bool = Field(description="the kiosk may accept this code now")
+    kiosk_hash: str | None = Field(description="the code's hash for this kiosk, while ready")
+    expires_at: str
+    student: StudentOut
+
+
+class PickupFeedOut(BaseModel):
+    version: int = Field(description="ask with since= this next time")
+    more: bool = Field(description="more changes wait: ask again at once")
+    items: list[PickupItemOut]
+
+
+class CardDataOut(BaseModel):
+    name: str
+    number: str
+    class_: str | None = Field(alias="class")
+    school: str
+
+
+class AuthorizedOut(BaseModel):
+    pickup_id: int
+    state: str = Field(description='"authorized"')
+    authorized_at: str
+    dispense_failures: int
+    card_data: CardDataOut = Field(description="what the kiosk writes onto the card")
+
+
+class PickupIssuedOut(BaseModel):
+    pickup_id: int
+    state: str = Field(description='"issued"')
+    card_id: int
+    card_number: str
+
+
+class PickupFailureOut(BaseModel):
+    pickup_id: int
+    state: str = Field(description='"ready" (released) or "authorized" (retry here)')
+    dispense_failures: int
+
+
 async def kiosk_of(pool: Pool, signed: SignedTerminal) -> pickup.Kiosk:
     if signed.terminal.kind != "kiosk":
         raise Forbidden("only a self-service kiosk may do this", code="NOT_A_KIOSK")
@@ -56,22 +123,22 @@ async def kiosk_of(pool: Pool, signed: SignedTerminal) -> pickup.Kiosk:
 
 
 @router.get("/pickup-key")
-async def pickup_key(signed: SignedDevice, pool: Pool, settings: AppSettings) -> dict[str, Any]:
+async def pickup_key(signed: SignedDevice, pool: Pool, settings: AppSettings) -> PickupKeyOut:
     """The key this kiosk checks typed codes with:
     kiosk_hash = HMAC-SHA256(key, scrypt(code, salt, N, r, p=1, 32 bytes))."""
     kiosk = await kiosk_of(pool, signed)
     master = settings.master_key.get_secret_value().encode()
-    return {
-        "algorithm": "HMAC-SHA256(key, scrypt(code))",
-        "key": codes.kiosk_key(master, kiosk.sn).hex(),
-        "scrypt": {
-            "salt": codes.KIOSK_SALT.decode(),
-            "n": codes.KIOSK_SCRYPT_N,
-            "r": codes.KIOSK_SCRYPT_R,
-            "p": 1,
-            "length": 32,
-        },
-    }
+    return PickupKeyOut(
+        algorithm="HMAC-SHA256(key, scrypt(code))",
+        key=codes.kiosk_key(master, kiosk.sn).hex(),
+        scrypt=ScryptOut(
+            salt=codes.KIOSK_SALT.decode(),
+            n=codes.KIOSK_SCRYPT_N,
+            r=codes.KIOSK_SCRYPT_R,
+            p=1,
+            length=32,
+        ),
+    )
 
 
 @router.get("/pickups")
@@ -79,24 +146,31 @@ async def pickups(
     signed: SignedDevice,
     pool: Pool,
     since: Annotated[int, Query(ge=0, description="the last version the kiosk has")] = 0,
-) -> dict[str, Any]:
+) -> PickupFeedOut:
     kiosk = await kiosk_of(pool, signed)
     async with pool.acquire() as conn:
-        return await pickup.kiosk_feed(conn, kiosk, since=since)
+        return PickupFeedOut.model_validate(await pickup.kiosk_feed(conn, kiosk, since=since))
 
 
 @router.post("/pickups/authorize")
 async def authorize(
     body: AuthorizeIn, signed: SignedDevice, pool: Pool, settings: AppSettings
-) -> dict[str, Any]:
+) -> AuthorizedOut:
     kiosk = await kiosk_of(pool, signed)
     async with pool.acquire() as conn:
-        return await pickup.do_authorize(
-            conn, settings, kiosk, body.code, session_id=body.session_id, pickup_id=body.pickup_id
+        return AuthorizedOut.model_validate(
+            await pickup.do_authorize(
+                conn,
+                settings,
+                kiosk,
+                body.code,
+                session_id=body.session_id,
+                pickup_id=body.pickup_id,
+            )
         )
 
 
-@router.post("/pickups/{pickup_id}/complete")
+@router.post("/pickups/{pickup_id}/complete", response_model=PickupIssuedOut)
 async def complete(
     pickup_id: int, body: CompleteIn, signed: SignedDevice, pool: Pool
 ) -> JSONResponse:
@@ -120,9 +194,11 @@ async def complete(
 @router.post("/pickups/{pickup_id}/failure")
 async def failure(
     pickup_id: int, body: FailureIn, signed: SignedDevice, pool: Pool
-) -> dict[str, Any]:
+) -> PickupFailureOut:
     kiosk = await kiosk_of(pool, signed)
     async with pool.acquire() as conn:
-        return await pickup.do_report_failure(
-            conn, kiosk, pickup_id, reason=body.reason, release=body.release
+        return PickupFailureOut.model_validate(
+            await pickup.do_report_failure(
+                conn, kiosk, pickup_id, reason=body.reason, release=body.release
+            )
         )

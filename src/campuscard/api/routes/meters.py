@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from campuscard.api.deps import Body
 from campuscard.api.terminal_auth import SignedDevice
@@ -35,6 +34,39 @@ class EndIn(Body):
     units: int = Field(ge=0, le=10_000_000, description="seconds, pulses, cycles, minutes or trips")
 
 
+# --- answers ------------------------------------------------------------------------------
+
+
+class TierOut(BaseModel):
+    upto: int | None = Field(description="units of the day where this tier ends (none: no end)")
+    rate: int = Field(description="thousandths of a fen per unit")
+
+
+class TariffOut(BaseModel):
+    kind: str = Field(description='"shower", "water", "laundry", "computer_lab" or "bus"')
+    unit: str = Field(description='"second", "pulse", "cycle", "minute" or "trip"')
+    ladders: dict[str, list[TierOut]] = Field(
+        description='card kind ("student", "staff", "temporary") to its daily price ladder'
+    )
+    session_cap: int = Field(description="fen: the most one session may take")
+    daily_amount_cap: int = Field(description="fen per person and day")
+    daily_count_cap: int = Field(description="sessions per person and day")
+    min_gap_seconds: int = Field(description="between one session's end and the next start")
+    max_session_units: int = Field(description="the device stops a session here")
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    kind: str
+    unit: str
+    state: str = Field(description='"open" while running, then "ended" (or "expired")')
+    authorised: str = Field(description="yuan held for the session")
+    max_units: int = Field(description="what the authorised amount buys; the device stops there")
+    units: int | None = Field(description="units used (once ended)")
+    charged: str | None = Field(description="yuan captured from the hold (once ended)")
+    released: str | None = Field(description="yuan of the hold given back (once ended)")
+
+
 def _answer(result: sessions.SessionAnswer) -> JSONResponse:
     body = asdict(result)
     replayed = body.pop("replayed")
@@ -42,7 +74,7 @@ def _answer(result: sessions.SessionAnswer) -> JSONResponse:
 
 
 @router.get("/tariff")
-async def tariff(device: SignedDevice, pool: Pool) -> dict[str, Any]:
+async def tariff(device: SignedDevice, pool: Pool) -> TariffOut:
     """The device's kind and tariff, to show prices and stop a session at its units."""
     async with transaction(pool) as tx:
         await terminals.record_nonce(tx, device)
@@ -50,10 +82,10 @@ async def tariff(device: SignedDevice, pool: Pool) -> dict[str, Any]:
     if meter is None:
         raise NotFound("this terminal is not a metered device", field="terminal")
     t = meter["tariff"]
-    return t if isinstance(t, dict) else dict(json.loads(t))
+    return TariffOut.model_validate(t if isinstance(t, dict) else json.loads(t))
 
 
-@router.post("/start")
+@router.post("/start", response_model=SessionOut)
 async def start(body: StartIn, device: SignedDevice, pool: Pool) -> JSONResponse:
     """A card asks to start: a hold for the authorised amount; the units it buys come back."""
     async with transaction(pool) as tx:
@@ -69,7 +101,7 @@ async def start(body: StartIn, device: SignedDevice, pool: Pool) -> JSONResponse
     return _answer(result)
 
 
-@router.post("/end")
+@router.post("/end", response_model=SessionOut)
 async def end(body: EndIn, device: SignedDevice, pool: Pool) -> JSONResponse:
     """The units used: their price is captured from the hold, the rest released."""
     async with transaction(pool) as tx:

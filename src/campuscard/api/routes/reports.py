@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from campuscard.api.deps import CurrentActor
 from campuscard.documents import exports
@@ -39,6 +40,61 @@ CONSUMPTION_COLUMNS = (
 )
 
 
+class ChannelDayOut(BaseModel):
+    business_date: str
+    channel: str
+    sales_count: int
+    gross: str = Field(description="yuan sold")
+    net_sales: str = Field(description="yuan sold less refunds and reversals")
+
+
+class MerchantDayRowOut(ChannelDayOut):
+    merchant_id: int
+    merchant: str = Field(description="the merchant's name")
+    refunds: str = Field(description="yuan refunded or reversed")
+    commission: str = Field(description="yuan kept as commission")
+    payout: str = Field(description="yuan owed to the merchant")
+
+
+class DailyReportOut(BaseModel):
+    date_from: str
+    date_to: str
+    channels: list[ChannelDayOut] = Field(description="per closed day and channel")
+    merchants: list[MerchantDayRowOut] = Field(description="per closed day and merchant")
+
+
+class ConsumptionRowOut(BaseModel):
+    group: str = Field(description="the class (— for none) or the category")
+    channel: str
+    persons: int = Field(description="students who paid")
+    payments: int
+    spent: str = Field(description="yuan")
+    per_person: str = Field(description="yuan per student, rounded half-up to the fen")
+
+
+class ConsumptionReportOut(BaseModel):
+    date_from: str
+    date_to: str
+    group_by: str = Field(description='"class" or "category"')
+    rows: list[ConsumptionRowOut]
+
+
+def _answers(model: type[BaseModel], what: str) -> dict[str, Any]:
+    """The route options of a report: JSON by default, CSV or a workbook on request."""
+    return {
+        "response_model": model,
+        "responses": {
+            200: {
+                "description": f"{what}: JSON, or with format=csv or xlsx a download",
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    XLSX: {"schema": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
+    }
+
+
 def _download(
     name: str, fmt: Format, title: str, cols: Any, rows: list[dict[str, Any]], money: set[str]
 ) -> Response:
@@ -53,7 +109,7 @@ def _download(
     )
 
 
-@router.get("/daily", response_model=None)
+@router.get("/daily", **_answers(DailyReportOut, "the daily summary"))
 async def daily(
     school: str,
     pool: Pool,
@@ -61,19 +117,19 @@ async def daily(
     date_from: Annotated[date, Query()],
     date_to: Annotated[date, Query()],
     format: Annotated[Format, Query()] = "json",
-) -> dict[str, Any] | Response:
+) -> DailyReportOut | Response:
     school_id = await school_id_for(pool, actor, school)
     reports.check_may_report(actor, school_id)
     async with pool.acquire() as conn:
         data = await reports.daily_summary(conn, school_id, date_from, date_to)
     if format == "json":
-        return data
+        return DailyReportOut.model_validate(data)
     money = {"gross", "refunds", "net_sales", "commission", "payout"}
     name = f"daily-{school}-{date_from:%Y%m%d}-{date_to:%Y%m%d}"
     return _download(name, format, "日报 Daily", DAILY_COLUMNS, data["merchants"], money)
 
 
-@router.get("/consumption", response_model=None)
+@router.get("/consumption", **_answers(ConsumptionReportOut, "consumption per group"))
 async def consumption(
     school: str,
     pool: Pool,
@@ -82,13 +138,13 @@ async def consumption(
     date_to: Annotated[date, Query()],
     group_by: Annotated[Literal["class", "category"], Query()] = "class",
     format: Annotated[Format, Query()] = "json",
-) -> dict[str, Any] | Response:
+) -> ConsumptionReportOut | Response:
     school_id = await school_id_for(pool, actor, school)
     reports.check_may_report(actor, school_id)
     async with pool.acquire() as conn:
         data = await reports.consumption(conn, school_id, date_from, date_to, group_by=group_by)
     if format == "json":
-        return data
+        return ConsumptionReportOut.model_validate(data)
     name = f"consumption-{group_by}-{school}-{date_from:%Y%m%d}-{date_to:%Y%m%d}"
     return _download(
         name,

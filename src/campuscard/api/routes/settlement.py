@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
@@ -85,6 +85,61 @@ class ClosedDayOut(DayOut):
     replayed: bool = Field(description="the day was closed before: these are its stored figures")
 
 
+class FiguresOut(BaseModel):
+    sales_count: int
+    gross: str = Field(description="yuan, as every amount here")
+    reversal_count: int
+    reversals: str
+    refund_count: int
+    refunds: str
+    other: str
+    net_sales: str
+    commission: str
+    payout: str
+    carried_count: int
+
+
+class StatementTotalsOut(FiguresOut):
+    carried_amount: str
+
+
+class StatementLineOut(FiguresOut):
+    terminal_id: int | None
+    terminal: str = Field(description='the terminal\'s serial number, or "back office"')
+    location: str | None
+    channel: str
+
+
+class BankAccountOut(BaseModel):
+    bank_code: str
+    account_no: str
+    account_name: str
+
+
+class StatementOut(BaseModel):
+    """A merchant's statement for a closed day; without sales that day only ``settled`` false,
+    the merchant, the day and no lines."""
+
+    settled: bool
+    merchant_id: int
+    merchant: str = Field(description="the merchant's name")
+    business_date: str
+    lines: list[StatementLineOut] = Field(description="one per terminal and channel")
+    settlement_id: int | None = None
+    school: str | None = Field(default=None, description="the school's name")
+    school_code: str | None = None
+    merchant_en: str | None = None
+    channel: str | None = None
+    commission_bp: int | None = Field(default=None, description="in basis points")
+    commission_rate: str | None = Field(default=None, description='e.g. "0.60%"')
+    totals: StatementTotalsOut | None = None
+    payout_status: str | None = None
+    payout_account: BankAccountOut | None = Field(
+        default=None, description="where the payout goes (none while not registered)"
+    )
+    tx_id: int | None = Field(default=None, description="the ledger transaction that settled it")
+
+
 class PayoutAccountOut(BaseModel):
     merchant_id: int
     status: str = Field(description='"set", "unchanged", or "pending_approval" (a second person)')
@@ -125,7 +180,20 @@ async def get_day(school: str, business_date: date, pool: Pool, actor: CurrentAc
         return DayOut.model_validate(await clearing.day_view(conn, school_id, business_date))
 
 
-@router.get("/days/{business_date}/merchants/{merchant_id}/statement", response_model=None)
+@router.get(
+    "/days/{business_date}/merchants/{merchant_id}/statement",
+    response_model=StatementOut,
+    response_model_exclude_unset=True,
+    responses={
+        200: {
+            "description": "the statement: JSON, or with format=html a page, xlsx a workbook",
+            "content": {
+                "text/html": {"schema": {"type": "string"}},
+                XLSX: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
 async def get_statement(
     school: str,
     business_date: date,
@@ -133,7 +201,7 @@ async def get_statement(
     pool: Pool,
     actor: CurrentActor,
     format: Annotated[Literal["json", "html", "xlsx"], Query()] = "json",
-) -> dict[str, Any] | Response:
+) -> StatementOut | Response:
     school_id = await school_id_for(pool, actor, school)
     clearing.check_may_read(actor, school_id, merchant_id)
     async with pool.acquire() as conn:
@@ -147,7 +215,7 @@ async def get_statement(
             media_type=XLSX,
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
-    return st
+    return StatementOut.model_validate(st)
 
 
 @router.get(
