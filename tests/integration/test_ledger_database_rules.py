@@ -161,3 +161,49 @@ async def test_idempotency_keys_are_unique(conn: Conn) -> None:
             "INSERT INTO idempotency_keys(school_id, scope, key, request_hash) "
             "VALUES (0, 't', 'abcdefgh', 'h2')"
         )
+
+
+async def test_post_many_books_each_transaction_as_post_does_or_none(conn: Conn) -> None:
+    # several journal transactions in one round trip: each as post books it, in order; one
+    # that would take a purse below its floor refuses them all
+    school_id, purses, bank = await _setup(conn)
+    cash = purses["cash"]
+    async with conn.transaction():
+        ids = await postings.post_many(
+            conn,
+            school_id=school_id,
+            bookings=[
+                postings.Booking("model", postings.legs_move(cash, bank, 300), ref="a", memo="m"),
+                postings.Booking("model", postings.legs_move(bank, cash, 50), meta={"k": 1}),
+                postings.Booking("model", postings.legs_move(cash, bank, 100), actor="t1"),
+            ],
+        )
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    rows = await conn.fetch(
+        "SELECT id, ref, memo, actor, meta FROM journal_tx WHERE id = ANY($1) ORDER BY id", ids
+    )
+    assert [(r["ref"], r["memo"], r["actor"]) for r in rows] == [
+        ("a", "m", "system"),
+        (None, "", "system"),
+        (None, "", "t1"),
+    ]
+    assert rows[1]["meta"] == {"k": 1}
+    after = [
+        r["balance_after"]
+        for r in await conn.fetch(
+            "SELECT balance_after FROM postings WHERE account_id = $1 ORDER BY tx_id", cash
+        )
+    ]
+    assert after[-3:] == [700, 750, 650]
+    with pytest.raises(InsufficientFunds):
+        async with conn.transaction():
+            await postings.post_many(
+                conn,
+                school_id=school_id,
+                bookings=[
+                    postings.Booking("model", postings.legs_move(cash, bank, 600)),
+                    postings.Booking("model", postings.legs_move(cash, bank, 60)),
+                ],
+            )
+    assert await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", cash) == 650
+    assert (await check_ledger(conn)).ok

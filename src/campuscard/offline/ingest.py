@@ -589,7 +589,8 @@ async def _book(
             | ({receivable} if any(overdraft_by_terminal.values()) else set())
         ),
     )
-    out: dict[int, int] = {}
+    # every device's transaction in one round trip (an upload often settles dozens of tills)
+    bookings: list[postings.Booking] = []
     for terminal_id in terminal_ids:
         sn, merchant_account, merchant_name = shard_of[terminal_id]
         tx_legs = [postings.Leg(acc, fen) for acc, fen in sorted(legs[terminal_id].items()) if fen]
@@ -597,16 +598,18 @@ async def _book(
             tx_legs.append(postings.Leg(receivable, -overdraft_by_terminal[terminal_id]))
         total = -sum(leg.amount for leg in tx_legs)
         tx_legs.append(postings.Leg(merchant_account, total))
-        out[terminal_id] = await postings.post(
-            tx,
-            school_id=school_id,
-            kind="offline_payment",
-            legs=tx_legs,
-            ref=f"offline:{terminal_id}",
-            memo=merchant_name,
-            actor=sn,
-            meta={"terminal_id": terminal_id},
+        bookings.append(
+            postings.Booking(
+                kind="offline_payment",
+                legs=tx_legs,
+                ref=f"offline:{terminal_id}",
+                memo=merchant_name,
+                actor=sn,
+                meta={"terminal_id": terminal_id},
+            )
         )
+    tx_ids = await postings.post_many(tx, school_id=school_id, bookings=bookings)
+    out = dict(zip(terminal_ids, tx_ids, strict=True))
     return out, {t: shard_of[t][0] for t in terminal_ids}
 
 
