@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -16,7 +18,10 @@ from campuscard.access import model
 from campuscard.people import directory
 from tests.support import ROOT, make_school, make_user
 from tests.support_access import make_campus
+from tests.support_payments import make_cardholder
 from tests.support_web import csrf_from, web_login
+
+TZ = ZoneInfo("Asia/Shanghai")
 
 
 def _field_error(html: str, field: str) -> str:
@@ -256,6 +261,57 @@ async def test_only_the_model_keepers_get_the_forms(
         data={"csrf_token": csrf, "name": "x", "antipassback": "off", "reset_hour": "4"},
     )
     assert r.status_code == 403
+    # but issues visitor cards and moves people into buildings, on their forms
+    assert 'href="/admin/s/TST/access/visitor/new"' in page.text
+    tomorrow = (datetime.now(TZ) + timedelta(days=1)).date().isoformat()
+    visitor = {
+        "csrf_token": csrf,
+        "name": "李教授",
+        "number": "V2026001",
+        "phone": "13800000000",
+        "card_number": "12AB",
+        "card_uid": "04AA0001",
+        "host": "物理系",
+        "purpose": "学术访问",
+        "valid_from": f"{tomorrow}T08:00",
+        "valid_until": f"{tomorrow}T18:00",
+        "group_ids": str(campus.gates),
+        "schedule_id": str(campus.always),
+    }
+    form = await client.get("/admin/s/TST/access/visitor/new")
+    assert form.status_code == 200 and 'name="group_ids"' in form.text
+    r = await client.post("/admin/s/TST/access/visitor/new", data=visitor)
+    assert r.status_code == 422, r.text[-3000:]
+    assert re.search(r'data-testid="err-card_number">[^<]+<', r.text)
+    assert await conn.fetchval("SELECT count(*) FROM persons WHERE number = 'V2026001'") == 0
+    r = await client.post(
+        "/admin/s/TST/access/visitor/new", data=visitor | {"card_number": "990000000001"}
+    )
+    assert r.status_code == 303, r.text
+    page = await client.get("/admin/s/TST/access")
+    assert "李教授" in page.text and f"{tomorrow} 18:00" in page.text
+    until = await conn.fetchval("SELECT valid_until FROM access_visitors")
+    assert until == datetime.fromisoformat(f"{tomorrow}T18:00").replace(tzinfo=TZ)
+    student, _ = await make_cardholder(conn, campus.school_id, "S1")
+    building = await model.create_building(
+        conn, ROOT, campus.school_id, name="7号楼", group_id=campus.dorms, schedule_id=campus.always
+    )
+    move = {
+        "csrf_token": csrf,
+        "person_number": "S404",
+        "building_id": str(building),
+        "room": "301",
+    }
+    r = await client.post("/admin/s/TST/access/dorm/new", data=move)
+    assert r.status_code == 404 and "本校没有这个学号或工号" in r.text
+    r = await client.post("/admin/s/TST/access/dorm/new", data=move | {"person_number": "S1"})
+    assert r.status_code == 303
+    assert (
+        await conn.fetchval(
+            "SELECT building_id FROM access_dorm_assignments WHERE person_id = $1", student
+        )
+        == building
+    )
     # an administrator does not reach another school's rows, nor posts without the token
     await web_login(client, "admin", "TST")
     assert (await client.get(f"/admin/s/TST/access/zone/{foreign}/edit")).status_code == 404

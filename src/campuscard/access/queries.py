@@ -229,3 +229,22 @@ async def list_state(conn: Conn, school_id: int) -> dict[str, Any]:
         school_id,
     )
     return dict(row) if row is not None else {"version": 0, "refreshed_at": None, "pending": False}
+
+
+async def visitors(
+    conn: Conn, actor: Actor, school_id: int, *, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Visitors whose card is still valid or ended in the last week, newest first."""
+    actor.require(*READ_ROLES, school_id=school_id)
+    rows = await conn.fetch(
+        """SELECT v.id, p.name, p.number, c.number AS card_number, v.host, v.purpose,
+                  v.valid_from, v.valid_until, v.state
+             FROM access_visitors v
+             JOIN persons p ON p.school_id = v.school_id AND p.id = v.person_id
+             JOIN cards c ON c.school_id = v.school_id AND c.id = v.card_id
+            WHERE v.school_id = $1 AND v.valid_until > now() - interval '7 days'
+            ORDER BY v.valid_from DESC, v.id DESC LIMIT $2""",
+        school_id,
+        limit,
+    )
+    return [dict(r) for r in rows]

@@ -5,6 +5,7 @@ itself (jobs.py), and leaves every list at the next sync."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,9 +16,10 @@ from campuscard.db.tx import Tx, owns_transaction, transaction
 from campuscard.people import directory
 from campuscard.platform import audit
 from campuscard.platform.actors import SYSTEM, Actor
-from campuscard.platform.errors import ValidationFailed
+from campuscard.platform.errors import DomainError, ValidationFailed
 
 MAX_DAYS = 366
+CARD_FIELDS = {"number": "card_number", "uid": "card_uid"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,15 @@ async def issue_visitor_card(
 ) -> VisitorCard:
     """A visitor record, a temporary card and one grant per door group, all for the window."""
     actor.require(*model.GRANT_ROLES, school_id=school_id)
+    name = model.check_name(name)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", number):
+        raise ValidationFailed("number: 1-32 letters, digits, _ or -", field="number")
+    if phone is not None and not re.fullmatch(r"\+?[0-9]{5,20}", phone):
+        raise ValidationFailed("phone: 5-20 digits, an optional leading +", field="phone")
+    if len(host) > 64:
+        raise ValidationFailed("host: at most 64 characters", field="host")
+    if len(purpose) > 200:
+        raise ValidationFailed("purpose: at most 200 characters", field="purpose")
     start = model.to_minute(valid_from, "valid_from")
     end = model.to_minute(valid_until, "valid_until")
     assert start is not None
@@ -75,16 +86,23 @@ async def issue_visitor_card(
         end,
         school_id,
     )
-    card = await lifecycle.issue_card.in_tx(
-        tx,
-        actor,
-        person_id=person_id,
-        number=card_number,
-        uid=card_uid,
-        kind="temporary",
-        expires_on=last_day,
-        reason="visitor",
-    )
+    try:
+        card = await lifecycle.issue_card.in_tx(
+            tx,
+            actor,
+            person_id=person_id,
+            number=card_number,
+            uid=card_uid,
+            kind="temporary",
+            expires_on=last_day,
+            reason="visitor",
+        )
+    except DomainError as err:  # the card's own fields, named as this use case names them
+        if err.field not in CARD_FIELDS:
+            raise
+        raise type(err)(
+            err.message, code=err.code, field=CARD_FIELDS[err.field], status=err.status
+        ) from err
     grants = [
         await model.grant_in_tx(
             tx,

@@ -48,10 +48,12 @@ async def _access_page(
         )
         today, tz = await school_today(conn, school_id)
         lists = await queries.list_state(conn, school_id)
+        guests = await queries.visitors(conn, actor, school_id)
     return render(
         page,
         "admin/access.html",
         lists=lists,
+        guests=guests,
         status=error.status if error else 200,
         o=overview,
         classes=classes,
@@ -107,7 +109,7 @@ async def remove_day(page: PostPage, pool: Pool, code: SchoolCode, day: date) ->
     return redirect(f"/admin/s/{code}/access#days", request=page.request)
 
 
-def _minute(text: str, tz: str, field: str) -> datetime | None:
+def school_minute(text: str, tz: str, field: str) -> datetime | None:
     """A datetime-local field (school time, to the minute) as an aware time."""
     text = text.strip()
     if not text:
@@ -161,8 +163,8 @@ async def add_grant(
             subject_value=value,
             group_id=group_id,
             schedule_id=schedule_id,
-            valid_from=_minute(valid_from, tz, "valid_from"),
-            valid_until=_minute(valid_until, tz, "valid_until"),
+            valid_from=school_minute(valid_from, tz, "valid_from"),
+            valid_until=school_minute(valid_until, tz, "valid_until"),
             note=note.strip(),
         )
     except DomainError as err:

@@ -16,13 +16,15 @@ from fastapi import APIRouter, Path
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
-from campuscard.access import model, queries
+from campuscard.access import model, queries, visitors
+from campuscard.access.lists import school_today
 from campuscard.access.rules import MAX_INTERVALS_PER_DAY
 from campuscard.attendance import model as attendance_model
 from campuscard.attendance import rules as attendance_rules
 from campuscard.db.pool import PgPool
 from campuscard.edge.deps import Pool
 from campuscard.platform.errors import DomainError, NotFound, ValidationFailed
+from campuscard.web.admin.access import school_minute
 from campuscard.web.admin.routes import SchoolCode, enter
 from campuscard.web.core import (
     Page,
@@ -36,9 +38,22 @@ from campuscard.web.core import (
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
-KINDS = ("zone", "door", "group", "schedule", "building", "point", "period", "teachers")
+KINDS = (
+    "zone",
+    "door",
+    "group",
+    "schedule",
+    "building",
+    "point",
+    "period",
+    "teachers",
+    "visitor",
+    "dorm",
+)
 NEW_KINDS = tuple(k for k in KINDS if k != "teachers")
-EDIT_KINDS = tuple(k for k in KINDS if k != "period")  # a period is ended, not edited
+# a period is ended, not edited; a visitor card is issued once; a move is a new assignment
+EDIT_KINDS = tuple(k for k in KINDS if k not in ("period", "visitor", "dorm"))
+CARD_CENTER_KINDS = ("visitor", "dorm")  # the card center's as well as the administrators'
 KindNew = Annotated[str, Path(pattern="^(" + "|".join(NEW_KINDS) + ")$")]
 KindEdit = Annotated[str, Path(pattern="^(" + "|".join(EDIT_KINDS) + ")$")]
 RowId = Annotated[int, Path(ge=1, le=2**62)]
@@ -52,6 +67,8 @@ ANCHOR = {
     "point": "points",
     "period": "periods",
     "teachers": "teachers",
+    "visitor": "visitors",
+    "dorm": "buildings",
 }
 WEEKDAYS = (1, 2, 3, 4, 5, 6, 7)
 SLOTS = 3  # interval rows shown per day; an edit shows one more than it holds, up to the cap
@@ -62,8 +79,12 @@ async def _enter_model(page: Page, pool: PgPool, code: str, kind: str) -> int:
     """The school, if the actor keeps its access model (attendance: its administrators)."""
     school_id = await enter(page, pool, code, "a.access")
     assert page.user is not None
-    roles = attendance_model.ADMIN_ROLES if kind in ("point", "period", "teachers") else None
-    page.user.require(*(roles or model.MODEL_ROLES), school_id=school_id)
+    roles = model.MODEL_ROLES
+    if kind in ("point", "period", "teachers"):
+        roles = attendance_model.ADMIN_ROLES
+    elif kind in CARD_CENTER_KINDS:
+        roles = model.GRANT_ROLES
+    page.user.require(*roles, school_id=school_id)
     return school_id
 
 
@@ -117,7 +138,7 @@ def _intervals(form: FormData, prefix: str, where: str) -> list[list[str]]:
 def _form_values(kind: str, form: FormData) -> dict[str, Any]:
     """What the person typed, to show again beside a refusal."""
     values: dict[str, Any] = {k: v for k, v in form.items() if k != "csrf_token"}
-    for many in ("door_ids", "weekdays", "user_ids"):
+    for many in ("door_ids", "weekdays", "user_ids", "group_ids"):
         values[many] = [int(v) for v in form.getlist(many) if isinstance(v, str) and v.isdigit()]
     for flag in ("exit_reader", "on_holidays", "notify_guardians"):
         values[flag] = _flag(form, flag)
@@ -225,11 +246,73 @@ async def _save(
             on_holidays=_flag(form, "on_holidays"),
             notify_guardians=_flag(form, "notify_guardians"),
         )
+    elif kind == "visitor":
+        await _issue_visitor(page, pool, school_id, form, name)
+    elif kind == "dorm":
+        await _move(page, pool, school_id, form)
     else:  # teachers of a class
         assert row_id is not None
         await attendance_model.set_class_teachers(
             pool, actor, school_id, row_id, user_ids=_ids(form, "user_ids")
         )
+
+
+async def _times(pool: PgPool, school_id: int, form: FormData) -> tuple[Any, Any]:
+    """A form's valid_from and valid_until (datetime-local, school time) as aware times."""
+    async with pool.acquire() as conn:
+        _, tz = await school_today(conn, school_id)
+    return (
+        school_minute(_text(form, "valid_from", 20), tz, "valid_from"),
+        school_minute(_text(form, "valid_until", 20), tz, "valid_until"),
+    )
+
+
+async def _issue_visitor(
+    page: Page, pool: PgPool, school_id: int, form: FormData, name: str
+) -> None:
+    assert page.user is not None
+    start, end = await _times(pool, school_id, form)
+    if start is None:
+        raise ValidationFailed("valid_from: when the card starts to open doors", field="valid_from")
+    if end is None:
+        raise ValidationFailed("valid_until: when the card stops", field="valid_until")
+    await visitors.issue_visitor_card(
+        pool,
+        page.user,
+        school_id,
+        name=name,
+        number=_text(form, "number", 32),
+        phone=_text(form, "phone", 20) or None,
+        card_number=_text(form, "card_number", 20),
+        card_uid=_text(form, "card_uid", 20),
+        host=_text(form, "host", 64),
+        purpose=_text(form, "purpose", 200),
+        valid_from=start,
+        valid_until=end,
+        group_ids=_ids(form, "group_ids"),
+        schedule_id=_int(form, "schedule_id") or 0,
+    )
+
+
+async def _move(page: Page, pool: PgPool, school_id: int, form: FormData) -> None:
+    """A person moves into a building (its doors open for them), or out of any."""
+    assert page.user is not None
+    number = _text(form, "person_number", 32)
+    async with pool.acquire() as conn:
+        person_id = await queries.person_by_number(conn, school_id, number) if number else None
+    if person_id is None:
+        raise NotFound("no person with this number in this school", field="person_number")
+    start, end = await _times(pool, school_id, form)
+    await model.assign_dorm(
+        pool,
+        page.user,
+        school_id,
+        person_id=person_id,
+        building_id=_int(form, "building_id", required=False),
+        room=_text(form, "room", 16),
+        valid_from=start,
+        valid_until=end,
+    )
 
 
 # Showing the form ----------------------------------------------------------------------------
@@ -285,7 +368,11 @@ async def _form_page(
     async with pool.acquire() as conn:
         overview = await queries.overview(conn, actor, school_id)
         choices = await queries.choices(conn, school_id)
-        attendance = await attendance_model.overview(conn, actor, school_id)
+        points = (
+            (await attendance_model.overview(conn, actor, school_id))["points"]
+            if kind == "period"
+            else []
+        )
         terminals = await queries.door_terminals(conn, school_id) if kind == "door" else []
         teachers = await queries.school_teachers(conn, school_id) if kind == "teachers" else []
     action = f"/admin/s/{page.school_code}/access/{kind}/" + (
@@ -303,7 +390,7 @@ async def _form_page(
         slots=_slots(values) if kind == "schedule" else {},
         o=overview,
         classes=choices["classes"],
-        points=attendance["points"],
+        points=points,
         terminals=terminals,
         teachers=teachers,
         weekdays=WEEKDAYS,
