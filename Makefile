@@ -37,7 +37,7 @@ lint: install
 # messages.po, and tests/unit/test_web_i18n.py fails on a key used but missing from them.
 i18n: install
 	mkdir -p build
-	$(BIN)/pybabel extract -F babel.cfg -k t -k tn:1 --no-location --sort-output -o build/messages.pot .
+	$(BIN)/pybabel extract -F babel.cfg -k t -k tn:1 -k message --no-location --sort-output -o build/messages.pot .
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_web_i18n.py
 
 format: install

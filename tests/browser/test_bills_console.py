@@ -67,8 +67,8 @@ async def test_finance_sets_up_a_term_and_handles_a_student_in_hardship(
     await page.get_by_test_id("issue-bills").click()
     await expect(page.get_by_test_id("notice")).to_contain_text("新账单 2 张")
     items = page.get_by_test_id("fee-items")
-    await expect(items).to_contain_text("¥10000.00")  # tuition billed to two
-    await expect(items).to_contain_text("¥2400.00")  # accommodation billed to two
+    await expect(items).to_contain_text("¥10,000.00")  # tuition billed to two
+    await expect(items).to_contain_text("¥2,400.00")  # accommodation billed to two
     await shot(page, "bills-console-items")
 
     # then the bills list shows both overdue; one student's bill is opened
@@ -77,14 +77,14 @@ async def test_finance_sets_up_a_term_and_handles_a_student_in_hardship(
     await expect(rows).to_have_count(2)
     await expect(rows.first).to_contain_text("已逾期 40 天")
     await rows.first.locator("a").click()
-    await expect(page.get_by_test_id("bill-owed")).to_have_text("¥6200.00")
+    await expect(page.get_by_test_id("bill-owed")).to_have_text("¥6,200.00")
     # a waiver of the accommodation is proposed, and waits for a second person
-    await page.get_by_test_id("adjust-line").select_option(label="住宿费 · ¥1200.00")
+    await page.get_by_test_id("adjust-line").select_option(label="住宿费 · ¥1,200.00")
     await page.get_by_test_id("adjust-kind").select_option("waiver")
     await page.get_by_test_id("adjust-reason").fill("家庭经济困难，学院批准")
     await page.get_by_test_id("adjust-submit").click()
     await expect(page.get_by_test_id("notice")).to_contain_text("等待另一位")
-    await expect(page.get_by_test_id("bill-owed")).to_have_text("¥6200.00")
+    await expect(page.get_by_test_id("bill-owed")).to_have_text("¥6,200.00")
     # the green channel defers the rest; the plan splits it in three
     until = (today + timedelta(days=60)).isoformat()
     await page.get_by_test_id("defer-until").fill(until)
@@ -103,14 +103,14 @@ async def test_finance_sets_up_a_term_and_handles_a_student_in_hardship(
     await page.goto(f"{live_url}/admin/s/{w.code}/approvals")
     await page.locator("[data-testid^=approve-]").first.click()
     await page.goto(bill_url)
-    await expect(page.get_by_test_id("bill-owed")).to_have_text("¥5000.00")
+    await expect(page.get_by_test_id("bill-owed")).to_have_text("¥5,000.00")
     await expect(page.get_by_test_id("bill-adjustments")).to_contain_text("减免")
 
     # arrears: one bill 31-60 days overdue, one deferred; the teacher sees them by class
     await page.context.clear_cookies()
     await sign_in(page, live_url, "teacher", w.code, PASSWORD)
     await page.click("[data-menu='a.arrears']")
-    await expect(page.get_by_test_id("bucket-d31_60")).to_contain_text("¥6200.00")
+    await expect(page.get_by_test_id("bucket-d31_60")).to_contain_text("¥6,200.00")
     await expect(page.get_by_test_id("arrears-classes")).to_contain_text("计算机2601")
     assert await page.get_by_test_id("bills-nav").count() == 0
     await shot(page, "bills-console-arrears-teacher")
@@ -183,7 +183,7 @@ async def test_finance_imports_a_bill_sheet_and_reads_the_books(
     await page.click("[data-testid=bills-nav] >> text=收费报表")
     daily = page.get_by_test_id("daily-items")
     await expect(daily).to_contain_text("学费")
-    await expect(daily).to_contain_text("¥1000.00")
+    await expect(daily).to_contain_text("¥1,000.00")
     await expect(daily).to_contain_text("系统内")
     await shot(page, "bills-console-reports")
     csv = await page.request.get(f"{live_url}/admin/s/{w.code}/bills/export.csv?kind=daily")

@@ -47,7 +47,7 @@ async def test_a_student_pays_part_from_the_card_and_a_parent_pays_the_rest_onli
         # the student finds the bill from the phone's menu, with the transfer reference
         await page.goto(f"{base}/m/")
         await page.click("a.tile[href='/m/bills']")
-        await expect(page.get_by_test_id("bills-owed")).to_have_text("¥6200.00")
+        await expect(page.get_by_test_id("bills-owed")).to_have_text("¥6,200.00")
         await expect(page.get_by_test_id("payment-reference")).to_contain_text("JF")
         await page.click(f"[data-testid=bill-{bill_id}] a")
         await expect(page.get_by_test_id("bill-lines")).to_contain_text("学费")
@@ -56,17 +56,17 @@ async def test_a_student_pays_part_from_the_card_and_a_parent_pays_the_rest_onli
         await page.fill("[data-testid=pay-card-amount]", "9000")
         await page.click("[data-testid=pay-card]")
         await expect(page.get_by_test_id("error")).to_contain_text("超过了账单待缴")
-        await expect(page.get_by_test_id("bill-owed")).to_have_text("¥6200.00")
+        await expect(page.get_by_test_id("bill-owed")).to_have_text("¥6,200.00")
         # a part of it from the card
         await page.fill("[data-testid=pay-card-amount]", "1000.00")
         await page.click("[data-testid=pay-card]")
         await expect(page.get_by_test_id("paid-notice")).to_be_visible()
-        await expect(page.get_by_test_id("bill-owed")).to_have_text("¥5200.00")
+        await expect(page.get_by_test_id("bill-owed")).to_have_text("¥5,200.00")
         await expect(page.get_by_test_id("bill-payments")).to_contain_text("校园卡")
         # its numbered receipt prints on its own
         await page.click("[data-testid=paid-receipt]")
         await expect(page.get_by_test_id("receipt-no")).to_have_text(f"{w.code}-" + "2026-000001")
-        await expect(page.get_by_test_id("receipt-total")).to_have_text("¥1000.00")
+        await expect(page.get_by_test_id("receipt-total")).to_have_text("¥1,000.00")
         await expect(page.get_by_test_id("receipt-lines")).to_contain_text("学费")
         await page.emulate_media(media="print")
         await expect(page.get_by_test_id("menu")).to_be_hidden()
@@ -78,7 +78,7 @@ async def test_a_student_pays_part_from_the_card_and_a_parent_pays_the_rest_onli
         await page.context.clear_cookies()
         await sign_in(page, base, "mum", w.code, PASSWORD)
         await page.goto(f"{base}/m/bills")
-        await expect(page.get_by_test_id("bills-owed")).to_have_text("¥5200.00")
+        await expect(page.get_by_test_id("bills-owed")).to_have_text("¥5,200.00")
         await page.click(f"[data-testid=bill-{bill_id}] a")
         assert await page.get_by_test_id("pay-card").count() == 0
         await expect(page.get_by_test_id("pay-online-amount")).to_have_value("5200.00")
@@ -161,7 +161,7 @@ async def test_a_student_tops_up_the_dorm_meter_once_though_the_vendor_loses_an_
 
 def _yuan(text: str | None) -> int:
     assert text is not None
-    whole, _, fen = text.strip().lstrip("¥").partition(".")
+    whole, _, fen = text.strip().lstrip("¥").replace(",", "").partition(".")
     return int(whole) * 100 + int(fen or 0)
 
 

@@ -127,7 +127,7 @@ async def test_a_finance_office_reads_devices_holds_and_offline_uploads(
         "card counter 1 was used before"
     )
     await expect(page.get_by_test_id("offline-debts")).to_contain_text(
-        "Holders still owing offline overdraft: 1, ¥3.00 in all"
+        "Holders still owing offline overdraft: 1, CN¥3.00 in all"
     )
     await shot(page, "console-devices-en")
 

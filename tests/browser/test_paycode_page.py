@@ -76,7 +76,7 @@ async def test_bind_show_code_offline_and_see_the_payment_live(
             },
         )
     live = page.get_by_test_id("paycode-live")
-    await expect(live).to_have_text("已在 二食堂 3号窗口 支付 12.50 元，余额 87.50 元")
+    await expect(live).to_have_text("已在 二食堂 3号窗口 支付 ¥12.50，余额 ¥87.50")
     # the spent code was replaced by a fresh one (counter 1 in the same step)
     await expect(root).not_to_have_attribute("data-code", code)
     await shot(page, "paycode-paid")
@@ -94,7 +94,7 @@ async def test_bind_show_code_offline_and_see_the_payment_live(
                 "error": "密码错误",
             },
         )
-    await expect(live).to_have_text("二食堂 3号窗口 收款 5.00 元未成功：密码错误")
+    await expect(live).to_have_text("二食堂 3号窗口 收款 ¥5.00 未成功：密码错误")
 
     # with the network off the page still makes codes the server accepts
     await browser.set_offline(True)
@@ -198,9 +198,7 @@ async def test_customer_display_shows_the_amount_then_the_result(
                 "outlet": "3号窗口",
             },
         )
-    await expect(page.get_by_test_id("display-result")).to_have_text(
-        "已支付 12.50 元，余额 87.50 元"
-    )
+    await expect(page.get_by_test_id("display-result")).to_have_text("已支付 ¥12.50，余额 ¥87.50")
     await shot(page, "display-paid")
 
 
@@ -237,7 +235,7 @@ async def test_above_the_pin_threshold_the_student_confirms_on_the_phone_page(
         await shot(page, "paycode-confirm")
         await box.locator("input[name=pin]").fill("135790")
         await box.get_by_role("button", name="确认支付").click()
-        await expect(page.get_by_test_id("paycode-live")).to_contain_text("余额 420.00 元")
+        await expect(page.get_by_test_id("paycode-live")).to_contain_text("余额 ¥420.00")
         # and the till, repeating its request, gets the receipt
         done = await device_call(api, till, "POST", "/api/v1/terminal/paycode/pay", body)
         assert done.status_code == 200, done.text

@@ -13,6 +13,7 @@ from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.moneyflows import subsidies
 from campuscard.monitoring import hardship, school_rules
+from campuscard.platform import i18n
 from campuscard.platform.actors import Actor, Grant
 from campuscard.platform.errors import Conflict, Forbidden
 from tests.support import make_school, make_user
@@ -105,8 +106,11 @@ async def test_quiet_subsidy_needs_a_proposer_and_a_second_person(
         "SELECT balance FROM accounts WHERE person_id = $1 AND purse = 'subsidy'", poor
     )
     assert subsidy == 20000
-    body = await pool.fetchval(
-        "SELECT body->>'zh-CN' FROM notifications WHERE person_id = $1 AND kind = 'subsidy_issued'",
-        poor,
+    body = i18n.word(
+        "zh-CN",
+        await pool.fetchval(
+            "SELECT body FROM notifications WHERE person_id = $1 AND kind = 'subsidy_issued'",
+            poor,
+        ),
     )
     assert "伙食补贴" in body and "困难" not in body

@@ -12,7 +12,11 @@ from campuscard.web import charts, i18n
 from campuscard.web.core import safe_next
 
 SRC = Path(i18n.__file__).parents[1]  # src/campuscard
-KEYWORDS = {"t": None, "tn": (1,)}  # t("key", ...), tn("key", count, ...)
+KEYWORDS = {
+    "t": None,
+    "tn": (1,),
+    "message": None,
+}  # t("key", …), tn("key", n, …), message("key", …)
 METHODS = [("**.py", "python"), ("web/templates/**.html", "jinja2")]  # as babel.cfg
 
 

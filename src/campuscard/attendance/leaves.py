@@ -11,15 +11,9 @@ from typing import Any
 from campuscard.attendance import rules
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
-from campuscard.platform import audit, notifications
+from campuscard.platform import audit, i18n, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, NotFound, ValidationFailed
-
-KIND_TEXT = {
-    "sick": ("病假", "sick leave"),
-    "personal": ("事假", "personal leave"),
-    "other": ("其他", "leave"),
-}
 
 
 @dataclass(frozen=True)
@@ -191,7 +185,6 @@ async def request_leave(
         },
     )
     if state == "pending":
-        zh, en = KIND_TEXT[kind]
         for t in await tx.fetch(
             """SELECT user_id FROM attendance_class_teachers
                 WHERE school_id = $1 AND class_id = $2 ORDER BY user_id""",
@@ -202,11 +195,15 @@ async def request_leave(
                 tx,
                 school_id=school_id,
                 kind="attendance.leave_requested",
-                title={"zh-CN": "请假申请待审批", "en": "A leave request to decide"},
-                body={
-                    "zh-CN": f"{student['name']}（学号{student['number']}）申请{zh}：{reason}",
-                    "en": f"{student['name']} (no. {student['number']}) asks for {en}: {reason}",
-                },
+                title=i18n.message("notice.leave_requested.title"),
+                body=i18n.message(
+                    "notice.leave_requested.body",
+                    name=student["name"],
+                    number=student["number"],
+                    # notice.leave.sick, notice.leave.personal, notice.leave.other
+                    what=i18n.message(f"notice.leave.{kind}"),
+                    reason=reason,
+                ),
                 user_id=t["user_id"],
                 data={"leave_id": leave_id, "person_id": person_id},
                 dedupe_key=f"leave_requested:{school_id}:{leave_id}:{t['user_id']}",
@@ -254,13 +251,14 @@ async def decide_leave(
         before={"state": "pending"},
         after={"state": state, "note": note[:200]},
     )
-    zh, en = KIND_TEXT[row["kind"]]
-    verdict = ("已批准", "approved") if approve else ("未批准", "not approved")
-    title = {"zh-CN": f"请假申请{verdict[0]}", "en": f"Leave {verdict[1]}"}
-    body = {
-        "zh-CN": f"{row['name']}的{zh}申请{verdict[0]}" + (f"：{note}" if note else ""),
-        "en": f"{row['name']}'s request for {en} was {verdict[1]}" + (f": {note}" if note else ""),
-    }
+    # notice.leave_decided.approved / .rejected, and .approved_note / .rejected_note
+    title = i18n.message(f"notice.leave_decided.{state}")
+    body = i18n.message(
+        f"notice.leave_decided.{state}_note" if note else f"notice.leave_decided.{state}_body",
+        name=row["name"],
+        what=i18n.message(f"notice.leave.{row['kind']}"),
+        note=note,
+    )
     data = {"leave_id": leave_id, "state": state}
     await notifications.notify(
         tx,

@@ -12,7 +12,7 @@ from campuscard.access.lists import school_days
 from campuscard.attendance import rules, sheets
 from campuscard.db.pool import PgPool
 from campuscard.db.tx import Tx, owns_transaction
-from campuscard.platform import notifications
+from campuscard.platform import i18n, notifications
 
 # readers upload what they saw within seconds when online; this covers a short outage
 CLOSE_GRACE = timedelta(minutes=10)
@@ -107,13 +107,14 @@ async def close_period(
 async def _tell_parents(
     tx: Tx, school_id: int, student: sheets.Row, period: str, rule_id: int, day: date
 ) -> int:
-    title = {"zh-CN": "缺勤提醒", "en": "Absence notice"}
-    body = {
-        "zh-CN": f"{student.name}（学号{student.number}）{day.isoformat()} {period} 未签到，"
-        "也没有请假记录。如有疑问请联系班主任。",
-        "en": f"{student.name} (no. {student.number}) did not sign in for {period} on "
-        f"{day.isoformat()} and has no leave on record. Please contact the class teacher.",
-    }
+    title = i18n.message("notice.attendance_absent.title")
+    body = i18n.message(
+        "notice.attendance_absent.body",
+        name=student.name,
+        number=student.number,
+        day=i18n.day(day),
+        period=period,
+    )
     data = {"person_id": student.person_id, "rule_id": rule_id, "day": day.isoformat()}
     key = f"attendance_absent:{school_id}:{rule_id}:{day.isoformat()}:{student.person_id}"
     told = 0

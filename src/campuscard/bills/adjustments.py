@@ -9,7 +9,7 @@ from typing import Any
 from campuscard.bills import books
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.ledger.money import Money, fmt
-from campuscard.platform import audit, four_eyes, notifications
+from campuscard.platform import audit, four_eyes, i18n, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, NotFound, ValidationFailed
 
@@ -125,18 +125,21 @@ async def _apply(tx: Tx, approver: Actor, proposal: four_eyes.Proposal) -> dict[
         returned,
     )
     refreshed = await books.refresh_bill(tx, school_id, bill["id"])
-    zh = f"{row['name']} 由 {fmt(row['amount'])} 元调整为 {fmt(after)} 元"
-    en = f"{row['name']} changed from {fmt(row['amount'])} to {fmt(after)} yuan"
-    if returned:
-        zh += f"，已缴的 {fmt(returned)} 元退回校园卡"
-        en += f"; {fmt(returned)} yuan already paid went back to the card"
     await notifications.notify(
         tx,
         school_id=school_id,
         person_id=bill["person_id"],
         kind="bill_adjusted",
-        title={"zh-CN": "账单已调整", "en": "Bill changed"},
-        body={"zh-CN": zh, "en": en},
+        title=i18n.message("notice.bill_adjusted.title"),
+        body=i18n.message(
+            "notice.bill_adjusted.body",
+            item=row["name"],
+            before=i18n.money(row["amount"]),
+            after=i18n.money(after),
+            returned=i18n.message("notice.bill_adjusted.returned", amount=i18n.money(returned))
+            if returned
+            else "",
+        ),
         data={"bill_id": bill["id"], "line_id": row["id"]},
         dedupe_key=f"bill_adjusted:{school_id}:{proposal.id}",
     )

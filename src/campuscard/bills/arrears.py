@@ -14,16 +14,9 @@ from campuscard.db.pool import PgPool
 from campuscard.db.tx import Tx, transaction
 from campuscard.ledger.money import fmt
 from campuscard.monitoring import signals
-from campuscard.platform import notifications
+from campuscard.platform import i18n, notifications
 
 REMIND_BEFORE_DAYS = 3
-_BUCKET_WORDS = {
-    "due_soon": ("即将到期", "due soon"),
-    "d1_30": ("逾期 1-30 天", "1-30 days overdue"),
-    "d31_60": ("逾期 31-60 天", "31-60 days overdue"),
-    "d61_90": ("逾期 61-90 天", "61-90 days overdue"),
-    "d90_plus": ("逾期 90 天以上", "more than 90 days overdue"),
-}
 
 
 @dataclass
@@ -209,12 +202,13 @@ async def _late_fees(
             school_id=school_id,
             person_id=bill["person_id"],
             kind="bill_late_fee",
-            title={"zh-CN": "产生滞纳金", "en": "Late fee charged"},
-            body={
-                "zh-CN": f"第 {inst.seq} 期应缴 {fmt(short)} 元逾期，加收滞纳金 {fmt(fee)} 元",
-                "en": f"Instalment {inst.seq} ({fmt(short)} yuan) is late; a late fee of "
-                f"{fmt(fee)} yuan was added",
-            },
+            title=i18n.message("notice.bill_late_fee.title"),
+            body=i18n.message(
+                "notice.bill_late_fee.body",
+                seq=inst.seq,
+                amount=i18n.money(short),
+                fee=i18n.money(fee),
+            ),
             data={"bill_id": bill_id, "line_id": line_id},
             dedupe_key=f"bill_late_fee:{school_id}:{line_id}",
         )
@@ -234,14 +228,14 @@ async def _remind(tx: Tx, bill: dict[str, Any], bucket: str, due: date) -> bool:
     )
     if not new:
         return False
-    owed = fmt(bill["total"] - bill["paid"])
-    zh_b, en_b = _BUCKET_WORDS[bucket]
-    title = {"zh-CN": f"缴费提醒：{zh_b}", "en": f"Fees {en_b}"}
-    body = {
-        "zh-CN": f"{bill['term']} 学期尚欠 {owed} 元，截止日期 {due}。可在“我的账单”中缴费。",
-        "en": f"{owed} yuan of the {bill['term']} bill is unpaid (due {due}); pay it under "
-        "My bills.",
-    }
+    # notice.bill_reminder.due_soon, .d1_30, .d31_60, .d61_90, .d90_plus
+    title = i18n.message(f"notice.bill_reminder.{bucket}")
+    body = i18n.message(
+        "notice.bill_reminder.body",
+        term=bill["term"],
+        amount=i18n.money(bill["total"] - bill["paid"]),
+        due=i18n.day(due),
+    )
     data = {"bill_id": bill["id"], "bucket": bucket}
     phone = await tx.fetchval("SELECT phone FROM persons WHERE id = $1", bill["person_id"])
     await notifications.notify(

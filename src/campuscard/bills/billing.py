@@ -12,7 +12,7 @@ from typing import Any
 from campuscard.bills import books, holds, rules
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.ledger.money import Money, fmt
-from campuscard.platform import audit, notifications
+from campuscard.platform import audit, i18n, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, NotFound, ValidationFailed
 
@@ -211,11 +211,13 @@ async def do_issue_bills(
             school_id=school_id,
             person_id=r["person_id"],
             kind="bill_issued",
-            title={"zh-CN": "新的缴费账单", "en": "New bill"},
-            body={
-                "zh-CN": f"{term} 学期账单待缴 {fmt(r['owed'])} 元，截止 {r['due_date']}",
-                "en": f"Your {term} bill asks for {fmt(r['owed'])} yuan by {r['due_date']}",
-            },
+            title=i18n.message("notice.bill_issued.title"),
+            body=i18n.message(
+                "notice.bill_issued.body",
+                term=term,
+                amount=i18n.money(r["owed"]),
+                due=i18n.day(r["due_date"]),
+            ),
             data={"bill_id": r["id"]},
         )
     summary = {
@@ -347,11 +349,8 @@ async def do_defer(
         school_id=school_id,
         person_id=bill["person_id"],
         kind="bill_deferred",
-        title={"zh-CN": "缓缴已批准", "en": "Payment deferred"},
-        body={
-            "zh-CN": f"{bill['term']} 学期账单可缓缴至 {until}，期间不收滞纳金。",
-            "en": f"Your {bill['term']} bill may be paid by {until}, without late fees.",
-        },
+        title=i18n.message("notice.bill_deferred.title"),
+        body=i18n.message("notice.bill_deferred.body", term=bill["term"], until=i18n.day(until)),
         data={"bill_id": bill_id},
     )
     view = {"bill_id": bill_id, "deferred_until": until.isoformat(), "holds_lifted": lifted}

@@ -17,7 +17,7 @@ from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx
 from campuscard.ledger import postings
 from campuscard.ledger.money import fmt
-from campuscard.platform import notifications
+from campuscard.platform import i18n, notifications
 from campuscard.platform.errors import Conflict, NotFound
 
 METHODS = ("card", "provider", "bank")
@@ -161,22 +161,30 @@ async def record_payment(
         )
     bill = await refresh_bill(tx, school_id, bill_id) if bill_id is not None else None
     left = bill["total"] - bill["paid"] if bill else 0
-    zh = f"缴费 {fmt(amount)} 元已收到，收据号 {receipt_no}"
-    en = f"Payment of {fmt(amount)} yuan received, receipt {receipt_no}"
-    if split.returned:
-        zh += f"；多缴的 {fmt(split.returned)} 元已退回校园卡"
-        en += f"; the {fmt(split.returned)} yuan paid over the bill went back to the card"
+    state: Any = ""
     if bill is not None:
-        zh += "，账单已结清" if left == 0 else f"，尚欠 {fmt(left)} 元"
-        en += ", the bill is paid in full" if left == 0 else f", {fmt(left)} yuan still due"
+        state = (
+            i18n.message("notice.bill_paid.in_full")
+            if left == 0
+            else i18n.message("notice.bill_paid.left", amount=i18n.money(left))
+        )
+    body = i18n.message(
+        "notice.bill_paid.body",
+        amount=i18n.money(amount),
+        receipt=receipt_no,
+        returned=i18n.message("notice.bill_paid.returned", amount=i18n.money(split.returned))
+        if split.returned
+        else "",
+        state=state,
+    )
     data = {"payment_id": payment["id"], "bill_id": bill_id, "receipt_no": receipt_no}
     await notifications.notify(
         tx,
         school_id=school_id,
         person_id=person_id,
         kind="bill_paid",
-        title={"zh-CN": "缴费成功", "en": "Payment received"},
-        body={"zh-CN": zh, "en": en},
+        title=i18n.message("notice.bill_paid.title"),
+        body=body,
         data=data,
         dedupe_key=f"bill_paid:{school_id}:{payment['id']}",
     )
@@ -187,8 +195,8 @@ async def record_payment(
             school_id=school_id,
             user_id=payer_user_id,
             kind="bill_paid",
-            title={"zh-CN": "为孩子缴费成功", "en": "Payment for your child received"},
-            body={"zh-CN": zh, "en": en},
+            title=i18n.message("notice.bill_paid_payer.title"),
+            body=body,
             data=data | {"person_id": person_id},
             dedupe_key=f"bill_paid_payer:{school_id}:{payment['id']}",
         )

@@ -10,13 +10,10 @@ from typing import Any
 from campuscard.bills import rules
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx
-from campuscard.platform import notifications
+from campuscard.platform import i18n, notifications
 from campuscard.platform.errors import DomainError, ValidationFailed
 
-_NAMES = {
-    "card_replacement": ("补办校园卡", "card replacement"),
-    "exam_hall": ("进入考场", "exam hall entry"),
-}
+_NAMES = {"card_replacement": "card replacement", "exam_hall": "exam hall entry"}  # refusals
 
 
 def _check_kind(kind: str) -> None:
@@ -48,7 +45,7 @@ async def check_none(db: Conn | PgPool, school_id: int, person_id: int, kind: st
     if found:
         terms = ", ".join(sorted({h["term"] for h in found}))
         raise DomainError(
-            f"unpaid fees of term {terms} stop {_NAMES[kind][1]}; pay or ask the finance office",
+            f"unpaid fees of term {terms} stop {_NAMES[kind]}; pay or ask the finance office",
             code="ARREARS_HOLD",
             field="person",
             status=409,
@@ -70,18 +67,14 @@ async def place(tx: Tx, school_id: int, person_id: int, bill_id: int, kind: str)
     )
     if new is None:
         return False
-    zh, en = _NAMES[kind]
     await notifications.notify(
         tx,
         school_id=school_id,
         person_id=person_id,
         kind="bill_hold",
-        title={"zh-CN": "欠费限制", "en": "Hold for unpaid fees"},
-        body={
-            "zh-CN": f"因学杂费逾期未缴，暂停{zh}；缴清后自动解除。",
-            "en": f"Because fees are overdue, {en} is stopped until they are paid; "
-            "it is lifted by itself when they are.",
-        },
+        title=i18n.message("notice.bill_hold.title"),
+        # notice.hold.card_replacement, notice.hold.exam_hall
+        body=i18n.message("notice.bill_hold.body", what=i18n.message(f"notice.hold.{kind}")),
         data={"bill_id": bill_id, "hold": kind},
         dedupe_key=f"bill_hold:{school_id}:{new}",
     )
@@ -99,18 +92,16 @@ async def lift_for_bill(tx: Tx, school_id: int, bill_id: int, *, why: str) -> in
         why,
     )
     if rows:
-        names_zh = "、".join(_NAMES[r["kind"]][0] for r in rows)
-        names_en = ", ".join(_NAMES[r["kind"]][1] for r in rows)
         await notifications.notify(
             tx,
             school_id=school_id,
             person_id=rows[0]["person_id"],
             kind="bill_hold_lifted",
-            title={"zh-CN": "欠费限制已解除", "en": "Hold lifted"},
-            body={
-                "zh-CN": f"{names_zh}已恢复。",
-                "en": f"{names_en[0].upper()}{names_en[1:]} is possible again.",
-            },
+            title=i18n.message("notice.bill_hold_lifted.title"),
+            body=i18n.message(
+                "notice.bill_hold_lifted.body",
+                what=[i18n.message(f"notice.hold.{r['kind']}") for r in rows],
+            ),
             data={"bill_id": bill_id},
             dedupe_key=f"bill_hold_lifted:{school_id}:{rows[0]['id']}",
         )

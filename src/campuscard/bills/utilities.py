@@ -34,7 +34,7 @@ from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import holds, postings
 from campuscard.ledger.holds_rules import HoldRequest
 from campuscard.ledger.money import Money, fmt
-from campuscard.platform import audit, idempotency, notifications
+from campuscard.platform import audit, i18n, idempotency, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import DomainError, NotFound, ValidationFailed
 
@@ -395,23 +395,22 @@ async def _settle(
             balance,
             error,
         )
-        kind_zh = "电费" if t["kind"] == "electricity" else "水费"
+        meter = "electricity" if t["kind"] == "electricity" else "water"
         if applied:
-            title = {"zh-CN": f"{kind_zh}充值成功", "en": "Meter topped up"}
-            body = {
-                "zh-CN": f"电表/水表 {t['meter_no']} 已充值 {fmt(t['amount'])} 元，"
-                f"表内余额 {fmt(balance or 0)} 元",
-                "en": f"Meter {t['meter_no']} topped up with {fmt(t['amount'])} yuan; "
-                f"it holds {fmt(balance or 0)} yuan",
-            }
+            # notice.utility_done.electricity, notice.utility_done.water
+            title = i18n.message(f"notice.utility_done.{meter}")
+            body = i18n.message(
+                "notice.utility_done.body",
+                meter=t["meter_no"],
+                amount=i18n.money(t["amount"]),
+                balance=i18n.money(balance or 0),
+            )
         else:
-            title = {"zh-CN": f"{kind_zh}充值未成功", "en": "Meter top-up failed"}
-            body = {
-                "zh-CN": f"电表/水表 {t['meter_no']} 充值 {fmt(t['amount'])} 元未成功，"
-                "款项已退回校园卡",
-                "en": f"The {fmt(t['amount'])} yuan top-up of meter {t['meter_no']} did not go "
-                "through; the money is back on the card",
-            }
+            # notice.utility_failed.electricity, notice.utility_failed.water
+            title = i18n.message(f"notice.utility_failed.{meter}")
+            body = i18n.message(
+                "notice.utility_failed.body", meter=t["meter_no"], amount=i18n.money(t["amount"])
+            )
         await notifications.notify(
             tx,
             school_id=school_id,
@@ -588,13 +587,13 @@ async def auto_top_up(
                     school_id=r["school_id"],
                     person_id=r["person_id"],
                     kind="utility_auto_failed",
-                    title={"zh-CN": "自动充值未成功", "en": "Automatic top-up not made"},
-                    body={
-                        "zh-CN": f"表 {r['meter_no']} 余额不足，自动充值 "
-                        f"{fmt(r['auto_amount'])} 元未成功：{err.message}",
-                        "en": f"Meter {r['meter_no']} is low, but the automatic top-up of "
-                        f"{fmt(r['auto_amount'])} yuan was not made: {err.message}",
-                    },
+                    title=i18n.message("notice.utility_auto_failed.title"),
+                    body=i18n.message(
+                        "notice.utility_auto_failed.body",
+                        meter=r["meter_no"],
+                        amount=i18n.money(r["auto_amount"]),
+                        why=i18n.refusal(err.code),
+                    ),
                     data={"meter_id": r["meter_id"]},
                     dedupe_key=f"utility_auto_failed:{request_id}",
                 )

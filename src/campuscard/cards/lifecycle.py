@@ -20,7 +20,7 @@ from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction, savepoint
 from campuscard.ledger import postings
 from campuscard.ledger.money import fmt
-from campuscard.platform import audit, notifications
+from campuscard.platform import audit, i18n, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import (
     Conflict,
@@ -38,18 +38,6 @@ CARD_COLUMNS = (
 DEPOSIT_SOURCES = ("cash_desk", "bank_clearing", "provider_clearing", "purse")
 PAYOUT_ROUTES = ("cash_desk", "bank_clearing", "provider_clearing")
 DEFAULT_REPLACEMENT_FEE = 2000  # 20.00 yuan unless the school sets cards.replacement_fee
-
-_ACTION_TEXT = {
-    "issue": ("校园卡已发放", "card issued"),
-    "activate": ("校园卡已启用", "card activated"),
-    "report_loss": ("校园卡已挂失", "card reported lost"),
-    "unblock": ("校园卡已解挂", "card unblocked"),
-    "freeze": ("校园卡已冻结", "card frozen"),
-    "unfreeze": ("校园卡已解冻", "card unfrozen"),
-    "replace": ("校园卡已补办", "card replaced"),
-    "cancel": ("校园卡已注销", "card cancelled"),
-    "expire": ("校园卡已过期", "card expired"),
-}
 
 
 def card_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
@@ -117,18 +105,18 @@ async def _record(
         before={"state": card["state"]} if action != "issue" else None,
         after={"state": to_state, "channel": channel, "reason": reason, **(data or {})},
     )
-    zh, en = _ACTION_TEXT[action]
     tail = card["number"][-4:]
     phone = await conn.fetchval("SELECT phone FROM persons WHERE id = $1", card["person_id"])
     await notifications.notify(
         conn,
         school_id=card["school_id"],
         kind=f"card.{action}",
-        title={"zh-CN": zh, "en": en.capitalize()},
-        body={
-            "zh-CN": f"尾号{tail}的校园卡：{zh}。如非本人操作请立即联系卡务中心。",
-            "en": f"Card ending {tail}: {en}. If this was not you, call the card center now.",
-        },
+        # notice.card.issue, .activate, .report_loss, .unblock, .freeze, .unfreeze, .replace,
+        # .cancel, .expire
+        title=i18n.message(f"notice.card.{action}"),
+        body=i18n.message(
+            "notice.card.body", tail=tail, what=i18n.message(f"notice.card.{action}")
+        ),
         person_id=card["person_id"],
         data={"card_id": card["id"], "state": to_state},
         # loss, replacement and cancellation also go by SMS: the holder may not have the card

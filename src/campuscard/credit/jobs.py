@@ -10,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.db.tx import Tx, transaction
-from campuscard.ledger.money import Money
 from campuscard.monitoring import signals
-from campuscard.platform import notifications
+from campuscard.platform import i18n, notifications
 from campuscard.platform.tasks import periodic
 
 
@@ -92,13 +91,8 @@ async def check_line(tx: Tx, school_id: int, person_id: int, tick: CreditTick) -
         school_id=school_id,
         person_id=person_id,
         kind="credit_overdue",
-        title={"zh-CN": "信用额度已逾期", "en": "Card credit overdue"},
-        body={
-            "zh-CN": f"您已使用的 {Money(owed)} 元信用额度已逾期，充值后即先行还款；"
-            "还清前不能再使用信用额度。",
-            "en": f"The {Money(owed)} yuan of card credit you used is overdue. A top-up repays it "
-            "first; no further credit until it is repaid.",
-        },
+        title=i18n.message("notice.credit_overdue.title"),
+        body=i18n.message("notice.credit_overdue.body", amount=i18n.money(owed)),
         dedupe_key=f"credit:{school_id}:{person_id}:overdue:{line['in_debt_since'].isoformat()}",
     )
     tick.fell_overdue += 1

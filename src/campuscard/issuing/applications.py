@@ -18,7 +18,7 @@ from campuscard.db.tx import Tx, owns_transaction, transaction
 from campuscard.issuing import application_rules as rules
 from campuscard.issuing import pickup
 from campuscard.ledger.money import fmt
-from campuscard.platform import audit, notifications
+from campuscard.platform import audit, i18n, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import (
     Conflict,
@@ -394,27 +394,18 @@ async def tell_applicant(conn: Conn, app_id: int, status: str) -> None:
     )
     if app is None or app["applicant_user_id"] is None:
         return
-    texts = {
-        "pending_approval": ("申请已提交，等待审核", "Your card application waits for approval"),
-        "awaiting_payment": (
-            f"学生信息审核通过，请缴纳卡费 {fmt(app['fee'])} 元",
-            f"Verified. Please pay the card fee of {fmt(app['fee'])} yuan",
-        ),
-        "ready": ("学生信息审核通过，取卡注册码已发送", "Verified. The pickup code has been sent"),
-        "in_production": ("申请已批准，卡片制作中", "Approved. Your card is being made"),
-        "produced": ("卡片已制作完成，请到卡务中心领取", "Your card is ready at the card center"),
-        "rejected": ("申请未通过审核", "Your card application was not approved"),
-        "cancelled": ("申请已取消", "Your card application was cancelled"),
-    }
-    if status not in texts:
+    told = ("pending_approval", "awaiting_payment", "ready", "in_production", "produced")
+    if status not in (*told, "rejected", "cancelled"):
         return
-    zh, en = texts[status]
+    # notice.card_application.pending_approval, .awaiting_payment, .ready, .in_production,
+    # .produced, .rejected, .cancelled
+    body = i18n.message(f"notice.card_application.{status}", fee=i18n.money(app["fee"] or 0))
     await notifications.notify(
         conn,
         school_id=app["school_id"],
         kind="card_application." + status,
-        title={"zh-CN": "校园卡申请", "en": "Card application"},
-        body={"zh-CN": zh, "en": en},
+        title=i18n.message("notice.card_application.title"),
+        body=body,
         user_id=app["applicant_user_id"],
         data={"application_id": app_id, "person_id": app["person_id"]},
         dedupe_key=f"card_application:{app_id}:{status}",

@@ -10,7 +10,7 @@ from typing import Any
 from campuscard.cards import lifecycle
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx
-from campuscard.platform import audit, notifications
+from campuscard.platform import audit, i18n, notifications
 from campuscard.platform.actors import Actor
 
 
@@ -112,11 +112,8 @@ async def _tell_teacher_and_parents(
 ) -> None:
     name, number = before.get("name", ""), before.get("number", "")
     masked = "*" * max(len(card_number) - 4, 0) + card_number[-4:]
-    title = {"zh-CN": "学生IC卡信息变更", "en": "Student card changed"}
-    body = {
-        "zh-CN": f"{name}（学号{number}）已领取新IC卡，卡号{masked}",
-        "en": f"{name} (student no. {number}) received a new card, number {masked}",
-    }
+    title = i18n.message("notice.card_bound.title")
+    body = i18n.message("notice.card_bound.body", name=name, number=number, card=masked)
     data = {"person_id": person_id, "card_number": card_number}
     teachers = await conn.fetch(
         """SELECT DISTINCT u.id FROM student_records sr JOIN users u ON u.id = sr.imported_by

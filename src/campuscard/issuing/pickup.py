@@ -21,7 +21,7 @@ from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction, savepoint, transaction
 from campuscard.issuing import binding
 from campuscard.issuing import pickup_code as codes
-from campuscard.platform import audit, notifications
+from campuscard.platform import audit, i18n, notifications
 from campuscard.platform.actors import Actor, Grant
 from campuscard.platform.auth import off_loop
 from campuscard.platform.errors import Conflict, DomainError, NotFound, TooManyRequests
@@ -70,7 +70,8 @@ async def issue_code(tx: Tx, settings: Settings, app_id: int) -> str:
     """Make the pickup code of a ready application, publish it to the school's kiosks and send
     it by SMS. Returns the code (to show once); only hashes stay in the database. Caller's tx."""
     app = await tx.fetchrow(
-        """SELECT a.id, a.school_id, a.person_id, a.applicant_phone, a.created_at, a.day_seq,
+        """SELECT a.id, a.school_id, a.person_id, a.applicant_phone, a.applicant_user_id,
+                  a.created_at, a.day_seq,
                   p.number, p.name, p.phone AS person_phone, s.timezone, s.name AS school_name
              FROM card_applications a JOIN persons p ON p.id = a.person_id
              JOIN schools s ON s.id = a.school_id WHERE a.id = $1""",
@@ -118,10 +119,21 @@ async def issue_code(tx: Tx, settings: Settings, app_id: int) -> str:
         [(app["school_id"], pickup_id, k["id"], h) for k, h in zip(kiosks, hashes, strict=True)],
     )
     phones = await _parent_phones(tx, app)
-    text = (
-        f"【校园卡】{app['name']}同学的取卡注册码：{codes.display(code)}，"
-        f"请于{expires.astimezone(ZoneInfo(app['timezone'])):%m月%d日}前到{app['school_name']}"
-        "自助发卡机取卡。请勿告诉他人。"
+    # worded now, in the applicant's language: the sealed text is never read back
+    locale = (
+        await notifications.reader_locale(tx, app["school_id"], user_id=app["applicant_user_id"])
+        if app["applicant_user_id"] is not None
+        else i18n.DEFAULT_LOCALE
+    )
+    text = i18n.word(
+        locale,
+        i18n.message(
+            "sms.pickup_code",
+            name=app["name"],
+            code=codes.display(code),
+            until=i18n.day(expires.astimezone(ZoneInfo(app["timezone"])).date()),
+            school=app["school_name"],
+        ),
     )
     for phone in phones:
         await notifications.enqueue(
@@ -135,12 +147,11 @@ async def issue_code(tx: Tx, settings: Settings, app_id: int) -> str:
         tx,
         school_id=app["school_id"],
         kind="pickup.code_sent",
-        title={"zh-CN": "取卡注册码已发送", "en": "Pickup code sent"},
-        body={
-            "zh-CN": f"取卡注册码已通过短信发送，有效期至{expires:%Y-%m-%d}，凭码到自助发卡机取卡",
-            "en": "The pickup code was sent by SMS; use it at a card kiosk before "
-            f"{expires:%Y-%m-%d}",
-        },
+        title=i18n.message("notice.pickup_sent.title"),
+        body=i18n.message(
+            "notice.pickup_sent.body",
+            until=i18n.day(expires.astimezone(ZoneInfo(app["timezone"])).date()),
+        ),
         person_id=app["person_id"],
         data={"application_id": app_id, "pickup_id": pickup_id},
         dedupe_key=f"pickup:{pickup_id}:sent",

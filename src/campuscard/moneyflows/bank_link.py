@@ -33,7 +33,7 @@ from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import postings
 from campuscard.ledger.money import Money, fmt
 from campuscard.offline import overdraft
-from campuscard.platform import audit, idempotency, notifications
+from campuscard.platform import audit, i18n, idempotency, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, DomainError, NotFound, ValidationFailed
 
@@ -483,14 +483,12 @@ async def _finish_failed(pool: PgPool, transfer_id: int, code: str, status: str)
 
 
 async def _after_posted(tx: Tx, t: dict[str, Any]) -> None:
-    amount = fmt(t["amount"])
+    amount = i18n.money(t["amount"])
     if t["direction"] == "load":
-        balance = fmt(t.get("balance", 0))
-        title = {"zh-CN": "圈存成功", "en": "Bank transfer received"}
-        body = {
-            "zh-CN": f"银行卡转入 {amount} 元，现金余额 {balance} 元",
-            "en": f"{amount} yuan moved in from your bank card; cash balance {balance} yuan",
-        }
+        title = i18n.message("notice.bank_load.title")
+        body = i18n.message(
+            "notice.bank_load.body", amount=amount, balance=i18n.money(t.get("balance", 0))
+        )
         if t["origin"] == "auto":
             await tx.execute(
                 "UPDATE auto_topups SET last_result = 'posted', updated_at = now() "
@@ -498,11 +496,8 @@ async def _after_posted(tx: Tx, t: dict[str, Any]) -> None:
                 t["person_id"],
             )
     else:
-        title = {"zh-CN": "已转入银行卡", "en": "Paid to your bank card"}
-        body = {
-            "zh-CN": f"{amount} 元已转入您的银行卡",
-            "en": f"{amount} yuan paid to your bank card",
-        }
+        title = i18n.message("notice.bank_payout.title")
+        body = i18n.message("notice.bank_payout.body", amount=amount)
         handler = PAYOUT_POSTED.get(t["origin"])
         if handler is not None:
             await handler(tx, t)
@@ -533,20 +528,22 @@ async def _after_failed(conn: Conn, t: dict[str, Any]) -> None:
     if t["origin"] in OWN_NOTICE:
         return
     if t["origin"] == "auto" or t["status"] == "failed":
-        what = "自动充值" if t["origin"] == "auto" else "银行卡转账"
-        what_en = "Automatic top-up" if t["origin"] == "auto" else "Bank transfer"
+        what = i18n.message(
+            "notice.bank_failed.auto" if t["origin"] == "auto" else "notice.bank_failed.transfer"
+        )
         await notifications.notify(
             conn,
             school_id=t["school_id"],
             person_id=t["person_id"],
             kind="auto_topup_failed" if t["origin"] == "auto" else "bank_transfer_failed",
-            title={"zh-CN": f"{what}未成功", "en": f"{what_en} did not go through"},
-            body={
-                "zh-CN": f"{what} {fmt(t['amount'])} 元未成功（{t['response_code'] or '超时'}），"
-                "未扣款",
-                "en": f"{what_en} of {fmt(t['amount'])} yuan did not go through "
-                f"({t['response_code'] or 'timeout'}); nothing was taken",
-            },
+            title=i18n.message("notice.bank_failed.title", what=what),
+            body=i18n.message(
+                "notice.bank_failed.body",
+                what=what,
+                amount=i18n.money(t["amount"]),
+                # the bank's response code as it sent it; none means it never answered
+                why=t["response_code"] or i18n.message("notice.bank_failed.timeout"),
+            ),
             data={"transfer_id": t["id"]},
             dedupe_key=f"bank_transfer_failed:{t['id']}",
         )
@@ -738,11 +735,7 @@ async def _to_suspense(
         school_id=school_id,
         person_id=person_id,
         kind="payout_at_counter",
-        title={"zh-CN": "请到柜台领取余额", "en": "Collect your balance at the counter"},
-        body={
-            "zh-CN": f"您的 {fmt(amount)} 元余额未能转入银行卡，请到结算中心柜台领取。",
-            "en": f"Your {fmt(amount)} yuan could not be sent to a bank card; "
-            "collect it at the settlement-center counter.",
-        },
+        title=i18n.message("notice.payout_at_counter.title"),
+        body=i18n.message("notice.payout_at_counter.body", amount=i18n.money(amount)),
         dedupe_key=f"payout_at_counter:{payload.get('tx_id')}",
     )

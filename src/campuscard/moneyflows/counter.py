@@ -24,7 +24,7 @@ from campuscard.ledger import limits, postings
 from campuscard.ledger.money import Money, fmt
 from campuscard.ledger.queries import person_total, school_limits
 from campuscard.offline import overdraft
-from campuscard.platform import audit, four_eyes, idempotency, notifications
+from campuscard.platform import audit, four_eyes, i18n, idempotency, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, DomainError, NotFound, ValidationFailed
 
@@ -286,13 +286,13 @@ async def _book_counter_op(
         school_id=school_id,
         person_id=person["id"],
         kind=f"counter_{kind}",
-        title={"zh-CN": _TITLES_ZH[kind], "en": _TITLES_EN[kind]},
-        body={
-            "zh-CN": f"{_TITLES_ZH[kind]} {fmt(fen)} 元，余额 "
-            f"{postings.balances_view(balances)['total']} 元",
-            "en": f"{_TITLES_EN[kind]} {fmt(fen)} yuan, balance "
-            f"{postings.balances_view(balances)['total']} yuan",
-        },
+        title=i18n.message(f"notice.counter.{kind}"),
+        body=i18n.message(
+            "notice.counter.body",
+            what=i18n.message(f"notice.counter.{kind}"),
+            amount=i18n.money(fen),
+            balance=i18n.money(sum(balances.values())),
+        ),
         dedupe_key=f"counter_op:{op_id}",
     )
     return {
@@ -419,22 +419,6 @@ async def _approved_counter_op(
         identity=Identity(**identity) if identity else None,
         memo=str(p["memo"]),
     )
-
-
-_TITLES_ZH = {
-    "deposit": "柜台存款",
-    "withdrawal": "柜台取款",
-    "subsidy_grant": "补助发放",
-    "subsidy_deduct": "补助扣减",
-    "zeroing": "余额清零",
-}
-_TITLES_EN = {
-    "deposit": "Counter deposit",
-    "withdrawal": "Counter withdrawal",
-    "subsidy_grant": "Subsidy granted",
-    "subsidy_deduct": "Subsidy deducted",
-    "zeroing": "Balance zeroed",
-}
 
 
 async def _last_close(conn: Conn, school_id: int, operator_id: int) -> int:

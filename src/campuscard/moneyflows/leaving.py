@@ -18,7 +18,7 @@ from campuscard.db.tx import Tx
 from campuscard.ledger import postings
 from campuscard.ledger.money import fmt
 from campuscard.moneyflows import bank_link, counter
-from campuscard.platform import audit, idempotency, notifications
+from campuscard.platform import audit, i18n, idempotency, notifications
 from campuscard.platform.actors import SYSTEM, Actor
 from campuscard.platform.errors import Conflict
 
@@ -62,11 +62,8 @@ async def close_account(
         school_id=school_id,
         person_id=person_id,
         kind="account_closed",
-        title={"zh-CN": "校园卡账户已注销", "en": "Campus card account closed"},
-        body={
-            "zh-CN": "您的校园卡账户已结清并注销，祝前程似锦。",
-            "en": "Your campus card account is settled and closed. All the best.",
-        },
+        title=i18n.message("notice.account_closed.title"),
+        body=i18n.message("notice.account_closed.body"),
         dedupe_key=f"account_closed:{person_id}",
     )
     return True

@@ -20,7 +20,7 @@ from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx, owns_transaction, transaction
 from campuscard.ledger import postings, purse_order
 from campuscard.ledger.money import Money, fmt
-from campuscard.platform import audit, notifications, uploads
+from campuscard.platform import audit, i18n, notifications, uploads
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
@@ -368,19 +368,23 @@ async def do_approve_batch(tx: Tx, actor: Actor, school_id: int, batch_id: int) 
         batch_id,
         actor.user_id,
     )
-    expiry = f"，{batch['expires_on']} 到期" if batch["expires_on"] else ""
-    expiry_en = f"; expires {batch['expires_on']}" if batch["expires_on"] else ""
     for r in lines:
         await notifications.notify(
             tx,
             school_id=school_id,
             person_id=r["person_id"],
             kind="subsidy_issued",
-            title={"zh-CN": "补助到账", "en": "Subsidy received"},
-            body={
-                "zh-CN": f"{batch['name']} {fmt(r['amount'])} 元已发放到补助钱包{expiry}",
-                "en": f"{batch['name']}: {fmt(r['amount'])} yuan in your subsidy purse{expiry_en}",
-            },
+            title=i18n.message("notice.subsidy_issued.title"),
+            body=i18n.message(
+                "notice.subsidy_issued.until",
+                name=batch["name"],
+                amount=i18n.money(r["amount"]),
+                until=i18n.day(batch["expires_on"]),
+            )
+            if batch["expires_on"]
+            else i18n.message(
+                "notice.subsidy_issued.body", name=batch["name"], amount=i18n.money(r["amount"])
+            ),
             data={"batch_id": batch_id},
             dedupe_key=f"subsidy_issued:{batch_id}:{r['person_id']}",
         )
@@ -550,11 +554,10 @@ async def expire_due_batches(pool: PgPool, *, today: date | None = None) -> list
                     school_id=batch["school_id"],
                     person_id=line["person_id"],
                     kind="subsidy_expired",
-                    title={"zh-CN": "补助到期回收", "en": "Subsidy expired"},
-                    body={
-                        "zh-CN": f"{batch['name']} 未用完的 {fmt(back)} 元已到期回收",
-                        "en": f"The unspent {fmt(back)} yuan of {batch['name']} expired",
-                    },
+                    title=i18n.message("notice.subsidy_expired.title"),
+                    body=i18n.message(
+                        "notice.subsidy_expired.body", name=batch["name"], amount=i18n.money(back)
+                    ),
                     dedupe_key=f"subsidy_expired:{batch['id']}:{line['person_id']}",
                 )
                 total += back

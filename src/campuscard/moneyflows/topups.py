@@ -15,7 +15,7 @@ from campuscard.ledger import postings
 from campuscard.ledger.money import Money, fmt
 from campuscard.moneyflows import provider_orders
 from campuscard.offline import overdraft
-from campuscard.platform import idempotency, notifications
+from campuscard.platform import i18n, idempotency, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
@@ -39,17 +39,17 @@ async def _topup_paid(conn: Tx, order: provider_orders.Order, tx_id: int) -> Non
         "SELECT balance FROM accounts WHERE person_id = $1 AND kind = 'purse' AND purse = 'cash'",
         order["person_id"],
     )
-    amount = fmt(order["amount"])
     await notifications.notify(
         conn,
         school_id=order["school_id"],
         person_id=order["person_id"],
         kind="topup_paid",
-        title={"zh-CN": "充值成功", "en": "Top-up received"},
-        body={
-            "zh-CN": f"在线充值 {amount} 元已到账，现金余额 {fmt(balance)} 元",
-            "en": f"Online top-up of {amount} yuan received; cash balance {fmt(balance)} yuan",
-        },
+        title=i18n.message("notice.topup_paid.title"),
+        body=i18n.message(
+            "notice.topup_paid.body",
+            amount=i18n.money(order["amount"]),
+            balance=i18n.money(balance),
+        ),
         data={"order_id": order["id"], "tx_id": tx_id},
         dedupe_key=f"topup_paid:{order['id']}",
     )
@@ -63,11 +63,8 @@ async def _topup_paid(conn: Tx, order: provider_orders.Order, tx_id: int) -> Non
             school_id=order["school_id"],
             user_id=payer,
             kind="topup_paid",
-            title={"zh-CN": "为孩子充值成功", "en": "Top-up for your child received"},
-            body={
-                "zh-CN": f"您为孩子充值的 {amount} 元已到账",
-                "en": f"The {amount} yuan you topped up has arrived",
-            },
+            title=i18n.message("notice.topup_paid_payer.title"),
+            body=i18n.message("notice.topup_paid_payer.body", amount=i18n.money(order["amount"])),
             data={"order_id": order["id"], "person_id": order["person_id"]},
             dedupe_key=f"topup_paid_payer:{order['id']}",
         )

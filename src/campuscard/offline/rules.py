@@ -260,7 +260,7 @@ _BREAKS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("sum", re.compile(r"total (?P<before>\d+) \+ (?P<amount>\d+) is not (?P<after>\d+)")),
     ("total", re.compile(r"total before (?P<before>\d+), the card's last was (?P<last>\d+)")),
 )
-_FEN_PARTS = {"before", "amount", "after", "last"}
+FEN_PARTS = {"before", "amount", "after", "last"}
 
 
 def describe_break(text: str | None) -> list[tuple[str, dict[str, str]]]:
@@ -276,10 +276,7 @@ def describe_break(text: str | None) -> list[tuple[str, dict[str, str]]]:
                 out.append(
                     (
                         kind,
-                        {
-                            k: fmt(int(v)) if k in _FEN_PARTS else v
-                            for k, v in m.groupdict().items()
-                        },
+                        {k: fmt(int(v)) if k in FEN_PARTS else v for k, v in m.groupdict().items()},
                     )
                 )
                 break

@@ -12,7 +12,7 @@ from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx
 from campuscard.ledger.money import Money
 from campuscard.orders import books, checkout, queries, rules
-from campuscard.platform import audit, notifications
+from campuscard.platform import audit, i18n, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import NotFound
 from campuscard.platform.idempotency import Outcome, check_client_id, run_idempotent
@@ -184,12 +184,8 @@ async def dispute_in_tx(
         school_id=school_id,
         person_id=order["person_id"],
         kind="order_disputed",
-        title={"zh-CN": "争议已提交", "en": "Dispute received"},
-        body={
-            "zh-CN": f"{order['title']}：款项继续冻结，结算中心将由两人复核后处理。",
-            "en": f"{order['title']}: the money stays held; the settlement center decides "
-            "with a second person.",
-        },
+        title=i18n.message("notice.order_disputed.title"),
+        body=i18n.message("notice.order_disputed.body", order=order["title"]),
         data={"order_id": order_id},
         dedupe_key=f"order:{school_id}:{order_id}:disputed",
     )

@@ -10,7 +10,7 @@ from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.ledger.money import Money
 from campuscard.orders import books, queries, rules
-from campuscard.platform import audit, four_eyes, notifications
+from campuscard.platform import audit, four_eyes, i18n, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, ValidationFailed
 
@@ -114,13 +114,13 @@ async def execute_decision(tx: Tx, approver: Actor, proposal: four_eyes.Proposal
         school_id=school_id,
         person_id=order["person_id"],
         kind="order_dispute_decided",
-        title={"zh-CN": "争议已处理", "en": "Dispute decided"},
-        body={
-            "zh-CN": f"{order['title']}：{Money(held - to_merchant)} 元退回您的账户，"
-            f"{Money(to_merchant)} 元付给商户。",
-            "en": f"{order['title']}: {Money(held - to_merchant)} yuan back to you, "
-            f"{Money(to_merchant)} yuan to the merchant.",
-        },
+        title=i18n.message("notice.order_dispute_decided.title"),
+        body=i18n.message(
+            "notice.order_dispute_decided.body",
+            order=order["title"],
+            back=i18n.money(held - to_merchant),
+            paid=i18n.money(to_merchant),
+        ),
         data={"order_id": order_id},
         dedupe_key=f"order:{school_id}:{order_id}:decided:{proposal.id}",
     )

@@ -12,9 +12,8 @@ from typing import Any
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.db.tx import Tx, transaction
-from campuscard.ledger.money import Money
 from campuscard.orders import books, rules
-from campuscard.platform import notifications
+from campuscard.platform import i18n, notifications
 from campuscard.platform.tasks import periodic
 
 JOB = "system:orders"
@@ -55,19 +54,20 @@ async def _lock_due(tx: Tx, school_id: int, order_id: int, which: str) -> dict[s
     return dict(row) if row is not None else None
 
 
-async def _notify_refund(
-    tx: Tx, order: dict[str, Any], amount: int, why_zh: str, why_en: str
-) -> None:
+async def _notify_refund(tx: Tx, order: dict[str, Any], amount: int, why: str) -> None:
+    """``why``: ``not_shipped`` or ``hold_expired`` (notice.order_refund.<why>)."""
     await notifications.notify(
         tx,
         school_id=order["school_id"],
         person_id=order["person_id"],
         kind="order_refunded",
-        title={"zh-CN": "订单退款", "en": "Order refund"},
-        body={
-            "zh-CN": f"{order['title']}：{Money(amount)} 元已退回您的账户（{why_zh}）。",
-            "en": f"{order['title']}: {Money(amount)} yuan is back on your account ({why_en}).",
-        },
+        title=i18n.message("notice.order_refund.title"),
+        body=i18n.message(
+            "notice.order_refund.body",
+            order=order["title"],
+            amount=i18n.money(amount),
+            why=i18n.message(f"notice.order_refund.{why}"),
+        ),
         data={"order_id": order["id"]},
         dedupe_key=f"order:{order['school_id']}:{order['id']}:auto-refund",
     )
@@ -99,7 +99,7 @@ async def _step(tx: Tx, order: dict[str, Any], which: str, tick: Tick) -> None:
     elif which == "unshipped":
         left = rules.remaining(o)
         await books.refund(tx, o, left, JOB, "not_shipped")
-        await _notify_refund(tx, o, left, "商户未在期限内发货", "the shop did not ship in time")
+        await _notify_refund(tx, o, left, "not_shipped")
         tick.refunded_unshipped += 1
     elif which == "unconfirmed":
         await books.release(tx, o, rules.remaining(o), JOB, "time")
@@ -121,7 +121,7 @@ async def _step(tx: Tx, order: dict[str, Any], which: str, tick: Tick) -> None:
         o.update(dict(row))
         await books.event(tx, o, "refunded", JOB, amount=left, detail={"why": "hold_expired"})
         await books.end_if_settled(tx, o, JOB, reason="hold_expired")
-        await _notify_refund(tx, o, left, "冻结已到期", "the hold expired")
+        await _notify_refund(tx, o, left, "hold_expired")
         tick.hold_expired += 1
 
 

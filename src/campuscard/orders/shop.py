@@ -16,9 +16,8 @@ from typing import Any
 
 from campuscard.config import Settings
 from campuscard.db.tx import Tx, owns_transaction
-from campuscard.ledger.money import Money
 from campuscard.orders import books, queries, rules
-from campuscard.platform import notifications
+from campuscard.platform import i18n, notifications
 from campuscard.platform.errors import Conflict, DomainError, NotFound, ValidationFailed
 from campuscard.platform.idempotency import request_hash
 
@@ -155,11 +154,10 @@ async def do_create_order(tx: Tx, shop: Shop, new: NewOrder) -> dict[str, Any]:
         school_id=shop.school_id,
         person_id=order["person_id"],
         kind="order_to_pay",
-        title={"zh-CN": "待付款订单", "en": "An order to pay"},
-        body={
-            "zh-CN": f"{title}：{Money(order['amount'])} 元，请在手机或个人读卡器上付款。",
-            "en": f"{title}: {Money(order['amount'])} yuan, pay on your phone or personal reader.",
-        },
+        title=i18n.message("notice.order_to_pay.title"),
+        body=i18n.message(
+            "notice.order_to_pay.body", order=title, amount=i18n.money(order["amount"])
+        ),
         data={"order_id": order["id"]},
         dedupe_key=f"order:{shop.school_id}:{order['id']}:to_pay",
     )
@@ -190,12 +188,8 @@ async def do_ship(tx: Tx, shop: Shop, order_no: str, *, tracking: str = "") -> d
         school_id=shop.school_id,
         person_id=order["person_id"],
         kind="order_shipped",
-        title={"zh-CN": "订单已发货", "en": "Your order is on its way"},
-        body={
-            "zh-CN": f"{order['title']} 已发货。收货后请确认，或把收货码交给送货人。",
-            "en": f"{order['title']} was shipped. Confirm when it arrives, or give the courier "
-            "your delivery code.",
-        },
+        title=i18n.message("notice.order_shipped.title"),
+        body=i18n.message("notice.order_shipped.body", order=order["title"]),
         data={"order_id": order["id"]},
         dedupe_key=f"order:{shop.school_id}:{order['id']}:shipped",
     )
@@ -296,11 +290,11 @@ async def do_refund(
         school_id=shop.school_id,
         person_id=order["person_id"],
         kind="order_refunded",
-        title={"zh-CN": "订单退款", "en": "Order refund"},
-        body={
-            "zh-CN": f"{order['title']}：{Money(part)} 元已退回您的账户（{why}）。",
-            "en": f"{order['title']}: {Money(part)} yuan is back on your account ({why}).",
-        },
+        title=i18n.message("notice.order_refund.title"),
+        # the shop's reason, as the shop wrote it
+        body=i18n.message(
+            "notice.order_refund.body", order=order["title"], amount=i18n.money(part), why=why
+        ),
         data={"order_id": order["id"]},
         dedupe_key=f"order:{shop.school_id}:{order['id']}:refund:{refund_no}",
     )

@@ -23,7 +23,7 @@ from campuscard.config import Settings
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.payments import code_rules
-from campuscard.platform import audit, notifications
+from campuscard.platform import audit, i18n, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import (
     Conflict,
@@ -206,21 +206,16 @@ async def do_bind_device(
         before={"device_id": old["id"], "label": old["label"]} if old else None,
         after={"device_id": row["id"], "label": label, "person_id": person_id},
     )
-    shown = label or "新手机"
+    phone = label or i18n.message("notice.paycode.new_phone")
     await notifications.notify(
         tx,
         school_id=person["school_id"],
         kind="paycode.device_bound",
         person_id=person_id,
-        title={"zh-CN": "付款码已绑定新手机", "en": "Payment code bound to a new phone"},
-        body={
-            "zh-CN": f"付款码已绑定到「{shown}」"
-            + ("，原手机上的付款码已失效。" if old else "。")
-            + "如非本人操作，请立即挂失。",
-            "en": f"Payment codes now work on '{label or 'a new phone'}'"
-            + (" and no longer on the old phone." if old else ".")
-            + " If this was not you, report it now.",
-        },
+        title=i18n.message("notice.paycode_bound.title"),
+        body=i18n.message("notice.paycode_bound.replaced", phone=phone)
+        if old
+        else i18n.message("notice.paycode_bound.body", phone=phone),
         data={"device_id": row["id"]},
     )
     return BoundDevice(
@@ -280,11 +275,14 @@ async def do_unbind_device(
         school_id=row["school_id"],
         kind="paycode.device_unbound",
         person_id=row["person_id"],
-        title={"zh-CN": "付款码手机已解绑", "en": "Phone unbound from payment codes"},
-        body={
-            "zh-CN": f"「{row['label'] or '手机'}」上的付款码已失效（{why[:60]}）。",
-            "en": f"Payment codes on '{row['label'] or 'the phone'}' stopped working ({why[:60]}).",
-        },
+        title=i18n.message("notice.paycode_unbound.title"),
+        body=i18n.message(
+            "notice.paycode_unbound.body",
+            phone=row["label"] or i18n.message("notice.paycode.the_phone"),
+            # a typed reason as typed; else who did it, in the reader's language
+            why=reason.strip()[:60]
+            or i18n.message(f"notice.paycode_unbound.by_{'holder' if holder else 'operator'}"),
+        ),
         data={"device_id": device_id},
     )
     return {"device_id": device_id, "status": "revoked", "reason": why[:200]}

@@ -10,7 +10,7 @@ import asyncpg
 
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
-from campuscard.platform import audit, auth, notifications
+from campuscard.platform import audit, auth, i18n, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, NotFound, ValidationFailed
 
@@ -180,16 +180,18 @@ async def decide_merchant(
         },
     )
     if m["applied_by"] is not None:
-        zh = {"approve": "已通过", "reject": "未通过", "suspend": "已暂停", "close": "已关闭"}
         await notifications.notify(
             tx,
             school_id=m["school_id"],
             kind=f"merchant.{decision}",
-            title={"zh-CN": f"商户申请{zh[decision]}", "en": f"Merchant {target}"},
-            body={
-                "zh-CN": f"{m['name']}：{zh[decision]}。{note}",
-                "en": f"{m['name']}: {target}. {note}",
-            },
+            # notice.merchant.approve, .reject, .suspend, .close
+            title=i18n.message(f"notice.merchant.{decision}"),
+            body=i18n.message(
+                "notice.merchant.body",
+                merchant=m["name"],
+                what=i18n.message(f"notice.merchant.{decision}"),
+                note=note,
+            ),
             user_id=m["applied_by"],
         )
     return await get_merchant(tx, actor, merchant_id)

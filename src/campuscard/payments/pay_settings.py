@@ -14,7 +14,7 @@ from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.ledger.money import fmt
 from campuscard.payments import rules
-from campuscard.platform import audit, auth, notifications
+from campuscard.platform import audit, auth, i18n, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 
@@ -148,11 +148,8 @@ async def set_pin(
         school_id=school_id,
         kind="card.pin_changed",
         person_id=person_id,
-        title={"zh-CN": "消费密码已修改", "en": "Payment PIN changed"},
-        body={
-            "zh-CN": "您的校园卡消费密码已修改。如非本人操作请立即挂失。",
-            "en": "Your card PIN was changed. If this was not you, report the card lost.",
-        },
+        title=i18n.message("notice.pin_changed.title"),
+        body=i18n.message("notice.pin_changed.body"),
     )
     return {"person_id": person_id, "pin_set": True}
 

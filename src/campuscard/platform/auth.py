@@ -517,3 +517,11 @@ async def create_user(
             merchant_id,
         )
     return user_id
+
+
+async def set_locale(conn: Conn | PgPool, user_id: int, locale: str) -> None:
+    """The language a user reads in (the pages' switch): their notifications' SMS is worded
+    in it. Only a supported language is stored (the column refuses others)."""
+    await conn.execute(
+        "UPDATE users SET locale = $2 WHERE id = $1 AND locale <> $2", user_id, locale
+    )

@@ -5,6 +5,11 @@ change it reports was committed. SMS goes to the outbox with its delivery job (p
 deferred by the same statement) and is delivered by the worker (at least once, deduplicated by
 key). Live events go through PostgreSQL NOTIFY, which PostgreSQL delivers only on commit;
 listeners (server-sent events) relay them to pages.
+
+A notification's title and body are messages (``i18n.message(key, **params)``): stored as a
+catalog key with parameters and worded in the reader's language when the inbox is shown
+(``i18n.word``); its SMS is worded in the recipient's language (``users.locale``) when it is
+made. Rows stored earlier as a text per language still read.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from campuscard.db.pool import Conn
-from campuscard.platform import queue
+from campuscard.platform import i18n, queue
 
 EVENTS_CHANNEL = "cc_events"
 
@@ -50,8 +55,8 @@ async def notify(
     *,
     school_id: int,
     kind: str,
-    title: dict[str, str],
-    body: dict[str, str],
+    title: dict[str, Any],
+    body: dict[str, Any],
     person_id: int | None = None,
     user_id: int | None = None,
     data: dict[str, Any] | None = None,
@@ -59,8 +64,9 @@ async def notify(
     dedupe_key: str | None = None,
 ) -> int | None:
     """Put a notification in the inbox of a cardholder (``person_id``) or a user, optionally
-    also by SMS. ``title``/``body`` map locale ("zh-CN", "en") to text. Returns the id, or
-    None when ``dedupe_key`` was already used."""
+    also by SMS. ``title``/``body`` are messages (``i18n.message``), worded in the reader's
+    language when shown, and the SMS in the recipient's. Returns the id, or None when
+    ``dedupe_key`` was already used."""
     notification_id: int | None = await conn.fetchval(
         """INSERT INTO notifications(school_id, person_id, user_id, kind, title, body, data,
                                      dedupe_key, created_at)
@@ -78,10 +84,11 @@ async def notify(
     if notification_id is None:
         return None
     if sms_phone:
+        locale = await reader_locale(conn, school_id, person_id=person_id, user_id=user_id)
         await enqueue(
             conn,
             "sms",
-            {"phone": sms_phone, "text": body.get("zh-CN") or next(iter(body.values()))},
+            {"phone": sms_phone, "text": i18n.word(locale, body)},
             school_id=school_id,
             dedupe_key=f"sms:notification:{notification_id}",
         )
@@ -97,6 +104,22 @@ async def notify(
         },
     )
     return notification_id
+
+
+async def reader_locale(
+    conn: Conn, school_id: int, *, person_id: int | None = None, user_id: int | None = None
+) -> str:
+    """The language a notification's reader chose (``users.locale``, set by the language
+    switch): the user's, else the cardholder's own account's, else Chinese."""
+    locale: str | None = await conn.fetchval(
+        """SELECT locale FROM users
+            WHERE id = $2 OR ($2::bigint IS NULL AND person_id = $3 AND school_id = $1)
+            LIMIT 1""",
+        school_id,
+        user_id,
+        person_id,
+    )
+    return locale if locale in i18n.LOCALES else i18n.DEFAULT_LOCALE
 
 
 async def list_for_person(conn: Conn, person_id: int, *, limit: int = 50) -> list[dict[str, Any]]:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.db.tx import transaction
-from campuscard.ledger.money import Money
-from campuscard.platform import notifications
+from campuscard.platform import i18n, notifications
 from campuscard.platform.tasks import periodic
 from campuscard.spending import analysis, rules
 
@@ -39,18 +38,17 @@ async def run_pace_reminders(pool: PgPool) -> int:
                 r["person_id"],
                 month,
             )
-            spent, usual = Money(a.pace.spent), Money(a.pace.expected)
             await notifications.notify(
                 tx,
                 school_id=r["school_id"],
                 person_id=r["person_id"],
                 kind="spending_pace",
-                title={"zh-CN": "本月消费偏快", "en": "Spending ahead of your usual pace"},
-                body={
-                    "zh-CN": f"本月到今天已消费 {spent} 元，按往月的节奏此时约为 {usual} 元。",
-                    "en": f"You have spent {spent} yuan this month so far; at your usual pace "
-                    f"it would be about {usual} yuan by now.",
-                },
+                title=i18n.message("notice.spending_pace.title"),
+                body=i18n.message(
+                    "notice.spending_pace.body",
+                    spent=i18n.money(a.pace.spent),
+                    usual=i18n.money(a.pace.expected),
+                ),
                 data={"month": month.isoformat()},
                 dedupe_key=f"spending-pace:{r['school_id']}:{r['person_id']}:{month.isoformat()}",
             )

@@ -133,14 +133,18 @@ async def logout(page: PostPage, pool: Pool) -> Response:
 @router.get("/lang/{locale}")
 async def switch_language(
     page: AnyPage,
+    pool: Pool,
     locale: str,
     next_url: Annotated[str | None, Query(alias="next", max_length=500)] = None,
 ) -> Response:
-    """The switch on every page: a preference cookie only, so a plain link is safe."""
+    """The switch on every page: a preference (cookie, and for someone signed in the language
+    their SMS is worded in), so a plain link is safe."""
     if locale not in i18n.LOCALES:
         raise DomainError(
             f"unsupported language {locale!r}", code="UNKNOWN_LOCALE", field="locale", status=404
         )
+    if page.user is not None and page.user.user_id is not None:
+        await auth.set_locale(pool, page.user.user_id, locale)
     response = redirect(safe_next(next_url, "/"))
     response.set_cookie(i18n.LANG_COOKIE, locale, max_age=YEAR, samesite="lax", path="/")
     return response

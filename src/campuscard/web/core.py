@@ -16,13 +16,15 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context
 
 from campuscard.edge.deps import AppSettings, Pool
 from campuscard.edge.session import (
@@ -63,7 +65,31 @@ class LoginRequired(Exception):
 
 
 def _yuan(fen: int | None) -> str:
+    """The bare amount, ``1234.50``: for a form field's value and a CSV, not for reading."""
     return fmt(int(fen or 0))
+
+
+def fen_of(value: int | str | Decimal | None) -> int:
+    """Fen from a view's yuan text ("-12.30"); refuses part of a fen."""
+    if value is None or value == "":
+        return 0
+    fen = Decimal(str(value)) * 100
+    if fen != fen.to_integral_value():
+        raise ValueError(f"not a whole number of fen: {value!r}")
+    return int(fen)
+
+
+@pass_context
+def _money(context: Context, fen: int | str | Decimal | None) -> str:
+    """Fen as the page's language writes money (``i18n.format_money``): ¥1,234.50 on a Chinese
+    page, CN¥1,234.50 on an English one."""
+    return i18n.format_money(str(context.get("lang") or i18n.DEFAULT_LOCALE), int(fen or 0))
+
+
+@pass_context
+def _money_text(context: Context, yuan: int | str | Decimal | None) -> str:
+    """A view's yuan text ("12.30", as the API answers) written as ``|money`` writes fen."""
+    return i18n.format_money(str(context.get("lang") or i18n.DEFAULT_LOCALE), fen_of(yuan))
 
 
 def _local_time(value: datetime | str | None, tz: str = "Asia/Shanghai") -> str:
@@ -84,6 +110,8 @@ env = Environment(
     lstrip_blocks=True,
 )
 env.filters["yuan"] = _yuan
+env.filters["money"] = _money
+env.filters["money_text"] = _money_text
 env.filters["localtime"] = _local_time
 # audit details as readable text: Chinese stays Chinese (no \uXXXX escapes); autoescaped
 env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False, default=str)
@@ -108,6 +136,10 @@ class Page:
     def day(self, value: date, skeleton: str = "MMMEd") -> str:
         """A date in this page's language (``i18n.format_day``)."""
         return i18n.format_day(self.locale, value, skeleton)
+
+    def money(self, fen: int) -> str:
+        """An amount in this page's language (``i18n.format_money``)."""
+        return i18n.format_money(self.locale, fen)
 
     def tn(self, key: str, count: int, **params: Any) -> str:
         """A plural message: the form the locale's CLDR rule picks for ``count``."""

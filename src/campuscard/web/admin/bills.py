@@ -24,6 +24,7 @@ from campuscard.web.core import (
     Page,
     PostPage,
     UserPage,
+    fen_of,
     opt_choice,
     opt_date,
     opt_int,
@@ -160,7 +161,7 @@ async def issue_bills(
         "a.bl.issued",
         bills=out["bills_created"],
         lines=out["lines_added"],
-        amount=out["amount"],
+        amount=page.money(fen_of(out["amount"])),
     )
     return await _items_view(page, pool, school_id, term, notice=notice)
 

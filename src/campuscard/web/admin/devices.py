@@ -21,7 +21,7 @@ from campuscard.offline import queries as offline_queries
 from campuscard.offline import rules as offline_rules
 from campuscard.web import menu
 from campuscard.web.admin.routes import BASE, SchoolCode, enter
-from campuscard.web.core import Page, UserPage, opt_date, render
+from campuscard.web.core import Page, UserPage, fen_of, opt_date, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 menu.add("admin", "a.devices", BASE + "/devices", {"school_admin", "settlement"}, 55)
@@ -59,9 +59,14 @@ def tariff_view(raw: Any) -> dict[str, Any]:
 
 def _break_text(page: Page, text: str | None) -> str:
     return page.t("dev.sep").join(
-        page.t(f"dev.break.{kind}", **figures)
+        page.t(f"dev.break.{kind}", **{k: _money_figure(page, k, v) for k, v in figures.items()})
         for kind, figures in offline_rules.describe_break(text)
     )
+
+
+def _money_figure(page: Page, name: str, value: Any) -> Any:
+    """A chain break's amounts (yuan text) as this page writes money; other figures as they are."""
+    return page.money(fen_of(value)) if name in offline_rules.FEN_PARTS else value
 
 
 async def offline_report(

@@ -1,5 +1,20 @@
 // CampusCard page helpers. No inline scripts anywhere (the CSP forbids them); pages opt in to
 // behaviour with data- attributes.
+
+// An amount of yuan as the page's language writes money: the browser's CLDR, the same rules the
+// server's Babel uses (zh-CN ¥1,234.50, en CN¥1,234.50). The text "12.30" is formatted as an
+// exact decimal (Intl.NumberFormat takes a string), never through a float. Scripts loaded after
+// this one (live events, the payment-code page, the customer display, uploads) use it.
+window.ccMoney = function (yuan) {
+  if (yuan === undefined || yuan === null || yuan === "") return "";
+  var lang = document.documentElement.lang || "zh-CN";
+  try {
+    return new Intl.NumberFormat(lang, { style: "currency", currency: "CNY" }).format(String(yuan));
+  } catch (e) {
+    return "¥" + yuan;
+  }
+};
+
 (function () {
   "use strict";
 
@@ -107,12 +122,12 @@
       function show(template, ev) {
         var data = JSON.parse(ev.data);
         box.textContent = template
-          .replace("{amount}", data.amount || "")
+          .replace("{amount}", window.ccMoney(data.amount))
           .replace("{merchant}", [data.merchant, data.outlet].filter(Boolean).join(" "))
-          .replace("{balance}", data.balance || "");
+          .replace("{balance}", window.ccMoney(data.balance));
         box.hidden = false;
         var total = document.getElementById(box.dataset.balanceTarget || "");
-        if (total && data.balance) total.textContent = "¥" + data.balance;
+        if (total && data.balance) total.textContent = window.ccMoney(data.balance);
       }
       source.addEventListener("payment", function (ev) { show(box.dataset.paidText, ev); });
       source.addEventListener("refund", function (ev) { show(box.dataset.refundText, ev); });

@@ -37,5 +37,5 @@ async def paycode_page(page: UserPage, pool: Pool, settings: AppSettings) -> Res
 async def unbind(page: PostPage, pool: Pool, device_id: int = Form(ge=1, le=2**62)) -> Response:
     actor = page.require("m.paycode")
     async with pool.acquire() as conn:
-        await codes.do_unbind_device(conn, actor, device_id, reason="unbound on the phone page")
+        await codes.do_unbind_device(conn, actor, device_id, reason="")
     return redirect("/m/paycode", request=page.request)

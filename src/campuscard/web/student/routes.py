@@ -19,7 +19,7 @@ from campuscard.payments import pay_settings
 from campuscard.people import queries
 from campuscard.platform import notifications
 from campuscard.platform.errors import DomainError, NotFound, ValidationFailed
-from campuscard.web import charts, menu
+from campuscard.web import charts, i18n, menu
 from campuscard.web.core import (
     Page,
     PostPage,
@@ -348,7 +348,16 @@ async def inbox(page: UserPage, pool: Pool) -> Response:
             items = await notifications.list_for_person(conn, actor.person_id)
         else:
             items = await notifications.list_for_user(conn, actor.user_id or 0)
-    return render(page, "student/notifications.html", items=items)
+    # each message worded in this page's language (older rows: their text in it)
+    shown = [
+        {
+            **n,
+            "title": i18n.word(page.locale, n["title"]),
+            "body": i18n.word(page.locale, n["body"]),
+        }
+        for n in items
+    ]
+    return render(page, "student/notifications.html", items=shown)
 
 
 @router.post("/notifications/read")

@@ -7,8 +7,12 @@
   var t = function (name) {
     return root.dataset["t" + name.charAt(0).toUpperCase() + name.slice(1)] || "";
   };
+  var MONEY = { amount: 1, balance: 1 };  // written as the page's language writes money
   var fill = function (text, values) {
-    return text.replace(/\{(\w+)\}/g, function (_, k) { return values[k] == null ? "" : values[k]; });
+    return text.replace(/\{(\w+)\}/g, function (_, k) {
+      if (values[k] == null) return "";
+      return MONEY[k] ? window.ccMoney(values[k]) : values[k];
+    });
   };
   var amount = root.querySelector("[data-amount]");
   var label = root.querySelector("[data-label]");
@@ -17,7 +21,7 @@
   function show(event) {
     if (event.type === "pos.pending") {
       label.textContent = t("topay");
-      amount.textContent = "¥" + event.amount;
+      amount.textContent = window.ccMoney(event.amount);
       result.hidden = true;
     } else if (event.type === "pos.cleared") {
       amount.textContent = "";

@@ -29,9 +29,11 @@
     return out;
   }
 
+  var MONEY = { amount: 1 };  // a sheet's total and a billed amount, as the page writes money
   function fill(text, values) {
     return text.replace(/\{(\w+)\}/g, function (_, key) {
-      return values[key] === undefined ? "" : String(values[key]);
+      if (values[key] === undefined) return "";
+      return MONEY[key] && window.ccMoney ? window.ccMoney(values[key]) : String(values[key]);
     });
   }
 

@@ -53,8 +53,12 @@
     el.hidden = !text;
   }
 
+  var MONEY = { amount: 1, balance: 1 };  // written as the page's language writes money
   function fill(template, values) {
-    return template.replace(/\{(\w+)\}/g, function (_, k) { return values[k] == null ? "" : values[k]; });
+    return template.replace(/\{(\w+)\}/g, function (_, k) {
+      if (values[k] == null) return "";
+      return MONEY[k] ? window.ccMoney(values[k]) : values[k];
+    });
   }
 
   async function render() {
