@@ -135,15 +135,15 @@ async def test_a_file_with_bad_rows_changes_nothing_and_lists_every_bad_row(
         )
     # then
     assert err.value.code == "IMPORT_ROWS_INVALID"
-    reported = [(e["row"], e["field"]) for e in err.value.details["errors"]]
+    reported = [(e["row"], e["field"], e["code"]) for e in err.value.details["errors"]]
     assert reported == [
-        (5, "name"),
-        (6, "province"),
-        (7, "school"),
-        (8, "number"),
-        (9, "card_no"),
-        (10, "number"),
-        (11, "card_no"),
+        (5, "name", "EMPTY"),
+        (6, "province", "PROVINCE_UNKNOWN"),
+        (7, "school", "SCHOOL_UNKNOWN"),
+        (8, "number", "NOT_A_STUDENT"),
+        (9, "card_no", "CARD_TAKEN"),
+        (10, "number", "NUMBER_TWICE"),
+        (11, "card_no", "CARD_FORMAT"),
     ]
     assert await _snapshot(conn) == before
 
@@ -320,7 +320,13 @@ async def test_uploader_reports_bad_rows_without_retrying(
     )
     assert not outcome.ok and outcome.attempts == 1
     assert outcome.errors == [
-        {"row": 2, "field": "number", "reason": "this number belongs to a staff, not a student"}
+        {
+            "row": 2,
+            "field": "number",
+            "reason": "this number belongs to a staff, not a student",
+            "code": "NOT_A_STUDENT",
+            "params": {},
+        }
     ]
 
 

@@ -91,6 +91,21 @@ def test_every_key_a_notice_makes_at_run_time_is_in_the_catalogs() -> None:
         "notice.utility_failed": ["electricity", "water"],
         "notice.order_refund": ["not_shipped", "hold_expired"],
         "notice.paycode_unbound": ["by_holder", "by_operator"],
+        # a student sheet's row codes (issuing/import_rules.py, imports.py), worded by the page
+        "import.reason": [
+            "empty",
+            "name_length",
+            "class_length",
+            "number_format",
+            "number_twice",
+            "card_format",
+            "card_twice",
+            "province_unknown",
+            "province_other",
+            "school_unknown",
+            "not_a_student",
+            "card_taken",
+        ],
     }
     for locale in i18n.LOCALES:
         texts = i18n.catalog(locale)

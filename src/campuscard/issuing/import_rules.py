@@ -388,17 +388,32 @@ def parse_file(content: bytes) -> tuple[list[ImportRow], list[RowError], list[No
             data[f], change = _normalise(f, cell(values, f))
             if change is not None:
                 changed.setdefault(change, []).append(line)
+        # each reason in English for the API, and a code with its values for a page to word
         problems = [
-            RowError(line, f, f"{FIELD_LABELS[f]} is empty") for f in REQUIRED if not data[f]
+            RowError(line, f, f"{FIELD_LABELS[f]} is empty", "EMPTY")
+            for f in REQUIRED
+            if not data[f]
         ]
         if data["name"] and len(data["name"]) > 64:
-            problems.append(RowError(line, "name", "the name is longer than 64 characters"))
+            problems.append(
+                RowError(line, "name", "the name is longer than 64 characters", "NAME_LENGTH")
+            )
         if data["class_name"] and len(data["class_name"]) > 64:
-            problems.append(RowError(line, "class_name", "the class is longer than 64 characters"))
+            problems.append(
+                RowError(
+                    line, "class_name", "the class is longer than 64 characters", "CLASS_LENGTH"
+                )
+            )
         number = data["number"]
         if number and not NUMBER.fullmatch(number):
             problems.append(
-                RowError(line, "number", f"student number {number!r} must be 1-32 letters/digits")
+                RowError(
+                    line,
+                    "number",
+                    f"student number {number!r} must be 1-32 letters/digits",
+                    "NUMBER_FORMAT",
+                    {"value": number},
+                )
             )
         elif number in first_number:
             problems.append(
@@ -407,6 +422,8 @@ def parse_file(content: bytes) -> tuple[list[ImportRow], list[RowError], list[No
                     "number",
                     f"student number {number} appears twice in the file "
                     f"(first on row {first_number[number]})",
+                    "NUMBER_TWICE",
+                    {"value": number, "first": str(first_number[number])},
                 )
             )
         elif number:
@@ -415,7 +432,13 @@ def parse_file(content: bytes) -> tuple[list[ImportRow], list[RowError], list[No
         if card is not None:
             if not CARD_NO.fullmatch(card):
                 problems.append(
-                    RowError(line, "card_no", f"IC card number {card!r} must be 6-20 digits")
+                    RowError(
+                        line,
+                        "card_no",
+                        f"IC card number {card!r} must be 6-20 digits",
+                        "CARD_FORMAT",
+                        {"value": card},
+                    )
                 )
             elif card in first_card:
                 problems.append(
@@ -424,6 +447,8 @@ def parse_file(content: bytes) -> tuple[list[ImportRow], list[RowError], list[No
                         "card_no",
                         f"IC card number {card} appears twice in the file "
                         f"(first on row {first_card[card]})",
+                        "CARD_TWICE",
+                        {"value": card, "first": str(first_card[card])},
                     )
                 )
             else:
@@ -464,14 +489,22 @@ def check_school(rows: Iterable[ImportRow], names: SchoolNames) -> list[RowError
     errors: list[RowError] = []
     for r in rows:
         if r.province not in names.province:
-            reason = (
-                f"unknown province {r.province!r}"
-                if r.province not in names.known_provinces
-                else f"province {r.province!r} is not this school's province"
-            )
-            errors.append(RowError(r.row, "province", reason))
+            if r.province not in names.known_provinces:
+                reason, code = f"unknown province {r.province!r}", "PROVINCE_UNKNOWN"
+            else:
+                reason = f"province {r.province!r} is not this school's province"
+                code = "PROVINCE_OTHER"
+            errors.append(RowError(r.row, "province", reason, code, {"value": r.province}))
         elif r.school not in names.school:
-            errors.append(RowError(r.row, "school", f"unknown school {r.school!r} in {r.province}"))
+            errors.append(
+                RowError(
+                    r.row,
+                    "school",
+                    f"unknown school {r.school!r} in {r.province}",
+                    "SCHOOL_UNKNOWN",
+                    {"value": r.school, "province": r.province},
+                )
+            )
     return errors
 
 

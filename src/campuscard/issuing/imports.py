@@ -97,7 +97,10 @@ async def _check_against_database(conn: Conn, school_id: int) -> list[rules.RowE
     ):
         errors.append(
             rules.RowError(
-                r["line"], "number", f"this number belongs to a {r['kind']}, not a student"
+                r["line"],
+                "number",
+                f"this number belongs to a {r['kind']}, not a student",
+                "NOT_A_STUDENT",
             )
         )
     for r in await conn.fetch(
@@ -119,6 +122,8 @@ async def _check_against_database(conn: Conn, school_id: int) -> list[rules.RowE
                 r["line"],
                 "card_no",
                 f"this IC card number already belongs to student {r['holder']}",
+                "CARD_TAKEN",
+                {"holder": r["holder"]},
             )
         )
     return errors

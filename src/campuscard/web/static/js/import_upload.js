@@ -109,7 +109,7 @@
       if (RETRYABLE[error.code] || answer.status >= 500) return false;
       var rows = ((error.details || {}).errors || []).map(function (e) {
         if (form.dataset.rowText) {  // the page's words, with its label for the field
-          var label = form.dataset["field" + e.field.charAt(0).toUpperCase() + e.field.slice(1)];
+          var label = form.dataset["field" + camel(e.field)];  // class_name: data-field-class-name
           // and its words for the reason, by the row's code (data-reason-no-student="…{number}…")
           var worded = e.code && form.dataset["reason" + camel(e.code)];
           var reason = worded ? fill(worded, e.params || {}) : e.reason;
