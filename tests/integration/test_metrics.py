@@ -1,6 +1,7 @@
 """/metrics: off unless an operator token is set, refused without it, and counting what
 happens (payments by channel and outcome, request latency by route group, sign-in failures,
-admission queues, the pool). Several processes' values add up in multiprocess mode."""
+admission queues, the pool, the job queue). Several processes' values add up in multiprocess
+mode."""
 
 from __future__ import annotations
 
@@ -95,6 +96,37 @@ async def test_payments_requests_and_sign_in_failures_are_counted(
     # and the sampled gauges are there: the canteen's queue, this process's pool
     assert ("campuscard_admission_queue_depth", (("channel", "canteen"),)) in samples(after)
     assert value(after, "campuscard_pool_connections", state="max") == pool.get_max_size()
+
+
+async def test_the_job_queue_is_read_at_each_scrape(settings: Settings, pool: Any) -> None:
+    # given: two jobs of a task waiting, one due for 90 s, and one of them failed
+    async with pool.acquire() as conn:
+        for due in ("now() - interval '90 seconds'", "now() + interval '1 hour'"):
+            await conn.execute(
+                f"""SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('test', 'test.task', 0, NULL,
+                        NULL, '{{}}'::jsonb, {due})::procrastinate_job_to_defer_v1])"""
+            )
+    app = create_app(settings.model_copy(update={"metrics_token": SecretStr(TOKEN)}), pool=pool)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as c:
+        # when: an operator scrapes, then one job fails and the operator scrapes again
+        first = (await c.get("/metrics", headers=OPERATOR)).text
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE procrastinate_jobs SET status = 'failed' WHERE task_name = 'test.task' "
+                "AND scheduled_at < now()"
+            )
+        second = (await c.get("/metrics", headers=OPERATOR)).text
+
+    # then: the jobs by state, and how long the due one has waited; a failure shows at once
+    assert value(first, "campuscard_jobs", task="test.task", status="todo") == 2
+    assert value(first, "campuscard_jobs", task="test.task", status="failed") == 0
+    assert 90 <= value(first, "campuscard_job_oldest_due_seconds", task="test.task") < 600
+    assert value(second, "campuscard_jobs", task="test.task", status="todo") == 1
+    assert value(second, "campuscard_jobs", task="test.task", status="failed") == 1
+    # the one left is not due yet: nothing waits for a worker
+    assert value(second, "campuscard_job_oldest_due_seconds", task="test.task") == 0
 
 
 def test_route_groups_stay_few() -> None:

@@ -8,7 +8,8 @@ the values live in prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC
 Counters and histograms are updated where things happen (a payment answered, a request
 finished, a sign-in refused). Gauges of process state (admission queues, pool, live-event
 subscribers) are sampled every few seconds by each process, so the hot paths pay nothing for
-them."""
+them. The job queue is one for all processes, in the database: a scrape reads it (one grouped
+query) and the scraped process's reading is the value."""
 
 from __future__ import annotations
 
@@ -87,6 +88,31 @@ SIGN_IN_FAILURES = Counter(
     ["reason"],
 )
 LOCKOUTS = Counter("campuscard_sign_in_lockouts", "Accounts locked after too many failed sign-ins")
+# the queue is the database's, not a process's: the latest reading counts, not a sum
+JOBS = Gauge(
+    "campuscard_jobs",
+    "Background jobs by task and state: todo (waiting or scheduled), doing, failed (at scrape)",
+    ["task", "status"],
+    multiprocess_mode="mostrecent",
+)
+JOB_OLDEST_SECONDS = Gauge(
+    "campuscard_job_oldest_due_seconds",
+    "How long the oldest job that is due has waited for a worker, by task (read at scrape)",
+    ["task"],
+    multiprocess_mode="mostrecent",
+)
+JOB_STATES = ("todo", "doing", "failed")
+JOBS_SQL = """
+SELECT j.task_name, j.status::text AS status, count(*) AS jobs,
+       max(extract(epoch FROM now() - coalesce(j.scheduled_at, d.at)))
+           FILTER (WHERE j.status = 'todo' AND coalesce(j.scheduled_at, d.at) <= now())
+           AS oldest_due
+  FROM procrastinate_jobs j
+  LEFT JOIN LATERAL (SELECT min(e.at) AS at FROM procrastinate_events e
+                      WHERE e.job_id = j.id AND e.type = 'deferred') d ON true
+ WHERE j.status IN ('todo', 'doing', 'failed')
+ GROUP BY 1, 2"""
+_job_tasks: set[str] = set()  # tasks seen before: their emptied states read 0, not stale
 
 
 def count_payment(channel: str, body: Mapping[str, Any], status: int) -> None:
@@ -156,6 +182,22 @@ class Sampler:
             self.sample()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SAMPLE_SECONDS)
+
+
+async def sample_jobs(pool: PgPool) -> None:
+    """Read the job queue into its gauges: jobs per task and state, the oldest due job's wait.
+    Finished (succeeded, cancelled) jobs are not counted; the purge removes them."""
+    rows = await pool.fetch(JOBS_SQL, timeout=2.0)
+    counts = {(r["task_name"], r["status"]): int(r["jobs"]) for r in rows}
+    oldest: dict[str, float] = {}
+    for r in rows:
+        if r["oldest_due"] is not None:
+            oldest[r["task_name"]] = max(oldest.get(r["task_name"], 0.0), float(r["oldest_due"]))
+    _job_tasks.update(task for task, _ in counts)
+    for task in _job_tasks:
+        for status in JOB_STATES:
+            JOBS.labels(task, status).set(counts.get((task, status), 0))
+        JOB_OLDEST_SECONDS.labels(task).set(oldest.get(task, 0.0))
 
 
 def exposition() -> tuple[bytes, str]:
