@@ -17,7 +17,7 @@ from typing import Any
 from campuscard.db.pool import PgPool
 from campuscard.db.tx import transaction
 from campuscard.monitoring import hardship, school_rules, signals, supervision
-from campuscard.monitoring.exports import do_export_supervision
+from campuscard.monitoring.exports import do_export_hardship_report, do_export_supervision
 from campuscard.platform.actors import Actor, Grant
 from campuscard.platform.errors import Forbidden, NotFound, ValidationFailed
 from tests.support import make_school, make_student, make_user
@@ -124,6 +124,10 @@ async def test_each_role_sees_only_the_students_it_may(pool: PgPool) -> None:
         async def report(actor: Actor = actor) -> Any:
             return sorted(g.class_name for g in await hardship.report(pool, actor, sid, month))
 
+        async def report_export(actor: Actor = actor) -> Any:
+            rows = await do_export_hardship_report(pool, actor, sid, month=month, kind="csv")
+            return sorted(g.class_name for g in rows)
+
         async def exclude_b(actor: Actor = actor) -> Any:
             await hardship.do_exclude(pool, actor, sid, b, "off_campus")
             return "done"
@@ -147,6 +151,7 @@ async def test_each_role_sees_only_the_students_it_may(pool: PgPool) -> None:
             "export": await _outcome(export),
             "candidates": await _outcome(candidates),
             "report": await _outcome(report),
+            "report_export": await _outcome(report_export),
             "exclude_b": await _outcome(exclude_b),
             "propose_b": await _outcome(propose_b),
         }
@@ -162,6 +167,7 @@ async def test_each_role_sees_only_the_students_it_may(pool: PgPool) -> None:
             "export": whole,
             "candidates": ["A1", "B1"],
             "report": ["A班", "B班"],
+            "report_export": ["A班", "B班"],
             "exclude_b": "done",
             "propose_b": "done",
         },
@@ -173,6 +179,7 @@ async def test_each_role_sees_only_the_students_it_may(pool: PgPool) -> None:
             "export": "deny",
             "candidates": ["A1", "B1"],
             "report": ["A班", "B班"],
+            "report_export": ["A班", "B班"],
             "exclude_b": "done",
             "propose_b": "done",
         },
@@ -184,6 +191,7 @@ async def test_each_role_sees_only_the_students_it_may(pool: PgPool) -> None:
             "export": (["A1"], ["A班"]),
             "candidates": ["A1"],
             "report": ["A班"],
+            "report_export": ["A班"],
             "exclude_b": "hide",
             "propose_b": "hide",
         },
@@ -195,6 +203,7 @@ async def test_each_role_sees_only_the_students_it_may(pool: PgPool) -> None:
             "export": ([], []),
             "candidates": [],
             "report": [],
+            "report_export": [],
             "exclude_b": "hide",
             "propose_b": "hide",
         },
@@ -212,3 +221,12 @@ async def test_each_role_sees_only_the_students_it_may(pool: PgPool) -> None:
         "SELECT actor FROM audit_log WHERE action = 'monitoring.export' ORDER BY id"
     )
     assert [r["actor"] for r in logged] == ["school_admin", "counsellor_a", "counsellor_none"]
+    reports = await pool.fetch(
+        "SELECT actor FROM audit_log WHERE action = 'hardship.export' ORDER BY id"
+    )
+    assert [r["actor"] for r in reports] == [
+        "school_admin",
+        "settlement",
+        "counsellor_a",
+        "counsellor_none",
+    ]

@@ -98,6 +98,11 @@ async def test_quiet_help_is_proposed_by_one_officer_and_approved_by_another(
     await maker.click("[data-testid=hs-propose]")
     await expect(maker.get_by_test_id("proposed")).to_be_visible()
     await expect(maker.get_by_test_id("cand-status-H1")).to_have_text("已提议")
+    # the report by class exports with counts only; the class is too small to report
+    async with maker.expect_download() as info:
+        await maker.click("[data-testid=hs-report-csv]")
+    text = (await (await info.value).path()).read_text(encoding="utf-8-sig")
+    assert "人数太少" in text and "H1" not in text and "200.00" not in text
     # then: nothing is paid; the proposer cannot approve the batch
     h1 = await conn.fetchval("SELECT id FROM persons WHERE number = 'H1'")
     subsidy = "SELECT balance FROM accounts WHERE person_id = $1 AND purse = 'subsidy'"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from campuscard.db.tx import Tx, owns_transaction
-from campuscard.monitoring import supervision
+from campuscard.monitoring import hardship, supervision
 from campuscard.platform import audit
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import ValidationFailed
@@ -45,3 +45,25 @@ async def do_export_supervision(
         after={"format": kind, "count_rows": len(counts), "students": len(tiers)},
     )
     return SupervisionSheet(since, until, counts, tiers)
+
+
+@owns_transaction
+async def do_export_hardship_report(
+    tx: Tx, actor: Actor, school_id: int, *, month: date, kind: str
+) -> list[hardship.GroupRow]:
+    """The month's quiet-help report by class for ``actor`` (a counsellor: their classes):
+    counts only, and none for a class below the school's minimum group size; audited as
+    ``hardship.export``. No names, no amounts, no reasons."""
+    if kind not in FORMATS:
+        raise ValidationFailed("must be csv or xlsx", field="format")
+    rows = await hardship.report(tx, actor, school_id, month)
+    await audit.record(
+        tx,
+        actor,
+        "hardship.export",
+        school_id=school_id,
+        target_type="hardship_month",
+        target_id=month.isoformat(),
+        after={"format": kind, "classes": len(rows)},
+    )
+    return rows

@@ -367,3 +367,58 @@ async def hardship_exclude(
     except DomainError as err:
         return await _hardship_view(page, pool, school_id, month, error=err)
     return redirect(f"/admin/s/{code}/hardship?month={month}", request=page.request)
+
+
+@router.get("/s/{code}/hardship/export.{kind}")
+async def hardship_report_export(
+    page: UserPage,
+    pool: Pool,
+    code: SchoolCode,
+    kind: Annotated[str, Path(pattern="^(csv|xlsx)$")],
+    month: Annotated[str, Query(max_length=10)] = "",
+) -> Response:
+    """The month's report by class as CSV or Excel: students, candidates and proposals per
+    class, blank for a class too small to report; the reviewer's scope; audited."""
+    school_id = await enter(page, pool, code, "a.hardship")
+    assert page.user is not None
+    async with pool.acquire() as conn:
+        first = _month(month, await dashboard.business_date(conn, school_id))
+    rows = await exports.do_export_hardship_report(
+        pool, page.user, school_id, month=first, kind=kind
+    )
+    head = [
+        page.t("a.mon_class"),
+        page.t("a.hs_students"),
+        page.t("a.hs_candidates"),
+        page.t("a.hs_status.proposed"),
+    ]
+    table: list[list[Any]] = [
+        [
+            g.class_name or page.t("a.mon_no_class"),
+            g.students,
+            page.t("a.hs_too_small") if g.candidates is None else g.candidates,
+            "" if g.proposed is None else g.proposed,
+        ]
+        for g in rows
+    ]
+    name = f"{code}-quiet-help-{first:%Y-%m}"
+    if kind == "xlsx":
+        book = Workbook()
+        ws = book.active
+        assert ws is not None
+        ws.title = page.t("a.hs_groups")[:31]
+        ws.append(head)
+        for cell in ws[1]:
+            cell.font = Font(bold=True)
+        for row in table:
+            ws.append(row)
+        return Response(
+            workbook_bytes(book),
+            media_type=XLSX,
+            headers={"content-disposition": f'attachment; filename="{name}.xlsx"'},
+        )
+    return Response(
+        _csv(head, table),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{name}.csv"'},
+    )
