@@ -71,6 +71,7 @@ from campuscard.web.admin import approvals as web_admin_approvals
 from campuscard.web.admin import attendance as web_attendance
 from campuscard.web.admin import bill_books as web_admin_bill_books
 from campuscard.web.admin import bills as web_admin_bills
+from campuscard.web.admin import campus_systems as web_campus_systems
 from campuscard.web.admin import devices as web_admin_devices
 from campuscard.web.admin import issuing as web_issuing
 from campuscard.web.admin import jobs as web_admin_jobs
@@ -250,6 +251,7 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
     app.include_router(web_admin_jobs.router)  # failed background jobs (platform admins)
     app.include_router(web_access.router)  # doors, grants, the school's days, door events
     app.include_router(web_access_forms.router)  # the access and attendance model's forms
+    app.include_router(web_campus_systems.router)  # library, lab and exam systems' tokens
     return app
 
 

@@ -227,6 +227,31 @@ async def test_an_administrator_keeps_the_model_with_the_forms(
         r.status_code == 422
         and _field_error(r.text, "reset_hour") == "reset_hour must be a whole number"
     )
+    # the library system gets its token once, on the campus systems page, and loses it
+    r = await client.post(
+        "/admin/s/TST/access/systems",
+        data={"csrf_token": csrf, "name": "Library", "kind": "library", "per_minute": "0"},
+    )
+    assert r.status_code == 422
+    assert _field_error(r.text, "per_minute") == "per_minute is 1 to 6000"
+    r = await client.post(
+        "/admin/s/TST/access/systems",
+        data={"csrf_token": csrf, "name": "Library", "kind": "library", "per_minute": "60"},
+    )
+    assert r.status_code == 201
+    token = re.search(r'data-testid="token">(ccsys_[^<]+)<', r.text)
+    assert token is not None
+    listed = await client.get("/admin/s/TST/access/systems")
+    assert "Library" in listed.text and token.group(1) not in listed.text
+    system = await conn.fetchval("SELECT id FROM campus_systems WHERE name = 'Library'")
+    asked = await client.get(
+        "/api/v1/campus/TST/cards/880000000077",
+        headers={"Authorization": f"Bearer {token.group(1)}"},
+    )
+    assert asked.status_code == 404, asked.text  # past the token: no such card
+    r = await client.post(f"/admin/s/TST/access/systems/{system}/revoke", data={"csrf_token": csrf})
+    assert r.status_code == 303
+    assert not await conn.fetchval("SELECT active FROM campus_systems WHERE id = $1", system)
     # every change is in the audit log
     actions = {
         r["action"]

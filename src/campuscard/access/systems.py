@@ -61,6 +61,9 @@ async def register_system(
     tx: Tx, actor: Actor, school_id: int, *, name: str, kind: str, per_minute: int
 ) -> NewSystem:
     actor.require(*ADMIN_ROLES, school_id=school_id)
+    name = name.strip()
+    if not 1 <= len(name) <= 64:
+        raise ValidationFailed("name: 1 to 64 characters", field="name")
     if kind not in KINDS:
         raise ValidationFailed(f"kind is one of {', '.join(KINDS)}", field="kind")
     if not 1 <= per_minute <= 6000:
