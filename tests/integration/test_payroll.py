@@ -171,6 +171,12 @@ async def test_second_person_approves_and_campus_lines_are_paid_once(pool: PgPoo
     assert (await balances(pool, t1))["cash"] == 500_000
     async with pool.acquire() as conn:
         assert (await check_ledger(conn)).ok
+        # the ledger check's payroll tier: a line whose booking differs from it is named
+        await conn.execute("UPDATE payroll_lines SET amount = amount + 1 WHERE row_no = 2")
+        violations = (await check_ledger(conn)).violations
+    assert [v.split(":")[0] for v in violations] == [
+        "P1 a payroll line's payment differs from the line"
+    ]
 
 
 async def test_a_bank_line_is_paid_once_under_a_bank_timeout(

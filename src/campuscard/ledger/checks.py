@@ -9,6 +9,17 @@ tier between the buyer's purse and the merchant): an open order's current hold i
 holds exactly what is neither released nor refunded, an ended order holds nothing, and what an
 order released is what its holds captured. Credit lines are purse floors below zero, so I3
 covers them.
+
+The three tiers money passes through (decision 0261): **held** money (a purse's holds, the
+virtual account orders and sessions are paid into) moved out only as its hold says — a captured
+hold booked exactly what it captured from its purse to its payee (T1; that a voided or expired
+hold captured nothing the table's CHECKs keep); the **settlement-center** account (the cash
+purse the bank tops up automatically below a threshold) was never lifted above its target by an
+automatic top-up (T2); **bank clearing** holds exactly what the bank transfers' states say is
+in flight or done — a payout's hold while pending, in doubt or posted, nothing once refused or
+reversed, a posted load's amount out (T3). Payroll: every line of a paid batch has its one
+effect, a booking of its amount from the payroll account or a payroll payout of its amount to
+its staff member (P1).
 """
 
 from __future__ import annotations
@@ -118,6 +129,80 @@ _CHECKS: list[tuple[str, str]] = [
 ]
 
 
+_TIERS: list[tuple[str, str]] = [
+    (
+        "T1 held money moved other than its hold says",
+        """SELECT 'hold ' || h.school_id || '/' || h.id || ' ' || h.state || ' captured '
+                  || h.captured || ', booked ' || coalesce(p.from_purse, 0) || ' from its purse, '
+                  || coalesce(p.to_payee, 0) || ' to its payee'
+             FROM holds h
+             LEFT JOIN LATERAL (
+                  SELECT -sum(amount) FILTER (WHERE account_id = h.account_id) AS from_purse,
+                         sum(amount) FILTER (WHERE account_id = h.payee_account_id) AS to_payee
+                    FROM postings WHERE school_id = h.school_id AND tx_id = h.tx_id) p ON true
+            WHERE h.state = 'captured'
+              AND (coalesce(p.from_purse, 0) <> h.captured
+                   OR coalesce(p.to_payee, 0) <> h.captured)
+            LIMIT 20""",
+    ),
+    (
+        "T2 an automatic top-up lifted the settlement-center account above its target",
+        """SELECT 'bank transfer ' || t.school_id || '/' || t.id || ' took account '
+                  || p.account_id || ' to ' || p.balance_after || ', target ' || t.target
+             FROM bank_transfers t
+             JOIN postings p ON p.school_id = t.school_id AND p.tx_id = t.tx_id AND p.amount > 0
+             JOIN accounts a ON a.school_id = p.school_id AND a.id = p.account_id
+                  AND a.kind = 'purse'
+            WHERE t.origin = 'auto' AND t.direction = 'load' AND t.status = 'posted'
+              AND t.target IS NOT NULL AND p.balance_after > t.target
+            LIMIT 20""",
+    ),
+    (
+        "T3 bank clearing differs from what the bank transfers' states say",
+        """SELECT 'bank transfer ' || school_id || '/' || id || ' ' || direction || ' '
+                  || status || ' moved ' || moved || ' in bank_clearing, expected ' || expected
+             FROM (SELECT t.school_id, t.id, t.direction, t.status,
+                          CASE WHEN t.direction = 'payout'
+                                    AND t.status IN ('pending', 'unknown', 'reversing', 'posted')
+                               THEN t.amount
+                               WHEN t.direction = 'load' AND t.status = 'posted' THEN -t.amount
+                               ELSE 0 END AS expected,
+                          coalesce((SELECT sum(p.amount) FROM postings p
+                                      JOIN accounts a ON a.school_id = p.school_id
+                                           AND a.id = p.account_id AND a.kind = 'system'
+                                           AND a.system_code = 'bank_clearing'
+                                     WHERE p.school_id = t.school_id
+                                       AND p.tx_id IN (SELECT DISTINCT x FROM unnest(ARRAY[
+                                               t.hold_tx_id, t.tx_id, t.release_tx_id]) AS x)),
+                                   0) AS moved
+                     FROM bank_transfers t) m
+            WHERE moved <> expected
+            LIMIT 20""",
+    ),
+    (
+        "P1 a payroll line's payment differs from the line",
+        """SELECT 'payroll line ' || l.school_id || '/' || l.batch_id || '/' || l.row_no || ' '
+                  || l.route || ' ' || l.amount || ': '
+                  || coalesce('transfer ' || t.origin || ' ' || t.amount,
+                              'booked ' || pay.moved, 'nothing')
+             FROM payroll_lines l
+             JOIN payroll_batches b ON b.school_id = l.school_id AND b.id = l.batch_id
+             LEFT JOIN bank_transfers t ON t.school_id = l.school_id AND t.id = l.transfer_id
+             LEFT JOIN LATERAL (
+                  SELECT -sum(p.amount) AS moved FROM postings p
+                    JOIN accounts a ON a.school_id = p.school_id AND a.id = p.account_id
+                         AND a.kind = 'system' AND a.system_code = 'payroll_clearing'
+                   WHERE p.school_id = l.school_id AND p.tx_id = l.tx_id) pay ON true
+            WHERE (b.paid_at IS NULL) <> (l.tx_id IS NULL AND l.transfer_id IS NULL)
+               OR (l.tx_id IS NOT NULL AND pay.moved IS DISTINCT FROM l.amount)
+               OR (l.transfer_id IS NOT NULL
+                   AND (t.amount <> l.amount OR t.origin <> 'payroll'
+                        OR t.direction <> 'payout' OR t.person_id <> l.person_id))
+            LIMIT 20""",
+    ),
+]
+
+
 async def check_ledger(conn: Conn) -> LedgerReport:
     report = LedgerReport()
     # one snapshot for every check, so concurrent bookings cannot produce false alarms
@@ -133,7 +218,7 @@ async def check_ledger(conn: Conn) -> LedgerReport:
         report.transactions = counts["transactions"]
         report.postings = counts["postings"]
         report.total_balance = int(counts["total"])
-        for label, sql in _CHECKS:
+        for label, sql in _CHECKS + _TIERS:
             for row in await tx.fetch(sql):
                 report.violations.append(f"{label}: {row[0]}")
     return report
