@@ -49,7 +49,15 @@ async def test_close_day_statement_and_payout_file(
         f"{base}/days/{day}/merchants/{m.id}/statement", params={"format": "html"}, headers=h
     )
     assert page.status_code == 200
-    assert "一食堂" in page.text and "32.95" in page.text and "POS-A-001" in page.text
+    assert "一食堂" in page.text and "¥32.95" in page.text and "POS-A-001" in page.text
+    assert "商户结算单" in page.text and "Merchant" not in page.text  # the reader's language
+    english = await client.get(
+        f"{base}/days/{day}/merchants/{m.id}/statement",
+        params={"format": "html", "lang": "en"},
+        headers=h,
+    )
+    assert "Merchant settlement statement" in english.text and "CN¥32.95" in english.text
+    assert "商户结算单" not in english.text
 
     x = await client.get(
         f"{base}/days/{day}/merchants/{m.id}/statement", params={"format": "xlsx"}, headers=h
@@ -57,7 +65,7 @@ async def test_close_day_statement_and_payout_file(
     ws = load_workbook(io.BytesIO(x.content)).active
     assert ws is not None
     rows = [list(r) for r in ws.iter_rows(values_only=True)]
-    total = next(r for r in rows if r[0] == "合计 Total")
+    total = next(r for r in rows if r[0] == "合计")
     assert str(total[11]) == "32.95"  # the payout column
 
     f = await client.get(f"{base}/days/{day}/payout.csv", headers=h)

@@ -10,6 +10,7 @@ import pytest
 from campuscard.attendance import rules as attendance_rules
 from campuscard.bills import rules as bill_rules
 from campuscard.cards import rules as card_rules
+from campuscard.documents import statements
 from campuscard.platform import i18n
 from campuscard.web import core
 
@@ -91,6 +92,9 @@ def test_every_key_a_notice_makes_at_run_time_is_in_the_catalogs() -> None:
         "notice.utility_failed": ["electricity", "water"],
         "notice.order_refund": ["not_shipped", "hold_expired"],
         "notice.paycode_unbound": ["by_holder", "by_operator"],
+        # a settlement statement's columns and payout states (documents/statements.py)
+        "st.col": list(statements.COLUMNS),
+        "st.status": ["instructed", "no_account", "nothing_due", "owed_by_merchant"],
         # a student sheet's row codes (issuing/import_rules.py, imports.py), worded by the page
         "import.reason": [
             "empty",

@@ -17,7 +17,11 @@ KEYWORDS = {
     "tn": (1,),
     "message": None,
 }  # t("key", …), tn("key", n, …), message("key", …)
-METHODS = [("**.py", "python"), ("web/templates/**.html", "jinja2")]  # as babel.cfg
+METHODS = [  # as babel.cfg
+    ("**.py", "python"),
+    ("web/templates/**.html", "jinja2"),
+    ("documents/templates/**.html", "jinja2"),
+]
 
 
 def test_catalogs_have_the_same_keys_and_no_empty_text() -> None:

@@ -16,92 +16,109 @@ from openpyxl.utils import get_column_letter
 
 from campuscard.documents.exports import safe_row, workbook_bytes
 from campuscard.ledger.money import fmt
+from campuscard.platform import i18n
 
 TEMPLATES = Path(__file__).parent / "templates"
 _env = Environment(
     loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), auto_reload=False
 )
 
-# (key, 中文, English) — the columns of a statement line
+# the columns of a statement line; each is worded from the catalogs (st.col.<key>)
 COLUMNS = (
-    ("terminal", "终端", "Terminal"),
-    ("channel", "渠道", "Channel"),
-    ("sales_count", "笔数", "Sales"),
-    ("gross", "交易金额", "Gross"),
-    ("reversal_count", "冲正笔数", "Reversals"),
-    ("reversals", "冲正金额", "Reversed"),
-    ("refund_count", "退款笔数", "Refunds"),
-    ("refunds", "退款金额", "Refunded"),
-    ("other", "调账", "Adjustments"),
-    ("net_sales", "净交易额", "Net sales"),
-    ("commission", "手续费", "Commission"),
-    ("payout", "应结金额", "Payout"),
-    ("carried_count", "跨日补入", "Carried over"),
+    "terminal",
+    "channel",
+    "sales_count",
+    "gross",
+    "reversal_count",
+    "reversals",
+    "refund_count",
+    "refunds",
+    "other",
+    "net_sales",
+    "commission",
+    "payout",
+    "carried_count",
 )
 MONEY_KEYS = frozenset(
     {"gross", "reversals", "refunds", "other", "net_sales", "commission", "payout"}
 )
-CHANNEL_NAMES = {
-    "tuition": "学费 Tuition",
-    "canteen": "食堂 Canteen",
-    "supermarket": "超市 Supermarket",
-    "other": "其他 Other",
-}
 
 
-def statement_html(st: dict[str, Any]) -> str:
+def statement_html(st: dict[str, Any], locale: str = i18n.DEFAULT_LOCALE) -> str:
+    """The printable statement in ``locale`` (the reader's: decision 0290); amounts as the
+    locale writes money."""
     return _env.get_template("statement.html").render(
-        st=st, columns=COLUMNS, money=MONEY_KEYS, channels=CHANNEL_NAMES
+        st=st,
+        columns=COLUMNS,
+        money=MONEY_KEYS,
+        lang=locale,
+        t=lambda key, **params: i18n.translate(locale, key, **params),
+        money_text=lambda yuan: i18n.format_money(locale, _fen(yuan)),
     )
 
 
-def statement_xlsx(st: dict[str, Any]) -> bytes:
-    """The statement as a workbook: amounts are numbers in yuan with two decimals, computed
-    from the fen strings (Decimal-free: "12.30" -> 12.3 only at the cell, for Excel sums)."""
+def _fen(yuan: str | None) -> int:
+    return int(Decimal(yuan or "0") * 100)
+
+
+def statement_xlsx(st: dict[str, Any], locale: str = i18n.DEFAULT_LOCALE) -> bytes:
+    """The statement as a workbook in ``locale``: amounts are numbers in yuan with two
+    decimals, exact from the yuan text (Decimal, never a binary float), for Excel sums."""
+
+    def t(key: str, **params: Any) -> str:
+        return i18n.translate(locale, key, **params)
+
     wb = Workbook()
     ws = wb.active
     assert ws is not None
-    ws.title = "结算单 Statement"
+    ws.title = t("st.sheet")
     bold = Font(bold=True)
-    ws.append(["商户结算单 Merchant settlement statement"])
+    ws.append([t("st.title")])
     ws["A1"].font = Font(bold=True, size=14)
-    ws.append(["学校 School", st.get("school", ""), "", "商户 Merchant", st["merchant"]])
+    ws.append([t("st.school"), st.get("school", ""), "", t("st.merchant"), st["merchant"]])
     ws.append(
         [
-            "结算日 Business date",
+            t("st.business_date"),
             st["business_date"],
             "",
-            "手续费率 Commission",
+            t("st.commission_rate"),
             st.get("commission_rate", ""),
         ]
     )
     account = st.get("payout_account") or {}
     ws.append(
         [
-            "收款账户 Payee",
-            account.get("account_name", "未登记 not registered"),
+            t("st.payee"),
+            account.get("account_name", t("st.no_payee")),
             "",
-            "账号 Account",
+            t("st.account"),
             account.get("account_no", ""),
         ]
     )
     ws.append([])
-    ws.append([f"{zh} {en}" for _, zh, en in COLUMNS])
+    ws.append([t(f"st.col.{key}") for key in COLUMNS])
     for cell in ws[ws.max_row]:
         cell.font = bold
         cell.alignment = Alignment(wrap_text=True)
     for line in st["lines"]:
-        ws.append([_cell(key, line.get(key)) for key, _, _ in COLUMNS])
+        ws.append(
+            [
+                _cell(locale, key, line.get(key))
+                if key != "terminal" or line.get("terminal_id")
+                else t("st.back_office")
+                for key in COLUMNS
+            ]
+        )
     totals = st.get("totals")
     if totals:
         ws.append(
             [
-                _cell(key, totals.get(key)) if key not in ("terminal", "channel") else ""
-                for key, _, _ in COLUMNS
+                _cell(locale, key, totals.get(key)) if key not in ("terminal", "channel") else ""
+                for key in COLUMNS
             ]
         )
-        ws.cell(row=ws.max_row, column=1, value="合计 Total").font = bold
-    for col, (key, _, _) in enumerate(COLUMNS, start=1):
+        ws.cell(row=ws.max_row, column=1, value=t("st.total")).font = bold
+    for col, key in enumerate(COLUMNS, start=1):
         ws.column_dimensions[get_column_letter(col)].width = 14 if key != "terminal" else 18
         if key in MONEY_KEYS:
             for row in ws.iter_rows(min_row=7, min_col=col, max_col=col):
@@ -109,11 +126,11 @@ def statement_xlsx(st: dict[str, Any]) -> bytes:
     return workbook_bytes(wb)
 
 
-def _cell(key: str, value: Any) -> Any:
+def _cell(locale: str, key: str, value: Any) -> Any:
     if key in MONEY_KEYS and isinstance(value, str):
         return _yuan_number(value)
     if key == "channel" and isinstance(value, str):
-        return CHANNEL_NAMES.get(value, value)
+        return i18n.translate(locale, f"channel.{value}")
     return value
 
 

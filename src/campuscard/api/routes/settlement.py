@@ -201,17 +201,22 @@ async def get_statement(
     pool: Pool,
     actor: CurrentActor,
     format: Annotated[Literal["json", "html", "xlsx"], Query()] = "json",
+    lang: Annotated[
+        Literal["zh-CN", "en"] | None,
+        Query(description="language of the html and xlsx files; default: the reader's own"),
+    ] = None,
 ) -> StatementOut | Response:
     school_id = await school_id_for(pool, actor, school)
+    locale = lang or actor.locale
     clearing.check_may_read(actor, school_id, merchant_id)
     async with pool.acquire() as conn:
         st = await clearing.statement(conn, school_id, business_date, merchant_id)
     if format == "html":
-        return HTMLResponse(statements.statement_html(st))
+        return HTMLResponse(statements.statement_html(st, locale))
     if format == "xlsx":
         name = f"statement-{merchant_id}-{business_date.isoformat()}.xlsx"
         return Response(
-            statements.statement_xlsx(st),
+            statements.statement_xlsx(st, locale),
             media_type=XLSX,
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
