@@ -5,6 +5,7 @@ mode."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 
 from campuscard.app import create_app
 from campuscard.config import Settings
+from campuscard.db.pool import create_pool
 from campuscard.platform import metrics
 from tests.support import make_school
 from tests.support_payments import make_cardholder, make_device, make_merchant, pay
@@ -163,3 +165,26 @@ def test_several_worker_processes_add_up_in_multiprocess_mode(tmp_path: Path) ->
     ).stdout
     # then the scrape shows the sum of both
     assert value(shown, "campuscard_payments_total", channel="tuition", outcome="approved") == 5
+
+
+async def test_the_pool_gauge_counts_callers_waiting_for_a_connection(db_url: str) -> None:
+    # given a pool of one connection, held by one caller
+    small = await create_pool(db_url, min_size=1, max_size=1)
+    try:
+        sampler = metrics.Sampler(lambda: small, dict, lambda: 0)
+        held = await small.acquire()
+        # when two more callers ask for one
+        waiters = [asyncio.create_task(small.fetchval("SELECT 1")) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        sampler.sample()
+        text = metrics.exposition()[0].decode()
+        assert value(text, "campuscard_pool_connections", state="waiting") == 2
+        assert value(text, "campuscard_pool_connections", state="in_use") == 1
+        # then, the connection given back, they are served and nobody waits
+        await small.release(held)
+        assert await asyncio.gather(*waiters) == [1, 1]
+        sampler.sample()
+        text = metrics.exposition()[0].decode()
+        assert value(text, "campuscard_pool_connections", state="waiting") == 0
+    finally:
+        await small.close()

@@ -48,17 +48,39 @@ async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
     tests/unit/test_session_state.py keeps it so), so there is nothing to reset."""
 
 
+class CountingPool(asyncpg.Pool):
+    """asyncpg's pool, counting the acquires under way (``waiting``: callers waiting for a
+    free connection or for a new one to open) for /metrics, which asyncpg does not expose.
+    Every acquire (``async with pool.acquire()``, ``await pool.acquire()``, ``pool.fetch``)
+    goes through ``Pool._acquire``; tests/integration/test_metrics.py fails if that changes."""
+
+    waiting = 0
+
+    async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's signature)
+        self.waiting += 1
+        try:
+            return await super()._acquire(timeout)  # type: ignore[misc]
+        finally:
+            self.waiting -= 1
+
+
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool[Any]:
-    pool = await asyncpg.create_pool(
+    # as asyncpg.create_pool builds its pool (asyncpg is pinned in requirements.lock)
+    pool = CountingPool(
         url,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
         init=_init_connection,
         reset=_keep_session,
         command_timeout=60,
         server_settings={"application_name": "campuscard", "timezone": "UTC"},
     )
-    assert pool is not None
+    await pool
     return pool
 
 

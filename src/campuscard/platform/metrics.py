@@ -73,7 +73,8 @@ ADMISSION_REJECTIONS = Counter(
 )
 POOL_CONNECTIONS = Gauge(
     "campuscard_pool_connections",
-    "Database connections of the web processes' pools: open, in use, and the limit (sampled)",
+    "Database connections of the web processes' pools: open, in use, the limit, and acquires "
+    "waiting for one (sampled)",
     ["state"],
     multiprocess_mode="livesum",
 )
@@ -175,6 +176,7 @@ class Sampler:
             POOL_CONNECTIONS.labels("open").set(size)
             POOL_CONNECTIONS.labels("in_use").set(size - idle)
             POOL_CONNECTIONS.labels("max").set(pool.get_max_size())
+            POOL_CONNECTIONS.labels("waiting").set(getattr(pool, "waiting", 0))
         LIVE_SUBSCRIBERS.set(self._subscribers())
 
     async def run(self, stop: asyncio.Event) -> None:
