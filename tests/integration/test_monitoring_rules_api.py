@@ -8,6 +8,7 @@ import httpx
 
 from campuscard.db.pool import PgPool
 from tests.support import login, make_school, make_user
+from tests.support_web import csrf_from, web_login
 
 
 async def test_the_school_admin_sets_a_rule_in_yuan_and_a_bad_value_changes_nothing(
@@ -70,3 +71,25 @@ async def test_the_school_admin_sets_a_rule_in_yuan_and_a_bad_value_changes_noth
     assert change["actor"] == "admin1" and change["rule"] == "low_balance"
     lines = {f["name"]: (f["before"], f["after"]) for f in change["fields"]}
     assert lines == {"enabled": (False, True), "below": ("15.00", "20.50"), "pace_days": (14, 7)}
+
+
+async def test_the_rules_page_lets_a_counsellor_read_but_not_change(
+    pool: PgPool, client: httpx.AsyncClient
+) -> None:
+    # given a counsellor signed in on the console
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        await make_user(conn, "fdy2", "counsellor", school.id)
+    await web_login(client, "fdy2", school.code)
+    url = f"/admin/s/{school.code}/monitoring/rules"
+    # the page: read-only, no save button
+    r = await client.get(url)
+    assert r.status_code == 200 and "只有学校管理员可以修改这些设置" in r.text
+    assert 'data-testid="save-big_spend"' not in r.text
+    # a forged save is refused with the page's own message, and nothing is stored
+    r = await client.post(
+        f"{url}/big_spend",
+        data={"csrf_token": csrf_from(r.text), "enabled": "on", "t.absolute": "1.00"},
+    )
+    assert r.status_code == 403 and 'data-testid="rule-error"' in r.text
+    assert await pool.fetchval("SELECT count(*) FROM monitoring_rules") == 0
