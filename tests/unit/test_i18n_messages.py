@@ -92,6 +92,8 @@ def test_every_key_a_notice_makes_at_run_time_is_in_the_catalogs() -> None:
         "notice.utility_failed": ["electricity", "water"],
         "notice.order_refund": ["not_shipped", "hold_expired"],
         "notice.paycode_unbound": ["by_holder", "by_operator"],
+        # why a card application waits for a person (issuing/applications.py)
+        "a.review_reason": ["student_own_application", "applicant_not_guardian"],
         # a settlement statement's columns and payout states (documents/statements.py)
         "st.col": list(statements.COLUMNS),
         "st.status": ["instructed", "no_account", "nothing_due", "owed_by_merchant"],

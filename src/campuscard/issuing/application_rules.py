@@ -9,12 +9,14 @@ from campuscard.platform.errors import Conflict, ValidationFailed
 
 # Seed 004 claim 2: province, then school, then class, then name, then number.
 VERIFICATION_ORDER = ("province", "school", "class", "name", "number")
+# the API's words (English, for client makers); a page words the refusal from its code and
+# field (err.VERIFICATION_FAILED with field.<name>), so a parent reads it in the page's language
 MISMATCH_MESSAGES = {
-    "province": ("学校所在省份不一致", "the school's province does not match our records"),
-    "school": ("学校名称不一致", "the school does not match our records"),
-    "class": ("学生班级不一致", "the class does not match our records"),
-    "name": ("学生姓名不一致", "the student's name does not match our records"),
-    "number": ("学生学号不一致", "the student number does not match our records"),
+    "province": "the school's province does not match our records",
+    "school": "the school does not match our records",
+    "class": "the class does not match our records",
+    "name": "the student's name does not match our records",
+    "number": "the student number does not match our records",
 }
 
 OPEN_STATES = ("pending_approval", "awaiting_payment", "ready", "in_production", "produced")
@@ -33,9 +35,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 def verification_failed(field: str) -> ValidationFailed:
-    zh, en = MISMATCH_MESSAGES[field]
     return ValidationFailed(
-        f"学生信息审核失败：{zh} / verification failed: {en}",
+        f"verification failed: {MISMATCH_MESSAGES[field]}",
         code="VERIFICATION_FAILED",
         field=field,
         details={"order": list(VERIFICATION_ORDER), "mismatch": field},

@@ -313,13 +313,14 @@ async def _file(
     else:
         kind = "guardian"
     phone = data.phone or user_phone
+    # why it waits, as a code a page words (a.review_reason.<code>); empty: it does not wait
     if kind == "student":
-        status, reason = "pending_approval", "学生本人申请，需审核 student's own application"
+        status, reason = "pending_approval", "student_own_application"
     elif kind == "operator" or await _applicant_trusted(tx, actor, person_id, user_phone):
         status, reason = rules.after_approval(data.delivery, not waived), ""
     else:
         status = "pending_approval"
-        reason = "申请人不是登记的家长 applicant is not a guardian on record"
+        reason = "applicant_not_guardian"
     seq: int = await tx.fetchval(
         """INSERT INTO application_day_counters(school_id, business_date, last_seq)
            VALUES ($1, $2, 1) ON CONFLICT (school_id, business_date)

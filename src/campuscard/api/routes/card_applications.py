@@ -87,7 +87,11 @@ class ApplicationOut(BaseModel):
         description='"pending_approval", "rejected", "awaiting_payment", "ready", '
         '"in_production", "produced", "issued" or "cancelled"'
     )
-    review_reason: str = Field(description="why it waits for a person's approval, if it does")
+    review_reason: str = Field(
+        description="why it waits for a person's approval, if it does: student_own_application "
+        "(the student applied), applicant_not_guardian (the applicant is not a guardian on "
+        "record); empty when it does not wait"
+    )
     fee: str = Field(description="yuan the card costs (0.00 when waived)")
     fee_status: str = Field(description='"due", "paid" or "waived"')
     fee_ref: str | None
