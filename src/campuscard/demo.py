@@ -18,6 +18,7 @@ from campuscard.metering import demo as metering_demo
 from campuscard.monitoring import demo as monitoring_demo
 from campuscard.offline import demo as offline_demo
 from campuscard.orders import demo as orders_demo
+from campuscard.payroll import demo as payroll_demo
 from campuscard.people import directory
 from campuscard.platform import auth
 
@@ -182,6 +183,7 @@ async def load_demo(
             tx, school_id, [student_number(i) for i in range(1, 20)], DEMO_PASSWORD
         )
         await credit_demo.ensure_demo_credit(tx, school_id, DEMO_PASSWORD)
+        await payroll_demo.ensure_demo_payroll(tx, school_id, DEMO_PASSWORD)
         await attendance_demo.ensure_demo_attendance(tx, school_id)
         if created:
             await _pending_adjustment(tx, school_id)
@@ -198,6 +200,7 @@ async def load_demo(
             ("merchant 食堂", SCHOOL_CODE, "canteen1"),
             ("online store 网店", SCHOOL_CODE, orders_demo.SHOP_USER),
             ("staff with credit 教职工（信用额度）", SCHOOL_CODE, credit_demo.STAFF_NUMBER),
+            ("staff paid by payroll 教职工（工资）", SCHOOL_CODE, payroll_demo.STAFF_NUMBER),
             ("parent 家长", SCHOOL_CODE, "parent1"),
             ("counsellor 辅导员", SCHOOL_CODE, monitoring_demo.COUNSELLOR),
             ("student 学生", SCHOOL_CODE, student_number(1)),

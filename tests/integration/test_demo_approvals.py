@@ -10,6 +10,7 @@ from typing import Any
 from campuscard import demo
 from campuscard.credit import lines
 from campuscard.ledger.checks import check_ledger
+from campuscard.payroll import queries as payroll_queries
 from campuscard.platform import auth, four_eyes
 
 
@@ -71,5 +72,22 @@ async def test_demo_has_an_adjustment_waiting_for_the_second_settlement_operator
     )
     decided = await four_eyes.do_decide(pool, actor, campus.school_id, dispute["id"], approve=True)
     assert decided["result"]["order"]["state"] == "finished"
+    # last month's payroll, uploaded by 'settlement', approved by 'settlement2', paid once
+    assert ("staff paid by payroll 教职工（工资）", "DEMO", "T0002") in campus.logins
     async with pool.acquire() as conn:
-        assert (await check_ledger(conn)).ok
+        batches = await payroll_queries.list_batches(conn, actor, campus.school_id)
+        assert [(b["state"], b["lines"], b["total"]) for b in batches] == [("paid", 2, "14000.50")]
+        assert (batches[0]["uploaded_by_name"], batches[0]["decided_by_name"]) == (
+            "settlement",
+            "settlement2",
+        )
+        paid = await conn.fetch(
+            """SELECT p.number, j.memo FROM journal_tx j
+                 JOIN postings x ON x.tx_id = j.id AND x.amount > 0
+                 JOIN accounts a ON a.id = x.account_id
+                 JOIN persons p ON p.id = a.person_id
+                WHERE j.kind = 'payroll' ORDER BY p.number"""
+        )
+        assert [r["number"] for r in paid] == ["T0002", "T0003"]
+        assert paid[0]["memo"].endswith("基本工资+绩效")
+        assert (check := await check_ledger(conn)).ok, check.violations

@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from campuscard.db.pool import Conn, PgPool
-from campuscard.db.tx import Tx, transaction
+from campuscard.db.pool import Conn
+from campuscard.db.tx import Tx, owns_transaction
 from campuscard.ledger.money import fmt
 from campuscard.platform import audit
 from campuscard.platform.actors import Actor, Grant
@@ -150,8 +150,9 @@ async def propose(
     return {"status": "pending_approval", "approval": approval_view(row)}
 
 
+@owns_transaction
 async def do_decide(
-    pool: PgPool,
+    tx: Tx,
     actor: Actor,
     school_id: int,
     approval_id: int,
@@ -168,63 +169,62 @@ async def do_decide(
         raise ValidationFailed("note is at most 300 characters", field="note")
     if not approve and not note:
         raise ValidationFailed("say why the proposal is rejected", field="note")
-    async with transaction(pool) as tx:
-        row = await tx.fetchrow(
-            "SELECT * FROM approvals WHERE school_id = $1 AND id = $2 FOR UPDATE",
-            school_id,
-            approval_id,
+    row = await tx.fetchrow(
+        "SELECT * FROM approvals WHERE school_id = $1 AND id = $2 FOR UPDATE",
+        school_id,
+        approval_id,
+    )
+    if row is None:
+        raise NotFound("no such approval in this school", field="approval_id")
+    if row["status"] != "pending":
+        raise Conflict(
+            f"this proposal is already {row['status']}",
+            code="APPROVAL_NOT_PENDING",
+            field="approval_id",
         )
-        if row is None:
-            raise NotFound("no such approval in this school", field="approval_id")
-        if row["status"] != "pending":
-            raise Conflict(
-                f"this proposal is already {row['status']}",
-                code="APPROVAL_NOT_PENDING",
-                field="approval_id",
-            )
-        if row["proposed_by"] == actor.user_id:
-            raise DomainError(
-                "a second person must approve, not the one who proposed it",
-                code="SECOND_PERSON_REQUIRED",
-                field="approval_id",
-                status=403,
-            )
-        result: dict[str, Any] | None = None
-        if approve:
-            proposal = Proposal(
-                id=row["id"],
-                school_id=school_id,
-                kind=row["kind"],
-                payload=dict(row["payload"]),
-                amount=row["amount"],
-                proposed_by=row["proposed_by"],
-                proposed_by_name=row["proposed_by_name"],
-            )
-            result = await _executor_for(row["kind"])(tx, actor, proposal)
-        decided = await tx.fetchrow(
-            """UPDATE approvals SET status = $3, decided_by = $4, decided_by_name = $5,
-                      decided_at = now(), note = $6, result = $7
-                WHERE school_id = $1 AND id = $2 RETURNING *""",
-            school_id,
-            approval_id,
-            "approved" if approve else "rejected",
-            actor.user_id,
-            actor.name,
-            note,
-            result,
+    if row["proposed_by"] == actor.user_id:
+        raise DomainError(
+            "a second person must approve, not the one who proposed it",
+            code="SECOND_PERSON_REQUIRED",
+            field="approval_id",
+            status=403,
         )
-        assert decided is not None
-        await audit.record(
-            tx,
-            actor,
-            "approval.approve" if approve else "approval.reject",
+    result: dict[str, Any] | None = None
+    if approve:
+        proposal = Proposal(
+            id=row["id"],
             school_id=school_id,
-            target_type="approval",
-            target_id=approval_id,
-            before={"status": "pending", "proposed_by": row["proposed_by_name"]},
-            after={"status": decided["status"], "note": note, "result": result},
+            kind=row["kind"],
+            payload=dict(row["payload"]),
+            amount=row["amount"],
+            proposed_by=row["proposed_by"],
+            proposed_by_name=row["proposed_by_name"],
         )
-        return approval_view(decided)
+        result = await _executor_for(row["kind"])(tx, actor, proposal)
+    decided = await tx.fetchrow(
+        """UPDATE approvals SET status = $3, decided_by = $4, decided_by_name = $5,
+                  decided_at = now(), note = $6, result = $7
+            WHERE school_id = $1 AND id = $2 RETURNING *""",
+        school_id,
+        approval_id,
+        "approved" if approve else "rejected",
+        actor.user_id,
+        actor.name,
+        note,
+        result,
+    )
+    assert decided is not None
+    await audit.record(
+        tx,
+        actor,
+        "approval.approve" if approve else "approval.reject",
+        school_id=school_id,
+        target_type="approval",
+        target_id=approval_id,
+        before={"status": "pending", "proposed_by": row["proposed_by_name"]},
+        after={"status": decided["status"], "note": note, "result": result},
+    )
+    return approval_view(decided)
 
 
 async def list_approvals(
