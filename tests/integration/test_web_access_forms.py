@@ -216,6 +216,15 @@ async def test_an_administrator_keeps_the_model_with_the_forms(
     r = await client.post(f"{base}/period/{rule['id']}/end", data={"csrf_token": csrf})
     assert r.status_code == 303
     assert not await conn.fetchval("SELECT active FROM attendance_rules WHERE id = $1", rule["id"])
+    # and a period of the same name can then be added at other times (a timetable change)
+    r = await client.post(
+        f"{base}/period/new", data=period | {"opens_at": "07:10", "closes_at": "08:10"}
+    )
+    assert r.status_code == 303
+    r = await client.post(
+        f"{base}/period/new", data=period | {"opens_at": "07:10", "closes_at": "08:10"}
+    )
+    assert r.status_code == 409 and _field_error(r.text, "name") == "这个名称已被使用，请换一个。"
 
     # and the English page gives the server's own words beside the field
     client.cookies.set("cc_lang", "en")
