@@ -140,6 +140,8 @@ def test_both_languages_of_a_message_take_the_same_parameters() -> None:
         ("en", "{{ v|money }}", None, "CN¥0.00"),
         ("zh-CN", "{{ v|money_text }}", "-12.30", "-¥12.30"),  # a view's yuan text
         ("en", "{{ v|money_text }}", "1234.5", "CN¥1,234.50"),
+        ("en", "{{ v|money_text(whole=True) }}", "200", "CN¥200"),  # a quick-amount button
+        ("zh-CN", "{{ v|money_text(whole=True) }}", "12.50", "¥12.50"),  # not round: its fen
     ],
 )
 def test_the_pages_money_filters_follow_the_pages_language(

@@ -106,10 +106,16 @@ def placeholders(text: str) -> set[str]:
 # ---- money and dates ----------------------------------------------------------------------
 
 
-def format_money(locale: str, fen: int) -> str:
+def format_money(locale: str, fen: int, *, whole: bool = False) -> str:
     """An amount of fen as the locale writes yuan (CLDR through Babel): zh-CN ``¥1,234.50``,
-    en ``CN¥1,234.50``; negative ``-¥0.05``. Exact to the fen (no float on the way)."""
-    return format_currency(Decimal(int(fen)).scaleb(-2), CURRENCY, locale=BABEL_LOCALES[locale])
+    en ``CN¥1,234.50``; negative ``-¥0.05``. Exact to the fen (no float on the way).
+    ``whole``: a round amount without its fen (``¥50``, for a button's quick amount)."""
+    amount = Decimal(int(fen)).scaleb(-2)
+    if whole and int(fen) % 100 == 0:
+        return format_currency(
+            amount, CURRENCY, format="¤#,##0", currency_digits=False, locale=BABEL_LOCALES[locale]
+        )
+    return format_currency(amount, CURRENCY, locale=BABEL_LOCALES[locale])
 
 
 def format_day(locale: str, day: date, skeleton: str = "MMMEd") -> str:

@@ -87,9 +87,11 @@ def _money(context: Context, fen: int | str | Decimal | None) -> str:
 
 
 @pass_context
-def _money_text(context: Context, yuan: int | str | Decimal | None) -> str:
-    """A view's yuan text ("12.30", as the API answers) written as ``|money`` writes fen."""
-    return i18n.format_money(str(context.get("lang") or i18n.DEFAULT_LOCALE), fen_of(yuan))
+def _money_text(context: Context, yuan: int | str | Decimal | None, *, whole: bool = False) -> str:
+    """A view's yuan text ("12.30", as the API answers) written as ``|money`` writes fen;
+    ``whole=True`` leaves the fen off a round amount (a quick-amount button: ¥50)."""
+    locale = str(context.get("lang") or i18n.DEFAULT_LOCALE)
+    return i18n.format_money(locale, fen_of(yuan), whole=whole)
 
 
 def _local_time(value: datetime | str | None, tz: str = "Asia/Shanghai") -> str:
