@@ -47,6 +47,8 @@ async def test_an_administrator_keeps_the_model_with_the_forms(
         f'{base}/zone/new"' in overview.text
         and f"{base}/door/{campus.gate_id}/edit" in overview.text
     )
+    # the public calendar the readers follow is shown, with how far it is known
+    assert 'data-testid="public-days"' in overview.text and "chinese-calendar" in overview.text
     csrf = csrf_from(overview.text)
 
     # when a zone is sent with an hour out of range

@@ -200,3 +200,17 @@ def test_list_hash_is_order_free_and_matches_after_delta() -> None:
         }
     )
     assert a.computed_hash() == b.computed_hash()
+
+
+def test_the_public_days_the_console_shows_are_the_ones_readers_use() -> None:
+    days = rules.public_days(date(2026, 9, 15), 30)
+    shown = {d.day: (d.kind, d.holiday) for d in days}
+    # the 调休 Sunday before National Day runs as a Monday; the week off runs on holiday
+    # intervals, its weekend too
+    assert shown[date(2026, 9, 20)] == (rules.MAKEUP_WEEKDAY, "national_day")
+    assert shown[date(2026, 10, 3)] == (rules.HOLIDAY, "national_day")
+    assert shown[date(2026, 9, 25)] == (rules.HOLIDAY, "mid_autumn_festival")
+    assert {d.isoformat(): k for d, (k, _) in shown.items()} == rules.day_kinds(
+        date(2026, 9, 15), 30, {}
+    )
+    assert rules.public_calendar_ends() >= date(2026, 12, 31)

@@ -135,6 +135,38 @@ def public_day(day: date) -> int | None:
     return HOLIDAY if on_holiday else MAKEUP_WEEKDAY
 
 
+def public_calendar_ends() -> date:
+    """The last day of the last year the installed public calendar knows; after it only the
+    school's own days change how a day runs (a newer package release adds the next year)."""
+    last = max(chinese_calendar.constants.holidays)
+    return date(last.year, 12, 31)
+
+
+_HOLIDAY_KEYS = {h.value: h.name for h in chinese_calendar.constants.Holiday}
+
+
+@dataclass(frozen=True)
+class PublicDay:
+    day: date
+    kind: int  # HOLIDAY, or the weekday a make-up workday runs as
+    holiday: str  # the holiday's key (national_day, spring_festival…), "" if not named
+
+
+def public_days(start: date, days: int) -> list[PublicDay]:
+    """The days of [start, start + days) the public calendar makes run otherwise than as their
+    own weekday: named holidays (weekends included: they run on holiday intervals) and 调休
+    make-up workdays — what ``public_day`` says, with the holiday's name."""
+    out = []
+    for i in range(days):
+        d = start + timedelta(days=i)
+        kind = public_day(d)
+        if kind is None or kind == d.isoweekday():
+            continue
+        _, name = chinese_calendar.get_holiday_detail(d)
+        out.append(PublicDay(d, kind, _HOLIDAY_KEYS.get(str(name), "")))
+    return out
+
+
 def day_kinds(start: date, days: int, school_days: Mapping[date, int]) -> dict[str, int]:
     """The days of [start, start + days) that do not run as their own weekday: the school's
     own days first, then the public calendar. Keys are ISO dates."""

@@ -5,14 +5,14 @@ buildings, attendance points and periods, and the live door events."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query
 from fastapi.responses import Response
 
-from campuscard.access import model, queries
+from campuscard.access import model, queries, rules
 from campuscard.access.lists import school_today
 from campuscard.attendance import model as attendance_model
 from campuscard.edge.deps import Pool
@@ -49,11 +49,15 @@ async def _access_page(
         today, tz = await school_today(conn, school_id)
         lists = await queries.list_state(conn, school_id)
         guests = await queries.visitors(conn, actor, school_id)
+    public = rules.public_days(today, rules.HORIZON_DAYS)
     return render(
         page,
         "admin/access.html",
         lists=lists,
         guests=guests,
+        public=public,
+        public_until=rules.public_calendar_ends(),
+        horizon_end=today + timedelta(days=rules.HORIZON_DAYS),
         status=error.status if error else 200,
         o=overview,
         classes=classes,
