@@ -232,6 +232,9 @@ async def test_a_bank_line_is_paid_once_under_a_bank_timeout(
         report = await queries.batch_report(pool, approver, school_id, upload.batch_id)
         assert report["state"] == "paid_with_failures"
         assert report["counts"]["failed"] == 1 and report["amounts"]["failed"] == "3000.00"
+        # the staff member is told the salary did not reach the card, once
+        notices = await pool.fetch("SELECT kind FROM notifications WHERE person_id = $1", person)
+        assert [n["kind"] for n in notices] == ["payroll_returned"]
         assert await system_balance(pool, school_id, "payroll_clearing") == 0
         assert await system_balance(pool, school_id, "bank_clearing") == -sim.held() == 0
         async with pool.acquire() as conn:

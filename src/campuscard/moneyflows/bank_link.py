@@ -50,8 +50,12 @@ PayoutPosted = Callable[[Tx, dict[str, Any]], Awaitable[None]]
 PAYOUT_POSTED: dict[str, PayoutPosted] = {}
 # origins whose posted payout needs nothing more than the notice below
 NOTHING_MORE = frozenset({"holder", "guardian", "auto", "card_cancel"})
-# origins whose handler tells the holder itself, in its own words (payroll: "salary paid"); the
-# bank link's notices about the card ("paid to your bank card", "nothing was taken") are not sent
+# What a payout that did not happen (refused, reversed) also does, by origin, in the transaction
+# that gives its money back (payroll tells the staff member their salary did not reach the card).
+PAYOUT_RETURNED: dict[str, PayoutPosted] = {}
+# origins whose handlers tell the holder themselves, in their own words (payroll: "salary
+# paid"); the bank link's notices about the card ("paid to your bank card", "nothing was taken")
+# are not sent for them
 OWN_NOTICE: set[str] = set()
 # where a payout that did not happen goes back to, when not to the holder's cash purse: the
 # account the payout's hold took it from (a cancelled card's purse is closed: suspense)
@@ -65,6 +69,13 @@ def on_payout_posted(
     PAYOUT_POSTED[origin] = handler
     if own_notice:
         OWN_NOTICE.add(origin)
+    return handler
+
+
+def on_payout_returned(origin: str, handler: PayoutPosted) -> PayoutPosted:
+    """Register what a payout of ``origin`` that did not happen also does (same transaction as
+    the money's return)."""
+    PAYOUT_RETURNED[origin] = handler
     return handler
 
 
@@ -518,7 +529,10 @@ async def _after_posted(tx: Tx, t: dict[str, Any]) -> None:
     )
 
 
-async def _after_failed(conn: Conn, t: dict[str, Any]) -> None:
+async def _after_failed(conn: Tx, t: dict[str, Any]) -> None:
+    returned = PAYOUT_RETURNED.get(t["origin"])
+    if returned is not None and t["direction"] == "payout":
+        await returned(conn, t)
     if t["origin"] == "auto":
         await conn.execute(
             "UPDATE auto_topups SET last_result = $2, updated_at = now() WHERE person_id = $1",

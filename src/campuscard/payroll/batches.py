@@ -33,7 +33,7 @@ from campuscard.ledger.money import fmt
 from campuscard.moneyflows import bank_link
 from campuscard.offline import overdraft
 from campuscard.payroll import rules
-from campuscard.platform import audit, four_eyes, notifications
+from campuscard.platform import audit, four_eyes, i18n, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, NotFound, ValidationFailed
 
@@ -242,14 +242,12 @@ async def do_upload_sheet(
     )
 
 
-def _paid_notice(amount: int, period: str, to_bank: bool) -> tuple[dict[str, str], dict[str, str]]:
-    title = {"zh-CN": "工资已发放", "en": "Salary paid"}
-    where_zh, where_en = ("银行卡", "bank card") if to_bank else ("校园卡", "campus card")
-    body = {
-        "zh-CN": f"{period} 工资 {fmt(amount)} 元已转入您的{where_zh}",
-        "en": f"Your {period} salary of {fmt(amount)} yuan was paid to your {where_en}",
-    }
-    return title, body
+def _paid_notice(amount: int, period: str, to_bank: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The salary notice, worded in the reader's language when read (decision 0290)."""
+    body = "notice.payroll_paid.body_bank" if to_bank else "notice.payroll_paid.body_campus"
+    return i18n.message("notice.payroll_paid.title"), i18n.message(
+        body, period=period, amount=i18n.money(amount)
+    )
 
 
 @four_eyes.executor("payroll_batch")
@@ -415,4 +413,34 @@ async def _bank_paid(tx: Tx, transfer: dict[str, Any]) -> None:
     )
 
 
+async def _bank_returned(tx: Tx, transfer: dict[str, Any]) -> None:
+    """The bank refused a payroll payout, or it was reversed: the money is back in the payroll
+    account; the staff member is told the salary did not reach the card (the finance office
+    sees the failed line in the batch's report)."""
+    line = await tx.fetchrow(
+        """SELECT l.batch_id, l.row_no, b.period FROM payroll_lines l
+             JOIN payroll_batches b ON b.school_id = l.school_id AND b.id = l.batch_id
+            WHERE l.school_id = $1 AND l.transfer_id = $2""",
+        transfer["school_id"],
+        transfer["id"],
+    )
+    if line is None:  # a payroll payout is always made for a line
+        raise RuntimeError(f"payroll transfer {transfer['id']} has no line")
+    await notifications.notify(
+        tx,
+        school_id=transfer["school_id"],
+        person_id=transfer["person_id"],
+        kind="payroll_returned",
+        title=i18n.message("notice.payroll_returned.title"),
+        body=i18n.message(
+            "notice.payroll_returned.body",
+            period=line["period"],
+            amount=i18n.money(transfer["amount"]),
+        ),
+        data={"batch_id": line["batch_id"], "row": line["row_no"], "transfer_id": transfer["id"]},
+        dedupe_key=f"payroll_returned:{transfer['school_id']}:{transfer['id']}",
+    )
+
+
 bank_link.on_payout_posted("payroll", _bank_paid, own_notice=True)
+bank_link.on_payout_returned("payroll", _bank_returned)
