@@ -16,6 +16,7 @@ import httpx
 
 from campuscard.access import model
 from campuscard.people import directory
+from tests.integration.test_web_roles_crawl import _campus as crawl_campus
 from tests.support import ROOT, make_school, make_user
 from tests.support_access import make_campus
 from tests.support_payments import make_cardholder
@@ -360,3 +361,35 @@ async def test_only_the_model_keepers_get_the_forms(
     assert (
         await conn.fetchval("SELECT name FROM access_zones WHERE id = $1", campus.zone_id) == "校园"
     )
+
+
+# the pages of this change by role (the API's routes are in docs/authorization.md)
+PAGES = (
+    "/admin/s/AAA/access/zone/new",
+    "/admin/s/AAA/access/visitor/new",
+    "/admin/s/AAA/access/period/new",
+    "/admin/s/AAA/access/systems",
+    "/m/leave",
+)
+EXPECTED = {
+    "platform_admin": (200, 200, 200, 200, 403),
+    "school_admin": (200, 200, 200, 200, 403),
+    "card_center": (403, 200, 403, 403, 403),
+    "settlement": (403, 403, 403, 403, 403),
+    "teacher": (403, 403, 403, 403, 403),
+    "merchant_manager": (403, 403, 403, 403, 403),
+    "merchant_staff": (403, 403, 403, 403, 403),
+    "cardholder": (403, 403, 403, 403, 200),
+    "guardian": (403, 403, 403, 403, 200),
+}
+
+
+async def test_each_role_gets_the_pages_it_should(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any]
+) -> None:
+    campus = await crawl_campus(conn)
+    got = {}
+    for role, (username, school) in campus["users"].items():
+        await web_login(client, username, school)
+        got[role] = tuple([(await client.get(url)).status_code for url in PAGES])
+    assert got == EXPECTED

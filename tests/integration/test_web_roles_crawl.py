@@ -124,6 +124,10 @@ def _foreign_urls(code: str, student_b: int) -> list[str]:
         f"/m/?person={student_b}",
         f"/m/transactions?person={student_b}",
         f"/m/card?person={student_b}",
+        f"/m/leave?person={student_b}",
+        f"{base}/access/zone/new",
+        f"{base}/access/visitor/new",
+        f"{base}/access/systems",
     ]
 
 
