@@ -153,3 +153,21 @@ def test_the_pages_money_filters_follow_the_pages_language(
 def test_the_money_filter_refuses_part_of_a_fen() -> None:
     with pytest.raises(ValueError, match="fen"):
         core.fen_of("0.005")
+
+
+@pytest.mark.parametrize(
+    ("lang", "line", "shown"),
+    [
+        ("zh-CN", {"kind": "late_fee", "name": "滞纳金 late fee (2/3)"}, "滞纳金（第 2/3 期）"),
+        (
+            "en",
+            {"kind": "late_fee", "name": "滞纳金 late fee (2/3)"},
+            "Late fee (instalment 2 of 3)",
+        ),
+        ("en", {"kind": "tuition", "name": "学费"}, "学费"),  # the school's own item, as typed
+    ],
+)
+def test_a_late_fee_line_the_system_added_is_worded_in_the_pages_language(
+    lang: str, line: dict[str, str], shown: str
+) -> None:
+    assert core.env.from_string("{{ ln|bill_line_name }}").render(ln=line, lang=lang) == shown

@@ -13,6 +13,7 @@ and answers ``render(page, "area/template.html", **context)``.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -94,6 +95,23 @@ def _money_text(context: Context, yuan: int | str | Decimal | None, *, whole: bo
     return i18n.format_money(locale, fen_of(yuan), whole=whole)
 
 
+_LATE_FEE_PART = re.compile(r"\((\d+)/(\d+)\)")
+
+
+@pass_context
+def _bill_line_name(context: Context, line: dict[str, Any]) -> str:
+    """A bill line's name: the fee item's, as the school typed it; a late fee the system added
+    (stored as "滞纳金 late fee (1/3)") worded in the page's language."""
+    name = str(line.get("name") or "")
+    if line.get("kind") != "late_fee":
+        return name
+    locale = str(context.get("lang") or i18n.DEFAULT_LOCALE)
+    part = _LATE_FEE_PART.search(name)
+    if part is None:
+        return i18n.translate(locale, "bill.kind.late_fee")
+    return i18n.translate(locale, "bill.late_fee_line", seq=part[1], of=part[2])
+
+
 def _local_time(value: datetime | str | None, tz: str = "Asia/Shanghai") -> str:
     if value is None or value == "":
         return ""
@@ -114,6 +132,7 @@ env = Environment(
 env.filters["yuan"] = _yuan
 env.filters["money"] = _money
 env.filters["money_text"] = _money_text
+env.filters["bill_line_name"] = _bill_line_name
 env.filters["localtime"] = _local_time
 # audit details as readable text: Chinese stays Chinese (no \uXXXX escapes); autoescaped
 env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False, default=str)
