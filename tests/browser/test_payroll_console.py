@@ -78,7 +78,7 @@ async def test_finance_uploads_a_payroll_a_colleague_approves_it_and_staff_are_p
     await page.get_by_test_id("approve").click()
     # then: every line is paid, and the report says so and exports it
     await expect(page.get_by_test_id("batch-state")).to_have_text("已全部发放")
-    await expect(page.get_by_test_id("sum-paid")).to_contain_text("¥9200.50")
+    await expect(page.get_by_test_id("sum-paid")).to_contain_text("¥9,200.50")
     await expect(page.get_by_test_id("line-state-2")).to_have_text("已发放")
     await shot(page, "payroll-report")
     csv = await page.request.get(batch_url + "/export.csv")
@@ -86,6 +86,15 @@ async def test_finance_uploads_a_payroll_a_colleague_approves_it_and_staff_are_p
     assert csv.ok and "王老师" in text and "5000.00" in text and "已发放" in text
     xlsx = await page.request.get(batch_url + "/export.xlsx")
     assert xlsx.ok and (await xlsx.body())[:2] == b"PK"
+    # the report in English: no Chinese but the sheet's own names and memo
+    await page.goto(f"{live_url}/lang/en?next={batch_url.removeprefix(live_url)}")
+    await expect(page.get_by_test_id("batch-state")).to_have_text("All paid")
+    await expect(page.get_by_test_id("sum-paid")).to_contain_text("CN¥9,200.50")
+    text = await page.locator("main").inner_text()
+    for typed in ("王老师", "李老师", "十一月", "11月工资", "中文"):
+        text = text.replace(typed, "")
+    assert not re.search(r"[\u4e00-\u9fff]", text), text
+    await page.goto(f"{live_url}/lang/zh-CN?next=/")
 
     # and the staff member sees the salary in their history, labelled, and was told
     await page.context.clear_cookies()

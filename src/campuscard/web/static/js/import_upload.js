@@ -29,7 +29,7 @@
     return out;
   }
 
-  var MONEY = { amount: 1 };  // a sheet's total and a billed amount, as the page writes money
+  var MONEY = { amount: 1, total: 1 };  // a sheet's total and a billed amount, as the page writes money
   function fill(text, values) {
     return text.replace(/\{(\w+)\}/g, function (_, key) {
       if (values[key] === undefined) return "";
