@@ -361,6 +361,13 @@ async def test_only_the_model_keepers_get_the_forms(
     assert (
         await conn.fetchval("SELECT name FROM access_zones WHERE id = $1", campus.zone_id) == "校园"
     )
+    # a row that is gone answers the error page, not an empty form
+    csrf = csrf_from((await client.get("/admin/s/TST/access")).text)
+    r = await client.post(
+        "/admin/s/TST/access/zone/999999/edit",
+        data={"csrf_token": csrf, "name": "x", "antipassback": "off", "reset_hour": "4"},
+    )
+    assert r.status_code == 404 and 'data-testid="error-page"' in r.text
 
 
 # the pages of this change by role (the API's routes are in docs/authorization.md)

@@ -70,6 +70,19 @@ ANCHOR = {
     "visitor": "visitors",
     "dorm": "buildings",
 }
+# the field a use case names when the row being edited does not exist
+OWN_ID = {
+    "zone": "zone_id",
+    "door": "door_id",
+    "group": "group_id",
+    "schedule": "schedule_id",
+    "building": "building_id",
+    "point": "point_id",
+    "teachers": "class_id",
+    "period": "",
+    "visitor": "",
+    "dorm": "",
+}
 WEEKDAYS = (1, 2, 3, 4, 5, 6, 7)
 SLOTS = 3  # interval rows shown per day; an edit shows one more than it holds, up to the cap
 TEXT_MAX = 200
@@ -428,8 +441,8 @@ async def _post(page: Page, pool: PgPool, code: str, kind: str, row_id: int | No
     try:
         await _save(page, pool, school_id, kind, row_id, form)
     except DomainError as err:
-        if err.status == 403 or (err.status == 404 and err.field in (None, "school")):
-            raise
+        if err.status == 403 or (err.status == 404 and err.field in (None, "school", OWN_ID[kind])):
+            raise  # the page itself is refused, or the row edited is gone: the error page
         return await _form_page(
             page, pool, school_id, kind, row_id, _form_values(kind, form), error=err
         )
