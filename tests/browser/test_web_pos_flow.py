@@ -77,7 +77,7 @@ async def test_till_student_card_center_and_reports(
     await phone.reload()
     await expect(phone.get_by_test_id("purse-cash")).to_have_text("¥37.50")
     await expect(phone.get_by_test_id("tx-rows")).to_contain_text("第一食堂")
-    await expect(phone.get_by_test_id("tx-rows")).to_contain_text("-12.50")
+    await expect(phone.get_by_test_id("tx-rows")).to_contain_text("-¥12.50")
     await shot(phone, "student-after-payment")
     await phone.close()
 
