@@ -101,6 +101,6 @@ async def test_finance_uploads_a_payroll_a_colleague_approves_it_and_staff_are_p
     await sign_in(page, live_url, "T1", school.code, PASSWORD)
     await page.goto(f"{live_url}/m/transactions")
     await expect(page.locator("main")).to_contain_text("工资")
-    await expect(page.locator("main")).to_contain_text("5000.00")
+    await expect(page.locator("main")).to_contain_text("¥5,000.00")
     await page.goto(f"{live_url}/m/notifications")
     await expect(page.locator("main")).to_contain_text("工资已发放")
