@@ -84,7 +84,7 @@ async def test_a_parent_hears_a_childs_alerts_only_after_the_student_consents(
     await page.context.clear_cookies()
     await sign_in(page, live_url, "13900000007", school.code, PASSWORD)
     await page.goto(f"{live_url}/m/notifications")
-    await expect(page.locator("main")).to_contain_text("单笔消费 120.00 元，达到您设定的 100.00 元")
+    await expect(page.locator("main")).to_contain_text("单笔消费 ¥120.00，达到您设定的 ¥100.00")
     await expect(page.locator("main")).not_to_contain_text("150.00")
     # and the settings page speaks English
     await page.goto(f"{live_url}/lang/en?next=/m/alerts")

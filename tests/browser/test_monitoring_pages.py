@@ -71,7 +71,7 @@ async def test_a_counsellor_watches_the_classes_and_opens_one_students_alerts(
     await page.fill("[data-testid=drill-reason-S501]", "期中谈心前了解情况")
     await page.click("[data-testid=drill-S501]")
     # then: the alert with its reason in words, and the opening is in the audit log
-    await expect(page.get_by_test_id("drill-alerts")).to_contain_text("学费欠费 5200.00 元")
+    await expect(page.get_by_test_id("drill-alerts")).to_contain_text("学费欠费 ¥5,200.00")
     logged = await conn.fetchrow(
         "SELECT actor, after FROM audit_log WHERE action = 'monitoring.drill_down'"
     )

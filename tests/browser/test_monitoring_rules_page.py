@@ -15,6 +15,7 @@ from playwright.async_api import BrowserContext, expect
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.monitoring import events, school_rules
+from campuscard.platform import i18n
 from campuscard.platform.actors import Actor, Grant
 from tests.browser.conftest import shot, sign_in
 from tests.support import PASSWORD, make_school, make_user
@@ -84,8 +85,8 @@ async def test_the_school_admin_changes_a_rule_and_the_next_payment_follows_it(
     await events.scan_school(pool, sid)
     # then: the 35.00 payment is large at the new amount; 5.00 left raises no low balance
     found = await pool.fetch("SELECT rule, reason FROM monitoring_alerts WHERE school_id = $1", sid)
-    assert [(a["rule"], a["reason"]["zh-CN"]) for a in found] == [
-        ("big_spend", "单笔消费 35.00 元，超过学校设定的 30.00 元")
+    assert [(a["rule"], i18n.word("zh-CN", a["reason"])) for a in found] == [
+        ("big_spend", "单笔消费 ¥35.00，超过学校设定的 ¥30.00")
     ]
 
     # and the page speaks English

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from campuscard import demo
+from campuscard.platform import i18n
 
 DAYS = 7
 
@@ -28,9 +29,9 @@ async def test_the_demo_week_raises_the_alerts_it_was_given_and_few_others(
     )
     reasons: dict[str, list[str]] = {}
     for r in rows:
-        reasons.setdefault(r["rule"], []).append(r["reason"]["zh-CN"])
+        reasons.setdefault(r["rule"], []).append(i18n.word("zh-CN", r["reason"]))
     assert {"big_spend", "night_spend", "rapid_payments", "far_apart", "no_meal"} <= set(reasons)
-    assert any("单笔消费 50.00 元" in t for t in reasons["big_spend"])
+    assert any("单笔消费 ¥50.00" in t for t in reasons["big_spend"])
     assert any("01:10" in t for t in reasons["night_spend"])
     assert any("米" in t for t in reasons["far_apart"])
     # read at the payments' own instants, not when the demo was made

@@ -13,6 +13,7 @@ import pytest
 from campuscard.db.pool import PgPool
 from campuscard.db.tx import transaction
 from campuscard.monitoring import consent, school_rules, signals
+from campuscard.platform import i18n
 from campuscard.platform.actors import Actor, Grant
 from campuscard.platform.errors import NotFound, ValidationFailed
 from tests.support import make_school, make_student, make_user
@@ -85,10 +86,13 @@ async def test_arrears_hook_alerts_the_student_once_per_fact(pool: PgPool) -> No
     assert first is not None and again is None
     inbox = await pool.fetch("SELECT kind, title, body, data FROM notifications")
     assert len(inbox) == 1 and inbox[0]["kind"] == "monitoring_alert"
-    assert "学费欠费 5200.00 元" in inbox[0]["body"]["zh-CN"]
-    assert "5200.00 yuan overdue" in inbox[0]["body"]["en"]
+    assert "学费欠费 ¥5,200.00" in i18n.word("zh-CN", inbox[0]["body"])
+    assert "CN¥5,200.00 overdue (学费)" in i18n.word("en", inbox[0]["body"])
+    assert i18n.word("en", inbox[0]["title"]) == "Campus card alert: Arrears"
     sms = await _sms(pool)
     assert [s["phone"] for s in sms] == ["13800000001"]
+    # the student has chosen no language: the SMS is in Chinese
+    assert sms[0]["text"].startswith("【校园卡】学费欠费 ¥5,200.00，最早一笔已逾期 ")
 
 
 async def test_hooks_do_nothing_while_the_rule_is_off_and_refuse_bad_figures(pool: PgPool) -> None:
@@ -128,7 +132,7 @@ async def test_offline_overdraft_hook(pool: PgPool) -> None:
         )
     assert alert is not None
     row = await pool.fetchrow("SELECT rule, reason, facts FROM monitoring_alerts")
-    assert row["rule"] == "offline_overdraft" and "3.20" in row["reason"]["zh-CN"]
+    assert row["rule"] == "offline_overdraft" and "¥3.20" in i18n.word("zh-CN", row["reason"])
 
 
 async def test_cooldown_and_weekly_budget_keep_alerts_few(pool: PgPool) -> None:
@@ -190,6 +194,7 @@ async def test_parent_hears_only_after_opting_in_and_the_students_consent(pool: 
             )
         )
 
+    await pool.execute("UPDATE users SET locale = 'en' WHERE id = $1", c["parent"])
     # the parent opts in, by SMS, for arrears only
     await consent.do_set_guardian_prefs(
         pool,
@@ -211,8 +216,13 @@ async def test_parent_hears_only_after_opting_in_and_the_students_consent(pool: 
     await _arrears(pool, c, 200000, date.today() - timedelta(days=40))
     assert await parent_inbox() == 1
     body = await pool.fetchval("SELECT body FROM notifications WHERE user_id = $1", c["parent"])
-    assert body["zh-CN"].startswith("李雷：")
-    assert "13900000002" in [s["phone"] for s in await _sms(pool)]
+    assert i18n.word("zh-CN", body).startswith("李雷：学费欠费 ¥2,000.00")
+    # the parent reads English (users.locale): their SMS is in English, the child's in Chinese
+    (to_parent,) = [s["text"] for s in await _sms(pool) if s["phone"] == "13900000002"]
+    assert to_parent.startswith("[Campus card] 李雷: CN¥2,000.00 overdue (学费)")
+    assert all(
+        s["text"].startswith("【校园卡】") for s in await _sms(pool) if s["phone"] == "13800000001"
+    )
     # a rule the parent did not choose does not reach them
     async with transaction(pool) as tx:
         await signals.offline_overdraft(

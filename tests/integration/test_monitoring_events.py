@@ -19,7 +19,7 @@ from campuscard.app import create_app
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.monitoring import consent, daily, events, school_rules
-from campuscard.platform import worker
+from campuscard.platform import i18n, worker
 from campuscard.platform.actors import Actor, Grant
 from tests.integration.test_live_events import open_stream
 from tests.servers import serve_in_thread
@@ -83,7 +83,7 @@ async def _worker_settled(pool: PgPool, *, timeout: float = 90) -> None:
 
 async def _alerts(pool: PgPool) -> list[tuple[str, str]]:
     rows = await pool.fetch("SELECT rule, reason FROM monitoring_alerts ORDER BY id")
-    return [(r["rule"], r["reason"]["zh-CN"]) for r in rows]
+    return [(r["rule"], i18n.word("zh-CN", r["reason"])) for r in rows]
 
 
 async def test_an_alert_reaches_the_phone_within_60_seconds_of_the_payment(
@@ -127,9 +127,9 @@ async def test_an_alert_reaches_the_phone_within_60_seconds_of_the_payment(
                 await asyncio.wait_for(running, 10)
     assert elapsed < 60
     (sms,) = sms_app.state.sim.inbox("13800000009")
-    assert "单笔消费 260.00 元" in sms.text
+    assert "单笔消费 ¥260.00" in sms.text
     body = await pool.fetchval("SELECT body FROM notifications WHERE id = $1", event["id"])
-    assert "One payment of 260.00 yuan" in body["en"]
+    assert "One payment of CN¥260.00" in i18n.word("en", body)
 
 
 async def test_payment_rules_fire_on_what_they_are_for_and_not_on_an_ordinary_meal(
@@ -215,30 +215,30 @@ async def test_low_balance_once_per_fall_and_the_parents_own_thresholds(
 
     async def parent_inbox() -> list[str]:
         rows = await pool.fetch(
-            "SELECT body->>'zh-CN' AS b FROM notifications WHERE user_id = $1 ORDER BY id", parent
+            "SELECT body FROM notifications WHERE user_id = $1 ORDER BY id", parent
         )
-        return [r["b"] for r in rows]
+        return [i18n.word("zh-CN", r["body"]) for r in rows]
 
     # 60.00 -> 35.00: above both thresholds but at the parent's large-spend amount
     assert (await pay(client, c["till"], c["card"], "25.00")).status_code == 200
     await events.scan_school(pool, school_id)
     assert await _alerts(pool) == []
-    assert len(await parent_inbox()) == 1 and "您设定的 25.00 元" in (await parent_inbox())[0]
+    assert len(await parent_inbox()) == 1 and "您设定的 ¥25.00" in (await parent_inbox())[0]
     # 35.00 -> 28.00: below the parent's 30.00, above the school's 20.00
     assert (await pay(client, c["till"], c["card"], "7.00")).status_code == 200
     await events.scan_school(pool, school_id)
     assert await _alerts(pool) == []
-    assert "低于 30.00 元" in (await parent_inbox())[-1]
+    assert "低于 ¥30.00" in (await parent_inbox())[-1]
     # 28.00 -> 16.00 -> 12.00: one student alert for the fall, with days left at the pace
     for amount in ("12.00", "4.00"):
         assert (await pay(client, c["till"], c["card"], amount)).status_code == 200
         await events.scan_school(pool, school_id)
     alerts = await _alerts(pool)
     assert [r for r, _ in alerts] == ["low_balance"]
-    assert "可用余额 16.00 元，低于 20.00 元" in alerts[0][1] and "约可用" in alerts[0][1]
+    assert "可用余额 ¥16.00，低于 ¥20.00" in alerts[0][1] and "约可用" in alerts[0][1]
     # the parent's own threshold told them once for this fall; the school's alert reaches them too
     told = await parent_inbox()
-    assert len(told) == 3 and sum("低于 30.00 元" in t for t in told) == 1
+    assert len(told) == 3 and sum("低于 ¥30.00" in t for t in told) == 1
 
 
 async def test_daily_pass_no_canteen_meal_for_days_while_the_card_is_used(

@@ -19,6 +19,7 @@ from campuscard.db.pool import PgPool
 from campuscard.ledger.money import Money
 from campuscard.moneyflows import counter
 from campuscard.monitoring import events, school_rules
+from campuscard.platform import i18n
 from campuscard.platform.actors import Actor, Grant
 from tests.support import login, make_school, make_user
 from tests.support_offline import CardArea, record, upload
@@ -41,7 +42,7 @@ async def _watch(pool: PgPool, school_id: int, **rules: dict[str, Any]) -> Actor
 
 async def _alerts(pool: PgPool) -> list[tuple[str, str, str]]:
     rows = await pool.fetch("SELECT rule, source, reason FROM monitoring_alerts ORDER BY id")
-    return [(r["rule"], r["source"], r["reason"]["zh-CN"]) for r in rows]
+    return [(r["rule"], r["source"], i18n.word("zh-CN", r["reason"])) for r in rows]
 
 
 async def test_offline_sales_are_judged_when_uploaded_at_the_time_they_were_made(
@@ -76,8 +77,8 @@ async def test_offline_sales_are_judged_when_uploaded_at_the_time_they_were_made
         ("night_spend", "offline:POS-OFF-M:1"),
         ("low_balance", f"ledger:{await _offline_tx(pool)}"),
     ]
-    assert "单笔消费 45.00 元" in found[0][2] and "01:10 消费 45.00 元" in found[1][2]
-    assert "可用余额 7.00 元" in found[2][2]
+    assert "单笔消费 ¥45.00" in found[0][2] and "01:10 消费 ¥45.00" in found[1][2]
+    assert "可用余额 ¥7.00" in found[2][2]
     occurred = await pool.fetchval(
         "SELECT occurred_at FROM monitoring_alerts WHERE rule = 'night_spend'"
     )
@@ -135,7 +136,7 @@ async def test_money_in_that_leaves_the_balance_low_says_so_and_enough_money_say
     # then: a new fall, said at once with the refund as its source
     second = (await _alerts(pool))[1]
     assert second[0] == "low_balance" and second[1].startswith("ledger:")
-    assert "可用余额 12.00 元，低于 15.00 元" in second[2]
+    assert "可用余额 ¥12.00，低于 ¥15.00" in second[2]
     # and the next payment in this fall does not say it again
     assert (await pay(client, dev, card, "1.00")).status_code == 200
     await events.scan_school(pool, school.id)
@@ -155,7 +156,7 @@ async def test_money_in_that_leaves_the_balance_low_says_so_and_enough_money_say
         await events.scan_ledger(pool, school.id)
     # then: the first top-up says the balance is still low; the second says nothing
     found = await _alerts(pool)
-    assert len(found) == 3 and "可用余额 13.00 元" in found[2][2]
+    assert len(found) == 3 and "可用余额 ¥13.00" in found[2][2]
 
 
 def test_the_scan_reads_the_kinds_its_index_holds() -> None:

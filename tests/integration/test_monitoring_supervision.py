@@ -10,6 +10,7 @@ import pytest
 from campuscard.db.pool import PgPool
 from campuscard.db.tx import transaction
 from campuscard.monitoring import school_rules, signals, supervision
+from campuscard.platform import i18n
 from campuscard.platform.actors import Actor, Grant
 from campuscard.platform.errors import Forbidden, NotFound, ValidationFailed
 from tests.support import make_school, make_student, make_user
@@ -58,7 +59,7 @@ async def test_counsellor_sees_tiers_of_own_classes_and_drill_down_is_audited(po
     with pytest.raises(ValidationFailed):
         await supervision.do_drill_down(pool, counsellor, sid, a, reason="")
     shown = await supervision.do_drill_down(pool, counsellor, sid, a, reason="期中谈心前了解情况")
-    assert shown[0]["rule"] == "arrears" and "3000.00" in shown[0]["reason"]["zh-CN"]
+    assert shown[0]["rule"] == "arrears" and "¥3,000.00" in i18n.word("zh-CN", shown[0]["reason"])
     logged = await pool.fetchrow(
         "SELECT actor, after FROM audit_log WHERE action = 'monitoring.drill_down'"
     )

@@ -11,6 +11,7 @@ from campuscard.attendance import rules as attendance_rules
 from campuscard.bills import rules as bill_rules
 from campuscard.cards import rules as card_rules
 from campuscard.documents import statements
+from campuscard.monitoring import rules as monitoring_rules
 from campuscard.platform import i18n
 from campuscard.web import core
 
@@ -89,6 +90,8 @@ def test_every_key_a_notice_makes_at_run_time_is_in_the_catalogs() -> None:
             f"{s}{tail}" for s in ("approved", "rejected") for tail in ("", "_body", "_note")
         ],
         "notice.utility_done": ["electricity", "water"],
+        # a monitoring alert's title names its rule (monitoring/alerts.py)
+        "notice.alert.rule": list(monitoring_rules.ALERT_RULES),
         "notice.utility_failed": ["electricity", "water"],
         "notice.order_refund": ["not_shipped", "hold_expired"],
         "notice.paycode_unbound": ["by_holder", "by_operator"],

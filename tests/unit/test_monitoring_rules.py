@@ -1,5 +1,5 @@
 """Each monitoring rule fires on the case it is for, stays silent on the case it must not alert,
-and says its reason in both languages with the figures behind it."""
+and says its reason (a catalog message, worded in either language) with the figures behind it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from campuscard.monitoring import rules, threshold_rules
 from campuscard.monitoring.rules import Config, Spend, all_on
+from campuscard.platform import i18n
 from campuscard.platform.errors import ValidationFailed
 
 ON = all_on()
@@ -21,9 +22,19 @@ def spend(
     return Spend(pid, datetime(2026, 3, day, hh, mm), amount, "canteen", place, f"P{pid}")
 
 
+def zh(f: rules.Finding) -> str:
+    return i18n.word("zh-CN", f.reason)
+
+
+def en(f: rules.Finding) -> str:
+    return i18n.word("en", f.reason)
+
+
 def both(f: rules.Finding) -> str:
-    assert f.reason["zh-CN"] and f.reason["en"]
-    return f.reason["zh-CN"] + " | " + f.reason["en"]
+    """The reason in both languages: each worded from the catalogs, none left a raw key."""
+    assert f.reason["key"].startswith("notice.alert.")
+    assert zh(f) != en(f) and f.reason["key"] not in (zh(f), en(f))
+    return zh(f) + " | " + en(f)
 
 
 BASELINE = [850, 900, 1000, 1200, 950, 800, 1100, 1300, 700, 900, 1000, 1500]
@@ -32,7 +43,7 @@ BASELINE = [850, 900, 1000, 1200, 950, 800, 1100, 1300, 700, 900, 1000, 1500]
 def test_big_spend_far_above_own_baseline() -> None:
     f = rules.big_spend(ON, spend(1, 12, 0, 12000), BASELINE)
     assert f is not None and f.rule == "big_spend" and f.facts["z"] >= 6
-    assert "120.00" in both(f) and "times" in f.reason["en"]
+    assert "120.00" in both(f) and "times" in en(f)
 
 
 def test_big_spend_not_for_an_ordinary_meal_or_a_thin_history() -> None:
@@ -45,7 +56,7 @@ def test_big_spend_not_for_an_ordinary_meal_or_a_thin_history() -> None:
 
 def test_big_spend_above_the_absolute_amount_whatever_the_baseline() -> None:
     f = rules.big_spend(ON, spend(1, 12, 0, 50000), [])
-    assert f is not None and f.facts["absolute"] == 50000 and "500.00" in f.reason["zh-CN"]
+    assert f is not None and f.facts["absolute"] == 50000 and "500.00" in zh(f)
 
 
 def test_robust_z_of_a_student_who_always_pays_the_same() -> None:
@@ -102,14 +113,14 @@ def test_far_apart_not_for_a_walk_or_a_place_without_position() -> None:
 def test_low_balance_with_days_left_at_the_recent_pace() -> None:
     f = rules.low_balance(ON, available=1200, spent_recent=14 * 400, episode=7)
     assert f is not None and f.facts["days_left"] == 3
-    assert "3" in f.reason["zh-CN"] and "about 3 days" in f.reason["en"]
+    assert "3" in zh(f) and "about 3 days" in en(f)
     assert f.key == "episode:7:1500"
 
 
 def test_low_balance_not_above_the_threshold_and_a_parents_own_threshold() -> None:
     assert rules.low_balance(ON, available=1500, spent_recent=5600, episode=7) is None
     f = rules.low_balance(OFF, available=4000, spent_recent=0, episode=7, threshold=5000)
-    assert f is not None and f.facts["days_left"] is None and "50.00" in f.reason["zh-CN"]
+    assert f is not None and f.facts["days_left"] is None and "50.00" in zh(f)
 
 
 def test_no_meal_for_days_while_the_card_is_used() -> None:
@@ -120,7 +131,8 @@ def test_no_meal_for_days_while_the_card_is_used() -> None:
         other_uses=3,
         since=date(2026, 3, 1),
     )
-    assert f is not None and f.facts["days"] == 4 and "2026-03-06" in both(f)
+    assert f is not None and f.facts["days"] == 4 and "自2026年3月6日起" in zh(f)
+    assert "since March 6, 2026" in en(f)
 
 
 def test_no_meal_not_when_the_card_lies_in_a_drawer_or_the_gap_is_short() -> None:
@@ -155,9 +167,7 @@ def test_arrears_reason_names_the_bill_and_the_days() -> None:
         reason="学费",
         today=date(2026, 3, 11),
     )
-    assert (
-        f is not None and "学费欠费 5200.00 元" in f.reason["zh-CN"] and "10 days" in f.reason["en"]
-    )
+    assert f is not None and "学费欠费 ¥5,200.00" in zh(f) and "10 days" in en(f)
 
 
 def test_arrears_not_below_the_minimum() -> None:

@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 
 from campuscard.db.tx import Tx
 from campuscard.monitoring import queries
-from campuscard.monitoring.rules import RULE_NAMES, Config, Finding, clock, quiet_now, quiet_until
-from campuscard.platform import notifications
+from campuscard.monitoring.rules import Config, Finding, clock, quiet_now, quiet_until
+from campuscard.platform import i18n, notifications
 
 ALERT_KIND = "monitoring_alert"
 
@@ -106,9 +106,18 @@ async def _delivery(
     return _Delivery("sent", phone, None)
 
 
-def _title(finding: Finding) -> dict[str, str]:
-    name = RULE_NAMES[finding.rule]
-    return {"zh-CN": f"校园卡提醒：{name['zh-CN']}", "en": f"Campus card alert: {name['en']}"}
+def _title(finding: Finding) -> dict[str, Any]:
+    return i18n.message(
+        "notice.alert.title", rule=i18n.message(f"notice.alert.rule.{finding.rule}")
+    )
+
+
+async def _sms_text(
+    tx: Tx, school_id: int, body: dict[str, Any], *, person_id: int | None, user_id: int | None
+) -> str:
+    """The alert's SMS in its recipient's language (``users.locale``), signed."""
+    locale = await notifications.reader_locale(tx, school_id, person_id=person_id, user_id=user_id)
+    return i18n.word(locale, i18n.message("notice.alert.sms", text=body))
 
 
 async def _tell_student(
@@ -125,10 +134,11 @@ async def _tell_student(
         dedupe_key=f"monitoring:{school_id}:{alert_id}",
     )
     if notification_id is not None and delivery.phone:
+        text = await _sms_text(tx, school_id, finding.reason, person_id=person_id, user_id=None)
         await notifications.enqueue(
             tx,
             "sms",
-            {"phone": delivery.phone, "text": f"【校园卡】{finding.reason['zh-CN']}"},
+            {"phone": delivery.phone, "text": text},
             school_id=school_id,
             dedupe_key=f"sms:notification:{notification_id}",
             available_at=delivery.sms_at,
@@ -164,10 +174,7 @@ async def tell_guardian(
     """One parent's message about one child: in-app, and SMS if the parent chose it (held
     through the parent's own quiet hours)."""
     name = await queries.person_name(tx, school_id, person_id)
-    body = {
-        "zh-CN": f"{name}：{finding.reason['zh-CN']}",
-        "en": f"{name}: {finding.reason['en']}",
-    }
+    body = i18n.message("notice.alert.guardian", name=name, reason=finding.reason)
     notification_id = await notifications.notify(
         tx,
         school_id=school_id,
@@ -186,7 +193,10 @@ async def tell_guardian(
     await notifications.enqueue(
         tx,
         "sms",
-        {"phone": g.phone, "text": f"【校园卡】{body['zh-CN']}"},
+        {
+            "phone": g.phone,
+            "text": await _sms_text(tx, school_id, body, person_id=None, user_id=g.user_id),
+        },
         school_id=school_id,
         dedupe_key=f"sms:notification:{notification_id}",
         available_at=sms_at,

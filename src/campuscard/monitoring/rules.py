@@ -1,6 +1,7 @@
 """The monitoring rules, pure: what each rule looks at, its thresholds, and the reason it gives
-in words (Chinese and English). No I/O: the event scan (events.py), the daily pass (daily.py)
-and the synthetic campus (bench/synthetic.py) all call these same functions.
+as a message (a catalog key with its figures, ``platform/i18n.py``, decision 0290) worded
+when it is read, in the reader's language. No I/O: the event scan (events.py), the daily
+pass (daily.py) and the synthetic campus (bench/synthetic.py) all call these same functions.
 
 A school switches each rule on and may override any threshold (``monitoring_rules``); what is
 not overridden is ``DEFAULTS``. Amounts are integer fen.
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from campuscard.ledger.money import fmt
+from campuscard.platform import i18n
 from campuscard.platform.errors import ValidationFailed
 
 # The rules a school can switch on, in the order the console lists them.
@@ -103,10 +104,10 @@ RULE_NAMES = {
 
 @dataclass(frozen=True)
 class Finding:
-    """A rule fired: its reason in both languages and the figures behind it."""
+    """A rule fired: its reason (a message, ``i18n.message``) and the figures behind it."""
 
     rule: str
-    reason: dict[str, str]
+    reason: dict[str, Any]
     facts: dict[str, Any]
     key: str  # what makes two findings the same alert (with the person and the rule)
 
@@ -189,14 +190,13 @@ def big_spend(cfg: Config, pay: Spend, baseline: Sequence[int]) -> Finding | Non
     if not cfg.on("big_spend"):
         return None
     absolute = int(cfg.get("big_spend", "absolute"))
-    amount = fmt(pay.amount)
+    amount = i18n.money(pay.amount)
     if absolute and pay.amount >= absolute:
         return Finding(
             "big_spend",
-            {
-                "zh-CN": f"单笔消费 {amount} 元，超过学校设定的 {fmt(absolute)} 元",
-                "en": f"One payment of {amount} yuan, above the school's {fmt(absolute)} yuan",
-            },
+            i18n.message(
+                "notice.alert.big_spend_absolute", amount=amount, absolute=i18n.money(absolute)
+            ),
             {"amount": pay.amount, "absolute": absolute, "payment_id": pay.id},
             f"payment:{pay.tag}",
         )
@@ -212,12 +212,13 @@ def big_spend(cfg: Config, pay: Spend, baseline: Sequence[int]) -> Finding | Non
     days = int(cfg.get("big_spend", "baseline_days"))
     return Finding(
         "big_spend",
-        {
-            "zh-CN": f"单笔消费 {amount} 元，约为本人近 {days} 天常见单笔金额"
-            f"（{fmt(median)} 元）的 {times:.1f} 倍",
-            "en": f"One payment of {amount} yuan, about {times:.1f} times the student's usual "
-            f"payment over the last {days} days ({fmt(median)} yuan)",
-        },
+        i18n.message(
+            "notice.alert.big_spend_usual",
+            amount=amount,
+            days=days,
+            median=i18n.money(median),
+            times=f"{times:.1f}",
+        ),
         {"amount": pay.amount, "median": median, "z": round(z, 2), "payment_id": pay.id},
         f"payment:{pay.tag}",
     )
@@ -229,10 +230,9 @@ def guardian_spend(pay: Spend, amount: int) -> Finding | None:
         return None
     return Finding(
         "big_spend",
-        {
-            "zh-CN": f"单笔消费 {fmt(pay.amount)} 元，达到您设定的 {fmt(amount)} 元",
-            "en": f"One payment of {fmt(pay.amount)} yuan, at or above your {fmt(amount)} yuan",
-        },
+        i18n.message(
+            "notice.alert.guardian_spend", amount=i18n.money(pay.amount), limit=i18n.money(amount)
+        ),
         {"amount": pay.amount, "absolute": amount, "payment_id": pay.id},
         f"payment:{pay.tag}",
     )
@@ -254,11 +254,13 @@ def night_spend(cfg: Config, pay: Spend) -> Finding | None:
     night = (pay.local - timedelta(hours=12)).date()  # one alert per night
     return Finding(
         "night_spend",
-        {
-            "zh-CN": f"{hm} 消费 {fmt(pay.amount)} 元（深夜 {start:%H:%M}–{end:%H:%M}）",
-            "en": f"A payment of {fmt(pay.amount)} yuan at {hm}, in the night hours "
-            f"({start:%H:%M}-{end:%H:%M})",
-        },
+        i18n.message(
+            "notice.alert.night_spend",
+            time=hm,
+            amount=i18n.money(pay.amount),
+            start=f"{start:%H:%M}",
+            end=f"{end:%H:%M}",
+        ),
         {"amount": pay.amount, "time": hm, "payment_id": pay.id},
         f"night:{night.isoformat()}",
     )
@@ -278,10 +280,12 @@ def rapid_payments(cfg: Config, pay: Spend, recent: Sequence[Spend]) -> Finding 
     first = window[0]
     return Finding(
         "rapid_payments",
-        {
-            "zh-CN": f"{minutes} 分钟内消费 {len(window)} 笔，共 {fmt(total)} 元",
-            "en": f"{len(window)} payments within {minutes} minutes, {fmt(total)} yuan in all",
-        },
+        i18n.message(
+            "notice.alert.rapid_payments",
+            minutes=minutes,
+            count=len(window),
+            total=i18n.money(total),
+        ),
         {"count": len(window), "total": total, "payment_ids": [p.id for p in window]},
         f"burst:{first.tag}",
     )
@@ -308,12 +312,7 @@ def far_apart(cfg: Config, pay: Spend, previous: Spend | None) -> Finding | None
     a, b = previous.place_name or "?", pay.place_name or "?"
     return Finding(
         "far_apart",
-        {
-            "zh-CN": f"{minutes} 分钟内先后在相距约 {metres} 米的{a}和{b}消费，"
-            "请确认卡片是否在本人手中",
-            "en": f"Payments at {a} and {b}, about {metres} m apart, within {minutes} minutes: "
-            "check the card is still with its holder",
-        },
+        i18n.message("notice.alert.far_apart", minutes=minutes, metres=metres, a=a, b=b),
         {"metres": metres, "seconds": int(seconds), "payment_ids": [previous.id, pay.id]},
         f"pair:{previous.tag}:{pay.tag}",
     )
@@ -332,19 +331,21 @@ def low_balance(
     pace_days = int(cfg.get("low_balance", "pace_days"))
     per_day = spent_recent / pace_days
     days_left = int(available // per_day) if per_day > 0 else None
+    left: dict[str, Any] | str
     if days_left is None:
-        zh_left, en_left = "", ""
+        left = ""
     elif days_left == 0:
-        zh_left, en_left = "，按近期速度今天就会用完", "; at the recent pace it runs out today"
+        left = i18n.message("notice.alert.low_balance_today")
     else:
-        zh_left = f"，按近 {pace_days} 天的速度约可用 {days_left} 天"
-        en_left = f"; at the pace of the last {pace_days} days it lasts about {days_left} days"
+        left = i18n.message("notice.alert.low_balance_days", pace_days=pace_days, days=days_left)
     return Finding(
         "low_balance",
-        {
-            "zh-CN": f"可用余额 {fmt(available)} 元，低于 {fmt(below)} 元{zh_left}",
-            "en": f"Available balance {fmt(available)} yuan, below {fmt(below)} yuan{en_left}",
-        },
+        i18n.message(
+            "notice.alert.low_balance",
+            available=i18n.money(available),
+            below=i18n.money(below),
+            left=left,
+        ),
         {"available": available, "below": below, "days_left": days_left},
         f"episode:{episode}:{below}",
     )
@@ -363,15 +364,14 @@ def no_meal(
     if gap < days or other_uses < int(cfg.get("no_meal", "min_other_uses")):
         return None
     if last_meal is None:
-        zh, en = f"近 {gap} 天", f"in the last {gap} days"
+        reason = i18n.message("notice.alert.no_meal_recent", days=gap, uses=other_uses)
     else:
-        zh, en = f"自 {last_meal.isoformat()} 起 {gap} 天", f"for {gap} days since {last_meal}"
+        reason = i18n.message(
+            "notice.alert.no_meal_since", days=gap, since=i18n.day(last_meal), uses=other_uses
+        )
     return Finding(
         "no_meal",
-        {
-            "zh-CN": f"{zh}没有食堂就餐记录，期间校园卡其他消费 {other_uses} 笔",
-            "en": f"No canteen meal {en}, while the card was used {other_uses} times elsewhere",
-        },
+        reason,
         {
             "days": gap,
             "last_meal": last_meal.isoformat() if last_meal else None,
@@ -387,16 +387,17 @@ def arrears(
     if not cfg.on("arrears") or overdue_amount < int(cfg.get("arrears", "min_overdue")):
         return None
     days = max((today - oldest_due_date).days, 0)
-    what = reason.strip()[:80] or "账单"
-    what_en = reason.strip()[:80] or "bills"
+    # what is overdue, as the bills office named it (stored data), else "bills"
+    what: dict[str, Any] | str = reason.strip()[:80] or i18n.message("notice.alert.bills")
     return Finding(
         "arrears",
-        {
-            "zh-CN": f"{what}欠费 {fmt(overdue_amount)} 元，最早一笔已逾期 {days} 天"
-            f"（应缴日 {oldest_due_date.isoformat()}）",
-            "en": f"{fmt(overdue_amount)} yuan overdue ({what_en}); the oldest was due "
-            f"{oldest_due_date.isoformat()}, {days} days ago",
-        },
+        i18n.message(
+            "notice.alert.arrears",
+            what=what,
+            amount=i18n.money(overdue_amount),
+            days=days,
+            due=i18n.day(oldest_due_date),
+        ),
         {
             "overdue": overdue_amount,
             "oldest_due_date": oldest_due_date.isoformat(),
@@ -417,12 +418,13 @@ def offline_overdraft(
     hm = at.strftime("%m-%d %H:%M")
     return Finding(
         "offline_overdraft",
-        {
-            "zh-CN": f"{hm} 在离线设备 {device} 消费 {fmt(amount)} 元，超出余额 "
-            f"{fmt(shortfall)} 元，请尽快充值",
-            "en": f"A payment of {fmt(amount)} yuan on offline device {device} at {hm} went "
-            f"{fmt(shortfall)} yuan beyond the balance: please top up",
-        },
+        i18n.message(
+            "notice.alert.offline_overdraft",
+            at=hm,
+            device=device,
+            amount=i18n.money(amount),
+            shortfall=i18n.money(shortfall),
+        ),
         {"shortfall": shortfall, "amount": amount, "device": device, "ref": ref},
         f"offline:{ref}",
     )

@@ -20,6 +20,7 @@ from campuscard.documents.exports import safe_row, workbook_bytes
 from campuscard.edge.deps import Pool
 from campuscard.monitoring import exports, hardship, hardship_rules, supervision
 from campuscard.monitoring.rules import ALERT_RULES, RULE_NAMES, TIER_NAMES, TIERS
+from campuscard.platform import i18n
 from campuscard.platform.errors import DomainError, NotFound, ValidationFailed
 from campuscard.settlement import dashboard
 from campuscard.web import menu
@@ -44,8 +45,10 @@ def tier_name(page: Page, tier: str) -> str:
     return TIER_NAMES[tier]["en" if page.locale == "en" else "zh-CN"]
 
 
-def reason_text(page: Page, reason: dict[str, str]) -> str:
-    return reason.get("en" if page.locale == "en" else "zh-CN") or reason.get("zh-CN", "")
+def reason_text(page: Page, reason: dict[str, Any]) -> str:
+    """An alert's reason in the page's language: a message, or a text per language (alerts
+    raised before reasons were catalog keys)."""
+    return i18n.word(page.locale, reason)
 
 
 async def _span(pool: PgPool, school_id: int, since: str, until: str) -> tuple[date, date]:
