@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from campuscard.issuing import import_rules
 from campuscard.issuing.import_rules import RowError
 from campuscard.ledger.money import Money
-from campuscard.platform.errors import DomainError, ValidationFailed
+from campuscard.platform.errors import DomainError
 
 MAX_ROWS = 100_000
 FIELDS = ("number", "item", "amount")
@@ -57,35 +57,13 @@ def canonical_sha256(lines: Sequence[str]) -> str:
 
 def parse_sheet(content: bytes) -> tuple[list[SheetRow], list[RowError]]:
     """Every row that reads well, and every problem of every other row."""
-    table, _ = import_rules.read_file(content)
-    rows = [(i, r) for i, r in enumerate(table, start=1) if any(c.strip() for c in r)]
-    if not rows:
-        raise ValidationFailed("the file has no rows", code="FILE_EMPTY", field="file")
-    header_line, header = rows[0]
-    columns: dict[str, int] = {}
-    for idx, text in enumerate(header):
-        key = _ALIASES.get(import_rules.INVISIBLE.sub("", text).strip().lower())
-        if key and key not in columns:
-            columns[key] = idx
-    missing = [f for f in FIELDS if f not in columns]
-    if missing:
-        raise ValidationFailed(
-            "the header row lacks " + ", ".join(LABELS[f] for f in missing),
-            code="HEADER_INVALID",
-            field="file",
-            details={"missing": missing, "row": header_line},
-        )
-    if len(rows) - 1 > MAX_ROWS:
-        raise ValidationFailed(
-            f"a sheet has at most {MAX_ROWS} rows", code="FILE_TOO_LARGE", field="file"
-        )
+    sheet = import_rules.read_sheet(
+        content, aliases=_ALIASES, required=FIELDS, labels=LABELS, max_rows=MAX_ROWS
+    )
+    rows, cell = sheet.rows, sheet.cell
     out: list[SheetRow] = []
     errors: list[RowError] = []
     seen: dict[tuple[str, str], int] = {}
-
-    def cell(r: list[str], f: str) -> str:
-        i = columns.get(f)
-        return import_rules.INVISIBLE.sub("", r[i]).strip() if i is not None and i < len(r) else ""
 
     for line, r in rows[1:]:
         number, item, amount_text = cell(r, "number"), cell(r, "item"), cell(r, "amount")

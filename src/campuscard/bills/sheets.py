@@ -24,7 +24,6 @@ from campuscard.platform.actors import Actor
 from campuscard.platform.errors import ValidationFailed
 
 SHEET_LOCK = 740_560  # advisory lock class: one bill sheet per school at a time
-MAX_REPORTED_ERRORS = 1000
 
 
 @dataclass(frozen=True)
@@ -45,18 +44,7 @@ class SheetResult:
 
 
 def _refuse(errors: list[RowError]) -> ValidationFailed:
-    errors = sorted(errors, key=lambda e: (e.row, e.field))
-    first = errors[0]
-    return ValidationFailed(
-        f"{len(errors)} problem(s) in the sheet; nothing was imported. "
-        f"First: row {first.row}: {first.reason}",
-        code="IMPORT_ROWS_INVALID",
-        field="file",
-        details={
-            "errors": [e.as_dict() for e in errors[:MAX_REPORTED_ERRORS]],
-            "total_errors": len(errors),
-        },
-    )
+    return import_rules.refuse_rows(errors, what="the sheet", outcome="imported")
 
 
 @owns_transaction

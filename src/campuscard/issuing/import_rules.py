@@ -333,6 +333,77 @@ def map_header(header: Sequence[str]) -> dict[str, int]:
     return columns
 
 
+# Sheets of other kinds (bill sheets, payroll sheets) read through the same reader, the same
+# header mapping and the same whole-file refusal as the student import.
+MAX_REPORTED_ERRORS = 1000
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """The non-empty rows of a sheet (with their row numbers) and its header's columns."""
+
+    rows: list[tuple[int, list[str]]]
+    columns: dict[str, int]
+
+    def cell(self, row: list[str], field: str) -> str:
+        """The field's cell of the row, without invisible characters; "" when absent."""
+        i = self.columns.get(field)
+        return INVISIBLE.sub("", row[i]).strip() if i is not None and i < len(row) else ""
+
+
+def read_sheet(
+    content: bytes,
+    *,
+    aliases: dict[str, str],
+    required: Sequence[str],
+    labels: dict[str, str],
+    max_rows: int,
+    kind: str = "sheet",
+) -> Sheet:
+    """Read a sheet and find its columns by their titles (``aliases``: title -> field). Refuses
+    an empty file, a header without a ``required`` field, and more than ``max_rows`` rows."""
+    table, _ = read_file(content)
+    rows = [(i, r) for i, r in enumerate(table, start=1) if any(c.strip() for c in r)]
+    if not rows:
+        raise ValidationFailed("the file has no rows", code="FILE_EMPTY", field="file")
+    header_line, header = rows[0]
+    columns: dict[str, int] = {}
+    for idx, text in enumerate(header):
+        key = aliases.get(INVISIBLE.sub("", text).strip().lower())
+        if key and key not in columns:
+            columns[key] = idx
+    missing = [f for f in required if f not in columns]
+    if missing:
+        raise ValidationFailed(
+            "the header row lacks " + ", ".join(labels[f] for f in missing),
+            code="HEADER_INVALID",
+            field="file",
+            details={"missing": missing, "row": header_line},
+        )
+    if len(rows) - 1 > max_rows:
+        raise ValidationFailed(
+            f"a {kind} has at most {max_rows} rows", code="FILE_TOO_LARGE", field="file"
+        )
+    return Sheet(rows=rows, columns=columns)
+
+
+def refuse_rows(errors: Sequence[RowError], *, what: str, outcome: str) -> ValidationFailed:
+    """The one refusal of a file with bad rows: nothing of it is kept, and every bad row (up to
+    ``MAX_REPORTED_ERRORS``) is named with its code and values, in row order."""
+    ordered = sorted(errors, key=lambda e: (e.row, e.field))
+    first = ordered[0]
+    return ValidationFailed(
+        f"{len(ordered)} problem(s) in {what}; nothing was {outcome}. "
+        f"First: row {first.row}: {first.reason}",
+        code="IMPORT_ROWS_INVALID",
+        field="file",
+        details={
+            "errors": [e.as_dict() for e in ordered[:MAX_REPORTED_ERRORS]],
+            "total_errors": len(ordered),
+        },
+    )
+
+
 def parse_rows(content: bytes) -> tuple[list[ImportRow], list[RowError]]:
     """Every data row, and every problem found in the file itself (names rows and fields)."""
     rows, errors, _ = parse_file(content)

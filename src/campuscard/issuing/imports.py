@@ -19,7 +19,6 @@ from campuscard.platform.actors import Actor
 from campuscard.platform.errors import NotFound, ValidationFailed
 
 IMPORT_LOCK = 740_001  # advisory lock class: one import per school at a time
-MAX_REPORTED_ERRORS = 1000
 
 
 @dataclass(frozen=True)
@@ -53,16 +52,7 @@ class ImportResult:
 
 
 def _bad_rows(errors: list[rules.RowError]) -> ValidationFailed:
-    errors = sorted(errors, key=lambda e: (e.row, e.field))
-    shown = errors[:MAX_REPORTED_ERRORS]
-    first = shown[0]
-    return ValidationFailed(
-        f"{len(errors)} problem(s) in the file; nothing was imported. "
-        f"First: row {first.row}: {first.reason}",
-        code="IMPORT_ROWS_INVALID",
-        field="file",
-        details={"errors": [e.as_dict() for e in shown], "total_errors": len(errors)},
-    )
+    return rules.refuse_rows(errors, what="the file", outcome="imported")
 
 
 async def _school_names(conn: Conn, school_id: int) -> rules.SchoolNames:

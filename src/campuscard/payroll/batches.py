@@ -38,7 +38,6 @@ from campuscard.platform.actors import Actor
 from campuscard.platform.errors import Conflict, NotFound, ValidationFailed
 
 UPLOAD_LOCK = 740_660  # advisory lock class: one payroll upload per school at a time
-MAX_REPORTED_ERRORS = 1000
 SEND_TOPIC = "payroll.send"
 UPLOADER_ROLES = ("settlement",)
 
@@ -60,18 +59,7 @@ class UploadResult:
 
 
 def _refuse(errors: list[RowError]) -> ValidationFailed:
-    errors = sorted(errors, key=lambda e: (e.row, e.field))
-    first = errors[0]
-    return ValidationFailed(
-        f"{len(errors)} problem(s) in the payroll sheet; nothing was stored. "
-        f"First: row {first.row}: {first.reason}",
-        code="IMPORT_ROWS_INVALID",
-        field="file",
-        details={
-            "errors": [e.as_dict() for e in errors[:MAX_REPORTED_ERRORS]],
-            "total_errors": len(errors),
-        },
-    )
+    return import_rules.refuse_rows(errors, what="the payroll sheet", outcome="stored")
 
 
 async def _check_staff(
