@@ -161,11 +161,22 @@ async def test_sheets_follow_the_readers_the_holiday_calendar_and_make_up_workda
     )
     assert r.status_code == 200
     book = load_workbook(io.BytesIO(r.content))
-    rows = list(book["汇总 Summary"].iter_rows(values_only=True))
+    rows = list(book["汇总"].iter_rows(values_only=True))  # the reader's own language
+    assert rows[0] == ("学号", "姓名", "出勤", "迟到", "缺勤", "请假")
     assert rows[1][:6] == ("S1", "张三", 3, 0, 46, 0)
-    detail = list(book["明细 Detail"].iter_rows(values_only=True))
-    assert ("2025-10-09", "早读", "S2", "张三", "迟到 late", "07:52") in detail
+    detail = list(book["明细"].iter_rows(values_only=True))
+    assert ("2025-10-09", "早读", "S2", "张三", "迟到", "07:52") in detail
     assert len(detail) == 1 + 4 * (18 + 31)
+    r = await client.get(
+        f"{BASE}/classes/{class_id}/export",
+        params={"month": "2025-10", "lang": "en"},
+        headers=headers,
+    )
+    book = load_workbook(io.BytesIO(r.content))
+    assert book.sheetnames == ["Summary", "Detail"]
+    detail = list(book["Detail"].iter_rows(values_only=True))
+    assert detail[0] == ("Date", "Period", "No.", "Name", "Status", "Signed in")
+    assert ("2025-10-09", "早读", "S2", "张三", "Late", "07:52") in detail
 
 
 async def test_leave_marks_parent_notice_and_a_teacher_sees_only_their_class(

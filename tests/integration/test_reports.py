@@ -90,12 +90,24 @@ async def test_daily_and_consumption_reports_with_exports(
     assert csv_r.headers["content-type"].startswith("text/csv")
     text = csv_r.content.decode("utf-8-sig")
     assert "一食堂" in text and "27.01" in text
-    x = await client.get(f"{base}/consumption", params=q | {"format": "xlsx"}, headers=h)
+    # the headers in one language: the reader's own (Chinese), or the one asked for
+    assert text.startswith("日期,渠道,商户,笔数,交易额,退款冲正,净额,手续费,应结\r\n")
+    csv_en = await client.get(
+        f"{base}/daily", params=q | {"format": "csv", "lang": "en"}, headers=h
+    )
+    assert csv_en.content.decode("utf-8-sig").startswith(
+        "Date,Channel,Merchant,Sales,Gross,Refunds,Net,Commission,Payout\r\n"
+    )
+    x = await client.get(
+        f"{base}/consumption", params=q | {"format": "xlsx", "lang": "en"}, headers=h
+    )
     ws = load_workbook(io.BytesIO(x.content)).active
-    assert ws is not None
+    assert ws is not None and ws.title == "Consumption"
     values = [list(v) for v in ws.iter_rows(values_only=True)]
-    assert values[0][0] == "分组 Group"
+    assert values[0] == ["Group", "Channel", "Students", "Payments", "Spent", "Per student"]
     assert any(str(v[4]) == "27.01" for v in values[1:])
+    bad = await client.get(f"{base}/daily", params=q | {"format": "csv", "lang": "fr"}, headers=h)
+    assert bad.status_code == 422 and "lang" in bad.text
 
     # bad input names the field
     r = await client.get(

@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 
+from campuscard.api.routes import reports as report_routes
 from campuscard.attendance import rules as attendance_rules
 from campuscard.bills import rules as bill_rules
 from campuscard.cards import rules as card_rules
@@ -90,6 +91,10 @@ def test_every_key_a_notice_makes_at_run_time_is_in_the_catalogs() -> None:
             f"{s}{tail}" for s in ("approved", "rejected") for tail in ("", "_body", "_note")
         ],
         "notice.utility_done": ["electricity", "water"],
+        # the report downloads' headers (api/routes/reports.py)
+        "rep.col": [*report_routes.DAILY_COLUMNS, *report_routes.CONSUMPTION_COLUMNS],
+        # an attendance workbook's statuses (attendance/sheets.py)
+        "att.status": [*attendance_rules.STATUSES, "pending"],
         # a monitoring alert's title names its rule (monitoring/alerts.py)
         "notice.alert.rule": list(monitoring_rules.ALERT_RULES),
         "notice.utility_failed": ["electricity", "water"],

@@ -22,7 +22,7 @@ from campuscard.attendance.model import check_class
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.documents import exports
-from campuscard.platform import audit
+from campuscard.platform import audit, i18n
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import NotFound, ValidationFailed
 
@@ -314,31 +314,40 @@ async def month_summary(
     )
 
 
-STATUS_TEXT = {
-    "present": "出勤 present",
-    "late": "迟到 late",
-    "absent": "缺勤 absent",
-    "leave": "请假 on leave",
-    "pending": "未结束 not closed",
-}
-
-
 async def month_workbook(
-    conn: Conn, actor: Actor, school_id: int, class_id: int, month: str
+    conn: Conn, actor: Actor, school_id: int, class_id: int, month: str, locale: str
 ) -> bytes:
-    """The month as a workbook: the summary, and every student's every period day by day."""
+    """The month as a workbook: the summary, and every student's every period day by day;
+    sheet names, headers and statuses in ``locale`` (the catalogs' ``att.*`` texts)."""
+
+    def t(key: str) -> str:
+        return i18n.translate(locale, key)
+
     summary = await month_summary(conn, actor, school_id, class_id, month)
     data, days = await _month(conn, school_id, class_id, month)
     book = Workbook()
     ws = book.active
     assert ws is not None
-    ws.title = "汇总 Summary"
-    ws.append(["学号 No.", "姓名 Name", "出勤 Present", "迟到 Late", "缺勤 Absent", "请假 Leave"])
+    ws.title = t("att.sheet.summary")
+    ws.append(
+        [
+            t("att.col.number"),
+            t("att.col.name"),
+            *(t(f"att.status.{k}") for k in ("present", "late", "absent", "leave")),
+        ]
+    )
     for r in summary.rows:
         ws.append([r.number, r.name, r.present, r.late, r.absent, r.leave])
-    detail = book.create_sheet("明细 Detail")
+    detail = book.create_sheet(t("att.sheet.detail"))
     detail.append(
-        ["日期 Date", "时段 Period", "学号 No.", "姓名 Name", "状态 Status", "签到 Signed in"]
+        [
+            t("att.col.date"),
+            t("att.col.period"),
+            t("att.col.number"),
+            t("att.col.name"),
+            t("att.col.status"),
+            t("att.col.signed_in"),
+        ]
     )
     for day, todays, cells in days:
         names = {p.id: p.name for _, p in todays}
@@ -351,7 +360,7 @@ async def month_workbook(
                         names[c.rule_id],
                         s.number,
                         s.name,
-                        STATUS_TEXT[c.status],
+                        t(f"att.status.{c.status}"),
                         signed,
                     ]
                 )

@@ -369,12 +369,20 @@ async def month_export(
     pool: Pool,
     actor: CurrentActor,
     month: Annotated[str | None, MONTH] = None,
+    lang: Annotated[
+        Literal["zh-CN", "en"] | None,
+        Query(
+            description="language of the sheet names, headers and statuses; default: the reader's"
+        ),
+    ] = None,
 ) -> Response:
     """The month as a workbook: the summary and every student's every period."""
     school_id = await school_id_for(pool, actor, school)
     async with pool.acquire() as conn:
         month = month or (await _today(conn, school_id)).strftime("%Y-%m")
-        body = await sheets.month_workbook(conn, actor, school_id, class_id, month)
+        body = await sheets.month_workbook(
+            conn, actor, school_id, class_id, month, lang or actor.locale
+        )
     return Response(
         body,
         media_type=XLSX,

@@ -1,5 +1,6 @@
 """Reports API: daily summary per channel and merchant, consumption per class or category;
-JSON for the console's charts, CSV and XLSX for download."""
+JSON for the console's charts, CSV and XLSX for download, their headers in one language (the
+``lang`` asked for, else the reader's own, as the statements; keys ``rep.col.<column>``)."""
 
 from __future__ import annotations
 
@@ -13,31 +14,31 @@ from pydantic import BaseModel, Field
 from campuscard.api.deps import CurrentActor
 from campuscard.documents import exports
 from campuscard.edge.deps import Pool, school_id_for
+from campuscard.platform import i18n
 from campuscard.settlement import reports
 
 router = APIRouter(prefix="/api/v1/admin/schools/{school}/reports", tags=["reports"])
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 Format = Literal["json", "csv", "xlsx"]
 
+Lang = Annotated[
+    Literal["zh-CN", "en"] | None,
+    Query(description="language of the csv and xlsx headers; default: the reader's own"),
+]
+
+# the columns of each download; a header is the catalog text rep.col.<column>
 DAILY_COLUMNS = (
-    ("business_date", "日期 Date"),
-    ("channel", "渠道 Channel"),
-    ("merchant", "商户 Merchant"),
-    ("sales_count", "笔数 Sales"),
-    ("gross", "交易额 Gross"),
-    ("refunds", "退款冲正 Refunds"),
-    ("net_sales", "净额 Net"),
-    ("commission", "手续费 Commission"),
-    ("payout", "应结 Payout"),
+    "business_date",
+    "channel",
+    "merchant",
+    "sales_count",
+    "gross",
+    "refunds",
+    "net_sales",
+    "commission",
+    "payout",
 )
-CONSUMPTION_COLUMNS = (
-    ("group", "分组 Group"),
-    ("channel", "渠道 Channel"),
-    ("persons", "人数 Students"),
-    ("payments", "笔数 Payments"),
-    ("spent", "消费额 Spent"),
-    ("per_person", "人均 Per student"),
-)
+CONSUMPTION_COLUMNS = ("group", "channel", "persons", "payments", "spent", "per_person")
 
 
 class ChannelDayOut(BaseModel):
@@ -96,8 +97,17 @@ def _answers(model: type[BaseModel], what: str) -> dict[str, Any]:
 
 
 def _download(
-    name: str, fmt: Format, title: str, cols: Any, rows: list[dict[str, Any]], money: set[str]
+    name: str,
+    fmt: Format,
+    locale: str,
+    title: str,
+    columns: tuple[str, ...],
+    rows: list[dict[str, Any]],
+    money: set[str],
 ) -> Response:
+    """A download worded in ``locale``: ``title`` (a catalog key) names the sheet."""
+    cols = [(c, i18n.translate(locale, f"rep.col.{c}")) for c in columns]
+    title = i18n.translate(locale, title)
     if fmt == "csv":
         body, media = exports.to_csv(cols, rows), "text/csv; charset=utf-8"
     else:
@@ -117,6 +127,7 @@ async def daily(
     date_from: Annotated[date, Query()],
     date_to: Annotated[date, Query()],
     format: Annotated[Format, Query()] = "json",
+    lang: Lang = None,
 ) -> DailyReportOut | Response:
     school_id = await school_id_for(pool, actor, school)
     reports.check_may_report(actor, school_id)
@@ -126,7 +137,10 @@ async def daily(
         return DailyReportOut.model_validate(data)
     money = {"gross", "refunds", "net_sales", "commission", "payout"}
     name = f"daily-{school}-{date_from:%Y%m%d}-{date_to:%Y%m%d}"
-    return _download(name, format, "日报 Daily", DAILY_COLUMNS, data["merchants"], money)
+    locale = lang or actor.locale
+    return _download(
+        name, format, locale, "rep.title.daily", DAILY_COLUMNS, data["merchants"], money
+    )
 
 
 @router.get("/consumption", **_answers(ConsumptionReportOut, "consumption per group"))
@@ -138,6 +152,7 @@ async def consumption(
     date_to: Annotated[date, Query()],
     group_by: Annotated[Literal["class", "category"], Query()] = "class",
     format: Annotated[Format, Query()] = "json",
+    lang: Lang = None,
 ) -> ConsumptionReportOut | Response:
     school_id = await school_id_for(pool, actor, school)
     reports.check_may_report(actor, school_id)
@@ -149,7 +164,8 @@ async def consumption(
     return _download(
         name,
         format,
-        "消费统计 Consumption",
+        lang or actor.locale,
+        "rep.title.consumption",
         CONSUMPTION_COLUMNS,
         data["rows"],
         {"spent", "per_person"},

@@ -218,7 +218,7 @@ async def consumption_page(
         title=page.t("a.consumption"),
         height=220,
     )
-    qs = f"date_from={d_from}&date_to={d_to}&group_by={group}"
+    qs = f"date_from={d_from}&date_to={d_to}&group_by={group}&lang={page.locale}"
     return render(
         page,
         "admin/consumption.html",
