@@ -89,7 +89,7 @@ async def test_quiet_help_is_proposed_by_one_officer_and_approved_by_another(
     # then: H1 with the reasons and what would change; H2 is never a candidate
     row = maker.get_by_test_id("cand-H1")
     await expect(row).to_contain_text("本月食堂就餐 60 次")
-    await expect(row).to_contain_text("本月食堂消费再多 210.00 元即不再列入")
+    await expect(row).to_contain_text("本月食堂消费再多 ¥210.00 即不再列入")
     await expect(row).to_contain_text("¥200.00")
     await expect(maker.get_by_test_id("cand-H2")).to_have_count(0)
     await expect(maker.get_by_test_id("hs-groups")).to_contain_text("人数太少")

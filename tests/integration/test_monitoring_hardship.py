@@ -84,8 +84,9 @@ async def test_quiet_subsidy_needs_a_proposer_and_a_second_person(
     found = await hardship.do_find_candidates(pool, maker, school.id, month)
     assert [c.person_id for c in found] == [poor]
     (c,) = found
-    assert c.amount == "200.00" and "60" in c.reasons[0]["zh-CN"] and "210.00" in c.reasons[1]["en"]
-    assert "more spent in canteens" in c.what_would_change[0]["en"]
+    assert c.amount == "200.00" and "60" in i18n.word("zh-CN", c.reasons[0])
+    assert "CN¥210.00" in i18n.word("en", c.reasons[1])
+    assert "more spent in canteens" in i18n.word("en", c.what_would_change[0])
 
     batch_id = await hardship.do_propose_quiet_subsidy(
         pool, maker, school.id, [c.id], name="伙食补贴"

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from campuscard.monitoring import hardship_rules as h
 from campuscard.monitoring.rules import DEFAULTS
+from campuscard.platform import i18n
 
 V = DEFAULTS["hardship"]
 
@@ -18,8 +19,9 @@ def month(meals: int, spend: int, days: int = 30, idle: int = 0) -> h.Month:
 def test_njust_at_least_60_meals_and_under_420_yuan() -> None:
     c = h.preset("njust", month(60, 41999), V)
     assert c is not None and c.amount == V["njust_amount"]
-    assert "60" in c.reasons[0]["zh-CN"] and "419.99" in c.reasons[1]["en"]
-    assert "0.01" in c.what_would_change[0]["en"]
+    assert i18n.word("zh-CN", c.reasons[0]) == "本月食堂就餐 60 次（不少于 60 次）"
+    assert i18n.word("en", c.reasons[1]) == "CN¥419.99 spent in canteens (under CN¥420.00)"
+    assert i18n.word("zh-CN", c.what_would_change[0]) == "本月食堂消费再多 ¥0.01 即不再列入"
     assert h.preset("njust", month(59, 20000), V) is None
     assert h.preset("njust", month(80, 42000), V) is None
 
@@ -50,15 +52,18 @@ def test_the_scored_model_shows_its_inputs_weights_and_what_would_change() -> No
     assert found is not None
     c, score = found
     assert score == 0.764 and c.method == "score" and c.amount == V["score_amount"]
-    assert c.reasons[0]["en"] == "score 0.76 (at least 0.65)"
-    assert "average spent per meal 5.81 yuan: weight 0.45, contributes 0.31" in c.reasons[2]["en"]
+    en = [i18n.word("en", r) for r in c.reasons]
+    assert en[0] == "score 0.76 (at least 0.65)"
+    assert en[1] == "canteen meals this month 62 meals: weight 0.35, contributes 0.35"
+    assert en[2] == "average spent per meal CN¥5.81: weight 0.45, contributes 0.31"
+    assert i18n.word("zh-CN", c.reasons[2]) == "每餐平均消费 ¥5.81：权重 0.45，贡献 0.31"
     # each single change it names is the smallest that brings the score under the line
-    assert c.what_would_change[0]["en"] == (
+    assert i18n.word("en", c.what_would_change[0]) == (
         "23 fewer canteen meals at the same price a meal would end the candidacy"
     )
     assert h.scored(month(39, round(36000 / 62 * 39)), V) is None  # under score_min_meals
     assert h.scored(month(40, round(36000 / 62 * 40)), V) is not None
-    assert c.what_would_change[1]["en"] == "0.91 yuan more a meal would end the candidacy"
+    assert i18n.word("en", c.what_would_change[1]) == "CN¥0.91 more a meal would end the candidacy"
     assert h.score_of(month(62, 36000 + 91 * 62))[0] < 0.65
     assert h.score_of(month(62, 36000 + 90 * 62))[0] >= 0.65
     # not a candidate: a higher spender, a light user, the exclusions

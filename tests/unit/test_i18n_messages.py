@@ -12,6 +12,7 @@ from campuscard.attendance import rules as attendance_rules
 from campuscard.bills import rules as bill_rules
 from campuscard.cards import rules as card_rules
 from campuscard.documents import statements
+from campuscard.monitoring import hardship_rules
 from campuscard.monitoring import rules as monitoring_rules
 from campuscard.platform import i18n
 from campuscard.web import core
@@ -95,6 +96,8 @@ def test_every_key_a_notice_makes_at_run_time_is_in_the_catalogs() -> None:
         "rep.col": [*report_routes.DAILY_COLUMNS, *report_routes.CONSUMPTION_COLUMNS],
         # an attendance workbook's statuses (attendance/sheets.py)
         "att.status": [*attendance_rules.STATUSES, "pending"],
+        # a hardship candidate's score inputs (monitoring/hardship_rules.py)
+        "hs.input": [i.name for i in hardship_rules.SCORE_INPUTS],
         # a monitoring alert's title names its rule (monitoring/alerts.py)
         "notice.alert.rule": list(monitoring_rules.ALERT_RULES),
         "notice.utility_failed": ["electricity", "water"],

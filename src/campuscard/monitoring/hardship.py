@@ -38,8 +38,8 @@ class CandidateView:
     person_id: int
     method: str
     amount: str
-    reasons: list[dict[str, str]]
-    what_would_change: list[dict[str, str]]
+    reasons: list[dict[str, Any]]
+    what_would_change: list[dict[str, Any]]
     status: str
 
 
@@ -268,8 +268,8 @@ class CandidateRow:
     method: str
     score: float | None
     amount: int
-    reasons: list[dict[str, str]]
-    what_would_change: list[dict[str, str]]
+    reasons: list[dict[str, Any]]
+    what_would_change: list[dict[str, Any]]
     status: str
     batch_id: int | None
 

@@ -8,6 +8,9 @@ the exclusions, and what would change the outcome. No I/O.
 
 A meal is one canteen visit: canteen payments of the same day and meal time (before 10:30,
 before 16:00, later) count once, so a tray paid at two windows is one meal.
+
+A candidate's reasons and what would change the outcome are messages (``i18n.message``, keys
+``hs.reason.*`` and ``hs.change.*``), worded in the reviewer's language when shown.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, time
 from typing import Any
 
-from campuscard.ledger.money import fmt
+from campuscard.platform import i18n
 
 EXCLUSIONS = {
     "diet": {"zh-CN": "本人申报节食", "en": "declared a diet"},
@@ -60,8 +63,8 @@ class Candidate:
     person_id: int
     method: str
     amount: int  # the suggested help (fen)
-    reasons: list[dict[str, str]]
-    what_would_change: list[dict[str, str]]
+    reasons: list[dict[str, Any]]
+    what_would_change: list[dict[str, Any]]
 
 
 def preset(
@@ -84,25 +87,13 @@ def preset(
     if m.meals < meals_needed or m.canteen_spend >= line:
         return None
     reasons = [
-        {
-            "zh-CN": f"本月食堂就餐 {m.meals} 次（不少于 {meals_needed} 次）",
-            "en": f"{m.meals} canteen meals this month (at least {meals_needed})",
-        },
-        {
-            "zh-CN": f"本月食堂消费 {fmt(m.canteen_spend)} 元（低于 {fmt(line)} 元）",
-            "en": f"{fmt(m.canteen_spend)} yuan spent in canteens (under {fmt(line)} yuan)",
-        },
+        i18n.message("hs.reason.meals", meals=m.meals, needed=meals_needed),
+        i18n.message("hs.reason.spend", spent=i18n.money(m.canteen_spend), line=i18n.money(line)),
     ]
     gap_spend, gap_meals = line - m.canteen_spend, m.meals - meals_needed + 1
     change = [
-        {
-            "zh-CN": f"本月食堂消费再多 {fmt(gap_spend)} 元即不再列入",
-            "en": f"{fmt(gap_spend)} yuan more spent in canteens would end the candidacy",
-        },
-        {
-            "zh-CN": f"少 {gap_meals} 次食堂就餐即不再列入",
-            "en": f"{gap_meals} fewer canteen meals would end the candidacy",
-        },
+        i18n.message("hs.change.spend", amount=i18n.money(gap_spend)),
+        i18n.message("hs.change.meals", meals=gap_meals),
     ]
     return Candidate(m.person_id, method, amount, reasons, change)
 
@@ -171,12 +162,14 @@ def score_of(m: Month) -> tuple[float, list[tuple[ScoreInput, float, float]]]:
     return round(sum(c for _, _, c in parts), 3), parts
 
 
-def _fmt_value(i: ScoreInput, value: float, lang: str) -> str:
-    text = f"{int(value)}" if i.name == "meals" else f"{value:.2f}"
-    return f"{text} {i.unit[lang]}"
+def _value(i: ScoreInput, value: float) -> dict[str, Any]:
+    """An input's value as a message parameter: meals counted, yuan as money."""
+    if i.name == "meals":
+        return i18n.message("hs.value.meals", count=int(value))
+    return i18n.money(round(value * 100))
 
 
-def _what_would_change(m: Month, threshold: float, min_meals: int) -> list[dict[str, str]]:
+def _what_would_change(m: Month, threshold: float, min_meals: int) -> list[dict[str, Any]]:
     """The smallest single change that brings the score under the line, found by trying: fewer
     meals at the same price a meal, or more spent a meal over the same meals."""
     out = []
@@ -185,22 +178,11 @@ def _what_would_change(m: Month, threshold: float, min_meals: int) -> list[dict[
         left = m.meals - fewer
         fewer_month = replace(m, meals=left, canteen_spend=round(per_meal * left))
         if left < min_meals or score_of(fewer_month)[0] < threshold:
-            out.append(
-                {
-                    "zh-CN": f"按同样的每餐金额少 {fewer} 次食堂就餐即不再列入",
-                    "en": f"{fewer} fewer canteen meals at the same price a meal would end "
-                    "the candidacy",
-                }
-            )
+            out.append(i18n.message("hs.change.fewer_meals", meals=fewer))
             break
     for more in range(1, 2001):  # fen a meal, up to 20 yuan
         if score_of(replace(m, canteen_spend=m.canteen_spend + more * m.meals))[0] < threshold:
-            out.append(
-                {
-                    "zh-CN": f"每餐多花 {fmt(more)} 元即不再列入",
-                    "en": f"{fmt(more)} yuan more a meal would end the candidacy",
-                }
-            )
+            out.append(i18n.message("hs.change.more_a_meal", amount=i18n.money(more)))
             break
     return out
 
@@ -222,26 +204,20 @@ def scored(
     if score < threshold:
         return None
     reasons = [
-        {
-            "zh-CN": f"得分 {score:.2f}（不低于 {threshold:.2f}）",
-            "en": f"score {score:.2f} (at least {threshold:.2f})",
-        }
-    ] + [
-        {
-            "zh-CN": f"{i.label['zh-CN']} {_fmt_value(i, v, 'zh-CN')}：权重 {i.weight:.2f}，"
-            f"贡献 {c:.2f}",
-            "en": f"{i.label['en']} {_fmt_value(i, v, 'en')}: weight {i.weight:.2f}, "
-            f"contributes {c:.2f}",
-        }
-        for i, v, c in parts
+        i18n.message("hs.reason.score", score=f"{score:.2f}", threshold=f"{threshold:.2f}"),
+        *(
+            i18n.message(
+                "hs.reason.input",
+                input=i18n.message(f"hs.input.{i.name}"),
+                value=_value(i, v),
+                weight=f"{i.weight:.2f}",
+                contribution=f"{c:.2f}",
+            )
+            for i, v, c in parts
+        ),
     ]
     change = _what_would_change(m, threshold, int(values["score_min_meals"]))
     if not change:
-        change.append(
-            {
-                "zh-CN": "需多项同时变化才会不再列入",
-                "en": "several inputs would have to change together to end the candidacy",
-            }
-        )
+        change.append(i18n.message("hs.change.several"))
     candidate = Candidate(m.person_id, "score", int(values["score_amount"]), reasons, change)
     return candidate, score

@@ -112,6 +112,13 @@ def _bill_line_name(context: Context, line: dict[str, Any]) -> str:
     return i18n.translate(locale, "bill.late_fee_line", seq=part[1], of=part[2])
 
 
+@pass_context
+def _word(context: Context, stored: dict[str, Any] | str | None) -> str:
+    """A stored message (``i18n.message``, or an older text per language) in the page's
+    language."""
+    return i18n.word(str(context.get("lang") or i18n.DEFAULT_LOCALE), stored)
+
+
 def _local_time(value: datetime | str | None, tz: str = "Asia/Shanghai") -> str:
     if value is None or value == "":
         return ""
@@ -134,6 +141,7 @@ env.filters["money"] = _money
 env.filters["money_text"] = _money_text
 env.filters["bill_line_name"] = _bill_line_name
 env.filters["localtime"] = _local_time
+env.filters["word"] = _word
 # audit details as readable text: Chinese stays Chinese (no \uXXXX escapes); autoescaped
 env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False, default=str)
 
