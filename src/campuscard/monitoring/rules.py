@@ -90,16 +90,16 @@ SEVERITY = {
     "offline_overdraft": 2,
 }
 
-RULE_NAMES = {
-    "big_spend": {"zh-CN": "大额消费", "en": "Large payment"},
-    "night_spend": {"zh-CN": "深夜消费", "en": "Spending at night"},
-    "no_meal": {"zh-CN": "多日未在食堂就餐", "en": "No canteen meal for days"},
-    "low_balance": {"zh-CN": "余额不足", "en": "Low balance"},
-    "rapid_payments": {"zh-CN": "短时间内多笔消费", "en": "Many payments within minutes"},
-    "far_apart": {"zh-CN": "异地连续消费", "en": "Two payments too far apart"},
-    "arrears": {"zh-CN": "欠费未缴", "en": "Arrears"},
-    "offline_overdraft": {"zh-CN": "离线透支", "en": "Offline overdraft"},
-}
+
+def rule_name(rule: str, locale: str) -> str:
+    """A rule's name in ``locale``, from the catalogs (``notice.alert.rule.<rule>``, the same
+    name an alert's title gives it)."""
+    return i18n.translate(locale, f"notice.alert.rule.{rule}")
+
+
+def rule_names(rule: str) -> dict[str, str]:
+    """A rule's name in every language (the API's ``Words``)."""
+    return {locale: rule_name(rule, locale) for locale in i18n.LOCALES}
 
 
 @dataclass(frozen=True)

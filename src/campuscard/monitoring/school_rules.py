@@ -11,7 +11,7 @@ from typing import Any
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.monitoring import threshold_rules
-from campuscard.monitoring.rules import ALERT_RULES, DEFAULTS, RULE_NAMES, SETTINGS_GROUPS
+from campuscard.monitoring.rules import ALERT_RULES, DEFAULTS, SETTINGS_GROUPS, rule_names
 from campuscard.monitoring.threshold_rules import EXPLAIN, FieldChange, shown, specs
 from campuscard.platform import audit
 from campuscard.platform import queries as platform_queries
@@ -88,7 +88,7 @@ def _setting(
                 spec.choices,
             )
         )
-    name = RULE_NAMES.get(rule) or GROUP_NAMES[rule]
+    name = rule_names(rule) if rule in ALERT_RULES else GROUP_NAMES[rule]
     return RuleSetting(
         rule, name, EXPLAIN[rule], enabled, values, own, fields, updated_by, updated_at
     )
@@ -238,7 +238,7 @@ async def changes(conn: Conn, actor: Actor, school_id: int, *, limit: int = 20) 
                 e["created_at"],
                 str(e["actor"]),
                 rule,
-                RULE_NAMES.get(rule) or GROUP_NAMES[rule],
+                rule_names(rule) if rule in ALERT_RULES else GROUP_NAMES[rule],
                 threshold_rules.describe_change(rule, e["before"], e["after"] or {}),
             )
         )

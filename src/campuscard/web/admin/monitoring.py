@@ -18,8 +18,8 @@ from openpyxl.styles import Font
 from campuscard.db.pool import PgPool
 from campuscard.documents.exports import safe_row, workbook_bytes
 from campuscard.edge.deps import Pool
-from campuscard.monitoring import exports, hardship, hardship_rules, supervision
-from campuscard.monitoring.rules import ALERT_RULES, RULE_NAMES, TIER_NAMES, TIERS
+from campuscard.monitoring import exports, hardship, hardship_rules, rules, supervision
+from campuscard.monitoring.rules import ALERT_RULES, TIER_NAMES, TIERS
 from campuscard.platform import i18n
 from campuscard.platform.errors import DomainError, NotFound, ValidationFailed
 from campuscard.settlement import dashboard
@@ -35,10 +35,7 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def rule_name(page: Page, rule: str) -> str:
-    names = RULE_NAMES.get(rule)
-    if names is None:
-        return rule
-    return names["en"] if page.locale == "en" else names["zh-CN"]
+    return rules.rule_name(rule, page.locale) if rule in ALERT_RULES else rule
 
 
 def tier_name(page: Page, tier: str) -> str:

@@ -15,7 +15,7 @@ from campuscard.db.pool import PgPool
 from campuscard.edge.deps import Pool
 from campuscard.ledger.money import Money
 from campuscard.monitoring import consent, hardship
-from campuscard.monitoring.rules import ALERT_RULES, RULE_NAMES
+from campuscard.monitoring.rules import ALERT_RULES, rule_name
 from campuscard.people import queries
 from campuscard.platform.errors import DomainError, ValidationFailed
 from campuscard.web import menu
@@ -51,7 +51,7 @@ async def _view(
 ) -> Response:
     actor = page.require("m.alerts")
     lang = "en" if page.locale == "en" else "zh-CN"
-    names = {r: RULE_NAMES[r][lang] for r in ALERT_RULES}
+    names = {r: rule_name(r, lang) for r in ALERT_RULES}
     async with pool.acquire() as conn:
         subject = await holder(page, conn, person)
         if subject is None:
