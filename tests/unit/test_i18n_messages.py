@@ -98,6 +98,9 @@ def test_every_key_a_notice_makes_at_run_time_is_in_the_catalogs() -> None:
         "att.status": [*attendance_rules.STATUSES, "pending"],
         # a hardship candidate's score inputs (monitoring/hardship_rules.py)
         "hs.input": [i.name for i in hardship_rules.SCORE_INPUTS],
+        # the console's risk tiers and settings groups (monitoring/rules.py, school_rules.py)
+        "a.mon_tier": list(monitoring_rules.TIERS),
+        "a.mon_group": list(monitoring_rules.SETTINGS_GROUPS),
         # a monitoring alert's title names its rule (monitoring/alerts.py)
         "notice.alert.rule": list(monitoring_rules.ALERT_RULES),
         "notice.utility_failed": ["electricity", "water"],

@@ -446,12 +446,6 @@ def clock(value: object) -> time:
 
 
 TIERS = ("none", "low", "medium", "high")
-TIER_NAMES = {
-    "none": {"zh-CN": "无", "en": "None"},
-    "low": {"zh-CN": "低", "en": "Low"},
-    "medium": {"zh-CN": "中", "en": "Medium"},
-    "high": {"zh-CN": "高", "en": "High"},
-}
 
 
 def risk_tier(severities: Sequence[int]) -> str:

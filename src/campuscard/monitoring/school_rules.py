@@ -13,7 +13,7 @@ from campuscard.db.tx import Tx, owns_transaction
 from campuscard.monitoring import threshold_rules
 from campuscard.monitoring.rules import ALERT_RULES, DEFAULTS, SETTINGS_GROUPS, rule_names
 from campuscard.monitoring.threshold_rules import EXPLAIN, FieldChange, shown, specs
-from campuscard.platform import audit
+from campuscard.platform import audit, i18n
 from campuscard.platform import queries as platform_queries
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import ValidationFailed
@@ -23,11 +23,14 @@ from campuscard.platform.errors import ValidationFailed
 SETTERS = ("school_admin",)
 READERS = ("school_admin", "counsellor", "settlement")
 ORDER = (*ALERT_RULES, *SETTINGS_GROUPS)
-GROUP_NAMES = {
-    "delivery": {"zh-CN": "提醒发送", "en": "Delivery"},
-    "hardship": {"zh-CN": "隐性困难资助", "en": "Hidden hardship"},
-}
 AUDIT_ACTION = "monitoring.rule.set"
+
+
+def _names(rule: str) -> dict[str, str]:
+    """A rule's or a settings group's name in every language, from the catalogs."""
+    if rule in ALERT_RULES:
+        return rule_names(rule)
+    return {locale: i18n.translate(locale, f"a.mon_group.{rule}") for locale in i18n.LOCALES}
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def _setting(
                 spec.choices,
             )
         )
-    name = rule_names(rule) if rule in ALERT_RULES else GROUP_NAMES[rule]
+    name = _names(rule)
     return RuleSetting(
         rule, name, EXPLAIN[rule], enabled, values, own, fields, updated_by, updated_at
     )
@@ -238,7 +241,7 @@ async def changes(conn: Conn, actor: Actor, school_id: int, *, limit: int = 20) 
                 e["created_at"],
                 str(e["actor"]),
                 rule,
-                rule_names(rule) if rule in ALERT_RULES else GROUP_NAMES[rule],
+                _names(rule),
                 threshold_rules.describe_change(rule, e["before"], e["after"] or {}),
             )
         )

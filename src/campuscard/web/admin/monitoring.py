@@ -19,7 +19,7 @@ from campuscard.db.pool import PgPool
 from campuscard.documents.exports import safe_row, workbook_bytes
 from campuscard.edge.deps import Pool
 from campuscard.monitoring import exports, hardship, hardship_rules, rules, supervision
-from campuscard.monitoring.rules import ALERT_RULES, TIER_NAMES, TIERS
+from campuscard.monitoring.rules import ALERT_RULES, TIERS
 from campuscard.platform import i18n
 from campuscard.platform.errors import DomainError, NotFound, ValidationFailed
 from campuscard.settlement import dashboard
@@ -39,7 +39,7 @@ def rule_name(page: Page, rule: str) -> str:
 
 
 def tier_name(page: Page, tier: str) -> str:
-    return TIER_NAMES[tier]["en" if page.locale == "en" else "zh-CN"]
+    return page.t(f"a.mon_tier.{tier}")
 
 
 def reason_text(page: Page, reason: dict[str, Any]) -> str:
