@@ -92,12 +92,15 @@ async def test_daily_and_consumption_reports_with_exports(
     assert "一食堂" in text and "27.01" in text
     # the headers in one language: the reader's own (Chinese), or the one asked for
     assert text.startswith("日期,渠道,商户,笔数,交易额,退款冲正,净额,手续费,应结\r\n")
+    # and the channel named, not its code
+    assert ",食堂,一食堂," in text and "canteen" not in text
     csv_en = await client.get(
         f"{base}/daily", params=q | {"format": "csv", "lang": "en"}, headers=h
     )
     assert csv_en.content.decode("utf-8-sig").startswith(
         "Date,Channel,Merchant,Sales,Gross,Refunds,Net,Commission,Payout\r\n"
     )
+    assert ",Canteen,一食堂," in csv_en.content.decode("utf-8-sig")
     x = await client.get(
         f"{base}/consumption", params=q | {"format": "xlsx", "lang": "en"}, headers=h
     )

@@ -96,6 +96,15 @@ def _answers(model: type[BaseModel], what: str) -> dict[str, Any]:
     }
 
 
+def _worded(locale: str, row: dict[str, Any], coded: dict[str, str]) -> dict[str, Any]:
+    """The row with each coded cell named (``coded``: column -> catalog prefix)."""
+    named = dict(row)
+    for column, prefix in coded.items():
+        if named.get(column) is not None:
+            named[column] = i18n.translate(locale, f"{prefix}.{named[column]}")
+    return named
+
+
 def _download(
     name: str,
     fmt: Format,
@@ -104,9 +113,12 @@ def _download(
     columns: tuple[str, ...],
     rows: list[dict[str, Any]],
     money: set[str],
+    coded: dict[str, str],
 ) -> Response:
-    """A download worded in ``locale``: ``title`` (a catalog key) names the sheet."""
+    """A download worded in ``locale``: ``title`` (a catalog key) names the sheet, and the
+    cells that hold a code (a channel, a person category) are its name in the catalog."""
     cols = [(c, i18n.translate(locale, f"rep.col.{c}")) for c in columns]
+    rows = [_worded(locale, row, coded) for row in rows]
     title = i18n.translate(locale, title)
     if fmt == "csv":
         body, media = exports.to_csv(cols, rows), "text/csv; charset=utf-8"
@@ -139,7 +151,14 @@ async def daily(
     name = f"daily-{school}-{date_from:%Y%m%d}-{date_to:%Y%m%d}"
     locale = lang or actor.locale
     return _download(
-        name, format, locale, "rep.title.daily", DAILY_COLUMNS, data["merchants"], money
+        name,
+        format,
+        locale,
+        "rep.title.daily",
+        DAILY_COLUMNS,
+        data["merchants"],
+        money,
+        {"channel": "channel"},
     )
 
 
@@ -169,4 +188,5 @@ async def consumption(
         CONSUMPTION_COLUMNS,
         data["rows"],
         {"spent", "per_person"},
+        {"channel": "channel"} | ({"group": "person.category"} if group_by == "category" else {}),
     )
