@@ -12,7 +12,7 @@ from campuscard.attendance import rules as attendance_rules
 from campuscard.bills import rules as bill_rules
 from campuscard.cards import rules as card_rules
 from campuscard.documents import statements
-from campuscard.monitoring import hardship_rules
+from campuscard.monitoring import hardship_rules, threshold_rules
 from campuscard.monitoring import rules as monitoring_rules
 from campuscard.platform import i18n
 from campuscard.web import core
@@ -96,8 +96,16 @@ def test_every_key_a_notice_makes_at_run_time_is_in_the_catalogs() -> None:
         "rep.col": [*report_routes.DAILY_COLUMNS, *report_routes.CONSUMPTION_COLUMNS],
         # an attendance workbook's statuses (attendance/sheets.py)
         "att.status": [*attendance_rules.STATUSES, "pending"],
-        # a hardship candidate's score inputs (monitoring/hardship_rules.py)
+        # a hardship candidate's score inputs, their units and the exclusions
+        # (monitoring/hardship_rules.py)
         "hs.input": [i.name for i in hardship_rules.SCORE_INPUTS],
+        "hs.unit": [i.name for i in hardship_rules.SCORE_INPUTS],
+        "hs.excl": list(hardship_rules.EXCLUSIONS),
+        # each rule's thresholds and what the rule is for (monitoring/threshold_rules.py)
+        "mon.th": [
+            f"{r}.{spec.name}" for r, specs in threshold_rules.SPECS.items() for spec in specs
+        ],
+        "mon.explain": list(threshold_rules.SPECS),
         # the console's risk tiers and settings groups (monitoring/rules.py, school_rules.py)
         "a.mon_tier": list(monitoring_rules.TIERS),
         "a.mon_group": list(monitoring_rules.SETTINGS_GROUPS),

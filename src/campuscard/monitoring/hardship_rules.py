@@ -22,11 +22,8 @@ from typing import Any
 
 from campuscard.platform import i18n
 
-EXCLUSIONS = {
-    "diet": {"zh-CN": "本人申报节食", "en": "declared a diet"},
-    "off_campus": {"zh-CN": "校外居住", "en": "lives off campus"},
-    "inactive": {"zh-CN": "校园卡近期未使用", "en": "card not used lately"},
-}
+# why a student is left out of the candidates, named in both languages (hs.excl.<name>)
+EXCLUSIONS = {name: i18n.words(f"hs.excl.{name}") for name in ("diet", "off_campus", "inactive")}
 
 
 def meal_slot(local: datetime) -> tuple[str, int]:
@@ -105,11 +102,19 @@ class ScoreInput:
     from 0 (no sign of hardship) to 1 (a strong sign), straight in between."""
 
     name: str
-    label: dict[str, str]
     weight: float
     zero_at: float  # the level is 0 at or beyond this value
     one_at: float  # the level is 1 at or beyond this value
-    unit: dict[str, str]
+
+    @property
+    def label(self) -> dict[str, str]:
+        """What it counts, in both languages (the catalogs' hs.input.<name>)."""
+        return i18n.words(f"hs.input.{self.name}")
+
+    @property
+    def unit(self) -> dict[str, str]:
+        """Its unit, in both languages (the catalogs' hs.unit.<name>)."""
+        return i18n.words(f"hs.unit.{self.name}")
 
     def level(self, value: float) -> float:
         span = self.one_at - self.zero_at
@@ -119,30 +124,9 @@ class ScoreInput:
 # The weights sum to 1, so the score is between 0 and 1; a score at or above the school's
 # ``score_threshold`` (0.65) makes a candidate. Shown to the reviewer as it is here.
 SCORE_INPUTS = (
-    ScoreInput(
-        "meals",
-        {"zh-CN": "本月食堂就餐次数", "en": "canteen meals this month"},
-        0.35,
-        20,
-        60,
-        {"zh-CN": "次", "en": "meals"},
-    ),
-    ScoreInput(
-        "per_meal",
-        {"zh-CN": "每餐平均消费", "en": "average spent per meal"},
-        0.45,
-        10.0,
-        4.0,
-        {"zh-CN": "元", "en": "yuan"},
-    ),
-    ScoreInput(
-        "per_day",
-        {"zh-CN": "每天平均食堂消费", "en": "average canteen spend a day"},
-        0.20,
-        16.0,
-        8.0,
-        {"zh-CN": "元", "en": "yuan"},
-    ),
+    ScoreInput("meals", 0.35, 20, 60),
+    ScoreInput("per_meal", 0.45, 10.0, 4.0),
+    ScoreInput("per_day", 0.20, 16.0, 8.0),
 )
 
 

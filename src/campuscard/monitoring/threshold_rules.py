@@ -9,6 +9,7 @@ page and the API speak the same units and refuse the same values with the same f
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import time
@@ -16,6 +17,7 @@ from typing import Any
 
 from campuscard.ledger.money import Money, fmt
 from campuscard.monitoring.rules import DEFAULTS, HARDSHIP_METHODS
+from campuscard.platform import i18n
 from campuscard.platform.errors import ValidationFailed
 
 # kinds of threshold: how it is given and stored
@@ -46,25 +48,23 @@ def _s(
     name: str,
     kind: str,
     unit: str,
-    zh: str,
-    en: str,
     low: float = 0,
     high: float = 0,
     choices: tuple[str, ...] = (),
 ) -> Spec:
-    return Spec(name, kind, unit, {"zh-CN": zh, "en": en}, low, high, choices)
+    """A threshold; its label (both languages) is the catalogs' mon.th.<rule>.<name>, set
+    below once the rule is known."""
+    return Spec(name, kind, unit, {}, low, high, choices)
 
 
 YUAN_10K = 1_000_000  # 10,000.00 yuan in fen
 SPECS: dict[str, tuple[Spec, ...]] = {
     "big_spend": (
-        _s("z", NUMBER, "score", "稳健 z 分数不低于", "Robust z-score at least", 1, 50),
+        _s("z", NUMBER, "score", 1, 50),
         _s(
             "absolute",
             MONEY,
             "yuan",
-            "单笔不低于此金额即提醒（0 为不用）",
-            "Alert at or above this amount (0: not used)",
             0,
             10 * YUAN_10K,
         ),
@@ -72,64 +72,54 @@ SPECS: dict[str, tuple[Spec, ...]] = {
             "min_amount",
             MONEY,
             "yuan",
-            "参与比较的最低金额",
-            "Smallest amount compared",
             0,
             YUAN_10K,
         ),
-        _s("baseline_days", WHOLE, "days", "比较本人近几天", "Own payments of the last", 7, 90),
+        _s("baseline_days", WHOLE, "days", 7, 90),
         _s(
             "min_baseline",
             WHOLE,
             "payments",
-            "至少有几笔可比较",
-            "Payments needed to compare",
             3,
             500,
         ),
     ),
     "night_spend": (
-        _s("start", CLOCK, "", "深夜开始", "Night starts at"),
-        _s("end", CLOCK, "", "深夜结束", "Night ends at"),
-        _s("min_amount", MONEY, "yuan", "最低金额", "Smallest amount", 0, YUAN_10K),
+        _s("start", CLOCK, ""),
+        _s("end", CLOCK, ""),
+        _s("min_amount", MONEY, "yuan", 0, YUAN_10K),
     ),
     "no_meal": (
         # the daily pass looks back 14 days (daily.LOOKBACK_DAYS)
-        _s("days", WHOLE, "days", "连续未就餐天数", "Days without a canteen meal", 1, 14),
+        _s("days", WHOLE, "days", 1, 14),
         _s(
             "min_other_uses",
             WHOLE,
             "payments",
-            "期间其他消费至少",
-            "Other payments meanwhile, at least",
             0,
             200,
         ),
     ),
     "low_balance": (
-        _s("below", MONEY, "yuan", "可用余额低于", "Available balance below", 1, YUAN_10K),
+        _s("below", MONEY, "yuan", 1, YUAN_10K),
         _s(
             "pace_days",
             WHOLE,
             "days",
-            "按近几天的速度预测",
-            "Forecast at the pace of the last",
             1,
             60,
         ),
     ),
     "rapid_payments": (
-        _s("count", WHOLE, "payments", "笔数不少于", "Payments, at least", 2, 100),
-        _s("minutes", WHOLE, "minutes", "在几分钟内", "Within", 1, 120),
+        _s("count", WHOLE, "payments", 2, 100),
+        _s("minutes", WHOLE, "minutes", 1, 120),
     ),
     "far_apart": (
-        _s("max_speed_mps", NUMBER, "mps", "快于此速度", "Faster than", 1, 100),
+        _s("max_speed_mps", NUMBER, "mps", 1, 100),
         _s(
             "min_metres",
             WHOLE,
             "metres",
-            "两处相距至少",
-            "Places at least this far apart",
             100,
             100_000,
         ),
@@ -137,8 +127,6 @@ SPECS: dict[str, tuple[Spec, ...]] = {
             "within_minutes",
             WHOLE,
             "minutes",
-            "两笔间隔不超过",
-            "Payments at most this far apart",
             1,
             240,
         ),
@@ -148,8 +136,6 @@ SPECS: dict[str, tuple[Spec, ...]] = {
             "min_overdue",
             MONEY,
             "yuan",
-            "逾期金额不低于",
-            "Overdue amount at least",
             1,
             100 * YUAN_10K,
         ),
@@ -159,8 +145,6 @@ SPECS: dict[str, tuple[Spec, ...]] = {
             "min_shortfall",
             MONEY,
             "yuan",
-            "超出余额不低于",
-            "Beyond the balance by at least",
             1,
             YUAN_10K,
         ),
@@ -170,8 +154,6 @@ SPECS: dict[str, tuple[Spec, ...]] = {
             "weekly_budget",
             WHOLE,
             "alerts",
-            "每人每 7 天最多发送",
-            "Sent per student per 7 days, at most",
             0,
             50,
         ),
@@ -179,29 +161,23 @@ SPECS: dict[str, tuple[Spec, ...]] = {
             "cooldown_hours",
             WHOLE,
             "hours",
-            "同一规则再次发送的间隔",
-            "Same rule again only after",
             0,
             720,
         ),
-        _s("quiet_start", CLOCK, "", "免打扰开始", "Quiet hours start"),
-        _s("quiet_end", CLOCK, "", "免打扰结束", "Quiet hours end"),
+        _s("quiet_start", CLOCK, ""),
+        _s("quiet_end", CLOCK, ""),
         _s(
             "guardian_consent",
             SWITCH,
             "",
-            "家长须经学生本人同意才收到提醒",
-            "Parents hear only with the student's consent",
         ),
     ),
     "hardship": (
-        _s("preset", CHOICE, "", "方法", "Method", choices=HARDSHIP_METHODS),
+        _s("preset", CHOICE, "", choices=HARDSHIP_METHODS),
         _s(
             "njust_meals",
             WHOLE,
             "meals",
-            "南理工：每月就餐至少",
-            "njust: meals a month, at least",
             1,
             200,
         ),
@@ -209,18 +185,14 @@ SPECS: dict[str, tuple[Spec, ...]] = {
             "njust_spend_below",
             MONEY,
             "yuan",
-            "南理工：每月食堂消费低于",
-            "njust: canteen spend a month below",
             1,
             YUAN_10K,
         ),
-        _s("njust_amount", MONEY, "yuan", "南理工：建议资助", "njust: suggested help", 1, YUAN_10K),
+        _s("njust_amount", MONEY, "yuan", 1, YUAN_10K),
         _s(
             "xidian_meals",
             WHOLE,
             "meals",
-            "西电：每月就餐至少",
-            "xidian: meals a month, at least",
             1,
             200,
         ),
@@ -228,20 +200,14 @@ SPECS: dict[str, tuple[Spec, ...]] = {
             "xidian_daily_below",
             MONEY,
             "yuan",
-            "西电：日均消费低于",
-            "xidian: average a day below",
             1,
             100_000,
         ),
-        _s(
-            "xidian_daily_amount", MONEY, "yuan", "西电：每天资助", "xidian: help a day", 1, 100_000
-        ),
+        _s("xidian_daily_amount", MONEY, "yuan", 1, 100_000),
         _s(
             "score_threshold",
             NUMBER,
             "score",
-            "评分模型：分数不低于",
-            "Scored model: score at least",
             0.05,
             1,
         ),
@@ -249,8 +215,6 @@ SPECS: dict[str, tuple[Spec, ...]] = {
             "score_min_meals",
             WHOLE,
             "meals",
-            "评分模型：每月就餐至少",
-            "Scored model: meals a month, at least",
             0,
             200,
         ),
@@ -258,8 +222,6 @@ SPECS: dict[str, tuple[Spec, ...]] = {
             "score_amount",
             MONEY,
             "yuan",
-            "评分模型：建议资助",
-            "Scored model: suggested help",
             1,
             YUAN_10K,
         ),
@@ -267,65 +229,22 @@ SPECS: dict[str, tuple[Spec, ...]] = {
             "inactive_days",
             WHOLE,
             "days",
-            "校园卡闲置超过则排除",
-            "Card unused longer than this: excluded",
             1,
             90,
         ),
-        _s("min_group", WHOLE, "students", "报表中每组至少", "Report groups of at least", 2, 1000),
+        _s("min_group", WHOLE, "students", 2, 1000),
     ),
 }
 
-# What each rule is for, as the console and the API explain it.
-EXPLAIN: dict[str, dict[str, str]] = {
-    "big_spend": {
-        "zh-CN": "单笔消费远高于学生本人近期的常见金额（稳健 z 分数），或超过学校设定的金额。",
-        "en": "One payment far above the student's own usual amount (a robust z-score), or "
-        "above an amount the school sets.",
-    },
-    "night_spend": {
-        "zh-CN": "深夜时段的消费，每晚最多一条。",
-        "en": "A payment in the night hours; at most one alert a night.",
-    },
-    "no_meal": {
-        "zh-CN": "连续多日没有食堂就餐，而校园卡在别处仍有使用（放在抽屉里的卡不提醒）；"
-        "每日检查一次。",
-        "en": "No canteen meal for days while the card is still used elsewhere (a card left "
-        "in a drawer does not alert); checked once a day.",
-    },
-    "low_balance": {
-        "zh-CN": "可用余额低于设定值，并按近期消费速度估计还能用几天；每次余额下降只提醒一次。",
-        "en": "The available balance falls below the amount, with the days it lasts at the "
-        "recent pace; once per fall.",
-    },
-    "rapid_payments": {
-        "zh-CN": "几分钟内连续多笔消费。",
-        "en": "Many payments within a few minutes.",
-    },
-    "far_apart": {
-        "zh-CN": "两笔消费的地点相距太远、间隔太短，卡片可能不在本人手中。",
-        "en": "Two payments too far apart for the time between them: the card may be in "
-        "someone else's hands.",
-    },
-    "arrears": {
-        "zh-CN": "学费等账单逾期未缴（由账单模块报告）。",
-        "en": "Bills overdue (reported by the bills office).",
-    },
-    "offline_overdraft": {
-        "zh-CN": "离线设备上的消费超出了卡内余额。",
-        "en": "A payment on an offline device went beyond the card's balance.",
-    },
-    "delivery": {
-        "zh-CN": "提醒如何发送：每周上限、同一规则的间隔、全校免打扰时段、家长是否须经学生同意。",
-        "en": "How alerts are sent: the weekly budget, the pause before the same rule again, "
-        "the school's quiet hours, whether parents need the student's consent.",
-    },
-    "hardship": {
-        "zh-CN": "按月发现可能有隐性困难的学生，供两人审核后悄悄资助；从不自动发放。",
-        "en": "Finds students who may be in hidden hardship each month, for two people to "
-        "review and quietly help; never paid automatically.",
-    },
+# Each threshold's label, and what each rule is for, as the console and the API explain it:
+# the texts are the catalogs' (mon.th.<rule>.<name>, mon.explain.<rule>), in both languages.
+SPECS = {
+    rule: tuple(
+        dataclasses.replace(spec, label=i18n.words(f"mon.th.{rule}.{spec.name}")) for spec in specs
+    )
+    for rule, specs in SPECS.items()
 }
+EXPLAIN: dict[str, dict[str, str]] = {rule: i18n.words(f"mon.explain.{rule}") for rule in SPECS}
 
 
 def specs(rule: str) -> tuple[Spec, ...]:
@@ -447,7 +366,7 @@ class FieldChange:
     after: Any
 
 
-ENABLED_LABEL = {"zh-CN": "启用", "en": "Switched on"}
+ENABLED_LABEL = i18n.words("mon.enabled")
 
 
 def describe_change(

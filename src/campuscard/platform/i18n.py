@@ -88,6 +88,12 @@ def translate(locale: str, key: str, **params: Any) -> str:
     return text.format(**params) if params else text
 
 
+def words(key: str) -> dict[str, str]:
+    """The text of ``key`` in every language, ``{"zh-CN": …, "en": …}``: for a label a page
+    picks by its own language and the API gives in both."""
+    return {locale: translate(locale, key) for locale in LOCALES}
+
+
 def translate_plural(locale: str, key: str, count: int, **params: Any) -> str:
     """The form of the plural message ``key`` that CLDR's rule of ``locale`` picks for
     ``count`` ("1 day", "2 days"; Chinese has one form), formatted with ``params``."""
