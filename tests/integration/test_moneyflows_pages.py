@@ -27,6 +27,15 @@ async def test_counter_page_runs_a_day_at_the_desk(pool: PgPool, client: httpx.A
     # the first drawer carries 0.00 from no last close: the counted 200.00 waits for a second
     # person, who approves it on the approvals page
     assert r.status_code == 200 and "等待第二人复核" in r.text, r.text
+    # the cashier may not approve it: told so in the page's language
+    mine = await client.get("/admin/s/TST/approvals")
+    own_id = await pool.fetchval("SELECT id FROM approvals WHERE status = 'pending'")
+    r = await client.post(
+        f"/admin/s/TST/approvals/{own_id}/decide",
+        data={"csrf_token": csrf_from(mine.text), "decision": "approve"},
+    )
+    assert r.status_code == 403 and "需要另一位工作人员复核" in r.text, r.text
+    assert "a second person must approve" not in r.text
     async with pool.acquire() as conn:
         await make_user(conn, "supervisor", "settlement", school.id)
     await web_login(client, "supervisor", "TST")
@@ -152,3 +161,33 @@ async def test_student_top_up_page(pool: PgPool, settings: Settings) -> None:
             assert r.status_code == 200 and 'data-testid="to-provider"' in r.text
             assert 'http-equiv="refresh"' in r.text and "/pay/page/" in r.text
     assert await balances(pool, person) == {"cash": 8_800, "subsidy": 0}
+
+
+async def test_a_bad_subsidy_sheet_is_refused_in_the_pages_language(
+    pool: PgPool, client: httpx.AsyncClient
+) -> None:
+    # given a sheet with an unknown number, a number twice and a bad amount
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        await make_student(conn, school.id, "S001")
+        await make_user(conn, "maker", "settlement", school.id)
+    url = "/admin/s/TST/subsidies"
+    sheet = "学号,金额\nS001,10.00\nS404,5.00\nS001,3.00\nS001,abc\n".encode()
+    await web_login(client, "maker", "TST")
+    for lang, expected, foreign in (
+        ("zh-CN", ["本校没有学工号 S404", "与第 2 行重复", "金额“abc”无效"], "unknown"),
+        ("en", ["no one in this school has the number S404", "also on row 2"], "本校"),
+    ):
+        client.cookies.set("cc_lang", lang)
+        page = await client.get(url)
+        # when it is uploaded
+        r = await client.post(
+            f"{url}/file",
+            data={"csrf_token": csrf_from(page.text), "name": "补助"},
+            files={"file": ("s.csv", sheet, "text/csv")},
+        )
+        # then every bad row is named in the page's language, and nothing is kept
+        assert r.status_code == 422, r.text
+        assert all(text in r.text for text in expected), r.text
+        assert foreign not in r.text.split('data-testid="bad-rows"')[1].split("</ul>")[0]
+    assert await pool.fetchval("SELECT count(*) FROM subsidy_batches") == 0

@@ -119,6 +119,15 @@ def test_every_key_a_notice_makes_at_run_time_is_in_the_catalogs() -> None:
         # a settlement statement's columns and payout states (documents/statements.py)
         "st.col": list(statements.COLUMNS),
         "st.status": ["instructed", "no_account", "nothing_due", "owed_by_merchant"],
+        # a subsidy sheet's bad rows, worded by the subsidies page (moneyflows/subsidies.py)
+        "a.sub_row": [
+            "number_empty",
+            "number_unknown",
+            "account_inactive",
+            "number_twice",
+            "amount_invalid",
+        ],
+        "a.sub_field": ["number", "amount"],
         # a student sheet's row codes (issuing/import_rules.py, imports.py), worded by the page
         "import.reason": [
             "empty",

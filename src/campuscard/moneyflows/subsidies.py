@@ -209,30 +209,33 @@ async def do_create_batch_from_file(
         problems: list[dict[str, Any]] = []
         seen: dict[str, int] = {}
         good: list[tuple[int, int, str]] = []
+
+        def problem(line: Any, field: str, code: str, message: str, **params: Any) -> None:
+            # the page words each row by its code (a.sub_row.<code>); the API keeps the message
+            problems.append(
+                {"row": line.row, "field": field, "message": message, "code": code}
+                | {"params": {k: str(v) for k, v in params.items()}}
+            )
+
         for line in lines:
             person = people.get(line.number)
             if not line.number:
-                problems.append({"row": line.row, "field": "number", "message": "is empty"})
+                problem(line, "number", "number_empty", "is empty")
             elif person is None:
-                problems.append(
-                    {"row": line.row, "field": "number", "message": f"unknown {line.number!r}"}
+                problem(
+                    line, "number", "number_unknown", f"unknown {line.number!r}", number=line.number
                 )
             elif person["account_status"] != "active":
-                problems.append(
-                    {"row": line.row, "field": "number", "message": "account is not active"}
+                problem(
+                    line, "number", "account_inactive", "account is not active", number=line.number
                 )
             elif line.number in seen:
-                problems.append(
-                    {
-                        "row": line.row,
-                        "field": "number",
-                        "message": f"also on row {seen[line.number]}",
-                    }
-                )
+                first = seen[line.number]
+                problem(line, "number", "number_twice", f"also on row {first}", first=first)
             try:
                 amount = Money.parse(line.amount, field="amount").fen
             except ValidationFailed as err:
-                problems.append({"row": line.row, "field": "amount", "message": err.message})
+                problem(line, "amount", "amount_invalid", err.message, value=line.amount)
                 amount = 0
             if person is not None and line.number not in seen and amount:
                 good.append((person["id"], amount, line.memo))
