@@ -156,6 +156,25 @@ async def test_a_student_and_a_parent_ask_for_leave_on_the_phone(
     assert r.status_code == 303
     page = await client.get(r.headers["location"])
     assert "Waiting for the teacher" in page.text and "家中有事" in page.text
+    # the console's list says who asked: the student, or the parent by name
+    await make_user(conn, "head", "school_admin", sid)
+    await web_login(client, "head", "TST")
+    client.cookies.delete("cc_lang")
+    sheet = await client.get("/admin/s/TST/attendance")
+    asked = {
+        r["id"]: r["self"]
+        for r in await conn.fetch(
+            """SELECT l.id, coalesce(u.person_id = l.person_id, false) AS self
+                 FROM attendance_leaves l
+                 JOIN users u ON u.id = l.requested_by_user WHERE l.state = 'pending'"""
+        )
+    }
+    assert False in asked.values(), asked  # the parent's request is waiting
+    for leave_id, by_self in asked.items():
+        cell = sheet.text.split(f'data-testid="leave-asked-by-{leave_id}">')[1].split("<")[0]
+        assert cell == ("本人" if by_self else "parent"), cell
+    await web_login(client, "parent", "TST")
+    client.cookies.set("cc_lang", "en")
     # another child's page is not the parent's
     stranger = await make_student(conn, sid, "S9")
     assert (await client.get(f"/m/leave?person={stranger}")).status_code == 404

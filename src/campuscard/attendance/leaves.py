@@ -33,6 +33,7 @@ class Leave:
     decided_at: datetime | None
     decision_note: str
     created_at: datetime
+    asked_by_student: bool = False  # False: a parent (or staff) asked for the student
 
 
 async def _student(conn: Conn, school_id: int, person_id: int) -> dict[str, Any]:
@@ -329,9 +330,11 @@ async def cancel_leave(tx: Tx, actor: Actor, school_id: int, person_id: int, lea
 
 _SELECT = """SELECT l.id, l.person_id, p.number, p.name, coalesce(c.name, '') AS class_name,
                     l.kind, l.starts_at, l.ends_at, l.reason, l.state, l.requested_by,
-                    l.decided_by, l.decided_at, l.decision_note, l.created_at
+                    l.decided_by, l.decided_at, l.decision_note, l.created_at,
+                    coalesce(u.person_id = l.person_id, false) AS asked_by_student
                FROM attendance_leaves l
                JOIN persons p ON p.school_id = l.school_id AND p.id = l.person_id
+               LEFT JOIN users u ON u.id = l.requested_by_user
                LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id"""
 
 
