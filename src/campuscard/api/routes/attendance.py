@@ -166,6 +166,7 @@ class LeaveOut(BaseModel):
     decided_at: datetime | None
     decision_note: str
     created_at: datetime
+    asked_by_student: bool = Field(description="false: a parent (or staff) asked for the student")
 
 
 class DecidedOut(BaseModel):
