@@ -296,3 +296,41 @@ async def test_only_finance_uploads_and_reads_payroll(pool: PgPool) -> None:
         )
     assert bad.value.field == "period"
     assert await pool.fetchval("SELECT count(*) FROM payroll_batches") == 0
+
+
+async def test_a_rejected_batch_pays_nothing_and_its_file_can_come_again_corrected(
+    pool: PgPool,
+) -> None:
+    # given an uploaded batch
+    school_id, uploader, approver = await _world(pool)
+    t1 = await _staff(pool, school_id, "T1", "王老师")
+    frame = build_frame(_csv(["T1,王老师,5000.00,,", "合计,,5000.00,,"]))
+    upload = await batches.do_upload_sheet(
+        pool, uploader, school_id, period="2026-11", frame=frame, filename="11月.csv"
+    )
+    # when the second person rejects it
+    await four_eyes.do_decide(
+        pool, approver, school_id, upload.approval_id, approve=False, note="金额有误"
+    )
+    # then nothing is paid or sent, the report says rejected, and the ledger holds
+    assert (await balances(pool, t1))["cash"] == 0
+    assert await system_balance(pool, school_id, "payroll_clearing") == 0
+    assert await pool.fetchval("SELECT count(*) FROM journal_tx WHERE kind = 'payroll'") == 0
+    report = await queries.batch_report(pool, approver, school_id, upload.batch_id)
+    assert report["state"] == "rejected"
+    assert report["counts"]["paid"] == 0
+    # and a rejection is final: it cannot be approved afterwards
+    with pytest.raises(DomainError) as refused:
+        await four_eyes.do_decide(pool, approver, school_id, upload.approval_id, approve=True)
+    assert refused.value.code == "APPROVAL_NOT_PENDING"
+    assert (await balances(pool, t1))["cash"] == 0
+    # a corrected sheet for the month is a new batch, paid once approved
+    fixed = build_frame(_csv(["T1,王老师,5200.00,,", "合计,,5200.00,,"]))
+    again = await batches.do_upload_sheet(
+        pool, uploader, school_id, period="2026-11", frame=fixed, filename="11月-改.csv"
+    )
+    assert again.batch_id != upload.batch_id and not again.replayed
+    await four_eyes.do_decide(pool, approver, school_id, again.approval_id, approve=True)
+    assert (await balances(pool, t1))["cash"] == 520_000
+    async with pool.acquire() as conn:
+        assert (await check_ledger(conn)).ok
