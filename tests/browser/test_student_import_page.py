@@ -53,3 +53,13 @@ async def test_a_bad_student_sheet_is_explained_in_chinese(
     worded = re.sub(r"“[^”]*”", "", await result.inner_text())  # the sheet's own cells aside
     assert not re.search(r"[A-Za-z]{3,}", worded.replace("IC卡号", "")), worded
     await shot(page, "console-student-import-refused-zh")
+
+    # and a file refused as a whole (a header that is not the template's) says so in Chinese,
+    # not with the server's code and English message
+    await page.get_by_test_id("import-file").set_input_files(
+        files=[
+            {"name": "wrong.csv", "mimeType": "text/csv", "buffer": "姓名,学号\n甲,1\n".encode()}
+        ]
+    )
+    await page.get_by_role("button", name="上传").click()
+    await expect(result).to_have_text("表头不正确，请使用模板。")

@@ -117,7 +117,13 @@
         }
         return "row " + e.row + " · " + e.field + " · " + e.reason;
       });
-      // a page that words the refusal says so in its language instead of the attempt log
+      // a page that words the refusal says so in its language instead of the attempt log:
+      // bad rows under its sentence, a refusal of the whole file (data-err-file-empty) alone
+      var whole = !rows.length && error.code && form.dataset["err" + camel(error.code)];
+      if (whole) {
+        show(box, [whole], false);
+        return null;
+      }
       var head = form.dataset.refusedText && rows.length ? [form.dataset.refusedText] : history;
       show(box, head.concat(rows), false);
       return null; // refused for a reason a retry will not fix
@@ -141,7 +147,10 @@
             n += 1;
             return attempt(form, box, bytes, digest, file.name, n, history).then(function (done) {
               if (done === false && n < ATTEMPTS) return next();
-              if (done === false) show(box, history.concat(["上传失败 upload failed after " + n + " attempts"]), false);
+              if (done === false) {
+                var failed = form.dataset.failedText ? fill(form.dataset.failedText, { attempts: n }) : "upload failed after " + n + " attempts";
+                show(box, history.concat([failed]), false);
+              }
             });
           }
           return next();
