@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -451,18 +452,29 @@ def _serve(
     os.environ["CAMPUSCARD_DATABASE_URL"] = url
     _metrics_directory(settings)
     get_settings.cache_clear()
-    uvicorn.run(
-        factory,
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        **serve_options(settings),  # header deadline and size, keep-alive (edge/server.py)
-    )
+    # uvicorn stops gracefully on SIGTERM and then raises the signal again; with the default
+    # action the process would die there, before the embedded database is stopped (the
+    # caller's `finally`). Raised as SystemExit instead, the stop runs.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        uvicorn.run(
+            factory,
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            **serve_options(settings),  # header deadline and size, keep-alive (edge/server.py)
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _refuse_unsafe_secrets(settings: Settings) -> None:

@@ -97,7 +97,7 @@ def test_demo_loads_the_campus_serves_and_stops_its_database(tmp_path: Path) -> 
         # and the visiting scholar with a temporary card
         assert [p["number"] for p in people if p["kind"] == "visitor"] == ["V2026001"]
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # as systemd or docker stop it; Ctrl+C is SIGINT
         out, _ = proc.communicate(timeout=120)
     assert "CampusCard demo campus created" in out
     assert "History:        2 days closed" in out
