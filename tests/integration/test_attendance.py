@@ -286,9 +286,11 @@ async def test_leave_marks_parent_notice_and_a_teacher_sees_only_their_class(
     assert r.json() == []
 
     # and closing the period tells student 2's parent once, in the app and by SMS
-    closed = await notices.close_due_periods(pool)
+    # (as of today's midnight at the school: later today, today's period would be due too)
+    midnight = datetime.combine(yesterday + timedelta(days=1), datetime.min.time(), TZ)
+    closed = await notices.close_due_periods(pool, now=midnight)
     assert closed >= 1
-    assert await notices.close_due_periods(pool) == 0
+    assert await notices.close_due_periods(pool, now=midnight) == 0
     row = await conn.fetchrow(
         "SELECT absent, notified FROM attendance_closed WHERE rule_id = $1 AND day = $2",
         rule,
