@@ -5,6 +5,8 @@ write also changes what readers hold (triggers bump the school's access seq, lis
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -55,6 +57,104 @@ async def _exists(conn: Conn, table: str, school_id: int, row_id: int, field: st
         raise NotFound(f"no such {field.removesuffix('_id')} in this school", field=field)
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """A row of the model the console creates and edits as a whole: its table, the noun of its
+    audit actions (``access.<noun>.create``/``.update``), its audit target and its id field."""
+
+    table: str
+    noun: str
+    field: str
+    conflict: Callable[[asyncpg.UniqueViolationError], Conflict]
+
+    @property
+    def target(self) -> str:
+        return f"access_{self.noun}"
+
+
+async def _insert(
+    tx: Tx,
+    actor: Actor,
+    school_id: int,
+    kind: _Kind,
+    values: dict[str, Any],
+    after: dict[str, Any] | None = None,
+) -> int:
+    """Insert the row and audit it; a name already taken is a Conflict on ``name``."""
+    columns = ", ".join(values)
+    params = ", ".join(f"${i}" for i in range(2, len(values) + 2))
+    try:
+        row_id: int = await tx.fetchval(
+            f"INSERT INTO {kind.table}(school_id, {columns}) VALUES ($1, {params}) RETURNING id",
+            school_id,
+            *values.values(),
+        )
+    except asyncpg.UniqueViolationError as err:
+        raise kind.conflict(err) from err
+    await audit.record(
+        tx,
+        actor,
+        f"access.{kind.noun}.create",
+        school_id=school_id,
+        target_type=kind.target,
+        target_id=row_id,
+        after=values if after is None else after,
+    )
+    return row_id
+
+
+async def _before(
+    tx: Tx, school_id: int, kind: _Kind, row_id: int, columns: list[str]
+) -> dict[str, Any]:
+    """The row as it is, locked for the change; NotFound on the kind's id field."""
+    row = await tx.fetchrow(
+        f"""SELECT {", ".join(columns)} FROM {kind.table}
+             WHERE school_id = $1 AND id = $2 FOR UPDATE""",
+        school_id,
+        row_id,
+    )
+    if row is None:
+        raise NotFound(f"no such {kind.noun} in this school", field=kind.field)
+    return dict(row)
+
+
+async def _update(
+    tx: Tx,
+    actor: Actor,
+    school_id: int,
+    kind: _Kind,
+    row_id: int,
+    values: dict[str, Any],
+    *,
+    before: dict[str, Any],
+    after: dict[str, Any] | None = None,
+) -> None:
+    """Write the row's new values and audit before → after."""
+    sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(values, start=3))
+    try:
+        await tx.execute(
+            f"UPDATE {kind.table} SET {sets} WHERE school_id = $1 AND id = $2",
+            school_id,
+            row_id,
+            *values.values(),
+        )
+    except asyncpg.UniqueViolationError as err:
+        raise kind.conflict(err) from err
+    await audit.record(
+        tx,
+        actor,
+        f"access.{kind.noun}.update",
+        school_id=school_id,
+        target_type=kind.target,
+        target_id=row_id,
+        before=before,
+        after=values if after is None else after,
+    )
+
+
+ZONE = _Kind("access_zones", "zone", "zone_id", lambda err: _unique(err, "zone"))
+
+
 def _check_zone(name: str, antipassback: str, reset_hour: int) -> str:
     if antipassback not in ("off", "hard", "soft"):
         raise ValidationFailed("antipassback is off, hard or soft", field="antipassback")
@@ -69,27 +169,8 @@ async def create_zone(
 ) -> int:
     actor.require(*MODEL_ROLES, school_id=school_id)
     name = _check_zone(name, antipassback, reset_hour)
-    try:
-        zone_id: int = await tx.fetchval(
-            """INSERT INTO access_zones(school_id, name, antipassback, reset_hour)
-               VALUES ($1, $2, $3, $4) RETURNING id""",
-            school_id,
-            name,
-            antipassback,
-            reset_hour,
-        )
-    except asyncpg.UniqueViolationError as err:
-        raise _unique(err, "zone") from err
-    await audit.record(
-        tx,
-        actor,
-        "access.zone.create",
-        school_id=school_id,
-        target_type="access_zone",
-        target_id=zone_id,
-        after={"name": name, "antipassback": antipassback, "reset_hour": reset_hour},
-    )
-    return zone_id
+    values = {"name": name, "antipassback": antipassback, "reset_hour": reset_hour}
+    return await _insert(tx, actor, school_id, ZONE, values)
 
 
 @owns_transaction
@@ -106,36 +187,9 @@ async def update_zone(
     """Rename a zone or change its anti-passback; its doors' readers get it with their list."""
     actor.require(*MODEL_ROLES, school_id=school_id)
     name = _check_zone(name, antipassback, reset_hour)
-    before = await tx.fetchrow(
-        """SELECT name, antipassback, reset_hour FROM access_zones
-            WHERE school_id = $1 AND id = $2 FOR UPDATE""",
-        school_id,
-        zone_id,
-    )
-    if before is None:
-        raise NotFound("no such zone in this school", field="zone_id")
-    try:
-        await tx.execute(
-            """UPDATE access_zones SET name = $3, antipassback = $4, reset_hour = $5
-                WHERE school_id = $1 AND id = $2""",
-            school_id,
-            zone_id,
-            name,
-            antipassback,
-            reset_hour,
-        )
-    except asyncpg.UniqueViolationError as err:
-        raise _unique(err, "zone") from err
-    await audit.record(
-        tx,
-        actor,
-        "access.zone.update",
-        school_id=school_id,
-        target_type="access_zone",
-        target_id=zone_id,
-        before=dict(before),
-        after={"name": name, "antipassback": antipassback, "reset_hour": reset_hour},
-    )
+    values = {"name": name, "antipassback": antipassback, "reset_hour": reset_hour}
+    before = await _before(tx, school_id, ZONE, zone_id, list(values))
+    await _update(tx, actor, school_id, ZONE, zone_id, values, before=before)
 
 
 async def _door_fields(
@@ -179,6 +233,32 @@ def _door_conflict(err: asyncpg.UniqueViolationError) -> Conflict:
     return _unique(err, "door")
 
 
+DOOR = _Kind("access_doors", "door", "door_id", _door_conflict)
+
+
+def _door_values(
+    name: str,
+    terminal_id: int | None,
+    zone_id: int | None,
+    exit_reader: bool,
+    apb_seconds: int,
+    held_open_seconds: int,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "zone_id": zone_id,
+        "terminal_id": terminal_id,
+        "exit_reader": exit_reader,
+        "apb_seconds": apb_seconds,
+        "held_open_seconds": held_open_seconds,
+    }
+
+
+def _door_audit(values: dict[str, Any], terminal_sn: str | None) -> dict[str, Any]:
+    """What the audit log shows of a door: its controller by serial, not by row id."""
+    return {k: v for k, v in values.items() if k != "terminal_id"} | {"terminal_sn": terminal_sn}
+
+
 @owns_transaction
 async def create_door(
     tx: Tx,
@@ -203,31 +283,8 @@ async def create_door(
         apb_seconds=apb_seconds,
         held_open_seconds=held_open_seconds,
     )
-    try:
-        door_id: int = await tx.fetchval(
-            """INSERT INTO access_doors(school_id, name, zone_id, terminal_id, exit_reader,
-                                        apb_seconds, held_open_seconds)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
-            school_id,
-            name,
-            zone_id,
-            terminal_id,
-            exit_reader,
-            apb_seconds,
-            held_open_seconds,
-        )
-    except asyncpg.UniqueViolationError as err:
-        raise _door_conflict(err) from err
-    await audit.record(
-        tx,
-        actor,
-        "access.door.create",
-        school_id=school_id,
-        target_type="access_door",
-        target_id=door_id,
-        after={"name": name, "terminal_sn": terminal_sn, "zone_id": zone_id},
-    )
-    return door_id
+    values = _door_values(name, terminal_id, zone_id, exit_reader, apb_seconds, held_open_seconds)
+    return await _insert(tx, actor, school_id, DOOR, values, _door_audit(values, terminal_sn))
 
 
 @owns_transaction
@@ -267,39 +324,9 @@ async def update_door(
         apb_seconds=apb_seconds,
         held_open_seconds=held_open_seconds,
     )
-    try:
-        await tx.execute(
-            """UPDATE access_doors SET name = $3, zone_id = $4, terminal_id = $5,
-                      exit_reader = $6, apb_seconds = $7, held_open_seconds = $8
-                WHERE school_id = $1 AND id = $2""",
-            school_id,
-            door_id,
-            name,
-            zone_id,
-            terminal_id,
-            exit_reader,
-            apb_seconds,
-            held_open_seconds,
-        )
-    except asyncpg.UniqueViolationError as err:
-        raise _door_conflict(err) from err
-    await audit.record(
-        tx,
-        actor,
-        "access.door.update",
-        school_id=school_id,
-        target_type="access_door",
-        target_id=door_id,
-        before=dict(before),
-        after={
-            "name": name,
-            "terminal_sn": terminal_sn,
-            "zone_id": zone_id,
-            "exit_reader": exit_reader,
-            "apb_seconds": apb_seconds,
-            "held_open_seconds": held_open_seconds,
-        },
-    )
+    values = _door_values(name, terminal_id, zone_id, exit_reader, apb_seconds, held_open_seconds)
+    after = _door_audit(values, terminal_sn)
+    await _update(tx, actor, school_id, DOOR, door_id, values, before=dict(before), after=after)
 
 
 async def _check_doors(conn: Conn, school_id: int, door_ids: list[int]) -> None:
@@ -312,6 +339,9 @@ async def _check_doors(conn: Conn, school_id: int, door_ids: list[int]) -> None:
         raise NotFound("a door in door_ids is not a door of this school", field="door_ids")
 
 
+GROUP = _Kind("access_door_groups", "group", "group_id", lambda err: _unique(err, "door group"))
+
+
 @owns_transaction
 async def create_group(
     tx: Tx, actor: Actor, school_id: int, *, name: str, door_ids: list[int]
@@ -319,24 +349,9 @@ async def create_group(
     actor.require(*MODEL_ROLES, school_id=school_id)
     name = check_name(name)
     await _check_doors(tx, school_id, door_ids)
-    try:
-        group_id: int = await tx.fetchval(
-            "INSERT INTO access_door_groups(school_id, name) VALUES ($1, $2) RETURNING id",
-            school_id,
-            name,
-        )
-    except asyncpg.UniqueViolationError as err:
-        raise _unique(err, "door group") from err
+    after = {"name": name, "door_ids": sorted(set(door_ids))}
+    group_id = await _insert(tx, actor, school_id, GROUP, {"name": name}, after)
     await _set_doors(tx, school_id, group_id, door_ids)
-    await audit.record(
-        tx,
-        actor,
-        "access.group.create",
-        school_id=school_id,
-        target_type="access_group",
-        target_id=group_id,
-        after={"name": name, "door_ids": sorted(set(door_ids))},
-    )
     return group_id
 
 
@@ -684,6 +699,9 @@ async def end_grant(tx: Tx, actor: Actor, school_id: int, grant_id: int) -> None
     )
 
 
+BUILDING = _Kind("access_buildings", "building", "building_id", lambda e: _unique(e, "building"))
+
+
 @owns_transaction
 async def create_building(
     tx: Tx, actor: Actor, school_id: int, *, name: str, group_id: int, schedule_id: int
@@ -693,27 +711,8 @@ async def create_building(
     name = check_name(name)
     await _exists(tx, "access_door_groups", school_id, group_id, "group_id")
     await _exists(tx, "access_schedules", school_id, schedule_id, "schedule_id")
-    try:
-        building_id: int = await tx.fetchval(
-            """INSERT INTO access_buildings(school_id, name, group_id, schedule_id)
-               VALUES ($1, $2, $3, $4) RETURNING id""",
-            school_id,
-            name,
-            group_id,
-            schedule_id,
-        )
-    except asyncpg.UniqueViolationError as err:
-        raise _unique(err, "building") from err
-    await audit.record(
-        tx,
-        actor,
-        "access.building.create",
-        school_id=school_id,
-        target_type="access_building",
-        target_id=building_id,
-        after={"name": name, "group_id": group_id, "schedule_id": schedule_id},
-    )
-    return building_id
+    values = {"name": name, "group_id": group_id, "schedule_id": schedule_id}
+    return await _insert(tx, actor, school_id, BUILDING, values)
 
 
 @owns_transaction
@@ -730,38 +729,11 @@ async def update_building(
     """Rename a building or change the doors and hours its residents get."""
     actor.require(*MODEL_ROLES, school_id=school_id)
     name = check_name(name)
-    before = await tx.fetchrow(
-        """SELECT name, group_id, schedule_id FROM access_buildings
-            WHERE school_id = $1 AND id = $2 FOR UPDATE""",
-        school_id,
-        building_id,
-    )
-    if before is None:
-        raise NotFound("no such building in this school", field="building_id")
+    values = {"name": name, "group_id": group_id, "schedule_id": schedule_id}
+    before = await _before(tx, school_id, BUILDING, building_id, list(values))
     await _exists(tx, "access_door_groups", school_id, group_id, "group_id")
     await _exists(tx, "access_schedules", school_id, schedule_id, "schedule_id")
-    try:
-        await tx.execute(
-            """UPDATE access_buildings SET name = $3, group_id = $4, schedule_id = $5
-                WHERE school_id = $1 AND id = $2""",
-            school_id,
-            building_id,
-            name,
-            group_id,
-            schedule_id,
-        )
-    except asyncpg.UniqueViolationError as err:
-        raise _unique(err, "building") from err
-    await audit.record(
-        tx,
-        actor,
-        "access.building.update",
-        school_id=school_id,
-        target_type="access_building",
-        target_id=building_id,
-        before=dict(before),
-        after={"name": name, "group_id": group_id, "schedule_id": schedule_id},
-    )
+    await _update(tx, actor, school_id, BUILDING, building_id, values, before=before)
 
 
 @owns_transaction

@@ -187,16 +187,7 @@ async def door_events(
 @router.post("/zones", status_code=201, response_model=Created, responses=ERRORS)
 async def create_zone(school: str, body: ZoneIn, pool: Pool, actor: CurrentActor) -> Created:
     school_id = await school_id_for(pool, actor, school)
-    return Created(
-        id=await model.create_zone(
-            pool,
-            actor,
-            school_id,
-            name=body.name,
-            antipassback=body.antipassback,
-            reset_hour=body.reset_hour,
-        )
-    )
+    return Created(id=await model.create_zone(pool, actor, school_id, **body.model_dump()))
 
 
 @router.put("/zones/{zone_id}", response_model=Done, responses=ERRORS)
@@ -204,34 +195,14 @@ async def update_zone(
     school: str, zone_id: int, body: ZoneIn, pool: Pool, actor: CurrentActor
 ) -> Done:
     school_id = await school_id_for(pool, actor, school)
-    await model.update_zone(
-        pool,
-        actor,
-        school_id,
-        zone_id,
-        name=body.name,
-        antipassback=body.antipassback,
-        reset_hour=body.reset_hour,
-    )
+    await model.update_zone(pool, actor, school_id, zone_id, **body.model_dump())
     return Done()
 
 
 @router.post("/doors", status_code=201, response_model=Created, responses=ERRORS)
 async def create_door(school: str, body: DoorIn, pool: Pool, actor: CurrentActor) -> Created:
     school_id = await school_id_for(pool, actor, school)
-    return Created(
-        id=await model.create_door(
-            pool,
-            actor,
-            school_id,
-            name=body.name,
-            terminal_sn=body.terminal_sn,
-            zone_id=body.zone_id,
-            exit_reader=body.exit_reader,
-            apb_seconds=body.apb_seconds,
-            held_open_seconds=body.held_open_seconds,
-        )
-    )
+    return Created(id=await model.create_door(pool, actor, school_id, **body.model_dump()))
 
 
 @router.put("/doors/{door_id}", response_model=Done, responses=ERRORS)
@@ -240,18 +211,7 @@ async def update_door(
 ) -> Done:
     """Every field of the door is sent again; a controller left out is taken off the door."""
     school_id = await school_id_for(pool, actor, school)
-    await model.update_door(
-        pool,
-        actor,
-        school_id,
-        door_id,
-        name=body.name,
-        terminal_sn=body.terminal_sn,
-        zone_id=body.zone_id,
-        exit_reader=body.exit_reader,
-        apb_seconds=body.apb_seconds,
-        held_open_seconds=body.held_open_seconds,
-    )
+    await model.update_door(pool, actor, school_id, door_id, **body.model_dump())
     return Done()
 
 
@@ -380,16 +340,7 @@ async def create_building(
     school: str, body: BuildingIn, pool: Pool, actor: CurrentActor
 ) -> Created:
     school_id = await school_id_for(pool, actor, school)
-    return Created(
-        id=await model.create_building(
-            pool,
-            actor,
-            school_id,
-            name=body.name,
-            group_id=body.group_id,
-            schedule_id=body.schedule_id,
-        )
-    )
+    return Created(id=await model.create_building(pool, actor, school_id, **body.model_dump()))
 
 
 @router.put("/buildings/{building_id}", response_model=Done, responses=ERRORS)
@@ -397,15 +348,7 @@ async def update_building(
     school: str, building_id: int, body: BuildingIn, pool: Pool, actor: CurrentActor
 ) -> Done:
     school_id = await school_id_for(pool, actor, school)
-    await model.update_building(
-        pool,
-        actor,
-        school_id,
-        building_id,
-        name=body.name,
-        group_id=body.group_id,
-        schedule_id=body.schedule_id,
-    )
+    await model.update_building(pool, actor, school_id, building_id, **body.model_dump())
     return Done()
 
 
