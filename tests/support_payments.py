@@ -112,6 +112,24 @@ async def set_pin(
     await pay_settings.set_pin(conn, ROOT, settings, person_id=person_id, new_pin=pin)
 
 
+def signed_terminal(dev: Device, terminal_id: int | None = None) -> terminals.SignedTerminal:
+    """``dev`` as the payment services see a request it signed (a fresh nonce each time)."""
+    row = terminals.TerminalRow(
+        id=terminal_id or dev.id,
+        sn=dev.sn,
+        school_id=dev.school_id,
+        kind="pos",
+        status="active",
+        merchant_id=dev.merchant_id,
+        outlet_id=None,
+        key_version=dev.key_version,
+        prev_key_version=None,
+    )
+    return terminals.SignedTerminal(
+        terminal=row, key_version=dev.key_version, nonce=nonce(), timestamp=0, body=b""
+    )
+
+
 def nonce() -> str:
     return secrets.token_hex(12)
 

@@ -5,8 +5,11 @@ replays, a refusal before booking does not spend the code, and the ledger stays 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -15,10 +18,18 @@ import httpx
 from campuscard.config import Settings
 from campuscard.ledger import postings
 from campuscard.ledger.checks import check_ledger
-from campuscard.payments import codes
+from campuscard.ledger.money import Money
+from campuscard.payments import code_payments, codes
+from campuscard.payments.booking import PaymentAnswer
 from tests.support import login, make_school
 from tests.support_paycodes import Holder, make_holder
-from tests.support_payments import device_call, make_device, make_merchant, set_pin
+from tests.support_payments import (
+    device_call,
+    make_device,
+    make_merchant,
+    set_pin,
+    signed_terminal,
+)
 
 PIN = "135790"
 
@@ -265,3 +276,107 @@ async def test_the_till_shows_the_amount_on_its_display_and_paying_clears_it(
     paid = await pay_code(client, device, holder.code(time.time()), "12.50")
     assert paid.status_code == 200
     assert await conn.fetchval("SELECT count(*) FROM pos_pending_amounts") == 0
+
+
+async def test_a_resend_after_the_code_expired_still_gets_the_first_answer(
+    pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    # given: a code paid at a till
+    _, holder, dev = await setup(conn, settings)
+    paid_at = time.time()
+    code = holder.code(paid_at)
+
+    async def pay(at: float, amount: int = 300) -> PaymentAnswer:
+        return await code_payments.do_pay_with_code(
+            pool,
+            settings,
+            signed_terminal(dev),
+            client_id="qr-late-0001",
+            code=code,
+            amount=Money(amount),
+            now=at,
+        )
+
+    paid = await pay(paid_at)
+    assert paid.ok and not paid.replayed
+    # when: the till resends it ten minutes later, long after the code's window
+    again = await pay(paid_at + 600)
+    # then: the first answer, not the code's refusal; another amount is another request
+    assert again.replayed and again.body == paid.body
+    other = await pay(paid_at + 600, 400)
+    assert other.status == 409 and other.error_code == "IDEMPOTENCY_KEY_REUSED"
+    assert await balance(conn, holder.person_id) == 10_000 - 300
+
+
+async def test_a_wrong_pin_spends_the_code_and_its_answer_is_kept(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    _, holder, device = await setup(conn, settings, cash=50_000)
+    await set_pin(conn, settings, holder.person_id, PIN)
+    code = holder.code(time.time())
+    wrong = await pay_code(client, device, code, "80.00", client_id="qr-pin-0001", pin="000000")
+    assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "PIN_WRONG"
+    again = await pay_code(client, device, code, "80.00", client_id="qr-pin-0001", pin=PIN)
+    assert again.json() == wrong.json() and again.headers["Idempotent-Replayed"] == "true"
+    used = await pay_code(client, device, code, "80.00", pin=PIN)
+    assert used.status_code == 409 and used.json()["error"]["code"] == "PAYCODE_USED"
+    assert await balance(conn, holder.person_id) == 50_000
+    assert await conn.fetchval("SELECT count(*) FROM paycode_uses") == 1
+
+
+class _CountingConn:
+    """A pooled connection that counts the statements sent through it."""
+
+    def __init__(self, conn: asyncpg.Connection[Any], sent: list[str]) -> None:
+        self._conn, self._sent = conn, sent
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._conn, name)
+        if name not in ("fetch", "fetchrow", "fetchval", "execute"):
+            return attr
+
+        async def counted(sql: str, *args: Any) -> Any:
+            self._sent.append(sql)
+            return await attr(sql, *args)
+
+        return counted
+
+
+class _CountingPool:
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+        self.sent: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[_CountingConn]:
+        async with self._pool.acquire() as conn:
+            yield _CountingConn(conn, self.sent)
+
+
+async def test_a_phones_code_payment_is_one_database_call(
+    pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    _, holder, dev = await setup(conn, settings)
+    counting = _CountingPool(pool)
+    sent: list[dict[str, Any]] = []
+    events = SimpleNamespace(publish=sent.append)  # the app's batcher sends after commit
+
+    async def pay(counter: int) -> PaymentAnswer:
+        return await code_payments.do_pay_with_code(
+            counting,  # type: ignore[arg-type]
+            settings,
+            signed_terminal(dev),
+            client_id=f"qr-one-{counter:04d}",
+            code=holder.code(time.time(), counter),
+            amount=Money(150),
+            events=events,  # type: ignore[arg-type]
+        )
+
+    # the first payment of a phone in a process reads its binding once
+    assert (await pay(0)).ok
+    counting.sent.clear()
+    # then each payment is one call that checks the code and books
+    answer = await pay(1)
+    assert answer.ok and answer.body["balance"] == "97.00"
+    assert len(counting.sent) == 1 and "cc_pay_code" in counting.sent[0]
+    assert [e["type"] for e in sent[-3:]] == ["paycode.scanned", "payment", "paycode.result"]

@@ -5,17 +5,20 @@ digit. Both schemes (phone-generated and server-minted) go through the same chec
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 
 import asyncpg
 import pytest
 
 from campuscard.config import Settings
-from campuscard.payments import code_rules, codes
+from campuscard.ledger.money import Money
+from campuscard.payments import code_payments, code_rules, codes
 from campuscard.platform import auth
 from campuscard.platform.errors import DomainError
 from tests.support import ROOT, make_school, make_user
 from tests.support_paycodes import make_holder
+from tests.support_payments import Device, make_device, make_merchant, signed_terminal
 
 NOW = 1_790_000_000.0  # a fixed instant; codes are made and checked against it
 
@@ -328,27 +331,52 @@ async def test_only_a_cardholder_binds_and_the_secret_is_not_stored(
     )
 
 
+async def _till(conn: asyncpg.Connection[Any], settings: Settings, school_id: int) -> Device:
+    merchant_id, _ = await make_merchant(conn, school_id)
+    return await make_device(conn, settings, school_id, merchant_id)
+
+
+async def _scan(pool: asyncpg.Pool[Any], settings: Settings, dev: Device, code: str) -> str:
+    """A till's payment of 1.00 with ``code`` (what the till scans): "paid" or the refusal."""
+    try:
+        answer = await code_payments.do_pay_with_code(
+            pool,
+            settings,
+            signed_terminal(dev),
+            client_id=f"qr-{secrets.token_hex(6)}",
+            code=code,
+            amount=Money(100),
+            now=NOW,
+        )
+    except DomainError as err:
+        return err.code
+    return "paid" if answer.ok else str(answer.error_code)
+
+
+def _forged(good: str, guess: int) -> str:
+    body = good[:13] + f"{guess:06d}"
+    return body + code_rules.luhn_digit(body)
+
+
 async def test_guessing_locks_the_token_for_a_while(
-    conn: asyncpg.Connection[Any], settings: Settings
+    pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], settings: Settings
 ) -> None:
     school = await make_school(conn)
     holder = await make_holder(conn, settings, school.id)
+    dev = await _till(conn, settings, school.id)
     good = holder.code(NOW)
     for guess in range(codes.MAX_FAILURES):
-        body = good[:13] + f"{guess:06d}"
-        forged = body + code_rules.luhn_digit(body)
-        err = await refused(
-            codes.check_scanned_code(conn, settings, school_id=school.id, code=forged, now=NOW)
-        )
-        assert err.code == "PAYCODE_INVALID"
-    # then even the right code is refused until the window passes
+        assert await _scan(pool, settings, dev, _forged(good, guess)) == "PAYCODE_INVALID"
+    # then even the right code is refused until the window passes, at the till and elsewhere
+    assert await _scan(pool, settings, dev, good) == "PAYCODE_LOCKED"
     err = await refused(accept(conn, settings, school.id, good))
     assert (err.code, err.status) == ("PAYCODE_LOCKED", 429)
-    assert await conn.fetchval("SELECT count(*) FROM paycode_failures") == codes.MAX_FAILURES
+    failures = await conn.fetch("SELECT terminal_id, reason FROM paycode_failures")
+    assert [tuple(f) for f in failures] == [(dev.id, "PAYCODE_INVALID")] * codes.MAX_FAILURES
     await conn.execute(
         "UPDATE paycode_throttle SET window_start = window_start - interval '11 minutes'"
     )
-    await accept(conn, settings, school.id, good)
+    assert await _scan(pool, settings, dev, good) == "paid"
     assert (
         codes.credential_for(
             await codes.check_code(
@@ -362,41 +390,30 @@ async def test_guessing_locks_the_token_for_a_while(
 async def test_parallel_wrong_codes_are_evaluated_at_most_up_to_the_limit(
     pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], settings: Settings
 ) -> None:
-    """Eight wrong codes at once, each on its own connection: the attempt is counted before the
-    code is checked, so no more than the limit are evaluated; the rest are refused unseen."""
+    """Eight wrong codes at once at a till, each on its own connection: each is counted in
+    one statement, so no more than the limit are evaluated; the rest are refused unseen."""
     school = await make_school(conn)
     holder = await make_holder(conn, settings, school.id)
+    dev = await _till(conn, settings, school.id)
     good = holder.code(NOW)
-    forged = []
-    for guess in range(8):
-        body = good[:13] + f"{guess:06d}"
-        forged.append(body + code_rules.luhn_digit(body))
+    forged = [_forged(good, guess) for guess in range(8)]
 
-    async def scan(code: str) -> str:
-        async with pool.acquire() as c:
-            try:
-                await codes.check_scanned_code(c, settings, school_id=school.id, code=code, now=NOW)
-            except DomainError as err:
-                return err.code
-        return "accepted"
-
-    answers = await asyncio.gather(*(scan(code) for code in forged))
+    answers = await asyncio.gather(*(_scan(pool, settings, dev, code) for code in forged))
     assert answers.count("PAYCODE_INVALID") == codes.MAX_FAILURES
     assert answers.count("PAYCODE_LOCKED") == len(forged) - codes.MAX_FAILURES
     # the right code is refused too until the window passes
-    err = await refused(
-        codes.check_scanned_code(conn, settings, school_id=school.id, code=good, now=NOW)
-    )
-    assert err.code == "PAYCODE_LOCKED"
+    assert await _scan(pool, settings, dev, good) == "PAYCODE_LOCKED"
 
 
-async def test_a_code_that_checks_out_gives_its_attempt_back(
-    conn: asyncpg.Connection[Any], settings: Settings
+async def test_a_code_that_checks_out_is_not_counted(
+    pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], settings: Settings
 ) -> None:
     school = await make_school(conn)
     holder = await make_holder(conn, settings, school.id)
+    dev = await _till(conn, settings, school.id)
     for counter in range(codes.MAX_FAILURES + 2):
-        await codes.check_scanned_code(
-            conn, settings, school_id=school.id, code=holder.code(NOW, counter), now=NOW
-        )
-    assert await conn.fetchval("SELECT attempts FROM paycode_throttle") == 0
+        assert await _scan(pool, settings, dev, holder.code(NOW, counter)) == "paid"
+    assert await conn.fetchval("SELECT count(*) FROM paycode_throttle") == 0
+    # a wrong code after them still counts
+    assert await _scan(pool, settings, dev, _forged(holder.code(NOW), 1)) == "PAYCODE_INVALID"
+    assert await conn.fetchval("SELECT attempts FROM paycode_throttle") == 1

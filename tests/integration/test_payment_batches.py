@@ -14,9 +14,15 @@ from campuscard.ledger.checks import check_ledger
 from campuscard.ledger.money import Money
 from campuscard.payments import booking
 from campuscard.payments.batching import PaymentBatcher
-from campuscard.payments.terminals import SignedTerminal, TerminalRow
+from campuscard.payments.terminals import SignedTerminal
 from tests.support import make_school
-from tests.support_payments import Device, make_cardholder, make_device, make_merchant, nonce
+from tests.support_payments import (
+    Device,
+    make_cardholder,
+    make_device,
+    make_merchant,
+    signed_terminal,
+)
 
 # what differs between two bookings of the same payment: ids, clock, numbers of the campus
 _OWN = {"payment_id", "receipt_no", "booked_at", "card_number", "terminal", "business_date"}
@@ -30,23 +36,6 @@ class _Events:
 
     def publish(self, event: dict[str, Any]) -> None:
         self.sent.append(event)
-
-
-def _signed(dev: Device, terminal_id: int | None = None) -> SignedTerminal:
-    row = TerminalRow(
-        id=terminal_id or dev.id,
-        sn=dev.sn,
-        school_id=dev.school_id,
-        kind="pos",
-        status="active",
-        merchant_id=dev.merchant_id,
-        outlet_id=None,
-        key_version=dev.key_version,
-        prev_key_version=None,
-    )
-    return SignedTerminal(
-        terminal=row, key_version=dev.key_version, nonce=nonce(), timestamp=0, body=b""
-    )
 
 
 async def _campus(pool: PgPool, settings: Settings, code: str) -> dict[str, Any]:
@@ -99,7 +88,7 @@ async def _scenario(
         await booking.book_payment(
             conn,
             settings,
-            _signed(dev),
+            signed_terminal(dev),
             client_id="pos-000000",
             payer=booking.VerifiedPayer(campus["people"]["C"][0], campus["code"]),
             amount=Money.parse("1.00"),
@@ -127,7 +116,7 @@ async def test_one_batch_of_approvals_refusals_a_resend_a_spent_code_and_one_pur
         return await booking.book_payment_batched(
             batcher,
             settings,
-            _signed(batched_campus["dev"]),
+            signed_terminal(batched_campus["dev"]),
             client_id=cid,
             payer=payer,
             amount=Money.parse(amount),
@@ -139,7 +128,7 @@ async def test_one_batch_of_approvals_refusals_a_resend_a_spent_code_and_one_pur
             return await booking.book_payment(
                 conn,
                 settings,
-                _signed(single_campus["dev"]),
+                signed_terminal(single_campus["dev"]),
                 client_id=cid,
                 payer=payer,
                 amount=Money.parse(amount),
@@ -230,12 +219,12 @@ async def test_a_batch_the_database_refuses_is_booked_again_one_by_one(
 
     # a till removed while its payment waited: its nonce cannot be recorded (no school to
     # record it in), which fails the batch's call as a whole
-    gone = _signed(dev, terminal_id=dev.id + 10_000)
+    gone = signed_terminal(dev, terminal_id=dev.id + 10_000)
     results = await asyncio.gather(
-        book("pos-100001", "A", _signed(dev)),
-        book("pos-100002", "A", _signed(dev)),
+        book("pos-100001", "A", signed_terminal(dev)),
+        book("pos-100002", "A", signed_terminal(dev)),
         book("pos-100003", "C", gone),
-        book("pos-100004", "C", _signed(dev)),
+        book("pos-100004", "C", signed_terminal(dev)),
         return_exceptions=True,
     )
     ok = [r.status if isinstance(r, booking.PaymentAnswer) else type(r).__name__ for r in results]

@@ -193,11 +193,6 @@ def _book_args(
             f"pin must be {rules.PIN_LENGTH} digits", code="PIN_FORMAT", field="pin"
         )
     digest = idempotency.request_hash({"op": "pay", "amount": amount.fen, **_payer_payload(payer)})
-    token = (
-        rules.pin_token(rules.pin_pepper(settings.master_key.get_secret_value()), pin)
-        if pin is not None
-        else None
-    )
     return (
         signed.id,
         signed.key_version,
@@ -209,8 +204,15 @@ def _book_args(
         person_id,
         credential,
         amount.fen,
-        token,
+        pin_token(settings, pin),
     )
+
+
+def pin_token(settings: Settings, pin: str | None) -> str | None:
+    """What the engine is given of a typed PIN: a peppered token, never the PIN."""
+    if pin is None:
+        return None
+    return rules.pin_token(rules.pin_pepper(settings.master_key.get_secret_value()), pin)
 
 
 async def book_payment_batched(

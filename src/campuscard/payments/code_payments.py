@@ -1,14 +1,15 @@
-"""Paying with a payment code at a till. The code is checked here (services/paycodes); the
-money moves through the one payment path, ``payments.book_payment``, with a ``VerifiedPayer``
-(the person and the code's one-time credential), so limits and the PIN rule are the card's.
+"""Paying with a payment code at a till. The code is read here (``codes.read_scanned``: its
+digits, and a phone's HMAC with the binding's secret); one database call, ``cc_pay_code``,
+checks the rest (throttle, binding, payer, single use) and books through the one payment
+engine (``cc_pay_inner``), so limits and the PIN rule are the card's
+(docs/decisions/0310-one-call-per-code-payment.md).
 
-At the till: scan → ``do_pay_with_code``. A preview (the engine's check mode: it writes
-nothing) runs first, so a refusal (balance, limits, frozen account) does not spend the code.
-Above the PIN threshold, without a PIN, the student is asked on the phone (they type the PIN
-there) and the till gets 202 ``CONFIRM_ON_PHONE``; the till repeats the same request (same
-client id) until the answer is final, or asks the PIN on its keypad and sends a new request
-with it. A retry of a request that reached the payment engine replays that engine's stored
-answer.
+At the till: scan → ``do_pay_with_code``. A refusal the student can fix (balance, limits, a
+frozen account) leaves the code unspent. Above the PIN threshold, without a PIN, the student is
+asked on the phone (they type the PIN there) and the till gets 202 ``CONFIRM_ON_PHONE``; the
+till repeats the same request (same client id) until the answer is final, or asks the PIN on
+its keypad and sends a new request with it. A retry of a request that reached the payment
+engine replays its stored answer.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import transaction
 from campuscard.ledger.money import Money
-from campuscard.payments import booking, codes, terminals
+from campuscard.payments import booking, codes
 from campuscard.payments.booking import PaymentAnswer, VerifiedPayer
 from campuscard.payments.terminals import SignedTerminal, TerminalRow
 from campuscard.platform import notifications
 from campuscard.platform.actors import Actor
-from campuscard.platform.errors import Conflict, DomainError, NotFound, ValidationFailed
+from campuscard.platform.errors import Conflict, NotFound, ValidationFailed
 from campuscard.platform.event_batch import EventBatcher
 from campuscard.platform.idempotency import check_client_id
 
@@ -58,18 +59,6 @@ async def _send(conn: Conn, events: EventBatcher | None, batch: list[dict[str, A
             events.publish(event)
         else:
             await notifications.publish_event(conn, event)
-
-
-def _refusal_body(err: DomainError) -> dict[str, Any]:
-    return {"error": err.to_dict()}
-
-
-async def _preview(
-    conn: Conn, signed: SignedTerminal, payer: VerifiedPayer, amount: Money
-) -> PaymentAnswer:
-    """The engine's check mode without the nonce (the booking that may follow records it):
-    one round trip that writes nothing."""
-    return await booking.check_payment(conn, signed, payer=payer, amount=amount, record_nonce=False)
 
 
 async def _book(
@@ -126,42 +115,53 @@ async def _book(
     return answer
 
 
-# What a till already sent under a client id, in one query: the code's use (the request
-# reached the payment engine) and a confirmation waiting on the phone.
-_EARLIER_SQL = """
-    SELECT u.person_id, u.credential, c.id AS confirmation_id
-      FROM (SELECT 1) one
-      LEFT JOIN paycode_uses u ON u.terminal_id = $1 AND u.client_id = $2
-      LEFT JOIN paycode_confirmations c ON c.terminal_id = $1 AND c.client_id = $2"""
+# cc_pay_code's arguments, in order (db/cc_pay_code.sql)
+CODE_ARGS = 17
+_CODE_SQL = (
+    "SELECT (r ->> 'status')::int, (r -> 'body')::text, r - 'body', "
+    "coalesce((r ->> 'replayed')::bool, false) "
+    f"FROM cc_pay_code({', '.join(f'${i}' for i in range(1, CODE_ARGS + 1))}) AS r"
+)
 
 
-async def _rebook(
-    conn: Conn,
+def _code_args(
     settings: Settings,
     signed: SignedTerminal,
-    use: Any,
+    scanned: codes.ScannedCode,
     *,
     client_id: str,
     amount: Money,
     pin: str | None,
-) -> PaymentAnswer | None:
-    """A retry of a request that already reached the engine (``use``, a row of
-    ``_EARLIER_SQL``): let the engine replay its answer (or refuse another payload under the
-    same client id). None when it never reached the engine."""
-    if use is None or use["person_id"] is None:
-        return None
-    return await booking.book_payment(
-        conn,
-        settings,
-        signed,
-        client_id=client_id,
-        payer=VerifiedPayer(use["person_id"], use["credential"]),
-        amount=amount,
-        pin=pin,
+    now: float,
+) -> tuple[Any, ...]:
+    at = datetime.fromtimestamp(now, UTC)
+    return (
+        signed.school_id,
+        signed.id,
+        signed.key_version,
+        signed.nonce,
+        client_id,
+        scanned.text,
+        amount.fen,
+        booking.pin_token(settings, pin),
+        scanned.scheme,
+        scanned.token,
+        scanned.device_id,
+        scanned.step,
+        scanned.counter,
+        scanned.minted_hash,
+        scanned.verdict,
+        at,
+        at + timedelta(seconds=CONFIRM_SECONDS),
     )
 
 
 def _confirmation_answer(conf: Any) -> PaymentAnswer:
+    """What the till is told of a payment waiting on the phone (``conf``: the confirmation's
+    id, status, result and expires_at)."""
+    expires_at = conf["expires_at"]
+    if isinstance(expires_at, str):  # as cc_pay_code writes it: UTC, without the zone
+        expires_at = datetime.fromisoformat(expires_at).replace(tzinfo=UTC)
     if conf["status"] == "pending":
         return PaymentAnswer(
             202,
@@ -170,7 +170,7 @@ def _confirmation_answer(conf: Any) -> PaymentAnswer:
                 "confirmation_id": conf["id"],
                 "message": "waiting for the student to confirm on the phone; or ask the PIN "
                 "and send it with a new client_id",
-                "expires_at": conf["expires_at"].isoformat(),
+                "expires_at": expires_at.isoformat(),
             },
         )
     if conf["status"] in ("paid", "refused") and conf["result"]:
@@ -204,140 +204,60 @@ async def do_pay_with_code(
     now: float | None = None,
     events: EventBatcher | None = None,
 ) -> PaymentAnswer:
-    """A till scanned ``code`` for ``amount``: pay, ask the phone, or refuse (the code is spent
-    only when the payment engine is reached). Live events go through ``events`` (the app's
-    batcher) when given."""
+    """A till scanned ``code`` for ``amount``: pay, ask the phone, or refuse. One database call
+    (``cc_pay_code``) checks the code and books with one run of the payment engine; the code is
+    spent only when the payment books or a PIN was tried for it. Live events go through
+    ``events`` (the app's batcher) when given, after commit."""
     client_id = check_client_id(client_id)
     if pin is not None and (len(pin) != PIN_LENGTH or not pin.isdigit()):
         raise ValidationFailed(f"pin must be {PIN_LENGTH} digits", code="PIN_FORMAT", field="pin")
     now = time.time() if now is None else now
+    scanned = await codes.read_scanned(
+        pool, settings, school_id=signed.school_id, code=code, now=now
+    )
+    args = _code_args(
+        settings, signed, scanned, client_id=client_id, amount=amount, pin=pin, now=now
+    )
     async with pool.acquire() as conn:
-        earlier = await conn.fetchrow(_EARLIER_SQL, signed.id, client_id)
-        replayed = await _rebook(
-            conn, settings, signed, earlier, client_id=client_id, amount=amount, pin=pin
-        )
-        if replayed is not None:
-            return replayed
-        if earlier is not None and earlier["confirmation_id"] is not None:
-            conf = await conn.fetchrow(
-                "SELECT * FROM paycode_confirmations WHERE id = $1", earlier["confirmation_id"]
-            )
-            assert conf is not None  # confirmations are never deleted
-            if conf["code"] != code.strip() or conf["amount"] != amount.fen:
-                raise Conflict(
-                    f"client_id {client_id!r} was already used for a different request",
-                    code="IDEMPOTENCY_KEY_REUSED",
-                    field="client_id",
-                )
-            async with transaction(conn) as tx:
-                await terminals.record_nonce(tx, signed)
-                conf = await _expire_if_due(tx, conf)
-            return _confirmation_answer(conf)
-
-        try:
-            verified = await codes.check_scanned_code(
-                conn,
-                settings,
-                school_id=signed.school_id,
-                code=code,
-                now=now,
-                terminal_id=signed.id,
-            )
-        except DomainError as err:
-            first = await _first_try(conn, settings, signed, err.code, client_id, amount, pin)
-            if first is not None:
-                return first
-            raise
-        payer = VerifiedPayer(verified.person_id, codes.credential_for(verified))
-        preview = await _preview(conn, signed, payer, amount)
-        # an answer of the engine names the merchant and outlet; a refusal does not
-        names = (
-            {"merchant": preview.body["merchant"], "outlet": preview.body.get("outlet") or ""}
-            if preview.ok
-            else await terminal_view(conn, signed.id)
-        )
-        scanned = {
-            "school_id": signed.school_id,
-            "person_id": verified.person_id,
-            "terminal_id": signed.id,
-            "merchant": names["merchant"],
-            "outlet": names["outlet"],
-            "amount": str(amount),
-        }
-        if not preview.ok:
-            error = preview.body.get("error", {})
-            first = await _first_try(
-                conn, settings, signed, error.get("code"), client_id, amount, pin
-            )
-            if first is not None:
-                return first
-            await _send(
-                conn,
-                events,
-                [{"type": "paycode.refused", **scanned, "error": error.get("message", "")}],
-            )
-            return PaymentAnswer(preview.status, preview.body)
-        # the student's page shows what is being asked before it is booked (seed 000)
-        await _send(conn, events, [{"type": "paycode.scanned", **scanned}])
-        if preview.body.get("pin_required") and pin is None:
-            async with transaction(conn) as tx:
-                await terminals.record_nonce(tx, signed)
-                conf = await tx.fetchrow(
-                    """INSERT INTO paycode_confirmations(school_id, person_id, terminal_id,
-                                                         client_id, code, amount, expires_at)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-                    signed.school_id,
-                    verified.person_id,
-                    signed.id,
-                    client_id,
-                    code.strip(),
-                    amount.fen,
-                    datetime.fromtimestamp(now, UTC) + timedelta(seconds=CONFIRM_SECONDS),
-                )
-                assert conf is not None
-                await notifications.publish_event(
-                    tx, {"type": "paycode.confirm", **scanned, "confirmation_id": conf["id"]}
-                )
-            return _confirmation_answer(conf)
-        after: list[dict[str, Any]] = []
-        try:
-            answer = await _book(
-                conn,
-                settings,
-                signed,
-                verified,
-                client_id=client_id,
-                amount=amount,
-                pin=pin,
-                names=names,
-                after=after,
-            )
-        except DomainError as err:
-            first = await _first_try(conn, settings, signed, err.code, client_id, amount, pin)
-            if first is not None:
-                return first
-            raise
-        await _send(conn, events, after)
-        return answer
+        row = await conn.fetchrow(_CODE_SQL, *args)
+    assert row is not None
+    return await _answered(pool, row, scanned, client_id=client_id, events=events)
 
 
-async def _first_try(
-    conn: Conn,
-    settings: Settings,
-    signed: SignedTerminal,
-    refusal: str | None,
+async def _answered(
+    pool: PgPool,
+    row: Any,
+    scanned: codes.ScannedCode,
+    *,
     client_id: str,
-    amount: Money,
-    pin: str | None,
-) -> PaymentAnswer | None:
-    """A till that resends a request while its first try is still booking finds the code
-    "used" — by that first try (PAYCODE_USED from the check or the booking, CREDENTIAL_USED
-    from the engine's preview). Then it gets the first try's answer, not the refusal
-    (found by tests/reliability/test_bank.py)."""
-    if refusal not in ("PAYCODE_USED", "CREDENTIAL_USED"):
-        return None
-    use = await conn.fetchrow(_EARLIER_SQL, signed.id, client_id)
-    return await _rebook(conn, settings, signed, use, client_id=client_id, amount=amount, pin=pin)
+    events: EventBatcher | None,
+) -> PaymentAnswer:
+    """``cc_pay_code``'s answer (status, body as text, the rest, replayed) as the till gets it:
+    a refusal of the code raised in its own words, live events sent (it has committed)."""
+    status, body, rest, replayed = row
+    refused = rest.get("refused")
+    if refused == "IDEMPOTENCY_KEY_REUSED":
+        raise Conflict(
+            f"client_id {client_id!r} was already used for a different request",
+            code="IDEMPOTENCY_KEY_REUSED",
+            field="client_id",
+        )
+    if refused is not None:
+        raise (
+            scanned.error
+            if scanned.error and refused == scanned.verdict
+            else (codes.refusal(refused))
+        )
+    if rest.get("events"):
+        if events is not None:
+            for event in rest["events"]:
+                events.publish(event)
+        else:
+            async with pool.acquire() as conn:
+                await _send(conn, None, rest["events"])
+    if rest.get("confirmation") is not None:
+        return _confirmation_answer(rest["confirmation"])
+    return PaymentAnswer(int(status), replayed=bool(replayed), raw=body)
 
 
 async def _expire_if_due(conn: Conn, conf: Any) -> Any:

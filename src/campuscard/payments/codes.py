@@ -4,11 +4,17 @@ The two schemes sit behind one interface (``PaycodeScheme``): ``check_code`` par
 picks the scheme by the first digit and returns a ``VerifiedCode`` naming the payer;
 ``do_use_code`` then records the code as used (the database refuses a second use) and returns
 the one-time credential reference the payment books against. Both run inside the caller's
-transaction, so a payment and the use of its code commit together or not at all.
+transaction, so a payment and the use of its code commit together or not at all (a payment
+the student confirms on the phone is checked this way).
+
+A till's scan takes the short road (``read_scanned``): Python checks what only it can — the
+digits and a phone's HMAC, with the binding's secret derived from the master key — and
+``cc_pay_code`` checks the rest and books in the same call (payments/code_payments.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -20,7 +26,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from campuscard.config import Settings
-from campuscard.db.pool import Conn
+from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.payments import code_rules
 from campuscard.platform import audit, i18n, notifications
@@ -37,6 +43,7 @@ from campuscard.platform.errors import (
 # card states that stop every way of paying from the account (挂失 / 冻结)
 BLOCKING_CARD_STATES = ("lost", "frozen")
 # codes that do not check out, per token: this many within the window lock the token a while
+# (cc_pay_code counts a till's wrong codes with the same two numbers)
 MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=10)
 
@@ -93,8 +100,65 @@ def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _refused(code: str, message: str, status: int = 422) -> DomainError:
-    return DomainError(message, code=code, field="code", status=status)
+# Refusals of a scanned code, by name (cc_pay_code answers with these names): the error class,
+# the code the till reads (when it is not the name), the words, and the status when the class
+# does not give it.
+_REFUSALS: dict[str, tuple[type[DomainError], str | None, str, int | None]] = {
+    "PAYCODE_LOCKED": (
+        TooManyRequests,
+        None,
+        "too many wrong codes for this account lately: wait a few minutes, then show a fresh code",
+        None,
+    ),
+    "PAYCODE_UNKNOWN": (DomainError, None, "this payment code is not recognised here", 404),
+    "PAYCODE_DEVICE_REVOKED": (
+        DomainError,
+        None,
+        "this phone was unbound: its payment codes no longer work",
+        403,
+    ),
+    "PAYCODE_EXPIRED": (
+        DomainError,
+        None,
+        "the payment code has expired (or the phone's clock is wrong): refresh it",
+        422,
+    ),
+    "PAYCODE_REPLACED": (
+        DomainError,
+        "PAYCODE_EXPIRED",
+        "a newer code replaced this one: show the newest code",
+        422,
+    ),
+    "PAYCODE_MINTED_EXPIRED": (
+        DomainError,
+        "PAYCODE_EXPIRED",
+        "the payment code has expired: get a new one",
+        422,
+    ),
+    "PAYCODE_INVALID": (DomainError, None, "the payment code does not check out", 422),
+    "PAYCODE_USED": (
+        DomainError,
+        None,
+        "this payment code was already used: show a fresh one",
+        409,
+    ),
+    "ACCOUNT_UNKNOWN": (NotFound, "NOT_FOUND", "no such account in this school", None),
+    "ACCOUNT_FROZEN": (Forbidden, None, "the account is frozen", None),
+    "ACCOUNT_CLOSED": (Forbidden, None, "the account is not open for payments", None),
+    "CARD_LOST": (
+        Forbidden,
+        None,
+        "the card was reported lost: the account is blocked until it is unblocked or replaced",
+        None,
+    ),
+    "CARD_FROZEN": (Forbidden, None, "the card is frozen", None),
+}
+
+
+def refusal(name: str, field: str = "code") -> DomainError:
+    """The refusal ``name`` (a key of ``_REFUSALS``) as the till and the phone are told it."""
+    cls, code, message, status = _REFUSALS[name]
+    return cls(message, code=code or name, field=field, status=status)
 
 
 async def check_payer(
@@ -120,19 +184,15 @@ async def check_payer(
     if row is not None and row["used"]:
         raise used_error()
     if row is None or row["school_id"] != school_id:
-        raise NotFound("no such account in this school", field=field)
+        raise refusal("ACCOUNT_UNKNOWN", field)
     if row["account_status"] == "frozen":
-        raise Forbidden("the account is frozen", code="ACCOUNT_FROZEN", field=field)
+        raise refusal("ACCOUNT_FROZEN", field)
     if row["account_status"] != "active" or row["status"] != "enrolled":
-        raise Forbidden("the account is not open for payments", code="ACCOUNT_CLOSED", field=field)
+        raise refusal("ACCOUNT_CLOSED", field)
     if row["card_block"] == "lost":
-        raise Forbidden(
-            "the card was reported lost: the account is blocked until it is unblocked or replaced",
-            code="CARD_LOST",
-            field=field,
-        )
+        raise refusal("CARD_LOST", field)
     if row["card_block"] == "frozen":
-        raise Forbidden("the card is frozen", code="CARD_FROZEN", field=field)
+        raise refusal("CARD_FROZEN", field)
 
 
 # ---- binding a phone ---------------------------------------------------------------------
@@ -387,23 +447,16 @@ class DeviceScheme:
             parsed.token,
         )
         if device is None or device["school_id"] != school_id:
-            raise _refused("PAYCODE_UNKNOWN", "this payment code is not recognised here", 404)
+            raise refusal("PAYCODE_UNKNOWN")
         if device["status"] != "active":
-            raise _refused(
-                "PAYCODE_DEVICE_REVOKED",
-                "this phone was unbound: its payment codes no longer work",
-                403,
-            )
+            raise refusal("PAYCODE_DEVICE_REVOKED")
         now_step = code_rules.time_step(now, device["step_seconds"])
         if not code_rules.candidate_steps(parsed.step_low, now_step):
-            raise _refused(
-                "PAYCODE_EXPIRED",
-                "the payment code has expired (or the phone's clock is wrong): refresh it",
-            )
+            raise refusal("PAYCODE_EXPIRED")
         secret = code_rules.derive_device_secret(_master(settings), device["id"], device["salt"])
         step = code_rules.verify_device_code(secret, parsed, now_step)
         if step is None:
-            raise _refused("PAYCODE_INVALID", "the payment code does not check out")
+            raise refusal("PAYCODE_INVALID")
         return VerifiedCode(
             scheme=self.name,
             school_id=school_id,
@@ -433,16 +486,14 @@ class MintedScheme:
             parsed.token,
         )
         if row is None or row["school_id"] != school_id:
-            raise _refused("PAYCODE_UNKNOWN", "this payment code is not recognised here", 404)
+            raise refusal("PAYCODE_UNKNOWN")
         expected = _verification_hash(settings, parsed.token, parsed.payload)
         if not hmac.compare_digest(expected, row["verification_hash"]):
-            raise _refused("PAYCODE_INVALID", "the payment code does not check out")
+            raise refusal("PAYCODE_INVALID")
         if row["cancelled_at"] is not None:
-            raise _refused(
-                "PAYCODE_EXPIRED", "a newer code replaced this one: show the newest code"
-            )
+            raise refusal("PAYCODE_REPLACED")
         if row["expires_at"] <= _utc(now):
-            raise _refused("PAYCODE_EXPIRED", "the payment code has expired: get a new one")
+            raise refusal("PAYCODE_MINTED_EXPIRED")
         return VerifiedCode(
             scheme=self.name,
             school_id=school_id,
@@ -465,31 +516,9 @@ def credential_for(verified: VerifiedCode) -> str:
     return f"paycode:m:{verified.minted_id}"
 
 
-# outcomes of a checked code that count as a guess; any other outcome gives the place back
-GUESS_CODES = ("PAYCODE_INVALID", "PAYCODE_UNKNOWN")
-
-# Claim a place among the token's attempts: no row comes back once MAX_FAILURES attempts
-# were made in the window. One statement, so parallel attempts are counted one after another.
-_CLAIM_ATTEMPT = """
-INSERT INTO paycode_throttle AS t(school_id, token, attempts) VALUES ($1, $2, 1)
-ON CONFLICT (school_id, token) DO UPDATE SET
-    attempts = CASE WHEN t.window_start <= now() - $4::interval THEN 1 ELSE t.attempts + 1 END,
-    window_start = CASE WHEN t.window_start <= now() - $4::interval THEN now()
-                        ELSE t.window_start END
- WHERE t.window_start <= now() - $4::interval OR t.attempts < $3
-RETURNING attempts"""
-
-
-def _locked() -> DomainError:
-    return TooManyRequests(
-        "too many wrong codes for this account lately: wait a few minutes, then show a fresh code",
-        code="PAYCODE_LOCKED",
-        field="code",
-    )
-
-
 async def check_not_throttled(conn: Conn, school_id: int, token: str) -> None:
-    """Refuse a token that failed too often lately (someone guessing the HMAC digits)."""
+    """Refuse a token that failed too often lately (someone guessing the HMAC digits). A till's
+    scan is counted and checked in ``cc_pay_code``, with the same limits."""
     locked = await conn.fetchval(
         "SELECT 1 FROM paycode_throttle WHERE school_id = $1 AND token = $2 "
         "AND attempts >= $3 AND window_start > now() - $4::interval",
@@ -499,79 +528,110 @@ async def check_not_throttled(conn: Conn, school_id: int, token: str) -> None:
         FAILURE_WINDOW,
     )
     if locked:
-        raise _locked()
+        raise refusal("PAYCODE_LOCKED")
 
 
-async def claim_attempt(conn: Conn, school_id: int, token: str) -> None:
-    """Count an attempt at ``token`` before its code is checked, or refuse PAYCODE_LOCKED
-    when the window's attempts are used up. Run outside a transaction that may roll back."""
-    claimed = await conn.fetchval(_CLAIM_ATTEMPT, school_id, token, MAX_FAILURES, FAILURE_WINDOW)
-    if claimed is None:
-        raise _locked()
+# ---- a code scanned at a till: what Python checks before the one call that books ----------
 
 
-async def release_attempt(conn: Conn, school_id: int, token: str) -> None:
-    """Give back the place of an attempt that turned out not to be a guess."""
-    await conn.execute(
-        "UPDATE paycode_throttle SET attempts = attempts - 1 "
-        "WHERE school_id = $1 AND token = $2 AND attempts > 0",
-        school_id,
-        token,
-    )
+@dataclass(frozen=True)
+class _Binding:
+    """What never changes about a bound phone (its token is never given to another binding)."""
+
+    id: int
+    person_id: int
+    salt: bytes
+    step_seconds: int
 
 
-async def record_failure(
-    conn: Conn, school_id: int, code: object, *, reason: str, terminal_id: int | None = None
-) -> None:
-    """Log a code that did not check out (run in its own transaction: the caller's work
-    is rolled back). The count that locks the token is claimed by ``check_scanned_code``."""
-    if not isinstance(code, str) or len(code.strip()) != code_rules.CODE_LENGTH:
-        return
-    token = code.strip()[1 : 1 + code_rules.TOKEN_DIGITS]
-    if not token.isdigit():
-        return
-    await conn.execute(
-        "INSERT INTO paycode_failures(school_id, token, terminal_id, reason) "
-        "VALUES ($4, $1, $2, $3)",
-        token,
-        terminal_id,
-        reason[:64],
-        school_id,
-    )
+# bound phones this process has seen, by (school, token): a phone's next payment needs no lookup
+_BINDINGS: dict[tuple[int, str], _Binding] = {}
+BINDINGS_KEPT = 50_000
 
 
-async def check_scanned_code(
-    conn: Conn,
-    settings: Settings,
-    *,
-    school_id: int,
-    code: object,
-    now: float | None = None,
-    terminal_id: int | None = None,
-) -> VerifiedCode:
-    """``check_code`` for a code a till just scanned, throttled atomically: the attempt is
-    counted first (PAYCODE_LOCKED once the limit is reached), then checked; a wrong code keeps
-    its place and is logged, any other outcome gives the place back. ``conn`` must not be in a
-    transaction (the count must survive the refusal)."""
-    parsed = code_rules.parse(code)
-    await claim_attempt(conn, school_id, parsed.token)
-    try:
-        verified = await check_code(
-            conn, settings, school_id=school_id, code=code, now=now, attempt_claimed=True
+async def _binding(pool: PgPool, school_id: int, token: str, *, fresh: bool) -> _Binding | None:
+    key = (school_id, token)
+    found = None if fresh else _BINDINGS.get(key)
+    if found is None:
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT id, person_id, salt, step_seconds FROM paycode_devices "
+                "WHERE school_id = $1 AND token = $2",
+                school_id,
+                token,
+            )
+        if row is None:
+            return None
+        if len(_BINDINGS) >= BINDINGS_KEPT:
+            del _BINDINGS[next(iter(_BINDINGS))]
+        found = _BINDINGS[key] = _Binding(
+            row["id"], row["person_id"], bytes(row["salt"]), row["step_seconds"]
         )
+    return found
+
+
+@dataclass(frozen=True)
+class ScannedCode:
+    """A scanned code as far as Python checks it: the digits, and for a phone's code its clock
+    window and HMAC (the binding's secret is derived here, never in the database). The rest —
+    throttle, binding status, minted registration, payer, single use — is ``cc_pay_code``'s.
+    ``error`` is Python's refusal, answered unless the client id's earlier answer or a locked
+    token comes first (``verdict`` names it to the database)."""
+
+    text: str
+    scheme: str | None = None
+    token: str | None = None
+    device_id: int | None = None
+    person_id: int | None = None
+    step: int | None = None
+    counter: int | None = None
+    minted_hash: str | None = None
+    error: DomainError | None = None
+    verdict: str | None = None
+
+
+async def read_scanned(
+    pool: PgPool, settings: Settings, *, school_id: int, code: object, now: float
+) -> ScannedCode:
+    """What Python can tell of a scanned ``code`` (``ScannedCode``); it refuses nothing itself.
+    A phone's binding is read once per process (``_BINDINGS``), and again before a code that
+    does not check out is taken for a guess."""
+    text = code.strip() if isinstance(code, str) else ""
+    try:
+        parsed = code_rules.parse(code)
     except DomainError as err:
-        if err.code in GUESS_CODES:
-            await record_failure(conn, school_id, code, reason=err.code, terminal_id=terminal_id)
-        else:
-            await release_attempt(conn, school_id, parsed.token)
-        raise
-    await release_attempt(conn, school_id, parsed.token)
-    return verified
+        return ScannedCode(text, error=err, verdict="PAYCODE_MALFORMED")
+    if parsed.scheme == code_rules.SCHEME_MINTED:
+        digest = _verification_hash(settings, parsed.token, parsed.payload)
+        return ScannedCode(text, "minted", parsed.token, minted_hash=digest.hex())
+    scanned = ScannedCode(text, "device", parsed.token)
+    for fresh in (False, True):
+        binding = await _binding(pool, school_id, parsed.token, fresh=fresh)
+        if binding is None:
+            return _with_verdict(scanned, "PAYCODE_UNKNOWN")
+        now_step = code_rules.time_step(now, binding.step_seconds)
+        if not code_rules.candidate_steps(parsed.step_low, now_step):
+            return _with_verdict(scanned, "PAYCODE_EXPIRED")
+        secret = code_rules.derive_device_secret(_master(settings), binding.id, binding.salt)
+        step = code_rules.verify_device_code(secret, parsed, now_step)
+        if step is not None:
+            return dataclasses.replace(
+                scanned,
+                device_id=binding.id,
+                person_id=binding.person_id,
+                step=step,
+                counter=parsed.counter,
+            )
+    return _with_verdict(scanned, "PAYCODE_INVALID")
+
+
+def _with_verdict(scanned: ScannedCode, name: str) -> ScannedCode:
+    return dataclasses.replace(scanned, error=refusal(name), verdict=name)
 
 
 def used_error() -> DomainError:
     """What a second use of a code is told."""
-    return _refused("PAYCODE_USED", "this payment code was already used: show a fresh one", 409)
+    return refusal("PAYCODE_USED")
 
 
 async def check_code(
@@ -581,7 +641,6 @@ async def check_code(
     school_id: int,
     code: object,
     now: float | None = None,
-    attempt_claimed: bool = False,
 ) -> VerifiedCode:
     """Who a scanned code belongs to, if it may pay now; otherwise a refusal naming why.
 
@@ -590,8 +649,7 @@ async def check_code(
     code, a code already used, and an account that may not pay (frozen, closed, card lost)."""
     parsed = code_rules.parse(code)
     now = time.time() if now is None else now
-    if not attempt_claimed:  # (check_scanned_code counted this attempt already)
-        await check_not_throttled(conn, school_id, parsed.token)
+    await check_not_throttled(conn, school_id, parsed.token)
     scheme = SCHEMES[parsed.scheme]
     verified = await scheme.check(conn, settings, school_id, parsed, now)
     await check_payer(conn, school_id, verified.person_id, credential=credential_for(verified))
@@ -599,7 +657,8 @@ async def check_code(
 
 
 # Marks a code used, as a data-modifying CTE: alone (``do_use_code``) or in front of the
-# payment's booking in one statement (services/paycode_payments). Parameters: ``use_args``.
+# payment's booking in one statement (a payment the phone confirms, payments/code_payments.py;
+# a till's code payment marks it in cc_pay_code). Parameters: ``use_args``.
 USE_CTE = """used AS (
         INSERT INTO paycode_uses(school_id, person_id, scheme, device_id, step, counter,
                                  minted_id, terminal_id, amount, client_id, credential)

@@ -1,6 +1,11 @@
 -- The booking behind cc_pay, for one terminal row t already checked and locked. The payment's
 -- live event goes back to the caller as data, which sends it after commit (batched NOTIFY);
 -- docs/decisions/0013-live-events-after-commit.md
+-- Modes: 'check' previews and writes nothing; 'book' books a card's or a verified payer's
+-- payment; 'try' books a payment code's payment (cc_pay_code) in one run, with no preview: a
+-- refusal the student can fix (funds, limits, a frozen account) comes before the one-time
+-- credential is claimed and writes nothing, as a preview would; a payment that needs the PIN
+-- and has none answers PIN_REQUIRED having written nothing; from the PIN on, the code is used.
 CREATE OR REPLACE FUNCTION cc_pay_inner(
     p_mode text, t record, p_client_id text,
     p_card_number text, p_card_uid text, p_person bigint, p_credential text,
@@ -33,6 +38,7 @@ DECLARE
     v_card_id bigint;
     v_card_no text;
     v_held bigint := 0;
+    v_short jsonb;  -- the refusal for funds, answered before or after the PIN (by mode)
 BEGIN
     IF t.merchant_status <> 'approved' THEN
         RETURN cc_refusal(403, 'MERCHANT_NOT_APPROVED',
@@ -142,10 +148,39 @@ BEGIN
     END IF;
     v_pin_needed := p_amount > (r ->> 'pin_over_per_tx')::bigint
                     OR v_spent + p_amount > (r ->> 'pin_over_daily')::bigint;
-    IF v_pin_needed AND p_mode = 'book' THEN
-        IF p_pin_token IS NULL THEN
-            RETURN cc_refusal(403, 'PIN_REQUIRED', 'this payment needs the cardholder''s PIN', 'pin');
+
+    -- purse order: take from each purse in the school's order until the amount is covered
+    v_left := p_amount;
+    FOR v_purse IN SELECT jsonb_array_elements_text(r -> 'purse_order') LOOP
+        IF v_purse = 'subsidy' AND v_sub_id IS NOT NULL THEN
+            v_from_sub := least(v_left, greatest(v_sub, 0)); v_left := v_left - v_from_sub;
+        ELSIF v_purse = 'cash' THEN
+            v_from_cash := least(v_left, greatest(v_cash - v_cash_floor, 0));
+            v_left := v_left - v_from_cash;
         END IF;
+    END LOOP;
+    IF v_left > 0 THEN
+        v_short := cc_refusal(409, 'INSUFFICIENT_FUNDS', 'the balance is not enough for this amount',
+                              'amount', jsonb_build_object('balance', cc_fmt(v_cash + v_sub + v_held),
+                                                         'available', cc_fmt(v_cash + v_sub)));
+    END IF;
+    -- a preview and a code's try refuse for funds before any PIN is asked (the code stays
+    -- unused); a card's booking asks the PIN first, as it always has
+    IF v_short IS NOT NULL AND p_mode <> 'book' THEN
+        RETURN v_short;
+    END IF;
+    IF v_pin_needed AND p_mode <> 'check' AND p_pin_token IS NULL THEN
+        RETURN cc_refusal(403, 'PIN_REQUIRED', 'this payment needs the cardholder''s PIN', 'pin');
+    END IF;
+    IF p_mode = 'try' THEN
+        -- the code's one-time credential is used from here, whatever the PIN turns out to be
+        INSERT INTO payer_credentials_used(credential, school_id, person_id)
+        VALUES (p_credential, t.school_id, v_person) ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            RETURN cc_refusal(409, 'CREDENTIAL_USED', 'this payment code was already used', 'code');
+        END IF;
+    END IF;
+    IF v_pin_needed AND p_mode <> 'check' THEN
         IF ps.pin_hash IS NULL THEN
             RETURN cc_refusal(403, 'PIN_NOT_SET',
                               'the cardholder has not set a PIN yet (set it online or at a kiosk)', 'pin');
@@ -166,20 +201,8 @@ BEGIN
         END IF;
     END IF;
 
-    -- purse order: take from each purse in the school's order until the amount is covered
-    v_left := p_amount;
-    FOR v_purse IN SELECT jsonb_array_elements_text(r -> 'purse_order') LOOP
-        IF v_purse = 'subsidy' AND v_sub_id IS NOT NULL THEN
-            v_from_sub := least(v_left, greatest(v_sub, 0)); v_left := v_left - v_from_sub;
-        ELSIF v_purse = 'cash' THEN
-            v_from_cash := least(v_left, greatest(v_cash - v_cash_floor, 0));
-            v_left := v_left - v_from_cash;
-        END IF;
-    END LOOP;
-    IF v_left > 0 THEN
-        RETURN cc_refusal(409, 'INSUFFICIENT_FUNDS', 'the balance is not enough for this amount',
-                          'amount', jsonb_build_object('balance', cc_fmt(v_cash + v_sub + v_held),
-                                                     'available', cc_fmt(v_cash + v_sub)));
+    IF v_short IS NOT NULL THEN
+        RETURN v_short;
     END IF;
 
     IF p_mode = 'check' THEN
