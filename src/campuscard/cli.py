@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -284,65 +285,107 @@ def import_students(
         raise typer.Exit(1)
 
 
-@kiosk_app.command("pickup")
-def kiosk_pickup(
-    code: Annotated[str, typer.Argument(help="the pickup code as the student types it")],
-    sn: Annotated[str, typer.Option(help="this kiosk's serial number")] = "KIOSK-DEMO-001",
-    url: Annotated[str, typer.Option(help="CampusCard base URL (default: public_url)")] = "",
-    dispenser: Annotated[
-        str, typer.Option(help="HOST:PORT of the dispenser's serial bridge; empty: a simulator")
-    ] = "",
-    key: Annotated[
-        str,
-        typer.Option(
-            envvar="CAMPUSCARD_TERMINAL_KEY",
-            help="the kiosk's terminal key (hex); default: derived from the local master key",
-        ),
-    ] = "",
-    key_version: Annotated[int, typer.Option(help="terminal key version")] = 1,
-) -> None:
-    """Run one pickup as the kiosk does: sync codes, check locally, get the platform's
-    authorization, dispense, report the card number."""
+KioskSn = Annotated[str, typer.Option(help="this kiosk's serial number")]
+KioskUrl = Annotated[str, typer.Option(help="CampusCard base URL (default: public_url)")]
+KioskDispenser = Annotated[
+    str, typer.Option(help="HOST:PORT of the dispenser's serial bridge; empty: a simulator")
+]
+KioskKey = Annotated[
+    str,
+    typer.Option(
+        envvar="CAMPUSCARD_TERMINAL_KEY",
+        help="the kiosk's terminal key (hex); default: derived from the local master key",
+    ),
+]
+KioskKeyVersion = Annotated[int, typer.Option(help="terminal key version")]
+
+
+def _kiosk_target(sn: str, url: str, key: str, key_version: int) -> tuple[str, bytes]:
+    """The platform's base URL and the kiosk's terminal key (given, or derived from the local
+    master key as beside a demo)."""
+    from campuscard.platform.signing import derive_terminal_key
+
+    settings = _tool_settings()
+    base = (url or settings.public_url).rstrip("/")
+    if key:
+        return base, bytes.fromhex(key)
+    return base, derive_terminal_key(settings.master_key.get_secret_value(), sn, key_version)
+
+
+@contextlib.asynccontextmanager
+async def kiosk_agent(
+    *,
+    sn: str,
+    base: str,
+    terminal_key: bytes,
+    key_version: int = 1,
+    dispenser: str = "",
+    stock: int | None = None,
+) -> AsyncIterator[Any]:
+    """The kiosk's agent as the kiosk runs it: its dispenser at HOST:PORT, or a simulator of one
+    (with ``stock`` blank cards) while the block runs."""
     import httpx
 
     from campuscard.adapters.dispenser.serial import SerialDispenser
     from campuscard.adapters.dispenser.simulator import DispenserSimulator
     from campuscard.clients.kiosk_agent import KioskAgent
-    from campuscard.platform.signing import derive_terminal_key
 
-    settings = _tool_settings()
-    base = (url or settings.public_url).rstrip("/")
-    terminal_key = (
-        bytes.fromhex(key)
-        if key
-        else derive_terminal_key(settings.master_key.get_secret_value(), sn, key_version)
-    )
-
-    async def run() -> Any:
-        sim: DispenserSimulator | None = None
-        if dispenser:
-            host, _, port = dispenser.rpartition(":")
-            driver = SerialDispenser(host or "127.0.0.1", int(port))
-        else:
-            sim = DispenserSimulator()
-            driver = SerialDispenser("127.0.0.1", await sim.start())
-        try:
-            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-                agent = KioskAgent(
-                    client,
-                    sn=sn,
-                    terminal_key=terminal_key,
-                    dispenser=driver,
-                    key_version=key_version,
-                )
-                live = await agent.sync()
-                typer.echo(f"{sn}: {live} pickup code(s) waiting at this school")
-                return await agent.pickup(code)
-        finally:
-            if sim is not None:
+    sim: DispenserSimulator | None = None
+    if dispenser:
+        host, _, port = dispenser.rpartition(":")
+        driver = SerialDispenser(host or "127.0.0.1", int(port))
+    else:
+        sim = DispenserSimulator() if stock is None else DispenserSimulator(stock=stock)
+        driver = SerialDispenser("127.0.0.1", await sim.start())
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            yield KioskAgent(
+                client, sn=sn, terminal_key=terminal_key, dispenser=driver, key_version=key_version
+            )
+    finally:
+        if sim is not None:
+            with contextlib.suppress(Exception):
                 await sim.stop()
 
-    result = asyncio.run(run())
+
+@kiosk_app.command("pickup")
+def kiosk_pickup(
+    code: Annotated[str, typer.Argument(help="the pickup code as the student types it")],
+    sn: KioskSn = "KIOSK-DEMO-001",
+    url: KioskUrl = "",
+    dispenser: KioskDispenser = "",
+    key: KioskKey = "",
+    key_version: KioskKeyVersion = 1,
+) -> None:
+    """Run one pickup as the kiosk does: sync codes, check locally, get the platform's
+    authorization, dispense, report the card number."""
+
+    base, terminal_key = _kiosk_target(sn, url, key, key_version)
+
+    async def run() -> Any:
+        async with kiosk_agent(
+            sn=sn,
+            base=base,
+            terminal_key=terminal_key,
+            key_version=key_version,
+            dispenser=dispenser,
+        ) as agent:
+            live = await agent.sync()
+            typer.echo(f"{sn}: {live} pickup code(s) waiting at this school")
+            return await agent.pickup(code)
+
+    import httpx
+
+    try:
+        result = asyncio.run(run())
+    except httpx.HTTPStatusError as err:  # the platform refused the kiosk itself
+        status = err.response.status_code
+        hint = " (check --sn and --key)" if status == 401 else ""
+        typer.echo(f"the platform refused this kiosk: HTTP {status}{hint}", err=True)
+        raise typer.Exit(1) from err
+    except httpx.TransportError as err:
+        typer.echo(f"cannot reach the platform at {base}: {err!r}", err=True)
+        raise typer.Exit(1) from err
     typer.echo(result.message, err=not result.ok)
     if not result.ok:
         raise typer.Exit(1)
@@ -350,59 +393,32 @@ def kiosk_pickup(
 
 @kiosk_app.command("serve")
 def kiosk_serve(
-    sn: Annotated[str, typer.Option(help="this kiosk's serial number")] = "KIOSK-DEMO-001",
-    url: Annotated[str, typer.Option(help="CampusCard base URL (default: public_url)")] = "",
+    sn: KioskSn = "KIOSK-DEMO-001",
+    url: KioskUrl = "",
     port: Annotated[int, typer.Option(help="port of the kiosk's touch-screen pages")] = 8700,
-    dispenser: Annotated[
-        str, typer.Option(help="HOST:PORT of the dispenser's serial bridge; empty: a simulator")
-    ] = "",
-    key: Annotated[
-        str,
-        typer.Option(
-            envvar="CAMPUSCARD_TERMINAL_KEY",
-            help="the kiosk's terminal key (hex); default: derived from the local master key",
-        ),
-    ] = "",
-    key_version: Annotated[int, typer.Option(help="terminal key version")] = 1,
+    dispenser: KioskDispenser = "",
+    key: KioskKey = "",
+    key_version: KioskKeyVersion = 1,
 ) -> None:
     """Serve the kiosk's touch-screen pages on 127.0.0.1:PORT (pickup and self-service),
     running on the kiosk beside its dispenser and holding its terminal key."""
-    import contextlib
-
-    import httpx
     import uvicorn
 
-    from campuscard.adapters.dispenser.serial import SerialDispenser
-    from campuscard.adapters.dispenser.simulator import DispenserSimulator
-    from campuscard.clients.kiosk_agent import KioskAgent
-    from campuscard.platform.signing import derive_terminal_key
     from campuscard.web.kiosk.routes import create_kiosk_app
 
-    settings = _tool_settings()
-    base = (url or settings.public_url).rstrip("/")
-    terminal_key = (
-        bytes.fromhex(key)
-        if key
-        else derive_terminal_key(settings.master_key.get_secret_value(), sn, key_version)
-    )
+    base, terminal_key = _kiosk_target(sn, url, key, key_version)
 
     async def run() -> None:
-        sim: DispenserSimulator | None = None
-        if dispenser:
-            host, _, dport = dispenser.rpartition(":")
-            driver = SerialDispenser(host or "127.0.0.1", int(dport))
-        else:
-            sim = DispenserSimulator(stock=100)
-            driver = SerialDispenser("127.0.0.1", await sim.start())
+        if not dispenser:
             typer.echo("dispenser: simulator with 100 blank cards")
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            agent = KioskAgent(
-                client,
-                sn=sn,
-                terminal_key=terminal_key,
-                dispenser=driver,
-                key_version=key_version,
-            )
+        async with kiosk_agent(
+            sn=sn,
+            base=base,
+            terminal_key=terminal_key,
+            key_version=key_version,
+            dispenser=dispenser,
+            stock=100,
+        ) as agent:
             typer.echo(f"kiosk {sn} pages on http://127.0.0.1:{port}/ (platform {base})")
             server = uvicorn.Server(
                 uvicorn.Config(
@@ -413,12 +429,7 @@ def kiosk_serve(
                     access_log=False,
                 )
             )
-            try:
-                await server.serve()
-            finally:
-                if sim is not None:
-                    with contextlib.suppress(Exception):
-                        await sim.stop()
+            await server.serve()
 
     asyncio.run(run())
 

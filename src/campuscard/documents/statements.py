@@ -17,31 +17,17 @@ from openpyxl.utils import get_column_letter
 from campuscard.documents.exports import safe_row, workbook_bytes
 from campuscard.ledger.money import fmt
 from campuscard.platform import i18n
+from campuscard.settlement.clearing import FIGURES, MONEY_FIELDS
 
 TEMPLATES = Path(__file__).parent / "templates"
 _env = Environment(
     loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), auto_reload=False
 )
 
-# the columns of a statement line; each is worded from the catalogs (st.col.<key>)
-COLUMNS = (
-    "terminal",
-    "channel",
-    "sales_count",
-    "gross",
-    "reversal_count",
-    "reversals",
-    "refund_count",
-    "refunds",
-    "other",
-    "net_sales",
-    "commission",
-    "payout",
-    "carried_count",
-)
-MONEY_KEYS = frozenset(
-    {"gross", "reversals", "refunds", "other", "net_sales", "commission", "payout"}
-)
+# the columns of a statement line: the clearing's figures per terminal, each worded from the
+# catalogs (st.col.<key>)
+COLUMNS = ("terminal", "channel", *FIGURES)
+MONEY_KEYS = MONEY_FIELDS & frozenset(COLUMNS)
 
 
 def statement_html(st: dict[str, Any], locale: str = i18n.DEFAULT_LOCALE) -> str:
