@@ -128,12 +128,12 @@ async def book_history(
             day = first + timedelta(days=offset)
             if day == subsidy_day:
                 await _subsidy_batch(tx, school_id, day, zone, history)
-            await _meals(tx, rng, day, zone, people, tills, history)
-            await _shop(tx, rng, day, zone, people, tills, history)
+            await _meals(tx, rng, school_id, day, zone, people, tills, history)
+            await _shop(tx, rng, school_id, day, zone, people, tills, history)
             if offset in (days // 4, days // 2, (3 * days) // 4):
                 await _refund_one(tx, rng, school_id, day, zone, tills, history)
             if offset == days - 3:
-                await _reverse_one(tx, day, zone, people[0], tills, history)
+                await _reverse_one(tx, school_id, day, zone, people[0], tills, history)
             await _top_up_low_purses(
                 tx, rng, school_id, day, zone, people, children, parent, history
             )
@@ -209,11 +209,13 @@ def _member(till: tuple[int, int], client_id: str, who: _Cardholder, fen: int) -
     )
 
 
-async def _book(tx: Tx, at: datetime, members: list[dict[str, Any]], history: History) -> None:
+async def _book(
+    tx: Tx, school_id: int, at: datetime, members: list[dict[str, Any]], history: History
+) -> None:
     if not members:
         return
     await set_clock(tx, at)
-    for row in await tx.fetch(batching.BATCH_SQL, members):
+    for row in await tx.fetch(batching.BATCH_SQL, school_id, members):
         if row["status"] == 200:
             history.payments += 1
         else:
@@ -227,6 +229,7 @@ def _price(rng: random.Random, low: int, high: int) -> int:
 async def _meals(
     tx: Tx,
     rng: random.Random,
+    school_id: int,
     day: date,
     zone: ZoneInfo,
     people: list[_Cardholder],
@@ -252,12 +255,13 @@ async def _meals(
                 )
                 for i, p in enumerate(eaters[wave::WAVES])
             ]
-            await _book(tx, at, members, history)
+            await _book(tx, school_id, at, members, history)
 
 
 async def _shop(
     tx: Tx,
     rng: random.Random,
+    school_id: int,
     day: date,
     zone: ZoneInfo,
     people: list[_Cardholder],
@@ -274,7 +278,7 @@ async def _shop(
             _member(checkouts[0], f"hist-{day:%Y%m%d}-shop-{p.number}", p, _price(rng, 350, 3500))
             for p in shoppers[slot :: len(SHOP_HOURS)]
         ]
-        await _book(tx, at, members, history)
+        await _book(tx, school_id, at, members, history)
 
 
 async def _refund_one(
@@ -300,7 +304,8 @@ async def _refund_one(
         return
     await set_clock(tx, row["created_at"] + timedelta(minutes=10))
     answer = await tx.fetchval(
-        "SELECT cc_refund($1, $2, $3, 'canteen1', '菜品有误 wrong dish')",
+        "SELECT cc_refund($1, $2, $3, $4, 'canteen1', '菜品有误 wrong dish')",
+        school_id,
         row["id"],
         (row["amount"] // 100) * 50 or row["amount"],
         row["terminal_id"],
@@ -311,6 +316,7 @@ async def _refund_one(
 
 async def _reverse_one(
     tx: Tx,
+    school_id: int,
     day: date,
     zone: ZoneInfo,
     who: _Cardholder,
@@ -323,10 +329,11 @@ async def _reverse_one(
     checkout = tills["supermarket"][0]
     at = datetime.combine(day, time(15, 42), zone)
     client_id = f"hist-{day:%Y%m%d}-twice-{who.number}"
-    await _book(tx, at, [_member(checkout, client_id, who, 350)], history)
+    await _book(tx, school_id, at, [_member(checkout, client_id, who, 350)], history)
     await set_clock(tx, at + timedelta(seconds=40))
     answer = await tx.fetchval(
-        "SELECT cc_reverse($1, $2, $3, $4, NULL)",
+        "SELECT cc_reverse($1, $2, $3, $4, $5, NULL)",
+        school_id,
         checkout[0],
         checkout[1],
         secrets.token_hex(12),

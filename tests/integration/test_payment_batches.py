@@ -217,8 +217,8 @@ async def test_a_batch_the_database_refuses_is_booked_again_one_by_one(
             events=events,  # type: ignore[arg-type]
         )
 
-    # a till removed while its payment waited: its nonce cannot be recorded (no school to
-    # record it in), which fails the batch's call as a whole
+    # a till removed while its payment waited: its nonce cannot be recorded (the nonce's
+    # foreign key finds no such till in its school), which fails the batch's call as a whole
     gone = signed_terminal(dev, terminal_id=dev.id + 10_000)
     results = await asyncio.gather(
         book("pos-100001", "A", signed_terminal(dev)),
@@ -228,7 +228,7 @@ async def test_a_batch_the_database_refuses_is_booked_again_one_by_one(
         return_exceptions=True,
     )
     ok = [r.status if isinstance(r, booking.PaymentAnswer) else type(r).__name__ for r in results]
-    assert ok == [200, 200, "NotNullViolationError", 200]
+    assert ok == [200, 200, "ForeignKeyViolationError", 200]
     async with pool.acquire() as conn:
         assert await postings.purse_balances(conn, campus["people"]["A"][0]) == {
             "cash": 4_800,

@@ -99,6 +99,6 @@ async def ensure_demo_credit(tx: Tx, school_id: int, password: str) -> None:
             strict=True,
         )
     )
-    rows = await tx.fetch(batching.BATCH_SQL, [member])
+    rows = await tx.fetch(batching.BATCH_SQL, school_id, [member])
     assert rows[0]["status"] == 200, rows[0]["body"]
     await jobs.check_line(tx, school_id, person, jobs.CreditTick())  # the debt's start

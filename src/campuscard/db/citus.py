@@ -24,13 +24,24 @@ from campuscard.db import distribution
 from campuscard.db.pool import Conn
 from campuscard.db.tx import transaction
 
-# Booking functions delegated to the worker holding their school argument.
+# Booking functions delegated to the worker holding their school argument (the first): each
+# names its school in every statement, so the whole call runs there (decision 0320).
 DELEGATED_FUNCTIONS: dict[str, str] = {
     "cc_post(integer, text, text, text, text, bigint[], bigint[], jsonb)": "p_school",
+    "cc_pay(integer, text, bigint, integer, text, text, text, text, text, bigint, text, bigint, "
+    "text)": "p_school",
+    "cc_pay_batch(integer, jsonb)": "p_school",
+    "cc_pay_code(integer, bigint, integer, text, text, text, bigint, text, text, text, bigint, "
+    "bigint, integer, text, text, timestamp with time zone, timestamp with time zone)": "p_school",
+    "cc_reverse(integer, bigint, integer, text, text, text)": "p_school",
+    "cc_refund(integer, bigint, bigint, bigint, text, text)": "p_school",
     "cc_hold_place(integer, text, bigint, text, bigint, text, text, text, bigint, text, text)": (
         "p_school"
     ),
     "cc_hold_capture(integer, text, bigint, text)": "p_school",
+    "cc_hold_void(integer, text, text)": "p_school",
+    "cc_hold_expire(integer, integer)": "p_school",
+    "cc_offline_repay(integer, bigint)": "p_school",
 }
 
 

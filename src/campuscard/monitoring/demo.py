@@ -181,7 +181,7 @@ class Month:
             )
         )
         await self.tx.execute("SELECT set_config('campuscard.book_at', $1, true)", at.isoformat())
-        for row in await self.tx.fetch(batching.BATCH_SQL, [member]):
+        for row in await self.tx.fetch(batching.BATCH_SQL, self.school_id, [member]):
             self.watched.booked += row["status"] == 200
 
     async def _inject(self, day: date) -> None:

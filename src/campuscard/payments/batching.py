@@ -20,6 +20,10 @@ a member refused for its own reason is refused alone. If the database refuses th
 whole (a deadlock with some other work, a constraint), nothing of it was committed and every
 member is booked again on its own. A lost connection is reported to every member, as it
 would be to a single payment (the till resends; its client id makes that safe).
+
+A batch holds the payments of one school (the first waiting payment's; the others wait for
+the next call): ``cc_pay_batch`` takes the school, so on Citus the call is delegated to the
+worker that holds it (docs/scale-out.md). A single-school node batches exactly as before.
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ from campuscard.platform import metrics
 
 # An answer of the payment engine, in parts: the body stays JSON text (sent on as it is).
 PARTS = "(r ->> 'status')::int, (r -> 'body')::text, r -> 'event', (r ->> 'replayed')::bool"
-PAY_SQL = f"SELECT {PARTS} FROM cc_pay($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS r"
-PAY_ARGS = 12
-BATCH_SQL = "SELECT status, body, event, replayed FROM cc_pay_batch($1)"
+# cc_pay(school, mode, terminal, …): the school first, as every delegated booking function takes it
+PAY_ARGS = 13
+PAY_SQL = f"SELECT {PARTS} FROM cc_pay({', '.join(f'${i}' for i in range(1, PAY_ARGS + 1))}) AS r"
+BATCH_SQL = "SELECT status, body, event, replayed FROM cc_pay_batch($1, $2)"
 
 # cc_pay's book arguments after the mode, in order, and their names in a batch member
 MEMBER_FIELDS = (
@@ -71,9 +76,9 @@ def _booked(row: Any) -> Booked:
     return Booked(int(row[0]), row[1], row[2], bool(row[3]))
 
 
-async def book_one(conn: Conn, args: BookArgs) -> Booked:
-    """One payment, one call: ``cc_pay`` in book mode."""
-    return _booked(await conn.fetchrow(PAY_SQL, "book", *args))
+async def book_one(conn: Conn, school_id: int, args: BookArgs) -> Booked:
+    """One payment, one call: ``cc_pay`` in book mode at a terminal of ``school_id``."""
+    return _booked(await conn.fetchrow(PAY_SQL, school_id, "book", *args))
 
 
 def _whole_batch_refused(err: BaseException) -> bool:
@@ -84,12 +89,24 @@ def _whole_batch_refused(err: BaseException) -> bool:
     )
 
 
+# a payment waiting for a lane: its school, its book arguments, and its answer to come
+_Waiting = tuple[int, BookArgs, asyncio.Future[Booked]]
+
+
 @dataclass
 class _Channel:
     """One channel's lanes in flight and the payments waiting for one."""
 
     busy: int = 0
-    waiting: list[tuple[BookArgs, asyncio.Future[Booked]]] = field(default_factory=list)
+    waiting: list[_Waiting] = field(default_factory=list)
+
+    def next_batch(self, max_batch: int) -> list[_Waiting]:
+        """Up to ``max_batch`` waiting payments of the first one's school, in arrival order."""
+        school_id = self.waiting[0][0]
+        batch = [w for w in self.waiting if w[0] == school_id][:max_batch]
+        taken = {id(w) for w in batch}
+        self.waiting = [w for w in self.waiting if id(w) not in taken]
+        return batch
 
 
 class PaymentBatcher:
@@ -104,55 +121,54 @@ class PaymentBatcher:
         self._channels: dict[str, _Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def book(self, args: BookArgs, channel: str = "other") -> Booked:
-        """Book one payment (``args``: cc_pay's book arguments after the mode) in the lanes of
-        its merchant's ``channel``."""
+    async def book(self, school_id: int, args: BookArgs, channel: str = "other") -> Booked:
+        """Book one payment at a terminal of ``school_id`` (``args``: cc_pay's book arguments
+        after the mode) in the lanes of its merchant's ``channel``."""
         lanes = self._channels.setdefault(channel, _Channel())
         if lanes.busy < self._lanes and not lanes.waiting:
             lanes.busy += 1
             try:
                 metrics.PAYMENT_BATCH_SIZE.observe(1)
                 async with self._pool().acquire() as conn:
-                    return await book_one(conn, args)
+                    return await book_one(conn, school_id, args)
             finally:
                 lanes.busy -= 1
                 self._start_waiting(lanes)
         future: asyncio.Future[Booked] = asyncio.get_running_loop().create_future()
-        lanes.waiting.append((args, future))
+        lanes.waiting.append((school_id, args, future))
         return await future
 
     def _start_waiting(self, lanes: _Channel) -> None:
         while lanes.waiting and lanes.busy < self._lanes:
-            batch = lanes.waiting[: self._max_batch]
-            del lanes.waiting[: self._max_batch]
+            batch = lanes.next_batch(self._max_batch)
             lanes.busy += 1
             task = asyncio.get_running_loop().create_task(self._run(lanes, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(
-        self, lanes: _Channel, batch: list[tuple[BookArgs, asyncio.Future[Booked]]]
-    ) -> None:
+    async def _run(self, lanes: _Channel, batch: list[_Waiting]) -> None:
         try:
             metrics.PAYMENT_BATCH_SIZE.observe(len(batch))
             async with self._pool().acquire() as conn:
                 try:
+                    school_id = batch[0][0]
                     if len(batch) == 1:
-                        results = [await book_one(conn, batch[0][0])]
+                        results = [await book_one(conn, school_id, batch[0][1])]
                     else:
-                        members = [dict(zip(MEMBER_FIELDS, args, strict=True)) for args, _ in batch]
-                        results = [_booked(r) for r in await conn.fetch(BATCH_SQL, members)]
+                        members = [dict(zip(MEMBER_FIELDS, a, strict=True)) for _, a, _ in batch]
+                        rows = await conn.fetch(BATCH_SQL, school_id, members)
+                        results = [_booked(r) for r in rows]
                 except Exception as err:
                     if len(batch) == 1 or not _whole_batch_refused(err):
                         raise
                     metrics.PAYMENT_BATCH_FALLBACKS.inc()
                     await self._one_by_one(conn, batch)
                     return
-            for (_, future), booked in zip(batch, results, strict=True):
+            for (_, _, future), booked in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(booked)
         except BaseException as err:
-            for _, future in batch:
+            for _, _, future in batch:
                 if future.done():
                     continue
                 if isinstance(err, asyncio.CancelledError):
@@ -166,10 +182,10 @@ class PaymentBatcher:
             self._start_waiting(lanes)
 
     @staticmethod
-    async def _one_by_one(conn: Conn, batch: list[tuple[BookArgs, asyncio.Future[Booked]]]) -> None:
-        for args, future in batch:
+    async def _one_by_one(conn: Conn, batch: list[_Waiting]) -> None:
+        for school_id, args, future in batch:
             try:
-                booked = await book_one(conn, args)
+                booked = await book_one(conn, school_id, args)
             except Exception as err:
                 if not future.done():
                     future.set_exception(err)

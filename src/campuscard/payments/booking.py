@@ -160,6 +160,7 @@ async def check_payment(
     number, uid, person_id, credential = _payer_args(payer)
     row = await conn.fetchrow(
         _PAY_SQL,
+        signed.school_id,
         "check",
         signed.id,
         signed.key_version,
@@ -231,7 +232,7 @@ async def book_payment_batched(
     booked with the other payments arriving at the same time in one call and one commit
     (payments/batching.py). The same answer, records and live event as ``book_payment``."""
     args = _book_args(settings, signed, client_id=client_id, payer=payer, amount=amount, pin=pin)
-    booked = await batcher.book(args, channel)
+    booked = await batcher.book(signed.school_id, args, channel)
     if booked.event is not None:
         events.publish(booked.event)  # committed already
     return PaymentAnswer(booked.status, replayed=booked.replayed, raw=booked.body)
@@ -260,7 +261,7 @@ async def book_payment(
     A ``prelude`` runs in the same statement as the booking: both happen or neither."""
     args = _book_args(settings, signed, client_id=client_id, payer=payer, amount=amount, pin=pin)
     sql, first = (_PAY_SQL, ()) if prelude is None else (prelude.statement(), prelude.args)
-    row = await conn.fetchrow(sql, *first, "book", *args)
+    row = await conn.fetchrow(sql, *first, signed.school_id, "book", *args)
     assert row is not None
     event = row[2]
     if event is not None:
@@ -279,7 +280,8 @@ async def reverse_payment(conn: Conn, signed: SignedTerminal, *, client_id: str)
     the payment has not arrived yet, it is refused when it does."""
     client_id = idempotency.check_client_id(client_id)
     result = await conn.fetchval(
-        "SELECT cc_reverse($1, $2, $3, $4, $5)",
+        "SELECT cc_reverse($1, $2, $3, $4, $5, $6)",
+        signed.school_id,
         signed.id,
         signed.key_version,
         signed.nonce,
@@ -354,7 +356,8 @@ async def refund_payment(
             if terminal is not None:
                 await record_nonce(c, terminal)
             result = await c.fetchval(
-                "SELECT cc_refund($1, $2, $3, $4, $5)",
+                "SELECT cc_refund($1, $2, $3, $4, $5, $6)",
+                pay["school_id"],
                 payment_id,
                 amount.fen,
                 terminal.id if terminal is not None else None,

@@ -4,7 +4,7 @@
 -- the school's limit (settings.offline.overdraft_limit, fen; 0 by default). A change of reason
 -- is a new version with an 'add' change carrying it (devices upsert added cards); a card no
 -- longer blocked leaves with a 'remove'; a permanent entry stays permanent.
-CREATE OR REPLACE FUNCTION cc_blacklist_sync(p_card bigint) RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION cc_blacklist_sync(p_school int, p_card bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     c cards%ROWTYPE;
     v_account text;
@@ -15,7 +15,7 @@ DECLARE
     v_entry blacklist_entries%ROWTYPE;
     v_version bigint;
 BEGIN
-    SELECT * INTO c FROM cards WHERE id = p_card;
+    SELECT * INTO c FROM cards WHERE school_id = p_school AND id = p_card;
     IF NOT FOUND THEN
         RETURN;
     END IF;
@@ -28,11 +28,11 @@ BEGIN
           INTO v_account, v_owed, v_limit
           FROM persons p JOIN schools s ON s.id = p.school_id
           LEFT JOIN offline_debts d ON d.school_id = p.school_id AND d.person_id = p.id
-         WHERE p.id = c.person_id;
+         WHERE p.school_id = p_school AND p.id = c.person_id;
         v_reason := CASE WHEN v_account IN ('frozen', 'closed') THEN 'account_' || v_account
                          WHEN v_owed > v_limit THEN 'overdrawn' END;
     END IF;
-    SELECT * INTO v_entry FROM blacklist_entries WHERE card_id = c.id;
+    SELECT * INTO v_entry FROM blacklist_entries WHERE school_id = p_school AND card_id = c.id;
     v_permanent := v_permanent OR coalesce(v_entry.permanent, false);
     IF v_reason IS NULL AND v_permanent THEN
         v_reason := v_entry.reason;
@@ -51,7 +51,7 @@ BEGIN
     ELSIF v_reason IS NULL AND v_entry.card_id IS NOT NULL THEN
         UPDATE blacklist_heads SET version = version + 1 WHERE school_id = c.school_id
         RETURNING version INTO v_version;
-        DELETE FROM blacklist_entries WHERE card_id = c.id;
+        DELETE FROM blacklist_entries WHERE school_id = p_school AND card_id = c.id;
         INSERT INTO blacklist_changes(school_id, version, card_id, number, uid, op, reason)
         VALUES (c.school_id, v_version, c.id, c.number, c.uid, 'remove', c.state);
     END IF;

@@ -6,6 +6,6 @@ BEGIN
     IF TG_OP = 'UPDATE' AND NEW.state = OLD.state THEN
         RETURN NEW;
     END IF;
-    PERFORM cc_blacklist_sync(NEW.id);
+    PERFORM cc_blacklist_sync(NEW.school_id, NEW.id);
     RETURN NEW;
 END $$;

@@ -7,9 +7,9 @@ BEGIN
     IF NEW.account_status IS NOT DISTINCT FROM OLD.account_status THEN
         RETURN NEW;
     END IF;
-    FOR v_card IN SELECT id FROM cards WHERE person_id = NEW.id
+    FOR v_card IN SELECT id FROM cards WHERE school_id = NEW.school_id AND person_id = NEW.id
                      AND state IN ('issued', 'active') ORDER BY id LOOP
-        PERFORM cc_blacklist_sync(v_card);
+        PERFORM cc_blacklist_sync(NEW.school_id, v_card);
     END LOOP;
     RETURN NEW;
 END $$;

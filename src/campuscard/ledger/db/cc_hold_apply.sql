@@ -6,9 +6,9 @@ BEGIN
         IF NEW.state <> 'pending' THEN
             RAISE EXCEPTION 'a hold starts pending' USING ERRCODE = 'check_violation';
         END IF;
-        UPDATE accounts SET held = held + NEW.amount WHERE id = NEW.account_id;
+        UPDATE accounts SET held = held + NEW.amount WHERE school_id = NEW.school_id AND id = NEW.account_id;
     ELSIF OLD.state = 'pending' AND NEW.state <> 'pending' THEN
-        UPDATE accounts SET held = held - OLD.amount WHERE id = OLD.account_id;
+        UPDATE accounts SET held = held - OLD.amount WHERE school_id = OLD.school_id AND id = OLD.account_id;
     END IF;
     RETURN NULL;
 END $$;

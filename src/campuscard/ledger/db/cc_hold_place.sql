@@ -49,7 +49,7 @@ BEGIN
         v_answer := cc_refusal(422, 'HOLD_KIND_UNKNOWN', 'this school has no timeout for hold kind '
                                || coalesce(p_kind, 'NULL'), 'kind');
     END IF;
-    IF v_answer IS NULL AND NOT EXISTS (SELECT 1 FROM accounts WHERE id = p_payee AND school_id = p_school
+    IF v_answer IS NULL AND NOT EXISTS (SELECT 1 FROM accounts WHERE school_id = p_school AND id = p_payee
                                         AND kind IN ('merchant', 'system')) THEN
         v_answer := cc_refusal(404, 'PAYEE_UNKNOWN', 'no such merchant or system account in this school',
                                'payee');
@@ -73,7 +73,7 @@ BEGIN
                   ORDER BY id FOR UPDATE LOOP
             IF r.available >= p_amount AND r.purse = ANY (v_order)
                AND (v_account IS NULL OR array_position(v_order, r.purse)
-                                         < array_position(v_order, (SELECT purse FROM accounts WHERE id = v_account))) THEN
+                                         < array_position(v_order, (SELECT purse FROM accounts WHERE school_id = p_school AND id = v_account))) THEN
                 v_account := r.id;
             END IF;
             IF r.purse = ANY (v_order) THEN

@@ -27,7 +27,7 @@ BEGIN
     -- payout) may take such a purse below zero
     IF p_kind NOT IN ('bill_payment', 'offline_repayment') AND EXISTS (
         SELECT 1 FROM accounts a JOIN unnest(p_accounts, p_amounts) AS u(id, m) ON a.id = u.id
-         WHERE u.m < 0 AND a.kind = 'purse' AND a.floor < 0 AND a.balance - a.held < 0) THEN
+         WHERE a.school_id = p_school AND u.m < 0 AND a.kind = 'purse' AND a.floor < 0 AND a.balance - a.held < 0) THEN
         RAISE EXCEPTION 'a credit line pays for purchases and bills only'
               USING ERRCODE = 'check_violation', CONSTRAINT = 'accounts_floor';
     END IF;

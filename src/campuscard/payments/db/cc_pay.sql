@@ -2,8 +2,10 @@
 -- (number + chip UID) or an already verified person with a one-time credential (a payment
 -- code). Returns {"status": http status, "body": answer, "replayed": bool}. Refusals are
 -- answers, not exceptions, so the nonce, the idempotency record and PIN failure counts commit.
+-- p_school is the terminal's school: every statement names it, so on Citus the call is
+-- delegated to the worker that holds the school (docs/scale-out.md).
 CREATE OR REPLACE FUNCTION cc_pay(
-    p_mode text, p_terminal bigint, p_key_version int, p_nonce text,
+    p_school int, p_mode text, p_terminal bigint, p_key_version int, p_nonce text,
     p_client_id text, p_request_hash text,
     p_card_number text, p_card_uid text, p_person bigint, p_credential text,
     p_amount bigint, p_pin_token text
@@ -14,39 +16,9 @@ DECLARE
     v_key record;
     v_out jsonb;
 BEGIN
-    IF p_nonce IS NOT NULL THEN
-        INSERT INTO terminal_nonces(school_id, terminal_id, nonce)
-        VALUES ((SELECT school_id FROM terminals WHERE id = p_terminal), p_terminal, p_nonce)
-        ON CONFLICT DO NOTHING;
-        IF NOT FOUND THEN
-            RETURN cc_refusal(401, 'NONCE_REUSED', 'this nonce was already used', 'X-CC-Nonce');
-        END IF;
-    END IF;
-
-    SELECT t0.id, t0.sn, t0.school_id, t0.kind, t0.status, t0.key_version, t0.prev_key_version,
-           t0.outlet_id, m.id AS merchant_id, m.status AS merchant_status, m.channel,
-           m.name AS merchant_name, m.shards, o.name AS outlet_name
-      INTO t
-      FROM terminals t0 LEFT JOIN merchants m ON m.id = t0.merchant_id
-      LEFT JOIN outlets o ON o.id = t0.outlet_id
-     WHERE t0.id = p_terminal;
-    IF t.id IS NULL THEN
-        RETURN cc_refusal(401, 'TERMINAL_UNKNOWN', 'unknown terminal', 'X-CC-Terminal');
-    END IF;
-    IF t.status <> 'active' THEN
-        RETURN cc_refusal(403, 'TERMINAL_DISABLED', 'this terminal is disabled', 'X-CC-Terminal');
-    END IF;
-    IF p_key_version IS DISTINCT FROM t.key_version
-       AND p_key_version IS DISTINCT FROM t.prev_key_version THEN
-        RETURN cc_refusal(401, 'KEY_VERSION_INVALID', 'this key version is no longer valid',
-                          'X-CC-Key-Version');
-    END IF;
-    IF t.prev_key_version IS NOT NULL AND p_key_version = t.key_version THEN
-        -- the device uses its new key: the previous one is retired
-        UPDATE terminals SET prev_key_version = NULL WHERE id = t.id;
-    END IF;
-    IF t.kind <> 'pos' OR t.merchant_id IS NULL THEN
-        RETURN cc_refusal(403, 'TERMINAL_NOT_POS', 'only POS terminals take payments', 'X-CC-Terminal');
+    SELECT * INTO t FROM cc_pay_terminal(p_school, p_terminal, p_key_version, p_nonce);
+    IF t.refusal IS NOT NULL THEN
+        RETURN t.refusal;
     END IF;
 
     IF p_mode = 'book' THEN

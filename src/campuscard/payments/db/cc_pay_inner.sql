@@ -86,13 +86,14 @@ BEGIN
             IF NOT FOUND THEN
                 RETURN cc_refusal(409, 'CREDENTIAL_USED', 'this payment code was already used', 'code');
             END IF;
-        ELSIF EXISTS (SELECT 1 FROM payer_credentials_used WHERE credential = p_credential) THEN
+        ELSIF EXISTS (SELECT 1 FROM payer_credentials_used
+                    WHERE school_id = t.school_id AND credential = p_credential) THEN
             RETURN cc_refusal(409, 'CREDENTIAL_USED', 'this payment code was already used', 'code');
         END IF;
     END IF;
 
     SELECT id, name, account_status INTO p FROM persons
-     WHERE id = v_person AND school_id = t.school_id;
+     WHERE school_id = t.school_id AND id = v_person;
     IF p.id IS NULL THEN
         RETURN cc_refusal(404, 'PAYER_UNKNOWN', 'no such cardholder in this school', 'card_number');
     END IF;
@@ -107,7 +108,8 @@ BEGIN
     -- v_cash / v_sub are what each purse can spend: its balance less its open holds
     FOR r IN SELECT jsonb_build_object('id', id, 'purse', purse, 'balance', balance - held,
                                        'held', held, 'floor', coalesce(floor, 0)) AS j
-               FROM accounts WHERE person_id = v_person AND kind = 'purse' ORDER BY id FOR UPDATE
+               FROM accounts WHERE school_id = t.school_id AND person_id = v_person AND kind = 'purse'
+              ORDER BY id FOR UPDATE
     LOOP
         v_held := v_held + (r ->> 'held')::bigint;
         IF r ->> 'purse' = 'cash' THEN
@@ -124,11 +126,12 @@ BEGIN
     -- limits: the school's rules, overridden per person
     r := cc_payment_rules(t.school_id);
     SELECT pin_hash, pin_failures, per_tx_limit, daily_limit INTO ps
-      FROM pay_settings WHERE person_id = v_person;
+      FROM pay_settings WHERE school_id = t.school_id AND person_id = v_person;
     v_per_tx := coalesce(ps.per_tx_limit, (r ->> 'per_tx_limit')::bigint);
     v_daily := coalesce(ps.daily_limit, (r ->> 'daily_limit')::bigint);
     v_max_fail := (r ->> 'pin_max_failures')::int;
-    SELECT spent INTO v_spent FROM daily_spend WHERE person_id = v_person AND business_date = v_day;
+    SELECT spent INTO v_spent FROM daily_spend
+     WHERE school_id = t.school_id AND person_id = v_person AND business_date = v_day;
     v_spent := coalesce(v_spent, 0);
     IF p_amount > v_per_tx THEN
         RETURN cc_refusal(403, 'OVER_TRANSACTION_LIMIT',
@@ -187,7 +190,7 @@ BEGIN
         END IF;
         IF ps.pin_hash <> encode(sha256(convert_to(p_pin_token || ':' || v_person, 'UTF8')), 'hex') THEN
             UPDATE pay_settings SET pin_failures = pin_failures + 1, updated_at = v_now
-             WHERE person_id = v_person;
+             WHERE school_id = t.school_id AND person_id = v_person;
             IF ps.pin_failures + 1 >= v_max_fail THEN
                 RETURN cc_refusal(403, 'PIN_LOCKED',
                                   'wrong PIN: too many wrong PINs, the card is locked', 'pin');
@@ -197,7 +200,8 @@ BEGIN
         END IF;
         v_pin_ok := true;
         IF ps.pin_failures > 0 THEN
-            UPDATE pay_settings SET pin_failures = 0, updated_at = v_now WHERE person_id = v_person;
+            UPDATE pay_settings SET pin_failures = 0, updated_at = v_now
+             WHERE school_id = t.school_id AND person_id = v_person;
         END IF;
     END IF;
 
@@ -218,7 +222,8 @@ BEGIN
 
     -- book: purses already locked; the merchant shard is chosen by terminal
     SELECT id INTO v_merchant_acc FROM accounts
-     WHERE merchant_id = t.merchant_id AND kind = 'merchant' AND shard = t.id % t.shards;
+     WHERE school_id = t.school_id AND merchant_id = t.merchant_id AND kind = 'merchant'
+       AND shard = t.id % t.shards;
     INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta, created_at)
     VALUES (t.school_id, 'payment', 'payment:' || t.id || ':' || p_client_id,
             t.merchant_name, t.sn, v_day, jsonb_build_object('channel', t.channel), v_now)

@@ -1,6 +1,7 @@
 -- Refund part or all of a payment back to the purses that paid (cash first, then subsidy),
--- never more than was paid: the payment row is locked, so racing refunds serialise.
-CREATE OR REPLACE FUNCTION cc_refund(p_payment bigint, p_amount bigint, p_terminal bigint, p_actor text,
+-- never more than was paid: the payment row is locked, so racing refunds serialise. p_school
+-- is the payment's school: every statement names it (on Citus the call is delegated by it).
+CREATE OR REPLACE FUNCTION cc_refund(p_school int, p_payment bigint, p_amount bigint, p_terminal bigint, p_actor text,
                           p_reason text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
@@ -15,7 +16,7 @@ DECLARE
     v_balance bigint;
     v_at timestamptz := cc_clock();
 BEGIN
-    SELECT * INTO pay FROM payments WHERE id = p_payment FOR UPDATE;
+    SELECT * INTO pay FROM payments WHERE school_id = p_school AND id = p_payment FOR UPDATE;
     IF pay.id IS NULL THEN
         RETURN cc_refusal(404, 'PAYMENT_UNKNOWN', 'no such payment', 'payment_id');
     END IF;
@@ -36,7 +37,8 @@ BEGIN
     v_to_sub := p_amount - v_to_cash;
     SELECT max(id) FILTER (WHERE purse = 'cash'), max(id) FILTER (WHERE purse = 'subsidy')
       INTO v_cash_id, v_sub_id
-      FROM (SELECT id, purse FROM accounts WHERE person_id = pay.person_id AND kind = 'purse'
+      FROM (SELECT id, purse FROM accounts
+             WHERE school_id = p_school AND person_id = pay.person_id AND kind = 'purse'
              ORDER BY id FOR UPDATE) a;
     INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta, created_at)
     VALUES (pay.school_id, 'refund', 'payment:' || pay.id, coalesce(p_reason, ''), p_actor, v_day,
@@ -48,15 +50,16 @@ BEGIN
      WHERE m <> 0 ORDER BY a;
     UPDATE payments SET refunded = refunded + p_amount, refunded_cash = refunded_cash + v_to_cash,
                         refunded_subsidy = refunded_subsidy + v_to_sub
-     WHERE id = pay.id;
+     WHERE school_id = p_school AND id = pay.id;
     UPDATE daily_spend SET spent = greatest(spent - p_amount, 0)
-     WHERE person_id = pay.person_id AND business_date = pay.business_date;
+     WHERE school_id = p_school AND person_id = pay.person_id AND business_date = pay.business_date;
     INSERT INTO refunds(school_id, payment_id, merchant_id, terminal_id, amount, to_cash, to_subsidy,
                         reason, actor, tx_id, business_date, created_at)
     VALUES (pay.school_id, pay.id, pay.merchant_id, p_terminal, p_amount, v_to_cash, v_to_sub,
             coalesce(p_reason, ''), p_actor, v_tx, v_day, v_at)
     RETURNING id INTO v_refund;
-    SELECT sum(balance) INTO v_balance FROM accounts WHERE person_id = pay.person_id AND kind = 'purse';
+    SELECT sum(balance) INTO v_balance FROM accounts
+     WHERE school_id = p_school AND person_id = pay.person_id AND kind = 'purse';
     PERFORM pg_notify('cc_events', jsonb_build_object(
         'type', 'refund', 'school_id', pay.school_id, 'person_id', pay.person_id,
         'payment_id', pay.id, 'refund_id', v_refund, 'amount', cc_fmt(p_amount),

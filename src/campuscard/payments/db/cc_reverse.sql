@@ -1,8 +1,9 @@
 -- Reverse (冲正) a payment of this terminal, named by its client id. If the payment has not
 -- arrived, leave a marker in its idempotency slot so the late original is refused for ever.
 -- A reversal resent while the first one is still reversing the payment waits for the
--- payment's lock and then answers as the first one did.
-CREATE OR REPLACE FUNCTION cc_reverse(p_terminal bigint, p_key_version int, p_nonce text, p_client_id text,
+-- payment's lock and then answers as the first one did. p_school is the terminal's school:
+-- every statement names it (on Citus the call is delegated to the worker holding the school).
+CREATE OR REPLACE FUNCTION cc_reverse(p_school int, p_terminal bigint, p_key_version int, p_nonce text, p_client_id text,
                            p_actor text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
@@ -21,14 +22,14 @@ DECLARE
 BEGIN
     IF p_nonce IS NOT NULL THEN
         INSERT INTO terminal_nonces(school_id, terminal_id, nonce)
-        VALUES ((SELECT school_id FROM terminals WHERE id = p_terminal), p_terminal, p_nonce)
+        VALUES (p_school, p_terminal, p_nonce)
         ON CONFLICT DO NOTHING;
         IF NOT FOUND THEN
             RETURN cc_refusal(401, 'NONCE_REUSED', 'this nonce was already used', 'X-CC-Nonce');
         END IF;
     END IF;
     SELECT id, sn, school_id, status, key_version, prev_key_version INTO t
-      FROM terminals WHERE id = p_terminal;
+      FROM terminals WHERE school_id = p_school AND id = p_terminal;
     IF t.id IS NULL THEN
         RETURN cc_refusal(401, 'TERMINAL_UNKNOWN', 'unknown terminal', 'X-CC-Terminal');
     END IF;
@@ -42,7 +43,7 @@ BEGIN
     END IF;
     IF t.prev_key_version IS NOT NULL AND p_key_version = t.key_version THEN
         -- the device uses its new key: the previous one is retired
-        UPDATE terminals SET prev_key_version = NULL WHERE id = t.id;
+        UPDATE terminals SET prev_key_version = NULL WHERE school_id = p_school AND id = t.id;
     END IF;
     v_day := cc_business_date(t.school_id);
     -- the payment's own lock (cc_pay): an original still booking commits before we look
@@ -54,7 +55,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM idempotency_keys
                     WHERE school_id = t.school_id AND scope = v_scope AND key = p_client_id) THEN
         SELECT o.sn INTO v_other
-          FROM payments p JOIN terminals o ON o.id = p.terminal_id
+          FROM payments p JOIN terminals o ON o.school_id = p.school_id AND o.id = p.terminal_id
          WHERE p.school_id = t.school_id AND p.business_date >= v_day - 1
            AND p.client_id = p_client_id AND p.terminal_id <> p_terminal
          LIMIT 1;
@@ -84,17 +85,17 @@ BEGIN
     END IF;
 
     SELECT response INTO rv FROM payment_reversals
-     WHERE terminal_id = p_terminal AND client_id = p_client_id;
+     WHERE school_id = p_school AND terminal_id = p_terminal AND client_id = p_client_id;
     IF rv.response IS NOT NULL THEN
         RETURN jsonb_build_object('status', 200, 'body', rv.response, 'replayed', true);
     END IF;
 
-    SELECT * INTO pay FROM payments WHERE terminal_id = p_terminal AND client_id = p_client_id
-       FOR UPDATE;
+    SELECT * INTO pay FROM payments
+     WHERE school_id = p_school AND terminal_id = p_terminal AND client_id = p_client_id FOR UPDATE;
     -- the same reversal sent again while the first was reversing waited for the lock above:
     -- answer as the first did (before, it failed on the reversal's key and answered 500)
     SELECT response INTO rv FROM payment_reversals
-     WHERE terminal_id = p_terminal AND client_id = p_client_id;
+     WHERE school_id = p_school AND terminal_id = p_terminal AND client_id = p_client_id;
     IF rv.response IS NOT NULL THEN
         RETURN jsonb_build_object('status', 200, 'body', rv.response, 'replayed', true);
     END IF;
@@ -121,7 +122,8 @@ BEGIN
 
     SELECT max(id) FILTER (WHERE purse = 'cash'), max(id) FILTER (WHERE purse = 'subsidy')
       INTO v_cash_id, v_sub_id
-      FROM (SELECT id, purse FROM accounts WHERE person_id = pay.person_id AND kind = 'purse'
+      FROM (SELECT id, purse FROM accounts
+             WHERE school_id = p_school AND person_id = pay.person_id AND kind = 'purse'
              ORDER BY id FOR UPDATE) a;
     INSERT INTO journal_tx(school_id, kind, ref, memo, actor, business_date, meta, created_at)
     VALUES (pay.school_id, 'payment_reversal', 'payment:' || pay.id, 'reversal (冲正)',
@@ -131,16 +133,17 @@ BEGIN
     SELECT pay.school_id, v_tx, a, m, cc_clock() FROM (VALUES (v_cash_id, pay.from_cash), (v_sub_id, pay.from_subsidy),
                                    (pay.merchant_account_id, -pay.amount)) AS l(a, m)
      WHERE m <> 0 ORDER BY a;
-    UPDATE payments SET status = 'reversed', reversed_at = cc_clock() WHERE id = pay.id;
+    UPDATE payments SET status = 'reversed', reversed_at = cc_clock()
+     WHERE school_id = p_school AND id = pay.id;
     UPDATE daily_spend SET spent = greatest(spent - pay.amount, 0)
-     WHERE person_id = pay.person_id AND business_date = pay.business_date;
+     WHERE school_id = p_school AND person_id = pay.person_id AND business_date = pay.business_date;
     v_body := jsonb_build_object(
         'result', 'reversed', 'client_id', p_client_id, 'original', 'booked',
         'payment_id', pay.id, 'amount', cc_fmt(pay.amount),
         'returned_to', jsonb_build_object('cash', cc_fmt(pay.from_cash),
                                           'subsidy', cc_fmt(pay.from_subsidy)),
         'balance', (SELECT cc_fmt(sum(balance)::bigint) FROM accounts
-                     WHERE person_id = pay.person_id AND kind = 'purse'),
+                     WHERE school_id = p_school AND person_id = pay.person_id AND kind = 'purse'),
         'reversed_at', cc_clock());
     INSERT INTO payment_reversals(terminal_id, client_id, school_id, payment_id, tx_id, response,
                                   business_date, created_at)
