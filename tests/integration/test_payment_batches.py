@@ -4,6 +4,7 @@ call and one commit, and each gets what a single booking would have given it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,10 +13,12 @@ from campuscard.db.pool import PgPool
 from campuscard.ledger import postings
 from campuscard.ledger.checks import check_ledger
 from campuscard.ledger.money import Money
-from campuscard.payments import booking
+from campuscard.payments import booking, code_payments, codes
 from campuscard.payments.batching import PaymentBatcher
 from campuscard.payments.terminals import SignedTerminal
+from campuscard.platform.errors import DomainError
 from tests.support import make_school
+from tests.support_paycodes import make_holder
 from tests.support_payments import (
     Device,
     make_cardholder,
@@ -39,7 +42,8 @@ class _Events:
 
 
 async def _campus(pool: PgPool, settings: Settings, code: str) -> dict[str, Any]:
-    """A till and four students: A (50.00), B (1.00), C (20.00, whose code is spent), D (lost card)."""
+    """A till and five students: A (50.00), B (1.00), C (20.00, whose code is spent), D (lost
+    card), and P (30.00) who pays with codes from a bound phone."""
     async with pool.acquire() as conn:
         school = await make_school(conn, code)
         merchant_id, outlet_id = await make_merchant(conn, school.id)
@@ -50,8 +54,17 @@ async def _campus(pool: PgPool, settings: Settings, code: str) -> dict[str, Any]
         for name, cash in (("A", 5_000), ("B", 100), ("C", 2_000), ("D", 2_000)):
             people[name] = await make_cardholder(conn, school.id, f"{code}{name}", cash=cash)
         await conn.execute("UPDATE cards SET state = 'lost' WHERE id = $1", people["D"][1]["id"])
-    # the one-time credential of C's payment code (credentials are unique platform-wide)
-    return {"dev": dev, "people": people, "code": f"paycode:m:{school.id}"}
+        phone = await make_holder(conn, settings, school.id, f"{code}P", cash=3_000)
+    now = time.time()
+    return {
+        "dev": dev,
+        "people": people,
+        # the one-time credential of C's payment code (credentials are unique platform-wide)
+        "code": f"paycode:m:{school.id}",
+        # two codes of P's phone, scanned at the till
+        "scans": [phone.code(now, 0), phone.code(now, 1)],
+        "phone": phone,
+    }
 
 
 def _card(campus: dict[str, Any], name: str) -> booking.CardPayer:
@@ -59,9 +72,14 @@ def _card(campus: dict[str, Any], name: str) -> booking.CardPayer:
     return booking.CardPayer(card["number"], card["uid"])
 
 
-def _requests(campus: dict[str, Any]) -> list[tuple[str, booking.Payer, str]]:
+# a payer: a card, a verified payer, or the digits of a payment code scanned at the till
+Payer = booking.Payer | str
+
+
+def _requests(campus: dict[str, Any]) -> list[tuple[str, Payer, str]]:
     """(client id, payer, amount) of the payments sent together, after A's first payment."""
     c_person = campus["people"]["C"][0]
+    first_code, second_code = campus["scans"]
     return [
         ("pos-000002", _card(campus, "A"), "20.00"),  # A again: sees the first payment
         ("pos-000003", _card(campus, "A"), "25.00"),  # and this one sees both (50 - 1 - 20)
@@ -71,6 +89,11 @@ def _requests(campus: dict[str, Any]) -> list[tuple[str, booking.Payer, str]]:
         ("pos-000005", booking.VerifiedPayer(c_person, campus["code"]), "2.00"),  # spent code
         ("pos-000006", _card(campus, "D"), "3.00"),  # lost card
         ("pos-000007", _card(campus, "C"), "4.00"),  # C by card: books
+        ("pos-000008", first_code, "6.00"),  # P by code: books
+        ("pos-000009", first_code, "2.00"),  # the same code again: spent by the one before
+        ("pos-000008", first_code, "6.00"),  # a resend of P's payment: replayed
+        ("pos-000010", second_code, "50.00"),  # P has 24.00: refused, the code stays unspent
+        ("pos-000011", second_code, "5.00"),  # so it pays now (24.00 - 5.00)
     ]
 
 
@@ -78,7 +101,7 @@ async def _scenario(
     pool: PgPool,
     settings: Settings,
     campus: dict[str, Any],
-    book: Callable[[str, booking.Payer, str], Awaitable[booking.PaymentAnswer]],
+    book: Callable[[str, Payer, str], Awaitable[booking.PaymentAnswer]],
     *,
     together: bool,
 ) -> list[booking.PaymentAnswer]:
@@ -93,6 +116,10 @@ async def _scenario(
             payer=booking.VerifiedPayer(campus["people"]["C"][0], campus["code"]),
             amount=Money.parse("1.00"),
         )
+    # the till's process has seen P's phone before (it reads a binding once)
+    await codes.read_scanned(
+        pool, settings, school_id=dev.school_id, code=campus["scans"][0], now=time.time()
+    )
     first = book("pos-000001", _card(campus, "A"), "1.00")
     rest = [book(cid, payer, amount) for cid, payer, amount in _requests(campus)]
     if together:
@@ -112,7 +139,31 @@ async def test_one_batch_of_approvals_refusals_a_resend_a_spent_code_and_one_pur
     batcher = PaymentBatcher(lambda: pool, max_batch=32, lanes=1)
     batched_events, single_events = _Events(), _Events()
 
-    async def batched(cid: str, payer: booking.Payer, amount: str) -> booking.PaymentAnswer:
+    async def by_code(
+        campus: dict[str, Any],
+        cid: str,
+        scan: str,
+        amount: str,
+        events: _Events,
+        group: PaymentBatcher | None,
+    ) -> booking.PaymentAnswer:
+        try:
+            return await code_payments.do_pay_with_code(
+                pool,
+                settings,
+                signed_terminal(campus["dev"]),
+                client_id=cid,
+                code=scan,
+                amount=Money.parse(amount),
+                events=events,  # type: ignore[arg-type]
+                batcher=group,
+            )
+        except DomainError as err:  # a refusal of the code itself is raised, as to the till
+            return booking.PaymentAnswer(err.status, {"error": err.to_dict(), "raised": True})
+
+    async def batched(cid: str, payer: Payer, amount: str) -> booking.PaymentAnswer:
+        if isinstance(payer, str):
+            return await by_code(batched_campus, cid, payer, amount, batched_events, batcher)
         return await booking.book_payment_batched(
             batcher,
             settings,
@@ -123,7 +174,9 @@ async def test_one_batch_of_approvals_refusals_a_resend_a_spent_code_and_one_pur
             events=batched_events,  # type: ignore[arg-type]
         )
 
-    async def single(cid: str, payer: booking.Payer, amount: str) -> booking.PaymentAnswer:
+    async def single(cid: str, payer: Payer, amount: str) -> booking.PaymentAnswer:
+        if isinstance(payer, str):
+            return await by_code(single_campus, cid, payer, amount, single_events, None)
         async with pool.acquire() as conn:
             return await booking.book_payment(
                 conn,
@@ -135,14 +188,14 @@ async def test_one_batch_of_approvals_refusals_a_resend_a_spent_code_and_one_pur
                 events=single_events,  # type: ignore[arg-type]
             )
 
-    # when the first payment holds the only lane, the eight after it go in one call
+    # when the first payment holds the only lane, the thirteen after it go in one call
     got = await _scenario(pool, settings, batched_campus, batched, together=True)
     want = await _scenario(pool, settings, single_campus, single, together=False)
 
     # then each answer is the one a single booking gives
     assert [_comparable(a) for a in got] == [_comparable(a) for a in want]
-    codes = [a.status if a.ok else a.body["error"]["code"] for a in got]
-    assert codes == [
+    outcomes = [a.status if a.ok else a.body["error"]["code"] for a in got]
+    assert outcomes == [
         200,
         200,
         200,
@@ -152,11 +205,28 @@ async def test_one_batch_of_approvals_refusals_a_resend_a_spent_code_and_one_pur
         "CREDENTIAL_USED",
         "CARD_LOST",
         200,
+        200,
+        "PAYCODE_USED",
+        200,
+        "INSUFFICIENT_FUNDS",
+        200,
     ]
     assert got[4].replayed and got[4].body == got[0].body
     assert got[2].body["balance"] == "4.00"  # 50.00 - 1.00 - 20.00 - 25.00, in order
+    assert got[11].replayed and got[11].body == got[9].body
+    assert got[13].body["balance"] == "19.00"  # 30.00 - 6.00 - 5.00, in order
     assert [_event(e) for e in batched_events.sent] == [_event(e) for e in single_events.sent]
-    assert len(batched_events.sent) == 4  # the four bookings; refusals and the resend send none
+    # the four card bookings send their payment; a code's booking is scanned, payment, result;
+    # its refusal by the engine is one event; a refused code and a resend send none
+    assert [e["type"] for e in batched_events.sent] == ["payment"] * 4 + [
+        "paycode.scanned",
+        "payment",
+        "paycode.result",
+        "paycode.refused",
+        "paycode.scanned",
+        "payment",
+        "paycode.result",
+    ]
 
     async with pool.acquire() as conn:
         # one commit: the batch's payments share their transaction's clock, the first does not
@@ -165,7 +235,13 @@ async def test_one_batch_of_approvals_refusals_a_resend_a_spent_code_and_one_pur
             batched_campus["dev"].id,
         )
         by_id = {r["client_id"]: r["created_at"] for r in stamps}
-        assert by_id["pos-000002"] == by_id["pos-000003"] == by_id["pos-000007"]
+        assert (
+            by_id["pos-000002"]
+            == by_id["pos-000003"]
+            == by_id["pos-000007"]
+            == by_id["pos-000008"]
+            == by_id["pos-000011"]
+        )
         assert by_id["pos-000001"] != by_id["pos-000002"]
         # the same records as single bookings: an idempotency key with its answer, a nonce each
         for campus in (batched_campus, single_campus):
@@ -182,20 +258,30 @@ async def test_one_batch_of_approvals_refusals_a_resend_a_spent_code_and_one_pur
                 ("pos-000005", 409),
                 ("pos-000006", 403),
                 ("pos-000007", 200),
+                ("pos-000008", 200),
+                ("pos-000011", 200),
             ]
             assert (
                 await conn.fetchval(
                     "SELECT count(*) FROM terminal_nonces WHERE terminal_id = $1", campus["dev"].id
                 )
-                == 10
+                == 15
             )
+            uses = await conn.fetch(
+                "SELECT client_id FROM paycode_uses WHERE terminal_id = $1 ORDER BY client_id",
+                campus["dev"].id,
+            )
+            assert [u["client_id"] for u in uses] == ["pos-000008", "pos-000011"]
         a_person = batched_campus["people"]["A"][0]
         assert await postings.purse_balances(conn, a_person) == {"cash": 400, "subsidy": 0}
+        p_person = batched_campus["phone"].person_id
+        assert await postings.purse_balances(conn, p_person) == {"cash": 1_900, "subsidy": 0}
         assert (await check_ledger(conn)).ok
 
 
 def _event(event: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in event.items() if k not in ("school_id", "person_id", "payment_id")}
+    own = ("school_id", "person_id", "payment_id", "terminal_id")
+    return {k: v for k, v in event.items() if k not in own}
 
 
 async def test_a_batch_the_database_refuses_is_booked_again_one_by_one(

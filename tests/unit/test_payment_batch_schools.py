@@ -36,8 +36,10 @@ class _Pool:
         yield _Conn(self.calls, self.gate)
 
 
-def _args(client_id: str) -> batching.BookArgs:
-    return (1, 1, "n", client_id, "h", "8800000001", "04A10001", None, None, 100, None)
+def _args(client_id: str) -> batching.Member:
+    return batching.Member(
+        (1, 1, "n", client_id, "h", "8800000001", "04A10001", None, None, 100, None)
+    )
 
 
 async def test_waiting_payments_are_batched_by_school_in_arrival_order() -> None:

@@ -40,7 +40,8 @@ def live_events(request: Request) -> EventBatcher:
 
 
 def payment_batcher(request: Request) -> PaymentBatcher:
-    """The app's group commit of card payments (one per app, booking through its pool)."""
+    """The app's group commit of payments, by card and by code (one per app, booking through
+    its pool)."""
     app = request.app
     batcher: PaymentBatcher | None = getattr(app.state, "payment_batcher", None)
     if batcher is None:

@@ -1,5 +1,6 @@
 """Group commit of payments: the bookings that arrive together in one process are booked in
-one database call and one commit (``cc_pay_batch``), docs/decisions/0170-group-commit.md.
+one database call and one commit (``cc_pay_batch``), docs/decisions/0170-group-commit.md;
+card payments and payment codes alike (decision 0310).
 
 A commit per payment costs a round trip, a transaction and a WAL flush each; at a busy
 canteen most of what PostgreSQL does per payment is that overhead, not the booking. So a
@@ -61,13 +62,60 @@ MEMBER_FIELDS = (
 )
 BookArgs = tuple[Any, ...]
 
+# A code payment: cc_pay_code's arguments after the school (db/cc_pay_code.sql), in order, and
+# their names in a batch member. Its answer in parts keeps the rest of the answer (events, a
+# refusal of the code, the phone's confirmation) where a card's has its live event.
+CODE_FIELDS = (
+    "terminal",
+    "key_version",
+    "nonce",
+    "client_id",
+    "code",
+    "amount",
+    "pin_token",
+    "scheme",
+    "token",
+    "device",
+    "step",
+    "counter",
+    "minted_hash",
+    "verdict",
+    "now",
+    "confirm_until",
+)
+CODE_SQL = (
+    "SELECT (r ->> 'status')::int, (r -> 'body')::text, r - 'body', "
+    "coalesce((r ->> 'replayed')::bool, false) "
+    f"FROM cc_pay_code({', '.join(f'${i}' for i in range(1, len(CODE_FIELDS) + 2))}) AS r"
+)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One payment to book: a card's (or a verified payer's: ``args`` are cc_pay's book
+    arguments after the mode) or a payment code's (``kind`` "code": cc_pay_code's arguments
+    after the school; ``person`` its payer when known before the call, so that a batch locks
+    the purse up front)."""
+
+    args: BookArgs
+    kind: str = "card"
+    person: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The member as cc_pay_batch reads it."""
+        if self.kind == "code":
+            fields = dict(zip(CODE_FIELDS, self.args, strict=True))
+            return fields | {"kind": "code", "person": self.person}
+        return dict(zip(MEMBER_FIELDS, self.args, strict=True))
+
 
 @dataclass(frozen=True)
 class Booked:
-    """What the engine answered one payment: status, body (JSON text), event, replayed."""
+    """What the engine answered one payment: status, body (JSON text; none for a refusal of
+    a payment code itself), event (for a code: the rest of its answer), replayed."""
 
     status: int
-    body: str
+    body: str | None
     event: dict[str, Any] | None
     replayed: bool
 
@@ -76,9 +124,12 @@ def _booked(row: Any) -> Booked:
     return Booked(int(row[0]), row[1], row[2], bool(row[3]))
 
 
-async def book_one(conn: Conn, school_id: int, args: BookArgs) -> Booked:
-    """One payment, one call: ``cc_pay`` in book mode at a terminal of ``school_id``."""
-    return _booked(await conn.fetchrow(PAY_SQL, school_id, "book", *args))
+async def book_one(conn: Conn, school_id: int, member: Member) -> Booked:
+    """One payment, one call at a terminal of ``school_id``: ``cc_pay`` in book mode, or
+    ``cc_pay_code``."""
+    if member.kind == "code":
+        return _booked(await conn.fetchrow(CODE_SQL, school_id, *member.args))
+    return _booked(await conn.fetchrow(PAY_SQL, school_id, "book", *member.args))
 
 
 def _whole_batch_refused(err: BaseException) -> bool:
@@ -89,8 +140,8 @@ def _whole_batch_refused(err: BaseException) -> bool:
     )
 
 
-# a payment waiting for a lane: its school, its book arguments, and its answer to come
-_Waiting = tuple[int, BookArgs, asyncio.Future[Booked]]
+# a payment waiting for a lane: its school, what it books, and its answer to come
+_Waiting = tuple[int, Member, asyncio.Future[Booked]]
 
 
 @dataclass
@@ -121,21 +172,21 @@ class PaymentBatcher:
         self._channels: dict[str, _Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def book(self, school_id: int, args: BookArgs, channel: str = "other") -> Booked:
-        """Book one payment at a terminal of ``school_id`` (``args``: cc_pay's book arguments
-        after the mode) in the lanes of its merchant's ``channel``."""
+    async def book(self, school_id: int, member: Member, channel: str = "other") -> Booked:
+        """Book one payment at a terminal of ``school_id`` in the lanes of its merchant's
+        ``channel``."""
         lanes = self._channels.setdefault(channel, _Channel())
         if lanes.busy < self._lanes and not lanes.waiting:
             lanes.busy += 1
             try:
                 metrics.PAYMENT_BATCH_SIZE.observe(1)
                 async with self._pool().acquire() as conn:
-                    return await book_one(conn, school_id, args)
+                    return await book_one(conn, school_id, member)
             finally:
                 lanes.busy -= 1
                 self._start_waiting(lanes)
         future: asyncio.Future[Booked] = asyncio.get_running_loop().create_future()
-        lanes.waiting.append((school_id, args, future))
+        lanes.waiting.append((school_id, member, future))
         return await future
 
     def _start_waiting(self, lanes: _Channel) -> None:
@@ -155,7 +206,7 @@ class PaymentBatcher:
                     if len(batch) == 1:
                         results = [await book_one(conn, school_id, batch[0][1])]
                     else:
-                        members = [dict(zip(MEMBER_FIELDS, a, strict=True)) for _, a, _ in batch]
+                        members = [m.as_json() for _, m, _ in batch]
                         rows = await conn.fetch(BATCH_SQL, school_id, members)
                         results = [_booked(r) for r in rows]
                 except Exception as err:
@@ -183,9 +234,9 @@ class PaymentBatcher:
 
     @staticmethod
     async def _one_by_one(conn: Conn, batch: list[_Waiting]) -> None:
-        for school_id, args, future in batch:
+        for school_id, member, future in batch:
             try:
-                booked = await book_one(conn, school_id, args)
+                booked = await book_one(conn, school_id, member)
             except Exception as err:
                 if not future.done():
                     future.set_exception(err)

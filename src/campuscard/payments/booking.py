@@ -232,7 +232,7 @@ async def book_payment_batched(
     booked with the other payments arriving at the same time in one call and one commit
     (payments/batching.py). The same answer, records and live event as ``book_payment``."""
     args = _book_args(settings, signed, client_id=client_id, payer=payer, amount=amount, pin=pin)
-    booked = await batcher.book(signed.school_id, args, channel)
+    booked = await batcher.book(signed.school_id, batching.Member(args), channel)
     if booked.event is not None:
         events.publish(booked.event)  # committed already
     return PaymentAnswer(booked.status, replayed=booked.replayed, raw=booked.body)

@@ -24,7 +24,7 @@ from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import transaction
 from campuscard.ledger.money import Money
-from campuscard.payments import booking, codes
+from campuscard.payments import batching, booking, codes
 from campuscard.payments.booking import PaymentAnswer, VerifiedPayer
 from campuscard.payments.terminals import SignedTerminal, TerminalRow
 from campuscard.platform import notifications
@@ -115,15 +115,6 @@ async def _book(
     return answer
 
 
-# cc_pay_code's arguments, in order (db/cc_pay_code.sql)
-CODE_ARGS = 17
-_CODE_SQL = (
-    "SELECT (r ->> 'status')::int, (r -> 'body')::text, r - 'body', "
-    "coalesce((r ->> 'replayed')::bool, false) "
-    f"FROM cc_pay_code({', '.join(f'${i}' for i in range(1, CODE_ARGS + 1))}) AS r"
-)
-
-
 def _code_args(
     settings: Settings,
     signed: SignedTerminal,
@@ -134,9 +125,9 @@ def _code_args(
     pin: str | None,
     now: float,
 ) -> tuple[Any, ...]:
+    """cc_pay_code's arguments after the school (batching.CODE_FIELDS)."""
     at = datetime.fromtimestamp(now, UTC)
     return (
-        signed.school_id,
         signed.id,
         signed.key_version,
         signed.nonce,
@@ -203,11 +194,14 @@ async def do_pay_with_code(
     pin: str | None = None,
     now: float | None = None,
     events: EventBatcher | None = None,
+    batcher: batching.PaymentBatcher | None = None,
+    channel: str = "other",
 ) -> PaymentAnswer:
     """A till scanned ``code`` for ``amount``: pay, ask the phone, or refuse. One database call
     (``cc_pay_code``) checks the code and books with one run of the payment engine; the code is
-    spent only when the payment books or a PIN was tried for it. Live events go through
-    ``events`` (the app's batcher) when given, after commit."""
+    spent only when the payment books or a PIN was tried for it. With ``batcher`` (the app's
+    group commit) the call is shared with the payments of ``channel`` arriving at the same
+    time. Live events go through ``events`` (the app's batcher) when given, after commit."""
     client_id = check_client_id(client_id)
     if pin is not None and (len(pin) != PIN_LENGTH or not pin.isdigit()):
         raise ValidationFailed(f"pin must be {PIN_LENGTH} digits", code="PIN_FORMAT", field="pin")
@@ -215,26 +209,30 @@ async def do_pay_with_code(
     scanned = await codes.read_scanned(
         pool, settings, school_id=signed.school_id, code=code, now=now
     )
-    args = _code_args(
-        settings, signed, scanned, client_id=client_id, amount=amount, pin=pin, now=now
+    member = batching.Member(
+        _code_args(settings, signed, scanned, client_id=client_id, amount=amount, pin=pin, now=now),
+        "code",
+        scanned.person_id,
     )
-    async with pool.acquire() as conn:
-        row = await conn.fetchrow(_CODE_SQL, *args)
-    assert row is not None
-    return await _answered(pool, row, scanned, client_id=client_id, events=events)
+    if batcher is not None:
+        booked = await batcher.book(signed.school_id, member, channel)
+    else:
+        async with pool.acquire() as conn:
+            booked = await batching.book_one(conn, signed.school_id, member)
+    return await _answered(pool, booked, scanned, client_id=client_id, events=events)
 
 
 async def _answered(
     pool: PgPool,
-    row: Any,
+    booked: batching.Booked,
     scanned: codes.ScannedCode,
     *,
     client_id: str,
     events: EventBatcher | None,
 ) -> PaymentAnswer:
-    """``cc_pay_code``'s answer (status, body as text, the rest, replayed) as the till gets it:
-    a refusal of the code raised in its own words, live events sent (it has committed)."""
-    status, body, rest, replayed = row
+    """``cc_pay_code``'s answer as the till gets it: a refusal of the code raised in its own
+    words, live events sent (it has committed)."""
+    rest = booked.event or {}
     refused = rest.get("refused")
     if refused == "IDEMPOTENCY_KEY_REUSED":
         raise Conflict(
@@ -257,7 +255,7 @@ async def _answered(
                 await _send(conn, None, rest["events"])
     if rest.get("confirmation") is not None:
         return _confirmation_answer(rest["confirmation"])
-    return PaymentAnswer(int(status), replayed=bool(replayed), raw=body)
+    return PaymentAnswer(booked.status, replayed=booked.replayed, raw=booked.body)
 
 
 async def _expire_if_due(conn: Conn, conf: Any) -> Any:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from campuscard.api.admission import Limiter
 from campuscard.api.answers import ReceiptOut
-from campuscard.api.deps import Body, CurrentActor, live_events
+from campuscard.api.deps import Body, CurrentActor, live_events, payment_batcher
 from campuscard.api.routes.live import DisplayEventOut
 from campuscard.api.routes.terminal import answer
 from campuscard.api.terminal_auth import SignedDevice
@@ -95,6 +95,8 @@ async def pay_with_code(
             amount=body.amount,
             pin=body.pin,
             events=live_events(request),
+            batcher=payment_batcher(request),
+            channel=channel,
         )
     metrics.count_payment(channel, {} if result.ok else result.body, result.status)
     return answer(result)
