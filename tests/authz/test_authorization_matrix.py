@@ -30,12 +30,14 @@ import pytest
 import requests
 import schemathesis
 
+from campuscard.access import model as access_model
 from campuscard.app import create_app
 from campuscard.config import Settings
 from campuscard.db.pool import create_pool
 from campuscard.platform import auth
 from tests.servers import serve_in_thread
-from tests.support import PASSWORD, make_school, make_student, make_user
+from tests.support import PASSWORD, ROOT, make_school, make_student, make_user
+from tests.support_payments import make_device
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "authorization.md"
 BEGIN, END = "<!-- matrix:begin -->", "<!-- matrix:end -->"
@@ -122,6 +124,46 @@ class World:
         return token
 
 
+async def _access_in_use(
+    conn: Any, settings: Settings, school_id: int, student: int
+) -> dict[str, str]:
+    """A zone, door, group, schedule and building, each still in use (a door in the zone, a
+    grant of the group on the schedule, a resident, a recorded passage), so that a probe of
+    their DELETE is answered (409 IN_USE) without removing what later probes use."""
+    await make_device(conn, settings, school_id, None, "AUTHZ-DOOR", kind="door")
+    zone = await access_model.create_zone(
+        conn, ROOT, school_id, name="校园", antipassback="off", reset_hour=4
+    )
+    door = await access_model.create_door(
+        conn, ROOT, school_id, name="东门", terminal_sn="AUTHZ-DOOR", zone_id=zone
+    )
+    group = await access_model.create_group(conn, ROOT, school_id, name="校门", door_ids=[door])
+    always = {str(d): [["00:00", "24:00"]] for d in range(1, 8)}
+    schedule = await access_model.save_schedule(
+        conn, ROOT, school_id, name="全天", week=always, holiday=[]
+    )
+    building = await access_model.create_building(
+        conn, ROOT, school_id, name="7号楼", group_id=group, schedule_id=schedule
+    )
+    await access_model.assign_dorm(conn, ROOT, school_id, person_id=student, building_id=building)
+    await conn.execute(
+        """INSERT INTO access_events(school_id, terminal_id, seq, door_id, kind, occurred_at)
+           SELECT school_id, terminal_id, 1, id, 'granted', now() FROM access_doors
+            WHERE school_id = $1 AND id = $2""",
+        school_id,
+        door,
+    )
+    return {
+        # the door's controller is not a till: terminal routes keep probing no terminal
+        "terminal_id": "999999",
+        "zone_id": str(zone),
+        "door_id": str(door),
+        "group_id": str(group),
+        "schedule_id": str(schedule),
+        "building_id": str(building),
+    }
+
+
 @pytest.fixture
 def world(settings: Settings, db_url: str) -> Iterator[World]:
     runner = asyncio.Runner()
@@ -155,12 +197,14 @@ def world(settings: Settings, db_url: str) -> Iterator[World]:
             users["other_school"] = await make_user(conn, "other", "school_admin", other.id)
             target = await make_user(conn, "target", "teacher", school.id)
             today = await conn.fetchval("SELECT cc_business_date($1)", school.id)
+            access_ids = await _access_in_use(conn, settings, school.id, student)
         values = {
             "school": "TST",
             "person_id": str(student),
             "user_id": str(target),
             "merchant_id": str(merchant),
             "business_date": today.isoformat() if isinstance(today, dt.date) else str(today),
+            **access_ids,
         }
         return users, values
 

@@ -785,3 +785,58 @@ async def assign_dorm(
         target_id=person_id,
         after={"building_id": building_id, "room": room},
     )
+
+
+SCHEDULE = _Kind("access_schedules", "schedule", "schedule_id", lambda e: _unique(e, "schedule"))
+# what an operator may delete, and what keeps a row in use (the foreign keys say it; a door's
+# recorded passages are checked first, so its name stays in their history)
+DELETABLE = {"zone": ZONE, "door": DOOR, "group": GROUP, "schedule": SCHEDULE, "building": BUILDING}
+USED_BY = {
+    "access_doors": "doors",
+    "access_presence": "people inside the zone",
+    "attendance_point_doors": "attendance points",
+    "access_grants": "grants (ended ones too)",
+    "access_buildings": "buildings",
+    "access_dorm_assignments": "residents",
+    "access_events": "recorded passages",
+}
+
+
+def _in_use(kind: _Kind, used_by: str) -> Conflict:
+    return Conflict(
+        f"this {kind.noun} is still used by {USED_BY.get(used_by, used_by)}: change those first",
+        code="IN_USE",
+        field="id",
+        details={"used_by": used_by},
+    )
+
+
+@owns_transaction
+async def delete(tx: Tx, actor: Actor, school_id: int, kind_name: str, row_id: int) -> None:
+    """Delete a zone, door, group, schedule or building nobody uses any more (a mistake, a door
+    walled up); the readers drop it with their next list. Refused with IN_USE while anything
+    still refers to it, a door also while it has recorded passages."""
+    actor.require(*MODEL_ROLES, school_id=school_id)
+    kind = DELETABLE[kind_name]
+    before = await _before(tx, school_id, kind, row_id, ["name"])
+    if kind is DOOR and await tx.fetchval(
+        "SELECT 1 FROM access_events WHERE school_id = $1 AND door_id = $2 LIMIT 1",
+        school_id,
+        row_id,
+    ):
+        raise _in_use(kind, "access_events")
+    try:
+        await tx.execute(
+            f"DELETE FROM {kind.table} WHERE school_id = $1 AND id = $2", school_id, row_id
+        )
+    except asyncpg.ForeignKeyViolationError as err:
+        raise _in_use(kind, err.table_name or "") from err
+    await audit.record(
+        tx,
+        actor,
+        f"access.{kind.noun}.delete",
+        school_id=school_id,
+        target_type=kind.target,
+        target_id=row_id,
+        before=before,
+    )

@@ -3,10 +3,11 @@ dormitories, visitors, and the door events (docs/access.md)."""
 
 from __future__ import annotations
 
+import inspect
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from campuscard.access import model, queries, visitors
@@ -297,6 +298,41 @@ async def remove_day(school: str, day: str, pool: Pool, actor: CurrentActor) -> 
     actor.require(*model.MODEL_ROLES, school_id=school_id)  # before the body is read further
     await model.remove_calendar_day(pool, actor, school_id, day=day_of(day))
     return Done()
+
+
+def _delete_route(kind: str) -> None:
+    """``DELETE …/{kind}s/{<kind>_id}`` for a zone, door, door group, schedule or building."""
+    id_name = f"{kind}_id"
+
+    async def endpoint(school: str, pool: Pool, actor: CurrentActor, **ids: int) -> Done:
+        school_id = await school_id_for(pool, actor, school)
+        await model.delete(pool, actor, school_id, kind, ids[id_name])
+        return Done()
+
+    # the path names its id as the other routes of the kind do (zone_id, door_id, …)
+    signature = inspect.signature(endpoint)
+    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    id_param = Annotated[int, Path(ge=1, le=2**62)]
+    params.append(inspect.Parameter(id_name, inspect.Parameter.KEYWORD_ONLY, annotation=id_param))
+    endpoint.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    endpoint.__doc__ = (
+        f"Delete a {kind} nothing uses any more. While anything still does (doors of a zone, "
+        "grants of a group or schedule, residents of a building, a door's recorded passages) "
+        "the answer is 409 IN_USE naming it in details.used_by, and nothing changes."
+    )
+    router.add_api_route(
+        f"/{kind}s/{{{id_name}}}",
+        endpoint,
+        methods=["DELETE"],
+        response_model=Done,
+        responses=ERRORS,
+        name=f"delete_{kind}",
+        summary=f"Delete {kind}",
+    )
+
+
+for _kind in model.DELETABLE:
+    _delete_route(_kind)
 
 
 @router.post("/grants", status_code=201, response_model=Created, responses=ERRORS)

@@ -54,8 +54,10 @@ NEW_KINDS = tuple(k for k in KINDS if k != "teachers")
 # a period is ended, not edited; a visitor card is issued once; a move is a new assignment
 EDIT_KINDS = tuple(k for k in KINDS if k not in ("period", "visitor", "dorm"))
 CARD_CENTER_KINDS = ("visitor", "dorm")  # the card center's as well as the administrators'
+DELETE_KINDS = tuple(model.DELETABLE)  # zone, door, group, schedule, building
 KindNew = Annotated[str, Path(pattern="^(" + "|".join(NEW_KINDS) + ")$")]
 KindEdit = Annotated[str, Path(pattern="^(" + "|".join(EDIT_KINDS) + ")$")]
+KindDelete = Annotated[str, Path(pattern="^(" + "|".join(DELETE_KINDS) + ")$")]
 RowId = Annotated[int, Path(ge=1, le=2**62)]
 # where the overview shows each kind
 ANCHOR = {
@@ -375,6 +377,7 @@ async def _form_page(
     row_id: int | None,
     values: dict[str, Any],
     error: DomainError | None = None,
+    error_text: str | None = None,
 ) -> Response:
     actor = page.user
     assert actor is not None
@@ -409,7 +412,8 @@ async def _form_page(
         weekdays=WEEKDAYS,
         point_kinds=attendance_rules.POINT_KINDS,
         error=error,
-        error_text=field_error(page, error, "acf"),
+        error_text=error_text or field_error(page, error, "acf"),
+        deletable=row_id is not None and kind in DELETE_KINDS,
     )
 
 
@@ -459,6 +463,30 @@ async def update(
     page: PostPage, pool: Pool, code: SchoolCode, kind: KindEdit, row_id: RowId
 ) -> Response:
     return await _post(page, pool, code, kind, row_id)
+
+
+@router.post("/s/{code}/access/{kind}/{row_id}/delete")
+async def delete(
+    page: PostPage, pool: Pool, code: SchoolCode, kind: KindDelete, row_id: RowId
+) -> Response:
+    """Delete the row edited; while something uses it the edit page comes back saying what."""
+    school_id = await _enter_model(page, pool, code, kind)
+    assert page.user is not None
+    try:
+        await model.delete(pool, page.user, school_id, kind, row_id)
+    except DomainError as err:
+        if err.code != "IN_USE":
+            raise  # refused, or already gone: the error page
+        async with pool.acquire() as conn:
+            row = await queries.editable(conn, page.user, school_id, kind, row_id)
+        assert row is not None
+        key = f"acf.in_use.{err.details.get('used_by', '')}"
+        worded = page.t(key)
+        text = None if worded == key.rsplit(".", 1)[-1] else worded  # not in the catalogs
+        return await _form_page(
+            page, pool, school_id, kind, row_id, _stored_values(kind, row), err, text
+        )
+    return redirect(f"/admin/s/{code}/access#{ANCHOR[kind]}", request=page.request)
 
 
 @router.post("/s/{code}/access/period/{row_id}/end")
