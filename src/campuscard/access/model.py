@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from campuscard.access import rules
+from campuscard.db import distribution
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.platform import audit
@@ -228,7 +229,7 @@ async def _door_fields(
 
 
 def _door_conflict(err: asyncpg.UniqueViolationError) -> Conflict:
-    if "terminal" in str(err.constraint_name or ""):
+    if "terminal" in str(distribution.constraint_name(err) or ""):
         return Conflict("this terminal already controls another door", field="terminal_sn")
     return _unique(err, "door")
 

@@ -16,6 +16,7 @@ import asyncpg
 
 from campuscard.bills import holds as bill_holds
 from campuscard.cards import rules
+from campuscard.db import distribution
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction, savepoint
 from campuscard.ledger import postings
@@ -48,7 +49,9 @@ def card_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
 
 async def _card_for_update(conn: Conn, card_id: int) -> dict[str, Any]:
     row = await conn.fetchrow(
-        f"SELECT {CARD_COLUMNS} FROM cards c WHERE c.id = $1 FOR UPDATE", card_id
+        f"SELECT {CARD_COLUMNS} FROM cards c WHERE c.school_id = $1 AND c.id = $2 FOR UPDATE",
+        await distribution.school_of(conn, "cards", card_id),
+        card_id,
     )
     if row is None:
         raise NotFound("no such card", field="card_id")
@@ -192,7 +195,9 @@ async def issue_card(
             f"deposit_source must be one of {', '.join(DEPOSIT_SOURCES)}", field="deposit_source"
         )
     person = await tx.fetchrow(
-        "SELECT id, school_id, account_status, status FROM persons WHERE id = $1 FOR UPDATE",
+        "SELECT id, school_id, account_status, status FROM persons "
+        "WHERE school_id = $1 AND id = $2 FOR UPDATE",
+        await distribution.school_of(tx, "persons", person_id),
         person_id,
     )
     if person is None or not actor.has("card_center", school_id=person["school_id"]):
@@ -228,14 +233,14 @@ async def issue_card(
                 expires_on,
             )
     except asyncpg.UniqueViolationError as err:
-        detail = (err.constraint_name or "") + str(err)
+        detail = (distribution.constraint_name(err) or "") + str(err)
         if "one_live" in detail:
             raise Conflict(
                 "this person already holds a card; replace or cancel it first",
                 code="CARD_ALREADY_HELD",
                 field="person_id",
             ) from err
-        if "uid" in (err.constraint_name or ""):
+        if "uid" in (distribution.constraint_name(err) or ""):
             raise Conflict(
                 "this chip UID is on another card", code="CARD_UID_TAKEN", field="uid"
             ) from err
@@ -309,13 +314,16 @@ async def _simple_transition(
             )
         raise NotFound("no such card", field="card_id")
     target = rules.next_state(card["state"], action)
+    # the transaction's now() as a parameter: Citus refuses now() inside a CASE of an UPDATE
     row = await tx.fetchrow(
-        f"""UPDATE cards c SET state = $2, state_changed_at = now(), updated_at = now(),
+        f"""UPDATE cards c SET state = $2, state_changed_at = $4, updated_at = $4,
                   activated_at = CASE WHEN $2 = 'active' AND activated_at IS NULL
-                                      THEN now() ELSE activated_at END
-             WHERE id = $1 RETURNING {CARD_COLUMNS}""",
+                                      THEN $4 ELSE activated_at END
+             WHERE school_id = $3 AND id = $1 RETURNING {CARD_COLUMNS}""",
         card_id,
         target,
+        card["school_id"],
+        await tx.fetchval("SELECT now()"),
     )
     assert row is not None
     if action == "activate":
@@ -442,7 +450,7 @@ async def replace_card(
                 expires_on or old["expires_on"],
             )
     except asyncpg.UniqueViolationError as err:
-        field = "uid" if "uid" in (err.constraint_name or "") else "number"
+        field = "uid" if "uid" in (distribution.constraint_name(err) or "") else "number"
         raise Conflict(
             f"this card {field} is already used", code="CARD_TAKEN", field=field
         ) from err
@@ -521,7 +529,9 @@ async def cancel_card(
     target = rules.next_state(card["state"], "cancel")
     school_id, person_id = card["school_id"], card["person_id"]
     # the person row is locked so no card is issued to them while we decide
-    await tx.execute("SELECT 1 FROM persons WHERE id = $1 FOR UPDATE", person_id)
+    await tx.execute(
+        "SELECT 1 FROM persons WHERE school_id = $1 AND id = $2 FOR UPDATE", school_id, person_id
+    )
     # an old (expired) card handed back while a newer card is in use: only its deposit is
     # paid out; the balance and the account stay with the card in use
     in_use = await tx.fetchval(
@@ -714,7 +724,7 @@ async def blacklist(conn: Conn, school_id: int, *, since: int | None) -> dict[st
     rows = await conn.fetch(
         """SELECT DISTINCT ON (card_id) card_id, number, uid, op, reason, version,
                   (SELECT b.op FROM blacklist_changes b
-                    WHERE b.card_id = c.card_id AND b.version <= $2
+                    WHERE b.school_id = c.school_id AND b.card_id = c.card_id AND b.version <= $2
                     ORDER BY b.version DESC LIMIT 1) AS op_at_since
              FROM blacklist_changes c
             WHERE school_id = $1 AND version > $2 AND version <= $3

@@ -185,6 +185,16 @@ async def distribute(conn: Conn, *, shard_count: int | None = None) -> Placed:
     database = await conn.fetchval("SELECT quote_ident(current_database())")
     await conn.execute(setting.format(database))
     await conn.execute("SELECT run_command_on_workers($1)", setting.format(database))
+    # Every CampusCard function on every worker: Citus copies a function when it is created on
+    # a coordinator with workers, but not one whose argument is the row type of a table that
+    # was still local then (cc_hold_view(holds)); a function called on a worker must be there.
+    for row in await conn.fetch(
+        """SELECT p.oid::regprocedure::text AS fn FROM pg_proc p
+            WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'cc\\_%'
+              AND NOT EXISTS (SELECT 1 FROM pg_dist_object o
+                               WHERE o.classid = 'pg_proc'::regclass AND o.objid = p.oid)"""
+    ):
+        await conn.execute("SELECT create_distributed_function($1::regprocedure)", row["fn"])
     for signature, arg in DELEGATED_FUNCTIONS.items():
         if await conn.fetchval("SELECT to_regprocedure($1)", signature) is None:
             raise RuntimeError(f"no function {signature}")

@@ -34,8 +34,11 @@ first commit.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import asyncpg
 
 from campuscard.db.pool import Conn
 
@@ -194,3 +197,29 @@ async def schema_violations(conn: Conn) -> list[str]:
         if (col, col) not in zip(columns, ref_columns, strict=True):
             found.append(f"{name}: foreign key {fk} does not pair {col} with {col}")
     return sorted(found)
+
+
+async def school_of(conn: Conn, table: str, row_id: int) -> int | None:
+    """The school of the row ``row_id`` of a school's ``table``, for a caller that knows the
+    row by id alone and must lock it: on Citus a statement that locks rows (FOR UPDATE) must
+    name the school, so the row is found first (a read of every shard) and then locked with
+    its school. None if there is no such row."""
+    school_id: int | None = await conn.fetchval(
+        f'SELECT school_id FROM "{table}" WHERE id = $1',
+        row_id,
+    )
+    return school_id
+
+
+_CONSTRAINT_IN_MESSAGE = re.compile(r'constraint "([^"]+)"')
+
+
+def constraint_name(err: asyncpg.PostgresError) -> str | None:
+    """The constraint a refusal names. On Citus an error raised on a worker reaches the client
+    without its constraint field (and names the shard, ``accounts_102047``, as the table); the
+    name is then read from the message, which PostgreSQL words the same way."""
+    name: str | None = getattr(err, "constraint_name", None)
+    if name:
+        return name
+    m = _CONSTRAINT_IN_MESSAGE.search(str(err))
+    return m.group(1) if m else None

@@ -113,9 +113,13 @@ async def create_pool_when_ready(
             delay = min(delay * 2, 2.0)
 
 
-async def connect(url: str) -> asyncpg.Connection[Any]:
+async def connect(url: str, *, statement_cache_size: int = 100) -> asyncpg.Connection[Any]:
+    """One connection set up as the pool's are (``statement_cache_size=0``: every statement is
+    planned afresh, e.g. to see where Citus runs it)."""
     conn: asyncpg.Connection[Any] = await asyncpg.connect(
-        url, server_settings={"application_name": "campuscard", "timezone": "UTC"}
+        url,
+        server_settings={"application_name": "campuscard", "timezone": "UTC"},
+        statement_cache_size=statement_cache_size,
     )
     await _init_connection(conn)
     return conn

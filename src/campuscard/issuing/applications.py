@@ -13,6 +13,7 @@ from typing import Any
 
 from campuscard.bills import holds as bill_holds
 from campuscard.config import Settings
+from campuscard.db import distribution
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction, transaction
 from campuscard.issuing import application_rules as rules
@@ -35,8 +36,10 @@ APPLICATION_COLUMNS = """a.id, a.school_id, s.code AS school_code, a.person_id, 
     c.name AS class_name, a.applicant_kind, a.applicant_phone, a.delivery, a.status,
     a.review_reason, a.fee, a.fee_status, a.fee_ref, a.business_date, a.day_seq,
     a.decision_note, a.card_number, a.created_at, a.updated_at, a.produced_at, a.issued_at"""
-APPLICATION_FROM = """card_applications a JOIN persons p ON p.id = a.person_id
-    JOIN schools s ON s.id = a.school_id LEFT JOIN classes c ON c.id = p.class_id"""
+APPLICATION_FROM = """card_applications a
+    JOIN persons p ON p.school_id = a.school_id AND p.id = a.person_id
+    JOIN schools s ON s.id = a.school_id
+    LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id"""
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ async def check_application(conn: Conn, data: ApplicationInput) -> tuple[int, in
     best = await conn.fetchrow(
         """SELECT p.id, coalesce(c.name = $2, false) AS class_ok, p.name = $3 AS name_ok,
                   p.number = $4 AS number_ok
-             FROM persons p LEFT JOIN classes c ON c.id = p.class_id
+             FROM persons p LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
             WHERE p.school_id = $1 AND p.kind = 'student' AND p.status = 'enrolled'
               AND (c.name = $2 OR p.name = $3 OR p.number = $4)
             ORDER BY (coalesce(c.name = $2, false))::int + (p.name = $3)::int
@@ -275,11 +278,15 @@ async def _file(
     data: ApplicationInput,
     user_phone: str | None,
 ) -> str | None:
-    await tx.execute("SELECT 1 FROM persons WHERE id = $1 FOR UPDATE", person_id)
+    await tx.execute(
+        "SELECT 1 FROM persons WHERE school_id = $1 AND id = $2 FOR UPDATE", school_id, person_id
+    )
     open_app = await tx.fetchval(
-        "SELECT id FROM card_applications WHERE person_id = $1 AND status = ANY($2::text[])",
+        "SELECT id FROM card_applications WHERE school_id = $3 AND person_id = $1 "
+        "AND status = ANY($2::text[])",
         person_id,
         list(rules.OPEN_STATES),
+        school_id,
     )
     if open_app is not None:
         raise Conflict(
@@ -468,7 +475,11 @@ async def list_applications(
 
 
 async def _lock(conn: Conn, app_id: int) -> Any:
-    row = await conn.fetchrow("SELECT * FROM card_applications WHERE id = $1 FOR UPDATE", app_id)
+    row = await conn.fetchrow(
+        "SELECT * FROM card_applications WHERE school_id = $1 AND id = $2 FOR UPDATE",
+        await distribution.school_of(conn, "card_applications", app_id),
+        app_id,
+    )
     if row is None:
         raise NotFound("application not found", field="application_id")
     return row

@@ -96,13 +96,13 @@ async def _check_against_database(conn: Conn, school_id: int) -> list[rules.RowE
     for r in await conn.fetch(
         """SELECT s.line, p.number AS holder FROM import_staging s
              JOIN student_records sr ON sr.school_id = $1 AND sr.ic_card_no = s.card_no
-             JOIN persons p ON p.id = sr.person_id
+             JOIN persons p ON p.school_id = sr.school_id AND p.id = sr.person_id
             WHERE p.number <> s.number
            UNION
            SELECT s.line, p.number FROM import_staging s
              JOIN cards c ON c.school_id = $1 AND c.number = s.card_no
                          AND c.state NOT IN ('cancelled', 'replaced', 'expired')
-             JOIN persons p ON p.id = c.person_id
+             JOIN persons p ON p.school_id = c.school_id AND p.id = c.person_id
             WHERE p.number <> s.number
            ORDER BY 1""",
         school_id,
@@ -177,7 +177,8 @@ async def do_import_students(
            SELECT $1, 'student', s.number, s.name, c.id
              FROM import_staging s JOIN classes c ON c.school_id = $1 AND c.name = s.class_name
            ON CONFLICT (school_id, number) DO UPDATE
-              SET name = EXCLUDED.name, class_id = EXCLUDED.class_id, updated_at = now()
+              SET name = EXCLUDED.name, class_id = EXCLUDED.class_id,
+                  updated_at = EXCLUDED.updated_at
             WHERE persons.name <> EXCLUDED.name
                OR persons.class_id IS DISTINCT FROM EXCLUDED.class_id""",
         school_id,
@@ -201,7 +202,7 @@ async def do_import_students(
              FROM import_staging s JOIN persons p ON p.school_id = $1 AND p.number = s.number
            ON CONFLICT (school_id, person_id) DO UPDATE
               SET ic_card_no = coalesce(EXCLUDED.ic_card_no, student_records.ic_card_no),
-                  imported_by = EXCLUDED.imported_by, updated_at = now()""",
+                  imported_by = EXCLUDED.imported_by, updated_at = EXCLUDED.updated_at""",
         school_id,
         actor.user_id,
     )
@@ -210,8 +211,8 @@ async def do_import_students(
         """SELECT s.line, p.number, p.name, c.name AS class_name, sr.ic_card_no
              FROM import_staging s
              JOIN persons p ON p.school_id = $1 AND p.number = s.number
-             LEFT JOIN classes c ON c.id = p.class_id
-             LEFT JOIN student_records sr ON sr.person_id = p.id
+             LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
+             LEFT JOIN student_records sr ON sr.school_id = p.school_id AND sr.person_id = p.id
             ORDER BY s.line""",
         school_id,
     )
@@ -250,7 +251,7 @@ async def do_import_students(
     await tx.execute(
         """UPDATE student_records sr SET import_file_id = $2
              FROM import_staging s JOIN persons p ON p.school_id = $1 AND p.number = s.number
-            WHERE sr.person_id = p.id""",
+            WHERE sr.school_id = $1 AND sr.person_id = p.id""",
         school_id,
         file_id,
     )

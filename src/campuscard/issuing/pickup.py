@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from campuscard.config import Settings
+from campuscard.db import distribution
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction, savepoint, transaction
 from campuscard.issuing import binding
@@ -73,7 +74,8 @@ async def issue_code(tx: Tx, settings: Settings, app_id: int) -> str:
         """SELECT a.id, a.school_id, a.person_id, a.applicant_phone, a.applicant_user_id,
                   a.created_at, a.day_seq,
                   p.number, p.name, p.phone AS person_phone, s.timezone, s.name AS school_name
-             FROM card_applications a JOIN persons p ON p.id = a.person_id
+             FROM card_applications a
+             JOIN persons p ON p.school_id = a.school_id AND p.id = a.person_id
              JOIN schools s ON s.id = a.school_id WHERE a.id = $1""",
         app_id,
     )
@@ -100,7 +102,7 @@ async def issue_code(tx: Tx, settings: Settings, app_id: int) -> str:
                 )
             break
         except asyncpg.UniqueViolationError as err:
-            if err.constraint_name != "pickup_codes_code_hash_key":
+            if distribution.constraint_name(err) != "pickup_codes_code_hash_key":
                 raise
     else:  # 10^8 random digits colliding five times running means something is broken
         raise DomainError("could not make a unique pickup code", code="PICKUP_CODE_COLLISION")
@@ -194,9 +196,11 @@ async def kiosk_feed(conn: Conn, kiosk: Kiosk, *, since: int, limit: int = 500) 
     rows = await conn.fetch(
         """SELECT pc.id, pc.version, pc.state, pc.expires_at, h.kiosk_hash,
                   p.name, p.number, c.name AS class_name
-             FROM pickup_codes pc JOIN persons p ON p.id = pc.person_id
-             LEFT JOIN classes c ON c.id = p.class_id
-             LEFT JOIN pickup_kiosk_hashes h ON h.pickup_id = pc.id AND h.terminal_id = $2
+             FROM pickup_codes pc
+             JOIN persons p ON p.school_id = pc.school_id AND p.id = pc.person_id
+             LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
+             LEFT JOIN pickup_kiosk_hashes h
+                    ON h.school_id = pc.school_id AND h.pickup_id = pc.id AND h.terminal_id = $2
             WHERE pc.school_id = $1 AND pc.version > $3
             ORDER BY pc.version LIMIT $4""",
         kiosk.school_id,
@@ -378,7 +382,9 @@ async def do_authorize(
             kiosk.terminal_id,
         )
         current = await tx.fetchrow(
-            "SELECT * FROM pickup_codes WHERE id = $1 FOR UPDATE", row["id"]
+            "SELECT * FROM pickup_codes WHERE school_id = $1 AND id = $2 FOR UPDATE",
+            kiosk.school_id,
+            row["id"],
         )
         assert current is not None
         if won is None:
@@ -411,8 +417,10 @@ async def do_authorize(
         student = await tx.fetchrow(
             """SELECT p.name, p.number, c.name AS class_name, s.name AS school_name
                  FROM persons p JOIN schools s ON s.id = p.school_id
-                 LEFT JOIN classes c ON c.id = p.class_id WHERE p.id = $1""",
+                 LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
+                WHERE p.school_id = $2 AND p.id = $1""",
             current["person_id"],
+            kiosk.school_id,
         )
     assert student is not None  # a pickup code always belongs to a person
     return {

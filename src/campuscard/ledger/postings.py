@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from campuscard.db import distribution
 from campuscard.db.pool import Conn
 from campuscard.ledger.money import fmt
 from campuscard.platform.errors import InsufficientFunds, NotFound, ValidationFailed
@@ -81,7 +82,7 @@ async def post(
             meta or {},
         )
     except asyncpg.CheckViolationError as err:
-        if err.constraint_name == "accounts_floor":
+        if distribution.constraint_name(err) == "accounts_floor":
             raise InsufficientFunds(
                 "the balance is not enough for this amount", field="amount"
             ) from err
@@ -144,7 +145,7 @@ async def post_many(conn: Conn, *, school_id: int, bookings: Sequence[Booking]) 
             [leg.amount for b in bookings for leg in b.legs],
         )
     except asyncpg.CheckViolationError as err:
-        if err.constraint_name == "accounts_floor":
+        if distribution.constraint_name(err) == "accounts_floor":
             raise InsufficientFunds(
                 "the balance is not enough for this amount", field="amount"
             ) from err

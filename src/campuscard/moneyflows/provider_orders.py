@@ -26,6 +26,7 @@ from campuscard.adapters.provider.client import (
     ProviderUnavailable,
 )
 from campuscard.config import Settings
+from campuscard.db import distribution
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import postings
@@ -175,7 +176,11 @@ async def settle_paid(
 
     A late payment of an order we marked expired or failed is still the payer's money: it
     is booked too (the provider took it)."""
-    order = await tx.fetchrow("SELECT * FROM provider_orders WHERE id = $1 FOR UPDATE", order_id)
+    order = await tx.fetchrow(
+        "SELECT * FROM provider_orders WHERE school_id = $1 AND id = $2 FOR UPDATE",
+        await distribution.school_of(tx, "provider_orders", order_id),
+        order_id,
+    )
     assert order is not None
     if order["status"] in ("paid", "refunded"):
         return False
@@ -377,7 +382,9 @@ async def do_refund(pool: PgPool, actor: Actor, order_id: int, *, reason: str) -
     """Give a paid order back: book the reversal now, send the refund through the outbox."""
     async with transaction(pool) as tx:
         order = await tx.fetchrow(
-            "SELECT * FROM provider_orders WHERE id = $1 FOR UPDATE", order_id
+            "SELECT * FROM provider_orders WHERE school_id = $1 AND id = $2 FOR UPDATE",
+            await distribution.school_of(tx, "provider_orders", order_id),
+            order_id,
         )
         if order is None:
             raise NotFound("order not found", field="order_id")

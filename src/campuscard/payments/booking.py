@@ -288,6 +288,9 @@ async def reverse_payment(conn: Conn, signed: SignedTerminal, *, client_id: str)
         client_id,
         f"terminal:{signed.terminal.sn}",
     )
+    if result.get("event") is not None:
+        # the reversal committed (or commits with the caller's transaction, which sends it then)
+        await notifications.publish_event(conn, result["event"])
     return _answer(result)
 
 
@@ -374,6 +377,7 @@ async def refund_payment(
                     details=err.get("details"),
                 )
             body: dict[str, Any] = result["body"]
+            await notifications.publish_event(c, result["event"])  # sent when this commits
             await audit.record(
                 c,
                 actor,

@@ -174,12 +174,15 @@ async def check_payer(
     row = await conn.fetchrow(
         """SELECT p.school_id, p.account_status, p.status,
                   (SELECT c.state FROM cards c
-                    WHERE c.person_id = p.id AND c.state = ANY($2::text[]) LIMIT 1) AS card_block,
-                  EXISTS (SELECT 1 FROM paycode_uses u WHERE u.credential = $3) AS used
-             FROM persons p WHERE p.id = $1""",
+                    WHERE c.school_id = $4 AND c.person_id = p.id
+                      AND c.state = ANY($2::text[]) LIMIT 1) AS card_block,
+                  EXISTS (SELECT 1 FROM paycode_uses u
+                           WHERE u.school_id = $4 AND u.credential = $3) AS used
+             FROM persons p WHERE p.school_id = $4 AND p.id = $1""",
         person_id,
         list(BLOCKING_CARD_STATES),
         credential,
+        school_id,
     )
     if row is not None and row["used"]:
         raise used_error()
@@ -227,7 +230,9 @@ async def do_bind_device(
         raise ValidationFailed("label must be at most 64 characters", field="label")
     # lock the person: two binds at once end with exactly one active phone
     person = await tx.fetchrow(
-        "SELECT school_id, account_status, status FROM persons WHERE id = $1 FOR UPDATE",
+        "SELECT school_id, account_status, status FROM persons "
+        "WHERE school_id = $1 AND id = $2 FOR UPDATE",
+        actor.school_id,
         person_id,
     )
     if person is None:
@@ -237,9 +242,10 @@ async def do_bind_device(
         """UPDATE paycode_devices
               SET status = 'revoked', revoked_at = now(), revoked_by = $2,
                   revoked_reason = 'another phone was bound'
-            WHERE person_id = $1 AND status = 'active' RETURNING id, label""",
+            WHERE school_id = $3 AND person_id = $1 AND status = 'active' RETURNING id, label""",
         person_id,
         actor.user_id,
+        person["school_id"],
     )
     token = await _fresh_token(tx, "paycode_devices")
     salt = secrets.token_bytes(16)
@@ -383,7 +389,9 @@ async def do_mint_code(
     person_id = require_cardholder(actor)
     now = time.time() if now is None else now
     school_id = await tx.fetchval(
-        "SELECT school_id FROM persons WHERE id = $1 FOR UPDATE", person_id
+        "SELECT school_id FROM persons WHERE school_id = $1 AND id = $2 FOR UPDATE",
+        actor.school_id,
+        person_id,
     )
     if school_id is None:
         raise NotFound("your account was not found", field="person")

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from campuscard.db import distribution
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.platform import audit, auth, i18n, notifications
@@ -120,7 +121,7 @@ async def create_merchant(
         raise Conflict(f"a merchant named {name!r} already exists", field="name") from err
     except asyncpg.CheckViolationError as err:
         raise ValidationFailed(
-            str(err.constraint_name or "invalid merchant"), field="shards"
+            str(distribution.constraint_name(err) or "invalid merchant"), field="shards"
         ) from err
     return await get_merchant(tx, actor, merchant_id)
 

@@ -129,7 +129,8 @@ async def set_pin(
         """INSERT INTO pay_settings(person_id, school_id, pin_hash, pin_failures, pin_set_at)
            VALUES ($1, $2, $3, 0, now())
            ON CONFLICT (school_id, person_id) DO UPDATE SET pin_hash = EXCLUDED.pin_hash,
-               pin_failures = 0, pin_set_at = now(), updated_at = now()""",
+               pin_failures = 0, pin_set_at = EXCLUDED.pin_set_at,
+               updated_at = EXCLUDED.pin_set_at""",
         person_id,
         school_id,
         rules.pin_hash(token, person_id),

@@ -215,21 +215,21 @@ NO_ACCOUNT = Account(None, None, None, False)
 # fresh count. Parameters: user id (or school id, name), limit.
 _CLAIM_USER = """
 UPDATE users SET
-    failed_logins = CASE WHEN locked_until <= now() THEN 1 ELSE failed_logins + 1 END,
-    locked_until = CASE WHEN locked_until <= now() THEN NULL ELSE locked_until END
+    failed_logins = CASE WHEN locked_until <= $3 THEN 1 ELSE failed_logins + 1 END,
+    locked_until = CASE WHEN locked_until <= $3 THEN NULL ELSE locked_until END
  WHERE id = $1
-   AND (locked_until IS NULL OR locked_until <= now())
-   AND (CASE WHEN locked_until <= now() THEN 0 ELSE failed_logins END) < $2
+   AND (locked_until IS NULL OR locked_until <= $3)
+   AND (CASE WHEN locked_until <= $3 THEN 0 ELSE failed_logins END) < $2
 RETURNING failed_logins"""
 
 _CLAIM_NAME = """
 INSERT INTO login_throttle AS t(school_id, name, failures) VALUES ($1, $2, 1)
 ON CONFLICT (school_id, name) DO UPDATE SET
-    failures = CASE WHEN t.locked_until <= now() THEN 1 ELSE t.failures + 1 END,
-    locked_until = CASE WHEN t.locked_until <= now() THEN NULL ELSE t.locked_until END,
-    updated_at = now()
- WHERE (t.locked_until IS NULL OR t.locked_until <= now())
-   AND (CASE WHEN t.locked_until <= now() THEN 0 ELSE t.failures END) < $3
+    failures = CASE WHEN t.locked_until <= $4 THEN 1 ELSE t.failures + 1 END,
+    locked_until = CASE WHEN t.locked_until <= $4 THEN NULL ELSE t.locked_until END,
+    updated_at = $4
+ WHERE (t.locked_until IS NULL OR t.locked_until <= $4)
+   AND (CASE WHEN t.locked_until <= $4 THEN 0 ELSE t.failures END) < $3
 RETURNING failures"""
 
 # No place left: the account is locked (if it is not yet, from now: the attempts in flight may
@@ -294,7 +294,11 @@ async def check_sign_in(
     key: tuple[object, ...] = (account.user_id,) if known else (school_key, name)
     hashing_budget().ensure_room()  # before the attempt counts
     async with pool.acquire() as conn:
-        claimed = await conn.fetchval(_CLAIM_USER if known else _CLAIM_NAME, *key, limit)
+        # the clock is a parameter: Citus refuses now() inside a CASE of an UPDATE of users
+        # (a reference table) or login_throttle, as it must evaluate it before sending
+        claimed = await conn.fetchval(
+            _CLAIM_USER if known else _CLAIM_NAME, *key, limit, datetime.now(UTC)
+        )
         if claimed is None:
             lock = await conn.fetchrow(_LOCK_USER if known else _LOCK_NAME, *key, minutes)
             assert lock is not None  # the claim found the row (or the name's row exists)
@@ -446,20 +450,22 @@ async def resolve_session(
     pool: PgPool, settings: Settings, token: str, kind: str
 ) -> tuple[Actor, str]:
     """The actor behind a token; web sessions slide forward on use (idle timeout)."""
+    now = datetime.now(UTC)
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
+            # the clock is a parameter: on Citus sessions are joined with users (a reference
+            # table), and Citus refuses now() inside the CASE of such an UPDATE
             """UPDATE auth_sessions s
-                  SET last_seen_at = now(),
-                      expires_at = CASE WHEN s.kind = 'web'
-                                        THEN now() + make_interval(mins => $3)
-                                        ELSE s.expires_at END
+                  SET last_seen_at = $4,
+                      expires_at = CASE WHEN s.kind = 'web' THEN $3 ELSE s.expires_at END
                  FROM users u
                 WHERE s.token_hash = $1 AND s.kind = $2 AND s.revoked_at IS NULL
-                  AND s.expires_at > now() AND u.id = s.user_id AND u.is_active
+                  AND s.expires_at > $4 AND u.id = s.user_id AND u.is_active
             RETURNING s.user_id, s.csrf_token""",
             token_digest(token),
             kind,
-            settings.session_idle_minutes,
+            now + timedelta(minutes=settings.session_idle_minutes),
+            now,
         )
         if row is None:
             raise Unauthorized("sign in again: the session has expired", code="SESSION_EXPIRED")

@@ -68,16 +68,17 @@ SELECT p.id, $1, $2, j.business_date, a.merchant_id, a.id, t.id, m.channel,
             ELSE 'refund' END,
        p.amount
   FROM journal_tx j
-  JOIN postings p ON p.tx_id = j.id
-  JOIN accounts a ON a.id = p.account_id AND a.kind = 'merchant'
-  JOIN merchants m ON m.id = a.merchant_id
+  JOIN postings p ON p.school_id = j.school_id AND p.tx_id = j.id
+  JOIN accounts a ON a.school_id = p.school_id AND a.id = p.account_id AND a.kind = 'merchant'
+  JOIN merchants m ON m.school_id = a.school_id AND m.id = a.merchant_id
   -- the device that booked it: its serial is the actor ("POS-1", or "terminal:POS-1")
   LEFT JOIN terminals t ON t.school_id = j.school_id
         AND t.sn = CASE WHEN j.actor LIKE 'terminal:%' THEN substr(j.actor, 10) ELSE j.actor END
  WHERE j.school_id = $1
    AND j.business_date BETWEEN $2::date - {LOOKBACK_DAYS} AND $2::date
    AND j.kind <> 'settlement'
-   AND NOT EXISTS (SELECT 1 FROM clearing_items c WHERE c.posting_id = p.id)
+   AND NOT EXISTS (SELECT 1 FROM clearing_items c
+                    WHERE c.school_id = p.school_id AND c.posting_id = p.id)
 """
 
 _LINES_SQL = """
@@ -175,9 +176,12 @@ async def _settle(conn: Conn, actor: Actor, school_id: int, day: date, started: 
         for r in await conn.fetch(
             """SELECT m.id, m.name, m.channel, m.commission_bp, pa.merchant_id IS NOT NULL AS
                       has_account
-                 FROM merchants m LEFT JOIN merchant_payout_accounts pa ON pa.merchant_id = m.id
-                WHERE m.id = ANY($1::bigint[])""",
+                 FROM merchants m
+                 LEFT JOIN merchant_payout_accounts pa
+                        ON pa.school_id = m.school_id AND pa.merchant_id = m.id
+                WHERE m.school_id = $2 AND m.id = ANY($1::bigint[])""",
             merchant_ids,
+            school_id,
         )
     }
     shards: dict[int, list[tuple[int, int]]] = {}
@@ -377,7 +381,8 @@ async def day_view(conn: Conn, school_id: int, day: date) -> dict[str, Any]:
                   s.commission_bp, s.sales_count, s.gross, s.reversal_count, s.reversals,
                   s.refund_count, s.refunds, s.other, s.net_sales, s.commission, s.payout,
                   s.carried_count, s.carried_amount, s.tx_id, s.payout_status
-             FROM settlements s JOIN merchants m ON m.id = s.merchant_id
+             FROM settlements s
+             JOIN merchants m ON m.school_id = s.school_id AND m.id = s.merchant_id
             WHERE s.school_id = $1 AND s.business_date = $2 ORDER BY s.merchant_id""",
         school_id,
         day,
@@ -426,9 +431,11 @@ async def statement(conn: Conn, school_id: int, day: date, merchant_id: int) -> 
     head = await conn.fetchrow(
         """SELECT s.*, m.name AS merchant, m.name_en AS merchant_en, sc.name AS school,
                   sc.code AS school_code, pa.bank_code, pa.account_no, pa.account_name
-             FROM settlements s JOIN merchants m ON m.id = s.merchant_id
+             FROM settlements s
+             JOIN merchants m ON m.school_id = s.school_id AND m.id = s.merchant_id
              JOIN schools sc ON sc.id = s.school_id
-             LEFT JOIN merchant_payout_accounts pa ON pa.merchant_id = s.merchant_id
+             LEFT JOIN merchant_payout_accounts pa
+                    ON pa.school_id = s.school_id AND pa.merchant_id = s.merchant_id
             WHERE s.school_id = $1 AND s.business_date = $2 AND s.merchant_id = $3""",
         school_id,
         day,
@@ -452,7 +459,8 @@ async def statement(conn: Conn, school_id: int, day: date, merchant_id: int) -> 
         """SELECT l.terminal_id, t.sn AS terminal, t.location, l.channel, l.sales_count, l.gross,
                   l.reversal_count, l.reversals, l.refund_count, l.refunds, l.other,
                   l.net_sales, l.commission, l.payout, l.carried_count
-             FROM settlement_lines l LEFT JOIN terminals t ON t.id = l.terminal_id
+             FROM settlement_lines l
+             LEFT JOIN terminals t ON t.school_id = l.school_id AND t.id = l.terminal_id
             WHERE l.settlement_id = $1 ORDER BY t.sn NULLS LAST, l.channel""",
         head["id"],
     )
@@ -495,8 +503,10 @@ async def payout_rows(conn: Conn, school_id: int, day: date) -> list[dict[str, A
     rows = await conn.fetch(
         """SELECT s.merchant_id, m.name AS merchant, s.payout AS payout_fen, s.payout_ref,
                   pa.bank_code, pa.account_no, pa.account_name
-             FROM settlements s JOIN merchants m ON m.id = s.merchant_id
-             JOIN merchant_payout_accounts pa ON pa.merchant_id = s.merchant_id
+             FROM settlements s
+             JOIN merchants m ON m.school_id = s.school_id AND m.id = s.merchant_id
+             JOIN merchant_payout_accounts pa
+               ON pa.school_id = s.school_id AND pa.merchant_id = s.merchant_id
             WHERE s.school_id = $1 AND s.business_date = $2 AND s.payout_status = 'instructed'
             ORDER BY s.merchant_id""",
         school_id,

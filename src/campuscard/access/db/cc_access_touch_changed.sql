@@ -1,11 +1,12 @@
 -- Cards or persons updated: bump the schools where a column door lists depend on changed
 -- (a card's state or number; a person's class, kind or status), once per statement. Each head
--- is bumped by its school (on Citus, one router statement).
+-- is bumped by its school (on Citus, one router statement). The trigger names its table
+-- (TG_ARGV[0]): on Citus the trigger runs on a shard, whose name is not the table's.
 CREATE OR REPLACE FUNCTION cc_access_touch_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     v_school int;
 BEGIN
-    IF TG_TABLE_NAME = 'cards' THEN
+    IF TG_ARGV[0] = 'cards' THEN
         FOR v_school IN SELECT DISTINCT n.school_id FROM new_rows n JOIN old_rows o ON o.id = n.id
                          WHERE o.state IS DISTINCT FROM n.state OR o.number IS DISTINCT FROM n.number
                          ORDER BY 1 LOOP

@@ -60,11 +60,12 @@ BEGIN
     RETURNING id INTO v_refund;
     SELECT sum(balance) INTO v_balance FROM accounts
      WHERE school_id = p_school AND person_id = pay.person_id AND kind = 'purse';
-    PERFORM pg_notify('cc_events', jsonb_build_object(
+    -- the live event goes back to the caller, which sends it (on Citus this runs on a worker,
+    -- and a NOTIFY there reaches no listener and stops the two-phase commit)
+    RETURN jsonb_build_object('status', 200, 'event', jsonb_build_object(
         'type', 'refund', 'school_id', pay.school_id, 'person_id', pay.person_id,
         'payment_id', pay.id, 'refund_id', v_refund, 'amount', cc_fmt(p_amount),
-        'balance', cc_fmt(v_balance))::text);
-    RETURN jsonb_build_object('status', 200, 'body', jsonb_build_object(
+        'balance', cc_fmt(v_balance)), 'body', jsonb_build_object(
         'result', 'refunded', 'refund_id', v_refund, 'payment_id', pay.id,
         'amount', cc_fmt(p_amount),
         'returned_to', jsonb_build_object('cash', cc_fmt(v_to_cash), 'subsidy', cc_fmt(v_to_sub)),

@@ -148,8 +148,10 @@ BEGIN
     INSERT INTO payment_reversals(terminal_id, client_id, school_id, payment_id, tx_id, response,
                                   business_date, created_at)
     VALUES (p_terminal, p_client_id, pay.school_id, pay.id, v_tx, v_body, v_day, cc_clock());
-    PERFORM pg_notify('cc_events', jsonb_build_object(
-        'type', 'payment_reversed', 'school_id', pay.school_id, 'person_id', pay.person_id,
-        'payment_id', pay.id, 'amount', cc_fmt(pay.amount), 'balance', v_body ->> 'balance')::text);
-    RETURN jsonb_build_object('status', 200, 'body', v_body, 'replayed', false);
+    -- the live event goes back to the caller, which sends it (on Citus this runs on a worker,
+    -- and a NOTIFY there reaches no listener and stops the two-phase commit)
+    RETURN jsonb_build_object('status', 200, 'body', v_body, 'replayed', false,
+        'event', jsonb_build_object(
+            'type', 'payment_reversed', 'school_id', pay.school_id, 'person_id', pay.person_id,
+            'payment_id', pay.id, 'amount', cc_fmt(pay.amount), 'balance', v_body ->> 'balance'));
 END $$;

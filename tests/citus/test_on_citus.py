@@ -1,0 +1,68 @@
+"""The integration tests of payments (card and code), reversals and refunds, cards, payment codes,
+issuing, money in and out, holds and settlement, run again on a real Citus cluster.
+
+The bodies are the single-node tests themselves, imported: here ``db_url`` (tests/citus/conftest.py)
+is a CampusCard database that ``campuscard db citus`` distributed by school, shared by the tests of
+one process, each in a school of its own. So the same code, the same database functions and the
+same assertions pass on one node and on the cluster.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.test_card_applications import (
+    test_verified_guardian_is_approved_and_gets_a_pickup_code_by_sms,
+)
+from tests.integration.test_card_life import (
+    test_blacklist_deltas_lost_in_unblocked_out_replaced_never_leaves,
+)
+from tests.integration.test_card_payments import (
+    test_limits_per_transaction_and_per_day,
+    test_payment_debits_subsidy_first_credits_merchant_and_answers_a_receipt,
+    test_pin_missing_wrong_and_locked,
+    test_retry_replays_and_new_payload_under_same_id_is_409,
+)
+from tests.integration.test_counter import (
+    test_day_at_the_counter_balances_against_the_drawer,
+)
+from tests.integration.test_holds import (
+    test_capture_the_whole_hold_of_the_whole_balance,
+)
+from tests.integration.test_online_topup import (
+    test_paid_order_is_credited_once_with_duplicate_callbacks,
+)
+from tests.integration.test_paycode_payments import (
+    test_above_the_pin_threshold_the_pin_is_asked_at_the_till,
+    test_the_card_limits_apply_to_codes,
+)
+from tests.integration.test_reversals_refunds import (
+    test_partial_refunds_go_back_to_purses_and_never_exceed_the_payment,
+    test_reversal_after_payment_returns_money_to_the_same_purses,
+)
+from tests.integration.test_settlement_close import (
+    test_day_cleared_twice_has_identical_figures_and_one_settlement,
+)
+from tests.integration.test_settlement_real_payments import (
+    test_pos_payments_and_a_reversal_clear_per_terminal,
+)
+
+pytestmark = pytest.mark.citus
+
+__all__ = [
+    "test_above_the_pin_threshold_the_pin_is_asked_at_the_till",
+    "test_blacklist_deltas_lost_in_unblocked_out_replaced_never_leaves",
+    "test_capture_the_whole_hold_of_the_whole_balance",
+    "test_day_at_the_counter_balances_against_the_drawer",
+    "test_day_cleared_twice_has_identical_figures_and_one_settlement",
+    "test_limits_per_transaction_and_per_day",
+    "test_paid_order_is_credited_once_with_duplicate_callbacks",
+    "test_partial_refunds_go_back_to_purses_and_never_exceed_the_payment",
+    "test_payment_debits_subsidy_first_credits_merchant_and_answers_a_receipt",
+    "test_pin_missing_wrong_and_locked",
+    "test_pos_payments_and_a_reversal_clear_per_terminal",
+    "test_retry_replays_and_new_payload_under_same_id_is_409",
+    "test_reversal_after_payment_returns_money_to_the_same_purses",
+    "test_the_card_limits_apply_to_codes",
+    "test_verified_guardian_is_approved_and_gets_a_pickup_code_by_sms",
+]
