@@ -79,11 +79,13 @@ async def test_payments_are_delegated_to_the_worker_of_their_school_and_reported
         conn.add_log_listener(lambda _, message: notices.append(str(message)))
         await conn.execute("SET client_min_messages TO debug1")
         school_id, dev, card = schools[1]
-        one = await batching.book_one(conn, school_id, _book_args(dev, card, "dlgpay-000001", 150))
+        one = await batching.book_one(
+            conn, school_id, batching.Member(_book_args(dev, card, "dlgpay-000001", 150))
+        )
         single_pushed = any(PUSHED_DOWN in n for n in notices)
         notices.clear()
         members = [
-            dict(zip(batching.MEMBER_FIELDS, _book_args(dev, card, cid, 50), strict=True))
+            batching.Member(_book_args(dev, card, cid, 50)).as_json()
             for cid in ("dlgpay-000002", "dlgpay-000003")
         ]
         batch = await conn.fetch(batching.BATCH_SQL, school_id, members)
