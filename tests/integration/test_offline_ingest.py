@@ -14,6 +14,7 @@ import httpx
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
+from campuscard.db.tx import transaction
 from campuscard.ledger.checks import check_ledger
 from campuscard.monitoring import school_rules
 from campuscard.offline import ingest, rules
@@ -343,6 +344,13 @@ async def test_two_tills_uploading_the_same_cards_in_opposite_orders_do_not_dead
         a, b = batch(dev, cards), batch(other, cards[::-1])
         answers = await asyncio.gather(upload(client, dev, a), upload(client, other, b))
         assert [x["accepted"] for x in answers] == [6, 6]
+        # every record of the round settled by exactly one of them, and counted by it
+        assert sum(x["settled"] for x in answers) == 12
+        for x in answers:
+            row = await pool.fetchrow(
+                "SELECT settled, waiting FROM offline_uploads WHERE id = $1", x["upload_id"]
+            )
+            assert (row["settled"], row["waiting"]) == (x["settled"], x["waiting"])
 
     # then every record settled once, the two short holders owe the rest, the ledger holds
     states = await pool.fetch(
@@ -392,4 +400,107 @@ async def test_uploads_settling_records_of_two_tills_take_the_shards_in_one_orde
         answers = await asyncio.gather(upload(client, a, [at_a]), upload(client, c, [at_c]))
         assert [ans["settled"] for ans in answers] == [2, 2]
     assert await balances(pool, x["person_id"]) == {"cash": 9_000, "subsidy": 0}
+    assert (await check_ledger(pool)).ok
+
+
+async def _card_id(pool: PgPool, card: dict[str, Any]) -> int:
+    card_id: int = await pool.fetchval("SELECT id FROM cards WHERE number = $1", card["number"])
+    return card_id
+
+
+async def _state_once_stored(pool: PgPool, dev: Device, seq: int) -> str | None:
+    """The record's state as soon as its upload's first transaction has committed."""
+    for _ in range(200):
+        state: str | None = await pool.fetchval(
+            "SELECT state FROM offline_records WHERE terminal_id = $1 AND seq = $2", dev.id, seq
+        )
+        if state is not None:
+            return state
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def _held(pool: PgPool, sql: str, arg: int, held: asyncio.Event, go: asyncio.Event) -> None:
+    """Another transaction holding a row (as a concurrent upload does) until ``go``."""
+    async with pool.acquire() as conn, transaction(conn) as tx:
+        await tx.execute(sql, arg)
+        held.set()
+        await go.wait()
+
+
+async def test_an_upload_stores_without_waiting_for_a_card_another_upload_holds_and_counts_it(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    # given a card whose second sale (another till's) waits for its first
+    school_id, dev, person, card = await _setup(pool, settings)
+    other = await _till(pool, settings, school_id, "POS-OFF-2")
+    area = CardArea()
+    first = record(dev, card, area, 1, 300)
+    second = record(other, card, area, 1, 200)
+    assert (await upload(client, other, [second]))["waiting"] == 1
+
+    # when another upload holds the card's chain head while the first sale is uploaded
+    held, go = asyncio.Event(), asyncio.Event()
+    holder = asyncio.create_task(
+        _held(
+            pool,
+            "SELECT 1 FROM offline_card_chains WHERE card_id = $1 FOR UPDATE",
+            await _card_id(pool, card),
+            held,
+            go,
+        )
+    )
+    await held.wait()
+    sent = asyncio.create_task(upload(client, dev, [first]))
+
+    # then the record is stored at once (the upload did not wait for the holder) ...
+    assert await _state_once_stored(pool, dev, 1) == "waiting"
+    assert not sent.done()
+    # ... and when the holder is done, the same request settles both sales and counts them
+    go.set()
+    await holder
+    answer = await sent
+    assert (answer["accepted"], answer["settled"], answer["waiting"]) == (1, 2, 0)
+    row = await pool.fetchrow(
+        "SELECT accepted, settled, waiting FROM offline_uploads WHERE id = $1", answer["upload_id"]
+    )
+    assert tuple(row) == (1, 2, 0)
+    states = await pool.fetch("SELECT state, tx_id FROM offline_records ORDER BY terminal_id")
+    assert [r["state"] for r in states] == ["settled", "settled"]
+    assert await balances(pool, person) == {"cash": 10_000 - 500, "subsidy": 0}
+    assert await _merchant_total(pool, dev) == 500
+    assert (await check_ledger(pool)).ok
+
+
+async def test_an_upload_waits_for_its_merchant_when_every_shard_is_held(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    # given a merchant with one account shard, and a till's sale on a card
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        merchant_id, _ = await make_merchant(conn, school.id, shards=1)
+        dev = await make_device(conn, settings, school.id, merchant_id, "POS-ONE-1")
+        person, card = await make_cardholder(conn, school.id, "S1", cash=1_000)
+    shard: int = await pool.fetchval(
+        "SELECT id FROM accounts WHERE merchant_id = $1 AND kind = 'merchant'", merchant_id
+    )
+
+    # when another upload holds the only shard while the sale is uploaded
+    held, go = asyncio.Event(), asyncio.Event()
+    holder = asyncio.create_task(
+        _held(pool, "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", shard, held, go)
+    )
+    await held.wait()
+    sent = asyncio.create_task(upload(client, dev, [record(dev, card, CardArea(), 1, 300)]))
+    await asyncio.sleep(0.3)
+
+    # then the upload waits for that shard (it is booked to it, nothing half done meanwhile)
+    assert not sent.done()
+    assert await pool.fetchval("SELECT count(*) FROM offline_records") == 0
+    go.set()
+    await holder
+    answer = await sent
+    assert (answer["accepted"], answer["settled"], answer["waiting"]) == (1, 1, 0)
+    assert await balances(pool, person) == {"cash": 700, "subsidy": 0}
+    assert await pool.fetchval("SELECT balance FROM accounts WHERE id = $1", shard) == 300
     assert (await check_ledger(pool)).ok

@@ -1,6 +1,7 @@
 """Where offline sales come in: a till's upload is stored exactly once by (device, sequence), and
-every card it touched is settled along its chain (offline/rules.py), in one transaction per
-upload.
+every card it touched is settled along its chain (offline/rules.py). An upload is two short
+transactions (``ingest``): the first stores every record and settles the cards no other upload
+is settling, the second settles the cards the first skipped (decision 0330).
 
 - A record whose signature does not verify is refused and not stored. A sequence number seen
   before is a duplicate (nothing happens again); the same number with another record is refused
@@ -15,27 +16,31 @@ upload.
 - A settled record is paid by the purses in the school's order as far as their available money
   goes; the rest is booked to the school's offline_receivable and owed by the holder
   (offline_debts), repaid first by the next top-up (offline/overdraft.py).
-- Each device's journal transaction is one per upload (purses → merchant shard, receivable →
-  merchant shard), with the device's serial as the actor, so clearing counts it for the till.
+- Each device's journal transaction is one per settling transaction (purses → merchant shard,
+  receivable → merchant shard), with the device's serial as the actor, so clearing counts it
+  for the till.
 - Every record that overdrew is told to monitoring (``offline_overdraft``: the holder hears of it
   at once, in words, if the school watches that rule), one alert per record.
 
-Lock order: card chain heads (card id order), then the holders' purses (id order), then the
-receivable and merchant shards (cc_post, id order), then debts (holder order) and the blacklist
-head, then monitoring's rows (holder order). A top-up locks purse, debt, then the receivable.
+Lock order: the till's row (offline_devices), card chain heads (card id order; the first
+transaction skips those another one holds), the holders' purses (id order), one merchant
+shard per merchant (one no other upload holds; only when all are held, the uploader's in id
+order, waited for), the receivable (cc_post), debts (holder order) and the blacklist head, then
+monitoring's rows (holder order). A top-up locks purse, debt, then the receivable.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from campuscard.config import Settings
-from campuscard.db.pool import PgPool
-from campuscard.db.tx import Tx, owns_transaction
+from campuscard.db.pool import Conn, PgPool
+from campuscard.db.tx import Tx, owns_transaction, require_idle, savepoint, transaction
 from campuscard.ledger import postings
 from campuscard.ledger.purse_order import policy_of
 from campuscard.monitoring import signals
@@ -76,6 +81,18 @@ class Settled:
     overdrafts: int = 0
     overdraft_fen: int = 0
     seqs: set[tuple[int, int]] = field(default_factory=set)  # (terminal, seq) settled
+    # of the new records given (not stored yet): how each was booked
+    booked: dict[tuple[int, int], Booked] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)  # cards another upload holds (skip_locked)
+
+
+@dataclass(frozen=True)
+class Booked:
+    broke: str | None
+    cash: int
+    subsidy: int
+    overdraft: int
+    tx_id: int
 
 
 @dataclass(frozen=True)
@@ -128,21 +145,60 @@ def verify_records(
 async def upload(
     pool: PgPool, settings: Settings, device: SignedTerminal, records: list[rules.Record]
 ) -> UploadAnswer:
-    """A till's batch: signatures checked here, everything else in one transaction."""
+    """A till's batch (the upload route): signatures checked here, the rest in ``ingest``."""
     good, refused = verify_records(settings, device, records)
-    return await do_ingest(pool, device, good, refused, len(records))
+    async with pool.acquire() as conn:
+        return await ingest(
+            conn, device.school_id, device.id, good, refused, len(records), device=device
+        )
 
 
-@owns_transaction
-async def do_ingest(
-    tx: Tx,
-    device: SignedTerminal,
+async def ingest(
+    conn: Conn,
+    school_id: int,
+    terminal_id: int,
     good: list[rules.Record],
     refused: list[RecordRefusal],
     received: int,
+    *,
+    device: SignedTerminal | None = None,
 ) -> UploadAnswer:
-    await terminals.record_nonce(tx, device)
-    return await ingest_verified(tx, device.school_id, device.id, good, refused, received)
+    """Store and settle records whose signatures were checked, in two short transactions on
+    one connection (the upload route and the benchmark call this; ``device``: the request
+    whose nonce is recorded with the records).
+
+    The first stores every record and settles the cards whose chain heads no other upload
+    holds (``FOR UPDATE SKIP LOCKED``), and commits without waiting for any upload. The
+    second settles the cards it skipped, once their holder has committed: only it waits, on
+    those cards alone, and the answer counts what either settled. Before both, the chain
+    heads of the upload's cards are made in a statement of their own, so that the first
+    transaction never waits on another one's new head either."""
+    require_idle(conn)
+    # an empty head lost in a crash is made again (a missing head counts as skipped, and the
+    # second transaction makes it), so this statement does not wait for its commit's flush
+    await conn.execute(
+        """INSERT INTO offline_card_chains(school_id, card_id, last_counter, last_total,
+                  last_made_at)
+           SELECT $1, c.id, 0, 0, NULL
+             FROM cards c, (SELECT set_config('synchronous_commit', 'off', true)) AS local
+            WHERE c.school_id = $1 AND c.number = ANY($2::text[]) ORDER BY c.id
+           ON CONFLICT (school_id, card_id) DO NOTHING""",
+        school_id,
+        sorted({r.card_number for r in good}),
+    )
+    async with transaction(conn) as tx:
+        if device is not None:
+            await terminals.record_nonce(tx, device)
+        stored = await _store_and_settle(
+            tx, school_id, terminal_id, good, refused, received, skip_locked=True
+        )
+    if not stored.skipped:
+        return stored.answer
+    async with transaction(conn) as tx:
+        later = await settle_cards(
+            tx, school_id, stored.skipped, give_up_before=None, via=terminal_id
+        )
+        return await _settled_later(tx, school_id, stored, later)
 
 
 async def ingest_verified(
@@ -153,7 +209,33 @@ async def ingest_verified(
     refused: list[RecordRefusal],
     received: int,
 ) -> UploadAnswer:
-    """Store and settle records whose signatures were checked (the benchmark calls this)."""
+    """``ingest`` in the caller's transaction, waiting for every card another upload holds
+    (the demo campus and tests load uploads this way)."""
+    stored = await _store_and_settle(
+        tx, school_id, terminal_id, good, refused, received, skip_locked=False
+    )
+    return stored.answer
+
+
+@dataclass
+class _Stored:
+    answer: UploadAnswer
+    skipped: list[int]  # cards another upload was settling: settled after the commit
+    waiting: set[tuple[int, int]]  # this upload's records not settled yet
+
+
+async def _store_and_settle(
+    tx: Tx,
+    school_id: int,
+    terminal_id: int,
+    good: list[rules.Record],
+    refused: list[RecordRefusal],
+    received: int,
+    *,
+    skip_locked: bool,
+) -> _Stored:
+    """Store the upload and settle what its cards' chains allow. The records settled now are
+    stored settled (no second write); those that wait are stored waiting."""
     refused = list(refused)
     upload_id: int = await tx.fetchval(
         """INSERT INTO offline_uploads(school_id, terminal_id, business_date, received, accepted,
@@ -164,31 +246,144 @@ async def ingest_verified(
         terminal_id,
         received,
     )
+    # the till's row, locked: its uploads are stored one at a time, so the numbers found
+    # stored below are all there is (a resend racing the first send waits here)
+    device_row = await tx.fetchrow(
+        """INSERT INTO offline_devices(school_id, terminal_id) VALUES ($1, $2)
+           ON CONFLICT (school_id, terminal_id) DO UPDATE SET last_upload_at = now()
+           RETURNING contiguous_seq, max_seq""",
+        school_id,
+        terminal_id,
+    )
+    assert device_row is not None
+    stored = {
+        row["seq"]: row["signature"]
+        for row in await tx.fetch(
+            """SELECT seq, signature FROM offline_records
+                WHERE school_id = $1 AND terminal_id = $2 AND seq = ANY($3::bigint[])""",
+            school_id,
+            terminal_id,
+            [r.seq for r in good],
+        )
+    }
+    duplicates = 0
+    fresh: list[rules.Record] = []
+    for r in good:
+        if r.seq not in stored:
+            fresh.append(r)
+        elif stored[r.seq] == r.signature:
+            duplicates += 1
+        else:
+            refused.append(
+                RecordRefusal(
+                    r.seq, "SEQUENCE_REUSED", "another record was stored under this number"
+                )
+            )
     cards = {
         r["number"]: r
         for r in await tx.fetch(
             """SELECT id, number, uid, person_id, state, state_changed_at FROM cards
                 WHERE school_id = $1 AND number = ANY($2::text[])""",
             school_id,
-            list({r.card_number for r in good}),
+            list({r.card_number for r in fresh}),
         )
     }
-    rows: list[tuple[Any, ...]] = []
+    now = datetime.now(UTC)
+    new: list[NewRecord] = []
     refusal_of: dict[int, tuple[str, str]] = {}
-    for r in good:
+    for r in fresh:
         card = cards.get(r.card_number)
         made_at = datetime.fromtimestamp(r.made_at, UTC)
-        state = "waiting"
-        refusal: tuple[str, str] | None = None
         if card is None:
-            refusal = ("CARD_UNKNOWN", "no such card in this school")
+            refusal_of[r.seq] = ("CARD_UNKNOWN", "no such card in this school")
         elif card["uid"] is not None and card["uid"] != r.card_uid.upper():
-            refusal = ("CARD_UID_MISMATCH", "the chip does not belong to this card number")
+            refusal_of[r.seq] = (
+                "CARD_UID_MISMATCH",
+                "the chip does not belong to this card number",
+            )
         elif card["state"] in BLOCKED_BEFORE_SALE and card["state_changed_at"] <= made_at:
-            refusal = ("CARD_BLOCKED_BEFORE_SALE", f"the card was {card['state']} before the sale")
-        if refusal is not None:
-            state = "refused"
-            refusal_of[r.seq] = refusal
+            refusal_of[r.seq] = (
+                "CARD_BLOCKED_BEFORE_SALE",
+                f"the card was {card['state']} before the sale",
+            )
+        else:
+            new.append(
+                NewRecord(
+                    card_id=card["id"],
+                    person_id=card["person_id"],
+                    pending=rules.Pending(
+                        terminal_id=terminal_id,
+                        seq=r.seq,
+                        amount=r.amount,
+                        made_at=made_at,
+                        received_at=now,
+                        card_counter=r.card_counter,
+                        total_before=r.total_before,
+                        total_after=r.total_after,
+                    ),
+                )
+            )
+    settled = await settle_cards(
+        tx,
+        school_id,
+        sorted({n.card_id for n in new}),
+        give_up_before=None,
+        via=terminal_id,
+        new=new,
+        skip_locked=skip_locked,
+    )
+    await _insert_records(tx, school_id, terminal_id, upload_id, fresh, cards, refusal_of, settled)
+    for seq, (code, message) in sorted(refusal_of.items()):
+        refused.append(RecordRefusal(seq, code, message))
+    inserted = {r.seq for r in fresh}
+    contiguous, missing = await _advance_device(
+        tx,
+        school_id,
+        terminal_id,
+        int(device_row["contiguous_seq"]),
+        int(device_row["max_seq"]),
+        inserted,
+    )
+    waiting = {
+        (terminal_id, n.pending.seq)
+        for n in new
+        if (terminal_id, n.pending.seq) not in settled.seqs
+    }
+    answer = UploadAnswer(
+        upload_id=upload_id,
+        received=received,
+        accepted=len(inserted) - len(refusal_of),
+        duplicates=duplicates,
+        refused=sorted(refused, key=lambda x: x.seq),
+        settled=settled.count,
+        waiting=len(waiting),
+        chain_breaks=settled.chain_breaks,
+        overdrafts=settled.overdrafts,
+        contiguous_seq=contiguous,
+        missing=missing,
+    )
+    await _save_counts(tx, school_id, answer, settled.overdraft_fen)
+    return _Stored(answer, settled.skipped, waiting)
+
+
+async def _insert_records(
+    tx: Tx,
+    school_id: int,
+    terminal_id: int,
+    upload_id: int,
+    fresh: list[rules.Record],
+    cards: dict[str, Any],
+    refusal_of: dict[int, tuple[str, str]],
+    settled: Settled,
+) -> None:
+    """The upload's new records, each in its final state of this transaction: refused,
+    settled (with its split and journal transaction), or waiting."""
+    rows: list[tuple[Any, ...]] = []
+    for r in fresh:
+        card = cards.get(r.card_number)
+        booked = settled.booked.get((terminal_id, r.seq))
+        refusal = refusal_of.get(r.seq)
+        state = "refused" if refusal else "settled" if booked else "waiting"
         rows.append(
             (
                 r.seq,
@@ -198,114 +393,84 @@ async def ingest_verified(
                 None if card is None else card["id"],
                 None if card is None else card["person_id"],
                 r.amount,
-                made_at,
+                datetime.fromtimestamp(r.made_at, UTC),
                 r.card_counter,
                 r.total_before,
                 r.total_after,
                 state,
                 None if refusal is None else refusal[0],
+                None if booked is None else booked.broke,
+                0 if booked is None else booked.cash,
+                0 if booked is None else booked.subsidy,
+                0 if booked is None else booked.overdraft,
+                None if booked is None else booked.tx_id,
             )
         )
-    columns = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(13)]
-    inserted = {
-        row["seq"]
-        for row in await tx.fetch(
-            """INSERT INTO offline_records(school_id, terminal_id, upload_id, seq, signature,
-                      card_number, card_uid, card_id, person_id, amount, made_at, card_counter,
-                      total_before, total_after, state, refusal)
-               SELECT $1, $2, $3, u.* FROM unnest($4::bigint[], $5::text[], $6::text[],
-                      $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::timestamptz[],
-                      $12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::text[]) AS u
-               ON CONFLICT (school_id, terminal_id, seq) DO NOTHING
-               RETURNING seq""",
-            school_id,
-            terminal_id,
-            upload_id,
-            *columns,
-        )
-    }
-    duplicates = 0
-    others = [r for r in good if r.seq not in inserted]
-    if others:
-        stored = {
-            row["seq"]: row["signature"]
-            for row in await tx.fetch(
-                """SELECT seq, signature FROM offline_records
-                    WHERE school_id = $1 AND terminal_id = $2 AND seq = ANY($3::bigint[])""",
-                school_id,
-                terminal_id,
-                [r.seq for r in others],
-            )
-        }
-        for r in others:
-            if stored.get(r.seq) == r.signature:
-                duplicates += 1
-            else:
-                refused.append(
-                    RecordRefusal(
-                        r.seq, "SEQUENCE_REUSED", "another record was stored under this number"
-                    )
-                )
-    for seq, (code, message) in sorted(refusal_of.items()):
-        if seq in inserted:
-            refused.append(RecordRefusal(seq, code, message))
-    touched = sorted(
-        {cards[r.card_number]["id"] for r in good if r.seq in inserted and r.seq not in refusal_of}
+    if not rows:
+        return
+    columns = [list(col) for col in zip(*rows, strict=True)]
+    # a plain insert: the till's row lock keeps every number new (a clash fails the upload
+    # rather than book a record twice)
+    await tx.execute(
+        """INSERT INTO offline_records(school_id, terminal_id, upload_id, seq, signature,
+                  card_number, card_uid, card_id, person_id, amount, made_at, card_counter,
+                  total_before, total_after, state, refusal, chain_break, from_cash,
+                  from_subsidy, overdraft, tx_id, business_date, settled_at)
+           SELECT $1, $2, $3, u.*,
+                  CASE WHEN u.tx_id IS NOT NULL THEN (SELECT cc_business_date($1)) END,
+                  CASE WHEN u.tx_id IS NOT NULL THEN now() END
+             FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[],
+                  $9::bigint[], $10::bigint[], $11::timestamptz[], $12::bigint[], $13::bigint[],
+                  $14::bigint[], $15::text[], $16::text[], $17::text[], $18::bigint[],
+                  $19::bigint[], $20::bigint[], $21::bigint[])
+                  AS u(seq, signature, card_number, card_uid, card_id, person_id, amount,
+                       made_at, card_counter, total_before, total_after, state, refusal,
+                       chain_break, from_cash, from_subsidy, overdraft, tx_id)""",
+        school_id,
+        terminal_id,
+        upload_id,
+        *columns,
     )
-    settled = await settle_cards(tx, school_id, touched, give_up_before=None, via=terminal_id)
-    waiting = sum(
-        1
-        for r in good
-        if r.seq in inserted
-        and r.seq not in refusal_of
-        and (terminal_id, r.seq) not in settled.seqs
-    )
-    contiguous, missing = await _advance_device(tx, school_id, terminal_id, inserted)
-    accepted = len(inserted) - sum(1 for s in refusal_of if s in inserted)
+
+
+async def _save_counts(tx: Tx, school_id: int, answer: UploadAnswer, overdraft_fen: int) -> None:
     await tx.execute(
         """UPDATE offline_uploads SET accepted = $3, duplicates = $4, rejected = $5, settled = $6,
-                  waiting = $7, chain_breaks = $8, overdrafts = $9, overdraft_fen = $10,
-                  missing = $11
+                  waiting = $7, chain_breaks = $8, overdrafts = $9,
+                  overdraft_fen = overdraft_fen + $10, missing = $11
             WHERE school_id = $1 AND id = $2""",
         school_id,
-        upload_id,
-        accepted,
-        duplicates,
-        len(refused),
-        settled.count,
-        waiting,
-        settled.chain_breaks,
-        settled.overdrafts,
-        settled.overdraft_fen,
-        rules.count_missing(missing),
+        answer.upload_id,
+        answer.accepted,
+        answer.duplicates,
+        len(answer.refused),
+        answer.settled,
+        answer.waiting,
+        answer.chain_breaks,
+        answer.overdrafts,
+        overdraft_fen,
+        rules.count_missing(answer.missing),
     )
-    return UploadAnswer(
-        upload_id=upload_id,
-        received=received,
-        accepted=accepted,
-        duplicates=duplicates,
-        refused=sorted(refused, key=lambda x: x.seq),
-        settled=settled.count,
-        waiting=waiting,
-        chain_breaks=settled.chain_breaks,
-        overdrafts=settled.overdrafts,
-        contiguous_seq=contiguous,
-        missing=missing,
+
+
+async def _settled_later(tx: Tx, school_id: int, stored: _Stored, later: Settled) -> UploadAnswer:
+    """The answer and the upload's counts after the second transaction settled the cards the
+    first one skipped (its records, and others' that waited for them)."""
+    first = stored.answer
+    answer = replace(
+        first,
+        settled=first.settled + later.count,
+        waiting=len(stored.waiting - later.seqs),
+        chain_breaks=first.chain_breaks + later.chain_breaks,
+        overdrafts=first.overdrafts + later.overdrafts,
     )
+    await _save_counts(tx, school_id, answer, later.overdraft_fen)
+    return answer
 
 
 async def _advance_device(
-    tx: Tx, school_id: int, terminal_id: int, inserted: set[int]
+    tx: Tx, school_id: int, terminal_id: int, contiguous: int, max_seq: int, inserted: set[int]
 ) -> tuple[int, list[list[int]]]:
-    row = await tx.fetchrow(
-        """INSERT INTO offline_devices(school_id, terminal_id) VALUES ($1, $2)
-           ON CONFLICT (school_id, terminal_id) DO UPDATE SET last_upload_at = now()
-           RETURNING contiguous_seq, max_seq""",
-        school_id,
-        terminal_id,
-    )
-    assert row is not None
-    contiguous, max_seq = int(row["contiguous_seq"]), int(row["max_seq"])
     max_seq = max([max_seq, *inserted])
     above: list[int] = []
     if max_seq > contiguous:
@@ -334,6 +499,15 @@ async def _advance_device(
     return contiguous, missing
 
 
+@dataclass(frozen=True)
+class NewRecord:
+    """A record of the upload being stored, on a known card, not written yet."""
+
+    card_id: int
+    person_id: int
+    pending: rules.Pending
+
+
 async def settle_cards(
     tx: Tx,
     school_id: int,
@@ -341,9 +515,14 @@ async def settle_cards(
     *,
     give_up_before: datetime | None,
     via: int | None = None,
+    new: Sequence[NewRecord] = (),
+    skip_locked: bool = False,
 ) -> Settled:
     """Settle what can settle on these cards' chains (see the module docstring). ``via``: the
-    device whose upload this is (its merchant shards take the credits, see ``_book``)."""
+    device whose upload this is (its merchant shards take the credits, see ``_book``).
+    ``new``: records of that upload not stored yet; the caller stores them as
+    ``Settled.booked`` says. With ``skip_locked`` a card whose head another transaction holds
+    is left alone and named in ``Settled.skipped`` (its heads must exist already)."""
     done = Settled()
     if not card_ids:
         return done
@@ -355,24 +534,28 @@ async def settle_cards(
     order = policy_of(settings)
     now = datetime.now(UTC)
     cutoff = give_up_before or now - timedelta(hours=limits.chain_wait_hours)
+    if not skip_locked:
+        await tx.execute(
+            """INSERT INTO offline_card_chains(school_id, card_id, last_counter, last_total,
+                      last_made_at)
+               SELECT $1, c, 0, 0, NULL FROM unnest($2::bigint[]) c ORDER BY c
+               ON CONFLICT (school_id, card_id) DO NOTHING""",
+            school_id,
+            card_ids,
+        )
     # heads first, in card id order: two uploads touching one card settle one after the other
-    await tx.execute(
-        """INSERT INTO offline_card_chains(school_id, card_id, last_counter, last_total,
-                  last_made_at)
-           SELECT $1, c, 0, 0, NULL FROM unnest($2::bigint[]) c ORDER BY c
-           ON CONFLICT (school_id, card_id) DO NOTHING""",
-        school_id,
-        card_ids,
-    )
     heads = {
         r["card_id"]: r
         for r in await tx.fetch(
             """SELECT card_id, last_counter, last_total, last_made_at FROM offline_card_chains
-                WHERE school_id = $1 AND card_id = ANY($2::bigint[]) ORDER BY card_id FOR UPDATE""",
+                WHERE school_id = $1 AND card_id = ANY($2::bigint[]) ORDER BY card_id
+                  FOR UPDATE"""
+            + (" SKIP LOCKED" if skip_locked else ""),
             school_id,
             card_ids,
         )
     }
+    done.skipped = [c for c in card_ids if c not in heads]
     waiting_rows = await tx.fetch(
         """SELECT terminal_id, seq, card_id, person_id, amount, made_at, received_at,
                   card_counter, total_before, total_after
@@ -380,10 +563,8 @@ async def settle_cards(
             WHERE school_id = $1 AND card_id = ANY($2::bigint[]) AND state = 'waiting'
             ORDER BY card_id, card_counter""",
         school_id,
-        card_ids,
+        sorted(heads),
     )
-    if not waiting_rows:
-        return done
     by_card: dict[int, list[rules.Pending]] = defaultdict(list)
     person_of: dict[int, int] = {}
     for w in waiting_rows:
@@ -400,6 +581,14 @@ async def settle_cards(
                 total_after=w["total_after"],
             )
         )
+    unstored: set[tuple[int, int]] = set()
+    for n in new:
+        if n.card_id in heads:
+            person_of[n.card_id] = n.person_id
+            by_card[n.card_id].append(n.pending)
+            unstored.add((n.pending.terminal_id, n.pending.seq))
+    if not by_card:
+        return done
     persons = sorted(set(person_of.values()))
     purses: dict[int, dict[str, tuple[int, int]]] = defaultdict(
         dict
@@ -489,23 +678,31 @@ async def settle_cards(
     if not updates:
         return done
     tx_of, sn_of = await _book(tx, school_id, legs, overdraft_by_terminal, via)
-    await tx.execute(
-        """UPDATE offline_records o SET state = 'settled', chain_break = u.broke,
-                  from_cash = u.cash, from_subsidy = u.subsidy, overdraft = u.overdraft,
-                  tx_id = u.tx_id, business_date = cc_business_date($1), settled_at = now()
-             FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[],
-                         $7::bigint[], $8::bigint[])
-                  AS u(terminal_id, seq, broke, cash, subsidy, overdraft, tx_id)
-            WHERE o.school_id = $1 AND o.terminal_id = u.terminal_id AND o.seq = u.seq""",
-        school_id,
-        [u[0] for u in updates],
-        [u[1] for u in updates],
-        [u[2] for u in updates],
-        [u[3] for u in updates],
-        [u[4] for u in updates],
-        [u[5] for u in updates],
-        [tx_of[u[0]] for u in updates],
-    )
+    for terminal_id, seq, broke, cash, subsidy, overdraft in updates:
+        if (terminal_id, seq) in unstored:
+            done.booked[(terminal_id, seq)] = Booked(
+                broke, cash, subsidy, overdraft, tx_of[terminal_id]
+            )
+    earlier = [u for u in updates if (u[0], u[1]) not in unstored]
+    if earlier:
+        await tx.execute(
+            """UPDATE offline_records o SET state = 'settled', chain_break = u.broke,
+                      from_cash = u.cash, from_subsidy = u.subsidy, overdraft = u.overdraft,
+                      tx_id = u.tx_id, business_date = (SELECT cc_business_date($1)),
+                      settled_at = now()
+                 FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[],
+                             $7::bigint[], $8::bigint[])
+                      AS u(terminal_id, seq, broke, cash, subsidy, overdraft, tx_id)
+                WHERE o.school_id = $1 AND o.terminal_id = u.terminal_id AND o.seq = u.seq""",
+            school_id,
+            [u[0] for u in earlier],
+            [u[1] for u in earlier],
+            [u[2] for u in earlier],
+            [u[3] for u in earlier],
+            [u[4] for u in earlier],
+            [u[5] for u in earlier],
+            [tx_of[u[0]] for u in earlier],
+        )
     await tx.execute(
         """UPDATE offline_card_chains h SET last_counter = u.counter, last_total = u.total,
                   last_made_at = u.made_at, updated_at = now()
@@ -561,38 +758,25 @@ async def _book(
     this one), and crediting each till's own shard would make every upload lock most shards
     of every canteen. Shards only spread locks; clearing sums them per merchant."""
     terminal_ids = sorted(set(legs) | set(overdraft_by_terminal))
-    shard_of = {
-        r["id"]: (r["sn"], r["account_id"], r["merchant_name"])
+    devices = {
+        r["id"]: r
         for r in await tx.fetch(
-            """SELECT t.id, t.sn, a.id AS account_id, m.name AS merchant_name
+            """SELECT t.id, t.sn, t.merchant_id, m.name AS merchant_name, m.shards
                  FROM terminals t
                  JOIN merchants m ON m.school_id = t.school_id AND m.id = t.merchant_id
-                 JOIN accounts a ON a.school_id = t.school_id AND a.merchant_id = t.merchant_id
-                                AND a.kind = 'merchant' AND a.shard = coalesce($3, t.id) % m.shards
                 WHERE t.school_id = $1 AND t.id = ANY($2::bigint[])""",
             school_id,
             terminal_ids,
-            via,
         )
     }
+    shard_of = await _lock_shards(tx, school_id, list(devices.values()), via)
     receivable = await postings.system_account(tx, school_id, "offline_receivable")
-    # Each cc_post locks its own legs in id order, but one device's shard may have a higher id
-    # than the next device's: two uploads settling the same two devices' records would take
-    # the shards in opposite orders. So every shard (and the receivable, when owed) is locked first,
-    # in id order, after the purses (already locked), as an online payment takes them.
-    await tx.execute(
-        """SELECT 1 FROM accounts WHERE school_id = $1 AND id = ANY($2::bigint[])
-            ORDER BY id FOR UPDATE""",
-        school_id,
-        sorted(
-            {acc for _, acc, _ in shard_of.values()}
-            | ({receivable} if any(overdraft_by_terminal.values()) else set())
-        ),
-    )
     # every device's transaction in one round trip (an upload often settles dozens of tills)
     bookings: list[postings.Booking] = []
     for terminal_id in terminal_ids:
-        sn, merchant_account, merchant_name = shard_of[terminal_id]
+        d = devices[terminal_id]
+        sn, merchant_name = d["sn"], d["merchant_name"]
+        merchant_account = shard_of[d["merchant_id"] if via is not None else terminal_id]
         tx_legs = [postings.Leg(acc, fen) for acc, fen in sorted(legs[terminal_id].items()) if fen]
         if overdraft_by_terminal.get(terminal_id):
             tx_legs.append(postings.Leg(receivable, -overdraft_by_terminal[terminal_id]))
@@ -610,7 +794,62 @@ async def _book(
         )
     tx_ids = await postings.post_many(tx, school_id=school_id, bookings=bookings)
     out = dict(zip(terminal_ids, tx_ids, strict=True))
-    return out, {t: shard_of[t][0] for t in terminal_ids}
+    return out, {t: devices[t]["sn"] for t in terminal_ids}
+
+
+class _ShardsBusy(Exception):
+    """Every shard of a merchant is held by other uploads."""
+
+
+async def _lock_shards(
+    tx: Tx, school_id: int, devices: list[Any], via: int | None
+) -> dict[int, int]:
+    """Lock the merchant shards the bookings credit, before the first ``cc_post`` (the purses
+    are locked already; the receivable, one row, is locked by the first booking that owes).
+    With an uploading device ``via``: one shard per merchant (merchant id -> account), the
+    first one no other upload holds, starting at ``via``'s; nobody waits for a shard while
+    holding one. Only when every shard of a merchant is held (more uploads at once than
+    shards) are they taken as without ``via`` and waited for. Without ``via`` (overdue
+    records): each device's own shard (device id -> account), in id order."""
+    if via is not None:
+        by_merchant = {d["merchant_id"]: d["shards"] for d in devices}
+        merchants = sorted(by_merchant)
+        try:
+            async with savepoint(tx):
+                picked = {
+                    r["merchant_id"]: r["account_id"]
+                    for r in await tx.fetch(
+                        """SELECT u.m AS merchant_id,
+                                  (SELECT a.id FROM accounts a
+                                    WHERE a.school_id = $1 AND a.merchant_id = u.m
+                                      AND a.kind = 'merchant'
+                                    ORDER BY (a.shard - $4::bigint % u.n + u.n) % u.n
+                                    LIMIT 1 FOR UPDATE SKIP LOCKED) AS account_id
+                             FROM unnest($2::bigint[], $3::int[]) AS u(m, n) ORDER BY u.m""",
+                        school_id,
+                        merchants,
+                        [by_merchant[m] for m in merchants],
+                        via,
+                    )
+                }
+                if None in picked.values():
+                    raise _ShardsBusy
+                return picked
+        except _ShardsBusy:
+            pass
+    # in id order: two uploads taking the same shards take them one after the other
+    rows = await tx.fetch(
+        """SELECT d.key, a.id FROM accounts a
+             JOIN unnest($2::bigint[], $3::bigint[], $4::int[]) AS d(key, merchant_id, shard)
+               ON a.merchant_id = d.merchant_id AND a.shard = d.shard
+            WHERE a.school_id = $1 AND a.kind = 'merchant'
+            ORDER BY a.id FOR UPDATE OF a""",
+        school_id,
+        [d["merchant_id"] if via is not None else d["id"] for d in devices],
+        [d["merchant_id"] for d in devices],
+        [(via if via is not None else d["id"]) % d["shards"] for d in devices],
+    )
+    return {r["key"]: r["id"] for r in rows}
 
 
 @owns_transaction
