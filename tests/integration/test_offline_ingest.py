@@ -452,12 +452,13 @@ async def test_an_upload_stores_without_waiting_for_a_card_another_upload_holds_
     )
     await held.wait()
     sent = asyncio.create_task(upload(client, dev, [first]))
-
-    # then the record is stored at once (the upload did not wait for the holder) ...
-    assert await _state_once_stored(pool, dev, 1) == "waiting"
-    assert not sent.done()
+    try:
+        # then the record is stored at once (the upload did not wait for the holder) ...
+        assert await _state_once_stored(pool, dev, 1) == "waiting"
+        assert not sent.done()
+    finally:
+        go.set()
     # ... and when the holder is done, the same request settles both sales and counts them
-    go.set()
     await holder
     answer = await sent
     assert (answer["accepted"], answer["settled"], answer["waiting"]) == (1, 2, 0)
@@ -492,12 +493,13 @@ async def test_an_upload_waits_for_its_merchant_when_every_shard_is_held(
     )
     await held.wait()
     sent = asyncio.create_task(upload(client, dev, [record(dev, card, CardArea(), 1, 300)]))
-    await asyncio.sleep(0.3)
-
-    # then the upload waits for that shard (it is booked to it, nothing half done meanwhile)
-    assert not sent.done()
-    assert await pool.fetchval("SELECT count(*) FROM offline_records") == 0
-    go.set()
+    try:
+        await asyncio.sleep(0.3)
+        # then the upload waits for that shard (it is booked to it, nothing half done meanwhile)
+        assert not sent.done()
+        assert await pool.fetchval("SELECT count(*) FROM offline_records") == 0
+    finally:
+        go.set()
     await holder
     answer = await sent
     assert (answer["accepted"], answer["settled"], answer["waiting"]) == (1, 1, 0)
