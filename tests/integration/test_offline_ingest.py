@@ -506,3 +506,43 @@ async def test_an_upload_waits_for_its_merchant_when_every_shard_is_held(
     assert await balances(pool, person) == {"cash": 700, "subsidy": 0}
     assert await pool.fetchval("SELECT balance FROM accounts WHERE id = $1", shard) == 300
     assert (await check_ledger(pool)).ok
+
+
+async def test_an_upload_settles_what_the_purses_cover_while_the_receivable_is_held(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    # given a holder with money and one with 1.00, and a till's 3.00 sale on each card
+    school_id, dev, person, card = await _setup(pool, settings)
+    async with pool.acquire() as conn:
+        short, short_card = await make_cardholder(conn, school_id, "S2", cash=100)
+    sales = [
+        record(dev, card, CardArea(), 1, 300),
+        record(dev, short_card, CardArea(), 2, 300),
+    ]
+    receivable: int = await pool.fetchval(
+        """SELECT id FROM accounts WHERE school_id = $1 AND kind = 'system'
+              AND system_code = 'offline_receivable'""",
+        school_id,
+    )
+
+    # when another upload holds the offline receivable while the two sales are uploaded
+    held, go = asyncio.Event(), asyncio.Event()
+    holder = asyncio.create_task(
+        _held(pool, "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", receivable, held, go)
+    )
+    await held.wait()
+    sent = asyncio.create_task(upload(client, dev, sales))
+    try:
+        # then the covered sale is booked at once; the one that overdraws waits for the receivable
+        assert await _state_once_stored(pool, dev, 1) == "settled"
+        assert await _state_once_stored(pool, dev, 2) == "waiting"
+        assert not sent.done()
+    finally:
+        go.set()
+    await holder
+    answer = await sent
+    assert (answer["settled"], answer["waiting"], answer["overdrafts"]) == (2, 0, 1)
+    assert await balances(pool, short) == {"cash": 0, "subsidy": 0}
+    assert await system_balance(pool, school_id, "offline_receivable") == -200
+    assert await balances(pool, person) == {"cash": 9_700, "subsidy": 0}
+    assert (await check_ledger(pool)).ok

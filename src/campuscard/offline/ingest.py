@@ -42,7 +42,7 @@ from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx, owns_transaction, require_idle, savepoint, transaction
 from campuscard.ledger import postings
-from campuscard.ledger.purse_order import policy_of
+from campuscard.ledger.purse_order import PurseOrder, policy_of
 from campuscard.monitoring import signals
 from campuscard.offline import rules
 from campuscard.payments import terminals
@@ -521,8 +521,9 @@ async def settle_cards(
     """Settle what can settle on these cards' chains (see the module docstring). ``via``: the
     device whose upload this is (its merchant shards take the credits, see ``_book``).
     ``new``: records of that upload not stored yet; the caller stores them as
-    ``Settled.booked`` says. With ``skip_locked`` a card whose head another transaction holds
-    is left alone and named in ``Settled.skipped`` (its heads must exist already)."""
+    ``Settled.booked`` says. With ``skip_locked`` a card whose head another transaction holds,
+    or whose records would overdraw, is left alone and named in ``Settled.skipped`` (its head
+    must exist already)."""
     done = Settled()
     if not card_ids:
         return done
@@ -637,6 +638,11 @@ async def settle_cards(
         if not walk.settle:
             continue
         person = person_of[card_id]
+        if skip_locked and _overdraws(order, available.get(person, {}), walk):
+            # the receivable is one row every overdrawing upload locks until it commits:
+            # such a card is left to the second, short transaction
+            done.skipped.append(card_id)
+            continue
         for pending, broke in walk.settle:
             split = rules.split_offline(order, available.setdefault(person, {}), pending.amount)
             for purse in ("cash", "subsidy"):
@@ -741,6 +747,12 @@ async def settle_cards(
             ref=f"{sn_of[o.terminal_id]}:{o.seq}",
         )
     return done
+
+
+def _overdraws(order: PurseOrder, available: dict[str, int], walk: rules.ChainWalk) -> bool:
+    """Whether settling the walk would take more than the purses have (nothing is changed)."""
+    left = dict(available)
+    return any(rules.split_offline(order, left, p.amount)["overdraft"] for p, _ in walk.settle)
 
 
 async def _book(
