@@ -168,11 +168,12 @@ async def ingest(
     whose nonce is recorded with the records).
 
     The first stores every record and settles the cards whose chain heads no other upload
-    holds (``FOR UPDATE SKIP LOCKED``), and commits without waiting for any upload. The
-    second settles the cards it skipped, once their holder has committed: only it waits, on
-    those cards alone, and the answer counts what either settled. Before both, the chain
-    heads of the upload's cards are made in a statement of their own, so that the first
-    transaction never waits on another one's new head either."""
+    holds (``FOR UPDATE SKIP LOCKED``) and whose records the purses cover, and commits
+    without waiting for any upload. The second settles the cards it skipped (another upload
+    held them, or they overdraw: the receivable is one row), once their holder has committed:
+    only it waits, on those cards alone, and the answer counts what either settled. Before
+    both, the chain heads of the upload's cards are made in a statement of their own, so that
+    the first transaction never waits on another one's new head either (decision 0330)."""
     require_idle(conn)
     # an empty head lost in a crash is made again (a missing head counts as skipped, and the
     # second transaction makes it), so this statement does not wait for its commit's flush
