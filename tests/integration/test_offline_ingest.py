@@ -6,7 +6,9 @@ till must refuse offline (above the overdraft limit, frozen or closed accounts).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -403,6 +405,9 @@ async def test_uploads_settling_records_of_two_tills_take_the_shards_in_one_orde
     assert (await check_ledger(pool)).ok
 
 
+ACCOUNT_LOCK = "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE"
+
+
 async def _card_id(pool: PgPool, card: dict[str, Any]) -> int:
     card_id: int = await pool.fetchval("SELECT id FROM cards WHERE number = $1", card["number"])
     return card_id
@@ -420,12 +425,24 @@ async def _state_once_stored(pool: PgPool, dev: Device, seq: int) -> str | None:
     return None
 
 
-async def _held(pool: PgPool, sql: str, arg: int, held: asyncio.Event, go: asyncio.Event) -> None:
-    """Another transaction holding a row (as a concurrent upload does) until ``go``."""
-    async with pool.acquire() as conn, transaction(conn) as tx:
-        await tx.execute(sql, arg)
-        held.set()
-        await go.wait()
+@contextlib.asynccontextmanager
+async def _while_held(pool: PgPool, sql: str, arg: int) -> AsyncIterator[None]:
+    """Another transaction holds a row (as a concurrent upload does) for the block."""
+    held, go = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with pool.acquire() as conn, transaction(conn) as tx:
+            await tx.execute(sql, arg)
+            held.set()
+            await go.wait()
+
+    holder = asyncio.create_task(hold())
+    await held.wait()
+    try:
+        yield
+    finally:
+        go.set()
+        await holder
 
 
 async def test_an_upload_stores_without_waiting_for_a_card_another_upload_holds_and_counts_it(
@@ -440,26 +457,13 @@ async def test_an_upload_stores_without_waiting_for_a_card_another_upload_holds_
     assert (await upload(client, other, [second]))["waiting"] == 1
 
     # when another upload holds the card's chain head while the first sale is uploaded
-    held, go = asyncio.Event(), asyncio.Event()
-    holder = asyncio.create_task(
-        _held(
-            pool,
-            "SELECT 1 FROM offline_card_chains WHERE card_id = $1 FOR UPDATE",
-            await _card_id(pool, card),
-            held,
-            go,
-        )
-    )
-    await held.wait()
-    sent = asyncio.create_task(upload(client, dev, [first]))
-    try:
+    head = "SELECT 1 FROM offline_card_chains WHERE card_id = $1 FOR UPDATE"
+    async with _while_held(pool, head, await _card_id(pool, card)):
+        sent = asyncio.create_task(upload(client, dev, [first]))
         # then the record is stored at once (the upload did not wait for the holder) ...
         assert await _state_once_stored(pool, dev, 1) == "waiting"
         assert not sent.done()
-    finally:
-        go.set()
     # ... and when the holder is done, the same request settles both sales and counts them
-    await holder
     answer = await sent
     assert (answer["accepted"], answer["settled"], answer["waiting"]) == (1, 2, 0)
     row = await pool.fetchrow(
@@ -487,20 +491,12 @@ async def test_an_upload_waits_for_its_merchant_when_every_shard_is_held(
     )
 
     # when another upload holds the only shard while the sale is uploaded
-    held, go = asyncio.Event(), asyncio.Event()
-    holder = asyncio.create_task(
-        _held(pool, "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", shard, held, go)
-    )
-    await held.wait()
-    sent = asyncio.create_task(upload(client, dev, [record(dev, card, CardArea(), 1, 300)]))
-    try:
+    async with _while_held(pool, ACCOUNT_LOCK, shard):
+        sent = asyncio.create_task(upload(client, dev, [record(dev, card, CardArea(), 1, 300)]))
         await asyncio.sleep(0.3)
         # then the upload waits for that shard (it is booked to it, nothing half done meanwhile)
         assert not sent.done()
         assert await pool.fetchval("SELECT count(*) FROM offline_records") == 0
-    finally:
-        go.set()
-    await holder
     answer = await sent
     assert (answer["accepted"], answer["settled"], answer["waiting"]) == (1, 1, 0)
     assert await balances(pool, person) == {"cash": 700, "subsidy": 0}
@@ -526,20 +522,12 @@ async def test_an_upload_settles_what_the_purses_cover_while_the_receivable_is_h
     )
 
     # when another upload holds the offline receivable while the two sales are uploaded
-    held, go = asyncio.Event(), asyncio.Event()
-    holder = asyncio.create_task(
-        _held(pool, "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", receivable, held, go)
-    )
-    await held.wait()
-    sent = asyncio.create_task(upload(client, dev, sales))
-    try:
+    async with _while_held(pool, ACCOUNT_LOCK, receivable):
+        sent = asyncio.create_task(upload(client, dev, sales))
         # then the covered sale is booked at once; the one that overdraws waits for the receivable
         assert await _state_once_stored(pool, dev, 1) == "settled"
         assert await _state_once_stored(pool, dev, 2) == "waiting"
         assert not sent.done()
-    finally:
-        go.set()
-    await holder
     answer = await sent
     assert (answer["settled"], answer["waiting"], answer["overdrafts"]) == (2, 0, 1)
     assert await balances(pool, short) == {"cash": 0, "subsidy": 0}
