@@ -16,6 +16,7 @@ from tests.integration.test_card_applications import (
 )
 from tests.integration.test_card_life import (
     test_blacklist_deltas_lost_in_unblocked_out_replaced_never_leaves,
+    test_each_transition_and_refusal,
 )
 from tests.integration.test_card_payments import (
     test_limits_per_transaction_and_per_day,
@@ -55,6 +56,7 @@ __all__ = [
     "test_capture_the_whole_hold_of_the_whole_balance",
     "test_day_at_the_counter_balances_against_the_drawer",
     "test_day_cleared_twice_has_identical_figures_and_one_settlement",
+    "test_each_transition_and_refusal",
     "test_limits_per_transaction_and_per_day",
     "test_paid_order_is_credited_once_with_duplicate_callbacks",
     "test_partial_refunds_go_back_to_purses_and_never_exceed_the_payment",

@@ -613,26 +613,32 @@ async def _card_row(conn: Conn, card_id: int) -> dict[str, Any]:
 
 @owns_transaction
 async def expire_due_cards(tx: Tx, actor: Actor, *, limit: int = 500) -> int:
-    """Move cards past their expiry date (the school's business day) to expired."""
+    """Move cards past their expiry date (the school's business day) to expired, up to
+    ``limit``, school by school (on Citus a statement that locks rows names its school)."""
     done = 0
-    rows = await tx.fetch(
-        f"""SELECT {CARD_COLUMNS} FROM cards c
-             WHERE c.state IN ('issued', 'active', 'lost', 'frozen')
-               AND c.expires_on < cc_business_date(c.school_id)
-             ORDER BY c.id LIMIT $1 FOR UPDATE SKIP LOCKED""",
-        limit,
-    )
-    for row in rows:
-        card = dict(row)
-        await tx.execute(
-            "UPDATE cards SET state = 'expired', state_changed_at = now(), "
-            "updated_at = now() WHERE id = $1",
-            card["id"],
+    for school_id in [r["id"] for r in await tx.fetch("SELECT id FROM schools ORDER BY id")]:
+        if done >= limit:
+            break
+        rows = await tx.fetch(
+            f"""SELECT {CARD_COLUMNS} FROM cards c
+                 WHERE c.school_id = $2 AND c.state IN ('issued', 'active', 'lost', 'frozen')
+                   AND c.expires_on < cc_business_date($2)
+                 ORDER BY c.id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+            limit - done,
+            school_id,
         )
-        await _record(
-            tx, actor, card, "expire", "expired", channel="system", reason="past expires_on"
-        )
-        done += 1
+        for row in rows:
+            card = dict(row)
+            await tx.execute(
+                "UPDATE cards SET state = 'expired', state_changed_at = now(), "
+                "updated_at = now() WHERE school_id = $2 AND id = $1",
+                card["id"],
+                school_id,
+            )
+            await _record(
+                tx, actor, card, "expire", "expired", channel="system", reason="past expires_on"
+            )
+            done += 1
     return done
 
 
