@@ -77,6 +77,7 @@ async def do_register_personal_reader(
             code="CARD_NOT_ACTIVE",
             field="card_number",
         )
+    await terminals.claim_serial(tx, sn)
     try:
         row = await tx.fetchrow(
             """INSERT INTO terminals(school_id, sn, kind, card_id, location)

@@ -25,6 +25,7 @@ from campuscard.platform.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from campuscard.platform.logs import get_logger
 
 KINDS = ("pos", "kiosk", "door", "shop")
 # A terminal that has neither sent a heartbeat nor taken a payment for this long is offline.
@@ -43,6 +44,8 @@ ONLINE_SQL = f"""((t.last_seen_at IS NOT NULL
 # Nonces are kept long enough to cover every timestamp the skew window accepts.
 NONCE_RETENTION_SECONDS = 3 * signing.MAX_SKEW_SECONDS
 _CACHE_SECONDS = 5.0
+
+log = get_logger("campuscard.terminals")
 
 
 @dataclass(frozen=True)
@@ -100,14 +103,19 @@ async def _load(pool: PgPool, sn: str, *, fresh: bool) -> TerminalRow | None:
     hit = _cache.get(sn)
     if hit is not None and not fresh and now - hit[0] < _CACHE_SECONDS:
         return hit[1]
-    row = await pool.fetchrow(
+    rows = await pool.fetch(
         """SELECT id, sn, school_id, kind, status, merchant_id, outlet_id, key_version,
-                  prev_key_version FROM terminals WHERE sn = $1""",
+                  prev_key_version FROM terminals WHERE sn = $1 LIMIT 2""",
         sn,
     )
-    if row is None:
+    # two schools with one serial (registered before serials were checked across schools)
+    # would share a key: neither device is trusted until one is registered anew
+    if len(rows) != 1:
+        if rows:
+            log.warning("terminal serial registered in more than one school", sn=sn)
         _cache.pop(sn, None)
         return None
+    row = rows[0]
     terminal = TerminalRow(**dict(row))
     _cache[sn] = (now, terminal)
     return terminal
@@ -224,6 +232,19 @@ def terminal_key_hex(settings: Settings, sn: str, key_version: int) -> str:
     ).hex()
 
 
+_SERIAL_LOCK = 7301  # advisory lock namespace: one registration of a serial at a time
+
+
+async def claim_serial(tx: Tx, sn: str) -> None:
+    """A device's serial is unique across every school of the platform: its key is derived from
+    the serial, and a signed request names the serial alone. The table's own key can only say
+    "within a school" (scale-out rules: every key starts with school_id), so a registration
+    checks the other schools too, under a transaction lock on the serial (decision 0340)."""
+    await tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _SERIAL_LOCK, sn)
+    if await tx.fetchval("SELECT 1 FROM terminals WHERE sn = $1 LIMIT 1", sn):
+        raise Conflict(f"terminal {sn!r} is already registered", field="sn")
+
+
 @owns_transaction
 async def register_terminal(
     tx: Tx,
@@ -252,6 +273,7 @@ async def register_terminal(
         )
         if not ok:
             raise NotFound("no such outlet of this merchant", field="outlet_id")
+    await claim_serial(tx, sn)
     try:
         row = await tx.fetchrow(
             """INSERT INTO terminals(school_id, sn, kind, merchant_id, outlet_id, location)
