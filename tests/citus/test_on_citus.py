@@ -11,6 +11,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.test_auth import (
+    test_repeated_failures_lock_the_account_and_the_lock_is_audited,
+)
+from tests.integration.test_bank_link import (
+    test_load_credits_the_card_once,
+    test_timeout_after_the_bank_debited_is_reversed,
+)
 from tests.integration.test_card_applications import (
     test_verified_guardian_is_approved_and_gets_a_pickup_code_by_sms,
 )
@@ -58,13 +65,16 @@ __all__ = [
     "test_day_cleared_twice_has_identical_figures_and_one_settlement",
     "test_each_transition_and_refusal",
     "test_limits_per_transaction_and_per_day",
+    "test_load_credits_the_card_once",
     "test_paid_order_is_credited_once_with_duplicate_callbacks",
     "test_partial_refunds_go_back_to_purses_and_never_exceed_the_payment",
     "test_payment_debits_subsidy_first_credits_merchant_and_answers_a_receipt",
     "test_pin_missing_wrong_and_locked",
     "test_pos_payments_and_a_reversal_clear_per_terminal",
+    "test_repeated_failures_lock_the_account_and_the_lock_is_audited",
     "test_retry_replays_and_new_payload_under_same_id_is_409",
     "test_reversal_after_payment_returns_money_to_the_same_purses",
     "test_the_card_limits_apply_to_codes",
+    "test_timeout_after_the_bank_debited_is_reversed",
     "test_verified_guardian_is_approved_and_gets_a_pickup_code_by_sms",
 ]

@@ -544,8 +544,10 @@ async def cancel_card(
     balances = {
         r["id"]: r["balance"]
         for r in await tx.fetch(
-            "SELECT id, balance FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+            """SELECT id, balance FROM accounts WHERE school_id = $2 AND id = ANY($1::bigint[])
+                ORDER BY id FOR UPDATE""",
             [] if in_use else list(purses.values()),
+            school_id,
         )
     }
     deposits = await postings.system_account(tx, school_id, "card_deposits")

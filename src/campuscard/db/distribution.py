@@ -37,6 +37,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -209,6 +210,20 @@ async def school_of(conn: Conn, table: str, row_id: int) -> int | None:
         row_id,
     )
     return school_id
+
+
+async def lock_row(conn: Conn, table: str, row_id: int, columns: str = "*") -> Any:
+    """The row ``row_id`` of a school's ``table``, locked FOR UPDATE in a statement that names
+    its school (``school_of``: a school's rows never move to another school); None if there is
+    no such row."""
+    school_id = await school_of(conn, table, row_id)
+    if school_id is None:
+        return None
+    return await conn.fetchrow(
+        f'SELECT {columns} FROM "{table}" WHERE school_id = $1 AND id = $2 FOR UPDATE',
+        school_id,
+        row_id,
+    )
 
 
 _CONSTRAINT_IN_MESSAGE = re.compile(r'constraint "([^"]+)"')

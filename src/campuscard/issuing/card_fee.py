@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from campuscard.config import Settings
+from campuscard.db import distribution
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx
 from campuscard.issuing import applications
@@ -60,7 +61,7 @@ async def _start_fee_order(
     actor: Actor,
     app_id: int,
 ) -> dict[str, Any]:
-    app = await tx.fetchrow("SELECT * FROM card_applications WHERE id = $1 FOR UPDATE", app_id)
+    app = await distribution.lock_row(tx, "card_applications", app_id)
     if app is None or app["applicant_user_id"] != actor.user_id:
         raise NotFound("application not found", field="application_id")
     if app["status"] != "awaiting_payment" or app["fee_status"] != "due":

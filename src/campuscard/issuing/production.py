@@ -8,6 +8,7 @@ import csv
 import io
 from typing import Any
 
+from campuscard.db import distribution
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.documents.exports import safe_row, workbook_bytes
@@ -145,7 +146,7 @@ async def do_hand_out(
 ) -> dict[str, Any]:
     """The student collects the produced card at the counter: bind it and close the
     application."""
-    app = await tx.fetchrow("SELECT * FROM card_applications WHERE id = $1 FOR UPDATE", app_id)
+    app = await distribution.lock_row(tx, "card_applications", app_id)
     if app is None:
         raise NotFound("application not found", field="application_id")
     actor.require("card_center", school_id=app["school_id"])

@@ -28,6 +28,7 @@ from stdnum import luhn
 from campuscard.adapters.bank import iso
 from campuscard.adapters.bank.client import BankAnswer, BankClient, BankTimeout
 from campuscard.config import Settings
+from campuscard.db import distribution
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx, transaction
 from campuscard.ledger import postings
@@ -217,8 +218,10 @@ async def do_unbind_card(pool: PgPool, actor: Actor, *, person_id: int) -> dict[
     async with transaction(pool) as tx:
         person = await check_holder(tx, actor, person_id)
         row = await tx.fetchrow(
-            "SELECT * FROM bank_cards WHERE person_id = $1 AND status = 'active' FOR UPDATE",
+            """SELECT * FROM bank_cards WHERE school_id = $2 AND person_id = $1
+                  AND status = 'active' FOR UPDATE""",
             person_id,
+            person["school_id"],
         )
         if row is None:
             raise NotFound("no bank card is bound", field="person_id")
@@ -367,7 +370,7 @@ async def settle_answer(
         return await _get(pool, transfer_id)
     must_reverse = False
     async with transaction(pool) as tx:
-        t = await tx.fetchrow("SELECT * FROM bank_transfers WHERE id = $1 FOR UPDATE", transfer_id)
+        t = await distribution.lock_row(tx, "bank_transfers", transfer_id)
         assert t is not None
         if t["status"] != "pending":
             # in doubt ('unknown', 'reversing'), a transfer is resolved by its reversal only:
@@ -386,7 +389,9 @@ async def settle_answer(
         else:
             purses = await postings.open_purses(tx, t["school_id"], t["person_id"])
             balance = await tx.fetchval(
-                "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE", purses["cash"]
+                "SELECT balance FROM accounts WHERE school_id = $2 AND id = $1 FOR UPDATE",
+                purses["cash"],
+                t["school_id"],
             )
             if t["target"] is not None and balance + t["amount"] > t["target"]:
                 # money came in meanwhile: booking would overshoot the target; undo it
@@ -460,7 +465,7 @@ async def reverse_transfer(pool: PgPool, settings: Settings, transfer_id: int) -
 async def _finish_failed(pool: PgPool, transfer_id: int, code: str, status: str) -> None:
     """Declined or reversed: nothing moved at the bank; a held payout goes back."""
     async with transaction(pool) as tx:
-        t = await tx.fetchrow("SELECT * FROM bank_transfers WHERE id = $1 FOR UPDATE", transfer_id)
+        t = await distribution.lock_row(tx, "bank_transfers", transfer_id)
         assert t is not None
         if t["status"] not in OPEN_STATES:
             return

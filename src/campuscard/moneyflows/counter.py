@@ -218,7 +218,9 @@ async def _book_counter_op(
         legs = postings.legs_move(purses["subsidy"], fund, fen)
     else:  # zeroing: the whole purse; cash is paid out, a subsidy goes back to the fund
         fen = await tx.fetchval(
-            "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE", purses[purse]
+            "SELECT balance FROM accounts WHERE school_id = $2 AND id = $1 FOR UPDATE",
+            purses[purse],
+            school_id,
         )
         if fen <= 0:
             raise Conflict("the purse is already empty", code="NOTHING_TO_ZERO", field="purse")

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from campuscard.config import Settings
+from campuscard.db import distribution
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import transaction
 from campuscard.ledger.money import Money
@@ -298,9 +299,7 @@ async def do_answer_confirmation(
     person_id = codes.require_cardholder(actor)
     async with pool.acquire() as conn:
         async with transaction(conn) as tx:
-            conf = await tx.fetchrow(
-                "SELECT * FROM paycode_confirmations WHERE id = $1 FOR UPDATE", confirmation_id
-            )
+            conf = await distribution.lock_row(tx, "paycode_confirmations", confirmation_id)
             if conf is None or conf["person_id"] != person_id:
                 raise NotFound("no such payment waiting for you", field="confirmation_id")
             conf = await _expire_if_due(tx, conf)
@@ -340,10 +339,10 @@ async def do_answer_confirmation(
         after: list[dict[str, Any]] = []
         async with transaction(conn) as tx:
             # lock again: a double tap confirms once
-            locked = await tx.fetchval(
-                "SELECT status FROM paycode_confirmations WHERE id = $1 FOR UPDATE",
-                confirmation_id,
+            locked_row = await distribution.lock_row(
+                tx, "paycode_confirmations", confirmation_id, "status"
             )
+            locked = None if locked_row is None else locked_row["status"]
             if locked != "pending":
                 raise Conflict(
                     f"this payment is already {locked}",

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from campuscard.config import Settings
+from campuscard.db import distribution
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.payments import code_rules
@@ -300,10 +301,8 @@ async def do_unbind_device(
     tx: Tx, actor: Actor, device_id: int, *, reason: str = ""
 ) -> dict[str, Any]:
     """Revoke a bound phone: by its holder, or by the card center of the school."""
-    row = await tx.fetchrow(
-        "SELECT id, school_id, person_id, status, label FROM paycode_devices "
-        "WHERE id = $1 FOR UPDATE",
-        device_id,
+    row = await distribution.lock_row(
+        tx, "paycode_devices", device_id, "id, school_id, person_id, status, label"
     )
     if row is None or not (
         actor.is_platform_admin

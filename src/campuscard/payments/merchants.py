@@ -145,7 +145,7 @@ async def decide_merchant(
     }
     if decision not in targets:
         raise ValidationFailed(f"decision must be one of {', '.join(targets)}", field="decision")
-    m = await tx.fetchrow("SELECT * FROM merchants WHERE id = $1 FOR UPDATE", merchant_id)
+    m = await distribution.lock_row(tx, "merchants", merchant_id)
     if m is None or not actor.has("school_admin", "settlement", school_id=m["school_id"]):
         raise NotFound("no such merchant", field="merchant_id")
     sources, target = targets[decision]

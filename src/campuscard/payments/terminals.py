@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from campuscard.config import Settings
+from campuscard.db import distribution
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.platform import audit, signing
@@ -317,7 +318,7 @@ async def register_terminal(
 
 
 async def _terminal_for_update(conn: Conn, terminal_id: int) -> dict[str, Any]:
-    row = await conn.fetchrow("SELECT * FROM terminals WHERE id = $1 FOR UPDATE", terminal_id)
+    row = await distribution.lock_row(conn, "terminals", terminal_id)
     if row is None:
         raise NotFound("no such terminal", field="terminal_id")
     return dict(row)

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from campuscard.db import distribution
 from campuscard.db.pool import Conn
 from campuscard.db.tx import Tx, owns_transaction
 from campuscard.ledger import postings
@@ -219,10 +220,8 @@ async def update_person(
     for required in ("name", "category", "kind"):
         if required in changes and changes[required] is None:
             raise ValidationFailed(f"{required} cannot be emptied", field=required)
-    before = await tx.fetchrow(
-        "SELECT school_id, name, class_id, phone, category, kind FROM persons "
-        "WHERE id = $1 FOR UPDATE",
-        person_id,
+    before = await distribution.lock_row(
+        tx, "persons", person_id, "school_id, name, class_id, phone, category, kind"
     )
     if before is None:
         raise NotFound("person not found", field="person_id")

@@ -234,10 +234,12 @@ RETURNING failures"""
 
 # No place left: the account is locked (if it is not yet, from now: the attempts in flight may
 # still clear it by succeeding). Returns the lock's end and whether this set it. Parameters:
-# user id (or school id, name), minutes.
+# user id (or school id, name), the lock's end if it is not locked yet (a parameter: Citus refuses
+# a function of the clock or time zone inside coalesce on a reference or distributed table).
 _LOCK_USER = """
 WITH old AS (SELECT locked_until FROM users WHERE id = $1 FOR UPDATE)
-UPDATE users u SET locked_until = coalesce(old.locked_until, now() + make_interval(mins => $2))
+UPDATE users u
+   SET locked_until = coalesce(old.locked_until, $2::timestamptz)
   FROM old WHERE u.id = $1
 RETURNING u.locked_until, old.locked_until IS NULL AS newly"""
 
@@ -245,7 +247,7 @@ _LOCK_NAME = """
 WITH old AS (SELECT locked_until FROM login_throttle WHERE school_id = $1 AND name = $2
              FOR UPDATE)
 UPDATE login_throttle t
-   SET locked_until = coalesce(old.locked_until, now() + make_interval(mins => $3)),
+   SET locked_until = coalesce(old.locked_until, $3::timestamptz),
        updated_at = now()
   FROM old WHERE t.school_id = $1 AND t.name = $2
 RETURNING t.locked_until, old.locked_until IS NULL AS newly"""
@@ -300,7 +302,8 @@ async def check_sign_in(
             _CLAIM_USER if known else _CLAIM_NAME, *key, limit, datetime.now(UTC)
         )
         if claimed is None:
-            lock = await conn.fetchrow(_LOCK_USER if known else _LOCK_NAME, *key, minutes)
+            until = datetime.now(UTC) + timedelta(minutes=minutes)
+            lock = await conn.fetchrow(_LOCK_USER if known else _LOCK_NAME, *key, until)
             assert lock is not None  # the claim found the row (or the name's row exists)
             if known and lock["newly"]:
                 await _audit_lock(conn, who, account, lock["locked_until"], limit)
