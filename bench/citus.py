@@ -46,7 +46,7 @@ import httpx
 from tests.citus.build import ensure_built
 from tests.citus.cluster import running_cluster
 
-from bench.common import ROOT
+from bench.common import ROOT, seed_students
 from bench.payments import MASTER_KEY, start_server, stop_server
 from campuscard.db import migrate, runtime
 from campuscard.db.embedded import EmbeddedPostgres, free_port
@@ -99,26 +99,9 @@ async def _seed_school(conn: Conn, n: int, students: int, tills: int) -> School:
         merchant_id,
         tills,
     )
-    await conn.execute(
-        """INSERT INTO persons(school_id, kind, number, name, account_status)
-           SELECT $1, 'student', 'B' || lpad(g::text, 8, '0'), '学生' || g, 'active'
-             FROM generate_series(1, $2::int) g""",
-        school_id,
-        students,
-    )
-    await conn.execute(
-        """INSERT INTO accounts(school_id, kind, purse, person_id, floor)
-           SELECT $1, 'purse', p, id, 0 FROM persons, unnest(ARRAY['cash', 'subsidy']) p
-            WHERE school_id = $1 AND kind = 'student'""",
-        school_id,
-    )
-    await conn.execute(
-        """INSERT INTO cards(school_id, person_id, number, uid, state, expires_on)
-           SELECT $1, id, '9' || lpad(id::text, 11, '0'),
-                  lpad(upper(to_hex(id + 305419896)), 8, '0'), 'active', current_date + 365
-             FROM persons WHERE school_id = $1 AND kind = 'student'""",
-        school_id,
-    )
+    # students with purses and an active card each, as make bench seeds them; their opening
+    # balances below go through cc_post (the loader's triggers-off bulk load is for one node)
+    await seed_students(conn, school_id, students, cards=True)
     # the opening balances: one journal transaction through the ledger's own function
     purses = [
         r["id"]
