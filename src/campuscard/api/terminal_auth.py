@@ -12,6 +12,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from campuscard.config import Settings
+from campuscard.db.pool import PgPool
 from campuscard.edge.deps import AppSettings, Pool
 from campuscard.payments import terminals
 from campuscard.payments.terminals import SignedTerminal
@@ -23,7 +25,9 @@ def signed_path(request: Request) -> str:
     return request.url.path + (f"?{query}" if query else "")
 
 
-async def signed_terminal(request: Request, pool: Pool, settings: AppSettings) -> SignedTerminal:
+async def _verified(
+    request: Request, pool: PgPool, settings: Settings, *, rechecked: bool
+) -> SignedTerminal:
     body = await request.body()
     signed = await terminals.verify_request(
         pool,
@@ -32,9 +36,23 @@ async def signed_terminal(request: Request, pool: Pool, settings: AppSettings) -
         path=signed_path(request),
         headers=dict(request.headers.items()),
         body=body,
+        rechecked=rechecked,
     )
     bind_terminal(signed.id, signed.school_id)  # every later log line of the request names it
     return signed
 
 
+async def signed_terminal(request: Request, pool: Pool, settings: AppSettings) -> SignedTerminal:
+    return await _verified(request, pool, settings, rechecked=False)
+
+
+async def signed_booking_terminal(
+    request: Request, pool: Pool, settings: AppSettings
+) -> SignedTerminal:
+    """For a route whose one database call books through ``cc_pay_terminal``, which checks the
+    till's status and key version again: the till's row is not read again on a timer."""
+    return await _verified(request, pool, settings, rechecked=True)
+
+
 SignedDevice = Annotated[SignedTerminal, Depends(signed_terminal)]
+BookingDevice = Annotated[SignedTerminal, Depends(signed_booking_terminal)]

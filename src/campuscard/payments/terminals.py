@@ -8,6 +8,7 @@ keeps working until the device first signs with the new one.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,18 +92,28 @@ class SignedTerminal:
 
 
 # Per-process cache of terminal rows by SN: a payment should not cost an extra round trip.
-# Status and key version are checked again inside the booking function.
-_cache: dict[str, tuple[float, TerminalRow]] = {}
+# A request whose work checks the till again in the database (a booking: ``cc_pay_terminal``
+# reads its status, key versions, kind and merchant in the call that books) uses the row however
+# old it is, so the till is read once per process, and again only when its request does not
+# check out against the cached row (a new key version, a signature that does not match, a
+# disabled till). Any other request reads the row again once it is ``_CACHE_SECONDS`` old.
+# Rows are kept per pool, that is per database: a pool to another database (a test's, a restored
+# one) never sees a row, with its id, read from this one.
+_caches: weakref.WeakKeyDictionary[PgPool, dict[str, tuple[float, TerminalRow]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def forget_terminal(sn: str) -> None:
-    _cache.pop(sn, None)
+    for cache in list(_caches.values()):
+        cache.pop(sn, None)
 
 
-async def _load(pool: PgPool, sn: str, *, fresh: bool) -> TerminalRow | None:
+async def _load(pool: PgPool, sn: str, *, fresh: bool, max_age: float) -> TerminalRow | None:
     now = time.monotonic()
-    hit = _cache.get(sn)
-    if hit is not None and not fresh and now - hit[0] < _CACHE_SECONDS:
+    cache = _caches.setdefault(pool, {})
+    hit = cache.get(sn)
+    if hit is not None and not fresh and now - hit[0] < max_age:
         return hit[1]
     rows = await pool.fetch(
         """SELECT id, sn, school_id, kind, status, merchant_id, outlet_id, key_version,
@@ -114,11 +125,11 @@ async def _load(pool: PgPool, sn: str, *, fresh: bool) -> TerminalRow | None:
     if len(rows) != 1:
         if rows:
             log.warning("terminal serial registered in more than one school", sn=sn)
-        _cache.pop(sn, None)
+        cache.pop(sn, None)
         return None
     row = rows[0]
     terminal = TerminalRow(**dict(row))
-    _cache[sn] = (now, terminal)
+    cache[sn] = (now, terminal)
     return terminal
 
 
@@ -135,9 +146,12 @@ async def verify_request(
     headers: dict[str, str],
     body: bytes,
     now: float | None = None,
+    rechecked: bool = False,
 ) -> SignedTerminal:
     """Check a device request's signature headers (not the nonce: the caller records it in
-    the transaction of the work, see ``record_nonce``)."""
+    the transaction of the work, see ``record_nonce``). ``rechecked``: the work's own database
+    call checks the till's status and key version again (the booking functions do), so the
+    cached row serves however old it is."""
     sn = headers.get(signing.HEADER_TERMINAL.lower(), "")
     if not sn:
         raise _refuse("SIGNATURE_MISSING", "the request is not signed", signing.HEADER_TERMINAL)
@@ -173,8 +187,9 @@ async def verify_request(
     key_version = int(version_text)
     master = settings.master_key.get_secret_value()
     terminal: TerminalRow | None = None
+    max_age = float("inf") if rechecked else _CACHE_SECONDS
     for fresh in (False, True):
-        terminal = await _load(pool, sn, fresh=fresh)
+        terminal = await _load(pool, sn, fresh=fresh, max_age=max_age)
         if terminal is None:
             raise _refuse("TERMINAL_UNKNOWN", "unknown terminal", signing.HEADER_TERMINAL)
         if key_version not in (terminal.key_version, terminal.prev_key_version):
@@ -191,6 +206,11 @@ async def verify_request(
                 signing.HEADER_KEY_VERSION,
             )
         raise _refuse("SIGNATURE_INVALID", "the signature does not match", signing.HEADER_SIGNATURE)
+    if terminal.status != "active" and rechecked:
+        # the cached row may be older than the till's re-enabling
+        terminal = await _load(pool, sn, fresh=True, max_age=0.0)
+        if terminal is None:
+            raise _refuse("TERMINAL_UNKNOWN", "unknown terminal", signing.HEADER_TERMINAL)
     if terminal.status != "active":
         raise _refuse(
             "TERMINAL_DISABLED", "this terminal is disabled", signing.HEADER_TERMINAL, 403

@@ -13,7 +13,7 @@ from campuscard.api.answers import ReceiptOut
 from campuscard.api.deps import Body, CurrentActor, live_events, payment_batcher
 from campuscard.api.routes.live import DisplayEventOut
 from campuscard.api.routes.terminal import answer
-from campuscard.api.terminal_auth import SignedDevice
+from campuscard.api.terminal_auth import BookingDevice, SignedDevice
 from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
 from campuscard.payments import code_payments, display, terminals
@@ -77,7 +77,7 @@ class ConfirmationAnswerOut(BaseModel):
 async def pay_with_code(
     body: CodePayIn,
     request: Request,
-    device: SignedDevice,
+    device: BookingDevice,
     pool: Pool,
     settings: AppSettings,
     limiter: Limiter,

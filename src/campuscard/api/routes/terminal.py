@@ -13,7 +13,7 @@ from campuscard.api.admission import Limiter
 from campuscard.api.answers import BlacklistOut, PaidFromOut, ReceiptOut
 from campuscard.api.deps import Body, bearer_token, live_events, payment_batcher
 from campuscard.api.routes.merchants import RefundOut
-from campuscard.api.terminal_auth import SignedDevice
+from campuscard.api.terminal_auth import BookingDevice, SignedDevice
 from campuscard.cards import lifecycle
 from campuscard.db.tx import transaction
 from campuscard.edge.deps import AppSettings, Pool
@@ -141,7 +141,7 @@ async def check_payment(body: PayCheckIn, device: SignedDevice, pool: Pool) -> R
 async def pay(
     body: PayIn,
     request: Request,
-    device: SignedDevice,
+    device: BookingDevice,
     pool: Pool,
     settings: AppSettings,
     limiter: Limiter,
