@@ -23,6 +23,7 @@ from campuscard.app import create_app
 from campuscard.config import SECRETS, Settings, env_name
 from campuscard.db.embedded import free_port
 from campuscard.platform import notifications
+from campuscard.platform.event_batch import EventBatcher
 from tests.servers import serve_in_thread
 from tests.support import login, make_school, make_student, make_user
 
@@ -188,6 +189,14 @@ async def test_student_page_and_till_display_live(
                         conn, {"type": "payment", "person_id": person_id, "amount": "1.00"}
                     )
                 assert (await phone.next("payment", timeout=5))["amount"] == "1.00"
+                # payments' events sent together after their commits (one NOTIFY, an array)
+                # reach the pages one by one, in order
+                batcher = EventBatcher(lambda: conn)  # type: ignore[arg-type,return-value]
+                for amount in ("2.00", "3.00"):
+                    batcher.publish({"type": "payment", "person_id": person_id, "amount": amount})
+                await batcher.drain()
+                assert (await phone.next("payment", timeout=5))["amount"] == "2.00"
+                assert (await phone.next("payment", timeout=5))["amount"] == "3.00"
                 # the other student's page received nothing but its own "ready"
                 assert others_phone.events.empty()
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import orjson
 from sse_starlette import ServerSentEvent
 
 from campuscard.db.pool import PgPool
@@ -45,6 +46,18 @@ class Subscription:
                 self.queue.get_nowait()
             self.dropped += 1
         self.queue.put_nowait(event)
+
+
+def events_of(payload: object) -> list[Event]:
+    """The events one NOTIFY carries: one (``notifications.publish_event``) or an array of them
+    (``EventBatcher``, many payments' events in one NOTIFY)."""
+    try:
+        decoded = orjson.loads(str(payload))
+    except ValueError:
+        log.warning("live event is not JSON; dropped")
+        return []
+    items = decoded if isinstance(decoded, list) else [decoded]
+    return [e for e in items if isinstance(e, dict)]
 
 
 class EventHub:
@@ -117,14 +130,8 @@ class EventHub:
             await self._pool.release(conn)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        try:
-            event = json.loads(str(payload))
-        except ValueError:
-            log.warning("live event is not JSON; dropped")
-            return
-        if not isinstance(event, dict):
-            return
-        self.dispatch(event)
+        for event in events_of(payload):
+            self.dispatch(event)
 
     def dispatch(self, event: Event) -> None:
         for sub in list(self._subs):
