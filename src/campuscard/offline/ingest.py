@@ -700,7 +700,8 @@ async def settle_cards(
                  FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[],
                              $7::bigint[], $8::bigint[])
                       AS u(terminal_id, seq, broke, cash, subsidy, overdraft, tx_id)
-                WHERE o.school_id = $1 AND o.terminal_id = u.terminal_id AND o.seq = u.seq""",
+                WHERE o.school_id = $1 AND o.terminal_id = u.terminal_id AND o.seq = u.seq
+                  AND o.state = 'waiting' AND o.card_id = ANY($9::bigint[])""",
             school_id,
             [u[0] for u in earlier],
             [u[1] for u in earlier],
@@ -709,13 +710,14 @@ async def settle_cards(
             [u[4] for u in earlier],
             [u[5] for u in earlier],
             [tx_of[u[0]] for u in earlier],
+            sorted(heads),
         )
     await tx.execute(
         """UPDATE offline_card_chains h SET last_counter = u.counter, last_total = u.total,
                   last_made_at = u.made_at, updated_at = now()
              FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[])
                   AS u(card_id, counter, total, made_at)
-            WHERE h.school_id = $1 AND h.card_id = u.card_id""",
+            WHERE h.school_id = $1 AND h.card_id = u.card_id AND h.card_id = ANY($2::bigint[])""",
         school_id,
         [h[0] for h in new_heads],
         [h[1] for h in new_heads],
