@@ -21,7 +21,7 @@ from campuscard.ledger.checks import check_ledger
 from campuscard.ledger.money import Money
 from campuscard.payments import code_payments, codes
 from campuscard.payments.booking import PaymentAnswer
-from tests.support import login, make_school
+from tests.support import ROOT, login, make_school
 from tests.support_paycodes import Holder, make_holder
 from tests.support_payments import (
     device_call,
@@ -380,3 +380,26 @@ async def test_a_phones_code_payment_is_one_database_call(
     assert answer.ok and answer.body["balance"] == "97.00"
     assert len(counting.sent) == 1 and "cc_pay_code" in counting.sent[0]
     assert [e["type"] for e in sent[-3:]] == ["paycode.scanned", "payment", "paycode.result"]
+
+
+async def test_a_codes_use_is_written_once_and_the_phone_shows_its_last_use(
+    client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    # given a phone that never paid
+    _, holder, device = await setup(conn, settings)
+    never = await codes.list_devices(conn, ROOT, holder.person_id)
+
+    # when it pays twice at the till
+    for counter in (0, 1):
+        r = await pay_code(client, device, holder.code(time.time(), counter), "1.00")
+        assert r.status_code == 200, r.text
+
+    # then each use is one row of paycode_uses, and nothing else is written for it
+    uses = await conn.fetch("SELECT used_at FROM paycode_uses ORDER BY step, counter")
+    assert len(uses) == 2
+    assert await conn.fetchval("SELECT count(*) FROM payer_credentials_used") == 0
+    assert await conn.fetchval("SELECT last_used_at FROM paycode_devices") is None
+    # the phone's last use is read from its uses
+    shown = await codes.list_devices(conn, ROOT, holder.person_id)
+    assert never[0]["last_used_at"] is None
+    assert shown[0]["last_used_at"] == uses[-1]["used_at"]

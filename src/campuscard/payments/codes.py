@@ -362,11 +362,19 @@ async def list_devices(conn: Conn, actor: Actor, person_id: int) -> list[dict[st
         raise NotFound("no such account", field="person_id")
     if actor.person_id != person_id:
         actor.require("card_center", school_id=school_id)
+    # a phone's last use is its latest code's (a payment writes its use, not the phone's row;
+    # last_used_at holds what was written before that)
     rows = await conn.fetch(
-        """SELECT id, label, status, step_seconds, bound_at, last_used_at, revoked_at,
-                  revoked_reason
-             FROM paycode_devices WHERE person_id = $1 ORDER BY id DESC LIMIT 50""",
+        """SELECT d.id, d.label, d.status, d.step_seconds, d.bound_at,
+                  coalesce((SELECT u.used_at FROM paycode_uses u
+                             WHERE u.school_id = d.school_id AND u.device_id = d.id
+                             ORDER BY u.step DESC, u.counter DESC LIMIT 1),
+                           d.last_used_at) AS last_used_at,
+                  d.revoked_at, d.revoked_reason
+             FROM paycode_devices d
+            WHERE d.school_id = $2 AND d.person_id = $1 ORDER BY d.id DESC LIMIT 50""",
         person_id,
+        school_id,
     )
     return [dict(r) for r in rows]
 
@@ -671,7 +679,6 @@ USE_CTE = """used AS (
                                  minted_id, terminal_id, amount, client_id, credential)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id),
     minted AS (UPDATE paycode_minted SET used_at = now() WHERE id = $7),
-    device AS (UPDATE paycode_devices SET last_used_at = now() WHERE id = $4),
     prelude AS (SELECT id FROM used)"""
 
 

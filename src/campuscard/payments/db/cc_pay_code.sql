@@ -185,11 +185,8 @@ BEGIN
                     v_scanned || jsonb_build_object('type', 'paycode.confirm',
                                                     'confirmation_id', v_conf.id)));
         END IF;
-        -- (the engine refuses CREDENTIAL_USED before claiming; any other refusal found the
-        -- credential unclaimed, so a claim now is this run's: the PIN was tried)
-        IF v_out -> 'body' -> 'error' ->> 'code' = 'CREDENTIAL_USED'
-           OR NOT EXISTS (SELECT 1 FROM payer_credentials_used pc
-                           WHERE pc.school_id = p_school AND pc.credential = v_cred) THEN
+        -- (a refusal after the engine claimed the code says "claimed": the PIN was tried)
+        IF NOT coalesce((v_out ->> 'claimed')::boolean, false) THEN
             -- refused before the code was used (funds, limits, the account): it stays usable,
             -- and the client id too
             RETURN v_out || jsonb_build_object('replayed', false, 'events', jsonb_build_array(
@@ -207,10 +204,8 @@ BEGIN
             CASE WHEN p_scheme = 'device' THEN p_counter END,
             CASE WHEN p_scheme = 'minted' THEN v_code.id END,
             p_terminal, p_amount, p_client_id, v_cred);
-    IF p_scheme = 'device' THEN
-        UPDATE paycode_devices d SET last_used_at = now()
-         WHERE d.school_id = p_school AND d.id = v_code.id;
-    ELSE
+    -- (a phone's last use is read from its uses: codes.list_devices)
+    IF p_scheme = 'minted' THEN
         UPDATE paycode_minted mc SET used_at = now()
          WHERE mc.school_id = p_school AND mc.id = v_code.id;
     END IF;

@@ -86,8 +86,10 @@ BEGIN
             IF NOT FOUND THEN
                 RETURN cc_refusal(409, 'CREDENTIAL_USED', 'this payment code was already used', 'code');
             END IF;
-        ELSIF EXISTS (SELECT 1 FROM payer_credentials_used
+        ELSIF p_mode = 'check' AND EXISTS (SELECT 1 FROM payer_credentials_used
                     WHERE school_id = t.school_id AND credential = p_credential) THEN
+            -- (a code's 'try' comes from cc_pay_code, which found the code unused in
+            -- paycode_uses under the code's lock)
             RETURN cc_refusal(409, 'CREDENTIAL_USED', 'this payment code was already used', 'code');
         END IF;
     END IF;
@@ -175,28 +177,26 @@ BEGIN
     IF v_pin_needed AND p_mode <> 'check' AND p_pin_token IS NULL THEN
         RETURN cc_refusal(403, 'PIN_REQUIRED', 'this payment needs the cardholder''s PIN', 'pin');
     END IF;
-    IF p_mode = 'try' THEN
-        -- the code's one-time credential is used from here, whatever the PIN turns out to be
-        INSERT INTO payer_credentials_used(credential, school_id, person_id)
-        VALUES (p_credential, t.school_id, v_person) ON CONFLICT DO NOTHING;
-        IF NOT FOUND THEN
-            RETURN cc_refusal(409, 'CREDENTIAL_USED', 'this payment code was already used', 'code');
-        END IF;
-    END IF;
+    -- a code's 'try': its one-time credential is used from here, whatever the PIN turns out to
+    -- be; a refusal from here on says so ("claimed"), and cc_pay_code writes the code's use
+    -- (paycode_uses, the one record of a code's single use)
     IF v_pin_needed AND p_mode <> 'check' THEN
         IF ps.pin_hash IS NULL THEN
             RETURN cc_refusal(403, 'PIN_NOT_SET',
-                              'the cardholder has not set a PIN yet (set it online or at a kiosk)', 'pin');
+                              'the cardholder has not set a PIN yet (set it online or at a kiosk)', 'pin')
+                   || jsonb_build_object('claimed', p_mode = 'try');
         END IF;
         IF ps.pin_hash <> encode(sha256(convert_to(p_pin_token || ':' || v_person, 'UTF8')), 'hex') THEN
             UPDATE pay_settings SET pin_failures = pin_failures + 1, updated_at = v_now
              WHERE school_id = t.school_id AND person_id = v_person;
             IF ps.pin_failures + 1 >= v_max_fail THEN
                 RETURN cc_refusal(403, 'PIN_LOCKED',
-                                  'wrong PIN: too many wrong PINs, the card is locked', 'pin');
+                                  'wrong PIN: too many wrong PINs, the card is locked', 'pin')
+                       || jsonb_build_object('claimed', p_mode = 'try');
             END IF;
             RETURN cc_refusal(403, 'PIN_WRONG', 'wrong PIN', 'pin',
-                              jsonb_build_object('tries_left', v_max_fail - ps.pin_failures - 1));
+                              jsonb_build_object('tries_left', v_max_fail - ps.pin_failures - 1))
+                   || jsonb_build_object('claimed', p_mode = 'try');
         END IF;
         v_pin_ok := true;
         IF ps.pin_failures > 0 THEN
