@@ -403,3 +403,36 @@ async def test_a_codes_use_is_written_once_and_the_phone_shows_its_last_use(
     shown = await codes.list_devices(conn, ROOT, holder.person_id)
     assert never[0]["last_used_at"] is None
     assert shown[0]["last_used_at"] == uses[-1]["used_at"]
+
+
+async def test_phones_first_payments_at_once_read_their_bindings_in_one_query(
+    pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    # given three phones this process has not seen, scanned at three tills at once
+    school, first, _ = await setup(conn, settings)
+    others = [await make_holder(conn, settings, school.id, f"S200{i}") for i in (1, 2)]
+    holders = [first, *others]
+    counting = _CountingPool(pool)
+    now = time.time()
+
+    # when the codes are read
+    scanned = await asyncio.gather(
+        *(
+            codes.read_scanned(
+                counting,  # type: ignore[arg-type]
+                settings,
+                school_id=school.id,
+                code=h.code(now),
+                now=now,
+            )
+            for h in holders
+        )
+    )
+
+    # then the first lookup went alone and the two that found it under way went together,
+    # and each code was read as its own phone's
+    reads = [sql for sql in counting.sent if "FROM paycode_devices" in sql]
+    assert len(reads) == 2
+    assert [(s.error, s.person_id, s.device_id) for s in scanned] == [
+        (None, h.person_id, h.device.id) for h in holders
+    ]

@@ -14,11 +14,13 @@ digits and a phone's HMAC, with the binding's secret derived from the master key
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import hmac
 import secrets
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -562,26 +564,95 @@ class _Binding:
 # bound phones this process has seen, by (school, token): a phone's next payment needs no lookup
 _BINDINGS: dict[tuple[int, str], _Binding] = {}
 BINDINGS_KEPT = 50_000
+_BINDINGS_SQL = (
+    "SELECT token, id, person_id, salt, step_seconds FROM paycode_devices "
+    "WHERE school_id = $1 AND token = ANY($2::text[])"
+)
+
+
+class _BindingReads:
+    """The phones' bindings this process reads, gathered: a lookup that finds one under way
+    waits, and when it ends everything waiting of one school goes in the next query (one round
+    trip for many phones' first payments at a busy till; a lone lookup waits for nothing), as
+    the group commit gathers bookings (payments/batching.py)."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiting: list[tuple[PgPool, int, str, asyncio.Future[_Binding | None]]] = []
+
+    async def read(self, pool: PgPool, school_id: int, token: str) -> _Binding | None:
+        if self.busy:
+            future: asyncio.Future[_Binding | None] = asyncio.get_running_loop().create_future()
+            self.waiting.append((pool, school_id, token, future))
+            return await future
+        self.busy = True
+        try:
+            return (await self._query(pool, school_id, [token])).get(token)
+        finally:
+            self._next()
+
+    async def _query(self, pool: PgPool, school_id: int, tokens: list[str]) -> dict[str, _Binding]:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(_BINDINGS_SQL, school_id, tokens)
+        found = {}
+        for row in rows:
+            if len(_BINDINGS) >= BINDINGS_KEPT:
+                del _BINDINGS[next(iter(_BINDINGS))]
+            found[row["token"]] = _BINDINGS[(school_id, row["token"])] = _Binding(
+                row["id"], row["person_id"], bytes(row["salt"]), row["step_seconds"]
+            )
+        return found
+
+    def _next(self) -> None:
+        """Start the next query for the waiting lookups of the first one's pool and school."""
+        if not self.waiting:
+            self.busy = False
+            return
+        pool, school_id = self.waiting[0][0], self.waiting[0][1]
+        batch = [w for w in self.waiting if w[0] is pool and w[1] == school_id]
+        self.waiting = [w for w in self.waiting if not (w[0] is pool and w[1] == school_id)]
+        task = asyncio.get_running_loop().create_task(self._run(pool, school_id, batch))
+        _READ_TASKS.add(task)
+        task.add_done_callback(_READ_TASKS.discard)
+
+    async def _run(
+        self,
+        pool: PgPool,
+        school_id: int,
+        batch: list[tuple[PgPool, int, str, asyncio.Future[_Binding | None]]],
+    ) -> None:
+        try:
+            found = await self._query(pool, school_id, sorted({w[2] for w in batch}))
+        except BaseException as err:
+            for *_, future in batch:
+                if future.done():
+                    continue
+                if isinstance(err, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(err)
+            if not isinstance(err, Exception):
+                raise
+        else:
+            for _, _, token, future in batch:
+                if not future.done():
+                    future.set_result(found.get(token))
+        finally:
+            self._next()
+
+
+# one per event loop (a process serves on one; tests run one per test)
+_READS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _BindingReads] = (
+    weakref.WeakKeyDictionary()
+)
+_READ_TASKS: set[asyncio.Task[None]] = set()
 
 
 async def _binding(pool: PgPool, school_id: int, token: str, *, fresh: bool) -> _Binding | None:
-    key = (school_id, token)
-    found = None if fresh else _BINDINGS.get(key)
+    found = None if fresh else _BINDINGS.get((school_id, token))
     if found is None:
-        async with pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT id, person_id, salt, step_seconds FROM paycode_devices "
-                "WHERE school_id = $1 AND token = $2",
-                school_id,
-                token,
-            )
-        if row is None:
-            return None
-        if len(_BINDINGS) >= BINDINGS_KEPT:
-            del _BINDINGS[next(iter(_BINDINGS))]
-        found = _BINDINGS[key] = _Binding(
-            row["id"], row["person_id"], bytes(row["salt"]), row["step_seconds"]
-        )
+        reads = _READS.setdefault(asyncio.get_running_loop(), _BindingReads())
+        found = await reads.read(pool, school_id, token)
     return found
 
 
