@@ -47,6 +47,14 @@ async def test_settlement_and_reconciliation_pages(
         params={"format": "html"},
     )
     assert statement.status_code == 200 and "POS-W-001" in statement.text
+    # and the dashboard, the reports and the merchants' page read the day's sale
+    home = await client.get(f"{base}/")
+    assert home.status_code == 200 and "20.00" in home.text, home.text
+    span = {"from": day.isoformat(), "to": day.isoformat()}
+    report = await client.get(f"{base}/reports", params=span)
+    assert report.status_code == 200 and "一食堂" in report.text and "20.00" in report.text
+    shops = await client.get(f"{base}/merchants")
+    assert shops.status_code == 200 and "一食堂" in shops.text and "POS-W-001" in shops.text
 
     # when a bank statement with a load we do not have is imported and written off
     page = await client.get(f"{base}/reconciliation")
@@ -58,7 +66,7 @@ async def test_settlement_and_reconciliation_pages(
     assert r.status_code == 303, r.text
     page = await client.get(f"{base}/reconciliation")
     assert "000000000042" in page.text and "7.00" in page.text
-    case_id = await conn.fetchval("SELECT id FROM recon_cases")
+    case_id = await conn.fetchval("SELECT id FROM recon_cases WHERE school_id = $1", school.id)
     r = await client.post(
         f"{base}/reconciliation/cases/{case_id}",
         data={"action": "write_off", "note": "unknown", "csrf_token": csrf_from(page.text)},
@@ -70,7 +78,8 @@ async def test_settlement_and_reconciliation_pages(
         data={"action": "approve", "note": "me", "csrf_token": csrf_from(page.text)},
     )
     assert r.status_code == 403
-    assert await conn.fetchval("SELECT status FROM recon_cases") == "pending_approval"
+    status = await conn.fetchval("SELECT status FROM recon_cases WHERE school_id = $1", school.id)
+    assert status == "pending_approval"
 
     # and the consumption page draws its chart
     page = await client.get(

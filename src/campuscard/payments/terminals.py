@@ -34,12 +34,14 @@ KINDS = ("pos", "kiosk", "door", "shop")
 OFFLINE_AFTER_SECONDS = 180
 # Whether terminal ``t`` is online, as an SQL expression: a heartbeat or a payment within
 # OFFLINE_AFTER_SECONDS (a busy till pays instead of beating; today's payments of that window
-# are found through the settlement index). Every page and answer that says online uses it.
+# are found through the settlement index). Every page and answer that says online uses it, in
+# a query of one school's terminals whose first parameter ($1) is that school: on Citus a
+# subquery beside outer joins stays on the school's shard only when it names the school itself.
 ONLINE_SQL = f"""((t.last_seen_at IS NOT NULL
                    AND t.last_seen_at > now() - make_interval(secs => {OFFLINE_AFTER_SECONDS}))
                   OR EXISTS (SELECT 1 FROM payments p
-                              WHERE p.school_id = t.school_id
-                                AND p.business_date = cc_business_date(t.school_id)
+                              WHERE p.school_id = $1
+                                AND p.business_date = cc_business_date($1)
                                 AND p.merchant_id = t.merchant_id AND p.terminal_id = t.id
                                 AND p.created_at
                                     > now() - make_interval(secs => {OFFLINE_AFTER_SECONDS})))"""
@@ -497,8 +499,9 @@ async def list_terminals(conn: Conn, actor: Actor, school_id: int) -> list[dict[
         f"""SELECT t.id, t.sn, t.kind, t.status, t.merchant_id, m.name AS merchant, t.outlet_id,
                    o.name AS outlet, t.location, t.key_version, t.last_seen_at, t.heartbeat,
                    t.blacklist_version, {ONLINE_SQL} AS online
-              FROM terminals t LEFT JOIN merchants m ON m.id = t.merchant_id
-              LEFT JOIN outlets o ON o.id = t.outlet_id
+              FROM terminals t
+              LEFT JOIN merchants m ON m.school_id = t.school_id AND m.id = t.merchant_id
+              LEFT JOIN outlets o ON o.school_id = t.school_id AND o.id = t.outlet_id
              WHERE t.school_id = $1 ORDER BY t.sn""",
         school_id,
     )

@@ -461,7 +461,9 @@ async def statement(conn: Conn, school_id: int, day: date, merchant_id: int) -> 
                   l.net_sales, l.commission, l.payout, l.carried_count
              FROM settlement_lines l
              LEFT JOIN terminals t ON t.school_id = l.school_id AND t.id = l.terminal_id
-            WHERE l.settlement_id = $1 ORDER BY t.sn NULLS LAST, l.channel""",
+            WHERE l.school_id = $1 AND l.settlement_id = $2
+            ORDER BY t.sn NULLS LAST, l.channel""",
+        school_id,
         head["id"],
     )
     h = dict(head)
@@ -537,7 +539,8 @@ async def do_set_payout_account(
             raise NotFound("no such merchant in this school", field="merchant_id")
         before = await tx.fetchrow(
             "SELECT bank_code, account_no, account_name FROM merchant_payout_accounts "
-            "WHERE merchant_id = $1",
+            "WHERE school_id = $1 AND merchant_id = $2",
+            school_id,
             merchant_id,
         )
         if before is None:
@@ -572,7 +575,7 @@ async def _write_payout_account(
            VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (school_id, merchant_id) DO UPDATE SET bank_code = EXCLUDED.bank_code,
                account_no = EXCLUDED.account_no, account_name = EXCLUDED.account_name,
-               updated_at = now()""",
+               updated_at = EXCLUDED.updated_at""",
         merchant_id,
         school_id,
         after["bank_code"],

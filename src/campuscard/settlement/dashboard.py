@@ -27,12 +27,14 @@ _VOLUME = """
            coalesce(sum(p.amount) FILTER (WHERE p.amount > 0), 0)::bigint AS gross,
            coalesce(-sum(p.amount) FILTER (WHERE p.amount < 0), 0)::bigint AS refunds
       FROM journal_tx j
-      JOIN postings p ON p.tx_id = j.id
-      JOIN accounts a ON a.id = p.account_id AND a.kind = 'merchant'
-      JOIN merchants m ON m.id = a.merchant_id
+      JOIN postings p ON p.school_id = j.school_id AND p.tx_id = j.id
+      JOIN accounts a ON a.school_id = p.school_id AND a.id = p.account_id
+                     AND a.kind = 'merchant'
+      JOIN merchants m ON m.school_id = a.school_id AND m.id = a.merchant_id
      WHERE j.school_id = $1 AND j.business_date BETWEEN $2 AND $3
-       AND EXISTS (SELECT 1 FROM postings q JOIN accounts b ON b.id = q.account_id
-                    WHERE q.tx_id = j.id AND b.kind = 'purse')
+       AND EXISTS (SELECT 1 FROM postings q
+                     JOIN accounts b ON b.school_id = q.school_id AND b.id = q.account_id
+                    WHERE q.school_id = j.school_id AND q.tx_id = j.id AND b.kind = 'purse')
      GROUP BY {group}
 """
 
@@ -149,8 +151,9 @@ async def terminals(conn: Conn, actor: Actor, school_id: int) -> list[dict[str, 
         f"""SELECT t.id, t.sn, t.kind, t.location, t.status, t.key_version, t.last_seen_at,
                   m.name AS merchant, m.name_en AS merchant_en, o.name AS outlet,
                   {ONLINE_SQL} AS online
-             FROM terminals t LEFT JOIN merchants m ON m.id = t.merchant_id
-             LEFT JOIN outlets o ON o.id = t.outlet_id
+             FROM terminals t
+             LEFT JOIN merchants m ON m.school_id = t.school_id AND m.id = t.merchant_id
+             LEFT JOIN outlets o ON o.school_id = t.school_id AND o.id = t.outlet_id
             WHERE t.school_id = $1 ORDER BY t.sn""",
         school_id,
     )
@@ -162,9 +165,11 @@ async def merchants(conn: Conn, actor: Actor, school_id: int) -> list[dict[str, 
     rows = await conn.fetch(
         """SELECT m.id, m.name, m.name_en, m.channel, m.status, m.commission_bp, m.contact_name,
                   m.contact_phone, m.created_at,
-                  (SELECT count(*) FROM terminals t WHERE t.merchant_id = m.id) AS terminals,
+                  (SELECT count(*) FROM terminals t
+                    WHERE t.school_id = $1 AND t.merchant_id = m.id) AS terminals,
                   (SELECT coalesce(sum(balance), 0) FROM accounts a
-                    WHERE a.merchant_id = m.id AND a.kind = 'merchant') AS balance
+                    WHERE a.school_id = $1 AND a.merchant_id = m.id
+                      AND a.kind = 'merchant') AS balance
              FROM merchants m WHERE m.school_id = $1 ORDER BY m.status <> 'pending', m.name""",
         school_id,
     )
@@ -203,7 +208,8 @@ async def classes(conn: Conn, actor: Actor, school_id: int) -> list[dict[str, An
     actor.require("school_admin", "card_center", "settlement", "teacher", school_id=school_id)
     rows = await conn.fetch(
         """SELECT c.id, c.name, c.kind, c.grade,
-                  (SELECT count(*) FROM persons p WHERE p.class_id = c.id) AS people
+                  (SELECT count(*) FROM persons p
+                    WHERE p.school_id = $1 AND p.class_id = c.id) AS people
              FROM classes c WHERE c.school_id = $1 ORDER BY c.name""",
         school_id,
     )
@@ -218,7 +224,7 @@ async def find_cards(
     rows = await conn.fetch(
         """SELECT c.id, c.number, c.uid, c.kind, c.state, c.expires_on, c.updated_at,
                   p.id AS person_id, p.number AS person_number, p.name AS person_name
-             FROM cards c JOIN persons p ON p.id = c.person_id
+             FROM cards c JOIN persons p ON p.school_id = c.school_id AND p.id = c.person_id
             WHERE c.school_id = $1
               AND ($2 = '' OR c.number LIKE $2 || '%' OR p.number ILIKE $2 || '%'
                    OR p.name ILIKE '%' || $2 || '%')

@@ -62,13 +62,14 @@ SELECT j.id AS tx_id,
                 j.meta ->> 'out_trade_no', j.ref, 'tx:' || j.id) AS reference,
        -sum(p.amount)::bigint AS amount
   FROM journal_tx j
-  JOIN postings p ON p.tx_id = j.id AND p.account_id = $3
+  JOIN postings p ON p.school_id = j.school_id AND p.tx_id = j.id AND p.account_id = $3
   LEFT JOIN bank_refs br ON br.tx_id = j.id
   LEFT JOIN provider_refs pr ON pr.tx_id = j.id
  WHERE j.school_id = $1
    AND j.business_date BETWEEN $2::date - $4::int AND $2::date
    AND j.kind <> ALL($5::text[])
-   AND NOT EXISTS (SELECT 1 FROM recon_our_items r WHERE r.tx_id = j.id)
+   AND NOT EXISTS (SELECT 1 FROM recon_our_items r
+                    WHERE r.school_id = j.school_id AND r.tx_id = j.id)
  GROUP BY j.school_id, j.id, br.rrn, pr.ref
 """
 
@@ -270,11 +271,12 @@ async def _reconcile(
         await conn.execute(
             """UPDATE recon_cases SET status = 'resolved', resolution = 'matched_late',
                       resolved_by = $2, resolved_at = now(), resolution_tx_id = $3,
-                      note = $4 WHERE id = $1""",
+                      note = $4 WHERE id = $1 AND school_id = $5""",
             old["id"],
             actor.name,
             tx,
             f"matched by the {source} statement of {st.statement_date}",
+            school_id,
         )
     for o in new_cases:
         tx = await postings.post(
@@ -345,7 +347,10 @@ async def import_view(conn: Conn, school_id: int, import_id: int) -> dict[str, A
     if row is None:
         raise NotFound("no such statement import", field="import_id")
     cases = await conn.fetch(
-        f"SELECT {_CASE_COLUMNS} FROM recon_cases WHERE import_id = $1 ORDER BY id", import_id
+        f"SELECT {_CASE_COLUMNS} FROM recon_cases WHERE school_id = $1 AND import_id = $2 "
+        "ORDER BY id",
+        school_id,
+        import_id,
     )
     return {
         "id": row["id"],
@@ -448,10 +453,12 @@ async def do_resolve_case(
                 raise Forbidden("a write-off is requested by a signed-in operator", field="action")
             await tx.execute(
                 """UPDATE recon_cases SET status = 'pending_approval', requested_by = $2,
-                          requested_at = now(), note = $3, resolution = NULL WHERE id = $1""",
+                          requested_at = now(), note = $3, resolution = NULL
+                    WHERE id = $1 AND school_id = $4""",
                 case_id,
                 actor.user_id,
                 note,
+                school_id,
             )
             after: dict[str, Any] = {"status": "pending_approval", "action": "write_off"}
         else:
@@ -461,13 +468,14 @@ async def do_resolve_case(
             await tx.execute(
                 """UPDATE recon_cases SET status = 'resolved', resolution = $2,
                           target_account = $3, note = $4, resolved_by = $5, resolved_at = now(),
-                          resolution_tx_id = $6 WHERE id = $1""",
+                          resolution_tx_id = $6 WHERE id = $1 AND school_id = $7""",
                 case_id,
                 action,
                 target_account,
                 note,
                 actor.name,
                 journal_id,
+                school_id,
             )
             after = {"status": "resolved", "action": action, "target_account": target_account}
         await audit.record(
@@ -480,7 +488,11 @@ async def do_resolve_case(
             before=before,
             after=after | {"note": note},
         )
-        row = await tx.fetchrow(f"SELECT {_CASE_COLUMNS} FROM recon_cases WHERE id = $1", case_id)
+        row = await tx.fetchrow(
+            f"SELECT {_CASE_COLUMNS} FROM recon_cases WHERE id = $1 AND school_id = $2",
+            case_id,
+            school_id,
+        )
     return _case_view(row)
 
 
@@ -589,17 +601,19 @@ async def do_decide_write_off(
             await tx.execute(
                 """UPDATE recon_cases SET status = 'resolved', resolution = 'write_off',
                           approved_by = $2, resolved_by = $3, resolved_at = now(),
-                          resolution_tx_id = $4 WHERE id = $1""",
+                          resolution_tx_id = $4 WHERE id = $1 AND school_id = $5""",
                 case_id,
                 actor.user_id,
                 actor.name,
                 journal_id,
+                school_id,
             )
         else:
             await tx.execute(
                 """UPDATE recon_cases SET status = 'open', requested_by = NULL,
-                          requested_at = NULL WHERE id = $1""",
+                          requested_at = NULL WHERE id = $1 AND school_id = $2""",
                 case_id,
+                school_id,
             )
         await audit.record(
             tx,
@@ -611,5 +625,9 @@ async def do_decide_write_off(
             before={"status": "pending_approval"},
             after={"approve": approve, "note": note},
         )
-        row = await tx.fetchrow(f"SELECT {_CASE_COLUMNS} FROM recon_cases WHERE id = $1", case_id)
+        row = await tx.fetchrow(
+            f"SELECT {_CASE_COLUMNS} FROM recon_cases WHERE id = $1 AND school_id = $2",
+            case_id,
+            school_id,
+        )
     return _case_view(row)

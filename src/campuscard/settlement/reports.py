@@ -38,7 +38,8 @@ async def daily_summary(
     rows = await conn.fetch(
         """SELECT s.business_date, s.channel, s.merchant_id, m.name AS merchant, s.sales_count,
                   s.gross, s.reversals, s.refunds, s.net_sales, s.commission, s.payout
-             FROM settlements s JOIN merchants m ON m.id = s.merchant_id
+             FROM settlements s
+             JOIN merchants m ON m.school_id = s.school_id AND m.id = s.merchant_id
             WHERE s.school_id = $1 AND s.business_date BETWEEN $2 AND $3
             ORDER BY s.business_date, s.channel, m.name""",
         school_id,
@@ -100,10 +101,11 @@ async def consumption(
                    count(DISTINCT j.id) FILTER (WHERE j.kind = 'payment') AS payments,
                    (-sum(po.amount))::bigint AS spent
               FROM journal_tx j
-              JOIN postings po ON po.tx_id = j.id
-              JOIN accounts a ON a.id = po.account_id AND a.kind = 'purse'
-              JOIN persons p ON p.id = a.person_id
-              LEFT JOIN classes c ON c.id = p.class_id
+              JOIN postings po ON po.school_id = j.school_id AND po.tx_id = j.id
+              JOIN accounts a ON a.school_id = po.school_id AND a.id = po.account_id
+                             AND a.kind = 'purse'
+              JOIN persons p ON p.school_id = a.school_id AND p.id = a.person_id
+              LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
              WHERE j.school_id = $1 AND j.business_date BETWEEN $2 AND $3
                AND j.kind = ANY($4::text[]) AND p.kind = 'student'
              GROUP BY 1, 2 ORDER BY 1, 2""",
