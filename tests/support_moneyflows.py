@@ -173,7 +173,9 @@ async def second_person(
     """A second settlement operator ('supervisor'), signed in: the four eyes on money."""
     async with pool.acquire() as conn:
         code = await conn.fetchval("SELECT code FROM schools WHERE id = $1", school_id)
-        exists = await conn.fetchval("SELECT true FROM users WHERE username = 'supervisor'")
+        exists = await conn.fetchval(
+            "SELECT true FROM users WHERE username = 'supervisor' AND school_id = $1", school_id
+        )
         if not exists:
             await make_user(conn, "supervisor", "settlement", school_id)
     return await login(client, "supervisor", code)

@@ -101,7 +101,9 @@ async def test_verified_guardian_is_approved_and_gets_a_pickup_code_by_sms(
     assert app["status"] == "ready" and app["fee_status"] == "waived"
     assert code is not None and len(code) == 16
     key = platform_key(settings.master_key.get_secret_value().encode())
-    stored = await conn.fetchval("SELECT code_hash FROM pickup_codes")
+    stored = await conn.fetchval(
+        "SELECT code_hash FROM pickup_codes WHERE school_id = $1", campus.school_id
+    )
     assert stored == code_hash(key, campus.school_id, code)
     # the code is nowhere in the database in clear
     dump = await conn.fetchval(
@@ -112,7 +114,9 @@ async def test_verified_guardian_is_approved_and_gets_a_pickup_code_by_sms(
     )
     assert code not in dump and code[:4] + " " + code[4:8] not in dump
     # the SMS to the parent's phone carries it, once opened by the worker
-    sms = await conn.fetchrow("SELECT payload FROM outbox WHERE topic = 'sms'")
+    sms = await conn.fetchrow(
+        "SELECT payload FROM outbox WHERE school_id = $1 AND topic = 'sms'", campus.school_id
+    )
     assert sms["payload"]["phone"] == "13900000001"
     assert code[8:12] in message_text(settings, dict(sms["payload"]))
     # and the parent is now linked to the child
@@ -195,7 +199,8 @@ async def test_a_card_fee_waits_for_payment_then_issues_the_code(
             conn, settings, app["id"], fee_ref="order-1", paid_fen=2000
         )
     assert (paid["status"], paid["fee_status"]) == ("ready", "paid")
-    assert await conn.fetchval("SELECT count(*) FROM pickup_codes") == 1
+    codes = "SELECT count(*) FROM pickup_codes WHERE school_id = $1"
+    assert await conn.fetchval(codes, campus.school_id) == 1
 
 
 async def test_a_waived_category_pays_nothing(
@@ -256,8 +261,13 @@ async def test_counter_applications_go_to_the_production_queue_and_export(
     )
     assert handed.status_code == 200, handed.text
     async with pool.acquire() as conn:
-        card = await conn.fetchrow("SELECT number, state FROM cards")
-        app_row = await conn.fetchrow("SELECT status, card_number FROM card_applications")
+        card = await conn.fetchrow(
+            "SELECT number, state FROM cards WHERE school_id = $1", campus.school_id
+        )
+        app_row = await conn.fetchrow(
+            "SELECT status, card_number FROM card_applications WHERE school_id = $1",
+            campus.school_id,
+        )
     assert (card["number"], card["state"]) == ("55000001", "active")
     assert (app_row["status"], app_row["card_number"]) == ("issued", "55000001")
 

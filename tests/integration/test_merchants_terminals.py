@@ -132,7 +132,9 @@ async def test_heartbeat_online_status_disable_and_admin_rotation(
         actions = [
             r["action"]
             for r in await conn.fetch(
-                "SELECT action FROM audit_log WHERE target_type = 'terminal' ORDER BY id"
+                "SELECT action FROM audit_log WHERE school_id = $1 AND target_type = 'terminal' "
+                "ORDER BY id",
+                dev.school_id,
             )
         ]
     assert actions == ["terminal.register", "terminal.rotate_key", "terminal.status"]

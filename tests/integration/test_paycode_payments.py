@@ -203,7 +203,7 @@ async def test_above_the_pin_threshold_the_student_confirms_on_the_phone(
         headers=me,
     )
     assert twice.status_code == 409
-    assert await conn.fetchval("SELECT count(*) FROM payments") == 1
+    assert await conn.fetchval("SELECT count(*) FROM payments WHERE school_id = $1", school.id) == 1
     assert (await check_ledger(conn)).ok
 
 

@@ -251,7 +251,7 @@ async def door_of_terminal(conn: Conn, school_id: int, terminal_id: int) -> Door
         """SELECT d.id, d.name, d.exit_reader, d.apb_seconds, d.held_open_seconds,
                   z.id AS zone_id, z.name AS zone_name, z.antipassback, z.reset_hour,
                   ARRAY(SELECT gd.group_id FROM access_group_doors gd
-                         WHERE gd.school_id = d.school_id AND gd.door_id = d.id
+                         WHERE gd.school_id = $1 AND gd.door_id = d.id
                          ORDER BY gd.group_id) AS groups
              FROM access_doors d
              LEFT JOIN access_zones z ON z.school_id = d.school_id AND z.id = d.zone_id
@@ -460,7 +460,7 @@ async def _record_served(
            VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (school_id, terminal_id, version) DO UPDATE
               SET groups = EXCLUDED.groups, content_hash = EXCLUDED.content_hash,
-                  served_at = now()""",
+                  served_at = EXCLUDED.served_at""",
         school_id,
         terminal_id,
         version,

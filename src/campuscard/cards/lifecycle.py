@@ -644,19 +644,21 @@ async def expire_due_cards(tx: Tx, actor: Actor, *, limit: int = 500) -> int:
     return done
 
 
-async def expire_card(tx: Tx, actor: Actor, card_id: int, *, reason: str) -> bool:
-    """Expire one card that is still live (a visitor's card at the end of its window); False
-    when it was no longer live (returned, lost and replaced…)."""
+async def expire_card(tx: Tx, actor: Actor, school_id: int, card_id: int, *, reason: str) -> bool:
+    """Expire one card of ``school_id`` that is still live (a visitor's card at the end of its
+    window); False when it was no longer live (returned, lost and replaced…)."""
     row = await tx.fetchrow(
-        f"""SELECT {CARD_COLUMNS} FROM cards c WHERE c.id = $1
+        f"""SELECT {CARD_COLUMNS} FROM cards c WHERE c.school_id = $1 AND c.id = $2
               AND c.state IN ('issued', 'active', 'lost', 'frozen') FOR UPDATE""",
+        school_id,
         card_id,
     )
     if row is None:
         return False
     await tx.execute(
         "UPDATE cards SET state = 'expired', state_changed_at = now(), updated_at = now() "
-        "WHERE id = $1",
+        "WHERE school_id = $1 AND id = $2",
+        school_id,
         card_id,
     )
     await _record(tx, actor, dict(row), "expire", "expired", channel="system", reason=reason)

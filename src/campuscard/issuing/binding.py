@@ -14,16 +14,21 @@ from campuscard.platform import audit, i18n, notifications
 from campuscard.platform.actors import Actor
 
 
-async def _snapshot(conn: Conn, person_id: int) -> dict[str, Any]:
+async def _snapshot(conn: Conn, school_id: int, person_id: int) -> dict[str, Any]:
     person = await conn.fetchrow(
         """SELECT p.number, p.name, c.name AS class_name, p.account_status, p.status,
                   sr.ic_card_no, sr.import_file_id
-             FROM persons p LEFT JOIN classes c ON c.id = p.class_id
-             LEFT JOIN student_records sr ON sr.person_id = p.id WHERE p.id = $1""",
+             FROM persons p
+             LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
+             LEFT JOIN student_records sr ON sr.school_id = p.school_id AND sr.person_id = p.id
+            WHERE p.school_id = $1 AND p.id = $2""",
+        school_id,
         person_id,
     )
     held = await conn.fetch(
-        "SELECT number, uid, state FROM cards WHERE person_id = $1 ORDER BY id", person_id
+        "SELECT number, uid, state FROM cards WHERE school_id = $1 AND person_id = $2 ORDER BY id",
+        school_id,
+        person_id,
     )
     return {**dict(person or {}), "cards": [dict(c) for c in held]}
 
@@ -40,7 +45,7 @@ async def do_bind_card(
     via: str,
 ) -> int:
     """Returns the new card's id."""
-    before = await _snapshot(tx, person_id)
+    before = await _snapshot(tx, school_id, person_id)
     await tx.execute(
         """INSERT INTO student_record_backups(school_id, person_id, reason, record)
            VALUES ($1, $2, $3, $4)""",
@@ -51,7 +56,9 @@ async def do_bind_card(
     )
     channel = "kiosk" if via.startswith("kiosk") else "counter"
     lost = await tx.fetchval(
-        "SELECT id FROM cards WHERE person_id = $1 AND state = 'lost' ORDER BY id DESC LIMIT 1",
+        "SELECT id FROM cards WHERE school_id = $1 AND person_id = $2 AND state = 'lost' "
+        "ORDER BY id DESC LIMIT 1",
+        school_id,
         person_id,
     )
     if lost is not None:
@@ -81,17 +88,18 @@ async def do_bind_card(
     await tx.execute(
         """INSERT INTO student_records(person_id, school_id, ic_card_no) VALUES ($1, $2, $3)
            ON CONFLICT (school_id, person_id) DO UPDATE SET ic_card_no = EXCLUDED.ic_card_no,
-                                                 updated_at = now()""",
+                                                 updated_at = EXCLUDED.updated_at""",
         person_id,
         school_id,
         card["number"],
     )
     await tx.execute(
         """UPDATE card_applications SET status = 'issued', issued_at = now(), updated_at = now(),
-                  card_id = $2, card_number = $3 WHERE id = $1""",
+                  card_id = $2, card_number = $3 WHERE school_id = $4 AND id = $1""",
         application_id,
         card["id"],
         card["number"],
+        school_id,
     )
     await audit.record(
         tx,
@@ -117,12 +125,13 @@ async def _tell_teacher_and_parents(
     data = {"person_id": person_id, "card_number": card_number}
     teachers = await conn.fetch(
         """SELECT DISTINCT u.id FROM student_records sr JOIN users u ON u.id = sr.imported_by
-            WHERE sr.person_id = $1
+            WHERE sr.school_id = $2 AND sr.person_id = $1
            UNION
            SELECT DISTINCT f.imported_by FROM student_import_files f
-             JOIN student_records sr ON sr.import_file_id = f.id
-            WHERE sr.person_id = $1 AND f.imported_by IS NOT NULL""",
+             JOIN student_records sr ON sr.school_id = f.school_id AND sr.import_file_id = f.id
+            WHERE f.school_id = $2 AND sr.person_id = $1 AND f.imported_by IS NOT NULL""",
         person_id,
+        school_id,
     )
     for t in teachers:
         await notifications.notify(
@@ -136,7 +145,10 @@ async def _tell_teacher_and_parents(
             dedupe_key=f"card_changed:{card_number}:teacher:{t['id']}",
         )
     parents = await conn.fetch(
-        "SELECT user_id FROM guardian_links WHERE person_id = $1 ORDER BY user_id", person_id
+        "SELECT user_id FROM guardian_links WHERE school_id = $1 AND person_id = $2 "
+        "ORDER BY user_id",
+        school_id,
+        person_id,
     )
     for p in parents:
         await notifications.notify(
@@ -150,7 +162,10 @@ async def _tell_teacher_and_parents(
             dedupe_key=f"card_changed:{card_number}:parent:{p['user_id']}",
         )
     phones = await conn.fetch(
-        "SELECT DISTINCT phone FROM guardians WHERE person_id = $1 ORDER BY phone", person_id
+        "SELECT DISTINCT phone FROM guardians WHERE school_id = $1 AND person_id = $2 "
+        "ORDER BY phone",
+        school_id,
+        person_id,
     )
     # the student's own inbox, and an SMS to each guardian phone on record
     for i, g in enumerate(phones or [None]):

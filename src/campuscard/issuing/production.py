@@ -32,8 +32,9 @@ async def production_queue(
     rows = await conn.fetch(
         """SELECT a.id, p.id AS person_id, p.name, p.number, c.name AS class_name, a.status,
                   a.created_at, a.produced_at
-             FROM card_applications a JOIN persons p ON p.id = a.person_id
-             LEFT JOIN classes c ON c.id = p.class_id
+             FROM card_applications a
+             JOIN persons p ON p.school_id = a.school_id AND p.id = a.person_id
+             LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
             WHERE a.school_id = $1 AND a.status = $2 AND a.delivery = 'counter'
             ORDER BY c.name NULLS LAST, p.number""",
         school_id,

@@ -44,8 +44,10 @@ async def terminal_view(conn: Conn, terminal_id: int) -> dict[str, Any]:
     row = await conn.fetchrow(
         """SELECT t.id, t.school_id, t.sn, coalesce(m.name, '') AS merchant,
                   coalesce(o.name, '') AS outlet
-             FROM terminals t LEFT JOIN merchants m ON m.id = t.merchant_id
-             LEFT JOIN outlets o ON o.id = t.outlet_id WHERE t.id = $1""",
+             FROM terminals t
+             LEFT JOIN merchants m ON m.school_id = t.school_id AND m.id = t.merchant_id
+             LEFT JOIN outlets o ON o.school_id = t.school_id AND o.id = t.outlet_id
+            WHERE t.id = $1""",
         terminal_id,
     )
     assert row is not None
@@ -275,9 +277,10 @@ async def list_confirmations(conn: Conn, actor: Actor) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """SELECT c.id, c.amount, c.created_at, c.expires_at, c.terminal_id,
                   coalesce(m.name, '') AS merchant, coalesce(o.name, '') AS outlet
-             FROM paycode_confirmations c JOIN terminals t ON t.id = c.terminal_id
-             LEFT JOIN merchants m ON m.id = t.merchant_id
-             LEFT JOIN outlets o ON o.id = t.outlet_id
+             FROM paycode_confirmations c
+             JOIN terminals t ON t.school_id = c.school_id AND t.id = c.terminal_id
+             LEFT JOIN merchants m ON m.school_id = t.school_id AND m.id = t.merchant_id
+             LEFT JOIN outlets o ON o.school_id = t.school_id AND o.id = t.outlet_id
             WHERE c.person_id = $1 AND c.status = 'pending' AND c.expires_at > now()
             ORDER BY c.id DESC""",
         person_id,

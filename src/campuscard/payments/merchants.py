@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -158,13 +159,15 @@ async def decide_merchant(
     await tx.execute(
         """UPDATE merchants SET status = $2, decided_by = $3, decision_note = $4,
                   commission_bp = coalesce($5, commission_bp),
-                  approved_at = CASE WHEN $2 = 'approved' THEN now() ELSE approved_at END
-            WHERE id = $1""",
+                  approved_at = CASE WHEN $2 = 'approved' THEN $7 ELSE approved_at END
+            WHERE school_id = $6 AND id = $1""",
         merchant_id,
         target,
         actor.user_id,
         note,
         commission_bp,
+        m["school_id"],
+        datetime.now(UTC),  # a parameter: Citus refuses now() inside CASE
     )
     await audit.record(
         tx,

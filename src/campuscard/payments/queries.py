@@ -47,7 +47,8 @@ async def school_outlets(db: Conn | PgPool, school_id: int) -> list[dict[str, An
     """The school's outlets with their merchant's name, by merchant then outlet name."""
     rows = await db.fetch(
         "SELECT o.id, o.name, m.name AS merchant FROM outlets o "
-        "JOIN merchants m ON m.id = o.merchant_id WHERE o.school_id = $1 "
+        "JOIN merchants m ON m.school_id = o.school_id AND m.id = o.merchant_id "
+        "WHERE o.school_id = $1 "
         "ORDER BY m.name, o.name",
         school_id,
     )

@@ -182,7 +182,8 @@ async def create_person(
 
 async def get_person(conn: Conn, actor: Actor, person_id: int) -> dict[str, Any]:
     row = await conn.fetchrow(
-        f"SELECT {PERSON_COLUMNS} FROM persons p LEFT JOIN classes c ON c.id = p.class_id "
+        f"SELECT {PERSON_COLUMNS} FROM persons p "
+        "LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id "
         "WHERE p.id = $1",
         person_id,
     )
@@ -192,7 +193,9 @@ async def get_person(conn: Conn, actor: Actor, person_id: int) -> dict[str, Any]
     person["guardians"] = [
         dict(g)
         for g in await conn.fetch(
-            "SELECT id, name, phone, relation FROM guardians WHERE person_id = $1 ORDER BY id",
+            "SELECT id, name, phone, relation FROM guardians WHERE school_id = $1 "
+            "AND person_id = $2 ORDER BY id",
+            row["school_id"],
             person_id,
         )
     ]
@@ -265,7 +268,8 @@ async def search_persons(
 ) -> list[dict[str, Any]]:
     actor.require("school_admin", "card_center", "settlement", "teacher", school_id=school_id)
     rows = await conn.fetch(
-        f"""SELECT {PERSON_COLUMNS} FROM persons p LEFT JOIN classes c ON c.id = p.class_id
+        f"""SELECT {PERSON_COLUMNS} FROM persons p
+             LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
              WHERE p.school_id = $1
                AND ($2 = '' OR p.number ILIKE $2 || '%' OR p.name ILIKE '%' || $2 || '%')
                AND ($3::bigint IS NULL OR p.class_id = $3)
