@@ -88,10 +88,17 @@ def opening_instant(today: date, zone: ZoneInfo, days: int = HISTORY_DAYS) -> da
 
 
 async def set_clock(conn: Tx, at: datetime | None) -> None:
-    """Book the rest of this transaction at ``at`` (None: now again)."""
-    await conn.execute(
-        "SELECT set_config('campuscard.book_at', $1, true)", at.isoformat() if at else ""
-    )
+    """Book the rest of this transaction at ``at`` (None: now again).
+
+    A ``SET LOCAL`` with ``citus.propagate_set_commands = 'local'``: on Citus the setting is
+    sent to every worker the transaction reaches, so a booking function delegated to the
+    school's worker reads the same clock (``set_config`` stays on the coordinator). On one node
+    the ``citus.`` setting is an inert placeholder. The value is an ISO instant (digits and
+    ``-:+.T``), written as a literal since SET takes no parameters."""
+    literal = (at.isoformat() if at else "").replace("'", "''")
+    await conn.execute("SET LOCAL citus.propagate_set_commands = 'local'")
+    # its own statement: Citus sends a propagated SET's whole query text to the workers
+    await conn.execute(f"SET LOCAL campuscard.book_at = '{literal}'")
 
 
 async def book_history(

@@ -1,18 +1,22 @@
 """On the cluster a payment is one call delegated to the worker that holds its school: the
 booking functions (cc_pay, cc_pay_batch) are pushed down by Citus, book there, and a report
-across schools on the coordinator sees the payments of schools on both workers."""
+across schools on the coordinator sees the payments of schools on both workers. The demo's
+clock (``campuscard.book_at``) reaches the worker with a delegated call."""
 
 from __future__ import annotations
 
 import secrets
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
+from campuscard import demo_history
 from campuscard.config import Settings
 from campuscard.db.pool import connect
+from campuscard.db.tx import Tx
 from campuscard.payments import batching
 from campuscard.platform import idempotency
 from tests.support import make_school
@@ -100,6 +104,32 @@ async def test_payments_are_delegated_to_the_worker_of_their_school_and_reported
             [s for s, _, _ in schools],
         )
         workers = {await _worker_of(conn, s) for s, _, _ in schools}
+
+        # and, in one transaction, a payment booked with the demo's clock (a transaction-local
+        # setting the coordinator propagates), then one with the clock back at now
+        at: datetime = await conn.fetchval("SELECT date_trunc('second', now())")
+        at -= timedelta(days=3, hours=2)
+        async with conn.transaction():
+            await demo_history.set_clock(Tx(conn), at)
+            await conn.execute("SET LOCAL client_min_messages TO debug1")
+            notices.clear()
+            dated = await batching.book_one(
+                conn, school_id, batching.Member(_book_args(dev, card, "dlgpay-000004", 40))
+            )
+            dated_pushed = any(PUSHED_DOWN in n for n in notices)
+            await demo_history.set_clock(Tx(conn), None)
+            undated = await batching.book_one(
+                conn, school_id, batching.Member(_book_args(dev, card, "dlgpay-000005", 30))
+            )
+        instants = await conn.fetch(
+            """SELECT p.client_id, p.created_at, j.created_at AS booked_at, j.business_date,
+                      cc_business_date($1) AS today
+                 FROM payments p
+                 JOIN journal_tx j ON j.school_id = p.school_id AND j.id = p.tx_id
+                WHERE p.school_id = $1 AND p.client_id IN ('dlgpay-000004', 'dlgpay-000005')
+                ORDER BY p.client_id""",
+            school_id,
+        )
     finally:
         await conn.close()
 
@@ -113,3 +143,11 @@ async def test_payments_are_delegated_to_the_worker_of_their_school_and_reported
         schools[0][0]: (1, 300),
         school_id: (4, 300 + 150 + 50 + 50),
     }
+    # and the worker booked the first payment at the demo's instant (the payment, its journal
+    # entry and its business day), the second at now
+    assert (dated.status, undated.status, dated_pushed) == (200, 200, True), dated.body
+    first, second = instants
+    assert first["created_at"] == first["booked_at"] == at
+    assert first["business_date"] < first["today"]
+    assert second["created_at"] > at + timedelta(days=3)
+    assert second["business_date"] == second["today"]

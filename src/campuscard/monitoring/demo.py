@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from campuscard.db.tx import Tx
+from campuscard.demo_history import set_clock
 from campuscard.monitoring import daily, events, hardship, queries
 from campuscard.monitoring.rules import ALERT_RULES
 from campuscard.monitoring.threshold_rules import check as check_thresholds
@@ -180,7 +181,7 @@ class Month:
                 strict=True,
             )
         )
-        await self.tx.execute("SELECT set_config('campuscard.book_at', $1, true)", at.isoformat())
+        await set_clock(self.tx, at)
         for row in await self.tx.fetch(batching.BATCH_SQL, self.school_id, [member]):
             self.watched.booked += row["status"] == 200
 
@@ -248,16 +249,16 @@ class Month:
             if row["status"] != "booked":
                 continue
             at = row["created_at"] + timedelta(seconds=2)
-            await tx.execute("SELECT set_config('campuscard.book_at', $1, true)", at.isoformat())
+            await set_clock(tx, at)
             self.watched.alerts += await events.evaluate_payment(
                 tx, cfg, self.zone, self.school_id, row
             )
             self.watched.evaluated += 1
         night = self._at(day + timedelta(days=1), 1, 0)
         if night < datetime.now(self.zone):
-            await tx.execute("SELECT set_config('campuscard.book_at', $1, true)", night.isoformat())
+            await set_clock(tx, night)
             self.watched.alerts += await daily.run_day(tx, self.school_id, day)
-        await tx.execute("SELECT set_config('campuscard.book_at', '', true)")
+        await set_clock(tx, None)
 
     # ---- after the month ----------------------------------------------------------------
     async def finish(self, reviewer: Actor) -> Watched:
