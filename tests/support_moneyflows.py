@@ -140,12 +140,27 @@ async def holder_with_card(
         if school_id is None:
             school_id = (await make_school(conn, school_code)).id
         person = await make_student(conn, school_id, number, cash=cash, name=name)
-    sim.open_account(pan, name, bank_balance)
-    holder = Actor(name=f"holder-{number}", user_id=None, person_id=person)
+    await bind_bank_card(pool, settings, sim, person, name, pan=pan, balance=bank_balance)
+    return school_id, person
+
+
+async def bind_bank_card(
+    pool: asyncpg.Pool[Any],
+    settings: Settings,
+    sim: BankSimulator,
+    person: int,
+    name: str,
+    *,
+    pan: str = PAN,
+    balance: int = 0,
+) -> None:
+    """An account at the simulator in ``name`` and its card bound by the person, as the phone
+    binds it (verified with the bank)."""
+    sim.open_account(pan, name, balance)
+    holder = Actor(name="holder", user_id=None, person_id=person)
     await bank_link.do_bind_card(
         pool, settings, holder, person_id=person, pan=pan, holder_name=name
     )
-    return school_id, person
 
 
 @asynccontextmanager

@@ -12,9 +12,15 @@ import asyncpg
 import pytest
 from playwright.async_api import BrowserContext, expect
 
+from campuscard.config import Settings
+from campuscard.db.pool import PgPool
+from campuscard.issuing.import_rules import build_frame
+from campuscard.payroll import batches
 from campuscard.people import directory
+from campuscard.platform import auth, four_eyes
 from tests.browser.conftest import shot, sign_in
 from tests.support import PASSWORD, ROOT, make_school, make_student, make_user
+from tests.support_moneyflows import PAN, balances, bank_world, bind_bank_card
 
 pytestmark = pytest.mark.browser
 
@@ -104,3 +110,63 @@ async def test_finance_uploads_a_payroll_a_colleague_approves_it_and_staff_are_p
     await expect(page.locator("main")).to_contain_text("¥5,000.00")
     await page.goto(f"{live_url}/m/notifications")
     await expect(page.locator("main")).to_contain_text("工资已发放")
+
+
+async def test_finance_pays_a_line_the_bank_refused_again_to_the_campus_card(
+    browser: BrowserContext, pool: PgPool, settings: Settings, live_url: str
+) -> None:
+    # given: an approved batch whose one bank line the bank refused (above its limit)
+    with bank_world(settings) as (wired, sim):
+        async with pool.acquire() as conn:
+            school = await make_school(conn)
+            staff = await directory.create_person(
+                conn,
+                ROOT,
+                school.id,
+                directory.PersonData(kind="staff", number="T1", name="王老师"),
+                open_account=True,
+            )
+            uploader = await auth.load_actor(
+                conn, await make_user(conn, "finance1", "settlement", school.id)
+            )
+            approver = await auth.load_actor(
+                conn, await make_user(conn, "finance2", "settlement", school.id)
+            )
+        await bind_bank_card(pool, wired, sim, staff, "王老师", pan=PAN)
+        upload = await batches.do_upload_sheet(
+            pool,
+            uploader,
+            school.id,
+            period="2026-11",
+            frame=build_frame((HEAD + "T1,王老师,3000.00,银行卡,\n合计,,3000.00,,\n").encode()),
+            filename="11月工资.csv",
+        )
+        await four_eyes.do_decide(pool, approver, school.id, upload.approval_id, approve=True)
+        sim.limit = 100_000
+        assert await batches.send_batch(pool, wired, school.id, upload.batch_id) == 1
+    page = await browser.new_page()
+    await page.set_viewport_size({"width": 1366, "height": 900})
+    await sign_in(page, live_url, "finance1", school.code, PASSWORD)
+    await page.goto(f"{live_url}/admin/s/{school.code}/payroll/{upload.batch_id}")
+    # then: the report says a line failed, with the bank's answer, and offers to pay it again
+    await expect(page.get_by_test_id("batch-state")).to_have_text("已发放，部分未成功")
+    await expect(page.get_by_test_id("line-state-2")).to_contain_text("未成功")
+    await expect(page.get_by_test_id("line-reason-2")).to_have_text("超出银行单笔金额限制")
+    # when: finance pays it again to the campus card
+    await page.get_by_test_id("repay-route-2").select_option("campus")
+    await page.get_by_test_id("repay-2").click()
+    # then: the line is paid, its failed payout stays in the report, the money is on the card
+    await expect(page.get_by_test_id("batch-state")).to_have_text("已全部发放")
+    await expect(page.get_by_test_id("line-state-2")).to_contain_text("已发放")
+    await expect(page.get_by_test_id("line-repaid-2")).to_contain_text("finance1")
+    await expect(page.get_by_test_id("line-repaid-2")).to_contain_text("改发至校园卡")
+    await expect(page.get_by_test_id("repay-2")).to_have_count(0)
+    await shot(page, "payroll-repaid")
+    assert (await balances(pool, staff))["cash"] == 300_000
+    # and in English, nothing left in Chinese but the sheet's own names
+    url = page.url.removeprefix(live_url)
+    await page.goto(f"{live_url}/lang/en?next={url}")
+    await expect(page.get_by_test_id("line-repaid-2")).to_contain_text("paid again by")
+    text = (await page.locator("main").inner_text()).replace("王老师", "").replace("11月工资", "")
+    assert not re.search(r"[\u4e00-\u9fff]", text), text
+    await page.goto(f"{live_url}/lang/zh-CN?next=/")

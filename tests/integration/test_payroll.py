@@ -24,7 +24,7 @@ from campuscard.platform import auth, four_eyes
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import DomainError, ValidationFailed
 from tests.support import ROOT, login, make_school, make_student, make_user
-from tests.support_moneyflows import PAN, balances, bank_world, system_balance
+from tests.support_moneyflows import PAN, balances, bank_world, bind_bank_card, system_balance
 
 NOW = timedelta(0)
 SHEET_URL = "/api/v1/schools/TST/payroll-sheets?period=2026-11"
@@ -186,15 +186,7 @@ async def test_a_bank_line_is_paid_once_under_a_bank_timeout(
         # given: a staff member paid to a bound bank card
         school_id, uploader, approver = await _world(pool)
         person = await _staff(pool, school_id, "T1", "王老师")
-        sim.open_account(PAN, "王老师", 0)
-        await bank_link.do_bind_card(
-            pool,
-            wired,
-            Actor(name="holder", person_id=person),
-            person_id=person,
-            pan=PAN,
-            holder_name="王老师",
-        )
+        await bind_bank_card(pool, wired, sim, person, "王老师", pan=PAN)
         upload = await batches.do_upload_sheet(
             pool,
             uploader,
@@ -245,15 +237,7 @@ async def test_a_bank_line_paid_tells_the_staff_member(pool: PgPool, settings: S
     with bank_world(settings) as (wired, sim):
         school_id, uploader, approver = await _world(pool)
         person = await _staff(pool, school_id, "T1", "王老师")
-        sim.open_account(PAN, "王老师", 0)
-        await bank_link.do_bind_card(
-            pool,
-            wired,
-            Actor(name="holder", person_id=person),
-            person_id=person,
-            pan=PAN,
-            holder_name="王老师",
-        )
+        await bind_bank_card(pool, wired, sim, person, "王老师", pan=PAN)
         upload = await batches.do_upload_sheet(
             pool,
             uploader,
@@ -334,3 +318,103 @@ async def test_a_rejected_batch_pays_nothing_and_its_file_can_come_again_correct
     assert (await balances(pool, t1))["cash"] == 520_000
     async with pool.acquire() as conn:
         assert (await check_ledger(conn)).ok
+
+
+async def test_a_failed_bank_line_is_paid_again_once_to_the_bank_or_the_campus_account(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    with bank_world(settings) as (wired, sim):
+        # given: two staff members paid to their bank cards; the bank refuses both payouts
+        # (above its single-transfer limit), so both lines failed and the money is back
+        school_id, uploader, approver = await _world(pool)
+        people = {}
+        for number, name, pan in (("T1", "王老师", PAN), ("T2", "李老师", "6222020200000000006")):
+            people[number] = await _staff(pool, school_id, number, name)
+            await bind_bank_card(pool, wired, sim, people[number], name, pan=pan)
+        upload = await batches.do_upload_sheet(
+            pool,
+            uploader,
+            school_id,
+            period="2026-11",
+            frame=build_frame(
+                _csv(["T1,,3000.00,银行卡,", "T2,,2500.00,银行卡,", "合计,,5500.00,,"])
+            ),
+            filename="bank.csv",
+        )
+        await four_eyes.do_decide(pool, approver, school_id, upload.approval_id, approve=True)
+        limit, sim.limit = sim.limit, 100_000
+        assert await batches.send_batch(pool, wired, school_id, upload.batch_id) == 2
+        sim.limit = limit
+        report = await queries.batch_report(pool, approver, school_id, upload.batch_id)
+        assert report["state"] == "paid_with_failures" and report["counts"]["failed"] == 2
+        t1, t2 = report["line_rows"]
+        assert t1["response_code"] == "61" and t1["transfer_id"] and t2["transfer_id"]
+        assert await system_balance(pool, school_id, "payroll_clearing") == 0
+        headers = await login(client, "finance1", "TST")
+        url = f"/api/v1/schools/TST/payroll-batches/{upload.batch_id}/lines"
+
+        # when: the finance office pays T1's line to the campus account instead
+        body = {"failed_transfer_id": t1["transfer_id"], "route": "campus"}
+        r = await client.post(f"{url}/2/repay", json=body, headers=headers)
+        # then: booked at once, the line is paid, and the failed payout is kept in its history
+        assert r.status_code == 200, r.text
+        assert r.json()["route"] == "campus" and r.json()["tx_id"] and not r.json()["replayed"]
+        assert (await balances(pool, people["T1"]))["cash"] == 300_000
+        # the same request again pays nothing twice and answers the same
+        again = await client.post(f"{url}/2/repay", json=body, headers=headers)
+        assert again.status_code == 200 and again.json()["replayed"]
+        assert again.json()["tx_id"] == r.json()["tx_id"]
+        assert (await balances(pool, people["T1"]))["cash"] == 300_000
+        # another line's payout, a route that does not exist, a row that does not: refused,
+        # naming the field
+        bad = await client.post(f"{url}/3/repay", json=body | {"route": "bank"}, headers=headers)
+        assert bad.status_code == 409 and bad.json()["error"]["field"] == "failed_transfer_id"
+        bad = await client.post(f"{url}/2/repay", json=body | {"route": "cash"}, headers=headers)
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "route"
+        bad = await client.post(
+            f"{url}/9/repay",
+            json={**body, "failed_transfer_id": t2["transfer_id"]},
+            headers=headers,
+        )
+        assert bad.status_code == 404 and bad.json()["error"]["field"] == "row"
+
+        # when: T2's line is paid to the bank card again, and the job sends it
+        r = await client.post(
+            f"{url}/3/repay",
+            json={"failed_transfer_id": t2["transfer_id"], "route": "bank"},
+            headers=headers,
+        )
+        assert r.status_code == 200 and r.json()["transfer_id"] not in (None, t2["transfer_id"])
+        report = await queries.batch_report(pool, approver, school_id, upload.batch_id)
+        assert report["state"] == "paying" and report["line_rows"][1]["state"] == "pending"
+        # a line at the bank cannot be paid again (its new payout is not failed)
+        bad = await client.post(
+            f"{url}/3/repay",
+            json={"failed_transfer_id": r.json()["transfer_id"], "route": "campus"},
+            headers=headers,
+        )
+        assert bad.status_code == 409 and bad.json()["error"]["code"] == "PAYROLL_LINE_NOT_FAILED"
+        assert await batches.send_batch(pool, wired, school_id, upload.batch_id) == 1
+        # then: every line is paid, once, each with its failed attempt in the report
+        assert sim.balance_of("6222020200000000006") == 250_000
+        report = await queries.batch_report(pool, approver, school_id, upload.batch_id)
+        assert report["state"] == "paid" and report["counts"]["paid"] == 2
+        assert [line["route"] for line in report["line_rows"]] == ["campus", "bank"]
+        assert [
+            [(e["failed_transfer_id"], e["response_code"], e["route"]) for e in line["repays"]]
+            for line in report["line_rows"]
+        ] == [
+            [(t1["transfer_id"], "61", "campus")],
+            [(t2["transfer_id"], "61", "bank")],
+        ]
+        # only finance pays a line again
+        async with pool.acquire() as conn:
+            await make_user(conn, "teacher1", "teacher", school_id)
+        teacher = await login(client, "teacher1", "TST")
+        r = await client.post(f"{url}/2/repay", json=body, headers=teacher)
+        assert r.status_code == 403
+        audit = await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'payroll.repay'")
+        assert audit == 2
+        assert await system_balance(pool, school_id, "payroll_clearing") == -550_000
+        async with pool.acquire() as conn:
+            assert (await check_ledger(conn)).ok

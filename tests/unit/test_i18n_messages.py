@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 
 from campuscard.access import model as access_model
+from campuscard.adapters.bank import iso as bank_iso
 from campuscard.api.routes import reports as report_routes
 from campuscard.attendance import rules as attendance_rules
 from campuscard.bills import rules as bill_rules
@@ -131,6 +132,8 @@ def test_every_key_a_notice_makes_at_run_time_is_in_the_catalogs() -> None:
         "a.sub_field": ["number", "amount"],
         # what keeps an access row from being deleted (access/model.py), worded by its form
         "acf.in_use": list(access_model.USED_BY),
+        # the bank's answers the pages word (adapters/bank/iso.py), any other with its code
+        "bank.rc": [*bank_iso.WORDED, "other"],
         # a student sheet's row codes (issuing/import_rules.py, imports.py), worded by the page
         "import.reason": [
             "empty",

@@ -238,6 +238,96 @@ def _paid_notice(amount: int, period: str, to_bank: bool) -> tuple[dict[str, Any
     )
 
 
+async def _pay_line(
+    tx: Tx,
+    batch: Any,
+    line: Any,
+    route: str,
+    source: int,
+    *,
+    requested_by: int | None,
+    requested_by_name: str,
+    approved_by: str,
+) -> int:
+    """Pay one line by ``route`` and point the line at what paid it: a campus line is booked
+    payroll_clearing -> the cash purse (the staff member is told now), a bank line becomes a
+    pending payout held payroll_clearing -> bank_clearing (sent by the job). The booking's or
+    the transfer's id."""
+    school_id = batch["school_id"]
+    ref = f"payroll:{batch['id']}:{line['row_no']}"
+    if route == "campus":
+        if line["account_status"] != "active":
+            raise Conflict(
+                f"row {line['row_no']}: the campus card account is no longer open",
+                code="ACCOUNT_NOT_ACTIVE",
+                field="batch",
+            )
+        cash = (await postings.open_purses(tx, school_id, line["person_id"]))["cash"]
+        tx_id = await postings.post(
+            tx,
+            school_id=school_id,
+            kind="payroll",
+            legs=postings.legs_move(source, cash, line["amount"]),
+            ref=ref,
+            memo=f"{batch['period']} {line['memo']}".strip(),
+            actor=requested_by_name,
+            meta={"batch_id": batch["id"], "row": line["row_no"], "approved_by": approved_by},
+        )
+        # like any money in, a salary repays the offline overdraft first (and keeps an
+        # overdue credit line's stop at what is still owed)
+        await overdraft.repay_overdraft(tx, school_id, line["person_id"])
+        await tx.execute(
+            "UPDATE payroll_lines SET route = 'campus', transfer_id = NULL, tx_id = $4 "
+            "WHERE school_id = $1 AND batch_id = $2 AND row_no = $3",
+            school_id,
+            batch["id"],
+            line["row_no"],
+            tx_id,
+        )
+        title, body = _paid_notice(line["amount"], batch["period"], to_bank=False)
+        await notifications.notify(
+            tx,
+            school_id=school_id,
+            person_id=line["person_id"],
+            kind="payroll_paid",
+            title=title,
+            body=body,
+            data={"batch_id": batch["id"], "row": line["row_no"]},
+            dedupe_key=f"payroll_paid:{school_id}:{batch['id']}:{line['row_no']}",
+        )
+        return tx_id
+    card = await bank_link.bound_card(tx, line["person_id"])
+    if card is None:
+        raise Conflict(
+            f"row {line['row_no']}: the staff member has no bank card bound",
+            code="NO_BANK_CARD",
+            field="batch",
+        )
+    transfer = await bank_link.create_transfer(
+        tx,
+        school_id=school_id,
+        person_id=line["person_id"],
+        card=card,
+        direction="payout",
+        origin="payroll",
+        amount=line["amount"],
+        requested_by=requested_by,
+        actor_name=requested_by_name,
+        source=source,
+        memo=f"{batch['period']} payroll to bank card {card['masked_pan']}",
+    )
+    await tx.execute(
+        "UPDATE payroll_lines SET route = 'bank', tx_id = NULL, transfer_id = $4 "
+        "WHERE school_id = $1 AND batch_id = $2 AND row_no = $3",
+        school_id,
+        batch["id"],
+        line["row_no"],
+        transfer["id"],
+    )
+    transfer_id: int = transfer["id"]
+    return transfer_id
+
+
 @four_eyes.executor("payroll_batch")
 async def _pay_batch(tx: Tx, actor: Actor, proposal: four_eyes.Proposal) -> dict[str, Any]:
     """The approval: every line is booked or handed to the bank link, once (the batch row is
@@ -262,78 +352,20 @@ async def _pay_batch(tx: Tx, actor: Actor, proposal: four_eyes.Proposal) -> dict
     source = await postings.system_account(tx, school_id, "payroll_clearing")
     booked = sent = 0
     for line in lines:
-        ref = f"payroll:{batch['id']}:{line['row_no']}"
-        if line["route"] == "campus":
-            if line["account_status"] != "active":
-                raise Conflict(
-                    f"row {line['row_no']}: the campus card account is no longer open",
-                    code="ACCOUNT_NOT_ACTIVE",
-                    field="batch",
-                )
-            cash = (await postings.open_purses(tx, school_id, line["person_id"]))["cash"]
-            tx_id = await postings.post(
-                tx,
-                school_id=school_id,
-                kind="payroll",
-                legs=postings.legs_move(source, cash, line["amount"]),
-                ref=ref,
-                memo=f"{batch['period']} {line['memo']}".strip(),
-                actor=proposal.proposed_by_name,
-                meta={"batch_id": batch["id"], "row": line["row_no"], "approved_by": actor.name},
-            )
-            # like any money in, a salary repays the offline overdraft first (and keeps an
-            # overdue credit line's stop at what is still owed)
-            await overdraft.repay_overdraft(tx, school_id, line["person_id"])
-            await tx.execute(
-                "UPDATE payroll_lines SET tx_id = $4 "
-                "WHERE school_id = $1 AND batch_id = $2 AND row_no = $3",
-                school_id,
-                batch["id"],
-                line["row_no"],
-                tx_id,
-            )
-            title, body = _paid_notice(line["amount"], batch["period"], to_bank=False)
-            await notifications.notify(
-                tx,
-                school_id=school_id,
-                person_id=line["person_id"],
-                kind="payroll_paid",
-                title=title,
-                body=body,
-                data={"batch_id": batch["id"], "row": line["row_no"]},
-                dedupe_key=f"payroll_paid:{school_id}:{batch['id']}:{line['row_no']}",
-            )
-            booked += 1
-            continue
-        card = await bank_link.bound_card(tx, line["person_id"])
-        if card is None:
-            raise Conflict(
-                f"row {line['row_no']}: the bank card was unbound since the upload",
-                code="NO_BANK_CARD",
-                field="batch",
-            )
-        transfer = await bank_link.create_transfer(
+        await _pay_line(
             tx,
-            school_id=school_id,
-            person_id=line["person_id"],
-            card=card,
-            direction="payout",
-            origin="payroll",
-            amount=line["amount"],
+            batch,
+            line,
+            line["route"],
+            source,
             requested_by=proposal.proposed_by,
-            actor_name=proposal.proposed_by_name,
-            source=source,
-            memo=f"{batch['period']} payroll to bank card {card['masked_pan']}",
+            requested_by_name=proposal.proposed_by_name,
+            approved_by=actor.name,
         )
-        await tx.execute(
-            "UPDATE payroll_lines SET transfer_id = $4 "
-            "WHERE school_id = $1 AND batch_id = $2 AND row_no = $3",
-            school_id,
-            batch["id"],
-            line["row_no"],
-            transfer["id"],
-        )
-        sent += 1
+        if line["route"] == "campus":
+            booked += 1
+        else:
+            sent += 1
     await tx.execute(
         "UPDATE payroll_batches SET paid_at = now() WHERE school_id = $1 AND id = $2",
         school_id,
@@ -357,6 +389,134 @@ async def _pay_batch(tx: Tx, actor: Actor, proposal: four_eyes.Proposal) -> dict
         after={"booked": booked, "to_bank": sent, "total": fmt(batch["total"])},
     )
     return {"batch_id": batch["id"], "booked": booked, "to_bank": sent}
+
+
+REPAY_ROUTES = ("bank", "campus")
+
+
+@owns_transaction
+async def do_repay_line(
+    tx: Tx,
+    actor: Actor,
+    school_id: int,
+    batch_id: int,
+    row_no: int,
+    *,
+    failed_transfer_id: int,
+    route: str,
+) -> dict[str, Any]:
+    """Pay a failed bank line again (the finance office): to the bank card (once the staff
+    member has fixed it; a job sends it) or to the campus account (booked now). The request
+    names the failed payout it replaces, so the same request again pays nothing twice and
+    answers what the first did (``replayed``); a line that is paid, at the bank or waiting for
+    approval is refused."""
+    actor.require(*UPLOADER_ROLES, school_id=school_id)
+    if route not in REPAY_ROUTES:
+        raise ValidationFailed("route must be bank or campus", field="route")
+    if actor.user_id is None:
+        raise ValidationFailed("paying a line again needs a signed-in person", field="actor")
+    line = await tx.fetchrow(
+        """SELECT l.*, p.account_status, b.period, a.decided_by_name FROM payroll_lines l
+             JOIN persons p ON p.school_id = l.school_id AND p.id = l.person_id
+             JOIN payroll_batches b ON b.school_id = l.school_id AND b.id = l.batch_id
+             JOIN approvals a ON a.school_id = b.school_id AND a.id = b.approval_id
+            WHERE l.school_id = $1 AND l.batch_id = $2 AND l.row_no = $3
+              FOR UPDATE OF l""",
+        school_id,
+        batch_id,
+        row_no,
+    )
+    if line is None:
+        raise NotFound("no such line in this payroll batch", field="row")
+    earlier = await tx.fetchrow(
+        "SELECT * FROM payroll_line_repays WHERE school_id = $1 AND failed_transfer_id = $2",
+        school_id,
+        failed_transfer_id,
+    )
+    if earlier is not None:
+        if (earlier["batch_id"], earlier["row_no"]) != (batch_id, row_no):
+            raise Conflict(
+                "that payout belongs to another line",
+                code="PAYROLL_NOT_THIS_LINE",
+                field="failed_transfer_id",
+            )
+        return _repay_view(earlier, replayed=True)
+    if line["transfer_id"] != failed_transfer_id:
+        raise Conflict(
+            "that payout is not this line's",
+            code="PAYROLL_NOT_THIS_LINE",
+            field="failed_transfer_id",
+        )
+    status = await tx.fetchval(
+        "SELECT status FROM bank_transfers WHERE school_id = $1 AND id = $2",
+        school_id,
+        failed_transfer_id,
+    )
+    if rules.line_state(line["route"], line["tx_id"], status) != "failed":
+        raise Conflict(
+            "only a line whose bank payout failed can be paid again",
+            code="PAYROLL_LINE_NOT_FAILED",
+            field="row",
+        )
+    batch = {"school_id": school_id, "id": batch_id, "period": line["period"]}
+    source = await postings.system_account(tx, school_id, "payroll_clearing")
+    paid_by = await _pay_line(
+        tx,
+        batch,
+        line,
+        route,
+        source,
+        requested_by=actor.user_id,
+        requested_by_name=actor.name,
+        approved_by=line["decided_by_name"] or "",
+    )
+    row = await tx.fetchrow(
+        """INSERT INTO payroll_line_repays(school_id, failed_transfer_id, batch_id, row_no, route,
+               tx_id, transfer_id, repaid_by, repaid_by_name)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *""",
+        school_id,
+        failed_transfer_id,
+        batch_id,
+        row_no,
+        route,
+        paid_by if route == "campus" else None,
+        paid_by if route == "bank" else None,
+        actor.user_id,
+        actor.name,
+    )
+    if route == "bank":
+        await notifications.enqueue(
+            tx,
+            SEND_TOPIC,
+            {"school_id": school_id, "batch_id": batch_id},
+            school_id=school_id,
+            dedupe_key=f"payroll_send:{school_id}:{batch_id}:{paid_by}",
+        )
+    await audit.record(
+        tx,
+        actor,
+        "payroll.repay",
+        school_id=school_id,
+        target_type="payroll_batch",
+        target_id=batch_id,
+        before={"row": row_no, "route": line["route"], "transfer_id": failed_transfer_id},
+        after={"row": row_no, "route": route, "paid_by": paid_by, "amount": fmt(line["amount"])},
+    )
+    return _repay_view(row, replayed=False)
+
+
+def _repay_view(row: Any, *, replayed: bool) -> dict[str, Any]:
+    return {
+        "batch_id": row["batch_id"],
+        "row": row["row_no"],
+        "failed_transfer_id": row["failed_transfer_id"],
+        "route": row["route"],
+        "tx_id": row["tx_id"],
+        "transfer_id": row["transfer_id"],
+        "repaid_by_name": row["repaid_by_name"],
+        "repaid_at": row["repaid_at"].isoformat(),
+        "replayed": replayed,
+    }
 
 
 async def send_batch(pool: PgPool, settings: Settings, school_id: int, batch_id: int) -> int:

@@ -25,6 +25,16 @@ SELECT l.row_no, l.amount, l.route, l.memo, l.tx_id, l.transfer_id, p.id AS pers
  WHERE l.school_id = $1 AND l.batch_id = $2
  ORDER BY l.row_no"""
 
+# the failed payouts of a batch's lines that were paid again: who, when, how, and why the bank
+# refused the first
+_REPAYS = """
+SELECT r.row_no, r.failed_transfer_id, r.route, r.repaid_by_name, r.repaid_at,
+       t.status AS failed_status, t.response_code AS failed_response_code
+  FROM payroll_line_repays r
+  JOIN bank_transfers t ON t.school_id = r.school_id AND t.id = r.failed_transfer_id
+ WHERE r.school_id = $1 AND r.batch_id = $2
+ ORDER BY r.row_no, r.repaid_at"""
+
 
 def batch_state(approval_status: str, counts: dict[str, int]) -> str:
     """waiting_approval, rejected, paying (the bank has lines to settle), paid, or
@@ -103,6 +113,18 @@ async def batch_report(
     )
     if batch is None:
         raise NotFound("no such payroll batch in this school", field="batch_id")
+    earlier: dict[int, list[dict[str, Any]]] = {}
+    for r in await conn.fetch(_REPAYS, school_id, batch_id):
+        earlier.setdefault(r["row_no"], []).append(
+            {
+                "failed_transfer_id": r["failed_transfer_id"],
+                "failed_status": r["failed_status"],
+                "response_code": r["failed_response_code"],
+                "route": r["route"],
+                "repaid_by_name": r["repaid_by_name"],
+                "repaid_at": r["repaid_at"].isoformat(),
+            }
+        )
     lines = []
     counts = dict.fromkeys(STATES, 0)
     amounts = dict.fromkeys(STATES, 0)
@@ -121,9 +143,12 @@ async def batch_report(
                 "route": r["route"],
                 "memo": r["memo"],
                 "state": state,
+                "transfer_id": r["transfer_id"],
+                "transfer_status": r["transfer_status"],
                 "rrn": r["rrn"],
                 "response_code": r["response_code"],
                 "settled_at": settled.isoformat() if settled else None,
+                "repays": earlier.get(r["row_no"], []),
             }
         )
     return _batch_view(batch) | {

@@ -37,6 +37,8 @@ NOT_FOUND = "25"
 REVERSED = "12"
 CLOSED = "91"
 CURRENCY_CNY = "156"
+# the answers the pages word (catalog keys bank.rc.<code>); any other is shown with its code
+WORDED = ("05", REVERSED, "14", NOT_FOUND, "51", "61", CLOSED)
 
 PROC_VERIFY = "330000"
 PROC_LOAD = "400000"

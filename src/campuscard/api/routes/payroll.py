@@ -4,7 +4,7 @@ through the approvals (``/approvals/{id}/decision``). docs/payroll.md"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Path, Query, Request
@@ -49,6 +49,15 @@ class PayrollBatchOut(BaseModel):
     state: str = Field(description="waiting_approval, rejected, paying, paid or paid_with_failures")
 
 
+class PayrollRepayOut(BaseModel):
+    failed_transfer_id: int = Field(description="the bank payout that failed")
+    failed_status: str = Field(description="failed (the bank refused it) or reversed")
+    response_code: str | None = Field(description="the bank's answer to the failed payout")
+    route: str = Field(description="how the line was paid again: bank or campus")
+    repaid_by_name: str
+    repaid_at: str
+
+
 class PayrollLineOut(BaseModel):
     row: int
     person_id: int
@@ -58,9 +67,14 @@ class PayrollLineOut(BaseModel):
     route: str
     memo: str
     state: str = Field(description="waiting, paid, pending (at the bank) or failed")
+    transfer_id: int | None = Field(description="bank lines: the payout (name it to pay again)")
+    transfer_status: str | None = Field(
+        description="bank lines: pending, unknown, reversing, posted, failed or reversed"
+    )
     rrn: str | None
     response_code: str | None
     settled_at: str | None
+    repays: list[PayrollRepayOut] = Field(description="earlier payouts that failed, paid again")
 
 
 class PayrollReportOut(PayrollBatchOut):
@@ -112,3 +126,57 @@ async def payroll_report(
     """One batch: its lines and their state, and per state how many lines and how much."""
     school_id = await school_id_for(pool, actor, school)
     return PayrollReportOut(**await queries.batch_report(pool, actor, school_id, batch_id))
+
+
+class RepayIn(BaseModel):
+    failed_transfer_id: int = Field(ge=1, le=2**62, description="the line's failed bank payout")
+    route: Literal["bank", "campus"] = Field(
+        description="bank: the staff member's bank card again (sent by a job); campus: the "
+        "campus account, at once"
+    )
+
+
+class RepayOut(BaseModel):
+    batch_id: int
+    row: int
+    failed_transfer_id: int
+    route: str
+    tx_id: int | None = Field(description="campus: the booking")
+    transfer_id: int | None = Field(description="bank: the new payout, pending until the bank")
+    repaid_by_name: str
+    repaid_at: str
+    replayed: bool = Field(description="true when this failed payout was already paid again")
+
+
+@router.post(
+    "/payroll-batches/{batch_id}/lines/{row}/repay",
+    response_model=RepayOut,
+    responses={
+        409: {
+            "description": "PAYROLL_LINE_NOT_FAILED, PAYROLL_NOT_THIS_LINE, NO_BANK_CARD or "
+            "ACCOUNT_NOT_ACTIVE"
+        }
+    },
+)
+async def repay_payroll_line(
+    school: str,
+    batch_id: Id,
+    row: Annotated[int, Path(ge=1, le=1_000_000)],
+    body: RepayIn,
+    pool: Pool,
+    actor: CurrentActor,
+) -> RepayOut:
+    """Pay a line whose bank payout failed again, once: to the bank card or the campus
+    account. The same request again answers what the first did (``replayed``)."""
+    school_id = await school_id_for(pool, actor, school)
+    return RepayOut(
+        **await batches.do_repay_line(
+            pool,
+            actor,
+            school_id,
+            batch_id,
+            row,
+            failed_transfer_id=body.failed_transfer_id,
+            route=body.route,
+        )
+    )

@@ -10,10 +10,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Form, Path
 from fastapi.responses import Response
 
+from campuscard.adapters.bank import iso
 from campuscard.db.pool import PgPool
 from campuscard.documents.exports import to_csv, to_xlsx
 from campuscard.edge.deps import Pool
-from campuscard.payroll import queries
+from campuscard.payroll import batches, queries
 from campuscard.people import queries as people_queries
 from campuscard.platform import four_eyes
 from campuscard.platform.errors import DomainError
@@ -70,6 +71,8 @@ async def _batch_view(
         status=error.status if error else 200,
         b=report,
         me=page.user.user_id,
+        can_repay=page.user.has(*batches.UPLOADER_ROLES, school_id=school_id),
+        bank_worded=iso.WORDED,
         error=error,
     )
 
@@ -101,6 +104,34 @@ async def batch_decide(
             report["approval_id"],
             approve=decision == "approve",
             note=note,
+        )
+    except DomainError as err:
+        return await _batch_view(page, pool, school_id, batch_id, error=err)
+    return redirect(f"/admin/s/{code}/payroll/{batch_id}")
+
+
+@router.post("/s/{code}/payroll/{batch_id}/lines/{row}/repay")
+async def line_repay(
+    page: PostPage,
+    pool: Pool,
+    code: SchoolCode,
+    batch_id: BatchId,
+    row: Annotated[int, Path(ge=1, le=1_000_000)],
+    failed_transfer_id: Annotated[int, Form(ge=1, le=2**62)],
+    route: Annotated[Literal["bank", "campus"], Form()],
+) -> Response:
+    """A line whose bank payout failed, paid again to the bank card or the campus account."""
+    school_id = await enter(page, pool, code, "a.payroll")
+    assert page.user is not None
+    try:
+        await batches.do_repay_line(
+            pool,
+            page.user,
+            school_id,
+            batch_id,
+            row,
+            failed_transfer_id=failed_transfer_id,
+            route=route,
         )
     except DomainError as err:
         return await _batch_view(page, pool, school_id, batch_id, error=err)
