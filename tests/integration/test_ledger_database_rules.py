@@ -37,6 +37,18 @@ async def _raw_postings(conn: Conn, tx: int, legs: list[tuple[int, int]]) -> Non
     )
 
 
+async def _post_moves(
+    conn: Conn, school_id: int, moves: list[tuple[str, int, int, int]]
+) -> list[int]:
+    """``post_many`` of (kind, source, target, fen) moves, in a transaction of their own."""
+    async with conn.transaction():
+        return await postings.post_many(
+            conn,
+            school_id=school_id,
+            bookings=[postings.Booking(k, postings.legs_move(a, b, fen)) for k, a, b, fen in moves],
+        )
+
+
 async def _cash_untouched(conn: Conn, purses: dict[str, int]) -> None:
     assert (await check_ledger(conn)).ok
     assert await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", purses["cash"]) == 1000
@@ -196,14 +208,120 @@ async def test_post_many_books_each_transaction_as_post_does_or_none(conn: Conn)
     ]
     assert after[-3:] == [700, 750, 650]
     with pytest.raises(InsufficientFunds):
-        async with conn.transaction():
-            await postings.post_many(
-                conn,
-                school_id=school_id,
-                bookings=[
-                    postings.Booking("model", postings.legs_move(cash, bank, 600)),
-                    postings.Booking("model", postings.legs_move(cash, bank, 60)),
-                ],
-            )
+        await _post_moves(conn, school_id, [("model", cash, bank, 600), ("model", cash, bank, 60)])
     assert await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", cash) == 650
+    assert (await check_ledger(conn)).ok
+
+
+async def test_post_many_moves_each_account_once_with_every_posting_versioned(conn: Conn) -> None:
+    # set-based (cc_post_many): accounts shared by several bookings get one update each, yet
+    # every posting has its own version and running balance, as one cc_post per booking gives
+    school_id, purses, bank = await _setup(conn)
+    cash, subsidy = purses["cash"], purses["subsidy"]
+    bal, before = await conn.fetchrow("SELECT balance, version FROM accounts WHERE id = $1", bank)
+    async with conn.transaction():
+        await postings.post_many(
+            conn,
+            school_id=school_id,
+            bookings=[
+                postings.Booking("model", postings.legs_move(cash, bank, 100)),
+                postings.Booking("model", postings.legs_move(bank, subsidy, 40)),
+                # legs on one account net, as cc_post nets them; a leg netting to 0 is dropped
+                postings.Booking(
+                    "model",
+                    [
+                        postings.Leg(cash, -30),
+                        postings.Leg(cash, -20),
+                        postings.Leg(subsidy, 5),
+                        postings.Leg(subsidy, -5),
+                        postings.Leg(bank, 50),
+                    ],
+                ),
+            ],
+        )
+        # the switch that let the one update through is off again: a direct change is refused
+        with pytest.raises(asyncpg.RestrictViolationError, match="only by inserting postings"):
+            async with conn.transaction():
+                await conn.execute("UPDATE accounts SET balance = 0 WHERE id = $1", cash)
+    rows = {
+        acc: [
+            (r["amount"], r["balance_after"], r["version"])
+            for r in await conn.fetch(
+                "SELECT amount, balance_after, version FROM postings WHERE account_id = $1 "
+                "ORDER BY id",
+                acc,
+            )
+        ]
+        for acc in (cash, subsidy, bank)
+    }
+    assert rows[cash][-2:] == [(-100, 900, 2), (-50, 850, 3)]
+    assert rows[subsidy] == [(40, 40, 1)]
+    assert rows[bank] == [
+        (100, bal + 100, before + 1),
+        (-40, bal + 60, before + 2),
+        (50, bal + 110, before + 3),
+    ]
+    assert await conn.fetchval("SELECT version FROM accounts WHERE id = $1", bank) == before + 3
+    assert (await check_ledger(conn)).ok
+
+
+async def test_post_many_keeps_the_floor_after_every_booking_and_the_credit_line_rule(
+    conn: Conn,
+) -> None:
+    school_id, purses, bank = await _setup(conn)
+    cash = purses["cash"]
+    # the second booking would bring the purse back above its floor: the first still may not
+    # take it below, as with one cc_post each
+    with pytest.raises(InsufficientFunds):
+        await _post_moves(
+            conn, school_id, [("model", cash, bank, 1200), ("model", bank, cash, 500)]
+        )
+    await _cash_untouched(conn, purses)
+    # a credit line (floor below zero) pays bills, nothing else
+    await conn.execute("UPDATE accounts SET floor = -500 WHERE id = $1", cash)
+    with pytest.raises(InsufficientFunds):
+        await _post_moves(conn, school_id, [("withdrawal", cash, bank, 1100)])
+    await _post_moves(conn, school_id, [("bill_payment", cash, bank, 1100)])
+    assert await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", cash) == -100
+    assert (await check_ledger(conn)).ok
+
+
+async def test_post_many_refuses_a_booking_that_does_not_balance_or_has_one_leg(
+    conn: Conn,
+) -> None:
+    school_id, purses, bank = await _setup(conn)
+    call = (
+        "SELECT cc_post_many($1, '{model,model}', '{NULL,NULL}', '{\"\",\"\"}', "
+        "'{system,system}', '{\"{}\",\"{}\"}', $2::int[], $3::bigint[], $4::bigint[])"
+    )
+    for numbers, accounts, amounts in (
+        ([1, 1, 2, 2], [purses["cash"], bank, purses["cash"], bank], [-100, 100, -100, 90]),
+        ([1, 1, 2], [purses["cash"], bank, bank], [-100, 100, 0]),
+    ):
+        with pytest.raises(asyncpg.CheckViolationError, match="booking 2 needs two legs"):
+            async with conn.transaction():
+                await conn.fetchval(call, school_id, numbers, accounts, amounts)
+    await _cash_untouched(conn, purses)
+
+
+async def test_a_raw_posting_that_names_its_version_still_moves_its_account(conn: Conn) -> None:
+    # only cc_post_many's switch lets a posting's own version stand; raw SQL is applied as ever
+    school_id, purses, bank = await _setup(conn)
+    async with conn.transaction():
+        tx = await conn.fetchval(
+            "INSERT INTO journal_tx(school_id, kind, business_date) "
+            "VALUES ($1, 'raw', current_date) RETURNING id",
+            school_id,
+        )
+        await conn.executemany(
+            "INSERT INTO postings(school_id, tx_id, account_id, amount, balance_after, version) "
+            "VALUES ($1, $2, $3, $4, 0, 99)",
+            [(school_id, tx, purses["cash"], -100), (school_id, tx, bank, 100)],
+        )
+    row = await conn.fetchrow(
+        "SELECT balance_after, version FROM postings WHERE tx_id = $1 AND account_id = $2",
+        tx,
+        purses["cash"],
+    )
+    assert (row["balance_after"], row["version"]) == (900, 2)
     assert (await check_ledger(conn)).ok

@@ -28,6 +28,8 @@ from campuscard.db.tx import transaction
 # names its school in every statement, so the whole call runs there (decision 0320).
 DELEGATED_FUNCTIONS: dict[str, str] = {
     "cc_post(integer, text, text, text, text, bigint[], bigint[], jsonb)": "p_school",
+    "cc_post_many(integer, text[], text[], text[], text[], text[], integer[], bigint[], "
+    "bigint[])": "p_school",
     "cc_pay(integer, text, bigint, integer, text, text, text, text, text, bigint, text, bigint, "
     "text)": "p_school",
     "cc_pay_batch(integer, jsonb)": "p_school",

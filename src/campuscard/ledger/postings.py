@@ -1,5 +1,5 @@
 """Where money moves. Every money feature books through ``post`` (or ``post_many``, several
-journal transactions in one round trip); nothing else writes postings.
+journal transactions in one round trip, set-based); nothing else writes postings.
 
 The database applies each posting to its account (balance, version, balance_after), checks
 floors and refuses unbalanced transactions at commit; see db/migrations/0002_ledger.sql.
@@ -102,27 +102,11 @@ class Booking:
     meta: dict[str, Any] | None = None
 
 
-# cc_post once per booking, in the order given, in one statement: the legs travel as three
-# flat arrays (booking number, account, fen) and each booking picks its own in their order
-_POST_MANY = """
-SELECT cc_post($1, b.kind, b.ref, b.memo, b.actor,
-               ARRAY(SELECT l.acc FROM unnest($7::int[], $8::bigint[], $9::bigint[])
-                                   WITH ORDINALITY AS l(nr, acc, fen, pos)
-                      WHERE l.nr = b.nr ORDER BY l.pos),
-               ARRAY(SELECT l.fen FROM unnest($7::int[], $8::bigint[], $9::bigint[])
-                                   WITH ORDINALITY AS l(nr, acc, fen, pos)
-                      WHERE l.nr = b.nr ORDER BY l.pos),
-               b.meta::jsonb) AS tx_id
-  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-       WITH ORDINALITY AS b(kind, ref, memo, actor, meta, nr)
- ORDER BY b.nr"""
-
-
 async def post_many(conn: Conn, *, school_id: int, bookings: Sequence[Booking]) -> list[int]:
-    """Book several balanced journal transactions in one round trip, each exactly as ``post``
-    books it (``cc_post``, in the order given); returns their ids in that order. Caller owns
-    the transaction, and takes the locks first when the bookings share accounts with other
-    work in flight: each ``cc_post`` locks only its own legs."""
+    """Book several balanced journal transactions in one round trip, each as ``post`` books it
+    and in the order given, all or none; returns their ids in that order. Set-based
+    (``cc_post_many``): each account is locked and moved once, however many of the bookings
+    it takes part in (decision 0360). Caller owns the transaction."""
     for booking in bookings:
         if sum(leg.amount for leg in booking.legs) != 0:
             raise ValidationFailed("legs do not balance", code="LEDGER_UNBALANCED")
@@ -130,17 +114,17 @@ async def post_many(conn: Conn, *, school_id: int, bookings: Sequence[Booking]) 
             raise TypeError("ledger amounts are int fen")
     if not bookings:
         return []
-    numbers = [n for n, b in enumerate(bookings, start=1) for _ in b.legs]
     try:
-        rows = await conn.fetch(
-            _POST_MANY,
+        tx_ids: list[int] = await conn.fetchval(
+            "SELECT cc_post_many($1, $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+            " $7::int[], $8::bigint[], $9::bigint[])",
             school_id,
             [b.kind for b in bookings],
             [b.ref for b in bookings],
             [b.memo for b in bookings],
             [b.actor for b in bookings],
             [json.dumps(b.meta or {}) for b in bookings],
-            numbers,
+            [n for n, b in enumerate(bookings, start=1) for _ in b.legs],
             [leg.account_id for b in bookings for leg in b.legs],
             [leg.amount for b in bookings for leg in b.legs],
         )
@@ -150,7 +134,7 @@ async def post_many(conn: Conn, *, school_id: int, bookings: Sequence[Booking]) 
                 "the balance is not enough for this amount", field="amount"
             ) from err
         raise
-    return [r["tx_id"] for r in rows]
+    return list(tx_ids)
 
 
 async def system_account(conn: Conn, school_id: int, code: str) -> int:
