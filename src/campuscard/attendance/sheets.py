@@ -436,7 +436,7 @@ async def set_mark(
                VALUES ($1, $2, $3, $4, $5, $6, $7)
                ON CONFLICT (school_id, rule_id, day, person_id) DO UPDATE
                   SET status = EXCLUDED.status, note = EXCLUDED.note,
-                      set_by = EXCLUDED.set_by, set_at = now()""",
+                      set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at""",
             school_id,
             rule_id,
             day,

@@ -68,11 +68,13 @@ async def next_receipt_no(tx: Tx, school_id: int) -> str:
         """INSERT INTO bill_receipt_counters(school_id, year, last)
            VALUES ($1, extract(year FROM cc_business_date($1))::int, 1)
            ON CONFLICT (school_id, year) DO UPDATE SET last = bill_receipt_counters.last + 1
-           RETURNING year, last, (SELECT code FROM schools WHERE id = $1) AS code""",
+           RETURNING year, last""",
         school_id,
     )
     assert row is not None
-    return f"{row['code']}-{row['year']}-{row['last']:06d}"
+    # its own read: Citus refuses a subquery in an INSERT on a distributed table
+    code = await tx.fetchval("SELECT code FROM schools WHERE id = $1", school_id)
+    return f"{code}-{row['year']}-{row['last']:06d}"
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ async def do_set_credit_line(
                                     overdue_since)
            VALUES ($1, $2, $3, $4, $5, $6, NULL)
            ON CONFLICT (school_id, person_id) DO UPDATE SET credit_limit = $3, repay_days = $4,
-               state = $5, set_by = $6, updated_at = now(),
+               state = $5, set_by = $6, updated_at = EXCLUDED.updated_at,
                overdue_since = CASE WHEN $5 = 'overdue' THEN credit_lines.overdue_since END""",
         school_id,
         person_id,

@@ -228,14 +228,18 @@ async def kiosk_feed(conn: Conn, kiosk: Kiosk, *, since: int, limit: int = 500) 
 
 
 # Claim a place among the wrong codes of one scope: no row comes back once ``$4`` attempts were
-# made in the window. One statement, so parallel guesses are counted one after another.
+# made in the window. One statement, so parallel guesses are counted one after another. The
+# instant is the proposed row's window_start (its default, now()), and the window's end is
+# compared as an interval: Citus refuses a function that is not immutable (now(), timestamptz
+# minus interval) in an upsert's DO UPDATE.
 _CLAIM_GUESS = """
 INSERT INTO pickup_guesses AS g(school_id, scope, key, attempts) VALUES ($1, $2, $3, 1)
 ON CONFLICT (school_id, scope, key) DO UPDATE SET
-    attempts = CASE WHEN g.window_start <= now() - $5::interval THEN 1 ELSE g.attempts + 1 END,
-    window_start = CASE WHEN g.window_start <= now() - $5::interval THEN now()
-                        ELSE g.window_start END
- WHERE g.window_start <= now() - $5::interval OR g.attempts < $4
+    attempts = CASE WHEN EXCLUDED.window_start - g.window_start >= $5::interval THEN 1
+                    ELSE g.attempts + 1 END,
+    window_start = CASE WHEN EXCLUDED.window_start - g.window_start >= $5::interval
+                        THEN EXCLUDED.window_start ELSE g.window_start END
+ WHERE EXCLUDED.window_start - g.window_start >= $5::interval OR g.attempts < $4
 RETURNING attempts"""
 
 _LOCKED_WHAT = {

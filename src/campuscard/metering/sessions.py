@@ -68,7 +68,7 @@ async def do_configure_meter(
     await tx.execute(
         """INSERT INTO meters(school_id, terminal_id, kind, tariff) VALUES ($1, $2, $3, $4)
            ON CONFLICT (school_id, terminal_id)
-           DO UPDATE SET kind = $3, tariff = $4, updated_at = now()""",
+           DO UPDATE SET kind = $3, tariff = $4, updated_at = EXCLUDED.updated_at""",
         school_id,
         terminal_id,
         tariff.kind,

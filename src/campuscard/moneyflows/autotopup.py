@@ -68,7 +68,8 @@ async def do_set_auto_topup(
             """INSERT INTO auto_topups(person_id, school_id, threshold, target, enabled)
                VALUES ($1, $2, $3, $4, $5)
                ON CONFLICT (school_id, person_id) DO UPDATE
-                 SET threshold = $3, target = $4, enabled = $5, armed = true, updated_at = now()
+                 SET threshold = $3, target = $4, enabled = $5, armed = true,
+                     updated_at = EXCLUDED.updated_at
                RETURNING *""",
             person_id,
             person["school_id"],

@@ -74,7 +74,8 @@ async def do_set_student_prefs(
         """INSERT INTO monitoring_student_prefs(school_id, person_id, sms, quiet_start, quiet_end)
            VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (school_id, person_id) DO UPDATE
-                 SET sms = $3, quiet_start = $4, quiet_end = $5, updated_at = now()""",
+                 SET sms = $3, quiet_start = $4, quiet_end = $5,
+                     updated_at = EXCLUDED.updated_at""",
         school_id,
         person_id,
         sms,
@@ -151,7 +152,7 @@ async def do_set_guardian_prefs(
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            ON CONFLICT (school_id, person_id, user_id) DO UPDATE
                  SET enabled = $4, rules = $5, low_balance = $6, single_spend = $7, sms = $8,
-                     quiet_start = $9, quiet_end = $10, updated_at = now()
+                     quiet_start = $9, quiet_end = $10, updated_at = EXCLUDED.updated_at
            RETURNING *""",
         school_id,
         person_id,
@@ -187,10 +188,10 @@ async def do_set_consent(tx: Tx, actor: Actor, guardian_user_id: int, *, given: 
                                                  consent_at)
            VALUES ($1, $2, $3, false, CASE WHEN $4 THEN now() END)
            ON CONFLICT (school_id, person_id, user_id) DO UPDATE
-                 SET consent_at = CASE WHEN $4 THEN now() ELSE monitoring_guardian_prefs.consent_at
-                                  END,
-                     consent_revoked_at = CASE WHEN $4 THEN NULL ELSE now() END,
-                     updated_at = now()""",
+                 SET consent_at = CASE WHEN $4 THEN EXCLUDED.updated_at
+                                       ELSE monitoring_guardian_prefs.consent_at END,
+                     consent_revoked_at = CASE WHEN $4 THEN NULL ELSE EXCLUDED.updated_at END,
+                     updated_at = EXCLUDED.updated_at""",
         school_id,
         person_id,
         guardian_user_id,

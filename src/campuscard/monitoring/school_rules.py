@@ -186,7 +186,8 @@ async def _write(
         """INSERT INTO monitoring_rules(school_id, rule, enabled, thresholds, updated_by)
            VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (school_id, rule) DO UPDATE
-                 SET enabled = $3, thresholds = $4, updated_by = $5, updated_at = now()
+                 SET enabled = $3, thresholds = $4, updated_by = $5,
+                     updated_at = EXCLUDED.updated_at
            RETURNING updated_by, updated_at""",
         school_id,
         rule,

@@ -66,7 +66,8 @@ async def do_set_pending_amount(
         """INSERT INTO pos_pending_amounts(terminal_id, school_id, amount, set_by)
            VALUES ($1, $2, $3, $4)
            ON CONFLICT (school_id, terminal_id) DO UPDATE
-              SET amount = EXCLUDED.amount, set_by = EXCLUDED.set_by, set_at = now()""",
+              SET amount = EXCLUDED.amount, set_by = EXCLUDED.set_by,
+                  set_at = EXCLUDED.set_at""",
         terminal["id"],
         terminal["school_id"],
         amount.fen,

@@ -193,7 +193,7 @@ async def set_limits(
         """INSERT INTO pay_settings(person_id, school_id, per_tx_limit, daily_limit)
            VALUES ($1, $2, $3, $4)
            ON CONFLICT (school_id, person_id) DO UPDATE SET per_tx_limit = EXCLUDED.per_tx_limit,
-               daily_limit = EXCLUDED.daily_limit, updated_at = now()""",
+               daily_limit = EXCLUDED.daily_limit, updated_at = EXCLUDED.updated_at""",
         person_id,
         school_id,
         per_tx_limit,

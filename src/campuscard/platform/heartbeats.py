@@ -22,7 +22,7 @@ async def record_heartbeat(db: Conn | PgPool, worker: str, started_at: datetime)
                DELETE FROM worker_heartbeats WHERE seen_at < now() - interval '1 day'
            )
            INSERT INTO worker_heartbeats(worker, started_at) VALUES ($1, $2)
-           ON CONFLICT (worker) DO UPDATE SET seen_at = now()""",
+           ON CONFLICT (worker) DO UPDATE SET seen_at = EXCLUDED.seen_at""",
         worker,
         started_at,
     )

@@ -98,7 +98,7 @@ async def do_set_pace_reminder(tx: Tx, actor: Actor, *, enabled: bool) -> bool:
     await tx.execute(
         """INSERT INTO spending_prefs(school_id, person_id, pace_reminder) VALUES ($1, $2, $3)
            ON CONFLICT (school_id, person_id)
-           DO UPDATE SET pace_reminder = $3, updated_at = now()""",
+           DO UPDATE SET pace_reminder = $3, updated_at = EXCLUDED.updated_at""",
         school_id,
         actor.person_id,
         enabled,
