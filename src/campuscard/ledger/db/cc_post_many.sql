@@ -16,6 +16,7 @@ CREATE OR REPLACE FUNCTION cc_post_many(
 ) RETURNS bigint[] LANGUAGE plpgsql AS $$
 DECLARE
     v_at timestamptz := cc_clock();
+    v_date date := cc_business_date(p_school, v_at);
     v_n int := coalesce(array_length(p_kinds, 1), 0);
     v_ids bigint[];
     v_nr int[];
@@ -95,7 +96,7 @@ BEGIN
     v_ids := ARRAY(SELECT nextval('journal_tx_id_seq') FROM generate_series(1, v_n));
     INSERT INTO journal_tx(id, school_id, kind, ref, memo, actor, business_date, meta, created_at)
     SELECT v_ids[b.nr], p_school, p_kinds[b.nr], p_refs[b.nr], coalesce(p_memos[b.nr], ''),
-           coalesce(p_actors[b.nr], 'system'), cc_business_date(p_school, v_at),
+           coalesce(p_actors[b.nr], 'system'), v_date,
            coalesce(p_metas[b.nr]::jsonb, '{}'::jsonb), v_at
       FROM generate_series(1, v_n) AS b(nr)
      ORDER BY b.nr;
