@@ -1,6 +1,9 @@
-"""`campuscard db citus` on a real cluster: a fresh coordinator database becomes a CampusCard
-database with every table placed as campuscard.db.distribution declares, a later migration's new
-table is placed too, and a report across schools runs on the coordinator."""
+"""`campuscard db citus` on a real cluster: a database that ran on one node first (migrated, a
+school with money in its purses) becomes a distributed CampusCard database with every table
+placed as campuscard.db.distribution declares and its rows moved into the shards unchanged (the
+migration path of an existing campus; a fresh database is set up the same way by the fixture
+every other citus test uses), a later migration's new table is placed too, and a report across
+schools runs on the coordinator."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import pytest
 
 from campuscard.db import citus, distribution, migrate, runtime
 from campuscard.db.pool import connect
+from campuscard.ledger.checks import check_ledger
+from tests.support import fund, make_school, make_student
 
 pytestmark = pytest.mark.citus
 
@@ -33,11 +38,39 @@ ALTER TABLE classes ADD COLUMN later_room text NOT NULL DEFAULT '';
 async def test_db_citus_places_every_table_and_later_migrations_follow(
     citus_db: str, tmp_path: Path
 ) -> None:
-    # given a fresh database on the coordinator, with the citus extension and two workers
+    # given a database on the coordinator (citus extension, two workers) that ran as one node
+    # first: migrated, a school whose students have money (accounts, postings, balances)
+    conn = await connect(citus_db)
+    try:
+        fresh = await migrate.upgrade(conn)
+        school = await make_school(conn)
+        students = [await make_student(conn, school.id, f"S{n}", cash=n * 10_000) for n in (1, 2)]
+        kept = ("persons", "accounts", "journal_tx", "postings")
+        before = {t: await conn.fetch(f"SELECT * FROM {t} ORDER BY school_id, id") for t in kept}
+    finally:
+        await conn.close()
     # when `campuscard db citus` runs (two shards a table keep the test short)
     applied, placed = await runtime.set_up_citus(citus_db, shard_count=2)
     conn = await connect(citus_db)
     try:
+        # then its rows are in the shards as they were (balances and versions not moved again
+        # by the triggers), the coordinator's copies freed, and the ledger holds
+        assert applied == []
+        for t in kept:
+            assert await conn.fetch(f"SELECT * FROM {t} ORDER BY school_id, id") == before[t], t
+        assert await conn.fetchval("SELECT pg_relation_size('postings')") == 0
+        # and the school books on the cluster as before (cc_post, delegated to its worker)
+        await fund(conn, school.id, students[0], cash=500)
+        assert (
+            await conn.fetchval(
+                "SELECT balance FROM accounts WHERE school_id = $1 AND person_id = $2 "
+                "AND purse = 'cash'",
+                school.id,
+                students[0],
+            )
+            == 10_500
+        )
+        assert (await check_ledger(conn)).ok
         placements = {
             r["name"]: r
             for r in await conn.fetch(
@@ -61,8 +94,8 @@ async def test_db_citus_places_every_table_and_later_migrations_follow(
                 WHERE classid = 'pg_proc'::regclass AND distribution_argument_index IS NOT NULL"""
         )
 
-        # then every migration ran, and every table is where it is declared to be
-        assert len([a for a in applied if not a.endswith(".sql")]) >= len(migrate.load_migrations())
+        # every migration ran (on one node, before), and every table is where it is declared
+        assert len([a for a in fresh if not a.endswith(".sql")]) >= len(migrate.load_migrations())
         for table in tables:
             where = distribution.placement(table)
             row = placements.get(table)
@@ -118,9 +151,6 @@ async def test_db_citus_places_every_table_and_later_migrations_follow(
         assert shards_with_column == 2
 
         # and a report across schools runs on the coordinator over the shards of both workers
-        await conn.execute(
-            "INSERT INTO provinces(code, name, name_en) VALUES ('32', '江苏省', 'Jiangsu')"
-        )
         for n in range(1, 7):
             school = await conn.fetchval(
                 "INSERT INTO schools(province_id, code, name) SELECT id, $1, $2 FROM provinces "
@@ -143,5 +173,8 @@ async def test_db_citus_places_every_table_and_later_migrations_follow(
         )
     finally:
         await conn.close()
-    assert [(r["code"], r["classes"]) for r in report] == [(f"S{n}", n) for n in range(1, 7)]
+    assert [(r["code"], r["classes"]) for r in report] == [
+        *((f"S{n}", n) for n in range(1, 7)),
+        ("TST", 0),
+    ]
     assert workers_used == 2

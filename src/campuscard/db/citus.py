@@ -153,6 +153,14 @@ async def distribute(conn: Conn, *, shard_count: int | None = None) -> Placed:
         # trigger functions run on the shards (balances, append-only rows, version counters);
         # each touches the rows of its own school only
         await tx.execute("SET LOCAL citus.enable_unsafe_triggers = on")
+        # A database that ran on one node first brings its rows: placing a table copies them
+        # into its shards, and the copy must not fire the row triggers again (a posting would
+        # move its balance twice, an account "starts" at the balance it has). As replica, no
+        # ordinary trigger fires; Citus passes the setting to the workers' connections. It is a
+        # superuser's setting, asked for only when there are rows to move.
+        if any([await tx.fetchval(f'SELECT EXISTS (SELECT FROM "{t}")') for t in todo]):
+            await tx.execute("SET LOCAL citus.propagate_set_commands = 'local'")
+            await tx.execute("SET LOCAL session_replication_role = replica")
         # Citus places a table only when the tables its foreign keys point at are placed, and
         # turns a local table linked to a reference table into a Citus local table on the way:
         # the foreign keys of the tables to place are dropped, the tables placed, and the keys
@@ -179,6 +187,9 @@ async def distribute(conn: Conn, *, shard_count: int | None = None) -> Placed:
                 placed.distributed.append(table)
         for table, name, definition in fks:
             await tx.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
+        # the copied rows' originals stay in the coordinator's table, unread: free them
+        for table in placed.distributed + placed.reference:
+            await tx.execute("SELECT truncate_local_data_after_distributing_table($1)", table)
     # Triggers that keep one table in step with another (a posting moves its account's
     # balance, a card's state its blacklist entry) run on the shard and write the co-located
     # shard of the other table: the same school, on the same node, in the same transaction.
