@@ -158,7 +158,8 @@ async def distribute(conn: Conn, *, shard_count: int | None = None) -> Placed:
         # move its balance twice, an account "starts" at the balance it has). As replica, no
         # ordinary trigger fires; Citus passes the setting to the workers' connections. It is a
         # superuser's setting, asked for only when there are rows to move.
-        if any([await tx.fetchval(f'SELECT EXISTS (SELECT FROM "{t}")') for t in todo]):
+        moving = any([await tx.fetchval(f'SELECT EXISTS (SELECT FROM "{t}")') for t in todo])
+        if moving:
             await tx.execute("SET LOCAL citus.propagate_set_commands = 'local'")
             await tx.execute("SET LOCAL session_replication_role = replica")
         # Citus places a table only when the tables its foreign keys point at are placed, and
@@ -187,8 +188,9 @@ async def distribute(conn: Conn, *, shard_count: int | None = None) -> Placed:
                 placed.distributed.append(table)
         for table, name, definition in fks:
             await tx.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
-        # the copied rows' originals stay in the coordinator's table, unread: free them
-        for table in placed.distributed + placed.reference:
+        # the copied rows' originals stay in the coordinator's table, unread: free them (only
+        # when rows were moved: a TRUNCATE outside replica fires the append-only tables' refusal)
+        for table in (placed.distributed + placed.reference) if moving else []:
             await tx.execute("SELECT truncate_local_data_after_distributing_table($1)", table)
     # Triggers that keep one table in step with another (a posting moves its account's
     # balance, a card's state its blacklist entry) run on the shard and write the co-located
