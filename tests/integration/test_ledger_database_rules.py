@@ -325,3 +325,20 @@ async def test_a_raw_posting_that_names_its_version_still_moves_its_account(conn
     )
     assert (row["balance_after"], row["version"]) == (900, 2)
     assert (await check_ledger(conn)).ok
+
+
+async def test_a_posting_added_to_a_post_many_transaction_is_checked_at_commit(
+    conn: Conn,
+) -> None:
+    # cc_post_many checks its own bookings and queues no commit check for them; a posting
+    # written into one of them afterwards is checked with all of its siblings
+    school_id, purses, bank = await _setup(conn)
+    with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
+        async with conn.transaction():
+            ids = await postings.post_many(
+                conn,
+                school_id=school_id,
+                bookings=[postings.Booking("model", postings.legs_move(purses["cash"], bank, 100))],
+            )
+            await _raw_postings(conn, ids[0], [(bank, 1)])
+    await _cash_untouched(conn, purses)
