@@ -48,6 +48,9 @@ from tests.integration.test_counter import (
 from tests.integration.test_holds import (
     test_capture_the_whole_hold_of_the_whole_balance,
 )
+from tests.integration.test_kiosk_pages import (
+    test_pickup_page_issues_the_card_and_self_service_shows_the_balance,
+)
 from tests.integration.test_merchants_terminals import (
     test_heartbeat_online_status_disable_and_admin_rotation,
     test_merchant_applies_admin_approves_then_terminal_takes_payments,
@@ -82,6 +85,10 @@ from tests.integration.test_settlement_close import (
 from tests.integration.test_settlement_real_payments import (
     test_pos_payments_and_a_reversal_clear_per_terminal,
 )
+from tests.integration.test_student_import import (
+    test_a_corrupted_upload_is_caught_by_the_digest_and_retried,
+    test_reimport_updates_changed_rows_and_adds_new_ones,
+)
 from tests.integration.test_web_settlement import (
     test_settlement_and_reconciliation_pages,
 )
@@ -90,6 +97,7 @@ pytestmark = pytest.mark.citus
 
 __all__ = [
     "test_a_card_fee_waits_for_payment_then_issues_the_code",
+    "test_a_corrupted_upload_is_caught_by_the_digest_and_retried",
     "test_above_the_pin_threshold_the_pin_is_asked_at_the_till",
     "test_above_the_pin_threshold_the_student_confirms_on_the_phone",
     "test_bind_generate_pay_rebind_and_unbind_over_http",
@@ -110,8 +118,10 @@ __all__ = [
     "test_paid_order_is_credited_once_with_duplicate_callbacks",
     "test_partial_refunds_go_back_to_purses_and_never_exceed_the_payment",
     "test_payment_debits_subsidy_first_credits_merchant_and_answers_a_receipt",
+    "test_pickup_page_issues_the_card_and_self_service_shows_the_balance",
     "test_pin_missing_wrong_and_locked",
     "test_pos_payments_and_a_reversal_clear_per_terminal",
+    "test_reimport_updates_changed_rows_and_adds_new_ones",
     "test_repeated_failures_lock_the_account_and_the_lock_is_audited",
     "test_retry_replays_and_new_payload_under_same_id_is_409",
     "test_reversal_after_payment_returns_money_to_the_same_purses",

@@ -58,7 +58,10 @@ async def test_pickup_page_issues_the_card_and_self_service_shows_the_balance(
 
             # self-service with the new card
             async with pool.acquire() as conn:
-                person = await conn.fetchval("SELECT id FROM persons WHERE number = '2026000001'")
+                person = await conn.fetchval(
+                    "SELECT id FROM persons WHERE school_id = $1 AND number = '2026000001'",
+                    campus.school_id,
+                )
                 await fund(conn, campus.school_id, person, cash=8800)
                 await pay_settings.set_pin(
                     conn, card_center(campus), settings, person_id=person, new_pin="135790"
@@ -88,12 +91,19 @@ async def test_pickup_page_issues_the_card_and_self_service_shows_the_balance(
             assert ok.status_code == 303
             view = await screen.get("/self/home")
             assert view.status_code == 200 and "88.00" in view.text
-            card_id = await pool.fetchval("SELECT id FROM cards")
+            card_id = await pool.fetchval(
+                "SELECT id FROM cards WHERE school_id = $1", campus.school_id
+            )
             lost = await screen.post(
                 "/self/loss", data={"card_id": str(card_id), "csrf_token": csrf_from(view.text)}
             )
             assert lost.status_code == 303 and "k.lost_ok" in lost.headers["location"]
-            assert await pool.fetchval("SELECT state FROM cards") == "lost"
+            assert (
+                await pool.fetchval(
+                    "SELECT state FROM cards WHERE school_id = $1", campus.school_id
+                )
+                == "lost"
+            )
             _ = lifecycle
     finally:
         await sim.stop()

@@ -75,10 +75,14 @@ async def test_reimport_updates_changed_rows_and_adds_new_ones(
         conn, campus.teacher, campus.school_id, frame=build_frame(content), filename="v2.xlsx"
     )
     assert (result.version, result.added, result.updated, result.unchanged) == (2, 2, 2, 2)
-    assert await conn.fetchval("SELECT name FROM persons WHERE number = '2026000002'") == "改名字"
+    named = "SELECT name FROM persons WHERE school_id = $1 AND number = '2026000002'"
+    assert await conn.fetchval(named, campus.school_id) == "改名字"
     assert (
         await conn.fetchval(
-            "SELECT c.name FROM persons p JOIN classes c ON c.id = p.class_id WHERE number = '2026000003'"
+            "SELECT c.name FROM persons p"
+            " JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id"
+            " WHERE p.school_id = $1 AND number = '2026000003'",
+            campus.school_id,
         )
         == "三年级9班"
     )
@@ -258,8 +262,9 @@ async def test_a_corrupted_upload_is_caught_by_the_digest_and_retried(
     assert outcome.attempts == 3
     assert "DIGEST_MISMATCH" in outcome.history[0] and "DIGEST_MISMATCH" in outcome.history[1]
     async with pool.acquire() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM student_import_files") == 1
-        assert await conn.fetchval("SELECT count(*) FROM persons") == 4
+        for table, count in (("student_import_files", 1), ("persons", 4)):
+            sql = f"SELECT count(*) FROM {table} WHERE school_id = $1"
+            assert await conn.fetchval(sql, campus.school_id) == count
 
 
 async def test_upload_fails_after_three_damaged_attempts(

@@ -160,8 +160,8 @@ async def do_import_students(
                           AND sr.ic_card_no IS DISTINCT FROM s.card_no))) AS updated
              FROM import_staging s
              LEFT JOIN persons p ON p.school_id = $1 AND p.number = s.number
-             LEFT JOIN classes c ON c.id = p.class_id
-             LEFT JOIN student_records sr ON sr.person_id = p.id""",
+             LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
+             LEFT JOIN student_records sr ON sr.school_id = p.school_id AND sr.person_id = p.id""",
         school_id,
     )
     assert counts is not None  # an aggregate always answers one row

@@ -99,14 +99,17 @@ async def _check_pin(
     require_idle(conn)
     claimed = await conn.fetchval(
         """UPDATE pay_settings SET pin_failures = pin_failures + 1, updated_at = now()
-            WHERE person_id = $1 AND pin_hash IS NOT NULL AND pin_failures < $2
+            WHERE school_id = $3 AND person_id = $1 AND pin_hash IS NOT NULL AND pin_failures < $2
         RETURNING pin_hash""",
         person_id,
         school.pin_max_failures,
+        school_id,
     )
     if claimed is None:
         if not await conn.fetchval(
-            "SELECT pin_hash IS NOT NULL FROM pay_settings WHERE person_id = $1", person_id
+            "SELECT pin_hash IS NOT NULL FROM pay_settings WHERE school_id = $1 AND person_id = $2",
+            school_id,
+            person_id,
         ):
             raise Forbidden(
                 "no PIN is set yet: set it online or at the card center",
@@ -121,7 +124,11 @@ async def _check_pin(
     token = pay_rules.pin_token(pay_rules.pin_pepper(settings.master_key.get_secret_value()), pin)
     if not hmac.compare_digest(claimed, pay_rules.pin_hash(token, person_id)):
         raise Unauthorized("the PIN is wrong", code="PIN_WRONG", field="pin")
-    await conn.execute("UPDATE pay_settings SET pin_failures = 0 WHERE person_id = $1", person_id)
+    await conn.execute(
+        "UPDATE pay_settings SET pin_failures = 0 WHERE school_id = $1 AND person_id = $2",
+        school_id,
+        person_id,
+    )
 
 
 async def do_start_with_card(
@@ -130,7 +137,7 @@ async def do_start_with_card(
     require_idle(conn)
     card = await conn.fetchrow(
         """SELECT c.person_id, c.state, p.id, p.name, p.number FROM cards c
-             JOIN persons p ON p.id = c.person_id
+             JOIN persons p ON p.school_id = c.school_id AND p.id = c.person_id
             WHERE c.school_id = $1 AND c.number = $2 AND c.uid = $3""",
         kiosk.school_id,
         card_number,
@@ -151,7 +158,7 @@ async def do_start_with_password(
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
             """SELECT p.id, p.name, p.number, u.id AS user_id, u.password_hash, u.is_active
-                 FROM persons p JOIN users u ON u.person_id = p.id
+                 FROM persons p JOIN users u ON u.school_id = p.school_id AND u.person_id = p.id
                 WHERE p.school_id = $1 AND p.number = $2""",
             kiosk.school_id,
             number,
@@ -182,12 +189,13 @@ async def overview(conn: Conn, visit: Visit) -> dict[str, Any]:
     on_hold = await postings.purse_held(conn, visit.person_id)
     rows = await conn.fetch(
         """SELECT t.created_at, t.kind, t.memo, a.purse, p.amount, p.balance_after
-             FROM postings p JOIN accounts a ON a.id = p.account_id
-             JOIN journal_tx t ON t.id = p.tx_id
-            WHERE a.person_id = $1 AND a.kind = 'purse'
+             FROM postings p JOIN accounts a ON a.school_id = p.school_id AND a.id = p.account_id
+             JOIN journal_tx t ON t.school_id = p.school_id AND t.id = p.tx_id
+            WHERE p.school_id = $3 AND a.person_id = $1 AND a.kind = 'purse'
             ORDER BY p.id DESC LIMIT $2""",
         visit.person_id,
         RECENT,
+        visit.school_id,
     )
     held = await lifecycle.cards_of_person(conn, visit.person_id)
     return {
@@ -216,7 +224,9 @@ async def overview(conn: Conn, visit: Visit) -> dict[str, Any]:
 
 async def do_report_loss(conn: Conn, kiosk: Kiosk, visit: Visit, card_id: int) -> dict[str, Any]:
     require_idle(conn)
-    owner = await conn.fetchval("SELECT person_id FROM cards WHERE id = $1", card_id)
+    owner = await conn.fetchval(
+        "SELECT person_id FROM cards WHERE school_id = $1 AND id = $2", visit.school_id, card_id
+    )
     if owner != visit.person_id:
         raise NotFound("no such card", field="card_id")
     return await lifecycle.report_loss(
@@ -250,7 +260,9 @@ async def do_start_topup(
     """An online top-up order the holder pays with their phone (the kiosk shows its QR)."""
     async with pool.acquire() as conn:
         user_id = await conn.fetchval(
-            "SELECT id FROM users WHERE person_id = $1 AND is_active", visit.person_id
+            "SELECT id FROM users WHERE school_id = $1 AND person_id = $2 AND is_active",
+            visit.school_id,
+            visit.person_id,
         )
         if user_id is None:
             raise Forbidden(

@@ -166,7 +166,9 @@ async def _parent_phones(conn: Conn, app: Any) -> list[str]:
     if app["applicant_phone"]:
         return [app["applicant_phone"]]
     rows = await conn.fetch(
-        "SELECT DISTINCT phone FROM guardians WHERE person_id = $1 ORDER BY phone",
+        "SELECT DISTINCT phone FROM guardians WHERE school_id = $1 AND person_id = $2"
+        " ORDER BY phone",
+        app["school_id"],
         app["person_id"],
     )
     phones = [r["phone"] for r in rows]
@@ -380,10 +382,11 @@ async def do_authorize(
         won = await tx.fetchrow(
             """UPDATE pickup_codes SET state = 'authorized', terminal_id = $2,
                       authorized_at = now()
-                WHERE id = $1 AND state = 'ready' AND expires_at > now()
+                WHERE school_id = $3 AND id = $1 AND state = 'ready' AND expires_at > now()
                 RETURNING id""",
             row["id"],
             kiosk.terminal_id,
+            kiosk.school_id,
         )
         current = await tx.fetchrow(
             "SELECT * FROM pickup_codes WHERE school_id = $1 AND id = $2 FOR UPDATE",
@@ -480,11 +483,16 @@ async def _complete_pickup(
     )
     await tx.execute(
         """UPDATE pickup_codes SET state = 'issued', issued_at = now(), card_number = $2
-            WHERE id = $1""",
+            WHERE school_id = $3 AND id = $1""",
         pickup_id,
         card_number,
+        kiosk.school_id,
     )
-    await tx.execute("DELETE FROM pickup_kiosk_hashes WHERE pickup_id = $1", pickup_id)
+    await tx.execute(
+        "DELETE FROM pickup_kiosk_hashes WHERE school_id = $1 AND pickup_id = $2",
+        kiosk.school_id,
+        pickup_id,
+    )
     await audit.record(
         tx,
         kiosk.actor,
@@ -538,16 +546,18 @@ async def do_report_failure(
         await tx.execute(
             """UPDATE pickup_codes SET state = 'ready', terminal_id = NULL,
                       authorized_at = NULL, dispense_failures = dispense_failures + 1,
-                      last_failure = $2 WHERE id = $1""",
+                      last_failure = $2 WHERE school_id = $3 AND id = $1""",
             pickup_id,
             reason,
+            kiosk.school_id,
         )
     else:
         await tx.execute(
             """UPDATE pickup_codes SET dispense_failures = dispense_failures + 1,
-                      last_failure = $2 WHERE id = $1""",
+                      last_failure = $2 WHERE school_id = $3 AND id = $1""",
             pickup_id,
             reason,
+            kiosk.school_id,
         )
     await audit.record(
         tx,
