@@ -21,6 +21,7 @@ from tests.integration.test_access_lists import (
 from tests.integration.test_auth import (
     test_repeated_failures_lock_the_account_and_the_lock_is_audited,
 )
+from tests.integration.test_auto_topup import test_tops_up_to_target_once_per_fall
 from tests.integration.test_bank_link import (
     test_load_credits_the_card_once,
     test_timeout_after_the_bank_debited_is_reversed,
@@ -89,6 +90,7 @@ from tests.integration.test_student_import import (
     test_a_corrupted_upload_is_caught_by_the_digest_and_retried,
     test_reimport_updates_changed_rows_and_adds_new_ones,
 )
+from tests.integration.test_subsidies import test_expiry_claws_back_the_unspent_part_exactly
 from tests.integration.test_web_settlement import (
     test_settlement_and_reconciliation_pages,
 )
@@ -111,6 +113,7 @@ __all__ = [
     "test_day_at_the_counter_balances_against_the_drawer",
     "test_day_cleared_twice_has_identical_figures_and_one_settlement",
     "test_each_transition_and_refusal",
+    "test_expiry_claws_back_the_unspent_part_exactly",
     "test_heartbeat_online_status_disable_and_admin_rotation",
     "test_limits_per_transaction_and_per_day",
     "test_load_credits_the_card_once",
@@ -128,6 +131,7 @@ __all__ = [
     "test_settlement_and_reconciliation_pages",
     "test_the_card_limits_apply_to_codes",
     "test_timeout_after_the_bank_debited_is_reversed",
+    "test_tops_up_to_target_once_per_fall",
     "test_verified_guardian_is_approved_and_gets_a_pickup_code_by_sms",
     "test_visitor_card_works_in_its_window_and_expires_by_itself",
     "test_zeroing_pays_cash_and_returns_subsidy",

@@ -32,7 +32,10 @@ async def _setup(
             person = await make_student(conn, school.id, number)
             if number != "S003":
                 await conn.execute(
-                    "UPDATE persons SET class_id = $2 WHERE id = $1", person, grade_2026
+                    "UPDATE persons SET class_id = $2 WHERE school_id = $3 AND id = $1",
+                    person,
+                    grade_2026,
+                    school.id,
                 )
         await make_user(conn, "maker", "settlement", school.id)
         await make_user(conn, "checker", "settlement", school.id)
@@ -50,8 +53,10 @@ def _xlsx(rows: list[list[object]]) -> bytes:
     return out.getvalue()
 
 
-async def _person(pool: PgPool, number: str) -> int:
-    value: int = await pool.fetchval("SELECT id FROM persons WHERE number = $1", number)
+async def _person(pool: PgPool, school_id: int, number: str) -> int:
+    value: int = await pool.fetchval(
+        "SELECT id FROM persons WHERE school_id = $1 AND number = $2", school_id, number
+    )
     return value
 
 
@@ -105,15 +110,18 @@ async def test_second_person_approves_and_it_is_issued(
     assert ok.status_code == 200 and ok.json()["status"] == "issued"
     twice = await client.post(f"{URL}/{batch['id']}/approve", headers=checker)
     assert twice.status_code == 409
-    assert await balances(pool, await _person(pool, "S001")) == {"cash": 0, "subsidy": 10_000}
-    assert await balances(pool, await _person(pool, "S002")) == {"cash": 0, "subsidy": 1}
+    assert await balances(pool, await _person(pool, school_id, "S001")) == {
+        "cash": 0,
+        "subsidy": 10_000,
+    }
+    assert await balances(pool, await _person(pool, school_id, "S002")) == {"cash": 0, "subsidy": 1}
     assert await system_balance(pool, school_id, "subsidy_fund") == -10_001
     detail = (await client.get(f"{URL}/{batch['id']}", headers=checker)).json()
     assert [i["number"] for i in detail["items"]] == ["S001", "S002"]
 
 
 async def test_rule_batch_by_grade(pool: PgPool, client: httpx.AsyncClient) -> None:
-    _, maker, checker = await _setup(pool, client)
+    school_id, maker, checker = await _setup(pool, client)
     r = await client.post(
         f"{URL}/rule",
         json={"name": "新生补助", "amount": "50.00", "grades": ["2026"]},
@@ -122,8 +130,8 @@ async def test_rule_batch_by_grade(pool: PgPool, client: httpx.AsyncClient) -> N
     assert r.status_code == 201, r.text
     assert r.json()["lines"] == 2
     await client.post(f"{URL}/{r.json()['id']}/approve", headers=checker)
-    assert (await balances(pool, await _person(pool, "S003")))["subsidy"] == 0
-    assert (await balances(pool, await _person(pool, "S002")))["subsidy"] == 5_000
+    assert (await balances(pool, await _person(pool, school_id, "S003")))["subsidy"] == 0
+    assert (await balances(pool, await _person(pool, school_id, "S002")))["subsidy"] == 5_000
     nobody = await client.post(
         f"{URL}/rule", json={"name": "x", "amount": "1.00", "grades": ["1999"]}, headers=maker
     )
@@ -133,7 +141,9 @@ async def test_rule_batch_by_grade(pool: PgPool, client: httpx.AsyncClient) -> N
 async def _spend_subsidy(pool: PgPool, school_id: int, person: int, fen: int) -> None:
     async with pool.acquire() as conn, conn.transaction():
         purse = await conn.fetchval(
-            "SELECT id FROM accounts WHERE person_id = $1 AND purse = 'subsidy'", person
+            "SELECT id FROM accounts WHERE school_id = $1 AND person_id = $2 AND purse = 'subsidy'",
+            school_id,
+            person,
         )
         sink = await conn.fetchval(
             "SELECT id FROM accounts WHERE school_id = $1 AND system_code = 'suspense'", school_id
@@ -150,7 +160,7 @@ async def test_expiry_claws_back_the_unspent_part_exactly(
     pool: PgPool, client: httpx.AsyncClient
 ) -> None:
     school_id, maker, checker = await _setup(pool, client)
-    s1, s2 = await _person(pool, "S001"), await _person(pool, "S002")
+    s1, s2 = await _person(pool, school_id, "S001"), await _person(pool, school_id, "S002")
     expiry = date.today() + timedelta(days=10)
     # S2 first gets a counter grant and spends it, before any batch exists
     r = await client.post(
@@ -198,7 +208,9 @@ async def test_expiry_claws_back_the_unspent_part_exactly(
     assert await balances(pool, s2) == {"cash": 0, "subsidy": 0}  # all 100.00 of A back
     lines = dict(
         await pool.fetch(
-            "SELECT person_id, clawed_back FROM subsidy_lines WHERE batch_id = $1", a["id"]
+            "SELECT person_id, clawed_back FROM subsidy_lines WHERE school_id = $1 AND batch_id = $2",
+            school_id,
+            a["id"],
         )
     )
     assert lines == {s1: 6_999, s2: 10_000}

@@ -63,7 +63,11 @@ async def do_set_auto_topup(
         person = await bank_link.check_holder(tx, actor, person_id)
         if enabled and await bank_link.bound_card(tx, person_id) is None:
             raise Conflict("bind a bank card first", code="NO_BANK_CARD", field="enabled")
-        before = await tx.fetchrow("SELECT * FROM auto_topups WHERE person_id = $1", person_id)
+        before = await tx.fetchrow(
+            "SELECT * FROM auto_topups WHERE school_id = $1 AND person_id = $2",
+            person["school_id"],
+            person_id,
+        )
         row = await tx.fetchrow(
             """INSERT INTO auto_topups(person_id, school_id, threshold, target, enabled)
                VALUES ($1, $2, $3, $4, $5)
@@ -92,8 +96,12 @@ async def do_set_auto_topup(
 
 async def get_auto_topup(pool: PgPool, actor: Actor, person_id: int) -> dict[str, Any] | None:
     async with pool.acquire() as conn:
-        await bank_link.check_holder(conn, actor, person_id)
-        row = await conn.fetchrow("SELECT * FROM auto_topups WHERE person_id = $1", person_id)
+        person = await bank_link.check_holder(conn, actor, person_id)
+        row = await conn.fetchrow(
+            "SELECT * FROM auto_topups WHERE school_id = $1 AND person_id = $2",
+            person["school_id"],
+            person_id,
+        )
         return setting_view(row) if row else None
 
 
@@ -103,7 +111,8 @@ async def _fire(tx: Tx, row: Any) -> int | None:
     if card is None:
         await tx.execute(
             "UPDATE auto_topups SET armed = false, last_result = 'no bank card', "
-            "last_fired_at = now(), updated_at = now() WHERE person_id = $1",
+            "last_fired_at = now(), updated_at = now() WHERE school_id = $1 AND person_id = $2",
+            row["school_id"],
             row["person_id"],
         )
         return None
@@ -125,7 +134,8 @@ async def _fire(tx: Tx, row: Any) -> int | None:
         return None  # one already in flight
     await tx.execute(
         "UPDATE auto_topups SET armed = false, last_fired_at = now(), last_result = 'sent', "
-        "updated_at = now() WHERE person_id = $1",
+        "updated_at = now() WHERE school_id = $1 AND person_id = $2",
+        row["school_id"],
         row["person_id"],
     )
     transfer_id: int = t["id"]
@@ -139,7 +149,8 @@ async def run_auto_topups(
     await pool.execute(
         """UPDATE auto_topups t SET armed = true, updated_at = now()
              FROM accounts a
-            WHERE a.person_id = t.person_id AND a.kind = 'purse' AND a.purse = 'cash'
+            WHERE a.school_id = t.school_id AND a.person_id = t.person_id
+              AND a.kind = 'purse' AND a.purse = 'cash'
               AND NOT t.armed AND a.balance >= t.threshold
               AND ($1::bigint IS NULL OR t.person_id = $1)""",
         person_id,
@@ -151,9 +162,9 @@ async def run_auto_topups(
         rows = await conn.fetch(
             """SELECT t.person_id, t.school_id, t.threshold, t.target, a.balance
                  FROM auto_topups t
-                 JOIN accounts a ON a.person_id = t.person_id AND a.kind = 'purse'
-                                AND a.purse = 'cash'
-                 JOIN persons p ON p.id = t.person_id
+                 JOIN accounts a ON a.school_id = t.school_id AND a.person_id = t.person_id
+                                AND a.kind = 'purse' AND a.purse = 'cash'
+                 JOIN persons p ON p.school_id = t.school_id AND p.id = t.person_id
                 WHERE t.enabled AND t.armed AND a.balance < t.threshold
                   AND p.account_status = 'active'
                   AND ($1::bigint IS NULL OR t.person_id = $1)
@@ -165,12 +176,13 @@ async def run_auto_topups(
             async with transaction(conn) as tx:
                 locked = await tx.fetchrow(
                     """SELECT t.person_id, t.school_id, t.threshold, t.target, a.balance
-                         FROM auto_topups t JOIN accounts a ON a.person_id = t.person_id
-                          AND a.kind = 'purse' AND a.purse = 'cash'
-                        WHERE t.person_id = $1 AND t.enabled AND t.armed
+                         FROM auto_topups t JOIN accounts a ON a.school_id = t.school_id
+                          AND a.person_id = t.person_id AND a.kind = 'purse' AND a.purse = 'cash'
+                        WHERE t.school_id = $2 AND t.person_id = $1 AND t.enabled AND t.armed
                           AND a.balance < t.threshold
                         FOR UPDATE OF t SKIP LOCKED""",
                     row["person_id"],
+                    row["school_id"],
                 )
                 if locked is None:
                     continue

@@ -280,7 +280,8 @@ async def do_create_batch_from_rule(
         )
     async with transaction(pool) as tx:
         rows = await tx.fetch(
-            """SELECT p.id FROM persons p LEFT JOIN classes c ON c.id = p.class_id
+            """SELECT p.id FROM persons p
+                 LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
                 WHERE p.school_id = $1 AND p.account_status = 'active'
                   AND (cardinality($2::bigint[]) = 0 OR p.class_id = ANY($2))
                   AND (cardinality($3::text[]) = 0 OR c.grade = ANY($3))
@@ -337,7 +338,9 @@ async def do_approve_batch(tx: Tx, actor: Actor, school_id: int, batch_id: int) 
     if batch["status"] != "pending_approval":
         raise Conflict(f"the batch is {batch['status']}", code="BATCH_NOT_PENDING")
     lines = await tx.fetch(
-        "SELECT person_id, amount FROM subsidy_lines WHERE batch_id = $1 ORDER BY person_id",
+        "SELECT person_id, amount FROM subsidy_lines WHERE school_id = $1 AND batch_id = $2"
+        " ORDER BY person_id",
+        school_id,
         batch_id,
     )
     legs = [
@@ -346,8 +349,9 @@ async def do_approve_batch(tx: Tx, actor: Actor, school_id: int, batch_id: int) 
     purse_ids = {
         r["person_id"]: r["id"]
         for r in await tx.fetch(
-            "SELECT person_id, id FROM accounts WHERE kind = 'purse' AND purse = 'subsidy' "
-            "AND person_id = ANY($1::bigint[])",
+            "SELECT person_id, id FROM accounts WHERE school_id = $1 AND kind = 'purse' "
+            "AND purse = 'subsidy' AND person_id = ANY($2::bigint[])",
+            school_id,
             [r["person_id"] for r in lines],
         )
     }
@@ -367,9 +371,10 @@ async def do_approve_batch(tx: Tx, actor: Actor, school_id: int, batch_id: int) 
     )
     row = await tx.fetchrow(
         """UPDATE subsidy_batches SET status = 'issued', approved_by = $2, issued_at = cc_clock()
-            WHERE id = $1 RETURNING *""",
+            WHERE school_id = $3 AND id = $1 RETURNING *""",
         batch_id,
         actor.user_id,
+        school_id,
     )
     for r in lines:
         await notifications.notify(
@@ -413,10 +418,11 @@ async def do_reject_batch(
         if batch["status"] != "pending_approval":
             raise Conflict(f"the batch is {batch['status']}", code="BATCH_NOT_PENDING")
         row = await tx.fetchrow(
-            "UPDATE subsidy_batches SET status = 'rejected', reject_reason = $2 WHERE id = $1 "
-            "RETURNING *",
+            "UPDATE subsidy_batches SET status = 'rejected', reject_reason = $2 "
+            "WHERE school_id = $3 AND id = $1 RETURNING *",
             batch_id,
             reason,
+            school_id,
         )
         await audit.record(
             tx,
@@ -447,9 +453,10 @@ async def get_batch(pool: PgPool, actor: Actor, school_id: int, batch_id: int) -
         raise NotFound("subsidy batch not found", field="batch_id")
     lines = await pool.fetch(
         """SELECT l.person_id, p.number, p.name, l.amount, l.clawed_back, l.memo
-             FROM subsidy_lines l JOIN persons p ON p.id = l.person_id
-            WHERE l.batch_id = $1 ORDER BY p.number LIMIT 5000""",
+             FROM subsidy_lines l JOIN persons p ON p.school_id = l.school_id AND p.id = l.person_id
+            WHERE l.school_id = $2 AND l.batch_id = $1 ORDER BY p.number LIMIT 5000""",
         batch_id,
+        school_id,
     )
     return batch_view(row) | {
         "items": [
@@ -471,20 +478,24 @@ async def unspent_of(conn: Conn, batch: dict[str, Any], person_id: int) -> int:
     """What is left of ``batch``'s grant to ``person_id``: replay the subsidy purse's postings,
     each credit a lot, each spend eating the live lots in consumption order (see the module
     docstring). Exact to the fen; the purse row is locked while it is read."""
+    school_id = batch["school_id"]
     purse = await conn.fetchval(
-        "SELECT id FROM accounts WHERE person_id = $1 AND kind = 'purse' AND purse = 'subsidy' "
-        "FOR UPDATE",
+        "SELECT id FROM accounts WHERE school_id = $1 AND person_id = $2 AND kind = 'purse' "
+        "AND purse = 'subsidy' FOR UPDATE",
+        school_id,
         person_id,
     )
     if purse is None:
         return 0
     rows = await conn.fetch(
         """SELECT p.amount, j.kind, j.ref, b.id AS batch_id, b.expires_on
-             FROM postings p JOIN journal_tx j ON j.id = p.tx_id
+             FROM postings p JOIN journal_tx j ON j.school_id = p.school_id AND j.id = p.tx_id
              LEFT JOIN subsidy_batches b
-                    ON j.kind = 'subsidy_issue' AND j.ref = 'subsidy_batch:' || b.id
-            WHERE p.account_id = $1 ORDER BY p.version""",
+                    ON b.school_id = p.school_id
+                   AND j.kind = 'subsidy_issue' AND j.ref = 'subsidy_batch:' || b.id
+            WHERE p.school_id = $2 AND p.account_id = $1 ORDER BY p.version""",
         purse,
+        school_id,
     )
     # lot: [sort key, remaining, batch id or None]
     lots: list[list[Any]] = []
@@ -527,8 +538,9 @@ async def expire_due_batches(pool: PgPool, *, today: date | None = None) -> list
                 continue
             fund = await postings.system_account(tx, batch["school_id"], "subsidy_fund")
             lines = await tx.fetch(
-                "SELECT person_id, amount FROM subsidy_lines WHERE batch_id = $1 "
-                "ORDER BY person_id",
+                "SELECT person_id, amount FROM subsidy_lines WHERE school_id = $1 "
+                "AND batch_id = $2 ORDER BY person_id",
+                batch["school_id"],
                 batch["id"],
             )
             total = 0
@@ -547,10 +559,11 @@ async def expire_due_batches(pool: PgPool, *, today: date | None = None) -> list
                 )
                 await tx.execute(
                     "UPDATE subsidy_lines SET clawed_back = $3 "
-                    "WHERE batch_id = $1 AND person_id = $2",
+                    "WHERE school_id = $4 AND batch_id = $1 AND person_id = $2",
                     batch["id"],
                     line["person_id"],
                     back,
+                    batch["school_id"],
                 )
                 await notifications.notify(
                     tx,
@@ -566,9 +579,10 @@ async def expire_due_batches(pool: PgPool, *, today: date | None = None) -> list
                 total += back
             await tx.execute(
                 "UPDATE subsidy_batches SET status = 'expired', expired_at = now(), "
-                "clawed_back = $2 WHERE id = $1",
+                "clawed_back = $2 WHERE school_id = $3 AND id = $1",
                 batch["id"],
                 total,
+                batch["school_id"],
             )
             await audit.record(
                 tx,
