@@ -66,6 +66,7 @@ from tests.integration.test_paycode_payments import (
     test_above_the_pin_threshold_the_pin_is_asked_at_the_till,
     test_above_the_pin_threshold_the_student_confirms_on_the_phone,
     test_the_card_limits_apply_to_codes,
+    test_the_till_shows_the_amount_on_its_display_and_paying_clears_it,
 )
 from tests.integration.test_people_and_tenancy import (
     test_create_edit_and_find_a_person_with_guardian,
@@ -91,6 +92,13 @@ from tests.integration.test_student_import import (
     test_reimport_updates_changed_rows_and_adds_new_ones,
 )
 from tests.integration.test_subsidies import test_expiry_claws_back_the_unspent_part_exactly
+from tests.integration.test_web_parent import (
+    test_parent_chooses_a_child_and_sees_only_linked_children,
+)
+from tests.integration.test_web_paycode import test_a_display_is_only_for_the_merchant_of_the_till
+from tests.integration.test_web_pos import (
+    test_manager_binds_the_till_and_the_cashier_charges_a_card,
+)
 from tests.integration.test_web_settlement import (
     test_settlement_and_reconciliation_pages,
 )
@@ -100,6 +108,7 @@ pytestmark = pytest.mark.citus
 __all__ = [
     "test_a_card_fee_waits_for_payment_then_issues_the_code",
     "test_a_corrupted_upload_is_caught_by_the_digest_and_retried",
+    "test_a_display_is_only_for_the_merchant_of_the_till",
     "test_above_the_pin_threshold_the_pin_is_asked_at_the_till",
     "test_above_the_pin_threshold_the_student_confirms_on_the_phone",
     "test_bind_generate_pay_rebind_and_unbind_over_http",
@@ -117,8 +126,10 @@ __all__ = [
     "test_heartbeat_online_status_disable_and_admin_rotation",
     "test_limits_per_transaction_and_per_day",
     "test_load_credits_the_card_once",
+    "test_manager_binds_the_till_and_the_cashier_charges_a_card",
     "test_merchant_applies_admin_approves_then_terminal_takes_payments",
     "test_paid_order_is_credited_once_with_duplicate_callbacks",
+    "test_parent_chooses_a_child_and_sees_only_linked_children",
     "test_partial_refunds_go_back_to_purses_and_never_exceed_the_payment",
     "test_payment_debits_subsidy_first_credits_merchant_and_answers_a_receipt",
     "test_pickup_page_issues_the_card_and_self_service_shows_the_balance",
@@ -130,6 +141,7 @@ __all__ = [
     "test_reversal_after_payment_returns_money_to_the_same_purses",
     "test_settlement_and_reconciliation_pages",
     "test_the_card_limits_apply_to_codes",
+    "test_the_till_shows_the_amount_on_its_display_and_paying_clears_it",
     "test_timeout_after_the_bank_debited_is_reversed",
     "test_tops_up_to_target_once_per_fall",
     "test_verified_guardian_is_approved_and_gets_a_pickup_code_by_sms",

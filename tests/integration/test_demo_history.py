@@ -86,7 +86,9 @@ async def test_a_fresh_demo_has_a_past_that_the_charts_and_reports_read(
         campus.school_id,
         demo.student_number(1),
     )
-    chart = await people_queries.daily_spending(conn, person, days=DAYS + 1)
+    chart = await people_queries.daily_spending(
+        conn, person, school_id=campus.school_id, days=DAYS + 1
+    )
     assert sum(1 for d in chart[:DAYS] if d["fen"] > 0) >= DAYS - 1
 
     # and the ledger holds, and the engine books at now again

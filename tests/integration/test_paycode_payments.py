@@ -245,7 +245,7 @@ async def test_frozen_lost_revoked_and_foreign_codes_are_refused_at_the_till(
 async def test_the_till_shows_the_amount_on_its_display_and_paying_clears_it(
     client: httpx.AsyncClient, conn: asyncpg.Connection[Any], settings: Settings
 ) -> None:
-    _, holder, device = await setup(conn, settings)
+    school, holder, device = await setup(conn, settings)
     body = {"amount": "12.50"}
     r = await device_call(client, device, "POST", "/api/v1/terminal/display/pending", body)
     assert r.status_code == 200, r.text
@@ -256,7 +256,9 @@ async def test_the_till_shows_the_amount_on_its_display_and_paying_clears_it(
     )
     assert (
         await conn.fetchval(
-            "SELECT amount FROM pos_pending_amounts WHERE terminal_id = $1", device.id
+            "SELECT amount FROM pos_pending_amounts WHERE school_id = $1 AND terminal_id = $2",
+            school.id,
+            device.id,
         )
         == 1250
     )
@@ -275,7 +277,8 @@ async def test_the_till_shows_the_amount_on_its_display_and_paying_clears_it(
     assert bad.status_code == 422
     paid = await pay_code(client, device, holder.code(time.time()), "12.50")
     assert paid.status_code == 200
-    assert await conn.fetchval("SELECT count(*) FROM pos_pending_amounts") == 0
+    pending = "SELECT count(*) FROM pos_pending_amounts WHERE school_id = $1"
+    assert await conn.fetchval(pending, school.id) == 0
 
 
 async def test_a_resend_after_the_code_expired_still_gets_the_first_answer(

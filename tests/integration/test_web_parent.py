@@ -37,6 +37,12 @@ async def test_parent_chooses_a_child_and_sees_only_linked_children(
     assert chosen.status_code == 303
     home = await client.get("/m/")
     assert 'data-testid="balance-total">¥22.00<' in home.text and "二宝" in home.text
+    # the chosen child's statement and cards
+    statement = await client.get("/m/transactions")
+    assert statement.status_code == 200 and "二宝" in statement.text
+    assert "期初余额" in statement.text and "22.00" in statement.text
+    assert "大宝" not in statement.text
+    assert (await client.get("/m/card")).status_code == 200
     # another family's child: neither by link nor by choosing
     assert (await client.get(f"/m/?person={stranger}")).status_code == 404
     assert (await client.get(f"/m/transactions?person={stranger}")).status_code == 404

@@ -80,14 +80,22 @@ async def test_manager_binds_the_till_and_the_cashier_charges_a_card(
     html = await _charge(client, "12.5", shop["card"]["uid"])
     # then it is approved, booked on the bound terminal, and the purse paid
     assert 'class="result ok"' in html and "¥12.50" in html
-    row = await conn.fetchrow("SELECT terminal_id, amount, method FROM payments")
+    school_id = shop["school"].id
+    row = await conn.fetchrow(
+        "SELECT terminal_id, amount, method FROM payments WHERE school_id = $1", school_id
+    )
     assert dict(row) == {"terminal_id": shop["device"].id, "amount": 1250, "method": "card"}
     assert (
         await conn.fetchval(
-            "SELECT balance FROM accounts WHERE person_id = $1 AND purse = 'cash'", shop["person"]
+            "SELECT balance FROM accounts WHERE school_id = $1 AND person_id = $2"
+            " AND purse = 'cash'",
+            school_id,
+            shop["person"],
         )
         == 3750
     )
+    recent = await client.get("/pos/")
+    assert "¥12.50" in recent.text  # the till's last payments
     takings = await client.get("/pos/takings")
     assert 'data-testid="takings-total">¥12.50<' in takings.text
     assert "POS-0001" in takings.text and "1号窗口" in takings.text

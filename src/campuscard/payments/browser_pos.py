@@ -69,14 +69,16 @@ def _works_at(actor: Actor, merchant_id: int | None, school_id: int, *roles: str
 
 async def pos_terminals(conn: Conn, actor: Actor) -> list[dict[str, Any]]:
     """The active POS terminals of the merchants the actor manages (to bind a browser)."""
-    merchants = [g.merchant_id for g in actor.grants if g.role == "merchant_manager"]
+    grants = [g for g in actor.grants if g.role == "merchant_manager"]
     rows = await conn.fetch(
         """SELECT t.id, t.sn, t.location, o.name AS outlet, m.name AS merchant
-             FROM terminals t JOIN merchants m ON m.id = t.merchant_id
-             LEFT JOIN outlets o ON o.id = t.outlet_id
-            WHERE t.merchant_id = ANY($1::bigint[]) AND t.kind = 'pos' AND t.status = 'active'
+             FROM terminals t JOIN merchants m ON m.school_id = t.school_id AND m.id = t.merchant_id
+             LEFT JOIN outlets o ON o.school_id = t.school_id AND o.id = t.outlet_id
+            WHERE t.school_id = ANY($2::int[]) AND t.merchant_id = ANY($1::bigint[])
+              AND t.kind = 'pos' AND t.status = 'active'
             ORDER BY m.name, o.name NULLS LAST, t.sn""",
-        merchants,
+        [g.merchant_id for g in grants],
+        sorted({g.school_id for g in grants if g.school_id is not None}),
     )
     return [dict(r) for r in rows]
 
@@ -178,24 +180,28 @@ async def takings(
                   coalesce(sum(p.amount) FILTER (WHERE p.status = 'booked'), 0)::bigint AS amount,
                   coalesce(sum(p.refunded) FILTER (WHERE p.status = 'booked'), 0)::bigint
                       AS refunded
-             FROM payments p JOIN terminals t ON t.id = p.terminal_id
-             LEFT JOIN outlets o ON o.id = p.outlet_id
-            WHERE p.merchant_id = $1 AND p.business_date = $2
+             FROM payments p JOIN terminals t ON t.school_id = p.school_id AND t.id = p.terminal_id
+             LEFT JOIN outlets o ON o.school_id = p.school_id AND o.id = p.outlet_id
+            WHERE p.school_id = $3 AND p.merchant_id = $1 AND p.business_date = $2
             GROUP BY o.name, t.sn, t.location ORDER BY o.name NULLS LAST, t.sn""",
         merchant_id,
         day,
+        school_id,
     )
     return [dict(r) | {"net": int(r["amount"]) - int(r["refunded"])} for r in rows]
 
 
-async def recent_payments(conn: Conn, terminal_id: int, *, limit: int = 10) -> list[dict[str, Any]]:
+async def recent_payments(
+    conn: Conn, terminal: TerminalRow, *, limit: int = 10
+) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """SELECT p.id, p.amount, p.refunded, p.status, p.method, p.created_at,
                   left(s.name, 1) || repeat('*', greatest(char_length(s.name) - 1, 1)) AS holder
-             FROM payments p JOIN persons s ON s.id = p.person_id
-            WHERE p.terminal_id = $1 AND p.business_date = cc_business_date(p.school_id)
+             FROM payments p JOIN persons s ON s.school_id = p.school_id AND s.id = p.person_id
+            WHERE p.school_id = $3 AND p.terminal_id = $1 AND p.business_date = cc_business_date($3)
             ORDER BY p.id DESC LIMIT $2""",
-        terminal_id,
+        terminal.id,
         limit,
+        terminal.school_id,
     )
     return [dict(r) for r in rows]

@@ -24,8 +24,8 @@ async def access_terminal(conn: Conn, actor: Actor, terminal_id: int) -> dict[st
         """SELECT t.id, t.school_id, t.sn, t.merchant_id, t.outlet_id,
                   coalesce(m.name, '') AS merchant, coalesce(o.name, '') AS outlet
              FROM terminals t
-             LEFT JOIN merchants m ON m.id = t.merchant_id
-             LEFT JOIN outlets o ON o.id = t.outlet_id
+             LEFT JOIN merchants m ON m.school_id = t.school_id AND m.id = t.merchant_id
+             LEFT JOIN outlets o ON o.school_id = t.school_id AND o.id = t.outlet_id
             WHERE t.id = $1""",
         terminal_id,
     )
@@ -80,7 +80,11 @@ async def do_set_pending_amount(
 
 @owns_transaction
 async def do_clear_pending_amount(tx: Tx, terminal: dict[str, Any]) -> dict[str, Any]:
-    await tx.execute("DELETE FROM pos_pending_amounts WHERE terminal_id = $1", terminal["id"])
+    await tx.execute(
+        "DELETE FROM pos_pending_amounts WHERE school_id = $1 AND terminal_id = $2",
+        terminal["school_id"],
+        terminal["id"],
+    )
     event = display_event("pos.cleared", terminal)
     await notifications.publish_event(tx, event)
     return event
@@ -88,24 +92,24 @@ async def do_clear_pending_amount(tx: Tx, terminal: dict[str, Any]) -> dict[str,
 
 async def pending_amount(conn: Conn, terminal: dict[str, Any]) -> Money | None:
     fen = await conn.fetchval(
-        "SELECT amount FROM pos_pending_amounts WHERE terminal_id = $1", terminal["id"]
+        "SELECT amount FROM pos_pending_amounts WHERE school_id = $1 AND terminal_id = $2",
+        terminal["school_id"],
+        terminal["id"],
     )
     return None if fen is None else Money(fen)
 
 
 async def tills_for(conn: Conn, actor: Actor) -> list[dict[str, Any]]:
     """The tills of the merchants the actor works for (for choosing a display)."""
-    merchants = [
-        g.merchant_id
-        for g in actor.grants
-        if g.role in MERCHANT_ROLES and g.merchant_id is not None
-    ]
+    grants = [g for g in actor.grants if g.role in MERCHANT_ROLES and g.merchant_id is not None]
     rows = await conn.fetch(
         """SELECT t.id, t.sn, coalesce(m.name, '') AS merchant, coalesce(o.name, '') AS outlet
-             FROM terminals t JOIN merchants m ON m.id = t.merchant_id
-             LEFT JOIN outlets o ON o.id = t.outlet_id
-            WHERE t.merchant_id = ANY($1::bigint[]) AND t.kind = 'pos'
+             FROM terminals t JOIN merchants m ON m.school_id = t.school_id AND m.id = t.merchant_id
+             LEFT JOIN outlets o ON o.school_id = t.school_id AND o.id = t.outlet_id
+            WHERE t.school_id = ANY($2::int[]) AND t.merchant_id = ANY($1::bigint[])
+              AND t.kind = 'pos'
             ORDER BY m.name, o.name, t.sn""",
-        merchants,
+        [g.merchant_id for g in grants],
+        sorted({g.school_id for g in grants if g.school_id is not None}),
     )
     return [dict(r) for r in rows]

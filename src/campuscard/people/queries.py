@@ -28,7 +28,7 @@ async def access_person(conn: Conn, actor: Actor, person_id: int | None = None) 
                   p.phone, c.name AS class_name, s.code AS school_code, s.name AS school_name,
                   s.name_en AS school_name_en, s.timezone
              FROM persons p JOIN schools s ON s.id = p.school_id
-             LEFT JOIN classes c ON c.id = p.class_id
+             LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
             WHERE p.id = $1""",
         target,
     )
@@ -38,9 +38,11 @@ async def access_person(conn: Conn, actor: Actor, person_id: int | None = None) 
     if not allowed and actor.user_id is not None:
         allowed = bool(
             await conn.fetchval(
-                "SELECT 1 FROM guardian_links WHERE user_id = $1 AND person_id = $2",
+                "SELECT 1 FROM guardian_links"
+                " WHERE school_id = $3 AND user_id = $1 AND person_id = $2",
                 actor.user_id,
                 target,
+                row["school_id"],
             )
         )
     if not allowed:
@@ -54,40 +56,45 @@ async def linked_children(conn: Conn, actor: Actor) -> list[dict[str, Any]]:
         return []
     rows = await conn.fetch(
         """SELECT p.id, p.number, p.name, c.name AS class_name, p.account_status,
-                  coalesce((SELECT sum(a.balance) FROM accounts a
-                             WHERE a.person_id = p.id AND a.kind = 'purse'), 0) AS balance,
-                  coalesce((SELECT sum(a.held) FROM accounts a
-                             WHERE a.person_id = p.id AND a.kind = 'purse'), 0) AS held
-             FROM guardian_links g JOIN persons p ON p.id = g.person_id
-             LEFT JOIN classes c ON c.id = p.class_id
-            WHERE g.user_id = $1 ORDER BY p.number""",
+                  coalesce(sum(a.balance), 0) AS balance, coalesce(sum(a.held), 0) AS held
+             FROM guardian_links g
+             JOIN persons p ON p.school_id = g.school_id AND p.id = g.person_id
+             LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
+             LEFT JOIN accounts a ON a.school_id = p.school_id AND a.person_id = p.id
+                                 AND a.kind = 'purse'
+            WHERE g.user_id = $1
+            GROUP BY p.school_id, p.id, c.name ORDER BY p.number""",
         actor.user_id,
     )
     return [dict(r) for r in rows]
 
 
-async def purses(conn: Conn, person_id: int) -> dict[str, int]:
+async def purses(conn: Conn, person_id: int, *, school_id: int) -> dict[str, int]:
     rows = await conn.fetch(
-        "SELECT purse, balance FROM accounts WHERE person_id = $1 AND kind = 'purse' "
-        "ORDER BY purse",
+        "SELECT purse, balance FROM accounts WHERE school_id = $2 AND person_id = $1 "
+        "AND kind = 'purse' ORDER BY purse",
         person_id,
+        school_id,
     )
     return {r["purse"]: int(r["balance"]) for r in rows}
 
 
-async def held(conn: Conn, person_id: int) -> int:
+async def held(conn: Conn, person_id: int, *, school_id: int) -> int:
     """What open holds (a shower running, an order in escrow) set aside on the purses."""
     total: int | None = await conn.fetchval(
-        "SELECT sum(held) FROM accounts WHERE person_id = $1 AND kind = 'purse'", person_id
+        "SELECT sum(held) FROM accounts WHERE school_id = $2 AND person_id = $1 AND kind = 'purse'",
+        person_id,
+        school_id,
     )
     return int(total or 0)
 
 
-async def cards(conn: Conn, person_id: int) -> list[dict[str, Any]]:
+async def cards(conn: Conn, person_id: int, *, school_id: int) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """SELECT id, number, kind, state, expires_on, created_at FROM cards
-            WHERE person_id = $1 ORDER BY id DESC""",
+            WHERE school_id = $2 AND person_id = $1 ORDER BY id DESC""",
         person_id,
+        school_id,
     )
     return [dict(r) for r in rows]
 
@@ -110,23 +117,33 @@ class StatementFilter:
 
 
 async def statement(
-    conn: Conn, person_id: int, flt: StatementFilter, *, limit: int = 50, offset: int = 0
+    conn: Conn,
+    person_id: int,
+    flt: StatementFilter,
+    *,
+    school_id: int,
+    limit: int = 50,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Postings on the person's purses, newest first, with who the other side was."""
     flt.check()
     rows = await conn.fetch(
         """SELECT p.id, p.amount, p.balance_after, p.created_at, a.purse, j.kind, j.memo,
                   j.business_date, j.ref,
-                  (SELECT m.name FROM postings q JOIN accounts b ON b.id = q.account_id
-                     JOIN merchants m ON m.id = b.merchant_id
-                    WHERE q.tx_id = p.tx_id AND b.kind = 'merchant' LIMIT 1) AS merchant,
-                  (SELECT m.name_en FROM postings q JOIN accounts b ON b.id = q.account_id
-                     JOIN merchants m ON m.id = b.merchant_id
-                    WHERE q.tx_id = p.tx_id AND b.kind = 'merchant' LIMIT 1) AS merchant_en
+                  (SELECT m.name FROM postings q
+                     JOIN accounts b ON b.school_id = q.school_id AND b.id = q.account_id
+                     JOIN merchants m ON m.school_id = b.school_id AND m.id = b.merchant_id
+                    WHERE q.school_id = $9 AND q.tx_id = p.tx_id AND b.kind = 'merchant'
+                    LIMIT 1) AS merchant,
+                  (SELECT m.name_en FROM postings q
+                     JOIN accounts b ON b.school_id = q.school_id AND b.id = q.account_id
+                     JOIN merchants m ON m.school_id = b.school_id AND m.id = b.merchant_id
+                    WHERE q.school_id = $9 AND q.tx_id = p.tx_id AND b.kind = 'merchant'
+                    LIMIT 1) AS merchant_en
              FROM accounts a
-             JOIN postings p ON p.account_id = a.id
-             JOIN journal_tx j ON j.id = p.tx_id
-            WHERE a.person_id = $1 AND a.kind = 'purse'
+             JOIN postings p ON p.school_id = a.school_id AND p.account_id = a.id
+             JOIN journal_tx j ON j.school_id = p.school_id AND j.id = p.tx_id
+            WHERE a.school_id = $9 AND a.person_id = $1 AND a.kind = 'purse'
               AND ($2::text IS NULL OR a.purse = $2)
               AND ($3::text IS NULL OR ($3 = 'in' AND p.amount > 0)
                    OR ($3 = 'out' AND p.amount < 0))
@@ -142,66 +159,73 @@ async def statement(
         flt.date_to,
         limit,
         offset,
+        school_id,
     )
     return [dict(r) for r in rows]
 
 
-async def statement_kinds(conn: Conn, person_id: int) -> list[str]:
+async def statement_kinds(conn: Conn, person_id: int, *, school_id: int) -> list[str]:
     rows = await conn.fetch(
-        """SELECT DISTINCT j.kind FROM accounts a JOIN postings p ON p.account_id = a.id
-             JOIN journal_tx j ON j.id = p.tx_id
-            WHERE a.person_id = $1 AND a.kind = 'purse' ORDER BY 1""",
+        """SELECT DISTINCT j.kind FROM accounts a
+             JOIN postings p ON p.school_id = a.school_id AND p.account_id = a.id
+             JOIN journal_tx j ON j.school_id = p.school_id AND j.id = p.tx_id
+            WHERE a.school_id = $2 AND a.person_id = $1 AND a.kind = 'purse' ORDER BY 1""",
         person_id,
+        school_id,
     )
     return [r["kind"] for r in rows]
 
 
-async def monthly_spending(conn: Conn, person_id: int, *, months: int = 6) -> list[dict[str, Any]]:
+async def monthly_spending(
+    conn: Conn, person_id: int, *, school_id: int, months: int = 6
+) -> list[dict[str, Any]]:
     """Money paid to merchants per business month, the last ``months`` months (zeros kept)."""
     rows = await conn.fetch(
         """WITH span AS (
                SELECT generate_series(
-                   date_trunc('month', cc_business_date(p.school_id))
-                       - make_interval(months => $2 - 1),
-                   date_trunc('month', cc_business_date(p.school_id)),
-                   interval '1 month')::date AS month
-                 FROM persons p WHERE p.id = $1),
+                   date_trunc('month', cc_business_date($3)) - make_interval(months => $2 - 1),
+                   date_trunc('month', cc_business_date($3)),
+                   interval '1 month')::date AS month),
            spent AS (
                SELECT date_trunc('month', j.business_date)::date AS month, -sum(p.amount) AS fen
-                 FROM accounts a JOIN postings p ON p.account_id = a.id
-                 JOIN journal_tx j ON j.id = p.tx_id
-                WHERE a.person_id = $1 AND a.kind = 'purse'
-                  AND EXISTS (SELECT 1 FROM postings q JOIN accounts b ON b.id = q.account_id
-                               WHERE q.tx_id = p.tx_id AND b.kind = 'merchant')
+                 FROM accounts a
+                 JOIN postings p ON p.school_id = a.school_id AND p.account_id = a.id
+                 JOIN journal_tx j ON j.school_id = p.school_id AND j.id = p.tx_id
+                WHERE a.school_id = $3 AND a.person_id = $1 AND a.kind = 'purse'
+                  AND EXISTS (SELECT 1 FROM postings q
+                                JOIN accounts b ON b.school_id = q.school_id AND b.id = q.account_id
+                               WHERE q.school_id = $3 AND q.tx_id = p.tx_id
+                                 AND b.kind = 'merchant')
                 GROUP BY 1)
            SELECT span.month, coalesce(spent.fen, 0)::bigint AS fen
              FROM span LEFT JOIN spent USING (month) ORDER BY span.month""",
         person_id,
         months,
+        school_id,
     )
     return [{"month": r["month"], "fen": int(r["fen"])} for r in rows]
 
 
+# a subquery names the school parameter itself ($3), so Citus keeps it on the school's shard
 _SPENT_ON_MERCHANTS = """
     SELECT j.business_date AS day, -sum(p.amount) AS fen
-      FROM accounts a JOIN postings p ON p.account_id = a.id
-      JOIN journal_tx j ON j.id = p.tx_id
-     WHERE a.person_id = $1 AND a.kind = 'purse' AND j.business_date >= $2
-       AND EXISTS (SELECT 1 FROM postings q JOIN accounts b ON b.id = q.account_id
-                    WHERE q.tx_id = p.tx_id AND b.kind = 'merchant')
+      FROM accounts a JOIN postings p ON p.school_id = a.school_id AND p.account_id = a.id
+      JOIN journal_tx j ON j.school_id = p.school_id AND j.id = p.tx_id
+     WHERE a.school_id = $3 AND a.person_id = $1 AND a.kind = 'purse' AND j.business_date >= $2
+       AND EXISTS (SELECT 1 FROM postings q
+                     JOIN accounts b ON b.school_id = q.school_id AND b.id = q.account_id
+                    WHERE q.school_id = $3 AND q.tx_id = p.tx_id AND b.kind = 'merchant')
      GROUP BY 1"""
 
 
-async def daily_spending(conn: Conn, person_id: int, *, days: int = 7) -> list[dict[str, Any]]:
+async def daily_spending(
+    conn: Conn, person_id: int, *, school_id: int, days: int = 7
+) -> list[dict[str, Any]]:
     """Money paid to merchants per business day, the last ``days`` days up to the school's
     business date (zeros kept; refunds count against the day they were booked)."""
-    today = await conn.fetchval(
-        "SELECT cc_business_date(p.school_id) FROM persons p WHERE p.id = $1", person_id
-    )
-    if today is None:
-        return []
+    today = await business_date(conn, school_id)
     first = today - timedelta(days=days - 1)
-    rows = await conn.fetch(_SPENT_ON_MERCHANTS, person_id, first)
+    rows = await conn.fetch(_SPENT_ON_MERCHANTS, person_id, first, school_id)
     spent = {r["day"]: int(r["fen"]) for r in rows}
     return [
         {"day": first + timedelta(days=i), "fen": spent.get(first + timedelta(days=i), 0)}
@@ -209,14 +233,10 @@ async def daily_spending(conn: Conn, person_id: int, *, days: int = 7) -> list[d
     ]
 
 
-async def spent_today_and_month(conn: Conn, person_id: int) -> dict[str, int]:
+async def spent_today_and_month(conn: Conn, person_id: int, *, school_id: int) -> dict[str, int]:
     """Spent at merchants on the school's business day and in its month so far, in fen."""
-    today = await conn.fetchval(
-        "SELECT cc_business_date(p.school_id) FROM persons p WHERE p.id = $1", person_id
-    )
-    if today is None:
-        return {"today": 0, "month": 0}
-    rows = await conn.fetch(_SPENT_ON_MERCHANTS, person_id, today.replace(day=1))
+    today = await business_date(conn, school_id)
+    rows = await conn.fetch(_SPENT_ON_MERCHANTS, person_id, today.replace(day=1), school_id)
     return {
         "today": sum(int(r["fen"]) for r in rows if r["day"] == today),
         "month": sum(int(r["fen"]) for r in rows),

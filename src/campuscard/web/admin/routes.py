@@ -172,8 +172,8 @@ async def _person_form(
         if person["school_id"] != school_id:
             raise NotFound("person not found", field="person_id")
         classes = await dashboard.classes(conn, actor, school_id)
-        balances = await people_queries.purses(conn, person_id)
-        held = await people_queries.held(conn, person_id)
+        balances = await people_queries.purses(conn, person_id, school_id=school_id)
+        held = await people_queries.held(conn, person_id, school_id=school_id)
     can_edit = actor.has("school_admin", "card_center", "teacher", school_id=school_id)
     return render(
         page,

@@ -77,7 +77,7 @@ async def till(page: UserPage, pool: Pool, settings: AppSettings) -> Response:
     if terminal is None:
         return redirect("/pos/setup")
     async with pool.acquire() as conn:
-        recent = await browser_pos.recent_payments(conn, terminal.id)
+        recent = await browser_pos.recent_payments(conn, terminal)
         offline = await offline_queries.device_state(conn, terminal.school_id, terminal.id)
     return _till(page, terminal, recent, offline=offline)
 
@@ -143,7 +143,7 @@ async def pay(
             error = err
             if err.code == "PIN_FORMAT":
                 pin_for = {"amount": amount.strip(), "scan": scan.strip()}
-        recent = await browser_pos.recent_payments(conn, terminal.id)
+        recent = await browser_pos.recent_payments(conn, terminal)
     # after a refusal the amount stays, so the cashier can take another card or code
     keep = amount.strip() if error is not None and pin_for is None else ""
     return _till(

@@ -85,8 +85,8 @@ async def _bill_view(
         subject = await holder(page, conn, bill["person_id"])
         if subject is None:
             return redirect(CHOOSE_CHILD)
-        held = await queries.held(conn, subject["id"])
-        balances = await queries.purses(conn, subject["id"])
+        held = await queries.held(conn, subject["id"], school_id=subject["school_id"])
+        balances = await queries.purses(conn, subject["id"], school_id=subject["school_id"])
     own = actor.person_id == subject["id"]
     return render(
         page,

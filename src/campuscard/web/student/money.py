@@ -39,8 +39,8 @@ async def _view(
         subject = await holder(page, conn, person)
         if subject is None:
             return redirect(CHOOSE_CHILD)
-        balances = await queries.purses(conn, subject["id"])
-        held = await queries.held(conn, subject["id"])
+        balances = await queries.purses(conn, subject["id"], school_id=subject["school_id"])
+        held = await queries.held(conn, subject["id"], school_id=subject["school_id"])
         own = page.user is not None and page.user.person_id == subject["id"]
         card = await bank_link.bound_card(conn, subject["id"]) if own else None
         auto = await moneyflows_queries.auto_topup_setting(conn, subject["id"]) if own else None

@@ -148,12 +148,15 @@ async def home(
         subject = await holder(page, conn, person)
         if subject is None:
             return redirect(CHOOSE_CHILD)
-        balances = await queries.purses(conn, subject["id"])
-        held = await queries.held(conn, subject["id"])
-        recent = await queries.statement(conn, subject["id"], queries.StatementFilter(), limit=6)
-        card_rows = await queries.cards(conn, subject["id"])
-        spent = await queries.spent_today_and_month(conn, subject["id"])
-        daily = await queries.daily_spending(conn, subject["id"], days=int(days))
+        person_id, school_id = subject["id"], subject["school_id"]
+        balances = await queries.purses(conn, person_id, school_id=school_id)
+        held = await queries.held(conn, person_id, school_id=school_id)
+        recent = await queries.statement(
+            conn, person_id, queries.StatementFilter(), school_id=school_id, limit=6
+        )
+        card_rows = await queries.cards(conn, person_id, school_id=school_id)
+        spent = await queries.spent_today_and_month(conn, person_id, school_id=school_id)
+        daily = await queries.daily_spending(conn, person_id, school_id=school_id, days=int(days))
         unread = await notifications.unread_count(
             conn,
             person_id=subject["id"],
@@ -203,10 +206,13 @@ async def transactions(
         subject = await holder(page, conn, person)
         if subject is None:
             return redirect(CHOOSE_CHILD)
-        rows = await queries.statement(conn, subject["id"], flt, limit=PAGE_SIZE + 1, offset=offset)
-        today = await queries.business_date(conn, subject["school_id"])
-        kinds = await queries.statement_kinds(conn, subject["id"])
-        months = await queries.monthly_spending(conn, subject["id"], months=6)
+        person_id, school_id = subject["id"], subject["school_id"]
+        rows = await queries.statement(
+            conn, person_id, flt, school_id=school_id, limit=PAGE_SIZE + 1, offset=offset
+        )
+        today = await queries.business_date(conn, school_id)
+        kinds = await queries.statement_kinds(conn, person_id, school_id=school_id)
+        months = await queries.monthly_spending(conn, person_id, school_id=school_id, months=6)
     chart = charts.bar_chart(
         [page.day(m["month"], "MMM") for m in months],
         [charts.Series(page.t("m.spent"), [m["fen"] for m in months])],
@@ -236,7 +242,7 @@ async def card(page: UserPage, pool: Pool, person: PersonQ = None, done: str = "
         subject = await holder(page, conn, person)
         if subject is None:
             return redirect(CHOOSE_CHILD)
-        card_rows = await queries.cards(conn, subject["id"])
+        card_rows = await queries.cards(conn, subject["id"], school_id=subject["school_id"])
     return render(
         page,
         "student/card.html",
