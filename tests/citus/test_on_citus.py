@@ -46,6 +46,9 @@ from tests.integration.test_counter import (
     test_day_at_the_counter_balances_against_the_drawer,
     test_zeroing_pays_cash_and_returns_subsidy,
 )
+from tests.integration.test_credit_lines import (
+    test_credit_is_used_for_purchases_repaid_first_and_stopped_when_overdue,
+)
 from tests.integration.test_holds import (
     test_capture_the_whole_hold_of_the_whole_balance,
 )
@@ -118,6 +121,7 @@ __all__ = [
     "test_close_day_statement_and_payout_file",
     "test_counter_applications_go_to_the_production_queue_and_export",
     "test_create_edit_and_find_a_person_with_guardian",
+    "test_credit_is_used_for_purchases_repaid_first_and_stopped_when_overdue",
     "test_daily_and_consumption_reports_with_exports",
     "test_day_at_the_counter_balances_against_the_drawer",
     "test_day_cleared_twice_has_identical_figures_and_one_settlement",

@@ -63,13 +63,21 @@ async def test_credit_is_used_for_purchases_repaid_first_and_stopped_when_overdu
     # the clock notes the debt; 31 days on it is overdue: alert, notice, no further credit
     assert (await jobs.run_credit_pass(pool)).went_into_debt == 1
     await conn.execute(
-        "UPDATE credit_lines SET in_debt_since = now() - interval '31 days' WHERE person_id = $1",
+        "UPDATE credit_lines SET in_debt_since = now() - interval '31 days'"
+        " WHERE school_id = $1 AND person_id = $2",
+        school.id,
         staff,
     )
     assert (await jobs.run_credit_pass(pool)).fell_overdue == 1
-    alerts = await conn.fetch("SELECT rule FROM monitoring_alerts WHERE person_id = $1", staff)
+    alerts = await conn.fetch(
+        "SELECT rule FROM monitoring_alerts WHERE school_id = $1 AND person_id = $2",
+        school.id,
+        staff,
+    )
     assert [a["rule"] for a in alerts] == ["arrears"]
-    notes = await conn.fetch("SELECT kind FROM notifications WHERE person_id = $1", staff)
+    notes = await conn.fetch(
+        "SELECT kind FROM notifications WHERE school_id = $1 AND person_id = $2", school.id, staff
+    )
     assert "credit_overdue" in [n["kind"] for n in notes]
     statement = await lines.statement_of(conn, school.id, staff)
     assert (statement.state, statement.credit_used, statement.credit_left) == (

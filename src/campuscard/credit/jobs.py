@@ -50,7 +50,10 @@ async def check_line(tx: Tx, school_id: int, person_id: int, tick: CreditTick) -
                 state,
             )
             await tx.execute(
-                "UPDATE accounts SET floor = $2 WHERE id = $1", cash["id"], -line["credit_limit"]
+                "UPDATE accounts SET floor = $2 WHERE school_id = $3 AND id = $1",
+                cash["id"],
+                -line["credit_limit"],
+                school_id,
             )
             tick.repaid += 1
         return
@@ -65,7 +68,12 @@ async def check_line(tx: Tx, school_id: int, person_id: int, tick: CreditTick) -
     if line["state"] == "overdue":
         # partly repaid: the stop follows what is still owed, never gives credit back
         if available > cash["floor"]:
-            await tx.execute("UPDATE accounts SET floor = $2 WHERE id = $1", cash["id"], available)
+            await tx.execute(
+                "UPDATE accounts SET floor = $2 WHERE school_id = $3 AND id = $1",
+                cash["id"],
+                available,
+                school_id,
+            )
         return
     due = line["in_debt_since"] + timedelta(days=line["repay_days"])
     if due > now:
@@ -77,7 +85,12 @@ async def check_line(tx: Tx, school_id: int, person_id: int, tick: CreditTick) -
         school_id,
         person_id,
     )
-    await tx.execute("UPDATE accounts SET floor = $2 WHERE id = $1", cash["id"], available)
+    await tx.execute(
+        "UPDATE accounts SET floor = $2 WHERE school_id = $3 AND id = $1",
+        cash["id"],
+        available,
+        school_id,
+    )
     await signals.arrears(
         tx,
         school_id,

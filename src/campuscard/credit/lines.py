@@ -91,7 +91,12 @@ async def do_set_credit_line(
         actor.name,
     )
     floor = -owed if state == "overdue" else -credit_limit
-    await tx.execute("UPDATE accounts SET floor = $2 WHERE id = $1", cash["id"], floor)
+    await tx.execute(
+        "UPDATE accounts SET floor = $2 WHERE school_id = $3 AND id = $1",
+        cash["id"],
+        floor,
+        school_id,
+    )
     await audit.record(
         tx,
         actor,

@@ -97,7 +97,8 @@ async def guardians_listening(
         """SELECT g.user_id, u.phone, g.rules, g.low_balance, g.single_spend, g.sms,
                   g.quiet_start, g.quiet_end
              FROM monitoring_guardian_prefs g
-             JOIN guardian_links l ON l.user_id = g.user_id AND l.person_id = g.person_id
+             JOIN guardian_links l ON l.school_id = g.school_id AND l.user_id = g.user_id
+                                  AND l.person_id = g.person_id
              JOIN users u ON u.id = g.user_id AND u.is_active
             WHERE g.school_id = $1 AND g.person_id = $2 AND g.enabled
               AND (NOT $3 OR (g.consent_at IS NOT NULL AND g.consent_revoked_at IS NULL))

@@ -24,11 +24,13 @@ BEGIN
      ORDER BY l.account_id;
     -- a credit line (a purse floor below zero) pays for purchases and bills only (an offline
     -- sale's debt repaid from a top-up is a purchase): nothing else (a withdrawal, a transfer, a
-    -- payout) may take such a purse below zero
+    -- payout) may take such a purse below zero. The message names the constraint: on Citus a
+    -- worker's refusal reaches the client without its constraint field
+    -- (distribution.constraint_name reads it from the message)
     IF p_kind NOT IN ('bill_payment', 'offline_repayment') AND EXISTS (
         SELECT 1 FROM accounts a JOIN unnest(p_accounts, p_amounts) AS u(id, m) ON a.id = u.id
          WHERE a.school_id = p_school AND u.m < 0 AND a.kind = 'purse' AND a.floor < 0 AND a.balance - a.held < 0) THEN
-        RAISE EXCEPTION 'a credit line pays for purchases and bills only'
+        RAISE EXCEPTION 'a credit line pays for purchases and bills only (check constraint "accounts_floor")'
               USING ERRCODE = 'check_violation', CONSTRAINT = 'accounts_floor';
     END IF;
     RETURN v_tx;

@@ -89,8 +89,8 @@ BEGIN
               USING DETAIL = format('Account %s would go below its floor.', v_below_floor),
                     ERRCODE = 'check_violation', TABLE = 'accounts', CONSTRAINT = 'accounts_floor';
     END IF;
-    IF v_credit_line IS NOT NULL THEN
-        RAISE EXCEPTION 'a credit line pays for purchases and bills only'
+    IF v_credit_line IS NOT NULL THEN  -- the message names the constraint, as cc_post's does
+        RAISE EXCEPTION 'a credit line pays for purchases and bills only (check constraint "accounts_floor")'
               USING ERRCODE = 'check_violation', CONSTRAINT = 'accounts_floor';
     END IF;
     v_ids := ARRAY(SELECT nextval('journal_tx_id_seq') FROM generate_series(1, v_n));
