@@ -26,6 +26,10 @@ from tests.integration.test_bank_link import (
     test_load_credits_the_card_once,
     test_timeout_after_the_bank_debited_is_reversed,
 )
+from tests.integration.test_bills import test_partial_payment_from_the_card_with_numbered_receipts
+from tests.integration.test_bills_api import (
+    test_the_finance_office_sets_up_and_handles_bills_over_the_api,
+)
 from tests.integration.test_card_applications import (
     test_a_card_fee_waits_for_payment_then_issues_the_code,
     test_counter_applications_go_to_the_production_queue_and_export,
@@ -134,6 +138,7 @@ __all__ = [
     "test_merchant_applies_admin_approves_then_terminal_takes_payments",
     "test_paid_order_is_credited_once_with_duplicate_callbacks",
     "test_parent_chooses_a_child_and_sees_only_linked_children",
+    "test_partial_payment_from_the_card_with_numbered_receipts",
     "test_partial_refunds_go_back_to_purses_and_never_exceed_the_payment",
     "test_payment_debits_subsidy_first_credits_merchant_and_answers_a_receipt",
     "test_pickup_page_issues_the_card_and_self_service_shows_the_balance",
@@ -145,6 +150,7 @@ __all__ = [
     "test_reversal_after_payment_returns_money_to_the_same_purses",
     "test_settlement_and_reconciliation_pages",
     "test_the_card_limits_apply_to_codes",
+    "test_the_finance_office_sets_up_and_handles_bills_over_the_api",
     "test_the_till_shows_the_amount_on_its_display_and_paying_clears_it",
     "test_timeout_after_the_bank_debited_is_reversed",
     "test_tops_up_to_target_once_per_fall",

@@ -237,7 +237,9 @@ async def _remind(tx: Tx, bill: dict[str, Any], bucket: str, due: date) -> bool:
         due=i18n.day(due),
     )
     data = {"bill_id": bill["id"], "bucket": bucket}
-    phone = await tx.fetchval("SELECT phone FROM persons WHERE id = $1", bill["person_id"])
+    phone = await tx.fetchval(
+        "SELECT phone FROM persons WHERE school_id = $1 AND id = $2", school_id, bill["person_id"]
+    )
     await notifications.notify(
         tx,
         school_id=school_id,

@@ -190,7 +190,9 @@ async def record_payment(
         data=data,
         dedupe_key=f"bill_paid:{school_id}:{payment['id']}",
     )
-    holder_user = await tx.fetchval("SELECT id FROM users WHERE person_id = $1", person_id)
+    holder_user = await tx.fetchval(
+        "SELECT id FROM users WHERE school_id = $1 AND person_id = $2", school_id, person_id
+    )
     if payer_user_id is not None and payer_user_id != holder_user:
         await notifications.notify(
             tx,

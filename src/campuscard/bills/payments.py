@@ -78,7 +78,9 @@ async def book_card_payment(
             field="amount",
         )
     status = await tx.fetchval(
-        "SELECT account_status FROM persons WHERE id = $1", bill["person_id"]
+        "SELECT account_status FROM persons WHERE school_id = $1 AND id = $2",
+        school_id,
+        bill["person_id"],
     )
     if status != "active":
         raise Conflict("the card account is not active", code="ACCOUNT_NOT_ACTIVE", field="method")

@@ -340,7 +340,7 @@ async def daily_by_item(conn: Conn | PgPool, school_id: int, day: date) -> list[
              JOIN bill_payments bp ON bp.school_id = a.school_id AND bp.id = a.payment_id
              JOIN bill_lines l ON l.school_id = a.school_id AND l.id = a.line_id
              LEFT JOIN fee_items i ON i.school_id = l.school_id AND i.id = l.item_id
-             JOIN journal_tx j ON j.id = bp.tx_id
+             JOIN journal_tx j ON j.school_id = bp.school_id AND j.id = bp.tx_id
             WHERE a.school_id = $1 AND j.business_date = $2
             GROUP BY 1, 2 ORDER BY 1, 2""",
         school_id,
@@ -423,7 +423,8 @@ async def daily_reconciliation(
     internal and need no statement. A last row per method gives what went back to cards."""
     rows = await conn.fetch(
         """WITH day_pays AS (
-               SELECT bp.* FROM bill_payments bp JOIN journal_tx j ON j.id = bp.tx_id
+               SELECT bp.* FROM bill_payments bp
+                 JOIN journal_tx j ON j.school_id = bp.school_id AND j.id = bp.tx_id
                 WHERE bp.school_id = $1 AND j.business_date = $2)
            SELECT coalesce(i.name, l.name) AS item, p.method,
                   sum(a.amount)::bigint AS amount, count(DISTINCT p.id) AS payments,
@@ -433,12 +434,13 @@ async def daily_reconciliation(
              JOIN bill_allocations a ON a.school_id = p.school_id AND a.payment_id = p.id
              JOIN bill_lines l ON l.school_id = a.school_id AND l.id = a.line_id
              LEFT JOIN fee_items i ON i.school_id = l.school_id AND i.id = l.item_id
-             LEFT JOIN recon_our_items r ON r.tx_id = p.tx_id
+             LEFT JOIN recon_our_items r ON r.school_id = p.school_id AND r.tx_id = p.tx_id
             GROUP BY 1, 2
            UNION ALL
            SELECT NULL, p.method, sum(p.returned)::bigint, count(*),
                   coalesce(sum(p.returned) FILTER (WHERE r.tx_id IS NOT NULL), 0)::bigint
-             FROM day_pays p LEFT JOIN recon_our_items r ON r.tx_id = p.tx_id
+             FROM day_pays p
+             LEFT JOIN recon_our_items r ON r.school_id = p.school_id AND r.tx_id = p.tx_id
             WHERE p.returned > 0 GROUP BY 2
             ORDER BY 1 NULLS LAST, 2""",
         school_id,
@@ -473,7 +475,7 @@ async def item_ledger(
                   p.number AS person_number, bp.receipt_no, bp.method, j.kind AS tx_kind
              FROM bill_allocations a
              JOIN bill_lines l ON l.school_id = a.school_id AND l.id = a.line_id
-             JOIN journal_tx j ON j.id = a.tx_id
+             JOIN journal_tx j ON j.school_id = a.school_id AND j.id = a.tx_id
              JOIN bills b ON b.school_id = l.school_id AND b.id = l.bill_id
              JOIN persons p ON p.school_id = b.school_id AND p.id = b.person_id
              LEFT JOIN bill_payments bp ON bp.school_id = a.school_id AND bp.id = a.payment_id
