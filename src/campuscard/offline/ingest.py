@@ -248,10 +248,12 @@ async def _store_and_settle(
         received,
     )
     # the till's row, locked: its uploads are stored one at a time, so the numbers found
-    # stored below are all there is (a resend racing the first send waits here)
+    # stored below are all there is (a resend racing the first send waits here); the upload's
+    # time is set with its numbers below (Citus refuses now() in DO UPDATE)
     device_row = await tx.fetchrow(
         """INSERT INTO offline_devices(school_id, terminal_id) VALUES ($1, $2)
-           ON CONFLICT (school_id, terminal_id) DO UPDATE SET last_upload_at = now()
+           ON CONFLICT (school_id, terminal_id)
+           DO UPDATE SET last_upload_at = offline_devices.last_upload_at
            RETURNING contiguous_seq, max_seq""",
         school_id,
         terminal_id,
@@ -732,7 +734,7 @@ async def settle_cards(
                ON CONFLICT (school_id, person_id) DO UPDATE
                   SET owed = offline_debts.owed + EXCLUDED.owed,
                       overdrawn_total = offline_debts.overdrawn_total + EXCLUDED.owed,
-                      updated_at = now()""",
+                      updated_at = EXCLUDED.updated_at""",
             school_id,
             people,
             [owed[p] for p in people],
