@@ -63,6 +63,7 @@ from tests.integration.test_merchants_terminals import (
     test_heartbeat_online_status_disable_and_admin_rotation,
     test_merchant_applies_admin_approves_then_terminal_takes_payments,
 )
+from tests.integration.test_moneyflows_pages import test_student_top_up_page
 from tests.integration.test_online_topup import (
     test_paid_order_is_credited_once_with_duplicate_callbacks,
 )
@@ -149,6 +150,7 @@ __all__ = [
     "test_retry_replays_and_new_payload_under_same_id_is_409",
     "test_reversal_after_payment_returns_money_to_the_same_purses",
     "test_settlement_and_reconciliation_pages",
+    "test_student_top_up_page",
     "test_the_card_limits_apply_to_codes",
     "test_the_finance_office_sets_up_and_handles_bills_over_the_api",
     "test_the_till_shows_the_amount_on_its_display_and_paying_clears_it",

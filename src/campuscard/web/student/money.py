@@ -39,13 +39,20 @@ async def _view(
         subject = await holder(page, conn, person)
         if subject is None:
             return redirect(CHOOSE_CHILD)
-        balances = await queries.purses(conn, subject["id"], school_id=subject["school_id"])
-        held = await queries.held(conn, subject["id"], school_id=subject["school_id"])
-        own = page.user is not None and page.user.person_id == subject["id"]
-        card = await bank_link.bound_card(conn, subject["id"]) if own else None
-        auto = await moneyflows_queries.auto_topup_setting(conn, subject["id"]) if own else None
-        orders = await moneyflows_queries.recent_topup_orders(conn, subject["id"])
-        transfers = await moneyflows_queries.recent_bank_transfers(conn, subject["id"])
+        person_id, school_id = subject["id"], subject["school_id"]
+        balances = await queries.purses(conn, person_id, school_id=school_id)
+        held = await queries.held(conn, person_id, school_id=school_id)
+        own = page.user is not None and page.user.person_id == person_id
+        card = await bank_link.bound_card(conn, person_id) if own else None
+        auto = (
+            await moneyflows_queries.auto_topup_setting(conn, person_id, school_id=school_id)
+            if own
+            else None
+        )
+        orders = await moneyflows_queries.recent_topup_orders(conn, person_id, school_id=school_id)
+        transfers = await moneyflows_queries.recent_bank_transfers(
+            conn, person_id, school_id=school_id
+        )
     return render(
         page,
         "student/topup.html",
