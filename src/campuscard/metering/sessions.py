@@ -135,7 +135,7 @@ async def do_start_session(
 
     card = await tx.fetchrow(
         """SELECT c.id, c.person_id, c.kind, c.state, c.uid, p.account_status
-             FROM cards c JOIN persons p ON p.id = c.person_id
+             FROM cards c JOIN persons p ON p.school_id = c.school_id AND p.id = c.person_id
             WHERE c.school_id = $1 AND c.number = $2""",
         school_id,
         card_number,
