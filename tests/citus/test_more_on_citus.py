@@ -1,7 +1,10 @@
-"""Metering on the Citus cluster: the integration tests' own bodies (see test_on_citus.py for
-how bodies run here, each in a school of its own). A shower's start places a hold through
-``cc_hold_place`` on the school's worker and its end captures it; a device that never comes
-back has its hold released by the expiry job, school by school."""
+"""Metering and monitoring on the Citus cluster: the integration tests' own bodies (see
+test_on_citus.py for how bodies run here, each in a school of its own). A shower's start places
+a hold through ``cc_hold_place`` on the school's worker and its end captures it; a device that
+never comes back has its hold released by the expiry job, school by school. The monitoring scan
+reads a school's new payments and judges each against the student's history, balance and
+parents' own thresholds; the daily run finds days without a canteen meal; a counsellor's risk
+tiers and drill-down read the alerts of their own classes."""
 
 from __future__ import annotations
 
@@ -11,10 +14,20 @@ from tests.integration.test_metering_sessions import (
     test_a_device_that_never_comes_back,
     test_start_holds_end_captures_the_ladder_price,
 )
+from tests.integration.test_monitoring_events import (
+    test_daily_pass_no_canteen_meal_for_days_while_the_card_is_used,
+    test_low_balance_once_per_fall_and_the_parents_own_thresholds,
+)
+from tests.integration.test_monitoring_supervision import (
+    test_counsellor_sees_tiers_of_own_classes_and_drill_down_is_audited,
+)
 
 pytestmark = pytest.mark.citus
 
 __all__ = [
     "test_a_device_that_never_comes_back",
+    "test_counsellor_sees_tiers_of_own_classes_and_drill_down_is_audited",
+    "test_daily_pass_no_canteen_meal_for_days_while_the_card_is_used",
+    "test_low_balance_once_per_fall_and_the_parents_own_thresholds",
     "test_start_holds_end_captures_the_ladder_price",
 ]

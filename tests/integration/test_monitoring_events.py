@@ -81,8 +81,10 @@ async def _worker_settled(pool: PgPool, *, timeout: float = 90) -> None:
     raise AssertionError("the worker did not finish its start-up jobs")
 
 
-async def _alerts(pool: PgPool) -> list[tuple[str, str]]:
-    rows = await pool.fetch("SELECT rule, reason FROM monitoring_alerts ORDER BY id")
+async def _alerts(pool: PgPool, school_id: int) -> list[tuple[str, str]]:
+    rows = await pool.fetch(
+        "SELECT rule, reason FROM monitoring_alerts WHERE school_id = $1 ORDER BY id", school_id
+    )
     return [(r["rule"], i18n.word("zh-CN", r["reason"])) for r in rows]
 
 
@@ -160,12 +162,12 @@ async def test_payment_rules_fire_on_what_they_are_for_and_not_on_an_ordinary_me
         await pool.execute("UPDATE payments SET created_at = created_at - interval '1 hour'")
         assert (await pay(client, c["till"], c["card"], amount)).status_code == 200
     assert (await events.scan_school(pool, c["school"].id)).alerts == 0
-    assert await _alerts(pool) == []
+    assert await _alerts(pool, c["school"].id) == []
     # a payment far above the student's own baseline, at a shop 2.5 km away a minute later
     assert (await pay(client, c["shop_till"], c["card"], "180.00", pin=PIN)).status_code == 200
     result = await events.scan_school(pool, c["school"].id)
     assert result.payments == 1
-    found = dict(await _alerts(pool))
+    found = dict(await _alerts(pool, c["school"].id))
     assert set(found) == {"big_spend", "far_apart"}
     assert "180.00" in found["big_spend"] and "倍" in found["big_spend"]
     assert "2500 米" in found["far_apart"]
@@ -173,14 +175,14 @@ async def test_payment_rules_fire_on_what_they_are_for_and_not_on_an_ordinary_me
     for _ in range(3):
         assert (await pay(client, c["shop_till"], c["card"], "3.00", pin=PIN)).status_code == 200
     await events.scan_school(pool, c["school"].id)
-    assert [r for r, _ in await _alerts(pool)].count("rapid_payments") == 1
+    assert [r for r, _ in await _alerts(pool, c["school"].id)].count("rapid_payments") == 1
     # scanning again reads nothing twice
     assert (await events.scan_school(pool, c["school"].id)).payments == 0
     # night spending, with the night window set around now
     await _watch(pool, c["school"].id, night_spend=night)
     assert (await pay(client, c["till"], c["card"], "6.00", pin=PIN)).status_code == 200
     await events.scan_school(pool, c["school"].id)
-    assert "night_spend" in dict(await _alerts(pool))
+    assert "night_spend" in dict(await _alerts(pool, c["school"].id))
 
 
 async def test_low_balance_once_per_fall_and_the_parents_own_thresholds(
@@ -222,18 +224,18 @@ async def test_low_balance_once_per_fall_and_the_parents_own_thresholds(
     # 60.00 -> 35.00: above both thresholds but at the parent's large-spend amount
     assert (await pay(client, c["till"], c["card"], "25.00")).status_code == 200
     await events.scan_school(pool, school_id)
-    assert await _alerts(pool) == []
+    assert await _alerts(pool, school_id) == []
     assert len(await parent_inbox()) == 1 and "您设定的 ¥25.00" in (await parent_inbox())[0]
     # 35.00 -> 28.00: below the parent's 30.00, above the school's 20.00
     assert (await pay(client, c["till"], c["card"], "7.00")).status_code == 200
     await events.scan_school(pool, school_id)
-    assert await _alerts(pool) == []
+    assert await _alerts(pool, school_id) == []
     assert "低于 ¥30.00" in (await parent_inbox())[-1]
     # 28.00 -> 16.00 -> 12.00: one student alert for the fall, with days left at the pace
     for amount in ("12.00", "4.00"):
         assert (await pay(client, c["till"], c["card"], amount)).status_code == 200
         await events.scan_school(pool, school_id)
-    alerts = await _alerts(pool)
+    alerts = await _alerts(pool, school_id)
     assert [r for r, _ in alerts] == ["low_balance"]
     assert "可用余额 ¥16.00，低于 ¥20.00" in alerts[0][1] and "约可用" in alerts[0][1]
     # the parent's own threshold told them once for this fall; the school's alert reaches them too
@@ -268,7 +270,7 @@ async def test_daily_pass_no_canteen_meal_for_days_while_the_card_is_used(
         )
     today = await pool.fetchval("SELECT cc_business_date($1)", school_id)
     assert await daily.run_school(pool, school_id, today=today - timedelta(days=1)) == 1
-    ((rule, reason),) = await _alerts(pool)
+    ((rule, reason),) = await _alerts(pool, school_id)
     assert rule == "no_meal" and "5 天没有食堂就餐记录" in reason
     # the same day is passed over once
     assert await daily.run_school(pool, school_id, today=today - timedelta(days=1)) == 0

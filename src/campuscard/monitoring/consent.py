@@ -228,7 +228,9 @@ async def student_prefs_of(conn: Conn, actor: Actor) -> StudentPrefs:
     if actor.person_id is None:
         raise NotFound("no cardholder is linked to this sign-in", field="person")
     row = await conn.fetchrow(
-        "SELECT sms, quiet_start, quiet_end FROM monitoring_student_prefs WHERE person_id = $1",
+        """SELECT sms, quiet_start, quiet_end FROM monitoring_student_prefs
+            WHERE school_id = $1 AND person_id = $2""",
+        actor.school_id,
         actor.person_id,
     )
     if row is None:
@@ -258,7 +260,8 @@ async def parents_of(conn: Conn, actor: Actor) -> list[ParentConsent]:
              LEFT JOIN monitoring_guardian_prefs g
                     ON g.school_id = l.school_id AND g.person_id = l.person_id
                    AND g.user_id = l.user_id
-            WHERE l.person_id = $1 ORDER BY l.user_id""",
+            WHERE l.school_id = $1 AND l.person_id = $2 ORDER BY l.user_id""",
+        actor.school_id,
         actor.person_id,
     )
     return [ParentConsent(r["user_id"], r["name"], r["enabled"], bool(r["consent"])) for r in rows]

@@ -90,7 +90,7 @@ async def _no_meal(tx: Tx, cfg: Config, school_id: int, day: date) -> int:
         """SELECT p.person_id, p.business_date,
                   count(*) FILTER (WHERE p.channel = 'canteen') AS meals,
                   count(*) FILTER (WHERE p.channel <> 'canteen') AS other
-             FROM payments p JOIN persons s ON s.id = p.person_id
+             FROM payments p JOIN persons s ON s.school_id = p.school_id AND s.id = p.person_id
             WHERE p.school_id = $1 AND p.business_date > $2 AND p.business_date <= $3
               AND p.status = 'booked' AND s.kind = 'student' AND s.status = 'enrolled'
             GROUP BY 1, 2""",

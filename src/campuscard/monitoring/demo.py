@@ -79,7 +79,7 @@ async def switch_on(tx: Tx, school_id: int, password: str, class_ids: list[int])
                   CASE m.channel WHEN 'canteen' THEN $2 WHEN 'supermarket' THEN $4 ELSE 0 END
                       + row_number() OVER (PARTITION BY m.id ORDER BY o.id) * 20,
                   CASE m.channel WHEN 'canteen' THEN $3 WHEN 'supermarket' THEN $5 ELSE 0 END
-             FROM outlets o JOIN merchants m ON m.id = o.merchant_id
+             FROM outlets o JOIN merchants m ON m.school_id = o.school_id AND m.id = o.merchant_id
             WHERE o.school_id = $1 ON CONFLICT DO NOTHING""",
         school_id,
         *PLACES["canteen"],
@@ -119,9 +119,11 @@ class Month:
         )
         rows = await tx.fetch(
             """SELECT p.id, p.number, c.number AS card_number, c.uid,
-                      (SELECT balance FROM accounts a WHERE a.person_id = p.id
-                          AND a.purse = 'cash') AS cash
-                 FROM persons p JOIN cards c ON c.person_id = p.id AND c.state = 'active'
+                      (SELECT balance FROM accounts a WHERE a.school_id = $1
+                          AND a.person_id = p.id AND a.purse = 'cash') AS cash
+                 FROM persons p
+                 JOIN cards c
+                   ON c.school_id = p.school_id AND c.person_id = p.id AND c.state = 'active'
                 WHERE p.school_id = $1 AND p.kind = 'student' ORDER BY p.number""",
             self.school_id,
         )
@@ -138,13 +140,17 @@ class Month:
             await hardship.do_exclude.in_tx(tx, me, self.school_id, c.person_id, "diet")
         for r in await tx.fetch(
             """SELECT t.id, t.key_version, m.channel FROM terminals t
-                 JOIN merchants m ON m.id = t.merchant_id
+                 JOIN merchants m ON m.school_id = t.school_id AND m.id = t.merchant_id
                 WHERE t.school_id = $1 AND t.kind = 'pos' AND t.status = 'active'
                 ORDER BY t.id""",
             self.school_id,
         ):
             self.tills.setdefault(r["channel"], []).append((r["id"], r["key_version"]))
-        self.last_id = int(await tx.fetchval("SELECT coalesce(max(id), 0) FROM payments"))
+        self.last_id = int(
+            await tx.fetchval(
+                "SELECT coalesce(max(id), 0) FROM payments WHERE school_id = $1", self.school_id
+            )
+        )
 
     # ---- each booked day, before it is closed --------------------------------------------
     async def day(self, day: date) -> None:
@@ -237,7 +243,7 @@ class Month:
             """SELECT p.id, p.person_id, p.amount, p.channel, p.created_at, p.status,
                       o.name AS outlet, m.x_m, m.y_m
                  FROM payments p
-                 LEFT JOIN outlets o ON o.id = p.outlet_id
+                 LEFT JOIN outlets o ON o.school_id = p.school_id AND o.id = p.outlet_id
                  LEFT JOIN monitoring_places m
                         ON m.school_id = p.school_id AND m.outlet_id = p.outlet_id
                 WHERE p.school_id = $1 AND p.id > $2 ORDER BY p.created_at, p.id""",

@@ -69,7 +69,7 @@ async def scan_school(pool: PgPool, school_id: int) -> ScanResult:
             """SELECT p.id, p.person_id, p.amount, p.channel, p.created_at, p.status,
                       o.name AS outlet, m.x_m, m.y_m
                  FROM payments p
-                 LEFT JOIN outlets o ON o.id = p.outlet_id
+                 LEFT JOIN outlets o ON o.school_id = p.school_id AND o.id = p.outlet_id
                  LEFT JOIN monitoring_places m
                         ON m.school_id = p.school_id AND m.outlet_id = p.outlet_id
                 WHERE p.school_id = $1 AND p.id > $2
@@ -192,19 +192,27 @@ def _spend(row: Any, tz: ZoneInfo) -> Spend:
 
 
 async def _history(
-    tx: Tx, cfg: Config, tz: ZoneInfo, person_id: int, *, before_id: int | None, at: datetime
+    tx: Tx,
+    cfg: Config,
+    tz: ZoneInfo,
+    school_id: int,
+    person_id: int,
+    *,
+    before_id: int | None,
+    at: datetime,
 ) -> list[Spend]:
     """The student's booked payments of the last ``baseline_days`` before ``at`` (and below
     ``before_id`` when given), oldest first."""
     rows = await tx.fetch(
         """SELECT p.id, p.amount, p.channel, p.created_at, o.name AS outlet, m.x_m, m.y_m
              FROM payments p
-             LEFT JOIN outlets o ON o.id = p.outlet_id
+             LEFT JOIN outlets o ON o.school_id = p.school_id AND o.id = p.outlet_id
              LEFT JOIN monitoring_places m
                     ON m.school_id = p.school_id AND m.outlet_id = p.outlet_id
-            WHERE p.person_id = $1 AND ($2::bigint IS NULL OR p.id < $2) AND p.status = 'booked'
-              AND p.created_at > $3 AND p.created_at <= $4
-            ORDER BY p.id DESC LIMIT $5""",
+            WHERE p.school_id = $1 AND p.person_id = $2 AND ($3::bigint IS NULL OR p.id < $3)
+              AND p.status = 'booked' AND p.created_at > $4 AND p.created_at <= $5
+            ORDER BY p.id DESC LIMIT $6""",
+        school_id,
         person_id,
         before_id,
         at - timedelta(days=int(cfg.get("big_spend", "baseline_days"))),
@@ -237,7 +245,9 @@ async def evaluate_payment(tx: Tx, cfg: Config, tz: ZoneInfo, school_id: int, ro
     """Run the payment rules over one payment; returns how many alerts were stored."""
     person_id = int(row["person_id"])
     pay = _spend(row, tz)
-    history = await _history(tx, cfg, tz, person_id, before_id=pay.id, at=row["created_at"])
+    history = await _history(
+        tx, cfg, tz, school_id, person_id, before_id=pay.id, at=row["created_at"]
+    )
     raised = await _spend_rules(tx, cfg, school_id, person_id, pay, history)
     parents = await _parents(tx, cfg, school_id, person_id)
     local = (await queries.clock(tx)).astimezone(tz)
@@ -275,7 +285,9 @@ async def evaluate_offline_upload(
     raised = 0
     local = (await queries.clock(tx)).astimezone(tz)
     for person_id, records in by_person.items():
-        history = await _history(tx, cfg, tz, person_id, before_id=None, at=records[0]["made_at"])
+        history = await _history(
+            tx, cfg, tz, school_id, person_id, before_id=None, at=records[0]["made_at"]
+        )
         parents = await _parents(tx, cfg, school_id, person_id)
         for r in records:
             place = (r["x_m"], r["y_m"]) if r["x_m"] is not None else None
@@ -318,7 +330,7 @@ async def evaluate_money_in(tx: Tx, cfg: Config, tz: ZoneInfo, school_id: int, t
     days = int(cfg.get("low_balance", "pace_days"))
     for person_id in people:
         parents = await _parents(tx, cfg, school_id, person_id)
-        spent = await queries.spent_since(tx, person_id, now - timedelta(days=days))
+        spent = await queries.spent_since(tx, school_id, person_id, now - timedelta(days=days))
         raised += await _low_balance(
             tx,
             cfg,
@@ -390,10 +402,10 @@ async def _low_balance(
     school_low = int(cfg.get("low_balance", "below")) if cfg.on("low_balance") else 0
     if not school_low and not lows:
         return 0
-    available = await queries.available(tx, person_id)
+    available = await queries.available(tx, school_id, person_id)
     if available >= max([school_low, *lows]):
         return 0
-    episode = await queries.last_money_in(tx, person_id)
+    episode = await queries.last_money_in(tx, school_id, person_id)
     raised = 0
     if school_low:
         finding = rules.low_balance(cfg, available=available, spent_recent=spent, episode=episode)

@@ -70,7 +70,7 @@ async def do_find_candidates(
     tz = ZoneInfo((await queries.school_clock(tx, school_id)).timezone)
     rows = await tx.fetch(
         """SELECT p.person_id, p.created_at, p.amount, p.channel, p.business_date
-             FROM payments p JOIN persons s ON s.id = p.person_id
+             FROM payments p JOIN persons s ON s.school_id = p.school_id AND s.id = p.person_id
             WHERE p.school_id = $1 AND p.business_date >= $2 AND p.business_date < $3
               AND p.status = 'booked' AND s.kind = 'student' AND s.status = 'enrolled'
               AND s.account_status = 'active'""",
@@ -282,7 +282,7 @@ async def candidates(conn: Conn, actor: Actor, school_id: int, month: date) -> l
         """SELECT h.*, p.number, p.name, coalesce(c.name, '') AS class_name
              FROM hardship_candidates h
              JOIN persons p ON p.school_id = h.school_id AND p.id = h.person_id
-             LEFT JOIN classes c ON c.id = p.class_id
+             LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
             WHERE h.school_id = $1 AND h.month = $2
               AND ($3::bigint[] IS NULL OR p.class_id = ANY($3))
             ORDER BY h.status, p.number""",
@@ -330,7 +330,7 @@ async def report(conn: Conn, actor: Actor, school_id: int, month: date) -> list[
                   count(h.id) AS candidates,
                   count(h.id) FILTER (WHERE h.status = 'proposed') AS proposed
              FROM persons p
-             LEFT JOIN classes c ON c.id = p.class_id
+             LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
              LEFT JOIN hardship_candidates h
                     ON h.school_id = p.school_id AND h.person_id = p.id AND h.month = $2
             WHERE p.school_id = $1 AND p.kind = 'student' AND p.status = 'enrolled'

@@ -129,28 +129,31 @@ async def person_name(conn: Conn, school_id: int, person_id: int) -> str:
     return str(name or "")
 
 
-async def available(conn: Conn, person_id: int) -> int:
+async def available(conn: Conn, school_id: int, person_id: int) -> int:
     """What the student can spend: balance less money on hold, over their purses, as at the
     engine's clock (``cc_clock()``: now, or the instant the demo's past is replayed at): each
     purse's balance after its last posting by then."""
     total = await conn.fetchval(
         """SELECT coalesce(sum(coalesce((SELECT p.balance_after FROM postings p
-                                          WHERE p.account_id = a.id
+                                          WHERE p.school_id = $1 AND p.account_id = a.id
                                             AND p.created_at <= cc_clock()
                                           ORDER BY p.version DESC LIMIT 1), 0) - a.held), 0)
-             FROM accounts a WHERE a.person_id = $1 AND a.kind = 'purse'""",
+             FROM accounts a
+            WHERE a.school_id = $1 AND a.person_id = $2 AND a.kind = 'purse'""",
+        school_id,
         person_id,
     )
     return int(total)
 
 
-async def last_money_in(conn: Conn, person_id: int) -> int:
+async def last_money_in(conn: Conn, school_id: int, person_id: int) -> int:
     """The id of the last posting that put money into the student's purses (0: none yet)."""
     last = await conn.fetchval(
         """SELECT max(p.id) FROM postings p
-             JOIN accounts a ON a.id = p.account_id
-            WHERE a.person_id = $1 AND a.kind = 'purse' AND p.amount > 0
+             JOIN accounts a ON a.school_id = p.school_id AND a.id = p.account_id
+            WHERE p.school_id = $1 AND a.person_id = $2 AND a.kind = 'purse' AND p.amount > 0
               AND p.created_at <= cc_clock()""",
+        school_id,
         person_id,
     )
     return int(last or 0)
@@ -162,13 +165,14 @@ async def clock(conn: Conn) -> datetime:
     return at
 
 
-async def spent_since(conn: Conn, person_id: int, since: datetime) -> int:
+async def spent_since(conn: Conn, school_id: int, person_id: int, since: datetime) -> int:
     """What the student paid at merchants (booked payments) after ``since``, by the engine's
     clock."""
     total = await conn.fetchval(
         """SELECT coalesce(sum(amount), 0) FROM payments
-            WHERE person_id = $1 AND status = 'booked' AND created_at > $2
+            WHERE school_id = $1 AND person_id = $2 AND status = 'booked' AND created_at > $3
               AND created_at <= cc_clock()""",
+        school_id,
         person_id,
         since,
     )

@@ -70,7 +70,7 @@ async def dashboard(
         """SELECT a.business_date, a.rule, coalesce(c.name, '') AS class_name, count(*) AS n
              FROM monitoring_alerts a
              JOIN persons p ON p.school_id = a.school_id AND p.id = a.person_id
-             LEFT JOIN classes c ON c.id = p.class_id
+             LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
             WHERE a.school_id = $1 AND a.business_date BETWEEN $2 AND $3
               AND ($4::bigint[] IS NULL OR p.class_id = ANY($4))
             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
@@ -90,7 +90,7 @@ async def risk_tiers(conn: Conn, actor: Actor, school_id: int) -> list[Tier]:
                   array_agg(a.severity) AS severities
              FROM monitoring_alerts a
              JOIN persons p ON p.school_id = a.school_id AND p.id = a.person_id
-             LEFT JOIN classes c ON c.id = p.class_id
+             LEFT JOIN classes c ON c.school_id = p.school_id AND c.id = p.class_id
             WHERE a.school_id = $1 AND a.created_at > now() - interval '30 days'
               AND ($2::bigint[] IS NULL OR p.class_id = ANY($2))
             GROUP BY 1, 2, 3, 4 ORDER BY p.number""",
