@@ -4,7 +4,9 @@ a hold through ``cc_hold_place`` on the school's worker and its end captures it;
 never comes back has its hold released by the expiry job, school by school. The monitoring scan
 reads a school's new payments and judges each against the student's history, balance and
 parents' own thresholds; the daily run finds days without a canteen meal; a counsellor's risk
-tiers and drill-down read the alerts of their own classes."""
+tiers and drill-down read the alerts of their own classes. A cardholder's months are read by
+category from their purse's postings (booked in past months with the clock the workers see)
+and the pace reminder goes out once."""
 
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ from tests.integration.test_monitoring_events import (
 from tests.integration.test_monitoring_supervision import (
     test_counsellor_sees_tiers_of_own_classes_and_drill_down_is_audited,
 )
+from tests.integration.test_spending_analysis import (
+    test_months_by_category_the_pace_and_one_reminder_a_month,
+)
 
 pytestmark = pytest.mark.citus
 
@@ -29,5 +34,6 @@ __all__ = [
     "test_counsellor_sees_tiers_of_own_classes_and_drill_down_is_audited",
     "test_daily_pass_no_canteen_meal_for_days_while_the_card_is_used",
     "test_low_balance_once_per_fall_and_the_parents_own_thresholds",
+    "test_months_by_category_the_pace_and_one_reminder_a_month",
     "test_start_holds_end_captures_the_ladder_price",
 ]

@@ -19,12 +19,14 @@ MONTHS = 6
 
 _MOVEMENTS = """
     SELECT date_trunc('month', j.business_date)::date AS month, j.kind, a.purse,
-           (SELECT m.channel FROM postings q JOIN accounts b ON b.id = q.account_id
-              JOIN merchants m ON m.id = b.merchant_id
-             WHERE q.tx_id = p.tx_id AND b.kind = 'merchant' LIMIT 1) AS channel,
+           (SELECT m.channel FROM postings q
+              JOIN accounts b ON b.school_id = q.school_id AND b.id = q.account_id
+              JOIN merchants m ON m.school_id = b.school_id AND m.id = b.merchant_id
+             WHERE q.school_id = $1 AND q.tx_id = p.tx_id AND b.kind = 'merchant'
+             LIMIT 1) AS channel,
            sign(p.amount)::int AS sign, sum(p.amount)::bigint AS fen
-      FROM accounts a JOIN postings p ON p.account_id = a.id
-      JOIN journal_tx j ON j.id = p.tx_id
+      FROM accounts a JOIN postings p ON p.school_id = a.school_id AND p.account_id = a.id
+      JOIN journal_tx j ON j.school_id = p.school_id AND j.id = p.tx_id
      WHERE a.school_id = $1 AND a.person_id = $2 AND a.kind = 'purse' AND j.business_date >= $3
      GROUP BY 1, 2, 3, 4, 5"""
 
