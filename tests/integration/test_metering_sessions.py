@@ -131,7 +131,9 @@ async def test_a_device_that_never_comes_back(pool: PgPool, conn: Conn, settings
     assert err.value.code == "SESSION_RUNNING"
 
     # the hold's time passes (shower: 30 minutes) and the expiry job releases it
-    await conn.execute("UPDATE holds SET expires_at = now() - interval '1 second'")
+    await conn.execute(
+        "UPDATE holds SET expires_at = now() - interval '1 second' WHERE school_id = $1", school
+    )
     assert await expire_holds(pool, settings) == 1
     assert await _purse(conn, person) == (2_000, 0)
 
@@ -144,10 +146,8 @@ async def test_a_device_that_never_comes_back(pool: PgPool, conn: Conn, settings
     # and the card can shower again
     again = await _start(conn, school, terminal, card, "sess-0002")
     assert again.state == "open"
-    assert (
-        await conn.fetchval("SELECT state FROM meter_sessions WHERE session_key = 'sess-0001'")
-        == "expired"
-    )
+    first = "SELECT state FROM meter_sessions WHERE school_id = $1 AND session_key = 'sess-0001'"
+    assert await conn.fetchval(first, school) == "expired"
 
 
 async def test_a_late_report_within_the_holds_life_still_captures(

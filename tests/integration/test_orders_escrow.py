@@ -234,11 +234,15 @@ async def test_a_dispute_is_decided_by_two_people_and_its_hold_outlives_no_timeo
     assert (view["state"], view["released"], view["refunded"]) == ("finished", "40.00", "20.00")
     assert await _purse(conn, s.buyers[0]) == (96_000, 0)
     assert await postings.merchant_balance(conn, s.merchant_id) == 4_000
-    assert await conn.fetchval("SELECT count(*) FROM holds WHERE state = 'pending'") == 0
+    pending = "SELECT count(*) FROM holds WHERE school_id = $1 AND state = 'pending'"
+    assert await conn.fetchval(pending, s.school_id) == 0
     await _ledger_clean(conn)
     # the ledger check proves the escrow tier: an order claiming more than its holds captured
     # is caught
-    await conn.execute("UPDATE orders SET released = released + 1, refunded = refunded - 1")
+    await conn.execute(
+        "UPDATE orders SET released = released + 1, refunded = refunded - 1 WHERE school_id = $1",
+        s.school_id,
+    )
     report = await check_ledger(conn)
     assert [v.split(":")[0] for v in report.violations] == [
         "O3 an order released other than its holds captured"

@@ -97,7 +97,8 @@ async def hold_timeout(tx: Tx, school_id: int) -> timedelta:
 async def payee_account(tx: Tx, order: dict[str, Any]) -> int:
     """The merchant shard the order's money reaches (spread by order id like terminals)."""
     payee: int | None = await tx.fetchval(
-        """SELECT a.id FROM accounts a JOIN merchants m ON m.id = a.merchant_id
+        """SELECT a.id FROM accounts a
+             JOIN merchants m ON m.school_id = a.school_id AND m.id = a.merchant_id
             WHERE a.school_id = $1 AND a.merchant_id = $2 AND a.kind = 'merchant'
               AND a.shard = $3 % m.shards""",
         order["school_id"],
@@ -146,7 +147,8 @@ async def place_first_hold(tx: Tx, order: dict[str, Any], actor: str) -> dict[st
 
 async def current_hold(tx: Tx, order: dict[str, Any]) -> dict[str, Any]:
     row = await tx.fetchrow(
-        """SELECT h.*, a.purse FROM holds h JOIN accounts a ON a.id = h.account_id
+        """SELECT h.*, a.purse FROM holds h
+             JOIN accounts a ON a.school_id = h.school_id AND a.id = h.account_id
             WHERE h.school_id = $1 AND h.hold_key = $2""",
         order["school_id"],
         rules.hold_key(order["school_id"], order["id"], order["hold_seq"]),
