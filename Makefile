@@ -54,10 +54,10 @@ citus: install
 # Three test processes on two cores: the tests spend most of their time waiting (browsers,
 # servers, the job worker), so the suite used about a third of two cores with two processes.
 test: install browsers lint citus
-	$(BIN)/pytest -n 3 -q
+	$(BIN)/pytest -n 3 -q --dist loadgroup
 
 test-fast: install
-	$(BIN)/pytest -n 3 -q -m "not browser and not reliability"
+	$(BIN)/pytest -n 3 -q --dist loadgroup -m "not browser and not reliability"
 
 # Payments over HTTP against pgbench on one embedded PostgreSQL (docs/performance.md); wrk,
 # the load generator, comes from Debian. Prints a summary and, last, one JSON line.

@@ -1,8 +1,9 @@
 """Fixtures for tests on a real Citus cluster: one coordinator and two workers per test process.
 
 Citus is built once from its source tarball (tests/citus/build.py; a file lock keeps pytest-xdist
-workers from building twice). Each xdist worker starts its own small cluster (about 2 s) in its
-own directory on its own ports, so nothing is shared between processes but the build cache.
+workers from building twice). The tests marked citus go to one xdist worker (``--dist
+loadgroup``, group "citus"); a worker that runs any starts its own small cluster (about 2 s) in
+its own directory on its own ports, so nothing is shared between processes but the build cache.
 Without the tarball or a compiler every test here skips and says how to get Citus.
 
 The integration tests that run on the cluster too (tests/citus/test_on_citus.py) share one
@@ -29,6 +30,16 @@ from tests.citus.build import Build, CitusUnavailable, ensure_built
 from tests.citus.cluster import Cluster, running_cluster
 
 _counter = itertools.count()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test marked citus runs in one test process (``make test`` runs pytest-xdist with
+    ``--dist loadgroup``): one cluster and one ``db citus`` database for all of them, instead of
+    one of each per process, which cost the suite about a minute of its two cores."""
+    for item in items:
+        if item.get_closest_marker("citus"):
+            item.add_marker(pytest.mark.xdist_group("citus"))
 
 
 def _worker() -> str:
