@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
 from campuscard.app import create_app
 from campuscard.config import Settings
@@ -57,6 +57,16 @@ async def browser() -> AsyncIterator[BrowserContext]:
                 await context.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+async def key_in(page: Page, amount: str) -> None:
+    """Clear the till's keypad and type ``amount`` as a cashier does, once the page's script has bound
+    the keypad (a click before that is lost: the amount would be short of a digit), and see it
+    on the display."""
+    await expect(page.locator("[data-keypad][data-bound='1']")).to_have_count(1)
+    for key in "C" + amount:  # cleared first, as after a refusal the amount stays
+        await page.click(f"[data-key='{key}']")
+    await expect(page.get_by_test_id("amount-display")).to_have_text(amount)
 
 
 async def shot(page: Page, name: str) -> None:

@@ -12,7 +12,7 @@ from playwright.async_api import BrowserContext, ConsoleMessage, Page, Request, 
 from campuscard.cards import lifecycle
 from campuscard.config import Settings
 from campuscard.issuing import applications, production
-from tests.browser.conftest import shot, sign_in
+from tests.browser.conftest import key_in, shot, sign_in
 from tests.support import PASSWORD, ROOT, fund, make_school, make_student, make_user
 from tests.support_issuing import card_center, make_campus, make_parent
 from tests.support_moneyflows import provider_world
@@ -22,8 +22,7 @@ pytestmark = pytest.mark.browser
 
 
 async def _type_at_till(page: Page, amount: str, scan: str) -> None:
-    for key in amount:
-        await page.click(f"[data-key='{key}']")
+    await key_in(page, amount)
     await page.keyboard.type(scan)
     await page.keyboard.press("Enter")
 

@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import BrowserContext, expect
 
 from campuscard.config import Settings
-from tests.browser.conftest import shot, sign_in
+from tests.browser.conftest import key_in, shot, sign_in
 from tests.browser.test_devices_page import _rec, _upload
 from tests.support import PASSWORD, make_school, make_user
 from tests.support_payments import make_cardholder, make_device, make_merchant
@@ -52,8 +52,7 @@ async def test_the_till_says_it_is_offline_and_resumes_when_the_network_is_back(
     await expect(banner).to_be_hidden()
 
     # and the network goes while the cashier types 12.50
-    for key in "12.5":
-        await page.click(f"[data-key='{key}']")
+    await key_in(page, "12.5")
     await browser.set_offline(True)
     await expect(banner).to_be_visible()
     await expect(banner).to_contain_text("网络已断开")

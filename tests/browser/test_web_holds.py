@@ -13,7 +13,7 @@ from playwright.async_api import BrowserContext, expect
 from campuscard.config import Settings
 from campuscard.ledger import holds, postings
 from campuscard.ledger.holds_rules import HoldRequest
-from tests.browser.conftest import shot, sign_in
+from tests.browser.conftest import key_in, shot, sign_in
 from tests.support import PASSWORD, make_school, make_user
 from tests.support_payments import make_cardholder, make_device, make_merchant
 
@@ -63,8 +63,7 @@ async def test_held_money_is_shown_as_not_available_everywhere(
     await page.click("button.primary")
     for amount in ("35", "12.5"):
         await page.click("[data-key='C']")
-        for key in amount:
-            await page.click(f"[data-key='{key}']")
+        await key_in(page, amount)
         await page.keyboard.type(card["uid"])
         await page.keyboard.press("Enter")
         if amount == "35":

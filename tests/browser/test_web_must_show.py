@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import BrowserContext, expect
 
 from campuscard.config import Settings
-from tests.browser.conftest import shot, sign_in
+from tests.browser.conftest import key_in, shot, sign_in
 from tests.support import PASSWORD, make_school, make_user
 from tests.support_payments import make_cardholder, make_device, make_merchant
 
@@ -55,8 +55,7 @@ async def test_student_shows_a_code_and_the_pos_page_takes_it(
     await till.set_viewport_size({"width": 1024, "height": 800})
     await sign_in(till, live_url, "boss", school.code, PASSWORD)
     await till.click("button.primary")  # bind this browser to POS-0001
-    for key in "6.8":
-        await till.click(f"[data-key='{key}']")
+    await key_in(till, "6.8")
     await till.keyboard.type(code)
     await till.keyboard.press("Enter")
     await expect(till.locator(".result.ok")).to_contain_text("6.80")
@@ -69,8 +68,7 @@ async def test_student_shows_a_code_and_the_pos_page_takes_it(
     await shot(phone, "must-show-paycode-paid")
     assert await conn.fetchval("SELECT method FROM payments") == "code"
     # the same code again is refused
-    for key in "1":
-        await till.click(f"[data-key='{key}']")
+    await key_in(till, "1")
     await till.keyboard.type(code)
     await till.keyboard.press("Enter")
     await expect(till.locator(".result.bad")).to_be_visible()
