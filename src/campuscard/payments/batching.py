@@ -90,6 +90,18 @@ CODE_SQL = (
 )
 
 
+def fail_waiters(futures: list[asyncio.Future[Any]], err: BaseException) -> None:
+    """Hand a gathered call's failure to everyone still waiting on it: cancelled if the call
+    was, else the error (a group commit's batch, a batch of binding reads)."""
+    for future in futures:
+        if future.done():
+            continue
+        if isinstance(err, asyncio.CancelledError):
+            future.cancel()
+        else:
+            future.set_exception(err)
+
+
 @dataclass(frozen=True)
 class Member:
     """One payment to book: a card's (or a verified payer's: ``args`` are cc_pay's book
@@ -219,13 +231,7 @@ class PaymentBatcher:
                 if not future.done():
                     future.set_result(booked)
         except BaseException as err:
-            for _, _, future in batch:
-                if future.done():
-                    continue
-                if isinstance(err, asyncio.CancelledError):
-                    future.cancel()
-                else:
-                    future.set_exception(err)
+            fail_waiters([future for _, _, future in batch], err)
             if not isinstance(err, Exception):
                 raise
         finally:

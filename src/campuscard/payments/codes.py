@@ -31,7 +31,7 @@ from campuscard.config import Settings
 from campuscard.db import distribution
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx, owns_transaction
-from campuscard.payments import code_rules
+from campuscard.payments import batching, code_rules
 from campuscard.platform import audit, i18n, notifications
 from campuscard.platform.actors import Actor
 from campuscard.platform.errors import (
@@ -624,13 +624,7 @@ class _BindingReads:
         try:
             found = await self._query(pool, school_id, sorted({w[2] for w in batch}))
         except BaseException as err:
-            for *_, future in batch:
-                if future.done():
-                    continue
-                if isinstance(err, asyncio.CancelledError):
-                    future.cancel()
-                else:
-                    future.set_exception(err)
+            batching.fail_waiters([w[3] for w in batch], err)
             if not isinstance(err, Exception):
                 raise
         else:
