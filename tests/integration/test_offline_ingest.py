@@ -172,11 +172,19 @@ async def test_a_missing_counter_from_another_till_settles_the_waiting_record(
     arrived = await upload(client, other, [at_other])
     assert arrived["settled"] == 2
     assert await balances(pool, person) == {"cash": 10_000 - 600, "subsidy": 0}
-    # each till's own journal transaction, with the till as the actor (clearing per terminal)
-    actors = await pool.fetch(
-        "SELECT actor, kind FROM journal_tx WHERE kind = 'offline_payment' ORDER BY actor"
+    # one journal transaction for the merchant of both tills, booked by the uploading till; each
+    # record names it (clearing counts each till's sales from the records)
+    booked = await pool.fetch(
+        "SELECT id, actor, memo FROM journal_tx WHERE kind = 'offline_payment' ORDER BY id"
     )
-    assert [r["actor"] for r in actors] == ["POS-OFF-1", "POS-OFF-2"]
+    merchant = await pool.fetchval("SELECT name FROM merchants WHERE id = $1", dev.merchant_id)
+    assert [(r["actor"], r["memo"]) for r in booked] == [("POS-OFF-2", merchant)]
+    named = await pool.fetch(
+        "SELECT terminal_id, tx_id FROM offline_records ORDER BY terminal_id, seq"
+    )
+    assert sorted((r["terminal_id"], r["tx_id"]) for r in named) == sorted(
+        [(dev.id, booked[0]["id"]), (other.id, booked[0]["id"])]
+    )
 
     # a counter that never comes: after the school's wait the record settles with the gap
     late = record(dev, card, CardArea(counter=3, total=600), 2, 100)  # counter 4, 3 missing

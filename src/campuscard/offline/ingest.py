@@ -16,9 +16,10 @@ is settling, the second settles the cards the first skipped (decision 0330).
 - A settled record is paid by the purses in the school's order as far as their available money
   goes; the rest is booked to the school's offline_receivable and owed by the holder
   (offline_debts), repaid first by the next top-up (offline/overdraft.py).
-- Each device's journal transaction is one per settling transaction (purses → merchant shard,
-  receivable → merchant shard), with the device's serial as the actor, so clearing counts it
-  for the till.
+- Each settling transaction books one journal transaction per merchant shard it credits
+  (purses → shard, receivable → shard), the uploading till's serial as the actor; every
+  settled record names its journal transaction, and clearing counts each till's sales from
+  those records (decision 0390).
 - Every record that overdrew is told to monitoring (``offline_overdraft``: the holder hears of it
   at once, in words, if the school watches that rule), one alert per record.
 
@@ -767,8 +768,14 @@ async def _book(
     overdraft_by_terminal: dict[int, int],
     via: int | None,
 ) -> tuple[dict[int, int], dict[int, str]]:
-    """One journal transaction per device: its purse legs and overdraft to its merchant.
-    Returns each device's journal transaction and its serial number.
+    """One journal transaction per merchant shard credited: the purse legs and the overdraft
+    of every device of that merchant, to the shard. Returns each device's journal transaction
+    (its merchant's) and its serial number.
+
+    Clearing counts the sales per till from the records themselves (each names its device and
+    its journal transaction), so the journal need not: one booking per merchant rather than
+    one per till keeps the holder's statement naming the merchant, with a few thousandths of
+    the bookings (decision 0390).
 
     The merchant's shard is the one of the uploading device ``via`` (of the record's own device
     when there is none): an upload settles records of many tills (their counters waited for
@@ -788,30 +795,50 @@ async def _book(
     }
     shard_of = await _lock_shards(tx, school_id, list(devices.values()), via)
     receivable = await postings.system_account(tx, school_id, "offline_receivable")
-    # every device's transaction in one round trip (an upload often settles dozens of tills)
-    bookings: list[postings.Booking] = []
+    # who booked it: the uploading till (its upload settled them all), or the periodic job
+    actor = "system"
+    if via is not None:
+        actor = devices[via]["sn"] if via in devices else await _serial(tx, school_id, via)
+    # the tills of each shard: their legs summed into one booking
+    by_shard: dict[int, list[int]] = defaultdict(list)
     for terminal_id in terminal_ids:
         d = devices[terminal_id]
-        sn, merchant_name = d["sn"], d["merchant_name"]
-        merchant_account = shard_of[d["merchant_id"] if via is not None else terminal_id]
-        tx_legs = [postings.Leg(acc, fen) for acc, fen in sorted(legs[terminal_id].items()) if fen]
-        if overdraft_by_terminal.get(terminal_id):
-            tx_legs.append(postings.Leg(receivable, -overdraft_by_terminal[terminal_id]))
-        total = -sum(leg.amount for leg in tx_legs)
-        tx_legs.append(postings.Leg(merchant_account, total))
+        by_shard[shard_of[d["merchant_id"] if via is not None else terminal_id]].append(terminal_id)
+    shards = sorted(by_shard)
+    bookings: list[postings.Booking] = []
+    for shard in shards:
+        purse_legs: dict[int, int] = defaultdict(int)
+        overdraft = 0
+        for terminal_id in by_shard[shard]:
+            for account, fen in legs[terminal_id].items():
+                purse_legs[account] += fen
+            overdraft += overdraft_by_terminal.get(terminal_id, 0)
+        tx_legs = [postings.Leg(acc, fen) for acc, fen in sorted(purse_legs.items()) if fen]
+        if overdraft:
+            tx_legs.append(postings.Leg(receivable, -overdraft))
+        tx_legs.append(postings.Leg(shard, -sum(leg.amount for leg in tx_legs)))
+        first = devices[by_shard[shard][0]]
         bookings.append(
             postings.Booking(
                 kind="offline_payment",
                 legs=tx_legs,
-                ref=f"offline:{terminal_id}",
-                memo=merchant_name,
-                actor=sn,
-                meta={"terminal_id": terminal_id},
+                ref=f"offline:{first['merchant_id']}",
+                memo=first["merchant_name"],
+                actor=actor,
+                meta={"merchant_id": first["merchant_id"], "terminals": by_shard[shard]},
             )
         )
     tx_ids = await postings.post_many(tx, school_id=school_id, bookings=bookings)
-    out = dict(zip(terminal_ids, tx_ids, strict=True))
+    tx_of_shard = dict(zip(shards, tx_ids, strict=True))
+    out = {t: tx_of_shard[shard] for shard in shards for t in by_shard[shard]}
     return out, {t: devices[t]["sn"] for t in terminal_ids}
+
+
+async def _serial(tx: Tx, school_id: int, terminal_id: int) -> str:
+    sn: str = await tx.fetchval(
+        "SELECT sn FROM terminals WHERE school_id = $1 AND id = $2", school_id, terminal_id
+    )
+    return sn
 
 
 class _ShardsBusy(Exception):

@@ -3,6 +3,8 @@
 ``do_close_day`` clears one business day of a school in one transaction:
   1. every posting on a merchant account not cleared before (from the day, or a late arrival
      from an earlier day) is copied into ``clearing_items`` — set-based, once ever (primary key);
+     an offline booking's posting as one item per till, summed from the offline records that
+     name it (one booking carries the sales of a merchant's tills, decision 0390);
   2. figures per merchant / terminal / channel are summed from those items;
   3. commission per merchant-day (settlement/rules.py) and the payout are computed;
   4. one journal transaction per merchant moves its shard balances to ``merchant_payable``
@@ -76,9 +78,42 @@ SELECT p.id, $1, $2, j.business_date, a.merchant_id, a.id, t.id, m.channel,
         AND t.sn = CASE WHEN j.actor LIKE 'terminal:%' THEN substr(j.actor, 10) ELSE j.actor END
  WHERE j.school_id = $1
    AND j.business_date BETWEEN $2::date - {LOOKBACK_DAYS} AND $2::date
-   AND j.kind <> 'settlement'
+   AND j.kind NOT IN ('settlement', 'offline_payment')
    AND NOT EXISTS (SELECT 1 FROM clearing_items c
                     WHERE c.school_id = p.school_id AND c.posting_id = p.id)
+"""
+
+# An offline booking credits a merchant shard with the sales of several tills (decision 0390):
+# one item per till, its part summed from the records that name the booking (each record is
+# one sale of its till). A booking with no records would be cleared whole, as the actor's.
+_CLEAR_OFFLINE_SQL = f"""
+INSERT INTO clearing_items(posting_id, part, school_id, cleared_on, booked_on, merchant_id,
+                           account_id, terminal_id, channel, kind, amount)
+SELECT p.id, coalesce(r.terminal_id, 0), $1, $2, j.business_date, a.merchant_id, a.id,
+       coalesce(r.terminal_id, t.id), m.channel,
+       CASE WHEN coalesce(sum(r.amount), p.amount) > 0 THEN 'sale' ELSE 'refund' END,
+       coalesce(sum(r.amount), p.amount)::bigint
+  FROM journal_tx j
+  JOIN postings p ON p.school_id = j.school_id AND p.tx_id = j.id
+  JOIN accounts a ON a.school_id = p.school_id AND a.id = p.account_id AND a.kind = 'merchant'
+  JOIN merchants m ON m.school_id = a.school_id AND m.id = a.merchant_id
+  LEFT JOIN offline_records r ON r.school_id = j.school_id AND r.tx_id = j.id
+  LEFT JOIN terminals t ON t.school_id = j.school_id AND t.sn = j.actor
+ WHERE j.school_id = $1
+   AND j.business_date BETWEEN $2::date - {LOOKBACK_DAYS} AND $2::date
+   AND j.kind = 'offline_payment'
+   AND NOT EXISTS (SELECT 1 FROM clearing_items c
+                    WHERE c.school_id = p.school_id AND c.posting_id = p.id)
+ GROUP BY p.id, p.amount, r.terminal_id, t.id, j.business_date, a.merchant_id, a.id, m.channel
+"""
+
+# the tills' parts of each offline posting cleared today add up to the posting
+_PARTS_MISMATCH_SQL = """
+SELECT c.posting_id FROM clearing_items c
+  JOIN postings p ON p.school_id = c.school_id AND p.id = c.posting_id
+ WHERE c.school_id = $1 AND c.cleared_on = $2 AND c.part <> 0
+ GROUP BY c.posting_id, p.amount HAVING sum(c.amount) <> p.amount
+ LIMIT 1
 """
 
 _LINES_SQL = """
@@ -129,6 +164,11 @@ async def do_close_day(
     await _check_closable(tx, school_id, business_date, early=early)
     started = time.perf_counter()
     await tx.execute(_CLEAR_SQL, school_id, business_date)
+    await tx.execute(_CLEAR_OFFLINE_SQL, school_id, business_date)
+    mismatch = await tx.fetchval(_PARTS_MISMATCH_SQL, school_id, business_date)
+    if mismatch is not None:
+        # the offline ingest books exactly its records; anything else is a bug to stop at
+        raise RuntimeError(f"offline posting {mismatch}: its records do not add up to it")
     await _settle(tx, actor, school_id, business_date, started)
     view = await day_view(tx, school_id, business_date)
     return view | {"replayed": False}
