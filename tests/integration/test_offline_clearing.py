@@ -13,6 +13,7 @@ import httpx
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
 from campuscard.ledger import checks, postings
+from campuscard.offline import ingest
 from campuscard.platform.actors import SYSTEM
 from campuscard.settlement import clearing
 from tests.support import make_school
@@ -96,3 +97,50 @@ async def test_a_day_of_offline_uploads_clears_per_till_as_when_each_till_booked
             assert await postings.merchant_balance(conn, merchant_id) == 0
         report = await checks.check_ledger(conn)
         assert report.ok, report.violations
+
+
+async def test_overdue_records_of_two_tills_clear_per_till_from_their_shards_bookings(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    # given two tills of a merchant with two shards (each till its own), whose records wait
+    # for a counter that never comes
+    async with pool.acquire() as conn:
+        school = await make_school(conn)
+        merchant, _ = await make_merchant(conn, school.id, "三食堂", shards=2)
+        t1 = await make_device(conn, settings, school.id, merchant, "POS-OD-1")
+        t2 = await make_device(conn, settings, school.id, merchant, "POS-OD-2")
+        _, card = await make_cardholder(conn, school.id, "W1", cash=10_000)
+    area = CardArea(counter=1)  # counter 1 never arrives
+    await upload(client, t1, [record(t1, card, area, 1, 400)])
+    await upload(client, t2, [record(t2, card, area, 1, 600), record(t2, card, area, 2, 50)])
+
+    # when the school's wait is over and the periodic job settles them (no uploading till)
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE offline_records SET received_at = now() - interval '4 days' "
+            "WHERE school_id = $1",
+            school.id,
+        )
+        assert await ingest.do_settle_overdue_school(conn, school.id) == 3
+        day: date = await conn.fetchval("SELECT cc_business_date($1)", school.id)
+        # one booking per shard credited: the tills' ids fall on different shards
+        shards = await conn.fetchval(
+            """SELECT count(DISTINCT p.account_id) FROM journal_tx j
+                 JOIN postings p ON p.school_id = j.school_id AND p.tx_id = j.id
+                 JOIN accounts a ON a.school_id = p.school_id AND a.id = p.account_id
+                WHERE j.school_id = $1 AND j.kind = 'offline_payment' AND a.kind = 'merchant'""",
+            school.id,
+        )
+        bookings = await conn.fetchval(
+            "SELECT count(*) FROM journal_tx WHERE school_id = $1 AND kind = 'offline_payment'",
+            school.id,
+        )
+        assert (bookings, shards) == (2, 2)
+    await clearing.do_close_day(pool, SYSTEM, school.id, day, early=True)
+
+    # then each till's sales are its own, once each
+    async with pool.acquire() as conn:
+        st = await clearing.statement(conn, school.id, day, merchant)
+        lines = {ln["terminal"]: (ln["sales_count"], ln["gross"]) for ln in st["lines"]}
+        assert lines == {"POS-OD-1": (1, "4.00"), "POS-OD-2": (1, "6.50")}
+        assert await postings.merchant_balance(conn, merchant) == 0
