@@ -80,8 +80,8 @@ async def get_settings(conn: Conn, actor: Actor, person_id: int) -> dict[str, An
         person_id,
     )
     spent = await conn.fetchval(
-        "SELECT spent FROM daily_spend WHERE person_id = $1 "
-        "AND business_date = cc_business_date($2)",
+        "SELECT spent FROM accounts WHERE school_id = $2 AND person_id = $1 AND kind = 'purse' "
+        "AND purse = 'cash' AND spent_on = cc_business_date($2)",
         person_id,
         school_id,
     )

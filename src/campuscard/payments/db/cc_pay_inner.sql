@@ -18,7 +18,7 @@ DECLARE
     r jsonb;
     v_day date := cc_business_date(t.school_id);
     v_person bigint;
-    v_spent bigint;
+    v_spent bigint := 0;
     v_per_tx bigint;
     v_daily bigint;
     v_max_fail int;
@@ -108,8 +108,10 @@ BEGIN
 
     -- lock the purses first (always person before merchant), then read what they hold
     -- v_cash / v_sub are what each purse can spend: its balance less its open holds
+    -- (the day's total so far is on the cash purse: spent, on its business date spent_on)
     FOR r IN SELECT jsonb_build_object('id', id, 'purse', purse, 'balance', balance - held,
-                                       'held', held, 'floor', coalesce(floor, 0)) AS j
+                                       'held', held, 'floor', coalesce(floor, 0),
+                                       'spent', CASE WHEN spent_on = v_day THEN spent ELSE 0 END) AS j
                FROM accounts WHERE school_id = t.school_id AND person_id = v_person AND kind = 'purse'
               ORDER BY id FOR UPDATE
     LOOP
@@ -117,6 +119,7 @@ BEGIN
         IF r ->> 'purse' = 'cash' THEN
             v_cash_id := (r ->> 'id')::bigint; v_cash := (r ->> 'balance')::bigint;
             v_cash_floor := least((r ->> 'floor')::bigint, 0);
+            v_spent := (r ->> 'spent')::bigint;
         ELSE
             v_sub_id := (r ->> 'id')::bigint; v_sub := (r ->> 'balance')::bigint;
         END IF;
@@ -132,9 +135,6 @@ BEGIN
     v_per_tx := coalesce(ps.per_tx_limit, (r ->> 'per_tx_limit')::bigint);
     v_daily := coalesce(ps.daily_limit, (r ->> 'daily_limit')::bigint);
     v_max_fail := (r ->> 'pin_max_failures')::int;
-    SELECT spent INTO v_spent FROM daily_spend
-     WHERE school_id = t.school_id AND person_id = v_person AND business_date = v_day;
-    v_spent := coalesce(v_spent, 0);
     IF p_amount > v_per_tx THEN
         RETURN cc_refusal(403, 'OVER_TRANSACTION_LIMIT',
                           'amount is over the per-payment limit of ' || cc_fmt(v_per_tx), 'amount',
@@ -228,10 +228,29 @@ BEGIN
     VALUES (t.school_id, 'payment', 'payment:' || t.id || ':' || p_client_id,
             t.merchant_name, t.sn, v_day, jsonb_build_object('channel', t.channel), v_now)
     RETURNING id INTO v_tx;
-    INSERT INTO postings(school_id, tx_id, account_id, amount, created_at)
-    SELECT t.school_id, v_tx, a, m, v_now FROM (VALUES (v_cash_id, -v_from_cash), (v_sub_id, -v_from_sub),
-                                   (v_merchant_acc, p_amount)) AS l(a, m)
-     WHERE m <> 0 ORDER BY a;
+    -- each account moved by one update that returns its balance and version after, and the
+    -- postings written with them (cc.posting_batch: postings_apply does not move the account
+    -- again, and no commit-time sum is queued: the legs net to zero by construction, as the
+    -- payment's own CHECK from_cash + from_subsidy = amount says); the cash purse's update also
+    -- adds the payment to the day's total, moving it to this business day (never back)
+    PERFORM set_config('cc.posting_batch', 'on', true);
+    WITH l(a, m) AS (VALUES (v_cash_id, -v_from_cash), (v_sub_id, -v_from_sub),
+                            (v_merchant_acc, p_amount)),
+    moved AS (
+        UPDATE accounts x SET balance = x.balance + l.m, version = x.version + (l.m <> 0)::int,
+               spent = CASE WHEN x.id <> v_cash_id THEN x.spent
+                            WHEN x.spent_on = v_day THEN x.spent + p_amount
+                            WHEN x.spent_on IS NULL OR x.spent_on < v_day THEN p_amount
+                            ELSE x.spent END,
+               spent_on = CASE WHEN x.id = v_cash_id THEN greatest(x.spent_on, v_day)
+                               ELSE x.spent_on END
+          FROM l
+         WHERE x.school_id = t.school_id AND x.id = l.a AND (l.m <> 0 OR l.a = v_cash_id)
+        RETURNING x.id, l.m, x.balance, x.version)
+    INSERT INTO postings(school_id, tx_id, account_id, amount, balance_after, version, created_at)
+    SELECT t.school_id, v_tx, mv.id, mv.m, mv.balance, mv.version, v_now
+      FROM moved mv WHERE mv.m <> 0 ORDER BY mv.id;
+    PERFORM set_config('cc.posting_batch', '', true);
     INSERT INTO payments(school_id, terminal_id, client_id, merchant_id, outlet_id, channel, method,
                          person_id, card_id, credential, amount, from_cash, from_subsidy,
                          pin_verified, merchant_account_id, tx_id, business_date, created_at)
@@ -240,9 +259,6 @@ BEGIN
             p_credential, p_amount, v_from_cash, v_from_sub, v_pin_ok, v_merchant_acc, v_tx,
             v_day, v_now)
     RETURNING id INTO v_payment;
-    INSERT INTO daily_spend(school_id, person_id, business_date, spent)
-    VALUES (t.school_id, v_person, v_day, p_amount)
-    ON CONFLICT (school_id, person_id, business_date) DO UPDATE SET spent = daily_spend.spent + p_amount;
 
     v_receipt := jsonb_build_object(
         'result', 'approved', 'payment_id', v_payment, 'client_id', p_client_id,

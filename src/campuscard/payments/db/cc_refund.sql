@@ -51,8 +51,10 @@ BEGIN
     UPDATE payments SET refunded = refunded + p_amount, refunded_cash = refunded_cash + v_to_cash,
                         refunded_subsidy = refunded_subsidy + v_to_sub
      WHERE school_id = p_school AND id = pay.id;
-    UPDATE daily_spend SET spent = greatest(spent - p_amount, 0)
-     WHERE school_id = p_school AND person_id = pay.person_id AND business_date = pay.business_date;
+    -- the day's total (on the cash purse) gives the amount back if it is still that day's
+    UPDATE accounts SET spent = greatest(spent - p_amount, 0)
+     WHERE school_id = p_school AND person_id = pay.person_id AND kind = 'purse' AND purse = 'cash'
+       AND spent_on = pay.business_date;
     INSERT INTO refunds(school_id, payment_id, merchant_id, terminal_id, amount, to_cash, to_subsidy,
                         reason, actor, tx_id, business_date, created_at)
     VALUES (pay.school_id, pay.id, pay.merchant_id, p_terminal, p_amount, v_to_cash, v_to_sub,

@@ -135,8 +135,10 @@ BEGIN
      WHERE m <> 0 ORDER BY a;
     UPDATE payments SET status = 'reversed', reversed_at = cc_clock()
      WHERE school_id = p_school AND id = pay.id;
-    UPDATE daily_spend SET spent = greatest(spent - pay.amount, 0)
-     WHERE school_id = p_school AND person_id = pay.person_id AND business_date = pay.business_date;
+    -- the day's total (on the cash purse) gives the amount back if it is still that day's
+    UPDATE accounts SET spent = greatest(spent - pay.amount, 0)
+     WHERE school_id = p_school AND person_id = pay.person_id AND kind = 'purse' AND purse = 'cash'
+       AND spent_on = pay.business_date;
     v_body := jsonb_build_object(
         'result', 'reversed', 'client_id', p_client_id, 'original', 'booked',
         'payment_id', pay.id, 'amount', cc_fmt(pay.amount),
