@@ -38,6 +38,7 @@ DECLARE
     v_card_id bigint;
     v_card_no text;
     v_held bigint := 0;
+    v_here boolean;
     v_short jsonb;  -- the refusal for funds, answered before or after the PIN (by mode)
 BEGIN
     IF t.merchant_status <> 'approved' THEN
@@ -232,10 +233,22 @@ BEGIN
     -- postings written with them (cc.posting_batch: postings_apply does not move the account
     -- again, and no commit-time sum is queued: the legs net to zero by construction, as the
     -- payment's own CHECK from_cash + from_subsidy = amount says); the cash purse's update also
-    -- adds the payment to the day's total, moving it to this business day (never back)
-    PERFORM set_config('cc.posting_batch', 'on', true);
-    WITH l(a, m) AS (VALUES (v_cash_id, -v_from_cash), (v_sub_id, -v_from_sub),
-                            (v_merchant_acc, p_amount)),
+    -- adds the payment to the day's total, moving it to this business day (never back).
+    -- Where the switch does not reach the accounts (cc_ledger_here), the postings move them in
+    -- their trigger first and the update below only adds to the day's total.
+    v_here := cc_ledger_here();
+    IF v_here THEN
+        PERFORM set_config('cc.posting_batch', 'on', true);
+    ELSE
+        INSERT INTO postings(school_id, tx_id, account_id, amount, created_at)
+        SELECT t.school_id, v_tx, a, m, v_now
+          FROM (VALUES (v_cash_id, -v_from_cash), (v_sub_id, -v_from_sub),
+                       (v_merchant_acc, p_amount)) AS l(a, m)
+         WHERE m <> 0 ORDER BY a;
+    END IF;
+    WITH l(a, m) AS (SELECT v.a, CASE WHEN v_here THEN v.m ELSE 0 END
+                       FROM (VALUES (v_cash_id, -v_from_cash), (v_sub_id, -v_from_sub),
+                                    (v_merchant_acc, p_amount)) AS v(a, m)),
     moved AS (
         UPDATE accounts x SET balance = x.balance + l.m, version = x.version + (l.m <> 0)::int,
                spent = CASE WHEN x.id <> v_cash_id THEN x.spent
@@ -250,7 +263,9 @@ BEGIN
     INSERT INTO postings(school_id, tx_id, account_id, amount, balance_after, version, created_at)
     SELECT t.school_id, v_tx, mv.id, mv.m, mv.balance, mv.version, v_now
       FROM moved mv WHERE mv.m <> 0 ORDER BY mv.id;
-    PERFORM set_config('cc.posting_batch', '', true);
+    IF v_here THEN
+        PERFORM set_config('cc.posting_batch', '', true);
+    END IF;
     INSERT INTO payments(school_id, terminal_id, client_id, merchant_id, outlet_id, channel, method,
                          person_id, card_id, credential, amount, from_cash, from_subsidy,
                          pin_verified, merchant_account_id, tx_id, business_date, created_at)
