@@ -58,6 +58,23 @@ def _pg_cpu(pid: int | None) -> float:
     return total
 
 
+def print_round(round_no: int, kind: str, payments: int, per: tuple[float, float]) -> None:
+    print(
+        f"round {round_no + 1} {kind}s: {payments:,} payments, CPU per payment: "
+        f"this process {per[0]:.0f} µs, PostgreSQL {per[1]:.0f} µs",
+        flush=True,
+    )
+
+
+def medians(results: dict[str, list[tuple[float, float]]]) -> dict[str, float]:
+    """Per kind, the median over the rounds of this process's and PostgreSQL's CPU."""
+    summary: dict[str, float] = {}
+    for kind, values in results.items():
+        summary[f"{kind}_python_us"] = round(statistics.median(v[0] for v in values), 1)
+        summary[f"{kind}_postgres_us"] = round(statistics.median(v[1] for v in values), 1)
+    return summary
+
+
 async def _tills(pool: PgPool, school_id: int) -> list[terminals.TerminalRow]:
     rows = await pool.fetch(
         """SELECT id, sn, school_id, kind, status, merchant_id, outlet_id, key_version,
@@ -154,17 +171,12 @@ async def run(url: str, pg_pid: int | None, campus: Campus, args: argparse.Names
                 per = await _measure(len(phones), args.concurrency, pay, pg_pid)
                 await events.drain()
                 results[kind].append(per)
-                print(
-                    f"round {round_no + 1} {kind}s: {len(phones):,} payments, CPU per payment: "
-                    f"this process {per[0]:.0f} µs, PostgreSQL {per[1]:.0f} µs",
-                    flush=True,
-                )
-        summary: dict[str, float] = {}
-        for kind, values in results.items():
-            summary[f"{kind}_python_us"] = round(statistics.median(v[0] for v in values), 1)
-            summary[f"{kind}_postgres_us"] = round(statistics.median(v[1] for v in values), 1)
-        summary |= {"concurrency": args.concurrency, "payments": len(phones)}
-        print(json.dumps(summary))
+                print_round(round_no, kind, len(phones), per)
+        print(
+            json.dumps(
+                medians(results) | {"concurrency": args.concurrency, "payments": len(phones)}
+            )
+        )
     finally:
         await pool.close()
 

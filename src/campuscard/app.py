@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from campuscard import __version__
 from campuscard.api import openapi
 from campuscard.api.admission import ChannelLimiter
+from campuscard.api.booking_lane import BookingLane
 from campuscard.api.routes import access as access_routes
 from campuscard.api.routes import access_terminal as access_terminal_routes
 from campuscard.api.routes import (
@@ -137,6 +138,9 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         openapi_url="/api/openapi.json",
         redoc_url=None,
         lifespan=lifespan,
+        # metrics are Prometheus's and logs structlog's (decision 0160); FastAPI's OpenTelemetry
+        # bridge asked for a provider on every request to find none configured (decision 0400)
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     openapi.install(app)  # every operation's answers, the one error format included
     app.state.settings = settings
@@ -150,6 +154,9 @@ def create_app(settings: Settings | None = None, pool: PgPool | None = None) -> 
         subscribers=lambda: live_routes.subscribers(app),
     )
     errors.install(app, page_renderer=error_page)
+    # the two booking routes' parsed requests, without routing and dependency resolution
+    # (decision 0400); inside the body limit and the request context, as the routes are
+    app.add_middleware(BookingLane)
     # every body is limited before it is parsed; upload routes declare their own limit
     app.add_middleware(BodyLimitMiddleware, default=settings.max_json_body_bytes)
     app.add_middleware(RequestContextMiddleware)

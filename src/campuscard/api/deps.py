@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict
+from starlette.applications import Starlette
 
 from campuscard.edge.deps import AppSettings, Pool
 from campuscard.edge.session import (
@@ -29,9 +30,8 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def live_events(request: Request) -> EventBatcher:
+def live_events(app: Starlette) -> EventBatcher:
     """The app's batcher of live payment events (one per app, sending through its pool)."""
-    app = request.app
     batcher: EventBatcher | None = getattr(app.state, "payment_events", None)
     if batcher is None:
         batcher = EventBatcher(lambda: app.state.pool)
@@ -39,10 +39,9 @@ def live_events(request: Request) -> EventBatcher:
     return batcher
 
 
-def payment_batcher(request: Request) -> PaymentBatcher:
+def payment_batcher(app: Starlette) -> PaymentBatcher:
     """The app's group commit of payments, by card and by code (one per app, booking through
     its pool)."""
-    app = request.app
     batcher: PaymentBatcher | None = getattr(app.state, "payment_batcher", None)
     if batcher is None:
         settings = app.state.settings

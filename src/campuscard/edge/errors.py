@@ -112,6 +112,24 @@ def validation_response(errors: list[dict[str, Any]] | Any) -> JSONResponse:
     )
 
 
+def domain_response(exc: DomainError) -> JSONResponse:
+    """A refusal as the API answers it."""
+    retry = exc.details.get("retry_after")
+    headers = {"Retry-After": str(retry)} if retry is not None else None
+    return JSONResponse(status_code=exc.status, content={"error": exc.to_dict()}, headers=headers)
+
+
+def data_error_response(exc: asyncpg.DataError) -> JSONResponse:
+    """A value the database cannot even hold (an id beyond 64 bits, ...): the input is bad,
+    nothing was changed (the transaction rolled back), and it is not our fault."""
+    # the class and state only: the message can quote the value, which may be a secret
+    log.warning("input refused by the database: %s (%s)", type(exc).__name__, exc.sqlstate)
+    return JSONResponse(
+        status_code=422,
+        content=error_body("VALUE_OUT_OF_RANGE", "a value in the request is out of range"),
+    )
+
+
 def install(app: FastAPI, page_renderer: PageRenderer | None = None) -> None:
     """The error handlers; pages (every path outside /api) get the same refusal rendered by
     ``page_renderer`` when one is given."""
@@ -129,11 +147,7 @@ def install(app: FastAPI, page_renderer: PageRenderer | None = None) -> None:
     async def _domain(request: Request, exc: DomainError) -> Response:
         if is_page(request):
             return await error_page(request, exc.status, exc.code, exc.message, exc.field)
-        retry = exc.details.get("retry_after")
-        headers = {"Retry-After": str(retry)} if retry is not None else None
-        return JSONResponse(
-            status_code=exc.status, content={"error": exc.to_dict()}, headers=headers
-        )
+        return domain_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -154,14 +168,7 @@ def install(app: FastAPI, page_renderer: PageRenderer | None = None) -> None:
 
     @app.exception_handler(asyncpg.DataError)
     async def _data(request: Request, exc: asyncpg.DataError) -> JSONResponse:
-        # a value the database cannot even hold (an id beyond 64 bits, ...): the input is bad,
-        # nothing was changed (the transaction rolled back), and it is not our fault
-        # the class and state only: the message can quote the value, which may be a secret
-        log.warning("input refused by the database: %s (%s)", type(exc).__name__, exc.sqlstate)
-        return JSONResponse(
-            status_code=422,
-            content=error_body("VALUE_OUT_OF_RANGE", "a value in the request is out of range"),
-        )
+        return data_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -7,8 +7,9 @@ import datetime as dt
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.applications import Starlette
 
-from campuscard.api.admission import Limiter
+from campuscard.api.admission import ChannelLimiter
 from campuscard.api.answers import ReceiptOut
 from campuscard.api.deps import Body, CurrentActor, live_events, payment_batcher
 from campuscard.api.routes.live import DisplayEventOut
@@ -17,6 +18,7 @@ from campuscard.api.terminal_auth import BookingDevice, SignedDevice
 from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
 from campuscard.payments import code_payments, display, terminals
+from campuscard.payments.terminals import SignedTerminal
 from campuscard.platform import metrics
 
 router = APIRouter(prefix="/api/v1", tags=["paycodes"])
@@ -74,28 +76,29 @@ class ConfirmationAnswerOut(BaseModel):
     response_model=ReceiptOut,
     responses={202: {"model": ConfirmOnPhoneOut, "description": "waiting for the phone"}},
 )
-async def pay_with_code(
-    body: CodePayIn,
-    request: Request,
-    device: BookingDevice,
-    pool: Pool,
-    settings: AppSettings,
-    limiter: Limiter,
-) -> Response:
+async def pay_with_code(body: CodePayIn, request: Request, device: BookingDevice) -> Response:
     """Pay with a scanned payment code: 200 receipt, 202 waiting for the phone (repeat the
     same request), or an error. Same limits, PIN rule and channel admission as a card."""
+    return await book_code(request.app, body, device)
+
+
+async def book_code(app: Starlette, body: CodePayIn, device: SignedTerminal) -> Response:
+    """What ``POST /terminal/paycode/pay`` does once its body is read and its device verified;
+    the booking lane (api/booking_lane.py) calls it too."""
+    limiter: ChannelLimiter = app.state.channel_limiter
+    pool = app.state.pool
     channel = await limiter.channel_of(pool, device.terminal.merchant_id)
     async with limiter.admit(channel):
         result = await code_payments.do_pay_with_code(
             pool,
-            settings,
+            app.state.settings,
             device,
             client_id=body.client_id,
             code=body.code,
             amount=body.amount,
             pin=body.pin,
-            events=live_events(request),
-            batcher=payment_batcher(request),
+            events=live_events(app),
+            batcher=payment_batcher(app),
             channel=channel,
         )
     metrics.count_payment(channel, {} if result.ok else result.body, result.status)

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.applications import Starlette
 
-from campuscard.api.admission import Limiter
+from campuscard.api.admission import ChannelLimiter
 from campuscard.api.answers import BlacklistOut, PaidFromOut, ReceiptOut
 from campuscard.api.deps import Body, bearer_token, live_events, payment_batcher
 from campuscard.api.routes.merchants import RefundOut
@@ -20,6 +21,7 @@ from campuscard.edge.deps import AppSettings, Pool
 from campuscard.ledger.money import Money
 from campuscard.offline import queries as offline_queries
 from campuscard.payments import booking, terminals
+from campuscard.payments.terminals import SignedTerminal
 from campuscard.platform import auth, metrics
 from campuscard.platform.errors import Unauthorized
 
@@ -138,28 +140,28 @@ async def check_payment(body: PayCheckIn, device: SignedDevice, pool: Pool) -> R
 
 
 @router.post("/pay", response_model=ReceiptOut)
-async def pay(
-    body: PayIn,
-    request: Request,
-    device: BookingDevice,
-    pool: Pool,
-    settings: AppSettings,
-    limiter: Limiter,
-) -> Response:
+async def pay(body: PayIn, request: Request, device: BookingDevice) -> Response:
     """Book a card payment once per client_id; a retry replays the first answer. Each channel
     (tuition, canteen, supermarket, other) has its own admission limit: when it is full the
     answer is 429 CHANNEL_BUSY with Retry-After (docs/channels.md)."""
-    channel = await limiter.channel_of(pool, device.terminal.merchant_id)
+    return await book_card(request.app, body, device)
+
+
+async def book_card(app: Starlette, body: PayIn, device: SignedTerminal) -> Response:
+    """What ``POST /pay`` does once its body is read and its device verified; the booking lane
+    (api/booking_lane.py) calls it too."""
+    limiter: ChannelLimiter = app.state.channel_limiter
+    channel = await limiter.channel_of(app.state.pool, device.terminal.merchant_id)
     async with limiter.admit(channel):
         result = await booking.book_payment_batched(
-            payment_batcher(request),
-            settings,
+            payment_batcher(app),
+            app.state.settings,
             device,
             client_id=body.client_id,
             payer=booking.CardPayer(body.card_number, body.card_uid),
             amount=body.amount,
             pin=body.pin,
-            events=live_events(request),
+            events=live_events(app),
             channel=channel,
         )
     metrics.count_payment(channel, {} if result.ok else result.body, result.status)
