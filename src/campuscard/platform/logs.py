@@ -100,6 +100,14 @@ def setup_logging(
     )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
+    # A line is the event dict the processors render: the standard library's record of the
+    # calling frame, thread and process is never shown, and gathering it (a walk up the stack,
+    # a getpid system call) was a fifth of a request line's CPU (the logging HOWTO's
+    # "Optimization" switches; docs/performance.md, decision 0400)
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
