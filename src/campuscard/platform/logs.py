@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 from structlog.contextvars import bind_contextvars, clear_contextvars, merge_contextvars
@@ -90,7 +90,7 @@ def setup_logging(
             )
         ]
     renderer = final[-1]
-    formatter = structlog.stdlib.ProcessorFormatter(
+    formatter = _LineFormatter(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -103,7 +103,7 @@ def setup_logging(
     # A line is the event dict the processors render: the standard library's record of the
     # calling frame, thread and process is never shown, and gathering it (a walk up the stack,
     # a getpid system call) was a fifth of a request line's CPU (the logging HOWTO's
-    # "Optimization" switches; docs/performance.md, decision 0400)
+    # "Optimization" switches; decision 0400)
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
@@ -112,15 +112,33 @@ def setup_logging(
     root.handlers[:] = [handler]
     root.setLevel(level)
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
+        processors=[structlog.stdlib.filter_by_level, *shared, *final, _as_rendered_record],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+# structlog's own lines reach the handler rendered, marked by this attribute of their record
+_RENDERED = "cc_rendered"
+
+
+def _as_rendered_record(
+    _logger: WrappedLogger, _method: str, line: Any
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """structlog's line (the renderer's text; processors are typed as taking the event dict)
+    as the standard library record's message."""
+    return (line,), {"extra": {_RENDERED: True}}
+
+
+class _LineFormatter(structlog.stdlib.ProcessorFormatter):
+    """A structlog line arrives rendered (the processors ran once, in structlog's chain); a
+    standard library record is rendered through the same processors here."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.__dict__.get(_RENDERED):
+            return str(record.msg)
+        return super().format(record)
 
 
 def route_to_standard_logging() -> None:
