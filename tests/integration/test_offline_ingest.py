@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool
@@ -542,3 +544,29 @@ async def test_an_upload_settles_what_the_purses_cover_while_the_receivable_is_h
     assert await system_balance(pool, school_id, "offline_receivable") == -200
     assert await balances(pool, person) == {"cash": 9_700, "subsidy": 0}
     assert (await check_ledger(pool)).ok
+
+
+async def test_a_record_names_an_upload_of_its_own_till(
+    pool: PgPool, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    # given an upload of one till
+    school_id, dev, _, card = await _setup(pool, settings)
+    other = await _till(pool, settings, school_id, "POS-OFF-2")
+    await upload(client, dev, [record(dev, card, CardArea(), 1, 100)])
+    # when a record of another till names that upload, the database refuses it
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT upload_id, signature FROM offline_records WHERE terminal_id = $1", dev.id
+        )
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute(
+                """INSERT INTO offline_records(school_id, terminal_id, upload_id, seq, signature,
+                          card_number, card_uid, amount, made_at, card_counter, total_before,
+                          total_after, state, refusal)
+                   VALUES ($1, $2, $3, 1, $4, 'X', 'X', 100, now(), 1, 0, 100, 'refused',
+                           'CARD_UNKNOWN')""",
+                school_id,
+                other.id,
+                row["upload_id"],
+                row["signature"],
+            )

@@ -176,23 +176,31 @@ async def ingest(
     both, the chain heads of the upload's cards are made in a statement of their own, so that
     the first transaction never waits on another one's new head either (decision 0330)."""
     require_idle(conn)
-    # an empty head lost in a crash is made again (a missing head counts as skipped, and the
-    # second transaction makes it), so this statement does not wait for its commit's flush
-    await conn.execute(
-        """INSERT INTO offline_card_chains(school_id, card_id, last_counter, last_total,
-                  last_made_at)
-           SELECT $1, c.id, 0, 0, NULL
-             FROM cards c, (SELECT set_config('synchronous_commit', 'off', true)) AS local
-            WHERE c.school_id = $1 AND c.number = ANY($2::text[]) ORDER BY c.id
-           ON CONFLICT (school_id, card_id) DO NOTHING""",
-        school_id,
-        sorted({r.card_number for r in good}),
+    # the upload's cards, and their chain heads made in the same statement; an empty head lost
+    # in a crash is made again (a missing head counts as skipped, and the second transaction
+    # makes it), so this statement does not wait for its commit's flush
+    cards = _by_number(
+        await conn.fetch(
+            """WITH c AS (
+                 SELECT id, number, uid, person_id, state, state_changed_at FROM cards
+                  WHERE school_id = $1 AND number = ANY($2::text[])),
+               heads AS (
+                 INSERT INTO offline_card_chains(school_id, card_id, last_counter, last_total,
+                        last_made_at)
+                 SELECT $1, c.id, 0, 0, NULL
+                   FROM c, (SELECT set_config('synchronous_commit', 'off', true)) AS local
+                  ORDER BY c.id
+                 ON CONFLICT (school_id, card_id) DO NOTHING)
+               SELECT * FROM c""",
+            school_id,
+            sorted({r.card_number for r in good}),
+        )
     )
     async with transaction(conn) as tx:
         if device is not None:
             await terminals.record_nonce(tx, device)
         stored = await _store_and_settle(
-            tx, school_id, terminal_id, good, refused, received, skip_locked=True
+            tx, school_id, terminal_id, good, refused, received, skip_locked=True, cards=cards
         )
     if not stored.skipped:
         return stored.answer
@@ -219,6 +227,10 @@ async def ingest_verified(
     return stored.answer
 
 
+def _by_number(rows: list[Any]) -> dict[str, Any]:
+    return {r["number"]: r for r in rows}
+
+
 @dataclass
 class _Stored:
     answer: UploadAnswer
@@ -235,9 +247,11 @@ async def _store_and_settle(
     received: int,
     *,
     skip_locked: bool,
+    cards: dict[str, Any] | None = None,
 ) -> _Stored:
     """Store the upload and settle what its cards' chains allow. The records settled now are
-    stored settled (no second write); those that wait are stored waiting."""
+    stored settled (no second write); those that wait are stored waiting. ``cards``: the
+    upload's cards by number, read before the transaction (read here when not given)."""
     refused = list(refused)
     upload_id: int = await tx.fetchval(
         """INSERT INTO offline_uploads(school_id, terminal_id, business_date, received, accepted,
@@ -283,15 +297,15 @@ async def _store_and_settle(
                     r.seq, "SEQUENCE_REUSED", "another record was stored under this number"
                 )
             )
-    cards = {
-        r["number"]: r
-        for r in await tx.fetch(
-            """SELECT id, number, uid, person_id, state, state_changed_at FROM cards
-                WHERE school_id = $1 AND number = ANY($2::text[])""",
-            school_id,
-            list({r.card_number for r in fresh}),
+    if cards is None:
+        cards = _by_number(
+            await tx.fetch(
+                """SELECT id, number, uid, person_id, state, state_changed_at FROM cards
+                    WHERE school_id = $1 AND number = ANY($2::text[])""",
+                school_id,
+                list({r.card_number for r in fresh}),
+            )
         )
-    }
     now = datetime.now(UTC)
     new: list[NewRecord] = []
     refusal_of: dict[int, tuple[str, str]] = {}
