@@ -43,7 +43,7 @@ from campuscard.config import Settings
 from campuscard.db.pool import Conn, PgPool
 from campuscard.db.tx import Tx, owns_transaction, require_idle, savepoint, transaction
 from campuscard.ledger import postings
-from campuscard.ledger.purse_order import PurseOrder, policy_of
+from campuscard.ledger.purse_order import policy_of
 from campuscard.monitoring import signals
 from campuscard.offline import rules
 from campuscard.payments import terminals
@@ -656,13 +656,16 @@ async def settle_cards(
         if not walk.settle:
             continue
         person = person_of[card_id]
-        if skip_locked and _overdraws(order, available.get(person, {}), walk):
+        # the purses' money after each record, worked out once on a copy: kept if settled now
+        left = dict(available.get(person, {}))
+        splits = [rules.split_offline(order, left, p.amount) for p, _ in walk.settle]
+        if skip_locked and any(split["overdraft"] for split in splits):
             # the receivable is one row every overdrawing upload locks until it commits:
             # such a card is left to the second, short transaction
             done.skipped.append(card_id)
             continue
-        for pending, broke in walk.settle:
-            split = rules.split_offline(order, available.setdefault(person, {}), pending.amount)
+        available[person] = left
+        for (pending, broke), split in zip(walk.settle, splits, strict=True):
             for purse in ("cash", "subsidy"):
                 if split[purse]:
                     legs[pending.terminal_id][purses[person][purse][0]] -= split[purse]
@@ -767,12 +770,6 @@ async def settle_cards(
             ref=f"{sn_of[o.terminal_id]}:{o.seq}",
         )
     return done
-
-
-def _overdraws(order: PurseOrder, available: dict[str, int], walk: rules.ChainWalk) -> bool:
-    """Whether settling the walk would take more than the purses have (nothing is changed)."""
-    left = dict(available)
-    return any(rules.split_offline(order, left, p.amount)["overdraft"] for p, _ in walk.settle)
 
 
 async def _book(
