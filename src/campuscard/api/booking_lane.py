@@ -3,8 +3,8 @@ dependency resolution.
 
 ``POST /api/v1/terminal/pay`` and ``POST /api/v1/terminal/paycode/pay`` are most of what a
 campus's server does; FastAPI's route machinery around them (routing through every router, the
-dependency tree, the exit stacks, the exception middleware) cost about a tenth of a serving
-worker's CPU per payment (docs/performance.md, decision 0400). This ASGI middleware sits inside
+dependency tree, the exit stacks, the exception middleware) was two fifths to half of the
+server's CPU per payment (docs/performance.md, decision 0400). This ASGI middleware sits inside
 the request context (request id, log line, metrics, the formatted 500/503) and the body limit,
 and takes a request for one of those two paths whose body is JSON that its route's model
 accepts: it verifies the till's signature (``verify_device``, as the routes' dependency does)
