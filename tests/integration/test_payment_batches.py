@@ -303,18 +303,23 @@ async def test_a_batch_the_database_refuses_is_booked_again_one_by_one(
             events=events,  # type: ignore[arg-type]
         )
 
-    # a till removed while its payment waited: its nonce cannot be recorded (the nonce's
-    # foreign key finds no such till in its school), which fails the batch's call as a whole
-    gone = signed_terminal(dev, terminal_id=dev.id + 10_000)
+    # a purse whose floor is above zero, which the engine does not read (it reads a floor below
+    # zero as a credit line): the database's CHECK refuses B's debit of all it holds, which fails
+    # the batch's call as a whole
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE accounts SET floor = 1 WHERE person_id = $1 AND purse = 'cash'",
+            campus["people"]["B"][0],
+        )
     results = await asyncio.gather(
         book("pos-100001", "A", signed_terminal(dev)),
         book("pos-100002", "A", signed_terminal(dev)),
-        book("pos-100003", "C", gone),
+        book("pos-100003", "B", signed_terminal(dev)),
         book("pos-100004", "C", signed_terminal(dev)),
         return_exceptions=True,
     )
     ok = [r.status if isinstance(r, booking.PaymentAnswer) else type(r).__name__ for r in results]
-    assert ok == [200, 200, "ForeignKeyViolationError", 200]
+    assert ok == [200, 200, "CheckViolationError", 200]
     async with pool.acquire() as conn:
         assert await postings.purse_balances(conn, campus["people"]["A"][0]) == {
             "cash": 4_800,

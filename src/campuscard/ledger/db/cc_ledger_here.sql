@@ -6,7 +6,9 @@
 -- postings move their accounts in their own trigger, as cc_post's do.
 CREATE OR REPLACE FUNCTION cc_ledger_here() RETURNS boolean LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+    -- (Citus's settings exist only where its library is loaded: one node answers at once)
+    IF current_setting('citus.shard_count', true) IS NULL
+       OR NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RETURN true;
     END IF;
     RETURN NOT citus_is_coordinator();
