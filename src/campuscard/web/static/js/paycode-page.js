@@ -210,10 +210,17 @@
     out.appendChild(digits);
   }
 
+  // the buttons come disabled: a tap before this script listens would do nothing at all
   var mintButton = document.querySelector("[data-mint]");
-  if (mintButton) mintButton.addEventListener("click", function () { mint(); });
+  if (mintButton) {
+    mintButton.addEventListener("click", function () { mint(); });
+    mintButton.disabled = false;
+  }
   var bindButton = $("bind");
-  if (bindButton) bindButton.addEventListener("click", function () { bind(); });
+  if (bindButton) {
+    bindButton.addEventListener("click", function () { bind(); });
+    bindButton.disabled = false;
+  }
   var refresh = $("refresh");
   if (refresh) refresh.addEventListener("click", nextCode);
   var box = $("confirm");
