@@ -616,7 +616,7 @@ async def nemesis(world: World, stop: asyncio.Event) -> None:
                 await world.cluster.terminate_backends()
             else:
                 await asyncio.to_thread(world.cluster.restart_database)
-        except (OSError, asyncpg.PostgresError) as err:
+        except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError) as err:
             world.cluster.events.append(f"{fault} failed: {err!r}")
 
 
@@ -713,7 +713,9 @@ async def covered(world: World) -> bool:
         return False
     try:  # the nemesis may be restarting the database: then ask again later
         resolved = await order_resolutions(world)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError):
+        # also asyncpg's InternalClientError: a backend killed mid-prepare leaves the protocol
+        # mid-operation (a fresh-clone CI run failed on it here)
         return False
     return resolved.get("bank posted", 0) > 0 and resolved.get("bank reversed", 0) > 0
 
