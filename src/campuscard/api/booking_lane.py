@@ -7,7 +7,8 @@ dependency tree, the exit stacks, the exception middleware) was two fifths to ha
 server's CPU per payment (docs/performance.md, decision 0400). This ASGI middleware sits inside
 the request context (request id, log line, metrics, the formatted 500/503) and the body limit,
 and takes a request for one of those two paths whose body is JSON that its route's model
-accepts: it verifies the till's signature (``verify_device``, as the routes' dependency does)
+accepts: it verifies the till's signature (``terminals.verify_request``, as the routes'
+dependency does)
 and calls the route's own function (``book_card``, ``book_code``), so the answer, the
 admission limits and the metrics are the route's. Refusals are rendered as the app's handlers
 render them (``edge.errors``).
@@ -33,10 +34,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campuscard.api.routes import paycode_pay, terminal
-from campuscard.api.terminal_auth import verify_device
 from campuscard.edge.errors import data_error_response, domain_response
+from campuscard.payments import terminals
 from campuscard.payments.terminals import SignedTerminal
 from campuscard.platform.errors import DomainError
+from campuscard.platform.logs import bind_terminal
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class BookingLane:
             return
         app: Starlette = scope["app"]
         try:
-            device = await verify_device(
+            device = await terminals.verify_request(
                 app.state.pool,
                 app.state.settings,
                 method="POST",
@@ -88,6 +90,7 @@ class BookingLane:
                 body=body,
                 rechecked=True,
             )
+            bind_terminal(device.id, device.school_id)  # as the routes' dependency does
             response = await route.book(app, parsed, device)
         except DomainError as exc:
             response = domain_response(exc)

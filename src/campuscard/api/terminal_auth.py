@@ -25,42 +25,21 @@ def signed_path(request: Request) -> str:
     return request.url.path + (f"?{query}" if query else "")
 
 
-async def verify_device(
-    pool: PgPool,
-    settings: Settings,
-    *,
-    method: str,
-    path: str,
-    headers: dict[str, str],
-    body: bytes,
-    rechecked: bool,
-) -> SignedTerminal:
-    """The request's signed device; every later log line of the request names it."""
-    signed = await terminals.verify_request(
-        pool,
-        settings,
-        method=method,
-        path=path,
-        headers=headers,
-        body=body,
-        rechecked=rechecked,
-    )
-    bind_terminal(signed.id, signed.school_id)
-    return signed
-
-
 async def _verified(
     request: Request, pool: PgPool, settings: Settings, *, rechecked: bool
 ) -> SignedTerminal:
-    return await verify_device(
+    body = await request.body()
+    signed = await terminals.verify_request(
         pool,
         settings,
         method=request.method,
         path=signed_path(request),
         headers=dict(request.headers.items()),
-        body=await request.body(),
+        body=body,
         rechecked=rechecked,
     )
+    bind_terminal(signed.id, signed.school_id)  # every later log line of the request names it
+    return signed
 
 
 async def signed_terminal(request: Request, pool: Pool, settings: AppSettings) -> SignedTerminal:
