@@ -140,7 +140,7 @@ async def run(url: str, pg_pid: int | None, campus: Campus, args: argparse.Names
                 settings,
                 _signed(tills[i % len(tills)]),
                 client_id=f"parts-{sequence:09d}",
-                code=code_rules.generate(secret, token, step, counter),
+                code=code_rules.generate(secret, token, step, counter, campus.phone_scheme),
                 amount=Money(100 + i % 1900),
                 now=now,
                 events=events,

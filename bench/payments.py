@@ -76,9 +76,18 @@ class Campus:
     others: list[Till]
     cards: list[tuple[str, str]]
     phones: list[tuple[str, bytes]]  # (token, device secret)
+    phone_scheme: str = code_rules.SCHEME_DEVICE_KEYED  # the first digit of the phones' codes
 
 
-async def seed(url: str, students: int, merchants: int) -> Campus:
+async def seed(
+    url: str,
+    students: int,
+    merchants: int,
+    phone_scheme: str = code_rules.SCHEME_DEVICE_KEYED,
+) -> Campus:
+    """The bench's campus; its phones bound as ``phone_scheme`` binds them: 6, as every phone
+    bound now (no salt, the secret keyed by the token), or 7, salted (bound before decision
+    0401)."""
     conn = await connect(url)
     try:
         school_id = await bench_school(conn)
@@ -107,11 +116,13 @@ async def seed(url: str, students: int, merchants: int) -> Campus:
         await conn.execute(
             """INSERT INTO paycode_devices(school_id, person_id, token, salt, step_seconds, label)
                SELECT $1, id, lpad((10000000 + id)::text, 8, '0'),
-                      decode(md5(random()::text || id::text), 'hex'), $2, 'bench'
+                      CASE WHEN $4 THEN decode(md5(random()::text || id::text), 'hex') END, $2,
+                      'bench'
                  FROM persons WHERE school_id = $1 AND id % $3 = 0""",
             school_id,
             STEP_SECONDS,
             PHONE_EVERY,
+            phone_scheme == code_rules.SCHEME_DEVICE,
         )
         tills = await conn.fetch(
             "SELECT sn, sn LIKE 'POS-01-%' AS hot FROM terminals WHERE school_id = $1 ORDER BY id",
@@ -135,10 +146,17 @@ async def seed(url: str, students: int, merchants: int) -> Campus:
         phones=[
             (
                 r["token"],
-                code_rules.derive_device_secret(MASTER_KEY.encode(), r["id"], bytes(r["salt"])),
+                code_rules.derive_keyed_secret(
+                    MASTER_KEY.encode(), school_id, r["token"], STEP_SECONDS
+                )
+                if r["salt"] is None
+                else code_rules.derive_device_secret(
+                    MASTER_KEY.encode(), r["id"], bytes(r["salt"])
+                ),
             )
             for r in phones
         ],
+        phone_scheme=phone_scheme,
     )
 
 
@@ -165,7 +183,7 @@ class Signer:
                 if counter <= code_rules.MAX_COUNTER:
                     self.counters[(index, s)] = counter + 1
                     token, secret = self.campus.phones[index]
-                    return code_rules.generate(secret, token, s, counter)
+                    return code_rules.generate(secret, token, s, counter, self.campus.phone_scheme)
         raise SystemExit("not enough phones for the payment codes: raise --students")
 
     def line(self, till: Till, *, by_code: bool, step: int, now: int) -> str:
@@ -480,6 +498,13 @@ def main() -> None:
     parser.add_argument(
         "--max-rate", type=int, default=4000, help="payments/s to pre-sign requests for"
     )
+    parser.add_argument(
+        "--phone-scheme",
+        choices=code_rules.DEVICE_SCHEMES,
+        default=code_rules.SCHEME_DEVICE_KEYED,
+        help="how the phones are bound: 6 as every phone now (the code is checked before any "
+        "read), 7 as before decision 0401 (each phone's binding read once per worker)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit(
@@ -494,7 +519,7 @@ def main() -> None:
     try:
         with throwaway_database("cc-bench-pg-") as (db_url, pg_pid):
             t0 = time.monotonic()
-            campus = asyncio.run(seed(db_url, args.students, args.merchants))
+            campus = asyncio.run(seed(db_url, args.students, args.merchants, args.phone_scheme))
             print(
                 f"seeded {len(campus.cards):,} students with cards, {len(campus.phones):,} "
                 f"phones, {args.merchants} merchants, {len(campus.hot) + len(campus.others)} "

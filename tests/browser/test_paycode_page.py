@@ -22,6 +22,7 @@ from campuscard.payments import codes
 from campuscard.platform import notifications
 from tests.browser.conftest import ARTIFACTS, shot, sign_in
 from tests.support import PASSWORD, make_school, make_student, make_user
+from tests.support_paycodes import make_holder
 
 pytestmark = pytest.mark.browser
 
@@ -49,7 +50,7 @@ async def test_bind_show_code_offline_and_see_the_payment_live(
     digits = page.get_by_test_id("paycode-digits")
     # binding is a round trip to the server, then Web Crypto derives the first code: under a
     # loaded test machine this takes longer than an ordinary expectation's 5 s
-    await expect(digits).to_have_text(re.compile(r"^7\d{3}( \d{4}){4}$"), timeout=BIND_WAIT_MS)
+    await expect(digits).to_have_text(re.compile(r"^6\d{3}( \d{4}){4}$"), timeout=BIND_WAIT_MS)
     root = page.get_by_test_id("paycode")
     code = await root.get_attribute("data-code")
     assert code is not None and len(code) == 20
@@ -112,6 +113,38 @@ async def test_bind_show_code_offline_and_see_the_payment_live(
         conn, settings, school_id=school.id, code=offline_code, now=time.time()
     )
     assert verified.person_id == person and verified.counter == 2
+
+
+async def test_a_phone_bound_before_scheme_6_keeps_making_codes_that_pay(
+    live_url: str, browser: BrowserContext, conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    # given a phone bound with a salted secret before scheme 6: what its page stored then has
+    # no scheme
+    school = await make_school(conn)
+    old = await make_holder(conn, settings, school.id, "S300", salted=True)
+    page = await browser.new_page()
+    await sign_in(page, live_url, "uS300", school.code, PASSWORD)
+    stored = {
+        "secret": old.device.secret.hex(),
+        "token": old.device.token,
+        "stepSeconds": old.device.step_seconds,
+        "deviceId": old.device.id,
+        "offsetMs": 0,
+        "counter": 0,
+        "counterStep": -1,
+    }
+    await page.evaluate(
+        "([key, value]) => localStorage.setItem(key, value)",
+        [f"cc.paycode.{old.person_id}", json.dumps(stored)],
+    )
+    # when the student opens the payment code
+    await page.goto(f"{live_url}/m/paycode")
+    root = page.get_by_test_id("paycode")
+    # then the page makes scheme-7 codes, as it did, and the server accepts them
+    await expect(root).to_have_attribute("data-code", re.compile(r"^7\d{19}$"))
+    code = await root.get_attribute("data-code")
+    verified = await codes.check_code(conn, settings, school_id=school.id, code=code)
+    assert (verified.person_id, verified.device_id) == (old.person_id, old.device.id)
 
 
 async def test_binding_elsewhere_forgets_the_old_secret_and_unbinding_works(
@@ -224,7 +257,7 @@ async def test_above_the_pin_threshold_the_student_confirms_on_the_phone_page(
     await page.get_by_test_id("paycode-bind").click()
     root = page.get_by_test_id("paycode")
     await expect(root).to_have_attribute("data-online", "yes")
-    await expect(root).to_have_attribute("data-code", re.compile(r"^7\d{19}$"))
+    await expect(root).to_have_attribute("data-code", re.compile(r"^6\d{19}$"))
     code = await root.get_attribute("data-code")
     assert code
     # when the till scans it for 80.00 (above the PIN threshold) without a PIN

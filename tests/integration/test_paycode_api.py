@@ -39,7 +39,9 @@ async def test_bind_generate_pay_rebind_and_unbind_over_http(
         bytes.fromhex(bound["secret"]),
         bound["token"],
         code_rules.time_step(now, bound["step_seconds"]),
+        scheme=bound["scheme"],
     )
+    assert code.startswith("6")
     verified = await codes.check_code(conn, settings, school_id=school.id, code=code, now=now)
     assert verified.person_id == person_id
     # rebinding revokes the first phone

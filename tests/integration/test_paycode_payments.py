@@ -19,7 +19,7 @@ from campuscard.config import Settings
 from campuscard.ledger import postings
 from campuscard.ledger.checks import check_ledger
 from campuscard.ledger.money import Money
-from campuscard.payments import code_payments, codes
+from campuscard.payments import batching, code_payments, code_rules, codes
 from campuscard.payments.booking import PaymentAnswer
 from tests.support import ROOT, login, make_school
 from tests.support_paycodes import Holder, make_holder
@@ -356,33 +356,127 @@ class _CountingPool:
             yield _CountingConn(conn, self.sent)
 
 
+async def _pay_counted(
+    counting: _CountingPool,
+    settings: Settings,
+    dev: Any,
+    holder: Holder,
+    counter: int,
+    sent: list[dict[str, Any]],
+) -> PaymentAnswer:
+    """``holder``'s code ``counter`` of this step paid at ``dev`` for 1.50, its statements
+    counted; the live events go to ``sent`` (as the app's batcher sends them, after commit)."""
+    return await code_payments.do_pay_with_code(
+        counting,  # type: ignore[arg-type]
+        settings,
+        signed_terminal(dev),
+        client_id=f"qr-{holder.device.id}-{counter:04d}",
+        code=holder.code(time.time(), counter),
+        amount=Money(150),
+        events=SimpleNamespace(publish=sent.append),  # type: ignore[arg-type]
+    )
+
+
 async def test_a_phones_code_payment_is_one_database_call(
     pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], settings: Settings
 ) -> None:
     _, holder, dev = await setup(conn, settings)
     counting = _CountingPool(pool)
     sent: list[dict[str, Any]] = []
-    events = SimpleNamespace(publish=sent.append)  # the app's batcher sends after commit
 
     async def pay(counter: int) -> PaymentAnswer:
-        return await code_payments.do_pay_with_code(
-            counting,  # type: ignore[arg-type]
-            settings,
-            signed_terminal(dev),
-            client_id=f"qr-one-{counter:04d}",
-            code=holder.code(time.time(), counter),
-            amount=Money(150),
-            events=events,  # type: ignore[arg-type]
-        )
+        return await _pay_counted(counting, settings, dev, holder, counter, sent)
 
-    # the first payment of a phone in a process reads its binding once
+    # a phone bound now: its first payment in this process is one call already (the code is
+    # checked with the secret its token gives; the binding is found in the booking call)
     assert (await pay(0)).ok
+    assert len(counting.sent) == 1 and "cc_pay_code" in counting.sent[0]
     counting.sent.clear()
-    # then each payment is one call that checks the code and books
+    # and so is each payment after it
     answer = await pay(1)
     assert answer.ok and answer.body["balance"] == "97.00"
     assert len(counting.sent) == 1 and "cc_pay_code" in counting.sent[0]
     assert [e["type"] for e in sent[-3:]] == ["paycode.scanned", "payment", "paycode.result"]
+    assert await conn.fetchval("SELECT count(*) FROM paycode_uses") == 2
+
+
+async def test_a_phone_bound_before_keyed_secrets_reads_its_binding_once_and_pays(
+    pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    # given a phone bound with a salted secret (before decision 0401): its codes are scheme 7
+    school, _, dev = await setup(conn, settings)
+    old = await make_holder(conn, settings, school.id, "S3001", salted=True)
+    counting = _CountingPool(pool)
+
+    async def pay(counter: int) -> PaymentAnswer:
+        return await _pay_counted(counting, settings, dev, old, counter, [])
+
+    # when it pays twice: the first payment of the phone in this process reads its binding
+    assert old.code(time.time()).startswith("7")
+    assert (await pay(0)).ok
+    assert [("paycode_devices" in sql, "cc_pay_code" in sql) for sql in counting.sent] == [
+        (True, False),
+        (False, True),
+    ]
+    counting.sent.clear()
+    # then the next is one call
+    answer = await pay(1)
+    assert answer.ok and answer.body["balance"] == "97.00"
+    assert len(counting.sent) == 1 and "cc_pay_code" in counting.sent[0]
+
+
+async def test_a_keyed_code_checks_out_only_for_its_own_binding(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool[Any],
+    conn: asyncpg.Connection[Any],
+    settings: Settings,
+) -> None:
+    school, holder, device = await setup(conn, settings)
+    old = await make_holder(conn, settings, school.id, "S3002", salted=True)
+    now = time.time()
+    # a scheme-6 code with the first digit of scheme 7 (and a fixed check digit) is a forgery
+    code = holder.code(now)
+    body = "7" + code[1:-1]
+    r = await pay_code(client, device, body + code_rules.luhn_digit(body), "1.00")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "PAYCODE_INVALID"
+    # the database does not take Python's word that a salted binding's code was checked with
+    # a keyed secret (no device named): it is refused as a wrong code, and counted
+    step = code_rules.time_step(now, old.device.step_seconds)
+    claimed = codes.ScannedCode(old.code(now), "device", old.device.token, step=step, counter=0)
+    member = batching.Member(
+        code_payments._code_args(
+            settings,
+            signed_terminal(device),
+            claimed,
+            client_id="qr-claimed-0001",
+            amount=Money(100),
+            pin=None,
+            now=now,
+        ),
+        "code",
+    )
+    booked = await batching.book_one(conn, school.id, member)
+    assert (booked.status, (booked.event or {}).get("refused")) == (422, "PAYCODE_INVALID")
+    assert (
+        await conn.fetchval(
+            "SELECT attempts FROM paycode_throttle WHERE token = $1", old.device.token
+        )
+        == 1
+    )
+    # a phone bound under another step length than the platform's now still pays: its code
+    # does not check out with the platform's, so its binding is read for its own
+    moved = settings.model_copy(update={"paycode_step_seconds": 30})
+    answer = await code_payments.do_pay_with_code(
+        pool,
+        moved,
+        signed_terminal(device),
+        client_id="qr-moved-0001",
+        code=holder.code(now),
+        amount=Money(100),
+        now=now,
+    )
+    assert answer.ok and answer.body["balance"] == "99.00"
+    assert await balance(conn, old.person_id) == 10_000
 
 
 async def test_a_codes_use_is_written_once_and_the_phone_shows_its_last_use(
@@ -411,10 +505,12 @@ async def test_a_codes_use_is_written_once_and_the_phone_shows_its_last_use(
 async def test_phones_first_payments_at_once_read_their_bindings_in_one_query(
     pool: asyncpg.Pool[Any], conn: asyncpg.Connection[Any], settings: Settings
 ) -> None:
-    # given three phones this process has not seen, scanned at three tills at once
-    school, first, _ = await setup(conn, settings)
-    others = [await make_holder(conn, settings, school.id, f"S200{i}") for i in (1, 2)]
-    holders = [first, *others]
+    # given three phones bound before decision 0401 (salted: their codes need their bindings)
+    # this process has not seen, scanned at three tills at once
+    school, _, _ = await setup(conn, settings)
+    holders = [
+        await make_holder(conn, settings, school.id, f"S200{i}", salted=True) for i in (0, 1, 2)
+    ]
     counting = _CountingPool(pool)
     now = time.time()
 

@@ -126,7 +126,10 @@ async def test_a_code_from_a_revoked_device_is_refused(
     err = await refused(accept(conn, settings, school.id, old_code))
     assert (err.code, err.status) == ("PAYCODE_DEVICE_REVOKED", 403)
     new_code = code_rules.generate(
-        new_device.secret, new_device.token, code_rules.time_step(NOW, new_device.step_seconds)
+        new_device.secret,
+        new_device.token,
+        code_rules.time_step(NOW, new_device.step_seconds),
+        scheme=new_device.scheme,
     )
     verified, _ = await accept(conn, settings, school.id, new_code)
     assert verified.device_id == new_device.id
@@ -322,10 +325,16 @@ async def test_only_a_cardholder_binds_and_the_secret_is_not_stored(
     assert row is not None
     assert all(holder.device.secret not in bytes(v) for v in row.values() if isinstance(v, bytes))
     assert holder.device.secret.hex() not in str(dict(row))
-    # the secret is derived again from the master key, the binding id and the salt
+    # a new binding has no salt: the secret is derived again from the master key, the school,
+    # the token and the step length (scheme 6, decision 0401)
+    assert row["salt"] is None
+    assert holder.device.scheme == code_rules.SCHEME_DEVICE_KEYED
     assert (
-        code_rules.derive_device_secret(
-            settings.master_key.get_secret_value().encode(), row["id"], row["salt"]
+        code_rules.derive_keyed_secret(
+            settings.master_key.get_secret_value().encode(),
+            school.id,
+            row["token"],
+            row["step_seconds"],
         )
         == holder.device.secret
     )

@@ -287,7 +287,7 @@ def fresh_code(world: World, cash: int) -> str | None:
     if n > code_rules.MAX_COUNTER:
         return None  # this phone made all its codes for this step
     world.codes_used[cash, step] = n + 1
-    return code_rules.generate(phone.secret, phone.token, step, n)
+    return code_rules.generate(phone.secret, phone.token, step, n, phone.scheme)
 
 
 def next_op(world: World, rng: random.Random, operator: int, seq: int) -> Op:

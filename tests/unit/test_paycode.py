@@ -84,6 +84,37 @@ def test_device_secret_depends_on_master_key_binding_and_salt() -> None:
     assert a != code_rules.derive_device_secret(b"master", 1, b"t" * 16)
 
 
+def _swap_scheme(parsed: code_rules.ParsedCode) -> str:
+    body = ("7" if parsed.scheme == "6" else "6") + parsed.token + parsed.payload
+    return body + code_rules.luhn_digit(body)
+
+
+def test_keyed_secret_depends_on_master_key_school_token_and_step_length() -> None:
+    a = code_rules.derive_keyed_secret(b"master", 1, TOKEN, 60)
+    assert len(a) == 32
+    assert a != code_rules.derive_keyed_secret(b"master2", 1, TOKEN, 60)
+    assert a != code_rules.derive_keyed_secret(b"master", 2, TOKEN, 60)
+    assert a != code_rules.derive_keyed_secret(b"master", 1, "87654321", 60)
+    assert a != code_rules.derive_keyed_secret(b"master", 1, TOKEN, 30)
+    assert a != code_rules.derive_device_secret(b"master", 1, b"s" * 16)
+
+
+def test_a_phones_code_names_its_scheme_and_both_verify_alike() -> None:
+    keyed = code_rules.parse(code_rules.generate(SECRET, TOKEN, 777, 3, "6"))
+    salted = code_rules.parse(code_rules.generate(SECRET, TOKEN, 777, 3))
+    assert (keyed.scheme, salted.scheme) == ("6", "7")
+    assert code_rules.verify_device_code(SECRET, keyed, 777) == 777
+    assert code_rules.verify_device_code(SECRET, salted, 777) == 777
+    # the HMAC covers the scheme: the same step and counter give another code, and a code
+    # whose first digit was changed does not check out
+    assert keyed.mac != salted.mac
+    swapped = code_rules.parse(_swap_scheme(keyed))
+    assert code_rules.verify_device_code(SECRET, swapped, 777) is None
+    with pytest.raises(ValidationFailed) as err:
+        code_rules.generate(SECRET, TOKEN, 777, 0, "8")
+    assert err.value.field == "scheme"
+
+
 @pytest.mark.parametrize(
     ("token", "counter", "field"),
     [

@@ -6,13 +6,18 @@ Layout (20 digits, read left to right)::
     | |        |          +- Luhn check digit over the first 19 (catches a mistyped digit)
     | |        +------------ payload, 10 digits, depends on the scheme
     | +--------------------- account token: 8 digits naming the binding / minted code
-    +----------------------- scheme: 7 = generated on the phone, 8 = minted by the server
+    +----------------------- scheme: 6 or 7 = generated on the phone, 8 = minted by the server
 
-Scheme 7 (the phone computes it offline, TOTP-like): payload = ``NNN C MMMMMM`` where NNN is the
-time step modulo 1000, C a counter 0-9 (a fresh code within the same step, for a second payment),
-and MMMMMM the HMAC-SHA256 of ``cc-paycode:v1:<token>:<step>:<counter>`` under the device
-secret, dynamically truncated (RFC 4226 §5.3) to 6 digits. The server recomputes it for the
-steps around its own clock.
+Schemes 6 and 7 (the phone computes it offline, TOTP-like): payload = ``NNN C MMMMMM`` where NNN
+is the time step modulo 1000, C a counter 0-9 (a fresh code within the same step, for a second
+payment), and MMMMMM the HMAC-SHA256 of ``cc-paycode:v2:<token>:<step>:<counter>`` (scheme 6;
+``v1`` for scheme 7) under the device secret, dynamically truncated (RFC 4226 §5.3) to 6 digits.
+The server recomputes it for the steps around its own clock. They differ in the secret (decision
+0401): a phone bound with scheme 6 has a secret derived from what its codes carry (the school,
+the token, the step length), so the server checks the code before it reads anything; scheme 7's
+secret is salted per binding (bindings made before decision 0401), so the server reads the
+binding's salt first. The HMAC covers the scheme (its message's version), so a phone's code with
+its first digit changed does not check out.
 
 Scheme 8 (seed 000: phones that cannot run the generator): the server mints the code with a
 random 10-digit verification code and registers it in the back office; the till's scan is
@@ -34,9 +39,13 @@ from campuscard.platform.errors import ValidationFailed
 CODE_LENGTH = 20
 TOKEN_DIGITS = 8
 PAYLOAD_DIGITS = 10
+# a phone's code whose secret is derived from the code's own token (decision 0401): new bindings
+SCHEME_DEVICE_KEYED = "6"
+# a phone's code whose secret is salted per binding (bindings made before decision 0401)
 SCHEME_DEVICE = "7"
 SCHEME_MINTED = "8"
-SCHEMES = (SCHEME_DEVICE, SCHEME_MINTED)
+DEVICE_SCHEMES = (SCHEME_DEVICE_KEYED, SCHEME_DEVICE)
+SCHEMES = (SCHEME_DEVICE_KEYED, SCHEME_DEVICE, SCHEME_MINTED)
 STEP_MODULUS = 1000
 MAX_COUNTER = 9
 MAC_DIGITS = 6
@@ -56,14 +65,27 @@ def time_step(unix_seconds: float, step_seconds: int) -> int:
 
 
 def derive_device_secret(master_key: bytes, device_id: int, salt: bytes) -> bytes:
-    """The phone's secret for one binding: never stored, recomputed from the master key."""
+    """A scheme-7 phone's secret for one binding: never stored, recomputed from the master key
+    and the binding's salt."""
     info = f"cc-paycode-device:v1:{device_id}:".encode() + salt
     return hmac.new(master_key, info, hashlib.sha256).digest()
 
 
-def mac_digits(secret: bytes, token: str, step: int, counter: int) -> str:
-    """The truncated HMAC of (token, step, counter), as MAC_DIGITS decimal digits."""
-    message = f"cc-paycode:v1:{token}:{step}:{counter}".encode()
+def derive_keyed_secret(master_key: bytes, school_id: int, token: str, step_seconds: int) -> bytes:
+    """A scheme-6 phone's secret: never stored, recomputed from the master key and what every
+    code of the binding carries or the platform knows (the token is never given to another
+    binding). The step length is part of it, so a code checked with another step length than
+    the binding's does not check out."""
+    info = f"cc-paycode-device:v2:{school_id}:{token}:{step_seconds}".encode()
+    return hmac.new(master_key, info, hashlib.sha256).digest()
+
+
+def mac_digits(
+    secret: bytes, token: str, step: int, counter: int, scheme: str = SCHEME_DEVICE
+) -> str:
+    """The truncated HMAC of (scheme, token, step, counter), as MAC_DIGITS decimal digits."""
+    version = "v2" if scheme == SCHEME_DEVICE_KEYED else "v1"
+    message = f"cc-paycode:{version}:{token}:{step}:{counter}".encode()
     digest = hmac.new(secret, message, hashlib.sha256).digest()
     offset = digest[-1] & 0x0F
     value = int.from_bytes(digest[offset : offset + 4], "big") & 0x7FFFFFFF
@@ -74,15 +96,20 @@ def _finish(body: str) -> str:
     return body + luhn_digit(body)
 
 
-def generate(secret: bytes, token: str, step: int, counter: int = 0) -> str:
-    """The device code for ``step`` (and ``counter`` within it)."""
+def generate(
+    secret: bytes, token: str, step: int, counter: int = 0, scheme: str = SCHEME_DEVICE
+) -> str:
+    """The device code for ``step`` (and ``counter`` within it), of the binding's ``scheme``."""
+    if scheme not in DEVICE_SCHEMES:
+        raise ValidationFailed("scheme must be a phone's (6 or 7)", field="scheme")
     check_token(token)
     if not 0 <= counter <= MAX_COUNTER:
         raise ValidationFailed(f"counter must be 0..{MAX_COUNTER}", field="counter")
     if step < 0:
         raise ValidationFailed("time step must not be negative", field="step")
-    payload = f"{step % STEP_MODULUS:03d}{counter}{mac_digits(secret, token, step, counter)}"
-    return _finish(SCHEME_DEVICE + token + payload)
+    mac = mac_digits(secret, token, step, counter, scheme)
+    payload = f"{step % STEP_MODULUS:03d}{counter}{mac}"
+    return _finish(scheme + token + payload)
 
 
 def minted(token: str, verification: str) -> str:
@@ -161,10 +188,10 @@ def verify_device_code(
     secret: bytes, parsed: ParsedCode, now_step: int, window: int = CLOCK_WINDOW
 ) -> int | None:
     """The step the code was made for, if its HMAC matches within the window; else None."""
-    if parsed.scheme != SCHEME_DEVICE:
+    if parsed.scheme not in DEVICE_SCHEMES:
         return None
     for step in candidate_steps(parsed.step_low, now_step, window):
-        expected = mac_digits(secret, parsed.token, step, parsed.counter)
+        expected = mac_digits(secret, parsed.token, step, parsed.counter, parsed.scheme)
         if hmac.compare_digest(expected, parsed.mac):
             return step
     return None

@@ -9,7 +9,10 @@ the student confirms on the phone is checked this way).
 
 A till's scan takes the short road (``read_scanned``): Python checks what only it can — the
 digits and a phone's HMAC, with the binding's secret derived from the master key — and
-``cc_pay_code`` checks the rest and books in the same call (payments/code_payments.py).
+``cc_pay_code`` checks the rest and books in the same call (payments/code_payments.py). A phone
+bound since decision 0401 (scheme 6) has a secret derived from what its codes carry, so its code
+is checked before anything is read; a phone bound before (scheme 7) has a salted secret, and its
+binding is read (once per process) for the salt.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class BoundDevice:
     label: str
     bound_at: datetime
     revoked_device_id: int | None
+    # the first digit of the phone's codes (code_rules.SCHEME_DEVICE_KEYED for every new binding)
+    scheme: str = code_rules.SCHEME_DEVICE_KEYED
 
     def view(self) -> dict[str, Any]:
         """What the phone keeps (the secret is shown this once, then only derivable)."""
@@ -67,6 +72,7 @@ class BoundDevice:
             "device_id": self.id,
             "token": self.token,
             "secret": self.secret.hex(),
+            "scheme": self.scheme,
             "step_seconds": self.step_seconds,
             "label": self.label,
             "bound_at": self.bound_at.isoformat(),
@@ -97,6 +103,16 @@ class VerifiedCode:
 
 def _master(settings: Settings) -> bytes:
     return settings.master_key.get_secret_value().encode()
+
+
+def _device_secret(
+    settings: Settings, school_id: int, device_id: int, token: str, salt: bytes | None, step: int
+) -> bytes:
+    """A bound phone's secret: salted (scheme 7, bound before decision 0401) or keyed by its
+    token (scheme 6, the salt is null)."""
+    if salt is None:
+        return code_rules.derive_keyed_secret(_master(settings), school_id, token, step)
+    return code_rules.derive_device_secret(_master(settings), device_id, salt)
 
 
 def _utc(seconds: float) -> datetime:
@@ -251,16 +267,14 @@ async def do_bind_device(
         person["school_id"],
     )
     token = await _fresh_token(tx, "paycode_devices")
-    salt = secrets.token_bytes(16)
+    # no salt: the secret is keyed by the token (scheme 6, decision 0401)
     row = await tx.fetchrow(
-        """INSERT INTO paycode_devices(school_id, person_id, bound_by, token, salt,
-                                       step_seconds, label)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, bound_at""",
+        """INSERT INTO paycode_devices(school_id, person_id, bound_by, token, step_seconds, label)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, bound_at""",
         person["school_id"],
         person_id,
         actor.user_id,
         token,
-        salt,
         settings.paycode_step_seconds,
         label,
     )
@@ -290,7 +304,9 @@ async def do_bind_device(
     return BoundDevice(
         id=row["id"],
         token=token,
-        secret=code_rules.derive_device_secret(_master(settings), row["id"], salt),
+        secret=code_rules.derive_keyed_secret(
+            _master(settings), person["school_id"], token, settings.paycode_step_seconds
+        ),
         step_seconds=settings.paycode_step_seconds,
         label=label,
         bound_at=row["bound_at"],
@@ -446,7 +462,7 @@ class PaycodeScheme(Protocol):
 
 
 class DeviceScheme:
-    """Scheme 7: computed on the phone from its secret and the clock (TOTP-like)."""
+    """Schemes 6 and 7: computed on the phone from its secret and the clock (TOTP-like)."""
 
     name = "device"
 
@@ -470,7 +486,14 @@ class DeviceScheme:
         now_step = code_rules.time_step(now, device["step_seconds"])
         if not code_rules.candidate_steps(parsed.step_low, now_step):
             raise refusal("PAYCODE_EXPIRED")
-        secret = code_rules.derive_device_secret(_master(settings), device["id"], device["salt"])
+        secret = _device_secret(
+            settings,
+            school_id,
+            device["id"],
+            parsed.token,
+            None if device["salt"] is None else bytes(device["salt"]),
+            device["step_seconds"],
+        )
         step = code_rules.verify_device_code(secret, parsed, now_step)
         if step is None:
             raise refusal("PAYCODE_INVALID")
@@ -520,6 +543,7 @@ class MintedScheme:
 
 
 SCHEMES: dict[str, PaycodeScheme] = {
+    code_rules.SCHEME_DEVICE_KEYED: DeviceScheme(),
     code_rules.SCHEME_DEVICE: DeviceScheme(),
     code_rules.SCHEME_MINTED: MintedScheme(),
 }
@@ -557,7 +581,7 @@ class _Binding:
 
     id: int
     person_id: int
-    salt: bytes
+    salt: bytes | None  # none: keyed by the token (scheme 6)
     step_seconds: int
 
 
@@ -599,7 +623,10 @@ class _BindingReads:
             if len(_BINDINGS) >= BINDINGS_KEPT:
                 del _BINDINGS[next(iter(_BINDINGS))]
             found[row["token"]] = _BINDINGS[(school_id, row["token"])] = _Binding(
-                row["id"], row["person_id"], bytes(row["salt"]), row["step_seconds"]
+                row["id"],
+                row["person_id"],
+                None if row["salt"] is None else bytes(row["salt"]),
+                row["step_seconds"],
             )
         return found
 
@@ -656,7 +683,9 @@ class ScannedCode:
     window and HMAC (the binding's secret is derived here, never in the database). The rest —
     throttle, binding status, minted registration, payer, single use — is ``cc_pay_code``'s.
     ``error`` is Python's refusal, answered unless the client id's earlier answer or a locked
-    token comes first (``verdict`` names it to the database)."""
+    token comes first (``verdict`` names it to the database). A scheme-6 code that checked out
+    before its binding was read has no ``device_id`` or ``person_id``: the database finds them
+    by the token."""
 
     text: str
     scheme: str | None = None
@@ -674,8 +703,11 @@ async def read_scanned(
     pool: PgPool, settings: Settings, *, school_id: int, code: object, now: float
 ) -> ScannedCode:
     """What Python can tell of a scanned ``code`` (``ScannedCode``); it refuses nothing itself.
-    A phone's binding is read once per process (``_BINDINGS``), and again before a code that
-    does not check out is taken for a guess."""
+    A scheme-6 code is checked with the secret its token and the platform's step length give,
+    before anything is read; any other phone's code (and a scheme-6 code that does not check out
+    that way: a binding of another step length, an old code, a guess) with its binding's, read
+    once per process (``_BINDINGS``) and again before a code that does not check out is taken
+    for a guess."""
     text = code.strip() if isinstance(code, str) else ""
     try:
         parsed = code_rules.parse(code)
@@ -685,6 +717,16 @@ async def read_scanned(
         digest = _verification_hash(settings, parsed.token, parsed.payload)
         return ScannedCode(text, "minted", parsed.token, minted_hash=digest.hex())
     scanned = ScannedCode(text, "device", parsed.token)
+    if parsed.scheme == code_rules.SCHEME_DEVICE_KEYED:
+        step_seconds = settings.paycode_step_seconds
+        secret = code_rules.derive_keyed_secret(
+            _master(settings), school_id, parsed.token, step_seconds
+        )
+        step = code_rules.verify_device_code(
+            secret, parsed, code_rules.time_step(now, step_seconds)
+        )
+        if step is not None:
+            return dataclasses.replace(scanned, step=step, counter=parsed.counter)
     for fresh in (False, True):
         binding = await _binding(pool, school_id, parsed.token, fresh=fresh)
         if binding is None:
@@ -692,7 +734,9 @@ async def read_scanned(
         now_step = code_rules.time_step(now, binding.step_seconds)
         if not code_rules.candidate_steps(parsed.step_low, now_step):
             return _with_verdict(scanned, "PAYCODE_EXPIRED")
-        secret = code_rules.derive_device_secret(_master(settings), binding.id, binding.salt)
+        secret = _device_secret(
+            settings, school_id, binding.id, parsed.token, binding.salt, binding.step_seconds
+        )
         step = code_rules.verify_device_code(secret, parsed, now_step)
         if step is not None:
             return dataclasses.replace(

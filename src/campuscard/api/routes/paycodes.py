@@ -41,6 +41,7 @@ class BoundDeviceOut(BaseModel):
     device_id: int
     token: str = Field(description="the phone's token, part of every code it computes")
     secret: str = Field(description="the phone's secret (hex), shown this once")
+    scheme: str = Field(description='the first digit of every code it computes ("6")')
     step_seconds: int = Field(description="a code changes every this many seconds")
     label: str
     bound_at: str

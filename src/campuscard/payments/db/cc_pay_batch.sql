@@ -4,7 +4,8 @@
 -- card_uid, person, credential, amount, pin_token — or a payment code's ("kind": "code") with
 -- cc_pay_code's — terminal, key_version, nonce, client_id, code, amount, pin_token, scheme,
 -- token, device, step, counter, minted_hash, verdict, now, confirm_until — and its payer's
--- person when Python knows it (a phone's code). Returns one row per member, in order: the
+-- person when Python knows it (a phone's code whose binding it read; a scheme-6 code checked
+-- before any read names neither device nor person: both are found by its token). Returns one row per member, in order: the
 -- answer's status, its body as JSON text (sent to the till as it is) and, for a card, the live
 -- event to send after commit; for a code, the rest of cc_pay_code's answer (its events, or the
 -- refusal of the code, or the phone's confirmation; decision 0310).
@@ -37,6 +38,12 @@ BEGIN
                       WHERE e ->> 'kind' = 'code' AND e ->> 'scheme' = 'device'
                         AND e ->> 'device' IS NOT NULL
                      UNION ALL
+                     SELECT 'paycode:d:' || d.id || ':' || (e ->> 'step') || ':' || (e ->> 'counter')
+                       FROM jsonb_array_elements(p_members) e
+                       JOIN paycode_devices d ON d.school_id = p_school AND d.token = e ->> 'token'
+                      WHERE e ->> 'kind' = 'code' AND e ->> 'scheme' = 'device'
+                        AND e ->> 'device' IS NULL AND e ->> 'step' IS NOT NULL
+                     UNION ALL
                      SELECT 'paycode:m:' || mc.id
                        FROM paycode_minted mc
                       WHERE mc.school_id = p_school AND mc.token IN (
@@ -51,6 +58,12 @@ BEGIN
             UNION
             SELECT (e ->> 'person')::bigint FROM jsonb_array_elements(p_members) e
              WHERE e ->> 'person' IS NOT NULL
+            UNION
+            SELECT d.person_id FROM paycode_devices d
+             WHERE d.school_id = p_school AND d.token IN (
+                    SELECT e ->> 'token' FROM jsonb_array_elements(p_members) e
+                     WHERE e ->> 'kind' = 'code' AND e ->> 'scheme' = 'device'
+                       AND e ->> 'person' IS NULL AND e ->> 'step' IS NOT NULL)
             UNION
             SELECT mc.person_id FROM paycode_minted mc
              WHERE mc.school_id = p_school AND mc.token IN (

@@ -1,7 +1,9 @@
 -- Pay with a payment code at a till in one call (docs/decisions/0310-one-call-per-code-payment.md).
 -- Python has parsed the code and, for a phone's code, checked its clock window and HMAC with the
 -- binding's secret (payments/codes.py): p_verdict is its refusal (PAYCODE_MALFORMED,
--- PAYCODE_EXPIRED, PAYCODE_INVALID, PAYCODE_UNKNOWN) or null. Here, in the order a till has
+-- PAYCODE_EXPIRED, PAYCODE_INVALID, PAYCODE_UNKNOWN) or null. A code checked with the secret its
+-- token gives (scheme 6, decision 0401) comes without p_device: its binding is found here by the
+-- token, and must be one keyed that way (no salt). Here, in the order a till has
 -- always been answered in: the nonce and the till (cc_pay_terminal); a resend under the client id
 -- (the stored answer, or the confirmation the phone is asked for); the token's throttle; the
 -- binding (unknown, revoked) or the minted code (unknown, wrong verification code, replaced,
@@ -94,7 +96,7 @@ BEGIN
         RETURN jsonb_build_object('status', 429, 'refused', 'PAYCODE_LOCKED');
     END IF;
     IF p_scheme = 'device' THEN
-        SELECT d.id, d.person_id, d.status INTO v_code
+        SELECT d.id, d.person_id, d.status, d.salt IS NULL AS keyed INTO v_code
           FROM paycode_devices d WHERE d.school_id = p_school AND d.token = p_token;
         IF v_code.id IS NULL THEN
             v_guess := 'PAYCODE_UNKNOWN';
@@ -102,7 +104,8 @@ BEGIN
             RETURN jsonb_build_object('status', 403, 'refused', 'PAYCODE_DEVICE_REVOKED');
         ELSIF p_verdict = 'PAYCODE_EXPIRED' THEN
             RETURN jsonb_build_object('status', 422, 'refused', p_verdict);
-        ELSIF p_verdict IS NOT NULL OR v_code.id IS DISTINCT FROM p_device THEN
+        -- (without p_device, the code was checked with a keyed secret: the binding must be one)
+        ELSIF p_verdict IS NOT NULL OR coalesce(v_code.id <> p_device, NOT v_code.keyed) THEN
             v_guess := 'PAYCODE_INVALID';
         END IF;
         v_cred := 'paycode:d:' || v_code.id || ':' || p_step || ':' || p_counter;

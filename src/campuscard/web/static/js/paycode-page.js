@@ -74,7 +74,9 @@
       save(state);
     }
     if (shown.step !== step || shown.counter !== state.counter) {
-      var code = await P.generate(state.secret, state.token, step, state.counter);
+      // (a phone bound before scheme 6 kept no scheme: its codes are scheme 7)
+      var code = await P.generate(state.secret, state.token, step, state.counter, false,
+                                  state.scheme || "7");
       $("qr").innerHTML = P.qrSvg(code);
       $("bar").innerHTML = P.code128Svg(code, 70);
       // grouped in fours so a cashier can type it if the scanner fails
@@ -114,6 +116,7 @@
     state = {
       secret: body.secret,
       token: body.token,
+      scheme: body.scheme,
       stepSeconds: body.step_seconds,
       deviceId: body.device_id,
       offsetMs: Math.round(body.server_time * 1000 - mid),

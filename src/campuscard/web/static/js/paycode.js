@@ -1,6 +1,8 @@
 // CampusCard payment codes on the phone: the same algorithm as campuscard/domain/paycode.py.
 // Runs with the network off once loaded: the device secret lives in localStorage after binding.
-// Code layout (20 digits): scheme "7" | token (8) | step % 1000 (3) | counter (1) | HMAC (6) | Luhn.
+// Code layout (20 digits): scheme "6" (or "7" for a phone bound before scheme 6) | token (8) |
+// step % 1000 (3) | counter (1) | HMAC (6) | Luhn. The schemes differ only in how the server
+// derives the secret the phone was given (payments/code_rules.py).
 // HMAC-SHA256 through Web Crypto; pages served over plain HTTP (no crypto.subtle outside a
 // secure context) fall back to the small SHA-256 below, which a test checks against Python.
 (function (root) {
@@ -108,8 +110,9 @@
     return new Uint8Array(await s.sign("HMAC", cryptoKey, message));
   }
 
-  async function macDigits(secret, token, step, counter, forceFallback) {
-    var message = utf8("cc-paycode:v1:" + token + ":" + step + ":" + counter);
+  async function macDigits(secret, token, step, counter, forceFallback, scheme) {
+    var version = scheme === "6" ? "v2" : "v1";
+    var message = utf8("cc-paycode:" + version + ":" + token + ":" + step + ":" + counter);
     var digest = await hmacSha256(secret, message, forceFallback);
     var offset = digest[31] & 0x0f;
     var value =
@@ -126,15 +129,18 @@
     return out;
   }
 
-  // The code for time step `step` (floor(unix seconds / step seconds)) and counter 0..9.
-  async function generate(secret, token, step, counter, forceFallback) {
+  // The code for time step `step` (floor(unix seconds / step seconds)) and counter 0..9, of
+  // the binding's scheme ("6" or "7"; "7" when not given).
+  async function generate(secret, token, step, counter, forceFallback, scheme) {
     if (typeof secret === "string") secret = hexToBytes(secret);
     if (!/^[0-9]{8}$/.test(token)) throw new Error("account token must be 8 digits");
+    scheme = scheme || "7";
+    if (scheme !== "6" && scheme !== "7") throw new Error("scheme must be 6 or 7");
     counter = counter || 0;
     if (counter < 0 || counter > 9) throw new Error("counter must be 0..9");
-    var mac = await macDigits(secret, token, step, counter, forceFallback);
+    var mac = await macDigits(secret, token, step, counter, forceFallback, scheme);
     var low = String(step % STEP_MODULUS).padStart(3, "0");
-    var body = "7" + token + low + String(counter) + mac;
+    var body = scheme + token + low + String(counter) + mac;
     return body + luhnDigit(body);
   }
 
