@@ -81,6 +81,10 @@ BEGIN
                     SELECT (e ->> 'terminal')::bigint FROM jsonb_array_elements(p_members) e)))
      ORDER BY a.id FOR UPDATE OF a;
 
+    -- the school's instant, business date, rules and ledger switch, read once for every member
+    -- (cc_pay_inner takes them from here; cleared after the loop, so a later statement of the
+    -- transaction reads its own)
+    PERFORM set_config('cc.pay_context', cc_pay_context(p_school)::text, true);
     FOR m IN SELECT value FROM jsonb_array_elements(p_members) LOOP
         IF m ->> 'kind' = 'code' THEN
             v_out := cc_pay_code(p_school, (m ->> 'terminal')::bigint, (m ->> 'key_version')::int,
@@ -103,4 +107,5 @@ BEGIN
         replayed := coalesce((v_out ->> 'replayed')::boolean, false);
         RETURN NEXT;
     END LOOP;
+    PERFORM set_config('cc.pay_context', '', true);
 END $$;

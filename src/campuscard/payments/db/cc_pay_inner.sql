@@ -15,8 +15,11 @@ DECLARE
     c record;
     p record;
     ps record;
+    -- the instant, business date, rules and ledger switch: once per batch (cc_pay_batch sets
+    -- cc.pay_context for its school), else read here (cc_pay_context)
+    v_ctx jsonb := nullif(current_setting('cc.pay_context', true), '')::jsonb;
     r jsonb;
-    v_day date := cc_business_date(t.school_id);
+    v_day date;
     v_person bigint;
     v_spent bigint := 0;
     v_per_tx bigint;
@@ -33,7 +36,7 @@ DECLARE
     v_merchant_acc bigint;
     v_tx bigint;
     v_payment bigint;
-    v_now timestamptz := cc_clock();
+    v_now timestamptz;
     v_receipt jsonb;
     v_card_id bigint;
     v_card_no text;
@@ -41,6 +44,11 @@ DECLARE
     v_here boolean;
     v_short jsonb;  -- the refusal for funds, answered before or after the PIN (by mode)
 BEGIN
+    IF v_ctx IS NULL OR (v_ctx ->> 'school')::int IS DISTINCT FROM t.school_id THEN
+        v_ctx := cc_pay_context(t.school_id);
+    END IF;
+    v_now := (v_ctx ->> 'now')::timestamptz;
+    v_day := (v_ctx ->> 'day')::date;
     IF t.merchant_status <> 'approved' THEN
         RETURN cc_refusal(403, 'MERCHANT_NOT_APPROVED',
                           'the merchant of this terminal is ' || t.merchant_status, NULL);
@@ -130,7 +138,7 @@ BEGIN
     END IF;
 
     -- limits: the school's rules, overridden per person
-    r := cc_payment_rules(t.school_id);
+    r := v_ctx -> 'rules';
     SELECT pin_hash, pin_failures, per_tx_limit, daily_limit INTO ps
       FROM pay_settings WHERE school_id = t.school_id AND person_id = v_person;
     v_per_tx := coalesce(ps.per_tx_limit, (r ->> 'per_tx_limit')::bigint);
@@ -236,7 +244,7 @@ BEGIN
     -- adds the payment to the day's total, moving it to this business day (never back).
     -- Where the switch does not reach the accounts (cc_ledger_here), the postings move them in
     -- their trigger first and the update below only adds to the day's total.
-    v_here := cc_ledger_here();
+    v_here := (v_ctx ->> 'here')::boolean;
     IF v_here THEN
         PERFORM set_config('cc.posting_batch', 'on', true);
     ELSE
