@@ -13,6 +13,7 @@ CREATE OR REPLACE FUNCTION cc_pay_inner(
 ) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     c record;
+    pu record;  -- a purse of the payer's (not "a": the ledger's statements below name a column so)
     p record;
     ps record;
     -- the instant, business date, rules and ledger switch: once per batch (cc_pay_batch sets
@@ -118,19 +119,18 @@ BEGIN
     -- lock the purses first (always person before merchant), then read what they hold
     -- v_cash / v_sub are what each purse can spend: its balance less its open holds
     -- (the day's total so far is on the cash purse: spent, on its business date spent_on)
-    FOR r IN SELECT jsonb_build_object('id', id, 'purse', purse, 'balance', balance - held,
-                                       'held', held, 'floor', coalesce(floor, 0),
-                                       'spent', CASE WHEN spent_on = v_day THEN spent ELSE 0 END) AS j
+    FOR pu IN SELECT id, purse, balance - held AS available, held, coalesce(floor, 0) AS floor,
+                    CASE WHEN spent_on = v_day THEN spent ELSE 0 END AS spent
                FROM accounts WHERE school_id = t.school_id AND person_id = v_person AND kind = 'purse'
               ORDER BY id FOR UPDATE
     LOOP
-        v_held := v_held + (r ->> 'held')::bigint;
-        IF r ->> 'purse' = 'cash' THEN
-            v_cash_id := (r ->> 'id')::bigint; v_cash := (r ->> 'balance')::bigint;
-            v_cash_floor := least((r ->> 'floor')::bigint, 0);
-            v_spent := (r ->> 'spent')::bigint;
+        v_held := v_held + pu.held;
+        IF pu.purse = 'cash' THEN
+            v_cash_id := pu.id; v_cash := pu.available;
+            v_cash_floor := least(pu.floor, 0);
+            v_spent := pu.spent;
         ELSE
-            v_sub_id := (r ->> 'id')::bigint; v_sub := (r ->> 'balance')::bigint;
+            v_sub_id := pu.id; v_sub := pu.available;
         END IF;
     END LOOP;
     IF v_cash_id IS NULL THEN
@@ -165,7 +165,8 @@ BEGIN
 
     -- purse order: take from each purse in the school's order until the amount is covered
     v_left := p_amount;
-    FOR v_purse IN SELECT jsonb_array_elements_text(r -> 'purse_order') LOOP
+    FOR i IN 0 .. jsonb_array_length(r -> 'purse_order') - 1 LOOP
+        v_purse := r -> 'purse_order' ->> i;
         IF v_purse = 'subsidy' AND v_sub_id IS NOT NULL THEN
             v_from_sub := least(v_left, greatest(v_sub, 0)); v_left := v_left - v_from_sub;
         ELSIF v_purse = 'cash' THEN
