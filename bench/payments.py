@@ -146,12 +146,13 @@ async def seed(
         phones=[
             (
                 r["token"],
-                code_rules.derive_keyed_secret(
-                    MASTER_KEY.encode(), school_id, r["token"], STEP_SECONDS
-                )
-                if r["salt"] is None
-                else code_rules.derive_device_secret(
-                    MASTER_KEY.encode(), r["id"], bytes(r["salt"])
+                code_rules.binding_secret(
+                    MASTER_KEY.encode(),
+                    school_id,
+                    r["id"],
+                    r["token"],
+                    None if r["salt"] is None else bytes(r["salt"]),
+                    STEP_SECONDS,
                 ),
             )
             for r in phones

@@ -97,6 +97,11 @@ def test_keyed_secret_depends_on_master_key_school_token_and_step_length() -> No
     assert a != code_rules.derive_keyed_secret(b"master", 1, "87654321", 60)
     assert a != code_rules.derive_keyed_secret(b"master", 1, TOKEN, 30)
     assert a != code_rules.derive_device_secret(b"master", 1, b"s" * 16)
+    # a binding's row names which: no salt, keyed by the token; a salt, salted
+    assert code_rules.binding_secret(b"master", 1, 9, TOKEN, None, 60) == a
+    assert code_rules.binding_secret(
+        b"master", 1, 9, TOKEN, b"s" * 16, 60
+    ) == code_rules.derive_device_secret(b"master", 9, b"s" * 16)
 
 
 def test_a_phones_code_names_its_scheme_and_both_verify_alike() -> None:

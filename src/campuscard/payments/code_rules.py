@@ -80,6 +80,21 @@ def derive_keyed_secret(master_key: bytes, school_id: int, token: str, step_seco
     return hmac.new(master_key, info, hashlib.sha256).digest()
 
 
+def binding_secret(
+    master_key: bytes,
+    school_id: int,
+    device_id: int,
+    token: str,
+    salt: bytes | None,
+    step_seconds: int,
+) -> bytes:
+    """A bound phone's secret from its binding's row: salted (scheme 7, bound before decision
+    0401) or, without a salt, keyed by its token (scheme 6)."""
+    if salt is None:
+        return derive_keyed_secret(master_key, school_id, token, step_seconds)
+    return derive_device_secret(master_key, device_id, salt)
+
+
 def mac_digits(
     secret: bytes, token: str, step: int, counter: int, scheme: str = SCHEME_DEVICE
 ) -> str:

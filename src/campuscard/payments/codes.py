@@ -105,16 +105,6 @@ def _master(settings: Settings) -> bytes:
     return settings.master_key.get_secret_value().encode()
 
 
-def _device_secret(
-    settings: Settings, school_id: int, device_id: int, token: str, salt: bytes | None, step: int
-) -> bytes:
-    """A bound phone's secret: salted (scheme 7, bound before decision 0401) or keyed by its
-    token (scheme 6, the salt is null)."""
-    if salt is None:
-        return code_rules.derive_keyed_secret(_master(settings), school_id, token, step)
-    return code_rules.derive_device_secret(_master(settings), device_id, salt)
-
-
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
@@ -486,8 +476,8 @@ class DeviceScheme:
         now_step = code_rules.time_step(now, device["step_seconds"])
         if not code_rules.candidate_steps(parsed.step_low, now_step):
             raise refusal("PAYCODE_EXPIRED")
-        secret = _device_secret(
-            settings,
+        secret = code_rules.binding_secret(
+            _master(settings),
             school_id,
             device["id"],
             parsed.token,
@@ -734,8 +724,13 @@ async def read_scanned(
         now_step = code_rules.time_step(now, binding.step_seconds)
         if not code_rules.candidate_steps(parsed.step_low, now_step):
             return _with_verdict(scanned, "PAYCODE_EXPIRED")
-        secret = _device_secret(
-            settings, school_id, binding.id, parsed.token, binding.salt, binding.step_seconds
+        secret = code_rules.binding_secret(
+            _master(settings),
+            school_id,
+            binding.id,
+            parsed.token,
+            binding.salt,
+            binding.step_seconds,
         )
         step = code_rules.verify_device_code(secret, parsed, now_step)
         if step is not None:

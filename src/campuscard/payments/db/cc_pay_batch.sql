@@ -5,10 +5,11 @@
 -- cc_pay_code's — terminal, key_version, nonce, client_id, code, amount, pin_token, scheme,
 -- token, device, step, counter, minted_hash, verdict, now, confirm_until — and its payer's
 -- person when Python knows it (a phone's code whose binding it read; a scheme-6 code checked
--- before any read names neither device nor person: both are found by its token). Returns one row per member, in order: the
--- answer's status, its body as JSON text (sent to the till as it is) and, for a card, the live
--- event to send after commit; for a code, the rest of cc_pay_code's answer (its events, or the
--- refusal of the code, or the phone's confirmation; decision 0310).
+-- before any read names neither device nor person: both are found by its token). Returns one
+-- row per member, in order: the answer's status, its body as JSON text (sent to the till as it
+-- is) and, for a card, the live event to send after commit; for a code, the rest of
+-- cc_pay_code's answer (its events, or the refusal of the code, or the phone's confirmation;
+-- decision 0310).
 --
 -- All members are payments at terminals of one school, p_school (the caller groups them by
 -- school): every statement names it, so on Citus the batch is delegated to the worker holding it.

@@ -74,9 +74,9 @@
       save(state);
     }
     if (shown.step !== step || shown.counter !== state.counter) {
-      // (a phone bound before scheme 6 kept no scheme: its codes are scheme 7)
+      // (a phone bound before scheme 6 kept no scheme: generate makes its scheme-7 codes)
       var code = await P.generate(state.secret, state.token, step, state.counter, false,
-                                  state.scheme || "7");
+                                  state.scheme);
       $("qr").innerHTML = P.qrSvg(code);
       $("bar").innerHTML = P.code128Svg(code, 70);
       // grouped in fours so a cashier can type it if the scanner fails
