@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from campuscard.config import Settings
-from tests.browser.conftest import shot, sign_in
+from tests.browser.conftest import key_in, shot, sign_in
 from tests.support import PASSWORD, make_school, make_user
 from tests.support_payments import make_cardholder, make_device, make_merchant
 
@@ -25,8 +25,7 @@ async def _sign_out(page: Page) -> None:
 async def _charge(
     page: Page, keys: str, uid: str, conn: asyncpg.Connection[Any] | None = None
 ) -> None:
-    for key in keys:
-        await page.click(f"[data-key='{key}']")
+    await key_in(page, keys)
     if conn is not None:  # the customer display got the typed amount before paying
         for _ in range(50):
             if await conn.fetchval("SELECT amount FROM pos_pending_amounts") == 1250:

@@ -53,6 +53,21 @@ def _batcher(pool: _Pool, *, window: float, gather: int) -> batching.PaymentBatc
     )
 
 
+async def _one_call_ended_with_one_waiting(
+    pool: _Pool, batcher: batching.PaymentBatcher, channel: str = "other"
+) -> asyncio.Future[batching.Booked]:
+    """A call in flight ("a"), a payment waiting for it ("b"); the call ends. Returns b's answer
+    to come."""
+    pool.release.clear()
+    first = asyncio.ensure_future(batcher.book(1, _member("a"), channel))
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(batcher.book(1, _member("b"), channel))
+    await asyncio.sleep(0.01)
+    pool.release.set()
+    await first
+    return second
+
+
 async def test_payments_that_arrive_together_share_the_first_call() -> None:
     # given an idle lane
     pool = _Pool()
@@ -81,20 +96,14 @@ async def test_a_lone_payment_never_waits_for_the_window() -> None:
 
 
 async def test_under_load_the_next_call_waits_the_window_for_more() -> None:
-    # given a call in flight, and a payment waiting for it
+    # given a call that ended while one payment waited for it
     pool = _Pool()
     batcher = _batcher(pool, window=0.05, gather=16)
-    pool.release.clear()
-    first = asyncio.ensure_future(batcher.book(1, _member("a")))
-    await asyncio.sleep(0.01)
-    second = asyncio.ensure_future(batcher.book(1, _member("b")))
-    await asyncio.sleep(0.01)
-
-    # when the call ends and two more payments come during the window
+    second = await _one_call_ended_with_one_waiting(pool, batcher)
     loop = asyncio.get_running_loop()
-    pool.release.set()
-    await first
     ended = loop.time()
+
+    # when two more payments come during the window
     await asyncio.sleep(0.01)
     later = [asyncio.ensure_future(batcher.book(1, _member(c))) for c in ("c", "d")]
     await asyncio.gather(second, *later)
@@ -105,16 +114,10 @@ async def test_under_load_the_next_call_waits_the_window_for_more() -> None:
 
 
 async def test_a_full_gathering_does_not_wait_out_the_window() -> None:
-    # given a call in flight and a window far longer than the test may take
+    # given a call that ended while one payment waited, and a window far longer than the test
     pool = _Pool()
     batcher = _batcher(pool, window=30.0, gather=3)
-    pool.release.clear()
-    first = asyncio.ensure_future(batcher.book(1, _member("a")))
-    await asyncio.sleep(0.01)
-    second = asyncio.ensure_future(batcher.book(1, _member("b")))
-    await asyncio.sleep(0.01)
-    pool.release.set()
-    await first
+    second = await _one_call_ended_with_one_waiting(pool, batcher)
 
     # when enough payments for a call wait
     later = [asyncio.ensure_future(batcher.book(1, _member(c))) for c in ("c", "d")]
@@ -135,13 +138,7 @@ async def test_a_channel_gathers_no_more_than_its_admission_lets_in() -> None:
         gather=16,
         channel_gather={"tuition": 3},
     )
-    pool.release.clear()
-    first = asyncio.ensure_future(batcher.book(1, _member("a"), "tuition"))
-    await asyncio.sleep(0.01)
-    second = asyncio.ensure_future(batcher.book(1, _member("b"), "tuition"))
-    await asyncio.sleep(0.01)
-    pool.release.set()
-    await first
+    second = await _one_call_ended_with_one_waiting(pool, batcher, "tuition")
 
     # when two more of its payments wait beside the one that waited for the call
     later = [asyncio.ensure_future(batcher.book(1, _member(c), "tuition")) for c in ("c", "d")]
