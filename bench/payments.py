@@ -132,6 +132,9 @@ async def seed(
         phones = await conn.fetch(
             "SELECT id, token, salt FROM paycode_devices WHERE school_id = $1", school_id
         )
+        # as `pgbench -i` leaves its tables: vacuumed, instead of waiting for autovacuum's first
+        # pass over the seeded tables (its first nap ends about a minute in, amid the runs)
+        await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
 

@@ -74,15 +74,11 @@ class Settings(BaseSettings):
     # group commit of payments (payments/batching.py, decision 0170): at most this many
     # bookings in one database call and commit (1: every payment alone), and at most this
     # many such calls in flight per process and channel; a payment arriving while all are busy
-    # waits for the next call with the others that arrived meanwhile (a lone payment books at
-    # once). One lane: larger batches, a fifth less of PostgreSQL's CPU per payment (decision
-    # 0402). Under load (a call just ended) the next call waits up to the window for more
-    # payments unless `gather` already wait (capped by the channel's admission limit; decision
-    # 0403); 0 ms: never wait
+    # waits for the next call with the others that arrived meanwhile (no timer: a lone payment
+    # books at once). One lane: larger batches, a fifth less of PostgreSQL's CPU per payment
+    # (decision 0402)
     payment_batch_max: int = Field(default=32, ge=1, le=200)
     payment_batch_lanes: int = Field(default=1, ge=1, le=32)
-    payment_batch_window_ms: float = Field(default=2.0, ge=0, le=20)
-    payment_batch_gather: int = Field(default=16, ge=1, le=200)
 
     # per-channel admission limits of the payment API (api/admission.py, docs/channels.md):
     # JSON like {"tuition": {"concurrent": 3, "queue": 30, "wait_seconds": 2}}

@@ -124,10 +124,6 @@ class ChannelLimiter:
             details={"channel": channel, "retry_after": retry},
         )
 
-    def concurrency(self) -> dict[str, int]:
-        """Each channel's ``concurrent``: at most this many of its bookings are in a process."""
-        return {ch: state.limit.concurrent for ch, state in self._states.items()}
-
     def stats(self) -> dict[str, dict[str, int]]:
         return {
             ch: {

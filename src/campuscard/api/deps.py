@@ -49,9 +49,6 @@ def payment_batcher(app: Starlette) -> PaymentBatcher:
             lambda: app.state.pool,
             max_batch=settings.payment_batch_max,
             lanes=settings.payment_batch_lanes,
-            window=settings.payment_batch_window_ms / 1000,
-            gather=settings.payment_batch_gather,
-            channel_gather=app.state.channel_limiter.concurrency(),
         )
         app.state.payment_batcher = batcher
     return batcher

@@ -4,13 +4,11 @@ card payments and payment codes alike (decision 0310).
 
 A commit per payment costs a round trip, a transaction and a WAL flush each; at a busy
 canteen most of what PostgreSQL does per payment is that overhead, not the booking. So a
-process keeps at most ``lanes`` booking calls in flight. A payment that finds a lane free
-starts a call on the event loop's next turn, so the payments read in the same turn go with it;
-a lone payment at low load waits for nothing else. One that arrives while every lane is busy
-waits, and when a lane comes free everyone waiting (up to ``max_batch``) goes in the next
-call. Under load that next call waits ``window`` seconds more unless ``gather`` payments are
-already waiting (decision 0403): a call that ends with few waiting means payments still
-arrive one by one, and each call costs PostgreSQL about twice what a payment in it does.
+process keeps at most ``lanes`` booking calls in flight. A payment that finds a lane free and
+nobody waiting books alone at once, exactly as before (a lone payment at low load never
+waits for a window); one that arrives while every lane is busy waits, and when a lane comes
+free everyone waiting (up to ``max_batch``) goes in the next call. The busier the process,
+the larger the batches; there is no timer.
 
 Lanes and queues are kept per channel (tuition, canteen, supermarket, other): a tuition
 booking that hangs on a locked purse holds only the tuition lanes, and a canteen payment never
@@ -32,7 +30,7 @@ worker that holds it (docs/scale-out.md). A single-school node batches exactly a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,11 +160,8 @@ _Waiting = tuple[int, Member, asyncio.Future[Booked]]
 class _Channel:
     """One channel's lanes in flight and the payments waiting for one."""
 
-    gather: int  # this many waiting start the next call at once (decision 0403)
     busy: int = 0
     waiting: list[_Waiting] = field(default_factory=list)
-    timer: asyncio.Handle | None = None  # the next start, when one is scheduled
-    delayed: bool = False  # that start waits for more payments to arrive
 
     def next_batch(self, max_batch: int) -> list[_Waiting]:
         """Up to ``max_batch`` waiting payments of the first one's school, in arrival order."""
@@ -180,61 +175,33 @@ class _Channel:
 class PaymentBatcher:
     """One per process (``api.deps.payment_batcher``); see the module's docstring."""
 
-    def __init__(
-        self,
-        pool: Callable[[], PgPool],
-        *,
-        max_batch: int,
-        lanes: int,
-        window: float = 0.0,
-        gather: int = 1,
-        channel_gather: Mapping[str, int] | None = None,
-    ) -> None:
-        """``channel_gather``: a channel's own cap on ``gather``, its admission limit (no more
-        of its payments can be in this process at once, so waiting for more would be in vain)."""
-        caps = dict(channel_gather or {})
-        if max_batch < 1 or lanes < 1 or min([gather, *caps.values()]) < 1 or window < 0:
-            raise ValueError("max_batch, lanes and gather must be at least 1, window at least 0")
+    def __init__(self, pool: Callable[[], PgPool], *, max_batch: int, lanes: int) -> None:
+        if max_batch < 1 or lanes < 1:
+            raise ValueError("max_batch and lanes must be at least 1")
         self._pool = pool
         self._max_batch = max_batch
         self._lanes = lanes
-        self._window = window
-        self._gather = min(gather, max_batch)
-        self._channel_gather = {ch: min(cap, self._gather) for ch, cap in caps.items()}
         self._channels: dict[str, _Channel] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def book(self, school_id: int, member: Member, channel: str = "other") -> Booked:
         """Book one payment at a terminal of ``school_id`` in the lanes of its merchant's
         ``channel``."""
-        lanes = self._channels.get(channel) or self._channels.setdefault(
-            channel, _Channel(self._channel_gather.get(channel, self._gather))
-        )
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Booked] = loop.create_future()
+        lanes = self._channels.setdefault(channel, _Channel())
+        if lanes.busy < self._lanes and not lanes.waiting:
+            lanes.busy += 1
+            try:
+                metrics.PAYMENT_BATCH_SIZE.observe(1)
+                async with self._pool().acquire() as conn:
+                    return await book_one(conn, school_id, member)
+            finally:
+                lanes.busy -= 1
+                self._start_waiting(lanes)
+        future: asyncio.Future[Booked] = asyncio.get_running_loop().create_future()
         lanes.waiting.append((school_id, member, future))
-        if lanes.timer is None or (lanes.delayed and len(lanes.waiting) >= lanes.gather):
-            self._start_later(lanes, loop, 0.0)
         return await future
 
-    def _start_later(self, lanes: _Channel, loop: asyncio.AbstractEventLoop, delay: float) -> None:
-        """Start the waiting payments after ``delay`` seconds, or when the event loop has run
-        what is ready now: the requests read in the same turn of the loop reach the lane first
-        and share the call. A lone payment waits for nothing else (one turn of an idle loop,
-        microseconds)."""
-        if lanes.busy >= self._lanes:
-            return  # the call in flight starts them when it ends
-        if lanes.timer is not None:
-            lanes.timer.cancel()
-        lanes.delayed = delay > 0
-        if delay > 0:
-            lanes.timer = loop.call_later(delay, self._start_waiting, lanes)
-        else:
-            lanes.timer = loop.call_soon(self._start_waiting, lanes)
-
     def _start_waiting(self, lanes: _Channel) -> None:
-        lanes.timer = None
-        lanes.delayed = False
         while lanes.waiting and lanes.busy < self._lanes:
             batch = lanes.next_batch(self._max_batch)
             lanes.busy += 1
@@ -269,10 +236,7 @@ class PaymentBatcher:
                 raise
         finally:
             lanes.busy -= 1
-            if lanes.waiting:
-                # under load: let a few more arrive before the next call (decision 0403)
-                few = len(lanes.waiting) < lanes.gather
-                self._start_later(lanes, asyncio.get_running_loop(), self._window if few else 0.0)
+            self._start_waiting(lanes)
 
     @staticmethod
     async def _one_by_one(conn: Conn, batch: list[_Waiting]) -> None:
