@@ -86,6 +86,34 @@ async def seed_students(
     await conn.execute("ANALYZE")
 
 
+async def forget_empty_statistics(conn: Conn, tables: tuple[str, ...] | None = None) -> list[str]:
+    """Clear the statistics of the tables a seed's ANALYZE saw empty (or of ``tables``), as on
+    a fresh install, and return their names. ANALYZE records an empty table as empty, and the
+    planner then takes it for a page or less until the next analyze: a plan cached by a
+    booking function in the first seconds (a sequential scan is the cheapest way to read
+    nothing) stays while the table grows by thousands of rows a second, until autovacuum's
+    next pass about a minute later. A campus's tables are never analyzed empty: a fresh
+    install's have never been analyzed, and the planner then assumes ten pages until
+    autovacuum has seen rows (decisions 0391, 0412). PostgreSQL 18 and later; an older
+    external server keeps them."""
+    if int(await conn.fetchval("SHOW server_version_num")) < 180000:
+        return []
+    if tables is None:
+        tables = tuple(
+            r["relname"]
+            for r in await conn.fetch(
+                """SELECT c.relname FROM pg_class c
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = 'public' AND c.relkind = 'r'
+                      AND c.reltuples = 0 AND c.relpages = 0
+                    ORDER BY c.relname"""
+            )
+        )
+    for table in tables:
+        await conn.execute("SELECT pg_clear_relation_stats('public', $1)", table)
+    return list(tables)
+
+
 async def _open_balances(conn: Conn, school_id: int, opening_fen: int) -> None:
     """Book ``opening_fen`` into every cash purse against the opening-balances account, one
     journal transaction per 100 purses. The rows are written as the ledger triggers would

@@ -35,7 +35,13 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from bench.common import bench_school, pgbench_tps, seed_students, throwaway_database
+from bench.common import (
+    bench_school,
+    forget_empty_statistics,
+    pgbench_tps,
+    seed_students,
+    throwaway_database,
+)
 from campuscard.db.pool import Conn, connect
 from campuscard.db.tx import transaction
 from campuscard.ledger import holds
@@ -133,7 +139,7 @@ async def seed(conn: Conn, students: int) -> Campus:
         )
     ]
     await conn.execute("ANALYZE")
-    await _forget_empty_statistics(conn)
+    await forget_empty_statistics(conn, OFFLINE_TABLES)
     return Campus(school_id, tills, cards, persons, payees)
 
 
@@ -144,18 +150,6 @@ OFFLINE_TABLES = (
     "offline_card_chains",
     "offline_debts",
 )
-
-
-async def _forget_empty_statistics(conn: Conn) -> None:
-    """The seed's ANALYZE saw the offline tables empty, and the planner then takes them for
-    empty until the next one: the records' foreign-key check scanned every upload stored so
-    far, for every record (decision 0391). A campus's offline tables are never analyzed empty
-    (autovacuum analyzes a table after it changes), so their statistics are cleared, as on a
-    fresh install (PostgreSQL 18; an older external server keeps them)."""
-    if int(await conn.fetchval("SHOW server_version_num")) < 180000:
-        return
-    for table in OFFLINE_TABLES:
-        await conn.execute("SELECT pg_clear_relation_stats('public', $1)", table)
 
 
 def make_day(campus: Campus, records: int, rng: random.Random) -> dict[int, list[rules.Record]]:
