@@ -33,7 +33,7 @@ from typing import Any
 
 import uvloop
 
-from bench.common import throwaway_database
+from bench.common import forget_empty_statistics, throwaway_database
 from bench.payment_parts import _pg_cpu, medians, print_round
 from bench.payments import MASTER_KEY, STEP_SECONDS, Campus, Signer, seed
 from campuscard.app import create_app
@@ -127,6 +127,8 @@ async def run(url: str, pg_pid: int | None, campus: Campus, args: argparse.Names
     pool = await create_pool(url, min_size=4, max_size=20)
     try:
         await pool.execute("VACUUM ANALYZE")
+        async with pool.acquire() as conn:  # not planned as empty (decision 0412)
+            await forget_empty_statistics(conn)
         await pool.execute("CHECKPOINT")
         app = create_app(settings, pool)
         signer = Signer(campus, random.Random(20261207))

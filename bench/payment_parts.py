@@ -33,7 +33,7 @@ from typing import Any
 
 import psutil
 
-from bench.common import throwaway_database
+from bench.common import forget_empty_statistics, throwaway_database
 from bench.payments import MASTER_KEY, Campus, seed
 from campuscard.config import Settings
 from campuscard.db.pool import PgPool, create_pool
@@ -118,6 +118,8 @@ async def run(url: str, pg_pid: int | None, campus: Campus, args: argparse.Names
     try:
         # the seeding's clean-up now, not while payments are measured
         await pool.execute("VACUUM ANALYZE")
+        async with pool.acquire() as conn:  # not planned as empty (decision 0412)
+            await forget_empty_statistics(conn)
         await pool.execute("CHECKPOINT")
         tills = await _tills(pool, campus.school_id)
         group = batching.PaymentBatcher(lambda: pool, max_batch=32, lanes=2)
