@@ -3,7 +3,9 @@
 1. A throw-away embedded PostgreSQL (fsync on, as in production) gets the bench school:
    100,000 students with cards and 1,000 yuan each, a phone bound for payment codes for one
    in five, and 50 merchants (one big canteen with 16 tills, the others with 4 each).
-2. ``campuscard serve --workers N`` serves it, as production runs it.
+2. ``campuscard serve --workers N`` serves it and one ``campuscard worker`` runs its jobs beside
+   it, as production runs them (docs/operations.md; ``--jobs-in-web``: each web worker runs
+   them, as the demo does).
 3. Terminal requests are signed in advance (each with its own nonce and client id; half card
    payments, half scanned payment codes generated as the phones would) and wrk replays them
    from 32 connections, each exactly once (bench/replay.lua), so the load generator costs
@@ -405,6 +407,17 @@ def describe_batches(before: dict[float, float], after: dict[float, float]) -> s
 
 
 def start_server(url: str, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+    """``campuscard serve``, every web worker running a job worker too (the default)."""
+    return start_servers(url, port, workers, log, jobs_apart=False)[0]
+
+
+def start_servers(
+    url: str, port: int, workers: int, log: Path, *, jobs_apart: bool = True
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes] | None]:
+    """``campuscard serve`` and, laid out as production runs them (docs/operations.md), one
+    ``campuscard worker`` beside it for the jobs, the web processes serving only requests; with
+    ``jobs_apart`` false, every web worker runs a job worker too (the default of a single small
+    school and the demo)."""
     env = {
         **os.environ,
         "CAMPUSCARD_DATABASE_URL": url,
@@ -419,6 +432,7 @@ def start_server(url: str, port: int, workers: int, log: Path) -> subprocess.Pop
         "CAMPUSCARD_WORKERS": str(workers),
         # the batch sizes of the group commit are read from /metrics after each run
         "CAMPUSCARD_METRICS_TOKEN": METRICS_TOKEN,
+        "CAMPUSCARD_RUN_WORKER": "false" if jobs_apart else "true",
     }
     campuscard = Path(sys.executable).with_name("campuscard")
     with log.open("wb") as out:
@@ -429,15 +443,30 @@ def start_server(url: str, port: int, workers: int, log: Path) -> subprocess.Pop
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    jobs = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited:\n{log.read_text()[-3000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+                # (started once serve has migrated the database)
+                if jobs_apart and jobs is None:
+                    with log.with_name("worker.log").open("wb") as out:
+                        jobs = subprocess.Popen(
+                            [str(campuscard), "worker"],
+                            env=env,
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                        )
                 # every worker answers before the clock starts
                 time.sleep(1.0)
-                return proc
+                if jobs is not None and jobs.poll() is not None:
+                    stop_server(proc)
+                    text = log.with_name("worker.log").read_text()[-3000:]
+                    raise RuntimeError(f"the job worker exited:\n{text}")
+                return proc, jobs
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
@@ -445,8 +474,8 @@ def start_server(url: str, port: int, workers: int, log: Path) -> subprocess.Pop
     raise RuntimeError(f"the server did not come up:\n{log.read_text()[-3000:]}")
 
 
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
+def stop_server(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(timeout=30)
@@ -509,6 +538,12 @@ def main() -> None:
         help="length of the cards-only and the codes-only runs (0: skip them)",
     )
     parser.add_argument(
+        "--jobs-in-web",
+        action="store_true",
+        help="every web worker runs a job worker too, instead of one `campuscard worker` beside "
+        "the server as in production (docs/operations.md)",
+    )
+    parser.add_argument(
         "--max-rate", type=int, default=4000, help="payments/s to pre-sign requests for"
     )
     parser.add_argument(
@@ -539,8 +574,11 @@ def main() -> None:
                 f"tills in {time.monotonic() - t0:.1f} s"
             )
             port = free_port()
-            server = start_server(db_url, port, args.workers, work / "server.log")
-            watch = {"server": [server.pid]}
+            server, jobs = start_servers(
+                db_url, port, args.workers, work / "server.log", jobs_apart=not args.jobs_in_web
+            )
+            # the job worker's CPU is the server's: it runs the jobs the payments make
+            watch = {"server": [server.pid] + ([jobs.pid] if jobs is not None else [])}
             if pg_pid is not None:
                 watch["postgres"] = [pg_pid]
             signer = Signer(campus, random.Random(20261123), args.code_share)
@@ -575,6 +613,7 @@ def main() -> None:
                     print(describe_batches(sizes, batch_sizes(base)), flush=True)
             finally:
                 stop_server(server)
+                stop_server(jobs)
                 shutil.copy(work / "server.log", Path(tempfile.gettempdir()) / "bench-server.log")
             booked, balanced, total = asyncio.run(ledger_after(db_url, campus.school_id))
             tps = {c: asyncio.run(pgbench_tps(db_url, c, args.pgbench_seconds)) for c in (8, 32)}
