@@ -109,10 +109,21 @@ async def test_bind_show_code_offline_and_see_the_payment_live(
     offline_code = await root.get_attribute("data-code")
     await browser.set_offline(False)
     assert offline_code is not None
+    assert before is not None
+    shown_before = await codes.check_code(
+        conn, settings, school_id=school.id, code=before, now=time.time()
+    )
     verified = await codes.check_code(
         conn, settings, school_id=school.id, code=offline_code, now=time.time()
     )
-    assert verified.person_id == person and verified.counter == 2
+    assert verified.person_id == person
+    # the button moved to the next code of the same time step; when the step turned over in
+    # between, the page began the new step's codes instead (the test must not depend on the
+    # clock's second)
+    if verified.step == shown_before.step:
+        assert verified.counter == shown_before.counter + 1
+    else:
+        assert verified.step > shown_before.step
 
 
 async def test_a_phone_bound_before_scheme_6_keeps_making_codes_that_pay(
