@@ -39,9 +39,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -276,6 +278,7 @@ class Run:
     max_ms: float
     sample: str
     cores: dict[str, float]
+    connections: list[float] = field(default_factory=list)  # each server worker's, mean
 
     @property
     def rate(self) -> float:
@@ -286,6 +289,47 @@ class Run:
         return not (
             self.refused or self.busy or self.failed or self.exhausted or self.socket_errors
         )
+
+
+class ConnectionSampler:
+    """How many of wrk's connections each server worker holds, sampled twice a second while a
+    run lasts (edge/balance.py keeps them even)."""
+
+    def __init__(self, server_pid: int, port: int) -> None:
+        self.port = port
+        self.samples: list[list[int]] = []
+        self._stop = threading.Event()
+        self._workers = [
+            p
+            for p in psutil.Process(server_pid).children()
+            if "resource_tracker" not in " ".join(p.cmdline())
+        ]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _held(self, worker: psutil.Process) -> int:
+        try:
+            connections = worker.net_connections(kind="tcp")
+        except psutil.Error:
+            return 0
+        return sum(
+            1
+            for c in connections
+            if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == self.port
+        )
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.samples.append(sorted((self._held(w) for w in self._workers), reverse=True))
+
+    def stop(self) -> list[float]:
+        """Each worker's mean, the busiest first."""
+        self._stop.set()
+        self._thread.join()
+        samples = [s for s in self.samples if sum(s)]
+        if not samples:
+            return []
+        return [sum(column) / len(samples) for column in zip(*samples, strict=True)]
 
 
 def replay(
@@ -300,6 +344,7 @@ def replay(
 ) -> Run:
     lua = Path(__file__).with_name("replay.lua")
     before = {k: cpu_seconds(v) for k, v in watch.items()}
+    sampler = ConnectionSampler(watch["server"][0], urlsplit(url).port or 80)
     machine_before = psutil.cpu_times()
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -328,6 +373,7 @@ def replay(
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - started
+    per_worker = sampler.stop()
     machine_after = psutil.cpu_times()
     cores = {k: (cpu_seconds(v) - before[k]) / wall for k, v in watch.items()}
     cores["wrk"] = (usage.ru_utime + usage.ru_stime) / wall
@@ -355,6 +401,7 @@ def replay(
         max_ms=r["max_us"] / 1000,
         sample=r["sample"],
         cores=cores,
+        connections=per_worker,
     )
 
 
@@ -373,6 +420,8 @@ def batch_sizes(base: str) -> dict[float, float]:
             out[-1] = float(line.rsplit(" ", 1)[1])
         elif line.startswith("campuscard_payment_batch_size_count"):
             out[-2] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("campuscard_connections_rebalanced_total"):
+            out[-3] = float(line.rsplit(" ", 1)[1])  # (not a batch size: printed apart)
     return out
 
 
@@ -511,6 +560,9 @@ def describe(run: Run) -> str:
         f"          CPU in cores: {cores}\n"
         f"          CPU per payment: {per}"
     )
+    if run.connections:
+        held = ", ".join(f"{n:.1f}" for n in run.connections)
+        text += f"\n          connections per server worker (mean over the run): {held}"
     if not run.clean:
         text += (
             f"\n          NOT CLEAN: refused {run.refused}, busy {run.busy}, failed {run.failed}, "
@@ -610,7 +662,10 @@ def main() -> None:
                         watch=watch,
                     )
                     print(describe(runs[name]), flush=True)
-                    print(describe_batches(sizes, batch_sizes(base)), flush=True)
+                    after = batch_sizes(base)
+                    print(describe_batches(sizes, after), flush=True)
+                    closed = after.get(-3, 0.0) - sizes.get(-3, 0.0)
+                    print(f"          connections closed to balance the workers: {closed:,.0f}")
             finally:
                 stop_server(server)
                 stop_server(jobs)

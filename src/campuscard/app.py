@@ -58,6 +58,7 @@ from campuscard.api.routes import topups as topup_routes
 from campuscard.config import Settings, get_settings, unsafe_secrets
 from campuscard.db.pool import PgPool, create_pool_when_ready
 from campuscard.edge import errors
+from campuscard.edge.balance import worker_balance
 from campuscard.edge.https import HttpsHardening
 from campuscard.edge.limits import BodyLimitMiddleware
 from campuscard.edge.middleware import RequestContextMiddleware
@@ -299,6 +300,7 @@ def app_from_env() -> FastAPI:
     problems = unsafe_secrets(settings)
     if problems:
         raise SystemExit("refusing to serve: " + "; ".join(problems))
+    worker_balance()  # counted among the workers before its first connection
     return create_app(settings)
 
 
@@ -306,4 +308,5 @@ def demo_app_from_env() -> FastAPI:
     """Factory for ``campuscard demo``: the app with its simulators mounted under /dev/."""
     settings = get_settings()
     setup_logging(settings.log_level, as_json=settings.log_json is not False)
+    worker_balance()
     return mount_simulators(create_app(settings), settings)

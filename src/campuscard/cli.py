@@ -27,6 +27,7 @@ from campuscard.config import (
 from campuscard.db import runtime
 from campuscard.db.embedded import EmbeddedPostgres
 from campuscard.db.pool import connect
+from campuscard.edge import balance
 from campuscard.platform.errors import DomainError
 from campuscard.platform.logs import setup_logging
 
@@ -453,6 +454,18 @@ def _metrics_directory(settings: Settings) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
+def _balance_directory(settings: Settings, workers: int) -> None:
+    """Where several workers write how many connections each holds (edge/balance.py): one
+    directory per server start, emptied at the start; none for one worker."""
+    os.environ.pop(balance.ENV, None)
+    if workers < 2 or not settings.balance_connections:
+        return
+    directory = settings.data_dir.resolve() / "connections"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ[balance.ENV] = str(directory)
+
+
 def _serve(
     settings: Settings, url: str, workers: int, factory: str = "campuscard.app:app_from_env"
 ) -> None:
@@ -462,6 +475,7 @@ def _serve(
 
     os.environ["CAMPUSCARD_DATABASE_URL"] = url
     _metrics_directory(settings)
+    _balance_directory(settings, workers)
     get_settings.cache_clear()
     # uvicorn stops gracefully on SIGTERM and then raises the signal again; with the default
     # action the process would die there, before the embedded database is stopped (the

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # a slow client must send its request headers within this; idle keep-alive closes after
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     keep_alive_seconds: int = Field(default=5, ge=1)
+    # with several workers, one holding more than its share of the kept-alive connections
+    # closes some after their answer, so they reconnect to another (edge/balance.py)
+    balance_connections: bool = True
     # open live-event streams one user may hold (pages reconnect; a tab holds one); a comment
     # line this often keeps proxies from closing a quiet stream; a client that takes no data
     # for this long is dropped (api/routes/live.py)

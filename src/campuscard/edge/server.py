@@ -1,5 +1,6 @@
 """How ``campuscard serve`` runs uvicorn: a deadline for a request's headers and a cap on their
-size, so a client trickling headers (or sending megabytes of them) cannot hold connections.
+size, so a client trickling headers (or sending megabytes of them) cannot hold connections;
+and kept-alive connections kept even across the worker processes (edge/balance.py).
 
 uvicorn closes an idle kept-alive connection (``timeout_keep_alive``) but waits forever for the
 headers of a request that has begun; this protocol closes the connection when the headers have
@@ -13,6 +14,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from campuscard.config import Settings, get_settings
+from campuscard.edge.balance import worker_balance
 
 MAX_HEADER_BYTES = 64 * 1024
 
@@ -25,6 +27,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._deadline = type(self).header_timeout or get_settings().header_timeout_seconds
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
+        self._balance = worker_balance()
 
     def _arm(self) -> None:
         if self._header_timer is None:
@@ -43,10 +46,14 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
+        if self._balance is not None:
+            self._balance.tick(self.connections)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        if self._balance is not None:
+            self._balance.tick(self.connections)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -70,6 +77,15 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        # a worker holding more than its share of the server's connections closes this one
+        # after its answer (edge/balance.py)
+        if (
+            self._balance is not None
+            and self.cycle is not None
+            and not self.pipeline
+            and self._balance.should_close(self.connections)
+        ):
+            self.cycle.keep_alive = False
 
 
 def serve_options(settings: Settings) -> dict[str, Any]:

@@ -54,6 +54,11 @@ PAYMENT_BATCH_FALLBACKS = Counter(
     "campuscard_payment_batch_fallbacks",
     "Batches of payments the database refused as a whole, booked again one by one",
 )
+CONNECTIONS_REBALANCED = Counter(
+    "campuscard_connections_rebalanced",
+    "Kept-alive connections a worker closed after their answer because it held more than its "
+    "share of the server's connections (edge/balance.py)",
+)
 ADMISSION_WAITING = Gauge(
     "campuscard_admission_queue_depth",
     "Payments waiting for a slot of their channel (sampled)",
