@@ -16,7 +16,7 @@ import httpx
 import psutil
 
 from campuscard.db.embedded import free_port
-from tests.e2e.test_serve_production import CLI, REAL_SECRETS, _env
+from tests.e2e.test_serve_production import CLI, production_env
 
 CLIENTS = 12
 
@@ -80,15 +80,7 @@ def test_connections_that_landed_on_one_worker_spread_over_both(
     db_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = _env(
-        CAMPUSCARD_DATABASE_URL=db_url,
-        CAMPUSCARD_PORT=str(port),
-        CAMPUSCARD_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        CAMPUSCARD_RUN_WORKER="false",
-        CAMPUSCARD_WORKERS="2",
-        CAMPUSCARD_DATA_DIR=str(tmp_path),
-        **REAL_SECRETS,
-    )
+    env = production_env(db_url, port, CAMPUSCARD_WORKERS="2", CAMPUSCARD_DATA_DIR=str(tmp_path))
     proc = subprocess.Popen(
         [*CLI, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -26,6 +26,18 @@ def _env(**extra: str) -> dict[str, str]:
     return env | extra
 
 
+def production_env(db_url: str, port: int, **extra: str) -> dict[str, str]:
+    """`serve` on ``port`` with real secrets and no job worker in the web process."""
+    return _env(
+        CAMPUSCARD_DATABASE_URL=db_url,
+        CAMPUSCARD_PORT=str(port),
+        CAMPUSCARD_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        CAMPUSCARD_RUN_WORKER="false",
+        **REAL_SECRETS,
+        **extra,
+    )
+
+
 def test_serve_refuses_development_and_short_secrets_naming_each(db_url: str) -> None:
     # given: the repository's development defaults, except one real and one short secret
     env = _env(
@@ -48,13 +60,7 @@ def test_serve_refuses_development_and_short_secrets_naming_each(db_url: str) ->
 
 def test_serve_with_real_secrets_serves_and_mounts_no_simulator(db_url: str) -> None:
     port = free_port()
-    env = _env(
-        CAMPUSCARD_DATABASE_URL=db_url,
-        CAMPUSCARD_PORT=str(port),
-        CAMPUSCARD_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        CAMPUSCARD_RUN_WORKER="false",
-        **REAL_SECRETS,
-    )
+    env = production_env(db_url, port)
     proc = subprocess.Popen(
         [*CLI, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
