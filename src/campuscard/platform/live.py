@@ -82,7 +82,11 @@ class EventHub:
         async with self._lock:
             self._subs.add(sub)
             if self._conn is None:
-                await self._listen()
+                try:
+                    await self._listen()
+                except BaseException:
+                    self._subs.discard(sub)  # never handed out: nobody would unsubscribe it
+                    raise
         return sub
 
     async def unsubscribe(self, sub: Subscription) -> None:
@@ -114,8 +118,11 @@ class EventHub:
         try:
             await conn.add_listener(self._channel, self._on_notify)
             conn.add_termination_listener(self._on_lost)
-        except Exception:
-            await self._pool.release(conn)
+        except BaseException:
+            # also when the stream is cancelled here (a page closed while its stream starts):
+            # the connection goes back to the pool, or it is lost to the process for good
+            with anyio.CancelScope(shield=True):
+                await self._pool.release(conn)
             raise
         self._conn = conn
 
