@@ -405,9 +405,14 @@ def replay(
     )
 
 
-def batch_sizes(base: str) -> dict[float, float]:
-    """The group commit's histogram as the server counts it so far: calls per size bucket
-    (cumulative, Prometheus style) plus "sum" (payments) and "count" (calls)."""
+# server_counters' keys besides the batch-size buckets (a bucket's key is its upper bound)
+BOOKED, CALLS, REBALANCED = -1.0, -2.0, -3.0
+
+
+def server_counters(base: str) -> dict[float, float]:
+    """What the server has counted so far (one scrape of /metrics): the group commit's
+    histogram, calls per size bucket (cumulative, Prometheus style) with BOOKED (payments) and
+    CALLS, and REBALANCED (connections closed to keep the workers even, edge/balance.py)."""
     text = httpx.get(
         f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
     ).text
@@ -417,12 +422,17 @@ def batch_sizes(base: str) -> dict[float, float]:
             le = line.split('le="', 1)[1].split('"', 1)[0]
             out[float(le)] = float(line.rsplit(" ", 1)[1])
         elif line.startswith("campuscard_payment_batch_size_sum"):
-            out[-1] = float(line.rsplit(" ", 1)[1])
+            out[BOOKED] = float(line.rsplit(" ", 1)[1])
         elif line.startswith("campuscard_payment_batch_size_count"):
-            out[-2] = float(line.rsplit(" ", 1)[1])
+            out[CALLS] = float(line.rsplit(" ", 1)[1])
         elif line.startswith("campuscard_connections_rebalanced_total"):
-            out[-3] = float(line.rsplit(" ", 1)[1])  # (not a batch size: printed apart)
+            out[REBALANCED] = float(line.rsplit(" ", 1)[1])
     return out
+
+
+def describe_rebalanced(before: dict[float, float], after: dict[float, float]) -> str:
+    closed = after.get(REBALANCED, 0.0) - before.get(REBALANCED, 0.0)
+    return f"          connections closed to balance the workers: {closed:,.0f}"
 
 
 def describe_batches(before: dict[float, float], after: dict[float, float]) -> str:
@@ -431,7 +441,7 @@ def describe_batches(before: dict[float, float], after: dict[float, float]) -> s
     if not after:
         return "          batches: none counted (no group commit in this version)"
     diff = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-    calls, booked = diff.get(-2, 0.0), diff.get(-1, 0.0)
+    calls, booked = diff.get(CALLS, 0.0), diff.get(BOOKED, 0.0)
     if not calls:
         return "          batches: none"
     edges = sorted(k for k in diff if k >= 0)
@@ -651,7 +661,7 @@ def main() -> None:
                     prefix = work / name
                     signer.code_share = share
                     signer.write(prefix, args.max_rate * seconds, args.threads, hot=to_hot)
-                    sizes = batch_sizes(base)
+                    sizes = server_counters(base)
                     runs[name] = replay(
                         name,
                         prefix,
@@ -662,10 +672,9 @@ def main() -> None:
                         watch=watch,
                     )
                     print(describe(runs[name]), flush=True)
-                    after = batch_sizes(base)
+                    after = server_counters(base)
                     print(describe_batches(sizes, after), flush=True)
-                    closed = after.get(-3, 0.0) - sizes.get(-3, 0.0)
-                    print(f"          connections closed to balance the workers: {closed:,.0f}")
+                    print(describe_rebalanced(sizes, after), flush=True)
             finally:
                 stop_server(server)
                 stop_server(jobs)
